@@ -1,0 +1,190 @@
+"""Typed experiment configs: dataclasses filled from a preset or YAML file, then `key=value` overrides.
+
+`load_config("top2k", ["optim.lr=0.02", "data.image_size=96"])` -> Config. The resolved config is
+saved (YAML) beside every output so a result can be traced to what made it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from kit.errors import KitError
+from kit.io import write_text
+
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    data_dir: str = "data/synth"          # GLDv2 layout root: train.csv, train/a/b/c/<id>.jpg, test/...
+    folds_csv: str = "folds/top2k.csv"    # written by `kit folds`: id, landmark_id, label, fold
+    image_size: int = 128
+    augment: str = "light"                # name in kit.augment.PIPELINES
+    batch_size: int = 64
+    num_workers: int = 2
+    strict: bool = False                  # missing/corrupt images: error instead of skip
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "tf_efficientnet_lite0"
+    weights: str = "packaged"             # packaged | timm | none | path to a local weights file
+    pool: str = "gem"                     # gem | avg
+    gem_p: float = 3.0
+    embedding_dim: int = 512              # FC -> BN neck; 0 = no neck
+    head: str = "linear"                  # name in kit.heads.HEADS
+    loss: str = "ce"                      # name in kit.losses.LOSSES
+    label_smoothing: float = 0.0
+    focal_gamma: float = 2.0
+    arc_scale: float = 30.0
+    arc_margin: float = 0.3
+    arc_margin_min: float = 0.05          # dynamic margins: rare classes get larger margins
+    arc_dynamic: bool = False
+    subcenters: int = 3
+    center_weight: float = 0.0            # center loss weight (Mail.ru); 0 = off
+    nonlandmark_label: int = -1           # label index of a non-landmark class (center loss skips it)
+    se_attention: bool = False
+    drop_rate: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "sgd"                # sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"              # cosine | step
+    warmup_epochs: float = 0.0
+    step_size: int = 10
+    step_gamma: float = 0.1
+    lr_backbone: float = 1.0              # multipliers of lr per part (Mail.ru)
+    lr_neck: float = 1.0
+    lr_head: float = 1.0
+    epochs: int = 10
+    accum_steps: int = 1
+    amp: bool = True                      # used on CUDA only
+    channels_last: bool = True
+    stages: str = ""                      # report 001's 3-stage fine-tuning, e.g. "head:1,last:2,all:7"
+    max_steps_per_epoch: int = 0          # 0 = full epoch; >0 caps steps (quick runs, tests)
+    grad_clip: float = 0.0
+
+
+@dataclass
+class PredictConfig:
+    tta: str = "none"                     # none | hflip | multiscale
+    scales: list[float] = field(default_factory=lambda: [0.707, 1.0, 1.414])
+    topk: int = 5
+    batch_size: int = 128
+
+
+@dataclass
+class Config:
+    name: str = "exp"
+    seed: int = 42
+    device: str = "auto"                  # auto | cpu | cuda
+    runs_dir: str = "runs"                # checkpoints, logs: runs/<name>/fold<N>/
+    submissions_dir: str = "submissions"  # predictions: submissions/<name>/
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+
+    def run_dir(self, fold: int) -> Path:
+        return Path(self.runs_dir) / self.name / f"fold{fold}"
+
+
+def _coerce(value, tp, key: str):
+    """Convert a YAML/CLI value to the field's declared type, or raise a KitError naming the key."""
+    origin = typing.get_origin(tp)
+    try:
+        if tp is bool:
+            if isinstance(value, str):
+                low = value.lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if tp in (int, float, str):
+            if tp is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return tp(value)
+        if origin is list:
+            (inner,) = typing.get_args(tp)
+            if isinstance(value, str):
+                value = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")
+            return [_coerce(v, inner, key) for v in value]
+    except (TypeError, ValueError):
+        raise KitError(f"config: {key}={value!r} is not a valid {getattr(tp, '__name__', tp)}") from None
+    return value
+
+
+def _fill(obj, values: dict, prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in (values or {}).items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise KitError(f"config: unknown key '{full}' (valid: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise KitError(f"config: '{full}' is a section, give '{full}.<key>=...'")
+            _fill(current, value, f"{full}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """['optim.lr=0.1', 'name=x'] -> {'optim': {'lr': '0.1'}, 'name': 'x'}."""
+    tree: dict = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise KitError(f"config override '{item}' is not key=value")
+        key, value = item.split("=", 1)
+        node = tree
+        *parents, last = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return tree
+
+
+def resolve_config_path(name_or_path: str | None) -> Path | None:
+    if not name_or_path:
+        return None
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    preset = PRESET_DIR / f"{name_or_path}.yaml"
+    if preset.is_file():
+        return preset
+    presets = sorted(x.stem for x in PRESET_DIR.glob("*.yaml"))
+    raise KitError(f"config '{name_or_path}': no such file or preset (presets: {', '.join(presets)})")
+
+
+def load_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults <- preset/YAML file <- key=value overrides."""
+    cfg = Config()
+    path = resolve_config_path(name_or_path)
+    if path is not None:
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise KitError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+        _fill(cfg, values)
+    _fill(cfg, parse_overrides(overrides or []))
+    return cfg
+
+
+def config_to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: Config, path: str | Path) -> Path:
+    return write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), path)

@@ -1,0 +1,92 @@
+"""The prediction file: the one format passed from train (OOF) / predict to ensemble, filter and submit.
+
+A `.npz` file (numpy only, no pickle) holding, for N image ids:
+  ids         str   [N]     image ids (GLDv2 16-hex-digit ids)
+  labels      int64 [N, k]  top-k ORIGINAL landmark ids, best first; -1 = no prediction in that slot
+  scores      f32   [N, k]  confidences for `labels` (descending per row); 0 where labels == -1
+  embeddings  f32   [N, D]  optional global descriptors (L2-normalised), for retrieval and filters
+Rows with labels[:, 0] == -1 have no prediction (an empty `landmarks` cell in a submission).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kit.errors import KitError
+from kit.io import atomic_path
+
+
+@dataclass
+class Predictions:
+    ids: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    embeddings: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.ids = np.asarray(self.ids).astype(str)
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(len(self.ids), -1)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(len(self.ids), -1)
+        if self.labels.shape != self.scores.shape:
+            raise KitError(f"predictions: labels {self.labels.shape} and scores {self.scores.shape} differ in shape")
+        if self.embeddings is not None:
+            self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
+            if len(self.embeddings) != len(self.ids):
+                raise KitError("predictions: embeddings and ids differ in length")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def top1(self) -> tuple[np.ndarray, np.ndarray]:
+        """(label, score) of the best prediction per id; label -1 = none."""
+        return self.labels[:, 0], self.scores[:, 0]
+
+    def subset(self, index) -> "Predictions":
+        emb = None if self.embeddings is None else self.embeddings[index]
+        return Predictions(self.ids[index], self.labels[index], self.scores[index], emb)
+
+    def reindex(self, ids) -> "Predictions":
+        """Rows in the order of `ids`; ids absent here get an empty prediction (never dropped)."""
+        ids = np.asarray(ids).astype(str)
+        pos = {k: i for i, k in enumerate(self.ids)}
+        idx = np.array([pos.get(k, -1) for k in ids], dtype=np.int64)
+        have = idx >= 0
+        k = self.labels.shape[1]
+        labels = np.full((len(ids), k), -1, np.int64)
+        scores = np.zeros((len(ids), k), np.float32)
+        labels[have], scores[have] = self.labels[idx[have]], self.scores[idx[have]]
+        emb = None
+        if self.embeddings is not None:
+            emb = np.zeros((len(ids), self.embeddings.shape[1]), np.float32)
+            emb[have] = self.embeddings[idx[have]]
+        return Predictions(ids, labels, scores, emb)
+
+
+def save_predictions(pred: Predictions, path: str | Path) -> Path:
+    """Write atomically as .npz (see module docstring)."""
+    path = Path(path)
+    arrays = dict(ids=pred.ids, labels=pred.labels, scores=pred.scores)
+    if pred.embeddings is not None:
+        arrays["embeddings"] = pred.embeddings
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return path
+
+
+def load_predictions(path: str | Path) -> Predictions:
+    path = Path(path)
+    if not path.is_file():
+        raise KitError(f"{path}: prediction file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("ids", "labels", "scores") if k not in z.files]
+            if missing:
+                raise KitError(f"{path}: not a kit prediction file (missing {', '.join(missing)})")
+            emb = z["embeddings"] if "embeddings" in z.files else None
+            return Predictions(z["ids"], z["labels"], z["scores"], emb)
+    except (OSError, ValueError) as e:
+        raise KitError(f"{path}: cannot read prediction file: {e}") from None
