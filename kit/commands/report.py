@@ -1,0 +1,43 @@
+"""`kit report`: one self-contained HTML page for an experiment or a whole run (curves, GAP by class
+frequency, nearest-neighbour gallery, saliency maps, ensemble comparison)."""
+from __future__ import annotations
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("report", help="write an HTML report of runs, predictions and ensembles",
+                              description=__doc__)
+    p.add_argument("--runs-dir", default="runs", help="runs/<exp>/fold<N>/ (metrics.csv, best.pt); default runs")
+    p.add_argument("--submissions", default="submissions",
+                   help="prediction files submissions/<exp>/{oof,val,test,train}_fold<N>.npz; default submissions")
+    p.add_argument("--ensembles", help="ensemble prediction files *.npz (default: ensembles/ beside --submissions)")
+    p.add_argument("--exp", help="one experiment (default: every experiment found)")
+    p.add_argument("--data-dir", help="GLDv2 data dir, for thumbnails and saliency maps")
+    p.add_argument("--solution", help="test_solution.csv (id,landmarks): truth of test ids")
+    p.add_argument("--folds", help="folds CSV (id,landmark_id,...): truth of train ids and class counts")
+    p.add_argument("--comparison", help='ensemble comparison JSON {"method": {"gap": ...}} (e.g. from kit demo)')
+    p.add_argument("--filtered", help="filtered prediction file whose verdicts the gallery shows "
+                                      "(default: newest *filter*/*delf* .npz found)")
+    p.add_argument("--gallery", type=int, default=8, help="test images in the gallery (default 8)")
+    p.add_argument("--saliency", type=int, default=3, help="saliency maps to draw, 0 = none (default 3)")
+    p.add_argument("--rare-below", type=int, default=100,
+                   help="classes with fewer training images are 'rare' (Mail.ru: 100, the default)")
+    p.add_argument("--device", default="auto", help="torch device for saliency maps: auto | cpu | cuda[:N]")
+    p.add_argument("--out", default="report/index.html", help="output HTML (default report/index.html)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from kit.report import build_report
+
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = build_report(args.out, runs_dir=args.runs_dir, submissions_dir=args.submissions, exp=args.exp,
+                       data_dir=args.data_dir, solution=args.solution, folds=args.folds,
+                       comparison=args.comparison, ensembles_dir=args.ensembles, filtered=args.filtered,
+                       gallery=args.gallery, saliency=args.saliency, rare_below=args.rare_below,
+                       device=device)
+    print(f"report written to {out}")
+    return 0

@@ -1,0 +1,41 @@
+"""`kit score SUBMISSION SOLUTION`: validate a submission and print accuracy, the offline test and GAP (last line)."""
+from __future__ import annotations
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("score", help="score a submission.csv against a solution (GAP last line)",
+                              description=__doc__)
+    p.add_argument("submission", help="submission CSV: id,landmarks ('<landmark_id> <score>' or empty)")
+    p.add_argument("solution", help="solution CSV: id,landmarks (space-separated ids, empty = non-landmark)[,Usage]")
+    p.add_argument("--sample", help="sample_submission.csv: the submission must hold exactly its ids")
+    p.add_argument("--usage", choices=["all", "public", "private"], default="all",
+                   help="with a Kaggle solution (Usage column): score only that subset (default all)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from kit.errors import KitError
+    from kit.metrics import gap_frames, match_frames, sensitivity_specificity
+    from kit.submission import read_sample_ids, read_solution, read_submission
+
+    sample = read_sample_ids(args.sample) if args.sample else None
+    sub = read_submission(args.submission, sample)
+    sol = read_solution(args.solution)
+    if args.usage != "all":
+        if "usage" not in sol.columns:
+            raise KitError(f"{args.solution}: --usage {args.usage} needs a Usage column")
+        other = sol["usage"].str.lower() != args.usage
+        sub = sub[~sub["id"].isin(sol.loc[other, "id"])]
+        sol = sol[~other]
+    m = match_frames(sub, sol)
+    landmark = m["is_landmark"].to_numpy()
+    predicted = m["label"].to_numpy() >= 0
+    sens, spec = sensitivity_specificity(predicted, landmark)
+    acc = float(m["correct"].to_numpy()[landmark].mean()) if landmark.any() else 0.0
+    print(f"submission {args.submission}: {len(sub)} rows, {int((sub['label'] >= 0).sum())} predictions")
+    print(f"solution {args.solution}: {len(m)} scored ids, {int(landmark.sum())} landmark, "
+          f"{int((~landmark).sum())} non-landmark")
+    print(f"accuracy (landmark images) {acc:.6f}")
+    print(f"sensitivity {sens:.6f}  specificity {spec:.6f}")
+    print(f"GAP {gap_frames(sub, sol):.6f}")
+    return 0

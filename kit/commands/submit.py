@@ -1,0 +1,33 @@
+"""`kit submit --competition C [--file submission.csv]`: validate against sample_submission.csv, then submit.
+
+The same as `kaggle competitions submit -c C -f FILE -m M`; code competitions: `--kernel user/slug
+--version N` submits that notebook version's output. `--dry-run` checks and prints without Kaggle.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    from kit.kaggle import COMPETITION
+
+    p = sub.add_parser("submit", help="validate a submission.csv and submit it to Kaggle")
+    p.add_argument("--competition", "-c", default=COMPETITION, help=f"competition slug (default: {COMPETITION})")
+    p.add_argument("--file", "-f", default="submission.csv",
+                   help="submission CSV (with --kernel: the notebook's output file name)")
+    p.add_argument("--message", "-m", default="", help="submission description")
+    p.add_argument("--sample", help="sample_submission.csv to check ids against (default: download it)")
+    p.add_argument("--kernel", "-k", help="code competitions: the notebook, <owner>/<slug>")
+    p.add_argument("--version", "-v", type=int, help="code competitions: the notebook version to submit")
+    p.add_argument("--dry-run", action="store_true", help="validate and print what would be sent; no Kaggle call")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kit.kaggle import submit
+
+    result = submit(args.competition, args.file, args.message, sample=args.sample, kernel=args.kernel,
+                    version=args.version, dry_run=args.dry_run)
+    if result:
+        print(f"{args.competition}: {result}")
+    return 0

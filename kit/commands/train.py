@@ -1,0 +1,40 @@
+"""`kit train --config CONFIG --fold N [key=value ...]`: train one model on one fold of a folds CSV.
+
+Writes runs/<name>/fold<N>/{last.pt,best.pt,config.yaml,metrics.csv,curves.png,tb/} and the
+out-of-fold predictions submissions/<name>/oof_fold<N>.npz. Under `torchrun --nproc_per_node K`
+the same command trains with DDP (data.batch_size stays the global batch).
+"""
+from __future__ import annotations
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a model on one fold (checkpoints, metrics, OOF predictions)",
+                              description=__doc__)
+    p.add_argument("--config", default="top2k", help="preset name (kit/configs) or YAML file (default top2k)")
+    p.add_argument("--fold", type=int, default=0, help="validation fold N: train on the other folds (default 0)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. optim.lr=0.02 data.image_size=96 model.head=arcface")
+    p.add_argument("--resume", action="store_true", help="continue from runs/<name>/fold<N>/last.pt")
+    p.add_argument("--strict", action="store_true", help="missing/corrupt images are an error, not skipped")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import logging
+
+    from kit.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if args.strict:
+        cfg.data.strict = True
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    from kit.train import train
+
+    result = train(cfg, args.fold, resume=args.resume)
+    best = result["best"]
+    print(f"best epoch {best['epoch']}: val_acc {best.get('val_acc', 0):.4f} val_gap {best['val_gap']:.4f}")
+    print(f"run dir {result['run_dir']}")
+    if "oof" in result:
+        print(f"OOF predictions {result['oof']}")
+    return 0

@@ -1,0 +1,158 @@
+"""Class subsets and stratified folds for GLDv2's train.csv -> folds CSV `id,landmark_id,label,fold`.
+
+Classes: the K most frequent (ties: landmark_id ascending) or all with >= N images (report 001:
+top-2k, each >= 183 images; top-18k, each >= 50). `label` is contiguous 0..C-1 in ascending
+landmark_id order.
+
+Folds use StratifiedKFold's allocation rule, vectorised: rows are sorted by class (classes in a
+seeded random order, rows within a class in a seeded random order) and row p of that order gets
+fold p mod F. Each class's rows are consecutive, so every class is split as evenly as possible
+(fold sizes differ by at most 1) and so are the folds overall. A class with fewer images than
+folds simply lands in fewer folds (one image per fold). sklearn's StratifiedKFold does the same
+allocation but loops over classes with a full-array mask per class, which takes minutes on
+GLDv2's 18k-class subset (bench/gap_folds.py measures it).
+
+`--holdout` is report 001's 90/6/4 split: the same class-sorted order walks a 50-slot pattern of
+45 train (fold 1), 3 val (fold 0) and 2 holdout (fold -1) slots, interleaved as evenly as
+possible, so every class with >= 50 images gets exactly 90/6/4 per 50 images and small classes
+get a window of the pattern (mostly train) while the totals stay 90/6/4.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from kit.errors import KitError
+from kit.io import read_csv
+
+HOLDOUT_SHARES = {1: 45, 0: 3, -1: 2}  # per 50 images: train / val / holdout (report 001: 90/6/4)
+
+
+def _check_landmark_ids(path, col: pd.Series) -> np.ndarray:
+    """landmark_id column -> int64 array, or KitError naming the first bad data row (1-based)."""
+    if pd.api.types.is_integer_dtype(col.dtype):
+        values = col.to_numpy(dtype=np.int64)
+        bad = values < 0
+    else:
+        num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(num) | (num != np.round(num)) | (num < 0)
+        values = np.where(bad, 0, num).astype(np.int64)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise KitError(f"{path}: row {i + 1} (line {i + 2}): landmark_id {col.iloc[i]!r} is not a non-negative integer")
+    return values
+
+
+def read_train(path) -> pd.DataFrame:
+    """train.csv -> DataFrame[id (str), landmark_id (int64)]; the url column is not read."""
+    read_csv(path, required=("id", "landmark_id"), nrows=0)
+    df = read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str}, engine="pyarrow")
+    if df["id"].isna().any():
+        i = int(np.flatnonzero(df["id"].isna().to_numpy())[0])
+        raise KitError(f"{path}: row {i + 1} (line {i + 2}): empty id")
+    return pd.DataFrame({"id": df["id"].to_numpy(dtype=object), "landmark_id": _check_landmark_ids(path, df["landmark_id"])})
+
+
+def read_clean(path) -> pd.DataFrame:
+    """GLDv2-clean CSV (landmark_id, images = space-separated ids) -> DataFrame[id, landmark_id]."""
+    df = read_csv(path, required=("landmark_id", "images"), dtype={"images": str}, keep_default_na=False)
+    lid = _check_landmark_ids(path, df["landmark_id"])
+    ids = df["images"].str.split()
+    out = pd.DataFrame({"landmark_id": lid, "id": ids}).explode("id").dropna(subset=["id"])
+    return out[["id", "landmark_id"]].reset_index(drop=True)
+
+
+def restrict_to_clean(train: pd.DataFrame, clean: pd.DataFrame, path="clean csv") -> pd.DataFrame:
+    """Keep train rows whose id is listed in the clean CSV; a listed id under another landmark is an error."""
+    kept = train[train["id"].isin(clean["id"])]
+    both = kept.merge(clean.drop_duplicates("id"), on="id", suffixes=("", "_clean"))
+    bad = both["landmark_id"].to_numpy() != both["landmark_id_clean"].to_numpy()
+    if bad.any():
+        r = both[bad].iloc[0]
+        raise KitError(f"{path}: image {r['id']} is listed under landmark {r['landmark_id_clean']}, "
+                       f"train.csv says {r['landmark_id']}")
+    return kept.reset_index(drop=True)
+
+
+def select_classes(landmark_ids: np.ndarray, top: int | None = None, min_images: int | None = None) -> np.ndarray:
+    """Kept landmark ids (ascending): the `top` most frequent (ties: landmark_id ascending) or all with >= min_images."""
+    if (top is None) == (min_images is None):
+        raise KitError("folds: give exactly one of --top K or --min-images N")
+    if top is not None and top <= 0:
+        raise KitError(f"folds: --top must be > 0 (got {top})")
+    if min_images is not None and min_images <= 0:
+        raise KitError(f"folds: --min-images must be > 0 (got {min_images})")
+    uniq, counts = np.unique(landmark_ids, return_counts=True)
+    if top is not None:
+        return np.sort(uniq[np.lexsort((uniq, -counts))[:top]])
+    return uniq[counts >= min_images]
+
+
+def _class_sorted_positions(labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
+    """Position of each row in a seeded order grouped by class (random class order, random rows within)."""
+    rng = np.random.default_rng(seed)
+    class_rank = rng.permutation(n_classes)
+    perm = rng.permutation(len(labels))
+    order = perm[np.argsort(class_rank[labels[perm]], kind="stable")]
+    pos = np.empty(len(labels), dtype=np.int64)
+    pos[order] = np.arange(len(labels))
+    return pos
+
+
+def assign_folds(labels: np.ndarray, n_folds: int, seed: int = 42) -> np.ndarray:
+    """Stratified fold 0..F-1 per row (labels: contiguous class indices). See module docstring."""
+    if n_folds < 2:
+        raise KitError(f"folds: --folds must be >= 2 (got {n_folds})")
+    labels = np.asarray(labels, dtype=np.int64)
+    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    return (_class_sorted_positions(labels, n_classes, seed) % n_folds).astype(np.int8)
+
+
+def holdout_pattern(shares: dict = HOLDOUT_SHARES) -> np.ndarray:
+    """Cycle of split codes with the given counts, interleaved by largest-deficit (like Bresenham)."""
+    total = sum(shares.values())
+    codes = list(shares)
+    done = dict.fromkeys(codes, 0)
+    out = []
+    for step in range(1, total + 1):
+        code = max(codes, key=lambda c: shares[c] * step / total - done[c])  # ties: first listed
+        done[code] += 1
+        out.append(code)
+    return np.array(out, dtype=np.int8)
+
+
+def assign_holdout(labels: np.ndarray, seed: int = 42) -> np.ndarray:
+    """Report 001's split per row: 1 = train (90%), 0 = val (6%), -1 = holdout (4%), stratified by class."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    pattern = holdout_pattern()
+    return pattern[_class_sorted_positions(labels, n_classes, seed) % len(pattern)]
+
+
+def make_folds(train: pd.DataFrame, top: int | None = None, min_images: int | None = None,
+               n_folds: int = 5, holdout: bool = False, seed: int = 42) -> pd.DataFrame:
+    """train (id, landmark_id) -> folds frame id, landmark_id, label, fold (input row order kept)."""
+    lid = train["landmark_id"].to_numpy(dtype=np.int64)
+    kept = select_classes(lid, top, min_images)
+    if len(kept) == 0:
+        raise KitError(f"folds: no class has >= {min_images} images")
+    lut = np.full(int(lid.max()) + 1, -1, dtype=np.int64)
+    lut[kept] = np.arange(len(kept))
+    label = lut[lid]
+    rows = np.flatnonzero(label >= 0)
+    label = label[rows]
+    fold = assign_holdout(label, seed) if holdout else assign_folds(label, n_folds, seed)
+    return pd.DataFrame({"id": train["id"].to_numpy()[rows], "landmark_id": lid[rows],
+                         "label": label, "fold": fold})
+
+
+def summarize(folds: pd.DataFrame, n_train_rows: int) -> str:
+    """Human summary: classes, images, images per class, rows per fold."""
+    per_class = np.bincount(folds["label"].to_numpy())
+    per_fold = folds["fold"].value_counts().sort_index()
+    fold_txt = ", ".join(f"{int(k)}: {int(v)}" for k, v in per_fold.items())
+    return "\n".join([
+        f"classes kept: {len(per_class)}  images: {len(folds)} of {n_train_rows}",
+        f"images per class: min {per_class.min()}  median {int(np.median(per_class))}  max {per_class.max()}",
+        f"rows per fold: {fold_txt}",
+    ])

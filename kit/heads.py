@@ -1,0 +1,119 @@
+"""Classification heads on the embedding: linear, ArcFace and sub-center ArcFace.
+
+Margin maths are pure functions; the heads are thin modules. A margin head applies its margin only
+when `labels` are given (training loss); without labels it returns scale * cosine (prediction).
+Dynamic margins (GLR 2020 winners): rarer classes get larger margins, m_c = a * n_c^(-1/4) + b,
+with a, b chosen so the margins span [arc_margin_min, arc_margin].
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kit.errors import KitError
+
+
+def dynamic_margins(class_counts, margin_min: float, margin_max: float) -> torch.Tensor:
+    """Per-class margins a * n^(-1/4) + b scaled into [margin_min, margin_max] (rarest -> max)."""
+    n = torch.as_tensor(class_counts, dtype=torch.float64).clamp(min=1)
+    t = n.pow(-0.25)
+    span = t.max() - t.min()
+    if span <= 0:
+        return torch.full_like(t, margin_max, dtype=torch.float32)
+    return ((t - t.min()) / span * (margin_max - margin_min) + margin_min).float()
+
+
+def cosine_logits(embeddings: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of every embedding with every weight row: [B, D] x [K, D] -> [B, K]."""
+    return F.linear(F.normalize(embeddings.float()), F.normalize(weight.float()))
+
+
+def arc_margin_logits(cosine: torch.Tensor, labels: torch.Tensor, margin, scale: float) -> torch.Tensor:
+    """ArcFace logits: s * cos(theta + m) at the label, s * cos(theta) elsewhere.
+
+    `margin` is a float or a per-class tensor [C]. Where theta + m would pass pi (cos(theta + m) no
+    longer decreasing), the usual fallback cos(theta) - m * sin(m) keeps the logit monotonic.
+    """
+    m = torch.as_tensor(margin, dtype=cosine.dtype, device=cosine.device)
+    m = m[labels] if m.ndim else m.expand(labels.shape)
+    cos_t = cosine.gather(1, labels[:, None]).squeeze(1)
+    sin_t = (1.0 - cos_t.pow(2)).clamp(min=0).sqrt()
+    phi = cos_t * torch.cos(m) - sin_t * torch.sin(m)
+    phi = torch.where(cos_t > torch.cos(math.pi - m), phi, cos_t - torch.sin(math.pi - m) * m)
+    out = cosine.scatter(1, labels[:, None], phi[:, None])
+    return out * scale
+
+
+class LinearHead(nn.Module):
+    """Plain fully connected classifier."""
+
+    def __init__(self, in_features: int, num_classes: int, **_):
+        super().__init__()
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc(embeddings)
+
+
+class ArcFaceHead(nn.Module):
+    """Additive angular margin head (Deng et al.); `subcenters` > 1 gives sub-center ArcFace
+    (k centers per class, a sample is scored by its closest center)."""
+
+    def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, margin=0.3, subcenters: int = 1):
+        super().__init__()
+        self.num_classes, self.subcenters, self.scale = num_classes, subcenters, scale
+        self.weight = nn.Parameter(torch.empty(num_classes * subcenters, in_features))
+        nn.init.xavier_uniform_(self.weight)
+        margins = torch.as_tensor(margin, dtype=torch.float32)
+        self.register_buffer("margins", margins if margins.ndim else margins.expand(num_classes).clone())
+
+    def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """[B, C] cosine to each class (max over sub-centers)."""
+        cos = cosine_logits(embeddings, self.weight)
+        if self.subcenters > 1:
+            cos = cos.view(-1, self.num_classes, self.subcenters).amax(dim=2)
+        return cos
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        with torch.autocast(embeddings.device.type, enabled=False):  # margin maths in float32
+            cos = self.cosine(embeddings)
+            if labels is None:
+                return cos * self.scale
+            return arc_margin_logits(cos, labels, self.margins, self.scale)
+
+    def extra_repr(self) -> str:
+        m = self.margins
+        return f"classes={self.num_classes}, subcenters={self.subcenters}, scale={self.scale}, margin=[{m.min():.3f}, {m.max():.3f}]"
+
+
+class SubCenterArcFaceHead(ArcFaceHead):
+    """Sub-center ArcFace (Deng et al. 2020): robust to noisy classes; k = cfg.subcenters."""
+
+    def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, margin=0.3, subcenters: int = 3):
+        super().__init__(in_features, num_classes, scale=scale, margin=margin, subcenters=subcenters)
+
+
+HEADS = {"linear": LinearHead, "arcface": ArcFaceHead, "subcenter_arcface": SubCenterArcFaceHead}
+
+
+def build_head(model_cfg, in_features: int, num_classes: int, class_counts=None) -> nn.Module:
+    """Head named by model_cfg.head with the config's scale / margin / sub-centers."""
+    name = model_cfg.head
+    if name not in HEADS:
+        raise KitError(f"model.head: unknown head '{name}' (valid: {', '.join(HEADS)})")
+    if name == "linear":
+        return LinearHead(in_features, num_classes)
+    margin = model_cfg.arc_margin
+    if model_cfg.arc_dynamic:
+        if class_counts is None:
+            raise KitError("model.arc_dynamic=true needs the class counts of the training fold")
+        if len(class_counts) != num_classes:
+            raise KitError(f"model.arc_dynamic: {len(class_counts)} class counts for {num_classes} classes")
+        margin = dynamic_margins(class_counts, model_cfg.arc_margin_min, model_cfg.arc_margin)
+    kw = dict(scale=model_cfg.arc_scale, margin=margin)
+    if name == "subcenter_arcface":
+        kw["subcenters"] = model_cfg.subcenters
+    return HEADS[name](in_features, num_classes, **kw)

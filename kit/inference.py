@@ -1,0 +1,104 @@
+"""Batched inference of a kit model: top-k original landmark ids, softmax confidences, embeddings.
+
+Used by `kit train` (out-of-fold predictions of the best checkpoint) and `kit predict`. Test-time
+augmentation is pluggable: a callable mapping an image batch to a list of views (batches); the
+views' softmax probabilities and embeddings are averaged (embeddings re-normalised).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from kit.errors import KitError
+from kit.predictions import Predictions
+
+
+def tta_none(images):
+    return [images]
+
+
+def tta_hflip(images):
+    return [images, images.flip(3)]
+
+
+def tta_multiscale(scales: Sequence[float] = (0.707, 1.0, 1.414)) -> Callable:
+    """Views resized by each scale (bilinear); pooling makes the model size-agnostic."""
+    import torch.nn.functional as F
+
+    def views(images):
+        h, w = images.shape[-2:]
+        return [images if s == 1.0 else
+                F.interpolate(images, size=(max(8, round(h * s)), max(8, round(w * s))), mode="bilinear",
+                              align_corners=False) for s in scales]
+    return views
+
+
+TTAS: dict[str, Callable] = {"none": lambda **kw: tta_none, "hflip": lambda **kw: tta_hflip,
+                             "multiscale": lambda scales=(0.707, 1.0, 1.414), **kw: tta_multiscale(scales)}
+
+
+def get_tta(tta=None, **kw) -> Callable:
+    """None / a name in TTAS (kw e.g. scales= go to its factory) / a callable -> views callable."""
+    if tta is None:
+        return tta_none
+    if callable(tta):
+        return tta
+    if tta not in TTAS:
+        raise KitError(f"unknown TTA '{tta}' (valid: {', '.join(TTAS)})")
+    return TTAS[tta](**kw)
+
+
+def topk_predictions(probs, k: int, label_map) -> tuple[np.ndarray, np.ndarray]:
+    """[B,C] probabilities -> (original landmark ids [B,k], scores [B,k]); -1/0 pad when k > C."""
+    import torch
+
+    kk = min(k, probs.shape[1])
+    scores, idx = torch.topk(probs.float(), kk, dim=1)
+    lm = np.asarray(label_map, dtype=np.int64)
+    labels = np.full((len(probs), k), -1, np.int64)
+    out_scores = np.zeros((len(probs), k), np.float32)
+    labels[:, :kk] = lm[idx.cpu().numpy()]
+    out_scores[:, :kk] = scores.cpu().numpy()
+    return labels, out_scores
+
+
+def forward_views(model, images, tta: Callable, amp: bool = False):
+    """Averaged softmax probabilities [B,C] and L2-normalised embeddings [B,D] over the TTA views."""
+    import torch
+    import torch.nn.functional as F
+
+    probs, embs = 0.0, 0.0
+    views = tta(images)
+    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=amp):
+        for v in views:
+            out = model(v)
+            probs = probs + F.softmax(out["logits"].float(), dim=1)
+            embs = embs + F.normalize(out["embeddings"].float(), dim=1)
+    return probs / len(views), F.normalize(embs, dim=1)
+
+
+def predict_loader(model, loader, label_map, topk: int = 5, device="cpu", tta=None, amp: bool = False,
+                   progress: bool = True, desc: str = "predict") -> Predictions:
+    """Run `model` over a loader of dict(image, id) batches -> Predictions (ids in loader order)."""
+    import torch
+    from tqdm import tqdm
+
+    device = torch.device(device)
+    views = get_tta(tta)
+    model.eval()
+    ids, labels, scores, embs = [], [], [], []
+    with torch.inference_mode():
+        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            if batch is None:
+                continue
+            images = batch["image"].to(device, non_blocking=True)
+            probs, emb = forward_views(model, images, views, amp=amp and device.type == "cuda")
+            lab, sc = topk_predictions(probs, topk, label_map)
+            ids += [str(i) for i in batch["id"]]
+            labels.append(lab)
+            scores.append(sc)
+            embs.append(emb.cpu().numpy())
+    if not ids:
+        return Predictions(np.array([], str), np.zeros((0, topk), np.int64), np.zeros((0, topk), np.float32))
+    return Predictions(np.array(ids), np.concatenate(labels), np.concatenate(scores), np.concatenate(embs))

@@ -1,0 +1,70 @@
+"""Pooling and attention layers: pure tensor functions wrapped by thin modules (cirtorch style)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.layers import SEModule
+from torch import nn
+
+from kit.errors import KitError
+
+
+def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> torch.Tensor:
+    """Generalised mean pooling [B, C, H, W] -> [B, C]: (mean(x^p))^(1/p); p=1 average, p->inf max.
+
+    Computed in float32: x^p overflows float16 under autocast for activations above ~40 (p=3).
+    """
+    x = x.float().clamp(min=eps).pow(p)
+    return x.mean(dim=(-2, -1)).pow(1.0 / p)
+
+
+class GeM(nn.Module):
+    """GeM pooling with a learnable exponent p (Radenovic et al., cirtorch)."""
+
+    def __init__(self, p: float = 3.0, eps: float = 1e-6, learnable: bool = True):
+        super().__init__()
+        self.p = nn.Parameter(torch.ones(1) * p, requires_grad=learnable)
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gem(x, self.p, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p.item():.4f}, eps={self.eps}"
+
+
+class AvgPool(nn.Module):
+    """Global average pooling [B, C, H, W] -> [B, C] (float32, like GeM)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float().mean(dim=(-2, -1))
+
+
+class MaxPool(nn.Module):
+    """Global max pooling [B, C, H, W] -> [B, C] (float32, like GeM)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float().amax(dim=(-2, -1))
+
+
+POOLS = {"gem": GeM, "avg": AvgPool, "max": MaxPool}
+
+
+def build_pool(name: str, gem_p: float = 3.0) -> nn.Module:
+    """Pooling layer by name (POOLS); `gem_p` is GeM's initial p."""
+    if name not in POOLS:
+        raise KitError(f"model.pool: unknown pool '{name}' (valid: {', '.join(POOLS)})")
+    return GeM(p=gem_p) if name == "gem" else POOLS[name]()
+
+
+class SEAttention(nn.Module):
+    """Squeeze-excitation attention on the feature map with attention-residual learning
+    (report 001's SE-attention, after Wang et al. 2017): y = x * (1 + gate(x)), so the block starts
+    close to identity and can only re-weight channels, never erase the pretrained features."""
+
+    def __init__(self, channels: int, rd_ratio: float = 1 / 16):
+        super().__init__()
+        self.se = SEModule(channels, rd_ratio=rd_ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.se(x)

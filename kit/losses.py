@@ -1,0 +1,101 @@
+"""Losses by name (pytorch-metric-learning style): small classes over pure functions.
+
+Every loss is called as `loss(outputs, labels) -> scalar`, `outputs` being the model's dict
+("logits", "embeddings", and "centers" when the model has center-loss centers). Center loss
+(Mail.ru report) is added to the softmax loss when model.center_weight > 0; its centers live in the
+model (so the optimizer, checkpoints and DDP treat them like any other model parameter).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kit.errors import KitError
+
+
+def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Mean of -(1 - p_y)^gamma * log p_y (Lin et al.); gamma = 0 is cross-entropy."""
+    logp = F.log_softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
+    return (-(1.0 - logp.exp()).pow(gamma) * logp).mean()
+
+
+def center_index(labels: torch.Tensor, nonlandmark_label: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mask of samples that have a center, their row in the centers matrix).
+
+    With a non-landmark class (label index `nonlandmark_label` >= 0) there is no center for it and the
+    centers matrix has C - 1 rows: classes after it shift down by one.
+    """
+    if nonlandmark_label < 0:
+        return torch.ones_like(labels, dtype=torch.bool), labels
+    keep = labels != nonlandmark_label
+    return keep, labels - (labels > nonlandmark_label).long()
+
+
+def center_loss(embeddings: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor,
+                nonlandmark_label: int = -1) -> torch.Tensor:
+    """Mail.ru's modified center loss: 1/2 * sum over landmark samples of ||x_i - c_{y_i}||^2,
+    divided by the batch size (to match a mean-reduced softmax loss)."""
+    keep, idx = center_index(labels, nonlandmark_label)
+    diff = embeddings.float()[keep] - centers.float()[idx[keep]]
+    return 0.5 * diff.pow(2).sum() / max(len(labels), 1)
+
+
+def num_centers(num_classes: int, nonlandmark_label: int = -1) -> int:
+    """Rows of the centers matrix: one per landmark class."""
+    return num_classes - 1 if 0 <= nonlandmark_label < num_classes else num_classes
+
+
+class CrossEntropyLoss(nn.Module):
+    """Softmax cross-entropy with optional label smoothing."""
+
+    def __init__(self, label_smoothing: float = 0.0, **_):
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, outputs: dict, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs["logits"].float(), labels, label_smoothing=self.label_smoothing)
+
+
+class FocalLoss(nn.Module):
+    """Focal loss; report 001 compares gamma 0.5 and 2.0 against cross-entropy."""
+
+    def __init__(self, gamma: float = 2.0, **_):
+        super().__init__()
+        self.gamma = gamma
+
+    def forward(self, outputs: dict, labels: torch.Tensor) -> torch.Tensor:
+        return focal_loss(outputs["logits"], labels, self.gamma)
+
+
+class WithCenterLoss(nn.Module):
+    """`base` loss + weight * center loss on outputs["embeddings"] and outputs["centers"]."""
+
+    def __init__(self, base: nn.Module, weight: float, nonlandmark_label: int = -1):
+        super().__init__()
+        self.base, self.weight, self.nonlandmark_label = base, weight, nonlandmark_label
+
+    def forward(self, outputs: dict, labels: torch.Tensor) -> torch.Tensor:
+        if "centers" not in outputs:
+            raise KitError("model.center_weight > 0 but the model has no centers (build it with the same config)")
+        extra = center_loss(outputs["embeddings"], labels, outputs["centers"], self.nonlandmark_label)
+        return self.base(outputs, labels) + self.weight * extra
+
+
+LOSSES = {"ce": CrossEntropyLoss, "focal": FocalLoss}
+
+
+def build_loss(model_cfg, num_classes: int, class_counts=None) -> nn.Module:
+    """Loss named by model_cfg.loss, plus center loss when model_cfg.center_weight > 0."""
+    name = model_cfg.loss
+    if name not in LOSSES:
+        raise KitError(f"model.loss: unknown loss '{name}' (valid: {', '.join(LOSSES)})")
+    if name == "focal":
+        loss = FocalLoss(gamma=model_cfg.focal_gamma)
+    else:
+        loss = CrossEntropyLoss(label_smoothing=model_cfg.label_smoothing)
+    if model_cfg.center_weight > 0:
+        if model_cfg.nonlandmark_label >= num_classes:
+            raise KitError(f"model.nonlandmark_label={model_cfg.nonlandmark_label} is not a label (0..{num_classes - 1})")
+        loss = WithCenterLoss(loss, model_cfg.center_weight, model_cfg.nonlandmark_label)
+    return loss

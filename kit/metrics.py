@@ -1,0 +1,196 @@
+"""Competition metrics: GAP exactly as Kaggle's GLR scores it, plus accuracy and the Mail.ru offline test.
+
+GAP (Global Average Precision, a.k.a. micro-AP): each test image has at most one prediction
+(label, score). All predictions are sorted by score descending (ties: id ascending, then label,
+the official convention of tensorflow/models delf `GlobalAveragePrecision`). Walking down the list,
+every prediction counts in the precision denominator, including predictions on non-landmark
+images; a correct one adds the precision at its rank. The sum is divided by M, the number of test
+images whose ground truth holds at least one landmark; an image without a prediction still counts
+in M. Ground truth may list several landmarks per image: a prediction is correct if it is any of them.
+
+`gap` is the fast path for aligned arrays (one true label per image); `gap_frames` handles submission
+and solution frames (several true landmarks). `gap_reference` is a plain-Python transcription of the
+definition, used by tests and bench/ to prove the vectorised versions equal it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from kit.errors import KitError
+
+
+def _ranked(scores: np.ndarray, id_key: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Order of predictions: score descending, ties by id ascending, then label ascending.
+
+    Sorting by score alone is cheap; only rows whose score is tied get the full (id, label) lexsort,
+    which matters because string-id sorts cost 5-10x more than a float sort.
+    """
+    neg = -scores
+    order = np.argsort(neg, kind="stable")
+    s = neg[order]
+    tie = np.zeros(len(s), dtype=bool)
+    if len(s) > 1:
+        eq = s[1:] == s[:-1]
+        tie[1:] |= eq
+        tie[:-1] |= eq
+    if tie.any():
+        pos = np.flatnonzero(tie)  # tied rows form contiguous score blocks, in score order
+        rows = order[pos]
+        order[pos] = rows[np.lexsort((labels[rows], id_key[rows], neg[rows]))]
+    return order
+
+
+def _gap_from_correct(correct: np.ndarray, order: np.ndarray, n_positives: int) -> float:
+    """Sum of precision-at-rank over correct predictions (in `order`), divided by M."""
+    if n_positives == 0:
+        return 0.0  # no landmark image in the ground truth: GAP undefined, reported as 0
+    c = correct[order]
+    hits = np.cumsum(c)
+    ranks = np.flatnonzero(c) + 1
+    return float(np.sum(hits[c] / ranks) / n_positives)
+
+
+def _check_scores(scores: np.ndarray, what: str = "scores") -> None:
+    if not np.all(np.isfinite(scores)):
+        bad = int(np.flatnonzero(~np.isfinite(scores))[0])
+        raise KitError(f"{what}: non-finite score at index {bad} ({scores[bad]})")
+
+
+def gap(pred_labels, pred_scores, true_labels, ids=None) -> float:
+    """GAP for aligned arrays, one row per test image.
+
+    pred_labels -1 = no prediction (not counted anywhere but M); true_labels -1 = non-landmark image.
+    `ids` (str or int) break score ties ascending; without them, row order breaks ties.
+    """
+    pred = np.asarray(pred_labels, dtype=np.int64).ravel()
+    score = np.asarray(pred_scores, dtype=np.float64).ravel()
+    true = np.asarray(true_labels, dtype=np.int64).ravel()
+    if not (len(pred) == len(score) == len(true)):
+        raise KitError(f"gap: arrays differ in length ({len(pred)}, {len(score)}, {len(true)})")
+    id_key = np.arange(len(pred)) if ids is None else np.asarray(ids).ravel()
+    if len(id_key) != len(pred):
+        raise KitError(f"gap: ids has {len(id_key)} rows, predictions {len(pred)}")
+    has = pred >= 0
+    p, s, t, k = pred[has], score[has], true[has], id_key[has]
+    _check_scores(s)
+    correct = (p == t) & (t >= 0)
+    return _gap_from_correct(correct, _ranked(s, k, p), int(np.sum(true >= 0)))
+
+
+def _usage_mask(sol_df: pd.DataFrame) -> np.ndarray:
+    if "usage" not in sol_df.columns:
+        return np.ones(len(sol_df), dtype=bool)
+    return sol_df["usage"].astype(str).str.lower().to_numpy() != "ignored"
+
+
+def match_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> pd.DataFrame:
+    """Align a submission (id, label, score; label -1 = empty) to a solution (id, landmarks: list[int]).
+
+    Returns one row per solution id (solution order): id, label, score, correct, is_landmark.
+    Solution rows with usage 'Ignored' (Kaggle's solution files) are dropped together with their
+    predictions, as the official scorer does. Submission ids absent from the solution are an error.
+    """
+    keep = _usage_mask(sol_df)
+    sol_ids = sol_df["id"].astype(str).to_numpy()
+    ignored = set(sol_ids[~keep])
+    sol_ids = sol_ids[keep]
+    landmarks = sol_df["landmarks"].to_numpy()[keep]
+    sub_ids = sub_df["id"].astype(str).to_numpy()
+    if ignored:
+        sub_keep = ~pd.Index(sub_ids).isin(list(ignored))
+        sub_df, sub_ids = sub_df[sub_keep], sub_ids[sub_keep]
+    index = pd.Index(sol_ids)
+    if not index.is_unique:
+        raise KitError(f"solution: duplicate id {index[index.duplicated()][0]}")
+    pos = index.get_indexer(sub_ids)
+    if (pos < 0).any():
+        raise KitError(f"submission: {int((pos < 0).sum())} id(s) not in the solution (first: {sub_ids[pos < 0][0]})")
+    if len(np.unique(pos)) != len(pos):
+        raise KitError(f"submission: duplicate id {pd.Index(sub_ids)[pd.Index(sub_ids).duplicated()][0]}")
+    n = len(sol_ids)
+    label = np.full(n, -1, dtype=np.int64)
+    score = np.zeros(n, dtype=np.float64)
+    label[pos] = sub_df["label"].to_numpy(dtype=np.int64)
+    score[pos] = sub_df["score"].to_numpy(dtype=np.float64)
+    # explode the ground truth to (row, landmark) pairs; correct = (row, label) is one of them
+    counts = np.fromiter((len(x) for x in landmarks), dtype=np.int64, count=n)
+    flat = np.fromiter((int(v) for x in landmarks for v in x), dtype=np.int64, count=int(counts.sum()))
+    rows = np.repeat(np.arange(n, dtype=np.int64), counts)
+    width = int(max(flat.max(initial=0), label.max(initial=0))) + 1
+    correct = (label >= 0) & np.isin(np.arange(n) * width + label, rows * width + flat)
+    return pd.DataFrame({"id": sol_ids, "label": label, "score": score,
+                         "correct": correct, "is_landmark": counts > 0})
+
+
+def gap_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> float:
+    """GAP of a submission frame (id, label, score) against a solution frame (id, landmarks list[int])."""
+    m = match_frames(sub_df, sol_df)
+    has = m["label"].to_numpy() >= 0
+    ids = m["id"].to_numpy()[has]
+    score = m["score"].to_numpy()[has]
+    _check_scores(score, "submission scores")
+    order = _ranked(score, ids, m["label"].to_numpy()[has])
+    return _gap_from_correct(m["correct"].to_numpy()[has], order, int(m["is_landmark"].sum()))
+
+
+def gap_reference(predictions: dict, solution: dict) -> float:
+    """Naive GAP, a line-by-line transcription of the definition (slow; for tests and bench only).
+
+    predictions: {id: (label, score)} (absent or label -1 = no prediction);
+    solution: {id: list of landmark ids} (empty = non-landmark).
+    """
+    items = [(i, lab, sc) for i, (lab, sc) in predictions.items() if lab != -1]
+    items.sort(key=lambda x: (-x[2], x[0], x[1]))
+    total = correct = 0
+    ap = 0.0
+    for i, lab, _ in items:
+        total += 1
+        if lab in solution[i]:
+            correct += 1
+            ap += correct / total
+    m = sum(1 for v in solution.values() if len(v) > 0)
+    return ap / m if m else 0.0
+
+
+def accuracy(pred_labels, true_labels) -> float:
+    """Share of rows whose top-1 label equals the true label (pass landmark images only for GLR's top-1 accuracy)."""
+    pred, true = np.asarray(pred_labels).ravel(), np.asarray(true_labels).ravel()
+    return float(np.mean(pred == true)) if len(true) else 0.0
+
+
+def topk_accuracy(topk_labels, true_labels, k: int) -> float:
+    """Share of rows whose true label is among the first k columns of topk_labels [N, >=k]."""
+    top = np.asarray(topk_labels).reshape(len(true_labels), -1)[:, :k]
+    true = np.asarray(true_labels).ravel()
+    return float(np.mean((top == true[:, None]).any(axis=1))) if len(true) else 0.0
+
+
+def sensitivity_specificity(pred_is_landmark, true_is_landmark) -> tuple[float, float]:
+    """Mail.ru offline test: sensitivity = share of landmark images kept as landmark,
+    specificity = share of non-landmark images rejected. 0.0 when a group is empty."""
+    p = np.asarray(pred_is_landmark, dtype=bool).ravel()
+    t = np.asarray(true_is_landmark, dtype=bool).ravel()
+    sens = float(np.mean(p[t])) if t.any() else 0.0
+    spec = float(np.mean(~p[~t])) if (~t).any() else 0.0
+    return sens, spec
+
+
+def gap_by_frequency(pred_labels, pred_scores, true_labels, class_counts: dict, threshold: int = 50,
+                     ids=None) -> dict:
+    """GAP on landmark test images of frequent (train count >= threshold) vs rare classes.
+
+    Each bucket is scored as its own test set of landmark images only (non-landmark images are left
+    out so the rare bucket is not swamped by them); shows whether a model ignores the long tail.
+    """
+    pred = np.asarray(pred_labels, dtype=np.int64).ravel()
+    score = np.asarray(pred_scores, dtype=np.float64).ravel()
+    true = np.asarray(true_labels, dtype=np.int64).ravel()
+    key = np.arange(len(pred)) if ids is None else np.asarray(ids).ravel()
+    counts = pd.Series(true).map(class_counts).fillna(0).to_numpy()
+    out = {}
+    for name, mask in (("frequent", (true >= 0) & (counts >= threshold)),
+                       ("rare", (true >= 0) & (counts < threshold))):
+        out[name] = gap(pred[mask], score[mask], true[mask], key[mask]) if mask.any() else 0.0
+        out[f"n_{name}"] = int(mask.sum())
+    return out

@@ -1,0 +1,197 @@
+"""Retrieval predictors over embeddings, writing the same `Predictions` as the classifiers.
+
+- `KnnPredictor` (report 002): a faiss inner-product index over L2-normalised train embeddings; each
+  query's k neighbours vote for their class with sum(max(sim, 0) ** power).
+- `CentroidPredictor` (Mail.ru report 004, section 3.4): several centroids per class from complete-
+  linkage agglomerative clustering (cosine distance threshold; clusters smaller than `min_cluster_size`
+  are dropped, the largest is kept if none is big enough); a class scores the max cosine similarity
+  to its centroids; slots below `threshold` become "no landmark" (label -1).
+
+faiss is used on GPU when `faiss.get_num_gpus() > 0`, as an IVF index above `ivf_threshold` vectors;
+if faiss cannot be imported a torch top-k (exact) takes its place.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kit.errors import KitError
+from kit.predictions import Predictions
+
+
+def l2n(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), float32 C-contiguous (what faiss wants)."""
+    x = np.asarray(x, np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.maximum(norm, 1e-12))
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        return None
+    return faiss
+
+
+class SearchIndex:
+    """Inner-product kNN over rows of `xb` (L2-normalised): faiss Flat (exact) or IVF-Flat above
+    `ivf_threshold` rows (nlist ~ sqrt(N), `nprobe` lists searched), GPU when faiss sees one."""
+
+    def __init__(self, xb: np.ndarray, ivf_threshold: int = 200_000, nlist: int | None = None,
+                 nprobe: int = 16, gpu: bool | None = None, seed: int = 0):
+        self.xb = l2n(xb)
+        n, d = self.xb.shape
+        self.faiss = _faiss()
+        self.kind = "torch"
+        if self.faiss is None:
+            return
+        faiss = self.faiss
+        if n > ivf_threshold:
+            nlist = nlist or int(np.sqrt(n))
+            self._quantizer = faiss.IndexFlatIP(d)  # kept referenced: the IVF index does not own it
+            index = faiss.IndexIVFFlat(self._quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+            rng = np.random.default_rng(seed)
+            sample = self.xb[np.sort(rng.choice(n, min(n, 64 * nlist), replace=False))]
+            index.train(sample)
+            index.nprobe = nprobe
+            self.kind = f"ivf{nlist}"
+        else:
+            index = faiss.IndexFlatIP(d)
+            self.kind = "flat"
+        use_gpu = faiss.get_num_gpus() > 0 if gpu is None else gpu
+        if use_gpu and hasattr(faiss, "StandardGpuResources"):
+            self._res = faiss.StandardGpuResources()
+            index = faiss.index_cpu_to_gpu(self._res, 0, index)
+            self.kind += "-gpu"
+        index.add(self.xb)
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.xb)
+
+    def search(self, xq: np.ndarray, k: int, batch: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+        """(similarities [Q, k], row indices [Q, k]) best first; index -1 where fewer than k exist."""
+        xq = l2n(xq)
+        k = max(1, min(k, len(self.xb)))
+        if self.faiss is not None:
+            out = [self.index.search(xq[i:i + batch], k) for i in range(0, len(xq), batch)]
+        else:
+            out = [_torch_topk(self.xb, xq[i:i + batch], k) for i in range(0, len(xq), batch)]
+        if not out:
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out]).astype(np.int64)
+
+
+def _torch_topk(xb: np.ndarray, xq: np.ndarray, k: int):
+    import torch
+
+    sims = torch.from_numpy(xq) @ torch.from_numpy(xb).T
+    s, i = sims.topk(k, dim=1)
+    return s.numpy(), i.numpy()
+
+
+def knn_vote(sims: np.ndarray, neighbour_labels: np.ndarray, topk: int, power: float = 1.0):
+    """Per query, classes ranked by the sum of max(sim, 0) ** power over its neighbours of that class.
+
+    `neighbour_labels` [Q, k] (-1 = no neighbour). Returns (labels [Q, topk], scores [Q, topk])."""
+    q = len(sims)
+    votes = np.where(neighbour_labels >= 0, np.clip(sims, 0, None) ** power, 0.0)
+    labels = np.full((q, topk), -1, np.int64)
+    scores = np.zeros((q, topk), np.float32)
+    for i in range(q):
+        ok = neighbour_labels[i] >= 0
+        uniq, inv = np.unique(neighbour_labels[i][ok], return_inverse=True)
+        total = np.bincount(inv, weights=votes[i][ok], minlength=len(uniq))
+        order = np.lexsort((uniq, -total))[:topk]  # higher vote first, ties by smaller label
+        labels[i, : len(order)], scores[i, : len(order)] = uniq[order], total[order]
+    return labels, scores
+
+
+class KnnPredictor:
+    """kNN voting over an index of labelled embeddings (report 002)."""
+
+    def __init__(self, k: int = 10, power: float = 1.0, **index_kw):
+        self.k, self.power, self.index_kw = k, power, index_kw
+
+    def fit(self, embeddings: np.ndarray, labels: np.ndarray) -> "KnnPredictor":
+        self.labels = np.asarray(labels, np.int64)
+        if len(self.labels) != len(embeddings) or len(embeddings) == 0:
+            raise KitError(f"knn: {len(embeddings)} embeddings for {len(self.labels)} labels")
+        self.index = SearchIndex(embeddings, **self.index_kw)
+        return self
+
+    def predict(self, ids, embeddings: np.ndarray, topk: int = 5) -> Predictions:
+        sims, idx = self.index.search(embeddings, self.k)
+        nl = np.where(idx >= 0, self.labels[np.maximum(idx, 0)], -1)
+        labels, scores = knn_vote(sims, nl, topk, self.power)
+        return Predictions(ids, labels, scores, l2n(embeddings))
+
+
+def class_centroids(embeddings: np.ndarray, distance_threshold: float = 0.5, min_cluster_size: int = 50,
+                    max_per_class: int = 2000, seed: int = 0) -> np.ndarray:
+    """Centroids of one class (report 004, eq. 2): complete-linkage clusters under a cosine distance
+    threshold; clusters with >= `min_cluster_size` members are valid, else only the largest is used.
+    Classes bigger than `max_per_class` are subsampled (clustering is O(n^2) memory)."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    x = l2n(embeddings)
+    if len(x) > max_per_class:
+        x = x[np.sort(np.random.default_rng(seed).choice(len(x), max_per_class, replace=False))]
+    if len(x) < 2:
+        return l2n(x)
+    assign = AgglomerativeClustering(n_clusters=None, linkage="complete", metric="cosine",
+                                     distance_threshold=distance_threshold).fit_predict(x)
+    sizes = np.bincount(assign)
+    valid = np.flatnonzero(sizes >= min_cluster_size)
+    if len(valid) == 0:
+        valid = [int(np.argmax(sizes))]
+    return l2n(np.stack([x[assign == c].mean(axis=0) for c in valid]))
+
+
+class CentroidPredictor:
+    """Nearest class centroids (several per class), max cosine similarity per class, threshold for
+    "no landmark"."""
+
+    def __init__(self, distance_threshold: float = 0.5, min_cluster_size: int = 50, threshold: float | None = None,
+                 max_per_class: int = 2000, n_jobs: int = 1, **index_kw):
+        self.distance_threshold, self.min_cluster_size = distance_threshold, min_cluster_size
+        self.threshold, self.max_per_class, self.n_jobs, self.index_kw = threshold, max_per_class, n_jobs, index_kw
+
+    def fit(self, embeddings: np.ndarray, labels: np.ndarray) -> "CentroidPredictor":
+        from joblib import Parallel, delayed
+
+        labels = np.asarray(labels, np.int64)
+        if len(labels) != len(embeddings) or len(labels) == 0:
+            raise KitError(f"centroids: {len(embeddings)} embeddings for {len(labels)} labels")
+        classes = np.unique(labels)
+        embeddings = np.asarray(embeddings, np.float32)
+        cents = Parallel(n_jobs=self.n_jobs)(
+            delayed(class_centroids)(embeddings[labels == c], self.distance_threshold, self.min_cluster_size,
+                                     self.max_per_class)
+            for c in classes)
+        self.centroids = np.concatenate(cents)
+        self.owner = np.repeat(classes, [len(c) for c in cents])
+        self.max_per_class = max(len(c) for c in cents)
+        self.index = SearchIndex(self.centroids, **self.index_kw)
+        return self
+
+    def predict(self, ids, embeddings: np.ndarray, topk: int = 5) -> Predictions:
+        # topk * (most centroids of any class) neighbours always contain the best centroid of each of
+        # the topk best classes, so the per-class max below is exact.
+        sims, idx = self.index.search(embeddings, topk * self.max_per_class)
+        q = len(sims)
+        labels = np.full((q, topk), -1, np.int64)
+        scores = np.zeros((q, topk), np.float32)
+        for i in range(q):
+            ok = idx[i] >= 0
+            owners = self.owner[idx[i][ok]]
+            _, first = np.unique(owners, return_index=True)  # neighbours are sorted: first = class max
+            first = np.sort(first)[:topk]
+            labels[i, : len(first)], scores[i, : len(first)] = owners[first], sims[i][ok][first]
+        if self.threshold is not None:  # scores are descending, so this blanks a suffix of each row
+            low = scores < self.threshold
+            labels[low], scores[low] = -1, 0.0
+        return Predictions(ids, labels, scores, l2n(embeddings))
+
+
+RETRIEVERS = {"knn": KnnPredictor, "centroids": CentroidPredictor}

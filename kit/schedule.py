@@ -1,0 +1,41 @@
+"""Learning-rate schedules as pure functions of the optimizer step.
+
+`lr_factor` multiplies each param group's base lr (torch LambdaLR calls it once per optimizer
+step), so a resumed run that restores the step count gets exactly the same learning rates.
+"""
+from __future__ import annotations
+
+import math
+
+from kit.errors import KitError
+
+SCHEDULES = ("cosine", "step")
+
+
+def cosine_factor(step: int, total_steps: int, warmup_steps: int = 0, floor: float = 0.0) -> float:
+    """Linear warmup from ~0 to 1 over `warmup_steps`, then half a cosine down to `floor`."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def step_factor(step: int, steps_per_epoch: int, step_size: int, gamma: float = 0.1,
+                warmup_steps: int = 0) -> float:
+    """x`gamma` every `step_size` epochs (report 001's step decay), after an optional linear warmup."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    epoch = step // max(1, steps_per_epoch)
+    return gamma ** (epoch // max(1, step_size))
+
+
+def lr_factor(step: int, schedule: str, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0,
+              step_size: int = 10, gamma: float = 0.1) -> float:
+    """The lr multiplier at optimizer step `step` (0-based) for a named schedule."""
+    warmup = int(round(warmup_epochs * steps_per_epoch))
+    if schedule == "cosine":
+        return cosine_factor(step, epochs * steps_per_epoch, warmup)
+    if schedule == "step":
+        return step_factor(step, steps_per_epoch, step_size, gamma, warmup)
+    raise KitError(f"optim.schedule: unknown schedule '{schedule}' (valid: {', '.join(SCHEDULES)})")

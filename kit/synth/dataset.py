@@ -1,0 +1,219 @@
+"""Assemble the synthetic GLDv2-layout data set: class sizes, ids, splits, parallel rendering, CSVs.
+
+Every image's pixels depend only on (seed, split, index), never on worker count or chunking, so a
+seed reproduces the data set byte for byte.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit.errors import KitError
+from kit.io import atomic_path, image_path, write_csv, write_json
+
+SPLIT_CODE = {"train": 1, "test": 2}
+LANDMARK_ID_RANGE = 200_000       # landmark ids are sparse ints, like GLDv2's 0..203093
+DISTRACTOR_BASE = 1_000_000       # unseen structures (non-landmarks) get ids from here
+NONLANDMARK_KINDS = {"texture": 0.15, "objects": 0.15, "face": 0.15, "indoor": 0.2, "street": 0.15, "structure": 0.2}
+NOISE_KINDS = ("texture", "objects", "face", "indoor", "street")
+PARAMS = ("classes", "images", "test_images", "size", "nonlandmark_frac", "train_noise", "zipf", "seed", "quality")
+
+
+def long_tail_counts(total: int, classes: int, exponent: float = 1.1, min_count: int = 2) -> np.ndarray:
+    """Images per class by frequency rank: min_count each plus a Zipf(exponent) share of the rest.
+
+    Sums to `total` exactly (largest-remainder rounding); rank 0 is the most frequent class.
+    """
+    if classes < 1 or total < min_count * classes:
+        raise KitError(f"synth: --images {total} is too few for {classes} classes (need >= {min_count * classes})")
+    w = np.arange(1, classes + 1, dtype=np.float64) ** -exponent
+    raw = w / w.sum() * (total - min_count * classes) + min_count
+    counts = np.floor(raw).astype(np.int64)
+    extra = total - int(counts.sum())
+    counts[np.argsort(-(raw - counts), kind="stable")[:extra]] += 1
+    return counts
+
+
+def make_ids(rng: np.random.Generator, n: int) -> list[str]:
+    """n unique 16-hex-digit ids (GLDv2 style), deterministic from rng."""
+    out: list[str] = []
+    seen: set[str] = set()
+    while len(out) < n:
+        for v in rng.integers(0, 2**63, n - len(out), dtype=np.int64):
+            s = f"{int(v):016x}"
+            if s not in seen:
+                seen.add(s)
+                out.append(s)
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def _structure(class_key: int, seed: int, size: int):
+    from kit.synth.structures import make_structure
+    return make_structure(class_key, seed, size, return_mask=True)
+
+
+def render_image(seed: int, split: str, index: int, size: int, class_key: int | None, scene: str | None) -> np.ndarray:
+    """The size x size RGB image number `index` of `split`: a view of structure `class_key` or a scene."""
+    import cv2
+
+    from kit.synth.scenes import SCENES
+    from kit.synth.views import SUPERSAMPLE, photometric, render_view
+
+    rng = np.random.default_rng([seed, SPLIT_CODE[split], index])
+    if class_key is not None:
+        structure, mask = _structure(int(class_key), seed, SUPERSAMPLE * size)
+        return render_view(structure, rng, size, mask)[0]
+    big = SCENES[scene](rng, SUPERSAMPLE * size)
+    return photometric(cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA), rng)
+
+
+def write_jpeg(path: Path, img: np.ndarray, quality: int = 90) -> None:
+    """Encode RGB uint8 as JPEG and write it atomically."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise KitError(f"{path}: JPEG encoding failed")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.tobytes())
+
+
+def _render_chunk(out_dir: str, seed: int, size: int, quality: int, jobs: list[tuple]) -> int:
+    import cv2
+
+    cv2.setNumThreads(1)
+    for split, index, image_id, class_key, scene in jobs:
+        write_jpeg(image_path(out_dir, split, image_id), render_image(seed, split, index, size, class_key, scene), quality)
+    return len(jobs)
+
+
+def _check(classes, images, test_images, size, nonlandmark_frac, train_noise, zipf, quality) -> None:
+    if classes < 1:
+        raise KitError(f"synth: --classes must be >= 1 (got {classes})")
+    if test_images < 0:
+        raise KitError(f"synth: --test-images must be >= 0 (got {test_images})")
+    if size < 32:
+        raise KitError(f"synth: --size must be >= 32 (got {size})")
+    if not 0.0 <= nonlandmark_frac <= 1.0:
+        raise KitError(f"synth: --nonlandmark-frac must be in [0, 1] (got {nonlandmark_frac})")
+    if not 0.0 <= train_noise < 1.0:
+        raise KitError(f"synth: --train-noise must be in [0, 1) (got {train_noise})")
+    if zipf < 0:
+        raise KitError(f"synth: --zipf must be >= 0 (got {zipf})")
+    if not 1 <= quality <= 100:
+        raise KitError(f"synth: JPEG quality must be in 1..100 (got {quality})")
+
+
+def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandmark_frac: float = 0.8,
+         train_noise: float = 0.05, zipf: float = 1.1, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Decide every image without drawing it: (train, test) frames with id, landmark_id, class_key, scene.
+
+    train: landmark_id of its class (class sizes long-tailed); a `train_noise` share are off-topic
+    scenes still labelled with the class (like GLDv2's noisy train set), flagged by `noise`.
+    test: landmark_id -1 for non-landmarks (scenes or unseen structures), else a new view of a class,
+    classes drawn with probability ~ sqrt(train count) so both frequent and rare classes appear.
+    """
+    rng = np.random.default_rng([seed, 0])
+    landmark_ids = np.sort(rng.choice(LANDMARK_ID_RANGE, classes, replace=False))
+    counts = np.empty(classes, np.int64)
+    counts[rng.permutation(classes)] = long_tail_counts(images, classes, zipf)
+    ids = make_ids(rng, images + test_images)
+
+    train_lm = np.repeat(landmark_ids, counts)
+    noise = np.zeros(images, bool)
+    noise[rng.choice(images, int(round(train_noise * images)), replace=False)] = True
+    train = pd.DataFrame({"id": ids[:images], "landmark_id": train_lm, "noise": noise})
+    train["class_key"] = np.where(noise, -1, train_lm)
+    train["scene"] = np.where(noise, rng.choice(NOISE_KINDS, images), "")
+    train = train.iloc[rng.permutation(images)].reset_index(drop=True)
+
+    n_nl = int(round(nonlandmark_frac * test_images))
+    p = np.sqrt(counts) / np.sqrt(counts).sum()
+    test_lm = np.concatenate([np.full(n_nl, -1), rng.choice(landmark_ids, test_images - n_nl, p=p)])
+    kinds = list(NONLANDMARK_KINDS)
+    scene = np.concatenate([rng.choice(kinds, n_nl, p=list(NONLANDMARK_KINDS.values())), np.full(test_images - n_nl, "")])
+    n_distractors = max(5, classes // 2)
+    distractor = DISTRACTOR_BASE + rng.integers(0, n_distractors, test_images)
+    class_key = np.where(test_lm >= 0, test_lm, np.where(scene == "structure", distractor, -1))
+    test = pd.DataFrame({"id": ids[images:], "landmark_id": test_lm, "class_key": class_key,
+                         "scene": np.where(scene == "structure", "", scene)})
+    test = test.iloc[rng.permutation(test_images)].reset_index(drop=True)
+    return train, test
+
+
+def _jobs(frame: pd.DataFrame, split: str) -> list[tuple]:
+    return [(split, i, r.id, None if r.class_key < 0 else int(r.class_key), r.scene or None)
+            for i, r in enumerate(frame.itertuples(index=False))]
+
+
+def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, test_images: int = 600,
+             size: int = 128, nonlandmark_frac: float = 0.8, train_noise: float = 0.05, zipf: float = 1.1,
+             seed: int = 0, workers: int | None = None, quality: int = 90, force: bool = True,
+             progress: bool = True) -> dict:
+    """Write the synthetic GLDv2-layout data set to out_dir and return a summary dict.
+
+    Files: train.csv (id,url,landmark_id), train_clean.csv (landmark_id,images: the non-noise ids,
+    like GLDv2-clean), train/a/b/c/<id>.jpg, test/a/b/c/<id>.jpg, sample_submission.csv and
+    test_solution.csv (id,landmarks; empty = non-landmark), synth.json (parameters + summary).
+    With force=False an out_dir whose synth.json holds the same parameters is reused as is.
+    Images of an earlier run with another seed are not deleted.
+    """
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    _check(classes, images, test_images, size, nonlandmark_frac, train_noise, zipf, quality)
+    out = Path(out_dir)
+    params = dict(classes=classes, images=images, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
+                  train_noise=train_noise, zipf=zipf, seed=seed, quality=quality)
+    meta = out / "synth.json"
+    if not force and meta.is_file():
+        old = json.loads(meta.read_text())
+        if old.get("params") == params and all((out / f).is_file() for f in ("train.csv", "test_solution.csv")):
+            return {**old["summary"], "reused": True}
+    t0 = time.perf_counter()
+    train, test = plan(classes, images, test_images, nonlandmark_frac, train_noise, zipf, seed)
+    jobs = _jobs(train, "train") + _jobs(test, "test")
+    workers = workers or min(os.cpu_count() or 1, 8)
+    chunk = max(8, math.ceil(len(jobs) / (workers * 8)))
+    chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
+    run = Parallel(n_jobs=workers, return_as="generator_unordered")(
+        delayed(_render_chunk)(str(out), seed, size, quality, c) for c in chunks)
+    with tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress, leave=False) as bar:
+        for n in run:
+            bar.update(n)
+
+    url = "https://synth.invalid/{}/".format
+    write_csv(pd.DataFrame({"id": train.id, "url": url("train") + train.id + ".jpg", "landmark_id": train.landmark_id}),
+              out / "train.csv")
+    clean = train[~train.noise].groupby("landmark_id").id.agg(" ".join).reset_index(name="images")
+    write_csv(clean, out / "train_clean.csv")
+    write_csv(pd.DataFrame({"id": test.id, "landmarks": ""}), out / "sample_submission.csv")
+    solution = np.where(test.landmark_id >= 0, test.landmark_id.astype(str), "")
+    write_csv(pd.DataFrame({"id": test.id, "landmarks": solution}), out / "test_solution.csv")
+
+    per_class = train.landmark_id.value_counts()
+    summary = {
+        "out_dir": str(out), "classes": classes, "train_images": images, "train_noise_images": int(train.noise.sum()),
+        "test_images": test_images, "test_landmark_images": int((test.landmark_id >= 0).sum()),
+        "test_nonlandmark_images": int((test.landmark_id < 0).sum()), "size": size, "seed": seed,
+        "per_class_max": int(per_class.max()), "per_class_median": float(per_class.median()),
+        "per_class_min": int(per_class.min()), "workers": workers, "seconds": round(time.perf_counter() - t0, 2),
+    }
+    write_json({"params": params, "summary": summary}, meta)
+    return summary
+
+
+def summary_line(s: dict) -> str:
+    """One line for the CLI: counts, long-tail shape and timing."""
+    return (f"synth: {s['classes']} classes, {s['train_images']} train images (per class max {s['per_class_max']} / "
+            f"median {s['per_class_median']:g} / min {s['per_class_min']}, {s['train_noise_images']} noisy), "
+            f"{s['test_images']} test images ({s['test_nonlandmark_images']} non-landmark) at {s['size']} px "
+            f"-> {s['out_dir']} in {s['seconds']:.1f} s" + (" (reused)" if s.get("reused") else ""))

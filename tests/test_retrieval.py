@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+
+import kit.retrieval as R
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _brute(xb, xq, k):
+    sims = _unit(xq) @ _unit(xb).T
+    idx = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(sims, idx, 1), idx
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(300, 16)).astype(np.float32), rng.normal(size=(25, 16)).astype(np.float32)
+
+
+def test_flat_index_equals_brute_force(data):
+    xb, xq = data
+    index = R.SearchIndex(xb)
+    assert index.kind == "flat"
+    sims, idx = index.search(xq, 7)
+    ref_s, ref_i = _brute(xb, xq, 7)
+    np.testing.assert_array_equal(idx, ref_i)
+    np.testing.assert_allclose(sims, ref_s, atol=1e-5)
+
+
+def test_ivf_index_probing_every_list_equals_brute_force(data):
+    xb, xq = data
+    index = R.SearchIndex(xb, ivf_threshold=100, nlist=4, nprobe=4)
+    assert index.kind == "ivf4"
+    sims, idx = index.search(xq, 5, batch=10)  # several batches
+    ref_s, ref_i = _brute(xb, xq, 5)
+    np.testing.assert_array_equal(idx, ref_i)
+    np.testing.assert_allclose(sims, ref_s, atol=1e-5)
+
+
+def test_torch_fallback_without_faiss(data, monkeypatch):
+    monkeypatch.setattr(R, "_faiss", lambda: None)
+    xb, xq = data
+    index = R.SearchIndex(xb)
+    assert index.kind == "torch"
+    sims, idx = index.search(xq, 3)
+    ref_s, ref_i = _brute(xb, xq, 3)
+    np.testing.assert_array_equal(idx, ref_i)
+    np.testing.assert_allclose(sims, ref_s, atol=1e-5)
+
+
+def test_knn_vote_hand_made():
+    sims = np.array([[0.9, 0.8, 0.5, 0.4], [0.6, -0.3, 0.2, 0.1]], np.float32)
+    nl = np.array([[7, 3, 7, -1], [5, 9, 9, 9]])
+    labels, scores = R.knn_vote(sims, nl, topk=3)
+    # row 0: class 7 = 0.9 + 0.5 = 1.4, class 3 = 0.8, the -1 neighbour does not vote
+    np.testing.assert_array_equal(labels[0], [7, 3, -1])
+    np.testing.assert_allclose(scores[0], [1.4, 0.8, 0.0], atol=1e-6)
+    # row 1: class 5 = 0.6; class 9 = 0 (negative clipped) + 0.2 + 0.1 = 0.3
+    np.testing.assert_array_equal(labels[1], [5, 9, -1])
+    np.testing.assert_allclose(scores[1], [0.6, 0.3, 0.0], atol=1e-6)
+    labels, scores = R.knn_vote(sims, nl, topk=2, power=2.0)
+    np.testing.assert_allclose(scores[0], [0.81 + 0.25, 0.64], atol=1e-6)  # 7: 1.06, 3: 0.64
+    np.testing.assert_allclose(scores[1], [0.36, 0.05], atol=1e-6)          # 9: 0.04 + 0.01
+
+
+def _clusters(rng, centers, n, noise):
+    return np.concatenate([c + noise * rng.normal(size=(n, len(c))) for c in centers]).astype(np.float32)
+
+
+def test_knn_predictor_on_clusters():
+    rng = np.random.default_rng(1)
+    centers = _unit(rng.normal(size=(4, 32)))
+    xb = _clusters(rng, centers, 20, 0.05)
+    yb = np.repeat([10, 20, 30, 40], 20)
+    xq = _clusters(rng, centers, 3, 0.05)
+    pred = R.KnnPredictor(k=5).fit(xb, yb).predict([f"q{i}" for i in range(12)], xq, topk=2)
+    np.testing.assert_array_equal(pred.labels[:, 0], np.repeat([10, 20, 30, 40], 3))
+    assert np.all(pred.scores[:, 0] > 4.5)       # 5 near-identical neighbours of sim ~1
+    np.testing.assert_array_equal(pred.labels[:, 1], -1)  # no other class among the 5 neighbours
+    np.testing.assert_allclose(np.linalg.norm(pred.embeddings, axis=1), 1, atol=1e-5)
+
+
+def test_class_centroids_finds_two_views_and_drops_small_clusters():
+    rng = np.random.default_rng(2)
+    a, b, c = np.eye(8)[0], np.eye(8)[1], np.eye(8)[2]
+    x = np.concatenate([_clusters(rng, [a], 12, 0.02), _clusters(rng, [b], 9, 0.02), _clusters(rng, [c], 2, 0.02)])
+    cents = R.class_centroids(x, distance_threshold=0.3, min_cluster_size=5)
+    assert cents.shape == (2, 8)  # the 2-member cluster is below min_cluster_size
+    nearest = np.sort(np.argmax(cents, axis=1))
+    np.testing.assert_array_equal(nearest, [0, 1])
+    assert np.all(cents.max(axis=1) > 0.99)
+    # nothing valid -> only the largest cluster (the 12 around axis 0)
+    cents = R.class_centroids(x, distance_threshold=0.3, min_cluster_size=50)
+    assert cents.shape == (1, 8) and np.argmax(cents[0]) == 0
+    # a loose threshold merges everything (max cosine distance between axes is 1) into one centroid
+    cents = R.class_centroids(x, distance_threshold=1.5, min_cluster_size=5)
+    assert cents.shape == (1, 8)
+
+
+def test_centroid_predictor_max_per_class_and_threshold():
+    e = np.eye(4, dtype=np.float32)
+    # class 1 has two views (axes 0 and 1), class 2 one (axis 2)
+    xb = np.concatenate([np.repeat(e[[0]], 3, 0), np.repeat(e[[1]], 3, 0), np.repeat(e[[2]], 3, 0)])
+    yb = np.array([1] * 6 + [2] * 3)
+    model = R.CentroidPredictor(distance_threshold=0.5, min_cluster_size=2).fit(xb, yb)
+    assert len(model.centroids) == 3 and model.max_per_class == 2
+    q = _unit(np.array([[0.1, 1.0, 0.0, 0.0], [0.0, 0.0, 0.6, 0.8], [0.3, 0.0, 0.2, 0.9]], np.float32))
+    pred = model.predict(["a", "b", "c"], q, topk=2)
+    np.testing.assert_array_equal(pred.labels, [[1, 2], [2, 1], [1, 2]])
+    np.testing.assert_allclose(pred.scores[0], [1 / np.sqrt(1.01), 0.0], atol=1e-5)
+    np.testing.assert_allclose(pred.scores[1], [0.6, 0.0], atol=1e-5)
+    np.testing.assert_allclose(pred.scores[2], np.array([0.3, 0.2]) / np.sqrt(0.94), atol=1e-5)
+    model.threshold = 0.5
+    pred = model.predict(["a", "b", "c"], q, topk=2)
+    np.testing.assert_array_equal(pred.labels, [[1, -1], [2, -1], [-1, -1]])  # "c" is no landmark
+    np.testing.assert_allclose(pred.scores[2], [0, 0])
