@@ -81,3 +81,12 @@ def build_transforms(name: str, image_size: int, train: bool, mean=None, std=Non
     steps = PIPELINES[name](int(image_size), train)
     steps += [A.Normalize(mean=tuple(mean or IMAGENET_MEAN), std=tuple(std or IMAGENET_STD)), ToTensorV2()]
     return A.Compose(steps, strict=True)
+
+
+def transforms_for(cfg, train: bool) -> A.Compose:
+    """build_transforms for a kit Config: cfg.data.augment at cfg.data.image_size, normalised with
+    the mean/std that cfg.model.backbone's pretrained weights expect (0.5/0.5 for the lite models)."""
+    from kit.backbones import backbone_mean_std
+
+    mean, std = backbone_mean_std(cfg.model.backbone)
+    return build_transforms(cfg.data.augment, cfg.data.image_size, train, mean=mean, std=std)

@@ -120,7 +120,7 @@ def _timm_from_file(name: str, path: Path, kw: dict) -> nn.Module:
     try:
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kw)
     except (RuntimeError, KeyError, ValueError, OSError) as e:
-        raise KitError(f"{path}: weights do not fit backbone '{name}' ({str(e).splitlines()[0][:200]})") from None
+        raise KitError(f"{path}: weights do not fit backbone '{name}' ({' '.join(str(e).split())[:200]}...)") from None
 
 
 def backbone_from_file(name: str, path: str | Path, kw: dict) -> nn.Module:

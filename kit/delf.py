@@ -127,13 +127,14 @@ class DelfExtractor:
             self.head.load_state_dict(state["head"])
             freeze(self.head).to(self.device)
             self.pca = state.get("pca")
+            mean, std = state.get("mean_std") or backbone_mean_std(backbone)
         else:
             self.source = {"backbone": backbone, "weights": weights}
             self.backbone = create_backbone(backbone, weights=weights)
             self.index = stage_index(self.backbone, stride)
+            mean, std = backbone_mean_std(backbone)
         self.stride = stride
         freeze(self.backbone).to(self.device)
-        mean, std = backbone_mean_std(backbone)
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
 
@@ -193,6 +194,17 @@ class DelfExtractor:
 
 
 # ------------------------------------------------------------------------------------- training
+def loader_mean_std(loader) -> tuple[list[float], list[float]] | None:
+    """Mean/std of the Normalize step in a kit.data loader's transform: extraction must normalise
+    exactly as the backbone and head were trained."""
+    import albumentations as A
+
+    for t in getattr(loader.dataset.transform, "transforms", []):
+        if isinstance(t, A.Normalize):
+            return [float(v) for v in np.ravel(t.mean)], [float(v) for v in np.ravel(t.std)]
+    return None
+
+
 def load_delf(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -278,7 +290,8 @@ def train_delf(cfg, fold: int, epochs: int = 3, lr: float = 1e-3, hidden: int = 
         log.info("delf epoch %d: loss %.4f val acc %.4f", epoch + 1, total / max(n, 1), acc)
     state = {"backbone_name": cfg.model.backbone, "backbone": backbone.state_dict(), "backbone_source": source,
              "stride": stride, "hidden": hidden, "head": head.state_dict(), "label_map": list(label_map),
-             "image_size": cfg.data.image_size, "config": config_to_dict(cfg), "history": history, "pca": None}
+             "image_size": cfg.data.image_size, "config": config_to_dict(cfg), "history": history, "pca": None,
+             "mean_std": loader_mean_std(loaders.train)}
     path = Path(out) if out else cfg.run_dir(fold) / "delf.pt"
     if pca_dim > 0:
         save_checkpoint(state, path)  # the extractor reads it back to fit the PCA

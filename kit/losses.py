@@ -95,7 +95,8 @@ def build_loss(model_cfg, num_classes: int, class_counts=None) -> nn.Module:
     else:
         loss = CrossEntropyLoss(label_smoothing=model_cfg.label_smoothing)
     if model_cfg.center_weight > 0:
-        if model_cfg.nonlandmark_label >= num_classes:
-            raise KitError(f"model.nonlandmark_label={model_cfg.nonlandmark_label} is not a label (0..{num_classes - 1})")
-        loss = WithCenterLoss(loss, model_cfg.center_weight, model_cfg.nonlandmark_label)
+        nl = model_cfg.nonlandmark_label
+        if nl >= num_classes:
+            raise KitError(f"model.nonlandmark_label={nl} is not a label (0..{num_classes - 1})")
+        loss = WithCenterLoss(loss, model_cfg.center_weight, nl)
     return loss

@@ -37,7 +37,10 @@ def _ranked(scores: np.ndarray, id_key: np.ndarray, labels: np.ndarray) -> np.nd
     if tie.any():
         pos = np.flatnonzero(tie)  # tied rows form contiguous score blocks, in score order
         rows = order[pos]
-        order[pos] = rows[np.lexsort((labels[rows], id_key[rows], neg[rows]))]
+        keys = id_key[rows]
+        if keys.dtype == object:
+            keys = keys.astype(str)  # fixed-width strings sort in C, Python objects do not
+        order[pos] = rows[np.lexsort((labels[rows], keys, neg[rows]))]
     return order
 
 
@@ -106,21 +109,21 @@ def match_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> pd.DataFrame:
     pos = index.get_indexer(sub_ids)
     if (pos < 0).any():
         raise KitError(f"submission: {int((pos < 0).sum())} id(s) not in the solution (first: {sub_ids[pos < 0][0]})")
-    if len(np.unique(pos)) != len(pos):
+    if len(pos) and np.bincount(pos, minlength=1).max() > 1:
         raise KitError(f"submission: duplicate id {pd.Index(sub_ids)[pd.Index(sub_ids).duplicated()][0]}")
     n = len(sol_ids)
     label = np.full(n, -1, dtype=np.int64)
     score = np.zeros(n, dtype=np.float64)
     label[pos] = sub_df["label"].to_numpy(dtype=np.int64)
     score[pos] = sub_df["score"].to_numpy(dtype=np.float64)
-    # explode the ground truth to (row, landmark) pairs; correct = (row, label) is one of them
-    counts = np.fromiter((len(x) for x in landmarks), dtype=np.int64, count=n)
-    flat = np.fromiter((int(v) for x in landmarks for v in x), dtype=np.int64, count=int(counts.sum()))
-    rows = np.repeat(np.arange(n, dtype=np.int64), counts)
-    width = int(max(flat.max(initial=0), label.max(initial=0))) + 1
-    correct = (label >= 0) & np.isin(np.arange(n) * width + label, rows * width + flat)
-    return pd.DataFrame({"id": sol_ids, "label": label, "score": score,
-                         "correct": correct, "is_landmark": counts > 0})
+    # explode the ground truth to (row, landmark) pairs; a row is correct if its label is one of them
+    pairs = pd.Series(landmarks, index=np.arange(n), dtype=object).explode().dropna()
+    rows = pairs.index.to_numpy(dtype=np.int64)
+    hit = label[rows] == pairs.to_numpy(dtype=np.int64)
+    correct = np.zeros(n, dtype=bool)
+    correct[rows[hit]] = True
+    return pd.DataFrame({"id": sol_ids, "label": label, "score": score, "correct": correct,
+                         "is_landmark": np.bincount(rows, minlength=n) > 0})
 
 
 def gap_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> float:

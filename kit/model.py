@@ -8,6 +8,7 @@ per-part learning rates (Mail.ru), and `set_trainable` gives report 001's stage 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from kit.backbones import create_backbone
@@ -33,7 +34,12 @@ class Neck(nn.Module):
         self.out_features = embedding_dim or in_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.fc(self.dropout(x)))
+        x = self.fc(self.dropout(x))
+        if self.training and len(x) == 1 and isinstance(self.bn, nn.BatchNorm1d):
+            # a lone sample has no batch statistics (a ragged last batch): use the running ones
+            bn = self.bn
+            return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        return self.bn(x)
 
 
 class LandmarkModel(nn.Module):
@@ -72,7 +78,8 @@ class LandmarkModel(nn.Module):
         super().train(mode)
         if mode:
             for m in self.backbone.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.weight is not None and not m.weight.requires_grad:
+                frozen = getattr(m, "weight", None) is not None and not m.weight.requires_grad
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and frozen:
                     m.eval()
         return self
 

@@ -405,9 +405,10 @@ def section_ensembles(inp: Inputs) -> str:
         return note(f"{len(files)} ensemble file(s) found but no truth to score them: pass --solution / --folds.")
     rows = []
     for p in files:
-        if not any(i in inp.truth for i in load_predictions(p).ids):
+        pred = load_predictions(p)
+        if not any(i in inp.truth for i in pred.ids):
             continue
-        all_row = score_by_bucket(load_predictions(p), inp.truth, {}, 1).iloc[0]
+        all_row = score_by_bucket(pred, inp.truth, {}, 1).iloc[0]
         rows.append({"method": p.stem, **all_row.drop(["bucket", "classes"]).to_dict()})
     if not rows:
         return note(f"{len(files)} ensemble file(s) found but none of their ids has known truth.")

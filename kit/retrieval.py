@@ -39,20 +39,19 @@ class SearchIndex:
 
     def __init__(self, xb: np.ndarray, ivf_threshold: int = 200_000, nlist: int | None = None,
                  nprobe: int = 16, gpu: bool | None = None, seed: int = 0):
-        self.xb = l2n(xb)
-        n, d = self.xb.shape
+        xb = l2n(xb)
+        self.n, d = xb.shape
         self.faiss = _faiss()
-        self.kind = "torch"
         if self.faiss is None:
+            self.xb, self.kind = xb, "torch"  # faiss holds its own copy; only the fallback keeps ours
             return
         faiss = self.faiss
-        if n > ivf_threshold:
-            nlist = nlist or int(np.sqrt(n))
+        if self.n > ivf_threshold:
+            nlist = nlist or int(np.sqrt(self.n))
             self._quantizer = faiss.IndexFlatIP(d)  # kept referenced: the IVF index does not own it
             index = faiss.IndexIVFFlat(self._quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(seed)
-            sample = self.xb[np.sort(rng.choice(n, min(n, 64 * nlist), replace=False))]
-            index.train(sample)
+            index.train(xb[np.sort(rng.choice(self.n, min(self.n, 64 * nlist), replace=False))])
             index.nprobe = nprobe
             self.kind = f"ivf{nlist}"
         else:
@@ -63,16 +62,16 @@ class SearchIndex:
             self._res = faiss.StandardGpuResources()
             index = faiss.index_cpu_to_gpu(self._res, 0, index)
             self.kind += "-gpu"
-        index.add(self.xb)
+        index.add(xb)
         self.index = index
 
     def __len__(self) -> int:
-        return len(self.xb)
+        return self.n
 
     def search(self, xq: np.ndarray, k: int, batch: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
         """(similarities [Q, k], row indices [Q, k]) best first; index -1 where fewer than k exist."""
         xq = l2n(xq)
-        k = max(1, min(k, len(self.xb)))
+        k = max(1, min(k, self.n))
         if self.faiss is not None:
             out = [self.index.search(xq[i:i + batch], k) for i in range(0, len(xq), batch)]
         else:
@@ -195,3 +194,24 @@ class CentroidPredictor:
 
 
 RETRIEVERS = {"knn": KnnPredictor, "centroids": CentroidPredictor}
+
+
+def index_labels(ids, labels_csv) -> np.ndarray:
+    """Landmark id of each index image from a CSV with id,landmark_id (folds CSV, train.csv)."""
+    from kit.io import read_csv
+
+    df = read_csv(labels_csv, required=("id", "landmark_id"), dtype={"id": str})
+    lab = df.drop_duplicates("id").set_index("id")["landmark_id"].reindex(np.asarray(ids).astype(str))
+    if lab.isna().any():
+        first = lab.index[lab.isna().to_numpy()][0]
+        raise KitError(f"{labels_csv}: {int(lab.isna().sum())} index id(s) have no landmark_id (first: {first})")
+    return lab.to_numpy(np.int64)
+
+
+def fit_retriever(name: str, index: Predictions, labels_csv, **kw):
+    """RETRIEVERS[name](**kw) fitted on a prediction file's embeddings and their true landmark ids."""
+    if name not in RETRIEVERS:
+        raise KitError(f"unknown retriever '{name}' (valid: {', '.join(RETRIEVERS)})")
+    if index.embeddings is None:
+        raise KitError("retrieval: the index prediction file has no embeddings")
+    return RETRIEVERS[name](**kw).fit(index.embeddings, index_labels(index.ids, labels_csv))

@@ -158,3 +158,24 @@ def test_fit_soft_weights_coordinate_search_when_grid_is_large():
     truth = _truth({i: 1 for i in ids})
     w = E.fit_soft_weights(models, truth, step=0.05)
     np.testing.assert_allclose(w, [0.1, 0.1, 0.1, 0.6, 0.1])
+
+
+def test_ensemble_command_mixes_npz_and_csv_and_scores(tmp_path, capsys):
+    from kit.cli import main
+
+    save_predictions(M0, tmp_path / "m0.npz")
+    (tmp_path / "m1.csv").write_text("id,landmarks\na,1 0.9\nb,5 0.8\nd,4 0.7\n")
+    sol = tmp_path / "solution.csv"
+    sol.write_text("id,landmarks\na,1\nb,2\nc,\nd,4\n")
+    out = tmp_path / "sub.csv"
+    rc = main(["ensemble", "boost", str(tmp_path / "m0.npz"), str(tmp_path / "m1.csv"), "--alpha", "1",
+               "--solution", str(sol), "--out", str(out), "--ensembles-dir", str(tmp_path / "ens")])
+    assert rc == 0
+    # boost alpha 1: a (1, 0.6+0.9=1.5) hit, b (2, 0.3) hit, c (3, 0.5) miss (non-landmark), d (4, 0.7) hit
+    # ranked a 1.5 hit 1/1, d .7 hit 2/2, c .5 miss, b .3 hit 3/4 -> (1 + 1 + 0.75) / 3 landmark images
+    assert f"GAP {2.75 / 3:.6f}  ensemble:boost" in capsys.readouterr().out
+    assert out.read_text().splitlines() == ["id,landmarks", "a,1 1.5", "b,2 0.3", "c,3 0.5", "d,4 0.7"]
+    assert load_predictions(tmp_path / "ens" / "boost.npz").ids.tolist() == ["a", "b", "c", "d"]
+    # a method's wrong arity is a one-line error
+    assert main(["ensemble", "correct", str(tmp_path / "m0.npz"), "--out", str(out)]) == 2
+    assert "needs exactly 2 inputs" in capsys.readouterr().err

@@ -117,6 +117,7 @@ def test_report_content(tmp_path):
     t1 = next(r for r in rows if TEST[0] in r)
     assert "cos 1.000" in t1.split("class='nb")[1] and "pred ok" in t1
     assert "rejected (no landmark)" in next(r for r in rows if TEST[4] in r)
+    assert "no prediction" in next(r for r in rows if TEST[5] in r)
     assert "demoted to 0.100" in next(r for r in rows if TEST[1] in r)
     assert gallery.count("data:image/png;base64,") == 6 * 6
     # saliency: no checkpoint -> a note, not a crash

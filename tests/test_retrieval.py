@@ -117,3 +117,37 @@ def test_centroid_predictor_max_per_class_and_threshold():
     pred = model.predict(["a", "b", "c"], q, topk=2)
     np.testing.assert_array_equal(pred.labels, [[1, -1], [2, -1], [-1, -1]])  # "c" is no landmark
     np.testing.assert_allclose(pred.scores[2], [0, 0])
+
+
+def test_retrieve_command_knn_and_centroids(tmp_path, capsys):
+    import pandas as pd
+
+    from kit.cli import main
+    from kit.predictions import Predictions, load_predictions, save_predictions
+
+    rng = np.random.default_rng(3)
+    centers = _unit(rng.normal(size=(3, 16)))
+    xb, xq = _clusters(rng, centers, 6, 0.05), _clusters(rng, centers, 2, 0.05)
+    ids = [f"i{j:02d}" for j in range(18)]
+    save_predictions(Predictions(ids, np.zeros((18, 1)), np.zeros((18, 1)), _unit(xb)), tmp_path / "train.npz")
+    save_predictions(Predictions(["q0", "q1", "q2", "q3", "q4", "q5"], np.zeros((6, 1)), np.zeros((6, 1)), _unit(xq)),
+                     tmp_path / "test.npz")
+    pd.DataFrame({"id": ids, "landmark_id": np.repeat([7, 8, 9], 6)}).to_csv(tmp_path / "labels.csv", index=False)
+    common = ["--index", str(tmp_path / "train.npz"), "--labels", str(tmp_path / "labels.csv"),
+              "--query", str(tmp_path / "test.npz"), "--topk", "2"]
+    assert main(["retrieve", "knn", *common, "--k", "3", "--out", str(tmp_path / "knn.npz")]) == 0
+    pred = load_predictions(tmp_path / "knn.npz")
+    np.testing.assert_array_equal(pred.labels[:, 0], [7, 7, 8, 8, 9, 9])
+    # all 3 neighbours are of the query's class: its score is the sum of the 3 best similarities
+    np.testing.assert_allclose(pred.scores[:, 0], _brute(xb, xq, 3)[0].sum(axis=1), atol=1e-5)
+    np.testing.assert_array_equal(pred.labels[:, 1], -1)
+    assert main(["retrieve", "centroids", *common, "--distance-threshold", "0.2", "--min-cluster-size", "3",
+                 "--out", str(tmp_path / "cent.npz"), "--submission", str(tmp_path / "sub.csv")]) == 0
+    pred = load_predictions(tmp_path / "cent.npz")
+    np.testing.assert_array_equal(pred.labels[:, 0], [7, 7, 8, 8, 9, 9])
+    assert np.all(pred.scores[:, 0] > 0.95) and np.all(pred.scores[:, 1] < 0.5)
+    assert (tmp_path / "sub.csv").read_text().startswith("id,landmarks\nq0,7 ")
+    # an index image without a label is a one-line error
+    pd.DataFrame({"id": ids[:-1], "landmark_id": 1}).to_csv(tmp_path / "labels.csv", index=False)
+    assert main(["retrieve", "knn", *common, "--out", str(tmp_path / "x.npz")]) == 2
+    assert "1 index id(s) have no landmark_id (first: i17)" in capsys.readouterr().err

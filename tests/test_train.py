@@ -20,8 +20,10 @@ from test_data import make_gldv2
 
 torch.set_num_threads(1)
 
-TINY = ["model.backbone=test_efficientnet", "model.weights=none", "model.embedding_dim=16", "data.image_size=32",
-        "data.batch_size=4", "data.num_workers=0", "data.augment=none", "optim.lr=0.05", "device=cpu"]
+# GroupNorm backbone, no FC-BN neck: BatchNorm running statistics after a dozen steps of batch 4 make
+# eval-mode outputs meaningless; BN itself is exercised in test_head_stage_keeps_backbone_frozen.
+TINY = ["model.backbone=test_efficientnet_gn", "model.weights=none", "model.embedding_dim=0", "data.image_size=32",
+        "data.batch_size=4", "data.num_workers=0", "data.augment=none", "optim.lr=0.01", "device=cpu"]
 
 
 def tiny_cfg(root, *extra):
@@ -51,7 +53,7 @@ def test_schedules_by_hand():
 def test_per_part_learning_rates(tmp_path):
     from kit.model import build_model
 
-    cfg = tiny_cfg(tmp_path, "optim.lr_backbone=0.1", "optim.lr_head=2", "optim.optimizer=adamw")
+    cfg = tiny_cfg(tmp_path, "optim.lr=0.05", "optim.lr_backbone=0.1", "optim.lr_head=2", "optim.optimizer=adamw")
     opt = build_optimizer(build_model(cfg.model, 3), cfg.optim)
     assert isinstance(opt, torch.optim.AdamW)
     assert {g["name"]: g["lr"] for g in opt.param_groups} == pytest.approx(
@@ -63,14 +65,15 @@ def test_per_part_learning_rates(tmp_path):
 
 def test_training_lowers_loss_and_writes_everything(tmp_path):
     make_gldv2(tmp_path, per_class=8)
-    cfg = tiny_cfg(tmp_path, "optim.epochs=4", "name=learn")
+    cfg = tiny_cfg(tmp_path, "optim.epochs=4", "name=learn", "predict.batch_size=4")  # = the val loader batch
     result = train(cfg, 0)
     run = tmp_path / "runs" / "learn" / "fold0"
     hist = state(run)["history"]
     assert [r["epoch"] for r in hist] == [1, 2, 3, 4]
     assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"]
     assert hist[-1]["val_loss"] < hist[0]["val_loss"]
-    assert result["best"]["val_gap"] == max(r["val_gap"] for r in hist) > 0.6
+    assert hist[-1]["val_acc"] > hist[0]["val_acc"]
+    assert result["best"]["val_gap"] == max(r["val_gap"] for r in hist) > 0.8
     for name in ("best.pt", "last.pt", "config.yaml", "metrics.csv", "curves.png"):
         assert (run / name).is_file(), name
     assert any((run / "tb").iterdir())
@@ -128,7 +131,8 @@ def test_head_stage_keeps_backbone_frozen(tmp_path):
     from kit.model import build_model
 
     make_gldv2(tmp_path, per_class=4)
-    cfg = tiny_cfg(tmp_path, "optim.epochs=1", "optim.stages=head:1,all:1", "name=stages")
+    cfg = tiny_cfg(tmp_path, "optim.epochs=1", "optim.stages=head:1,all:1", "name=stages",
+                   "model.backbone=test_efficientnet", "model.embedding_dim=16")
     train(cfg, 0)
     seed_everything(cfg.seed)
     init = build_model(cfg.model, 3).state_dict()
@@ -157,16 +161,20 @@ def _ddp_worker(rank, world, port, cfg):
 def test_ddp_two_processes_match_single_process(tmp_path):
     """GroupNorm backbone and no BN neck: BatchNorm statistics over half batches would differ by design."""
     make_gldv2(tmp_path, per_class=6)
-    extra = ["model.backbone=test_efficientnet_gn", "model.embedding_dim=0", "optim.epochs=2",
+    extra = ["optim.epochs=2",
              "data.augment=light", "optim.accum_steps=2", "optim.grad_clip=5"]
     train(tiny_cfg(tmp_path, *extra, "name=single"), 0)
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), tiny_cfg(tmp_path, *extra, "name=ddp")),
-                                nprocs=2, join=True)
+    # fork: the workers inherit the imported modules (spawn would re-import torch/timm in each).
+    torch.multiprocessing.start_processes(_ddp_worker, args=(2, _free_port(), tiny_cfg(tmp_path, *extra, "name=ddp")),
+                                          nprocs=2, join=True, start_method="fork")
     one, two = state(tmp_path / "runs" / "single" / "fold0"), state(tmp_path / "runs" / "ddp" / "fold0")
     diffs = [float((one["model"][k] - two["model"][k]).abs().max()) for k in one["model"]]
     assert max(diffs) < 1e-5
-    moved = [float((one["model"][k] - load_checkpoint(tmp_path / "runs" / "single" / "fold0")["model"][k]).abs().max())
-             for k in ()]  # placeholder-free: the runs must also have trained
+    from kit.model import build_model
+    cfg = tiny_cfg(tmp_path, *extra)
+    seed_everything(cfg.seed)
+    init = build_model(cfg.model, 3).state_dict()
+    assert max(float((one["model"][k] - init[k]).abs().max()) for k in init) > 1e-3  # it did train
     assert one["history"][-1]["train_loss"] == pytest.approx(two["history"][-1]["train_loss"], rel=1e-5)
     assert one["history"][-1]["val_gap"] == two["history"][-1]["val_gap"]
     assert (tmp_path / "subs" / "ddp" / "oof_fold0.npz").is_file()

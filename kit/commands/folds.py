@@ -20,8 +20,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import time
 
-    from kit.folds import make_folds, read_clean, read_train, restrict_to_clean, summarize
-    from kit.io import write_csv
+    from kit.folds import make_folds, read_clean, read_train, restrict_to_clean, summarize, write_folds
 
     t0 = time.perf_counter()
     train = read_train(args.train_csv)
@@ -31,7 +30,7 @@ def run(args) -> int:
         train = restrict_to_clean(train, read_clean(args.clean_csv), args.clean_csv)
         print(f"clean subset {args.clean_csv}: {len(train)} rows kept")
     folds = make_folds(train, args.top, args.min_images, args.folds, args.holdout, args.seed)
-    write_csv(folds, args.out)
+    write_folds(folds, args.out)
     print(summarize(folds, n_rows))
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0

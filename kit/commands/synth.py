@@ -14,6 +14,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--nonlandmark-frac", type=float, default=0.8, help="share of test images that are non-landmarks (default: 0.8)")
     p.add_argument("--train-noise", type=float, default=0.05, help="share of train images that are off-topic scenes (default: 0.05)")
     p.add_argument("--zipf", type=float, default=1.1, help="long-tail exponent of images per class (default: 1.1)")
+    p.add_argument("--family-frac", type=float, default=0.6,
+                   help="look-alike families per class: classes of a family share kind, palette and textures (default: 0.6)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed = identical files (default: 0)")
     p.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count, at most 8)")
     p.add_argument("--reuse", action="store_true", help="keep OUT as is if it was generated with the same parameters")
@@ -25,6 +27,6 @@ def run(args) -> int:
 
     summary = generate(args.out, classes=args.classes, images=args.images, test_images=args.test_images,
                        size=args.size, nonlandmark_frac=args.nonlandmark_frac, train_noise=args.train_noise,
-                       zipf=args.zipf, seed=args.seed, workers=args.workers, force=not args.reuse)
+                       zipf=args.zipf, seed=args.seed, family_frac=args.family_frac, workers=args.workers, force=not args.reuse)
     print(summary_line(summary))
     return 0

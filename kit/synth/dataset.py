@@ -23,7 +23,6 @@ LANDMARK_ID_RANGE = 200_000       # landmark ids are sparse ints, like GLDv2's 0
 DISTRACTOR_BASE = 1_000_000       # unseen structures (non-landmarks) get ids from here
 NONLANDMARK_KINDS = {"texture": 0.15, "objects": 0.15, "face": 0.15, "indoor": 0.2, "street": 0.15, "structure": 0.2}
 NOISE_KINDS = ("texture", "objects", "face", "indoor", "street")
-PARAMS = ("classes", "images", "test_images", "size", "nonlandmark_frac", "train_noise", "zipf", "seed", "quality")
 
 
 def long_tail_counts(total: int, classes: int, exponent: float = 1.1, min_count: int = 2) -> np.ndarray:
@@ -55,12 +54,13 @@ def make_ids(rng: np.random.Generator, n: int) -> list[str]:
 
 
 @functools.lru_cache(maxsize=512)
-def _structure(class_key: int, seed: int, size: int):
+def _structure(class_key: int, family: int, seed: int, size: int):
     from kit.synth.structures import make_structure
-    return make_structure(class_key, seed, size, return_mask=True)
+    return make_structure(class_key, seed, size, return_mask=True, family=family)
 
 
-def render_image(seed: int, split: str, index: int, size: int, class_key: int | None, scene: str | None) -> np.ndarray:
+def render_image(seed: int, split: str, index: int, size: int, class_key: int | None, family: int | None,
+                 scene: str | None) -> np.ndarray:
     """The size x size RGB image number `index` of `split`: a view of structure `class_key` or a scene."""
     import cv2
 
@@ -69,7 +69,7 @@ def render_image(seed: int, split: str, index: int, size: int, class_key: int | 
 
     rng = np.random.default_rng([seed, SPLIT_CODE[split], index])
     if class_key is not None:
-        structure, mask = _structure(int(class_key), seed, SUPERSAMPLE * size)
+        structure, mask = _structure(int(class_key), family, seed, SUPERSAMPLE * size)
         return render_view(structure, rng, size, mask)[0]
     big = SCENES[scene](rng, SUPERSAMPLE * size)
     return photometric(cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA), rng)
@@ -90,8 +90,9 @@ def _render_chunk(out_dir: str, seed: int, size: int, quality: int, jobs: list[t
     import cv2
 
     cv2.setNumThreads(1)
-    for split, index, image_id, class_key, scene in jobs:
-        write_jpeg(image_path(out_dir, split, image_id), render_image(seed, split, index, size, class_key, scene), quality)
+    for split, index, image_id, class_key, family, scene in jobs:
+        img = render_image(seed, split, index, size, class_key, family, scene)
+        write_jpeg(image_path(out_dir, split, image_id), img, quality)
     return len(jobs)
 
 
@@ -113,8 +114,10 @@ def _check(classes, images, test_images, size, nonlandmark_frac, train_noise, zi
 
 
 def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandmark_frac: float = 0.8,
-         train_noise: float = 0.05, zipf: float = 1.1, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Decide every image without drawing it: (train, test) frames with id, landmark_id, class_key, scene.
+         train_noise: float = 0.05, zipf: float = 1.1, seed: int = 0,
+         family_frac: float = 0.6) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Decide every image without drawing it: (train, test) frames with id, landmark_id, class_key,
+    family, scene. Structures fall into round(family_frac * classes) look-alike families.
 
     train: landmark_id of its class (class sizes long-tailed); a `train_noise` share are off-topic
     scenes still labelled with the class (like GLDv2's noisy train set), flagged by `noise`.
@@ -133,6 +136,10 @@ def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandm
     train = pd.DataFrame({"id": ids[:images], "landmark_id": train_lm, "noise": noise})
     train["class_key"] = np.where(noise, -1, train_lm)
     train["scene"] = np.where(noise, rng.choice(NOISE_KINDS, images), "")
+    frng = np.random.default_rng([seed, 3])
+    n_families = max(1, int(round(family_frac * classes)))
+    family_of = dict(zip(landmark_ids.tolist(), frng.integers(0, n_families, classes).tolist()))
+    train["family"] = np.where(noise, -1, [family_of[k] for k in train_lm])
     train = train.iloc[rng.permutation(images)].reset_index(drop=True)
 
     n_nl = int(round(nonlandmark_frac * test_images))
@@ -143,20 +150,22 @@ def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandm
     n_distractors = max(5, classes // 2)
     distractor = DISTRACTOR_BASE + rng.integers(0, n_distractors, test_images)
     class_key = np.where(test_lm >= 0, test_lm, np.where(scene == "structure", distractor, -1))
-    test = pd.DataFrame({"id": ids[images:], "landmark_id": test_lm, "class_key": class_key,
+    family = np.where(test_lm >= 0, [family_of.get(k, -1) for k in test_lm.tolist()],
+                      np.where(scene == "structure", frng.integers(0, n_families, test_images), -1))
+    test = pd.DataFrame({"id": ids[images:], "landmark_id": test_lm, "class_key": class_key, "family": family,
                          "scene": np.where(scene == "structure", "", scene)})
     test = test.iloc[rng.permutation(test_images)].reset_index(drop=True)
     return train, test
 
 
 def _jobs(frame: pd.DataFrame, split: str) -> list[tuple]:
-    return [(split, i, r.id, None if r.class_key < 0 else int(r.class_key), r.scene or None)
+    return [(split, i, r.id, None if r.class_key < 0 else int(r.class_key), int(r.family), r.scene or None)
             for i, r in enumerate(frame.itertuples(index=False))]
 
 
 def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, test_images: int = 600,
              size: int = 128, nonlandmark_frac: float = 0.8, train_noise: float = 0.05, zipf: float = 1.1,
-             seed: int = 0, workers: int | None = None, quality: int = 90, force: bool = True,
+             seed: int = 0, family_frac: float = 0.6, workers: int | None = None, quality: int = 90, force: bool = True,
              progress: bool = True) -> dict:
     """Write the synthetic GLDv2-layout data set to out_dir and return a summary dict.
 
@@ -170,16 +179,18 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
     from tqdm import tqdm
 
     _check(classes, images, test_images, size, nonlandmark_frac, train_noise, zipf, quality)
+    if not 0.0 < family_frac <= 1.0:
+        raise KitError(f"synth: --family-frac must be in (0, 1] (got {family_frac})")
     out = Path(out_dir)
     params = dict(classes=classes, images=images, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
-                  train_noise=train_noise, zipf=zipf, seed=seed, quality=quality)
+                  train_noise=train_noise, zipf=zipf, seed=seed, family_frac=family_frac, quality=quality)
     meta = out / "synth.json"
     if not force and meta.is_file():
         old = json.loads(meta.read_text())
         if old.get("params") == params and all((out / f).is_file() for f in ("train.csv", "test_solution.csv")):
             return {**old["summary"], "reused": True}
     t0 = time.perf_counter()
-    train, test = plan(classes, images, test_images, nonlandmark_frac, train_noise, zipf, seed)
+    train, test = plan(classes, images, test_images, nonlandmark_frac, train_noise, zipf, seed, family_frac)
     jobs = _jobs(train, "train") + _jobs(test, "test")
     workers = workers or min(os.cpu_count() or 1, 8)
     chunk = max(8, math.ceil(len(jobs) / (workers * 8)))

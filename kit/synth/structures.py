@@ -143,7 +143,9 @@ def _window_grid(img, rng, x0: int, y0: int, x1: int, y1: int, rows: int, cols: 
                 continue
             w, h = max(2, int(cw * fw)), max(2, int(ch * fh))
             x, y = int(x0 + c * cw + (cw - w) / 2), int(y0 + r * ch + (ch - h) / 2)
-            _window(img, x, y, w, h, style, pal["glass"], pal["detail"], t, mullion)
+            # curtains, shutters and lit rooms differ window to window: breaks the repetition
+            glass = shade(pal["glass"], rng.uniform(0.5, 1.8)) if rng.random() < 0.4 else pal["glass"]
+            _window(img, x, y, w, h, style, glass, pal["detail"], t, mullion)
 
 
 def _facade(img, mask, rng, S, pal, tex, tex2):
@@ -193,7 +195,7 @@ def _facade(img, mask, rng, S, pal, tex, tex2):
 
 
 def _tower(img, mask, rng, S, pal, tex, tex2):
-    wb = int(S * rng.uniform(0.2, 0.36))
+    wb = int(S * rng.uniform(0.25, 0.4))
     wt = int(wb * rng.uniform(0.6, 1.0))
     y1, h = int(S * 0.97), int(S * rng.uniform(0.55, 0.75))
     y0 = y1 - h
@@ -262,7 +264,7 @@ def _arch(img, mask, rng, S, pal, tex, tex2):
 
 
 def _statue(img, mask, rng, S, pal, tex, tex2):
-    pw, ph = int(S * rng.uniform(0.3, 0.5)), int(S * rng.uniform(0.15, 0.28))
+    pw, ph = int(S * rng.uniform(0.35, 0.55)), int(S * rng.uniform(0.15, 0.25))
     y1 = int(S * 0.97)
     py = y1 - ph
     _paint(img, mask, tex, lambda m: cv2.rectangle(m, (S // 2 - pw // 2, py), (S // 2 + pw // 2, y1), 255, -1))
@@ -273,7 +275,7 @@ def _statue(img, mask, rng, S, pal, tex, tex2):
     for k in range(3):
         y = py + ph // 4 + 3 + k * max(2, ph // 14)
         cv2.line(img, (S // 2 - pw // 5, y), (S // 2 + int(pw / 5 * rng.uniform(0.2, 1)), y), pal["dark"], 1)
-    hf = int(S * rng.uniform(0.4, 0.58))
+    hf = int(S * rng.uniform(0.5, 0.66))
     top = py - hf
     cx = S // 2 + int(rng.integers(-S // 30, S // 30 + 1))
     limb = max(3, S // 30)
@@ -395,9 +397,9 @@ def _decals(img, mask, rng, S, pal) -> None:
     ys, xs = np.nonzero(mask)
     if len(ys) == 0:
         return
-    for _ in range(int(rng.integers(6, 16))):
+    for _ in range(int(rng.integers(12, 28))):
         i = int(rng.integers(len(ys)))
-        c, r = (int(xs[i]), int(ys[i])), int(rng.integers(max(2, S // 50), max(3, S // 16)))
+        c, r = (int(xs[i]), int(ys[i])), int(rng.integers(max(2, S // 40), max(3, S // 11)))
         colour = pal["detail"] if rng.random() < 0.5 else pick_colour(rng)
         kind = rng.integers(5)
         if kind == 0:
@@ -426,24 +428,28 @@ def class_palette(rng: np.random.Generator) -> dict:
     return {"base": base, "accent": accent, "detail": detail, "glass": glass, "dark": shade(base, rng.uniform(0.2, 0.4))}
 
 
-def structure_kind(class_id: int, seed: int) -> str:
-    """Which kind (facade, tower, ...) a class is: a pure function of (class_id, seed)."""
-    return KINDS[int(np.random.default_rng([seed, 11, class_id]).integers(len(KINDS)))]
+def structure_kind(class_id: int, seed: int, family: int | None = None) -> str:
+    """Which kind (facade, tower, ...) a class is: a pure function of (family or class_id, seed)."""
+    key = class_id if family is None else family
+    return KINDS[int(np.random.default_rng([seed, 11, key]).integers(len(KINDS)))]
 
 
-def make_structure(class_id: int, seed: int, size: int, return_mask: bool = False):
+def make_structure(class_id: int, seed: int, size: int, return_mask: bool = False, family: int | None = None):
     """Canonical size x size uint8 RGB image of landmark `class_id` (black where there is no structure).
 
+    Classes of one `family` share kind, palette and textures and differ only in geometry and details
+    (look-alike landmarks, a fine-grained confusion); family=None gives the class its own look.
     With return_mask=True also returns the uint8 silhouette (255 = structure), which the view renderer
     uses to composite the structure over a cluttered background.
     """
+    fam = np.random.default_rng([seed, 13, class_id if family is None else family])
     rng = np.random.default_rng([seed, 1, class_id])
     S = int(size)
-    pal = class_palette(rng)
-    tex = texture(rng, S, pal["base"])
-    tex2 = texture(rng, S, pal["accent"])
+    pal = class_palette(fam)
+    tex = texture(rng, S, pal["base"], str(fam.choice(TEXTURES)))
+    tex2 = texture(rng, S, pal["accent"], str(fam.choice(TEXTURES)))
     img = np.zeros((S, S, 3), np.uint8)
     mask = np.zeros((S, S), np.uint8)
-    DRAW[structure_kind(class_id, seed)](img, mask, rng, S, pal, tex, tex2)
+    DRAW[structure_kind(class_id, seed, family)](img, mask, rng, S, pal, tex, tex2)
     _decals(img, mask, rng, S, pal)
     return (img, mask) if return_mask else img

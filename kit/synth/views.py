@@ -15,7 +15,7 @@ SUPERSAMPLE = 2  # views are drawn at 2x and area-downsampled: no aliasing, phot
 
 
 def random_homography(rng: np.random.Generator, size: int, src_size: int | None = None,
-                      scale: tuple[float, float] = (0.6, 1.4)) -> np.ndarray:
+                      scale: tuple[float, float] = (0.75, 1.5)) -> np.ndarray:
     """A 3x3 homography taking a src_size square structure into a size x size view.
 
     The structure square lands at a random scale (above 1 = cropped), position and in-plane rotation,

@@ -1,0 +1,159 @@
+"""`kit filter NAME PRED.npz --out OUT.npz`: rescore predictions so non-landmark images rank last.
+
+NAME: delf | sift | distractor | centroid, or several joined by + (`delf+distractor`), see kit/filter.py.
+Parameters (inlier threshold, alpha/tau, eta) are fitted to maximise GAP with --fit-on VAL.npz [MORE.npz]
+--solution SOL.csv (validation predictions plus predictions on non-landmark distractors; ids missing
+from the solution count as non-landmarks) and saved as JSON (--save, default OUT.filter.json); --load
+reuses a fitted filter; --param key=value sets one by hand. Failing rows are demoted below every
+passing row, or emptied with --drop. Prints seconds per image.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("filter", help="non-landmark filter: rescore predictions (delf, sift, distractor, centroid)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", metavar="NAME", help="delf | sift | distractor | centroid, joined by + to chain")
+    p.add_argument("pred", metavar="PRED", help="prediction .npz (or submission .csv) to rescore")
+    p.add_argument("--out", required=True, help="rescored prediction .npz to write")
+    p.add_argument("--submission", help="also write this submission CSV")
+    p.add_argument("--fit-on", nargs="+", default=[], metavar="FILE", help="predictions to fit parameters on")
+    p.add_argument("--solution", help="truth of --fit-on (and of PRED, to print GAP before/after)")
+    p.add_argument("--load", metavar="JSON", help="a fitted filter saved by an earlier run")
+    p.add_argument("--save", metavar="JSON", help="where to save the fitted filter (default OUT.filter.json)")
+    p.add_argument("--param", nargs="+", default=[], metavar="KEY=VALUE", help="set parameters by hand")
+    p.add_argument("--drop", action="store_true", help="empty failing rows instead of demoting them")
+    g = p.add_argument_group("resources")
+    g.add_argument("--data-dir", default=".", help="images: DATA/{test,train}/a/b/c/<id>.jpg or DATA/[images/]<id>.jpg")
+    g.add_argument("--train-pred", help="train prediction .npz with embeddings (neighbours, centroids)")
+    g.add_argument("--train-labels", help="CSV id,landmark_id of the training images (default DATA/train.csv)")
+    g.add_argument("--distractors", help="prediction .npz with embeddings of non-landmark images")
+    g.add_argument("--k", type=int, default=5, help="distractor: neighbours averaged (5)")
+    g = p.add_argument_group("local features (delf, sift)")
+    g.add_argument("--neighbours", type=int, default=3, help="training images of the predicted class to verify against")
+    g.add_argument("--ratio", type=float, default=0.85, help="Lowe ratio test (0.85)")
+    g.add_argument("--transform", choices=["affine", "homography"], default="affine")
+    g.add_argument("--ransac-threshold", type=float, default=8.0, help="pixels in the extractor's frame (8)")
+    g.add_argument("--cache-dir", default="cache/localfeatures", help="feature cache ('' = none)")
+    g.add_argument("--delf", help="trained delf.pt (default: packaged backbone, feature-norm scores)")
+    g.add_argument("--scales", default="cheap", help="'cheap' (0.7071,1,1.4142), 'delf' (0.25..2) or a list")
+    g.add_argument("--image-size", type=int, default=256)
+    g.add_argument("--max-keypoints", type=int, default=1000)
+    g.add_argument("--device", default="auto")
+    g.add_argument("--jobs", type=int, default=1, help="threads for matching")
+    p.set_defaults(func=run)
+
+
+def parse_scales(text: str) -> list[float]:
+    from kit.delf import CHEAP_SCALES, DELF_SCALES
+    from kit.errors import KitError
+
+    named = {"cheap": CHEAP_SCALES, "delf": DELF_SCALES}
+    if text in named:
+        return list(named[text])
+    try:
+        return [float(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise KitError(f"--scales '{text}': give 'cheap', 'delf' or numbers like 0.7071,1,1.4142") from None
+
+
+def parse_params(items: list[str]) -> dict:
+    from kit.errors import KitError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise KitError(f"--param '{item}': expected KEY=NUMBER, e.g. threshold=12")
+    return out
+
+
+def settings_from(args) -> dict:
+    ext = {"image_size": args.image_size, "max_keypoints": args.max_keypoints}
+    if "delf" in args.name.split("+"):
+        ext.update(delf=args.delf, scales=parse_scales(args.scales), device=args.device)
+    return dict(data_dir=args.data_dir, train_pred=args.train_pred, train_labels=args.train_labels,
+                distractors=args.distractors, k=args.k, neighbours=args.neighbours, ratio=args.ratio,
+                transform=args.transform, ransac_threshold=args.ransac_threshold, cache_dir=args.cache_dir or None,
+                n_jobs=args.jobs, extractor_kw=ext)
+
+
+def run(args) -> int:
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from kit.ensemble import load_any, load_truth
+    from kit.errors import KitError
+    from kit.filter import build_filter, load_filter, save_filter, score_gap, true_top1
+    from kit.metrics import sensitivity_specificity
+    from kit.predictions import Predictions, save_predictions
+
+    mode = "drop" if args.drop else "demote"
+    if args.load and args.fit_on:
+        raise KitError("filter: give --load (a fitted filter) or --fit-on (fit one now), not both")
+    if args.fit_on and not args.solution:
+        raise KitError("filter: --fit-on needs --solution (the truth of the fit-on images)")
+    if args.load:
+        chain = load_filter(args.load, settings_from(args))
+        for f in chain.filters:
+            f.mode = mode
+    else:
+        chain = build_filter(args.name, mode, settings_from(args))
+    params = parse_params(args.param)
+    truth = load_truth(args.solution) if args.solution else None
+
+    if args.fit_on:
+        fit = [load_any(p) for p in args.fit_on]
+        emb = [f.embeddings for f in fit]
+        fit = Predictions(np.concatenate([f.ids for f in fit]),
+                          np.concatenate([f.labels[:, :1] for f in fit]), np.concatenate([f.scores[:, :1] for f in fit]),
+                          None if any(e is None for e in emb) else np.concatenate(emb))
+        true = true_top1(fit, truth)
+        absent = len(set(fit.ids) - set(truth["id"]))
+        if absent:
+            print(f"fit: {absent} of {len(fit)} ids are not in {args.solution}: counted as non-landmarks")
+        t0 = time.perf_counter()
+        chain.fit_rescore(fit, true)
+        per = (time.perf_counter() - t0) / max(len(fit), 1)
+        for f in chain.filters:
+            r = f.fit_report
+            print(f"fit {f.name}: GAP {r['gap_before']:.4f} -> {r['gap_after']:.4f} with {r['params']} "
+                  f"({per:.3f} s/image)")
+    for f in chain.filters:
+        f.params.update({k: v for k, v in params.items() if k in f.params})
+    unknown = set(params) - {k for f in chain.filters for k in f.params}
+    if unknown:
+        raise KitError(f"--param: unknown parameter(s) {', '.join(sorted(unknown))} for {chain.name}")
+
+    pred = load_any(args.pred)
+    t0 = time.perf_counter()
+    out = chain.rescore(pred)
+    seconds = time.perf_counter() - t0
+    save_predictions(out, args.out)
+    if args.submission:
+        from kit.submission import write_submission
+
+        write_submission(out, args.submission)
+    if args.fit_on or args.param or args.save:
+        save_filter(chain, args.save or Path(args.out).with_suffix(".filter.json"))
+    passed = np.logical_and.reduce([f.last_passed for f in chain.filters]) & (out.labels[:, 0] >= 0)
+    print(f"{chain.name}: {int(passed.sum())} of {len(pred)} predictions pass; "
+          f"{seconds / max(len(pred), 1):.4f} s/image ({seconds:.1f} s for {len(pred)} images)")
+    for f in chain.filters:
+        if getattr(f, "seconds", None):
+            print(f"  {f.name}: features {f.seconds['features']:.1f} s, matching {f.seconds['matching']:.1f} s")
+    if truth is not None and set(pred.ids) & set(truth["id"]):
+        true = true_top1(pred, truth)
+        sens, spec = sensitivity_specificity(passed, true >= 0)
+        print(f"GAP {score_gap(pred, true):.4f} -> {score_gap(out, true_top1(out, truth)):.4f}; "
+              f"sensitivity {sens:.3f}, specificity {spec:.3f}")
+    print(f"wrote {args.out}" + (f" and {args.submission}" if args.submission else ""))
+    return 0

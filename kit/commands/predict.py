@@ -1,0 +1,37 @@
+"""`kit predict --config CONFIG --fold N --split {val,test,train} [key=value ...]`: best checkpoint -> prediction file.
+
+Writes submissions/<name>/<split>_fold<N>.npz (top-k landmark ids, confidences, L2-normalised
+embeddings; see kit/predictions.py) and, with --submission PATH, a submission CSV of the top-1.
+val: the fold's validation rows (prints GAP); train: its training rows (embeddings for `kit retrieve`);
+test: every id of DATA/sample_submission.csv.
+"""
+from __future__ import annotations
+
+
+def add_parser(subparsers) -> None:
+    from kit.inference import TTAS
+    from kit.predict import SPLITS
+
+    p = subparsers.add_parser("predict", help="predict val/test/train images with a trained fold (.npz)",
+                              description=__doc__)
+    p.add_argument("--config", default="top2k", help="preset name (kit/configs) or YAML file (default top2k)")
+    p.add_argument("--fold", type=int, default=0, help="which trained fold: runs/<name>/fold<N>/best.pt")
+    p.add_argument("--split", choices=SPLITS, default="test", help="images to predict (default test)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. predict.topk=10")
+    p.add_argument("--tta", choices=list(TTAS), help="test-time augmentation (= predict.tta=NAME)")
+    p.add_argument("--checkpoint", help="a .pt file or run dir instead of runs/<name>/fold<N>/best.pt")
+    p.add_argument("--out", help="prediction file (default submissions/<name>/<split>_fold<N>.npz)")
+    p.add_argument("--submission", metavar="PATH", help="also write the top-1 as a submission CSV")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import logging
+
+    from kit.config import load_config
+    from kit.predict import run_predict
+
+    cfg = load_config(args.config, args.overrides + ([f"predict.tta={args.tta}"] if args.tta else []))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run_predict(cfg, args.fold, args.split, submission=args.submission, checkpoint=args.checkpoint, out=args.out)
+    return 0

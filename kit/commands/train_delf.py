@@ -1,0 +1,37 @@
+"""`kit train-delf --config CONFIG --fold N [key=value ...]`: train the DELF attention head.
+
+The backbone of runs/<name>/fold<N>/best.pt (or, with no trained run, the configured pretrained one)
+stays frozen; the attention + a linear classifier train for a few epochs on fold N's training rows,
+then a PCA of the selected descriptors is fitted on training images. Writes runs/<name>/fold<N>/delf.pt.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train-delf", help="train the DELF attention head on a frozen backbone",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="preset name or YAML file (see kit/configs)")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.image_size=160")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--hidden", type=int, default=512, help="attention hidden channels (512)")
+    p.add_argument("--stride", type=int, default=16, help="backbone stage to attend over (16)")
+    p.add_argument("--pca-dim", type=int, default=40, help="descriptor dimension after PCA; 0 = no PCA")
+    p.add_argument("--no-whiten", action="store_true", help="PCA without whitening")
+    p.add_argument("--pca-images", type=int, default=200, help="training images to fit the PCA on (200)")
+    p.add_argument("--out", help="default runs/<name>/fold<N>/delf.pt")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from kit.config import load_config
+    from kit.delf import train_delf
+
+    cfg = load_config(args.config, args.overrides)
+    path = train_delf(cfg, args.fold, epochs=args.epochs, lr=args.lr, hidden=args.hidden, stride=args.stride,
+                      pca_dim=args.pca_dim, whiten=not args.no_whiten, pca_images=args.pca_images, out=args.out)
+    print(f"wrote {path}")
+    return 0

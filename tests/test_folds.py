@@ -1,0 +1,114 @@
+"""Class selection, stratified folds, the 90/6/4 holdout, and `kit folds` on tiny generated train.csv files."""
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import StratifiedKFold
+
+from kit.cli import main
+from kit.errors import KitError
+from kit.folds import assign_folds, assign_holdout, holdout_pattern, make_folds, select_classes
+
+
+def train_csv(path, landmark_ids, ids=None):
+    ids = ids or [f"{i:016x}" for i in range(len(landmark_ids))]
+    pd.DataFrame({"id": ids, "url": "http://x/y.jpg", "landmark_id": landmark_ids}).to_csv(path, index=False)
+    return path
+
+
+def test_select_classes_top_k_ties_and_min_images():
+    lid = np.array([7] * 5 + [10] * 2 + [4] * 2 + [1])
+    assert select_classes(lid, top=2).tolist() == [4, 7]        # 10 and 4 tie on 2 images: lower id wins
+    assert select_classes(lid, top=99).tolist() == [1, 4, 7, 10]
+    assert select_classes(lid, min_images=2).tolist() == [4, 7, 10]
+    with pytest.raises(KitError, match="--top must be > 0"):
+        select_classes(lid, top=0)
+    with pytest.raises(KitError, match="exactly one"):
+        select_classes(lid)
+
+
+def test_folds_are_balanced_per_class_and_overall():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(30), rng.integers(1, 40, 30))  # includes classes smaller than F
+    fold = assign_folds(labels, 5, seed=1)
+    per = pd.crosstab(labels, fold).reindex(columns=range(5), fill_value=0).to_numpy()
+    assert (per.max(axis=1) - per.min(axis=1)).max() <= 1       # each class as even as possible
+    assert np.ptp(np.bincount(fold, minlength=5)) <= 1           # folds equal in size
+    # same per-class fold sizes as sklearn's StratifiedKFold allocation
+    skf = np.zeros(len(labels), int)
+    for k, (_, test) in enumerate(StratifiedKFold(5).split(labels, labels)):
+        skf[test] = k
+    ref = pd.crosstab(labels, skf).reindex(columns=range(5), fill_value=0).to_numpy()
+    assert np.array_equal(np.sort(per, axis=1), np.sort(ref, axis=1))
+    assert np.array_equal(assign_folds(labels, 5, seed=1), fold)           # deterministic
+    assert not np.array_equal(assign_folds(labels, 5, seed=2), fold)       # the seed matters
+
+
+def test_holdout_is_90_6_4_per_class_and_overall():
+    assert sorted(np.unique(holdout_pattern(), return_counts=True)[1].tolist()) == [2, 3, 45]
+    labels = np.repeat([0, 1], [100, 50])
+    split = assign_holdout(labels, seed=3)
+    for c, n in ((0, 100), (1, 50)):
+        got = np.bincount(split[labels == c] + 1, minlength=3)  # holdout, val, train
+        assert got.tolist() == [n * 4 // 100, n * 6 // 100, n * 90 // 100]
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(200), rng.integers(1, 10, 200))[:1000]  # small classes only
+    assert len(labels) == 1000
+    assert np.bincount(assign_holdout(labels) + 1).tolist() == [40, 60, 900]
+
+
+def test_make_folds_labels_and_columns():
+    train = pd.DataFrame({"id": list("abcdefgh"), "landmark_id": [30, 5, 30, 9, 5, 30, 5, 2]})
+    out = make_folds(train, top=2, n_folds=2)
+    assert out.columns.tolist() == ["id", "landmark_id", "label", "fold"]
+    assert out["id"].tolist() == ["a", "b", "c", "e", "f", "g"]   # input order, classes 5 and 30 kept
+    assert out["label"].tolist() == [1, 0, 1, 0, 1, 0]              # ascending landmark_id -> 0, 1
+
+
+def test_kit_folds_cli_and_clean_csv(tmp_path, capsys):
+    lid = [3] * 6 + [8] * 4 + [1] * 2
+    ids = [f"{i:016d}" for i in range(12)]                         # all-digit ids keep their zeros
+    path = train_csv(tmp_path / "train.csv", lid, ids)
+    out = tmp_path / "folds" / "top2.csv"
+    assert main(["folds", "--train-csv", str(path), "--top", "2", "--folds", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "classes kept: 2  images: 10 of 12" in text and "rows per fold: 0: 5, 1: 5" in text
+    df = pd.read_csv(out, dtype={"id": str})
+    assert df.columns.tolist() == ["id", "landmark_id", "label", "fold"]
+    assert df["id"].tolist() == ids[:10] and df["label"].tolist() == [0] * 6 + [1] * 4
+    clean = tmp_path / "clean.csv"
+    clean.write_text(f"landmark_id,images\n3,{ids[0]} {ids[1]} {ids[2]}\n1,{ids[10]}\n")
+    assert main(["folds", "--train-csv", str(path), "--min-images", "1", "--folds", "2", "--out", str(out),
+                 "--clean-csv", str(clean)]) == 0
+    df = pd.read_csv(out, dtype={"id": str})
+    assert df["id"].tolist() == ids[:3] + [ids[10]] and df["label"].tolist() == [1, 1, 1, 0]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("id,url\na,u\n", r"missing column\(s\) landmark_id"),
+    ("id,url,landmark_id\na,u,1\nb,u,2\nc,u,x7\n", r"row 3 \(line 4\): landmark_id 'x7' is not a non-negative integer"),
+    ("id,url,landmark_id\na,u,1\nb,u,\n", r"row 2 \(line 3\): landmark_id \(empty\) is not"),
+    ("id,url,landmark_id\na,u,1.5\n", r"row 1 \(line 2\): landmark_id 1.5 is not"),
+])
+def test_kit_folds_bad_input_one_line_error(tmp_path, capsys, text, message):
+    path = tmp_path / "train.csv"
+    path.write_text(text)
+    assert main(["folds", "--train-csv", str(path), "--top", "2", "--out", str(tmp_path / "f.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert re.search(message, err), err
+    assert not (tmp_path / "f.csv").exists()
+
+
+def test_clean_csv_label_mismatch_and_holdout_cli(tmp_path, capsys):
+    path = train_csv(tmp_path / "train.csv", [3] * 50 + [8] * 50)
+    clean = tmp_path / "clean.csv"
+    clean.write_text(f"landmark_id,images\n8,{0:016x}\n")
+    out = tmp_path / "h.csv"
+    args = ["folds", "--train-csv", str(path), "--top", "2", "--out", str(out)]
+    assert main(args + ["--clean-csv", str(clean)]) == 2
+    assert f"clean.csv: image {0:016x} is listed under landmark 8, train.csv says 3" in capsys.readouterr().err
+    assert main(args + ["--holdout"]) == 0
+    df = pd.read_csv(out)
+    assert pd.crosstab(df["landmark_id"], df["fold"]).to_numpy().tolist() == [[2, 3, 45], [2, 3, 45]]
