@@ -108,13 +108,13 @@ class DelfExtractor:
     def __init__(self, delf: str | Path | None = None, backbone: str = "tf_efficientnet_lite0",
                  weights: str = "packaged", stride: int = 16, image_size: int = 256,
                  scales: list[float] | None = None, max_keypoints: int = 1000, device: str = "auto",
-                 batch_size: int = 16, **_):
+                 batch_size: int = 16, margin: float = 0.125, **_):
         from kit.backbones import backbone_mean_std, create_backbone
 
         self.device = pick_device(device)
         self.scales = [float(s) for s in (scales or CHEAP_SCALES)]
         self.image_size, self.max_keypoints, self.batch_size = int(image_size), int(max_keypoints), int(batch_size)
-        self.head, self.pca = None, None
+        self.head, self.pca, self.margin = None, None, float(margin)
         if delf:
             state = load_delf(delf)
             self.source = {"delf": str(Path(delf).resolve()), "mtime": Path(delf).stat().st_mtime_ns}
@@ -134,13 +134,13 @@ class DelfExtractor:
             self.index = stage_index(self.backbone, stride)
             mean, std = backbone_mean_std(backbone)
         self.stride = stride
-        freeze(self.backbone).to(self.device)
+        freeze(self.backbone).to(self.device, memory_format=torch.channels_last)
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
 
     def config(self) -> dict:
         return {"name": self.name, **self.source, "stride": self.stride, "image_size": self.image_size,
-                "scales": self.scales, "max_keypoints": self.max_keypoints}
+                "scales": self.scales, "max_keypoints": self.max_keypoints, "margin": self.margin}
 
     @torch.inference_mode()
     def dense(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,7 +155,7 @@ class DelfExtractor:
         size = (self.image_size, self.image_size)
         arr = np.stack([cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in images])
         x = torch.from_numpy(arr).to(self.device).permute(0, 3, 1, 2).float()
-        return (x - self.mean) / self.std
+        return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
 
     def extract(self, images: list[np.ndarray]) -> list[LocalFeatures]:
         out = []
@@ -164,32 +164,39 @@ class DelfExtractor:
         return out
 
     def _extract_batch(self, images: list[np.ndarray]) -> list[LocalFeatures]:
+        # Reflect-pad by `margin` of the side and drop the cells centred in the margin: zero padding makes
+        # features near the border encode their position, so flat borders of unrelated images would
+        # otherwise match in place (an identity transform with many inliers).
+        size = self.image_size
+        pad = round(self.margin * size)
         base = self.to_batch(images)
-        per_image = [[] for _ in images]  # (xy in unit square, desc, score) per scale
+        if pad:
+            base = F.pad(base, (pad, pad, pad, pad), mode="reflect")
+        full = size + 2 * pad
+        per_image = [[] for _ in images]  # (xy in the working frame, desc, score) per scale
         for scale in self.scales:
-            side = max(self.stride, round(self.image_size * scale))
-            x = base if side == self.image_size else F.interpolate(base, size=(side, side), mode="bilinear",
-                                                                  align_corners=False, antialias=scale < 1)
+            side = max(self.stride, round(full * scale))
+            x = base if side == full else F.interpolate(base, size=(side, side), mode="bilinear",
+                                                        align_corners=False, antialias=scale < 1)
             f, s = self.dense(x)
             b, c, h, w = f.shape
-            # receptive-field centre of cell (i, j): ((j + 0.5) / w, (i + 0.5) / h) of the image side
-            ys, xs = torch.meshgrid((torch.arange(h, device=f.device) + 0.5) / h,
-                                    (torch.arange(w, device=f.device) + 0.5) / w, indexing="ij")
+            # receptive-field centre of cell (i, j): ((j + 0.5) / w, (i + 0.5) / h) of the padded side
+            ys, xs = torch.meshgrid((torch.arange(h, device=f.device) + 0.5) * full / h - pad,
+                                    (torch.arange(w, device=f.device) + 0.5) * full / w - pad, indexing="ij")
             xy = torch.stack([xs, ys], -1).reshape(-1, 2)
-            desc = F.normalize(f, dim=1).permute(0, 2, 3, 1).reshape(b, h * w, c)
+            inside = ((xy >= 0) & (xy < size)).all(1)
+            desc = F.normalize(f, dim=1).permute(0, 2, 3, 1).reshape(b, h * w, c)[:, inside]
+            score = s.reshape(b, h * w)[:, inside]
             for i in range(b):
-                per_image[i].append((xy, desc[i], s[i].reshape(-1)))
+                per_image[i].append((xy[inside], desc[i], score[i]))
         feats = []
         for parts in per_image:
-            xy = torch.cat([p[0] for p in parts])
-            desc = torch.cat([p[1] for p in parts])
-            score = torch.cat([p[2] for p in parts])
+            xy, desc, score = (torch.cat([p[k] for p in parts]) for k in range(3))
             top = torch.topk(score, min(self.max_keypoints, len(score))).indices
             xy, desc, score = (t[top].float().cpu().numpy() for t in (xy, desc, score))
             if self.pca is not None:
                 desc = self.pca.transform(desc)
-            feats.append(LocalFeatures((xy * self.image_size).astype(np.float32), l2n(desc).astype(np.float32),
-                                       score.astype(np.float32)))
+            feats.append(LocalFeatures(xy.astype(np.float32), l2n(desc).astype(np.float32), score.astype(np.float32)))
         return feats
 
 

@@ -23,8 +23,8 @@ from kit.errors import KitError
 def _ranked(scores: np.ndarray, id_key: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Order of predictions: score descending, ties by id ascending, then label ascending.
 
-    Sorting by score alone is cheap; only rows whose score is tied get the full (id, label) lexsort,
-    which matters because string-id sorts cost 5-10x more than a float sort.
+    Sorting by score alone is cheap; only rows whose score is tied get the (id, label) tie-break,
+    which matters because string sorts cost several times a float sort.
     """
     neg = -scores
     order = np.argsort(neg, kind="stable")
@@ -38,9 +38,15 @@ def _ranked(scores: np.ndarray, id_key: np.ndarray, labels: np.ndarray) -> np.nd
         pos = np.flatnonzero(tie)  # tied rows form contiguous score blocks, in score order
         rows = order[pos]
         keys = id_key[rows]
-        if keys.dtype == object:
-            keys = keys.astype(str)  # fixed-width strings sort in C, Python objects do not
-        order[pos] = rows[np.lexsort((labels[rows], keys, neg[rows]))]
+        if keys.dtype == object:  # fixed-width strings sort in C; ASCII bytes sort fastest, same order
+            try:
+                keys = keys.astype("S")
+            except UnicodeEncodeError:
+                keys = keys.astype(str)
+        o = np.argsort(labels[rows], kind="stable")  # = np.lexsort((labels, keys, neg)), ~30% faster
+        o = o[np.argsort(keys[o], kind="stable")]
+        o = o[np.argsort(neg[rows][o], kind="stable")]
+        order[pos] = rows[o]
     return order
 
 
@@ -87,6 +93,68 @@ def _usage_mask(sol_df: pd.DataFrame) -> np.ndarray:
     return sol_df["usage"].astype(str).str.lower().to_numpy() != "ignored"
 
 
+def index_in(values, keys) -> np.ndarray:
+    """Row in `keys` of each of `values` (first match; -1 = absent), for string ids.
+
+    pyarrow's C++ hash lookup is ~3x faster than pandas' get_indexer (and ~15x faster than
+    Series.isin on Arrow strings) on 1M ids.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = keys if isinstance(keys, pa.Array) else pa.array(np.asarray(keys, dtype=object), type=pa.string())
+    values = values if isinstance(values, pa.Array) else pa.array(np.asarray(values, dtype=object), type=pa.string())
+    return pc.index_in(values, value_set=keys).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def first_duplicate(ids) -> int:
+    """Index of the first id that repeats an earlier one, or -1."""
+    dup = index_in(ids, ids) != np.arange(len(ids))
+    return int(np.flatnonzero(dup)[0]) if dup.any() else -1
+
+
+def _align(sol_ids: np.ndarray, sub_ids: np.ndarray) -> np.ndarray:
+    """Row of each submission id in the solution (-1 = absent); solution ids must be unique."""
+    d = first_duplicate(sol_ids)
+    if d >= 0:
+        raise KitError(f"solution: duplicate id {sol_ids[d]}")
+    if len(sub_ids) == len(sol_ids) and np.array_equal(sub_ids, sol_ids):
+        return np.arange(len(sol_ids))  # the usual case: submission written in solution order
+    return index_in(sub_ids, sol_ids)
+
+
+def _match(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> dict:
+    """match_frames as a dict of numpy arrays (no DataFrame building: it costs more than the GAP)."""
+    keep = _usage_mask(sol_df)
+    sol_ids = sol_df["id"].astype(str).to_numpy(dtype=object)
+    ignored = sol_ids[~keep]
+    sol_ids = sol_ids[keep]
+    landmarks = sol_df["landmarks"].to_numpy()[keep]
+    sub_ids = sub_df["id"].astype(str).to_numpy(dtype=object)
+    label_in = sub_df["label"].to_numpy(dtype=np.int64)
+    score_in = sub_df["score"].to_numpy(dtype=np.float64)
+    if len(ignored):
+        sub_keep = index_in(sub_ids, ignored) < 0
+        sub_ids, label_in, score_in = sub_ids[sub_keep], label_in[sub_keep], score_in[sub_keep]
+    pos = _align(sol_ids, sub_ids)
+    if (pos < 0).any():
+        raise KitError(f"submission: {int((pos < 0).sum())} id(s) not in the solution (first: {sub_ids[pos < 0][0]})")
+    if len(pos) and np.bincount(pos).max() > 1:
+        raise KitError(f"submission: duplicate id {sub_ids[first_duplicate(sub_ids)]}")
+    n = len(sol_ids)
+    label = np.full(n, -1, dtype=np.int64)
+    score = np.zeros(n, dtype=np.float64)
+    label[pos], score[pos] = label_in, score_in
+    # explode the ground truth to (row, landmark) pairs; a row is correct if its label is one of them
+    pairs = pd.Series(landmarks, index=np.arange(n), dtype=object).explode().dropna()
+    rows = pairs.index.to_numpy(dtype=np.int64)
+    hit = label[rows] == pairs.to_numpy(dtype=np.int64)
+    correct = np.zeros(n, dtype=bool)
+    correct[rows[hit]] = True
+    return {"id": sol_ids, "label": label, "score": score, "correct": correct,
+            "is_landmark": np.bincount(rows, minlength=n) > 0}
+
+
 def match_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> pd.DataFrame:
     """Align a submission (id, label, score; label -1 = empty) to a solution (id, landmarks: list[int]).
 
@@ -94,47 +162,17 @@ def match_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> pd.DataFrame:
     Solution rows with usage 'Ignored' (Kaggle's solution files) are dropped together with their
     predictions, as the official scorer does. Submission ids absent from the solution are an error.
     """
-    keep = _usage_mask(sol_df)
-    sol_ids = sol_df["id"].astype(str).to_numpy()
-    ignored = set(sol_ids[~keep])
-    sol_ids = sol_ids[keep]
-    landmarks = sol_df["landmarks"].to_numpy()[keep]
-    sub_ids = sub_df["id"].astype(str).to_numpy()
-    if ignored:
-        sub_keep = ~pd.Index(sub_ids).isin(list(ignored))
-        sub_df, sub_ids = sub_df[sub_keep], sub_ids[sub_keep]
-    index = pd.Index(sol_ids)
-    if not index.is_unique:
-        raise KitError(f"solution: duplicate id {index[index.duplicated()][0]}")
-    pos = index.get_indexer(sub_ids)
-    if (pos < 0).any():
-        raise KitError(f"submission: {int((pos < 0).sum())} id(s) not in the solution (first: {sub_ids[pos < 0][0]})")
-    if len(pos) and np.bincount(pos, minlength=1).max() > 1:
-        raise KitError(f"submission: duplicate id {pd.Index(sub_ids)[pd.Index(sub_ids).duplicated()][0]}")
-    n = len(sol_ids)
-    label = np.full(n, -1, dtype=np.int64)
-    score = np.zeros(n, dtype=np.float64)
-    label[pos] = sub_df["label"].to_numpy(dtype=np.int64)
-    score[pos] = sub_df["score"].to_numpy(dtype=np.float64)
-    # explode the ground truth to (row, landmark) pairs; a row is correct if its label is one of them
-    pairs = pd.Series(landmarks, index=np.arange(n), dtype=object).explode().dropna()
-    rows = pairs.index.to_numpy(dtype=np.int64)
-    hit = label[rows] == pairs.to_numpy(dtype=np.int64)
-    correct = np.zeros(n, dtype=bool)
-    correct[rows[hit]] = True
-    return pd.DataFrame({"id": sol_ids, "label": label, "score": score, "correct": correct,
-                         "is_landmark": np.bincount(rows, minlength=n) > 0})
+    return pd.DataFrame(_match(sub_df, sol_df))
 
 
 def gap_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> float:
     """GAP of a submission frame (id, label, score) against a solution frame (id, landmarks list[int])."""
-    m = match_frames(sub_df, sol_df)
-    has = m["label"].to_numpy() >= 0
-    ids = m["id"].to_numpy()[has]
-    score = m["score"].to_numpy()[has]
+    m = _match(sub_df, sol_df)
+    has = m["label"] >= 0
+    score = m["score"][has]
     _check_scores(score, "submission scores")
-    order = _ranked(score, ids, m["label"].to_numpy()[has])
-    return _gap_from_correct(m["correct"].to_numpy()[has], order, int(m["is_landmark"].sum()))
+    order = _ranked(score, m["id"][has], m["label"][has])
+    return _gap_from_correct(m["correct"][has], order, int(m["is_landmark"].sum()))
 
 
 def gap_reference(predictions: dict, solution: dict) -> float:

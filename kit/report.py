@@ -245,7 +245,8 @@ def section_buckets(inp: Inputs, rare_below: int) -> str:
                   "The frequent / rare rows score only the landmark images of those classes.")]
     files = [(f"{e}/{p.name}", p) for e in experiments(inp) for p in fold_files(inp, e).values()
              if not p.name.startswith("train_")]
-    files += [(f"ensembles/{p.name}", p) for p in sorted(inp.ensembles_dir.glob("*.npz"))] if inp.ensembles_dir.is_dir() else []
+    if inp.ensembles_dir.is_dir():
+        files += [(f"{inp.ensembles_dir.name}/{p.name}", p) for p in sorted(inp.ensembles_dir.glob("*.npz"))]
     frames = []
     for name, path in files:
         pred = load_predictions(path)
@@ -269,13 +270,34 @@ class GalleryRow:
     neighbours: list[tuple[str, int, float]]    # (train id, its landmark id, cosine similarity)
 
 
-def gallery_rows(test: Predictions, train: Predictions, train_landmarks: dict, n: int, k: int = 5) -> list[GalleryRow]:
-    """`n` test images spread over the ranking by top-1 score (most confident first), each with its
-    `k` nearest training images by cosine similarity of the embeddings (faiss, kit.retrieval)."""
+def spread_picks(scores: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarray:
+    """`n` of the `candidates` (row indices) spread evenly over their ranking by score, best first."""
+    if n <= 0 or not len(candidates):
+        return np.zeros(0, np.int64)
+    ranked = candidates[np.argsort(-scores[candidates], kind="stable")]
+    return ranked[np.unique(np.linspace(0, len(ranked) - 1, min(n, len(ranked))).round().astype(int))]
+
+
+def gallery_picks(test: Predictions, truth: dict, n: int) -> np.ndarray:
+    """Test rows to show: with known truth, half landmark and half non-landmark images (the test set is
+    mostly non-landmarks), each spread over the score ranking; without truth, spread over all rows."""
+    scores = test.scores[:, 0]
+    known = np.array([i in truth for i in test.ids], bool)
+    if not known.any():
+        return spread_picks(scores, np.arange(len(test)), n)
+    landmark = np.flatnonzero(known & np.array([bool(truth.get(i)) for i in test.ids]))
+    other = np.flatnonzero(known & ~np.isin(np.arange(len(test)), landmark))
+    first = spread_picks(scores, landmark, max(n - min(len(other), n // 2), 0))
+    picks = np.concatenate([first, spread_picks(scores, other, n - len(first))])
+    return picks[np.argsort(-scores[picks], kind="stable")]
+
+
+def gallery_rows(test: Predictions, train: Predictions, train_landmarks: dict, picks: np.ndarray,
+                 k: int = 5) -> list[GalleryRow]:
+    """Rows `picks` of the test predictions, each with its `k` nearest training images by cosine
+    similarity of the embeddings (faiss, kit.retrieval)."""
     from kit.retrieval import SearchIndex
 
-    order = np.argsort(-test.scores[:, 0], kind="stable")
-    picks = order[np.unique(np.linspace(0, len(order) - 1, min(n, len(order))).round().astype(int))] if len(order) else []
     sims, idx = SearchIndex(train.embeddings).search(test.embeddings[picks], k)
     rows = []
     for r, i in enumerate(picks):
@@ -324,7 +346,7 @@ def section_gallery(inp: Inputs, n: int) -> tuple[str, list[GalleryRow], str | N
     if inp.data_dir is not None and (inp.data_dir / "train.csv").is_file():
         tr = read_csv(inp.data_dir / "train.csv", required=("id", "landmark_id"), dtype={"id": str})
         train_landmarks.update(zip(tr["id"], tr["landmark_id"].astype(int)))
-    rows = gallery_rows(test, train, train_landmarks, n)
+    rows = gallery_rows(test, train, train_landmarks, gallery_picks(test, inp.truth, n))
     fpath = filtered_file(inp, exp)
     filtered = load_predictions(fpath) if fpath is not None else None
     head = ("<tr><th>test image</th><th>prediction</th><th>truth</th><th>filter</th>"
@@ -333,8 +355,9 @@ def section_gallery(inp: Inputs, n: int) -> tuple[str, list[GalleryRow], str | N
     for r in rows:
         true = inp.truth.get(r.id)
         ok = "" if true is None else (" ok" if r.label in true else (" bad" if r.label >= 0 or true else " ok"))
-        cells = [f"<td>{thumbnail(inp.data_dir, 'test', r.id)}<div class='id'>{r.id}</div></td>",
-                 f"<td class='pred{ok}'>" + (f"{r.label}<br>score {r.score:.3f}" if r.label >= 0 else "no prediction") + "</td>",
+        pred = f"{r.label}<br>score {r.score:.3f}" if r.label >= 0 else "no prediction"
+        cells = [f"<td>{thumbnail(inp.data_dir, 'test', r.id)}<div class='id'>{html.escape(r.id)}</div></td>",
+                 f"<td class='pred{ok}'>{pred}</td>",
                  f"<td>{html.escape(fmt_truth(true))}</td>",
                  f"<td>{html.escape(verdict(filtered, r.id, r.label, r.score))}</td>"]
         for tid, lm, s in r.neighbours:
@@ -342,9 +365,9 @@ def section_gallery(inp: Inputs, n: int) -> tuple[str, list[GalleryRow], str | N
             cells.append(f"<td class='nb{same}'>{thumbnail(inp.data_dir, 'train', tid, 72)}"
                          f"<div>{lm}</div><div class='id'>cos {s:.3f}</div></td>")
         body.append("<tr class='gallery-row'>" + "".join(cells) + "</tr>")
-    info = (f"Experiment {exp}, fold {fold}: {len(rows)} of {len(test)} test images, spread from the most to "
-            f"the least confident; neighbours from {len(train)} training embeddings (cosine). "
-            f"Filter: {fpath.name if fpath else 'none found'}."
+    info = (f"Experiment {exp}, fold {fold}: {len(rows)} of {len(test)} test images (landmark and non-landmark "
+            f"images when the truth is known), spread from the most to the least confident; neighbours from "
+            f"{len(train)} training embeddings (cosine). Filter: {fpath.name if fpath else 'none found'}."
             + ("" if inp.data_dir else " No --data-dir: thumbnails not shown."))
     return note(info) + f'<table class="gallery">{head}{"".join(body)}</table>', rows, exp
 

@@ -35,13 +35,16 @@ def _faiss():
 
 class SearchIndex:
     """Inner-product kNN over rows of `xb` (L2-normalised): faiss Flat (exact) or IVF-Flat above
-    `ivf_threshold` rows (nlist ~ sqrt(N), `nprobe` lists searched), GPU when faiss sees one."""
+    `ivf_threshold` rows (nlist ~ sqrt(N), `nprobe` lists searched), GPU when faiss sees one.
+    backend="torch" (or no faiss) is an exact matmul + top-k, chunked to bound memory."""
 
     def __init__(self, xb: np.ndarray, ivf_threshold: int = 200_000, nlist: int | None = None,
-                 nprobe: int = 16, gpu: bool | None = None, seed: int = 0):
+                 nprobe: int = 16, gpu: bool | None = None, seed: int = 0, backend: str = "faiss"):
+        if backend not in ("faiss", "torch"):
+            raise KitError(f"retrieval: unknown backend '{backend}' (valid: faiss, torch)")
         xb = l2n(xb)
         self.n, d = xb.shape
-        self.faiss = _faiss()
+        self.faiss = _faiss() if backend == "faiss" else None
         if self.faiss is None:
             self.xb, self.kind = xb, "torch"  # faiss holds its own copy; only the fallback keeps ours
             return
@@ -74,7 +77,8 @@ class SearchIndex:
         k = max(1, min(k, self.n))
         if self.faiss is not None:
             out = [self.index.search(xq[i:i + batch], k) for i in range(0, len(xq), batch)]
-        else:
+        else:  # chunks of queries whose similarity block stays under ~512 MB
+            batch = max(1, min(batch, 2**27 // max(self.n, 1)))
             out = [_torch_topk(self.xb, xq[i:i + batch], k) for i in range(0, len(xq), batch)]
         if not out:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)

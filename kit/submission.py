@@ -15,6 +15,7 @@ import pandas as pd
 
 from kit.errors import KitError
 from kit.io import read_csv, write_csv
+from kit.metrics import first_duplicate, index_in
 from kit.predictions import Predictions
 
 
@@ -28,22 +29,22 @@ def _read_text_csv(path, required: tuple[str, ...]) -> pd.DataFrame:
     return read_csv(path, required=required, dtype=str, keep_default_na=False, na_filter=False)
 
 
-def _check_ids(path, ids: pd.Series, sample_ids=None) -> None:
-    empty = (ids.str.strip() == "").to_numpy()
+def _check_ids(path, ids: np.ndarray, sample_ids=None) -> None:
+    """ids (object array of stripped str): non-empty, unique, and exactly the sample's ids when given."""
+    empty = ids == ""
     if empty.any():
         raise KitError(f"{_where(path, int(np.flatnonzero(empty)[0]))}: empty id")
-    dup = ids.duplicated().to_numpy()
-    if dup.any():
-        i = int(np.flatnonzero(dup)[0])
-        first = int(np.flatnonzero((ids == ids.iloc[i]).to_numpy())[0])
-        raise KitError(f"{_where(path, i)}: duplicate id {ids.iloc[i]} (first at row {first + 1})")
+    i = first_duplicate(ids)
+    if i >= 0:
+        first = int(np.flatnonzero(ids == ids[i])[0])
+        raise KitError(f"{_where(path, i)}: duplicate id {ids[i]} (first at row {first + 1})")
     if sample_ids is not None:
-        sample = pd.Index(np.asarray(sample_ids).astype(str))
-        extra = ~ids.isin(sample).to_numpy()
-        if extra.any():
-            i = int(np.flatnonzero(extra)[0])
-            raise KitError(f"{_where(path, i)}: id {ids.iloc[i]} is not in sample_submission.csv")
-        missing = ~sample.isin(ids)
+        sample = np.asarray(sample_ids).astype(str).astype(object)
+        pos = index_in(ids, sample)
+        if (pos < 0).any():
+            i = int(np.flatnonzero(pos < 0)[0])
+            raise KitError(f"{_where(path, i)}: id {ids[i]} is not in sample_submission.csv")
+        missing = np.bincount(pos, minlength=len(sample)) == 0
         if missing.any():
             raise KitError(f"{path}: {int(missing.sum())} id(s) of sample_submission.csv missing "
                            f"(first: {sample[missing][0]})")
@@ -57,28 +58,27 @@ def read_sample_ids(path) -> np.ndarray:
 def read_submission(path, sample_ids=None) -> pd.DataFrame:
     """Read and validate a submission -> DataFrame[id, label (int64, -1 = empty), score (float64)]."""
     df = _read_text_csv(path, ("id", "landmarks"))
-    ids = df["id"].str.strip()
+    ids = df["id"].str.strip().to_numpy(dtype=object)
     _check_ids(path, ids, sample_ids)
     cells = df["landmarks"].str.strip()
-    parts = cells.str.split(n=2, expand=True).reindex(columns=[0, 1, 2])
     has = (cells != "").to_numpy()
-    n_tok = parts.notna().sum(axis=1).to_numpy()
-    bad = has & (n_tok != 2)
+    parts = cells.str.partition(" ")  # label text, " ", score text
+    lab_txt, rest = parts[0], parts[2].str.strip()
+    bad = has & ((rest == "") | rest.str.contains(" ")).to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise KitError(f"{_where(path, i)}: landmarks '{cells.iloc[i]}' is not '<landmark_id> <score>'")
-    lab_txt = parts[0].where(has, "0").astype(str)
-    bad = ~lab_txt.str.fullmatch(r"\d+").to_numpy()
+    bad = has & ~lab_txt.str.fullmatch(r"\d+").to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise KitError(f"{_where(path, i)}: landmark id '{lab_txt.iloc[i]}' is not a non-negative integer")
-    score = pd.to_numeric(parts[1].where(has, "0"), errors="coerce").to_numpy(dtype=np.float64)
+    score = pd.to_numeric(rest.where(has, "0"), errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(score)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise KitError(f"{_where(path, i)}: score '{parts[1].iloc[i]}' is not a finite number")
-    label = np.where(has, lab_txt.astype(np.int64).to_numpy(), -1)
-    return pd.DataFrame({"id": ids.to_numpy(dtype=object), "label": label, "score": np.where(has, score, 0.0)})
+        raise KitError(f"{_where(path, i)}: score '{rest.iloc[i]}' is not a finite number")
+    label = pd.to_numeric(lab_txt.where(has, "-1")).to_numpy(dtype=np.int64)
+    return pd.DataFrame({"id": ids, "label": label, "score": np.where(has, score, 0.0)})
 
 
 def predictions_to_frame(pred: Predictions) -> pd.DataFrame:
@@ -111,10 +111,11 @@ def write_submission(df_or_predictions, path) -> Path:
     missing = [c for c in ("id", "label", "score") if c not in df.columns]
     if missing:
         raise KitError(f"write_submission: frame lacks column(s) {', '.join(missing)}")
-    ids = df["id"].astype(str)
-    if ids.duplicated().any():
-        raise KitError(f"write_submission: duplicate id {ids[ids.duplicated()].iloc[0]}")
-    out = pd.DataFrame({"id": ids.to_numpy(dtype=object),
+    ids = df["id"].astype(str).to_numpy(dtype=object)
+    d = first_duplicate(ids)
+    if d >= 0:
+        raise KitError(f"write_submission: duplicate id {ids[d]}")
+    out = pd.DataFrame({"id": ids,
                         "landmarks": format_landmarks(df["label"].to_numpy(), df["score"].to_numpy())})
     return write_csv(out, path)
 
@@ -122,7 +123,7 @@ def write_submission(df_or_predictions, path) -> Path:
 def read_solution(path) -> pd.DataFrame:
     """Read a solution -> DataFrame[id, landmarks (list[int])] (+ `usage` if the file has Kaggle's Usage)."""
     df = _read_text_csv(path, ("id", "landmarks"))
-    ids = df["id"].str.strip()
+    ids = df["id"].str.strip().to_numpy(dtype=object)
     _check_ids(path, ids)
     cells = df["landmarks"].str.strip()
     tokens = cells.str.split().explode()
@@ -132,7 +133,7 @@ def read_solution(path) -> pd.DataFrame:
         i = int(bad.index[bad.to_numpy()][0])
         raise KitError(f"{_where(path, i)}: landmark id '{tokens[bad].iloc[0]}' is not a non-negative integer")
     landmarks = [[int(t) for t in c.split()] for c in cells.tolist()]
-    out = pd.DataFrame({"id": ids.to_numpy(dtype=object), "landmarks": landmarks})
+    out = pd.DataFrame({"id": ids, "landmarks": landmarks})
     usage_col = next((c for c in df.columns if c.lower() == "usage"), None)
     if usage_col is not None:
         out["usage"] = df[usage_col].str.strip().to_numpy(dtype=object)

@@ -14,7 +14,7 @@ import torch
 from kit.errors import KitError
 from kit.io import image_path
 from kit.predictions import Predictions, save_predictions
-from kit.report import build_report, rare_threshold, score_by_bucket
+from kit.report import build_report, gallery_picks, rare_threshold, score_by_bucket
 from kit.saliency import overlay, saliency_map
 
 TEST = [f"{i:x}" * 16 for i in range(1, 7)]                     # t1..t6, 16-hex ids
@@ -91,6 +91,15 @@ def test_score_by_bucket_numbers():
     assert df["images"].tolist() == [6, 2, 2] and df["classes"].tolist() == [3, 1, 2]
     assert df["top-1 acc"].tolist() == pytest.approx([0.5, 0.5, 0.5])
     assert (df.loc["all", "sensitivity"], df.loc["all", "specificity"]) == pytest.approx((1.0, 0.5))
+
+
+def test_gallery_picks_mix_landmarks_and_non_landmarks_spread_by_score():
+    pred = Predictions(TEST, [[lab] for lab, _ in TOP1], [[s] for _, s in TOP1])
+    truth = {k: tuple(v) for k, v in SOLUTION.items()}
+    # landmark rows by score: t1 .9, t2 .8, t4 .75, t3 .7 -> ends t1, t3; non-landmarks t5 .95, t6 0
+    assert gallery_picks(pred, truth, 4).tolist() == [4, 0, 2, 5]
+    assert gallery_picks(pred, truth, 3).tolist() == [4, 0, 2]
+    assert gallery_picks(pred, {}, 2).tolist() == [4, 5]          # no truth: best and worst score
 
 
 def test_rare_threshold_mailru_and_small_data():

@@ -51,6 +51,16 @@ def test_torch_fallback_without_faiss(data, monkeypatch):
     np.testing.assert_allclose(sims, ref_s, atol=1e-5)
 
 
+def test_torch_backend_in_query_chunks(data):
+    xb, xq = data
+    index = R.SearchIndex(xb, backend="torch")
+    assert index.kind == "torch" and len(index) == 300
+    sims, idx = index.search(xq, 4, batch=7)  # 25 queries in chunks of 7
+    ref_s, ref_i = _brute(xb, xq, 4)
+    np.testing.assert_array_equal(idx, ref_i)
+    np.testing.assert_allclose(sims, ref_s, atol=1e-5)
+
+
 def test_knn_vote_hand_made():
     sims = np.array([[0.9, 0.8, 0.5, 0.4], [0.6, -0.3, 0.2, 0.1]], np.float32)
     nl = np.array([[7, 3, 7, -1], [5, 9, 9, 9]])

@@ -14,7 +14,7 @@ from kit.io import image_path
 from kit.synth import (generate, long_tail_counts, make_ids, make_structure, plan, random_homography,
                        render_view, warp_view)
 
-TINY = dict(classes=5, images=60, test_images=20, size=64, nonlandmark_frac=0.8, seed=3, progress=False)
+TINY = dict(classes=5, images=60, test_images=20, size=64, distractors=12, nonlandmark_frac=0.8, seed=3, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +231,13 @@ def test_cli_bad_options_give_one_line_errors(tmp_path, capsys, args, message):
     rc = main(["synth", "--out", str(tmp_path), "--workers", "1"] + args)
     err = capsys.readouterr().err.strip()
     assert rc == 2 and message in err and "\n" not in err
+
+
+def test_distractors_are_nonlandmark_images_disjoint_from_train_and_test(tiny):
+    out, summary = tiny
+    d = pd.read_csv(out / "distractors.csv", dtype=str)
+    assert len(d) == summary["distractor_images"] == 12 and d.id.is_unique
+    train = pd.read_csv(out / "train.csv", dtype=str)
+    test = pd.read_csv(out / "test_solution.csv", dtype=str)
+    assert not set(d.id) & (set(train.id) | set(test.id))
+    assert all(image_path(out, "distractors", i).is_file() for i in d.id)

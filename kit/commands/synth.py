@@ -8,10 +8,14 @@ def add_parser(subparsers) -> None:
                                           "train.csv, train/a/b/c/<id>.jpg, test/..., sample_submission.csv, test_solution.csv.")
     p.add_argument("--out", default="data/synth", help="output directory (default: data/synth)")
     p.add_argument("--classes", type=int, default=60, help="number of landmark classes (default: 60)")
-    p.add_argument("--images", type=int, default=3000, help="train images in total, long-tailed over classes (default: 3000)")
+    p.add_argument("--images", type=int, default=3000, 
+                   help="train images in total, long-tailed over classes (default: 3000)")
     p.add_argument("--test-images", type=int, default=600, help="test images (default: 600)")
+    p.add_argument("--distractors", type=int, default=200,
+                   help="extra non-landmark images in distractors/ for fitting filters (default: 200)")
     p.add_argument("--size", type=int, default=128, help="image side in pixels (default: 128)")
-    p.add_argument("--nonlandmark-frac", type=float, default=0.8, help="share of test images that are non-landmarks (default: 0.8)")
+    p.add_argument("--nonlandmark-frac", type=float, default=0.8, 
+                   help="share of test images that are non-landmarks (default: 0.8)")
     p.add_argument("--train-noise", type=float, default=0.05, help="share of train images that are off-topic scenes (default: 0.05)")
     p.add_argument("--zipf", type=float, default=1.1, help="long-tail exponent of images per class (default: 1.1)")
     p.add_argument("--family-frac", type=float, default=0.6,
@@ -27,6 +31,7 @@ def run(args) -> int:
 
     summary = generate(args.out, classes=args.classes, images=args.images, test_images=args.test_images,
                        size=args.size, nonlandmark_frac=args.nonlandmark_frac, train_noise=args.train_noise,
-                       zipf=args.zipf, seed=args.seed, family_frac=args.family_frac, workers=args.workers, force=not args.reuse)
+                       zipf=args.zipf, seed=args.seed, family_frac=args.family_frac, workers=args.workers, force=not args.reuse,
+                       distractors=args.distractors)
     print(summary_line(summary))
     return 0

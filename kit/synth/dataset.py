@@ -18,7 +18,7 @@ import pandas as pd
 from kit.errors import KitError
 from kit.io import atomic_path, image_path, write_csv, write_json
 
-SPLIT_CODE = {"train": 1, "test": 2}
+SPLIT_CODE = {"train": 1, "test": 2, "distractors": 3}
 LANDMARK_ID_RANGE = 200_000       # landmark ids are sparse ints, like GLDv2's 0..203093
 DISTRACTOR_BASE = 1_000_000       # unseen structures (non-landmarks) get ids from here
 NONLANDMARK_KINDS = {"texture": 0.15, "objects": 0.15, "face": 0.15, "indoor": 0.2, "street": 0.15, "structure": 0.2}
@@ -158,6 +158,21 @@ def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandm
     return train, test
 
 
+def plan_distractors(n: int, classes: int, seed: int, family_frac: float = 0.6) -> pd.DataFrame:
+    """A separate set of non-landmark images (scenes and unseen structures), for fitting filter thresholds
+    without touching the test set, the way real competitors used an external distractor set."""
+    rng = np.random.default_rng([seed, 5])
+    kinds = list(NONLANDMARK_KINDS)
+    scene = rng.choice(kinds, n, p=list(NONLANDMARK_KINDS.values()))
+    # unseen structures disjoint from the test set's (those start at DISTRACTOR_BASE)
+    key = DISTRACTOR_BASE + 500_000 + rng.integers(0, max(5, classes // 2), n)
+    n_families = max(1, int(round(family_frac * classes)))
+    return pd.DataFrame({"id": make_ids(rng, n), "landmark_id": -1,
+                         "class_key": np.where(scene == "structure", key, -1),
+                         "family": np.where(scene == "structure", rng.integers(0, n_families, n), -1),
+                         "scene": np.where(scene == "structure", "", scene)})
+
+
 def _jobs(frame: pd.DataFrame, split: str) -> list[tuple]:
     return [(split, i, r.id, None if r.class_key < 0 else int(r.class_key), int(r.family), r.scene or None)
             for i, r in enumerate(frame.itertuples(index=False))]
@@ -166,12 +181,13 @@ def _jobs(frame: pd.DataFrame, split: str) -> list[tuple]:
 def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, test_images: int = 600,
              size: int = 128, nonlandmark_frac: float = 0.8, train_noise: float = 0.05, zipf: float = 1.1,
              seed: int = 0, family_frac: float = 0.6, workers: int | None = None, quality: int = 90, force: bool = True,
-             progress: bool = True) -> dict:
+             progress: bool = True, distractors: int = 200) -> dict:
     """Write the synthetic GLDv2-layout data set to out_dir and return a summary dict.
 
     Files: train.csv (id,url,landmark_id), train_clean.csv (landmark_id,images: the non-noise ids,
     like GLDv2-clean), train/a/b/c/<id>.jpg, test/a/b/c/<id>.jpg, sample_submission.csv and
-    test_solution.csv (id,landmarks; empty = non-landmark), synth.json (parameters + summary).
+    test_solution.csv (id,landmarks; empty = non-landmark), distractors.csv + distractors/a/b/c/<id>.jpg
+    (non-landmark images for fitting filters), synth.json (parameters + summary).
     With force=False an out_dir whose synth.json holds the same parameters is reused as is.
     Images of an earlier run with another seed are not deleted.
     """
@@ -183,7 +199,8 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
         raise KitError(f"synth: --family-frac must be in (0, 1] (got {family_frac})")
     out = Path(out_dir)
     params = dict(classes=classes, images=images, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
-                  train_noise=train_noise, zipf=zipf, seed=seed, family_frac=family_frac, quality=quality)
+                  train_noise=train_noise, zipf=zipf, seed=seed, family_frac=family_frac, quality=quality,
+                  distractors=distractors)
     meta = out / "synth.json"
     if not force and meta.is_file():
         old = json.loads(meta.read_text())
@@ -191,7 +208,8 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
             return {**old["summary"], "reused": True}
     t0 = time.perf_counter()
     train, test = plan(classes, images, test_images, nonlandmark_frac, train_noise, zipf, seed, family_frac)
-    jobs = _jobs(train, "train") + _jobs(test, "test")
+    extra = plan_distractors(distractors, classes, seed, family_frac)
+    jobs = _jobs(train, "train") + _jobs(test, "test") + _jobs(extra, "distractors")
     workers = workers or min(os.cpu_count() or 1, 8)
     chunk = max(8, math.ceil(len(jobs) / (workers * 8)))
     chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
@@ -207,6 +225,7 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
     clean = train[~train.noise].groupby("landmark_id").id.agg(" ".join).reset_index(name="images")
     write_csv(clean, out / "train_clean.csv")
     write_csv(pd.DataFrame({"id": test.id, "landmarks": ""}), out / "sample_submission.csv")
+    write_csv(extra[["id"]], out / "distractors.csv")
     solution = np.where(test.landmark_id >= 0, test.landmark_id.astype(str), "")
     write_csv(pd.DataFrame({"id": test.id, "landmarks": solution}), out / "test_solution.csv")
 
@@ -214,7 +233,7 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
     summary = {
         "out_dir": str(out), "classes": classes, "train_images": images, "train_noise_images": int(train.noise.sum()),
         "test_images": test_images, "test_landmark_images": int((test.landmark_id >= 0).sum()),
-        "test_nonlandmark_images": int((test.landmark_id < 0).sum()), "size": size, "seed": seed,
+        "test_nonlandmark_images": int((test.landmark_id < 0).sum()), "distractor_images": distractors, "size": size, "seed": seed,
         "per_class_max": int(per_class.max()), "per_class_median": float(per_class.median()),
         "per_class_min": int(per_class.min()), "workers": workers, "seconds": round(time.perf_counter() - t0, 2),
     }

@@ -11,7 +11,8 @@ import numpy as np
 
 from kit.synth.structures import AA, low_freq_noise, pick_colour, shade, texture
 
-SKIES = np.array([(120, 170, 225), (200, 215, 230), (235, 190, 140), (160, 160, 170), (90, 110, 160), (225, 225, 220)], np.float32)
+SKIES = np.array([(120, 170, 225), (200, 215, 230), (235, 190, 140), (160, 160, 170), (90, 110, 160), (225, 225, 220)],
+                 np.float32)
 GROUNDS = np.array([(110, 110, 112), (90, 130, 70), (150, 125, 95), (200, 185, 150), (70, 70, 75)], np.float32)
 SKIN = np.array([(230, 190, 160), (200, 150, 115), (150, 100, 70), (100, 70, 50), (240, 210, 185)], np.float32)
 
@@ -40,7 +41,8 @@ def person(img, rng, x: int, foot: int, h: int) -> None:
 def car(img, rng, x: int, y: int, w: int) -> None:
     colour, h = pick_colour(rng, 40), max(3, w // 3)
     cv2.rectangle(img, (x, y - h), (x + w, y - h // 4), colour, -1)
-    roof = np.array([(x + w // 5, y - h), (x + w // 3, y - h - h // 2), (x + 3 * w // 4, y - h - h // 2), (x + 4 * w // 5, y - h)], np.int32)
+    roof = np.array([(x + w // 5, y - h), (x + w // 3, y - h - h // 2),
+                     (x + 3 * w // 4, y - h - h // 2), (x + 4 * w // 5, y - h)], np.int32)
     cv2.fillPoly(img, [roof], colour, AA)
     cv2.rectangle(img, (x + w // 3 + 1, y - h - h // 2 + 2), (x + 3 * w // 4 - 2, y - h), (60, 70, 80), -1)
     for wx in (x + w // 5, x + 4 * w // 5):
@@ -86,9 +88,11 @@ def street_background(rng: np.random.Generator, size: int) -> np.ndarray:
             for xx in range(x + step // 2, x + w - step // 2, 2 * step):
                 cv2.rectangle(img, (xx, yy), (xx + step // 2, yy + step // 2), shade(colour, 0.6), -1)
     ground = _jitter(rng, GROUNDS)
-    img[horizon:] = np.clip(np.array(ground, np.float32) * (1 + 0.1 * low_freq_noise(rng, size)[horizon:, :, None]), 0, 255).astype(np.uint8)
+    ground_tex = np.array(ground, np.float32) * (1 + 0.1 * low_freq_noise(rng, size)[horizon:, :, None])
+    img[horizon:] = np.clip(ground_tex, 0, 255).astype(np.uint8)
     for _ in range(int(rng.integers(0, 5))):
-        tree(img, rng, int(rng.integers(size)), horizon + int(rng.integers(0, size // 20 + 1)), int(rng.integers(size // 8, size // 3)))
+        foot = horizon + int(rng.integers(0, size // 20 + 1))
+        tree(img, rng, int(rng.integers(size)), foot, int(rng.integers(size // 8, size // 3)))
     if rng.random() < 0.4:  # wires
         y0, y1 = int(rng.integers(size // 3)), int(rng.integers(size // 3))
         cv2.line(img, (0, y0), (size, y1), (40, 40, 40), 1, AA)
@@ -147,8 +151,10 @@ def scene_objects(rng, size: int) -> np.ndarray:
         else:  # box in perspective
             d = s // 3
             cv2.rectangle(img, (x - s // 2, y - s), (x + s // 2, y), colour, -1)
-            cv2.fillPoly(img, [np.array([(x - s // 2, y - s), (x - s // 2 + d, y - s - d), (x + s // 2 + d, y - s - d), (x + s // 2, y - s)], np.int32)], shade(colour, 1.3), AA)
-            cv2.fillPoly(img, [np.array([(x + s // 2, y - s), (x + s // 2 + d, y - s - d), (x + s // 2 + d, y - d), (x + s // 2, y)], np.int32)], shade(colour, 0.7), AA)
+            top = np.array([(x - s // 2, y - s), (x - s // 2 + d, y - s - d), (x + s // 2 + d, y - s - d), (x + s // 2, y - s)], np.int32)
+            side = np.array([(x + s // 2, y - s), (x + s // 2 + d, y - s - d), (x + s // 2 + d, y - d), (x + s // 2, y)], np.int32)
+            cv2.fillPoly(img, [top], shade(colour, 1.3), AA)
+            cv2.fillPoly(img, [side], shade(colour, 0.7), AA)
     return img
 
 
