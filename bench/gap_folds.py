@@ -3,7 +3,7 @@
     .venv/bin/python bench/gap_folds.py            # writes bench/results/gap_folds.json
 
 GAP: 1M test ids (30% landmark images from 200k classes, 90% with a prediction, string ids),
-timed for kit.metrics.gap (arrays), gap_frames (frames, 5% multi-landmark truth) and
+timed (best of 3) for kit.metrics.gap (arrays), gap_frames (frames, 5% multi-landmark truth) and
 gap_reference (pure Python), once with continuous float32 scores and once with scores rounded to
 2 decimals (heavy ties: the id/label tie-break path), plus the submission write/read round trip.
 Folds: a generated 4,132,914-row train.csv with 203,094 classes and a long-tail count curve shaped
@@ -35,12 +35,17 @@ from kit.submission import read_submission, write_submission  # noqa: E402
 CPU = {}  # name -> process CPU seconds: on a shared machine wall time overstates the work
 
 
-def timed(fn, *a, name=None, **kw):
-    t, c = time.perf_counter(), time.process_time()
-    out = fn(*a, **kw)
+def timed(fn, *a, name=None, repeat=1, **kw):
+    """(result, best wall seconds of `repeat` runs); the best CPU seconds go to CPU[name]."""
+    best_wall = best_cpu = float("inf")
+    for _ in range(repeat):
+        t, c = time.perf_counter(), time.process_time()
+        out = fn(*a, **kw)
+        best_wall = min(best_wall, time.perf_counter() - t)
+        best_cpu = min(best_cpu, time.process_time() - c)
     if name:
-        CPU[name] = round(time.process_time() - c, 3)
-    return out, time.perf_counter() - t
+        CPU[name] = round(best_cpu, 3)
+    return out, best_wall
 
 
 def hex_ids(rng, n: int) -> np.ndarray:
@@ -64,9 +69,9 @@ def bench_gap(n: int, seed: int) -> dict:
     out = {"n_predictions": int((pred >= 0).sum()), "n_ids": n, "n_landmark_images": int((true >= 0).sum())}
     for name, score in (("float32_scores", rng.random(n).astype(np.float32)),
                         ("rounded_scores_heavy_ties", np.round(rng.random(n), 2))):
-        g, t_gap = timed(gap, pred, score, true, ids, name=f"{name}.gap")
+        g, t_gap = timed(gap, pred, score, true, ids, name=f"{name}.gap", repeat=3)
         sub = pd.DataFrame({"id": ids, "label": pred, "score": score})
-        gf, t_frames = timed(gap_frames, sub, sol, name=f"{name}.gap_frames")
+        gf, t_frames = timed(gap_frames, sub, sol, name=f"{name}.gap_frames", repeat=3)
         t0 = time.perf_counter()
         preds = {i: (lab, sc) for i, lab, sc in zip(ids.tolist(), pred.tolist(), score.astype(float).tolist())}
         ref = gap_reference(preds, solution)

@@ -43,8 +43,8 @@ def read_folds(folds_csv: str | os.PathLike, fold: int) -> tuple[pd.DataFrame, l
         raise KitError(f"{folds_csv}: no rows")
     for col in ("landmark_id", "label", "fold"):
         if not pd.api.types.is_integer_dtype(df[col]):
-            bad = pd.to_numeric(df[col], errors="coerce").isna() | (pd.to_numeric(df[col], errors="coerce") % 1 != 0)
-            row = int(np.flatnonzero(bad.to_numpy())[0]) if bad.any() else 0
+            num = pd.to_numeric(df[col], errors="coerce")
+            row = int(np.flatnonzero((num.isna() | (num % 1 != 0)).to_numpy())[0])
             raise KitError(f"{folds_csv}: row {row + 2}: column {col} is not an integer ({df[col].iloc[row]!r})")
     pairs = df[["label", "landmark_id"]].drop_duplicates().sort_values("label")
     if pairs["label"].duplicated().any():

@@ -108,13 +108,13 @@ class DelfExtractor:
     def __init__(self, delf: str | Path | None = None, backbone: str = "tf_efficientnet_lite0",
                  weights: str = "packaged", stride: int = 16, image_size: int = 256,
                  scales: list[float] | None = None, max_keypoints: int = 1000, device: str = "auto",
-                 batch_size: int = 16, margin: float = 0.125, **_):
+                 batch_size: int = 16, margin: float = 0.125, distinct: float = 0.85, **_):
         from kit.backbones import backbone_mean_std, create_backbone
 
         self.device = pick_device(device)
         self.scales = [float(s) for s in (scales or CHEAP_SCALES)]
         self.image_size, self.max_keypoints, self.batch_size = int(image_size), int(max_keypoints), int(batch_size)
-        self.head, self.pca, self.margin = None, None, float(margin)
+        self.head, self.pca, self.margin, self.distinct = None, None, float(margin), float(distinct)
         if delf:
             state = load_delf(delf)
             self.source = {"delf": str(Path(delf).resolve()), "mtime": Path(delf).stat().st_mtime_ns}
@@ -140,7 +140,8 @@ class DelfExtractor:
 
     def config(self) -> dict:
         return {"name": self.name, **self.source, "stride": self.stride, "image_size": self.image_size,
-                "scales": self.scales, "max_keypoints": self.max_keypoints, "margin": self.margin}
+                "scales": self.scales, "max_keypoints": self.max_keypoints, "margin": self.margin,
+                "distinct": self.distinct}
 
     @torch.inference_mode()
     def dense(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,6 +157,13 @@ class DelfExtractor:
         arr = np.stack([cv2.resize(im, size, interpolation=cv2.INTER_AREA) for im in images])
         x = torch.from_numpy(arr).to(self.device).permute(0, 3, 1, 2).float()
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+
+    def _distinct(self, xy: torch.Tensor, desc: torch.Tensor) -> torch.Tensor:
+        """Mask of descriptors with no near-copy (cosine >= `distinct`) farther than 1.5 cells away in the
+        same image: flat or repetitive areas (sky, walls) match anything and only add false inliers."""
+        far = torch.cdist(xy, xy) > 1.5 * self.stride
+        sim = torch.where(far, desc @ desc.T, torch.full((), -1.0, device=desc.device))
+        return sim.max(dim=1).values < self.distinct
 
     def extract(self, images: list[np.ndarray]) -> list[LocalFeatures]:
         out = []
@@ -192,6 +200,9 @@ class DelfExtractor:
         feats = []
         for parts in per_image:
             xy, desc, score = (torch.cat([p[k] for p in parts]) for k in range(3))
+            if self.distinct < 1:
+                keep = self._distinct(xy, desc)
+                xy, desc, score = xy[keep], desc[keep], score[keep]
             top = torch.topk(score, min(self.max_keypoints, len(score))).indices
             xy, desc, score = (t[top].float().cpu().numpy() for t in (xy, desc, score))
             if self.pca is not None:

@@ -132,7 +132,7 @@ class LocalFilter(Filter):
 
     def __init__(self, extractor: str = "sift", train_pred: str | None = None, train_labels: str | None = None,
                  data_dir: str = ".", cache_dir: str | None = "cache/localfeatures", neighbours: int = 3,
-                 ratio: float = 0.85, transform: str = "affine", ransac_threshold: float = 8.0, cap: float = 50.0,
+                 ratio: float = 0.8, transform: str = "affine", ransac_threshold: float = 8.0, cap: float = 50.0,
                  chunk: int = 256, n_jobs: int = 1, extractor_kw: dict | None = None, **kw):
         super().__init__(extractor=extractor, train_pred=train_pred, train_labels=train_labels, data_dir=data_dir,
                          cache_dir=cache_dir, neighbours=neighbours, ratio=ratio, transform=transform,
@@ -396,9 +396,10 @@ def need_embeddings(obj, what) -> None:
 
 
 def find_image(data_dir: str | Path, image_id: str) -> Path:
-    """The image of `image_id`: DATA/test/a/b/c, DATA/train/a/b/c, DATA/<id>.jpg or DATA/images/<id>.jpg."""
+    """The image of `image_id`: DATA/{test,train,distractors}/a/b/c, DATA/<id>.jpg or DATA/images/<id>.jpg."""
     from kit.io import image_path
 
     tries = [image_path(data_dir, "test", image_id), image_path(data_dir, "train", image_id),
+             image_path(data_dir, "distractors", image_id),
              Path(data_dir) / f"{image_id}.jpg", Path(data_dir) / "images" / f"{image_id}.jpg"]
     return next((p for p in tries if p.is_file()), tries[0])

@@ -13,7 +13,7 @@ from kit.errors import KitError
 TRANSFORMS = ("homography", "affine")
 
 
-def match_descriptors(d1: np.ndarray, d2: np.ndarray, ratio: float = 0.85, mutual: bool = True) -> np.ndarray:
+def match_descriptors(d1: np.ndarray, d2: np.ndarray, ratio: float = 0.8, mutual: bool = True) -> np.ndarray:
     """Index pairs [m, 2] (i in d1, j in d2) that pass the ratio test (and are mutual nearest neighbours)."""
     import cv2
 
@@ -56,7 +56,7 @@ def ransac_inliers(pts1: np.ndarray, pts2: np.ndarray, transform: str = "affine"
     return int(mask.sum())
 
 
-def count_inliers(f1, f2, ratio: float = 0.85, transform: str = "affine", threshold: float = 8.0,
+def count_inliers(f1, f2, ratio: float = 0.8, transform: str = "affine", threshold: float = 8.0,
                   mutual: bool = True) -> int:
     """RANSAC inliers between two `LocalFeatures` (kit.localfeatures): the verification score of a pair."""
     pairs = match_descriptors(f1.descriptors, f2.descriptors, ratio=ratio, mutual=mutual)

@@ -21,11 +21,13 @@ from kit.errors import KitError
 from kit.predictions import Predictions
 
 log = logging.getLogger("kit.predict")
-SPLITS = ("val", "test", "train")
+SPLITS = ("val", "test", "train", "distractors")
 
 
 def split_rows(cfg, fold: int, split: str) -> tuple[pd.DataFrame, str]:
-    """(rows with `id` [and `landmark_id`] to predict, image folder 'train' | 'test')."""
+    """(rows with `id` [and `landmark_id`] to predict, image folder 'train' | 'test' | 'distractors').
+
+    distractors: the non-landmark images listed in DATA/distractors.csv (for fitting filters)."""
     from kit.data import drop_missing, read_folds
     from kit.submission import read_sample_ids
 
@@ -34,6 +36,11 @@ def split_rows(cfg, fold: int, split: str) -> tuple[pd.DataFrame, str]:
     if split == "test":
         sample = Path(cfg.data.data_dir) / "sample_submission.csv"
         rows, folder = pd.DataFrame({"id": read_sample_ids(sample)}), "test"
+    elif split == "distractors":
+        from kit.io import read_csv
+
+        path = Path(cfg.data.data_dir) / "distractors.csv"
+        rows, folder = read_csv(path, ("id",), dtype={"id": str})[["id"]], "distractors"
     else:
         df, _ = read_folds(cfg.data.folds_csv, fold)
         keep = df["fold"] == fold if split == "val" else (df["fold"] != fold) & (df["fold"] != -1)
@@ -53,7 +60,7 @@ def build_tta(cfg):
 
 def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = True) -> Predictions:
     """Load runs/<name>/fold<N>/best.pt (or `checkpoint`) and predict the split's images in batches."""
-    from kit.augment import build_transforms
+    from kit.augment import transforms_for
     from kit.checkpoint import load_model
     from kit.data import LandmarkDataset, make_loader
     from kit.inference import predict_loader
@@ -66,7 +73,7 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
                     trained_cfg.data.image_size)
     rows, folder = split_rows(cfg, fold, split)
     d = cfg.data
-    ds = LandmarkDataset(rows, d.data_dir, build_transforms(d.augment, d.image_size, False), split=folder,
+    ds = LandmarkDataset(rows, d.data_dir, transforms_for(cfg, False), split=folder,
                          seed=cfg.seed, strict=d.strict)
     loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, d.num_workers, device.type)
     return predict_loader(model, loader, label_map, cfg.predict.topk, device, tta=build_tta(cfg),

@@ -443,10 +443,12 @@ def section_ensembles(inp: Inputs) -> str:
 CSS = """
 body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1200px;color:#222}
 h1{margin-bottom:0} .meta{color:#666;margin-top:4px} h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:36px}
-table{border-collapse:collapse;margin:8px 0} th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top;font-size:13px}
+table{border-collapse:collapse;margin:8px 0}
+th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top;font-size:13px}
 th{background:#f4f4f4} .note{color:#555;font-style:italic} .plot{max-width:100%;display:block;margin:8px 0}
 .thumb{display:block;border-radius:3px} .id{font-size:10px;color:#777;font-family:monospace}
-.missing{width:72px;height:72px;background:#eee;color:#999;font-size:11px;display:flex;align-items:center;justify-content:center}
+.missing{width:72px;height:72px;background:#eee;color:#999;font-size:11px;
+  display:flex;align-items:center;justify-content:center}
 .ok{background:#e7f6e7} .bad{background:#fbe5e5} .pred{font-weight:600;white-space:nowrap}
 .sal-grid{display:flex;flex-wrap:wrap;gap:16px} figure{margin:0} figcaption{font-size:12px;color:#555}
 .sal{width:160px;height:160px;margin-right:4px;image-rendering:auto} nav a{margin-right:12px}

@@ -12,79 +12,20 @@ import contextlib
 import functools
 import logging
 import math
-import os
 import random
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from kit.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from kit.config import config_to_dict, save_config
+from kit.distributed import Dist, all_gather, barrier, setup_distributed, wrap_ddp
 from kit.errors import KitError
 from kit.schedule import lr_factor
 
 log = logging.getLogger("kit.train")
 OPTIMIZERS = ("sgd", "adamw")
-
-
-@dataclass
-class Dist:
-    """Where this process runs: rank/world size of a DDP job (0/1 when alone) and its device."""
-    rank: int = 0
-    world: int = 1
-    device: torch.device = torch.device("cpu")
-    owns_group: bool = False   # we called init_process_group, so we tear it down
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def choose_device(pref: str = "auto", local_rank: int = 0) -> torch.device:
-    if pref not in ("auto", "cpu", "cuda"):
-        raise KitError(f"device: unknown device '{pref}' (valid: auto, cpu, cuda)")
-    if pref == "cuda" and not torch.cuda.is_available():
-        raise KitError("device=cuda but no CUDA GPU is available (use device=auto or cpu)")
-    if pref == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
-
-
-def setup_distributed(pref: str = "auto") -> Dist:
-    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
-    import torch.distributed as td
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = choose_device(pref, local_rank)
-    if world <= 1:
-        return Dist(device=device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    owns = not td.is_initialized()
-    if owns:
-        td.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(td.get_rank(), td.get_world_size(), device, owns)
-
-
-def barrier(dist: Dist) -> None:
-    if dist.enabled:
-        torch.distributed.barrier()
-
-
-def all_gather(obj, dist: Dist) -> list:
-    """Every rank's `obj` (a list of one item when alone)."""
-    if not dist.enabled:
-        return [obj]
-    out = [None] * dist.world
-    torch.distributed.all_gather_object(out, obj)
-    return out
 
 
 def seed_everything(seed: int) -> None:
@@ -165,6 +106,8 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, optim_
         group = min(accum, n_micro - group_start)
         last_in_group = (i - group_start) == group - 1
         if batch is None:  # every image of the batch was unreadable
+            if dist.enabled:  # the other ranks would wait forever in backward's all-reduce
+                raise KitError("a whole batch of unreadable images under DDP: run with --strict to list them")
             continue
         images, labels = to_device(batch, device, channels_last)
         sync = model.no_sync() if dist.enabled and not last_in_group else contextlib.nullcontext()
@@ -228,16 +171,6 @@ def evaluate(model, loader, loss_fn, label_map, dist: Dist, amp: bool, channels_
         return {"val_loss": float("nan"), "val_acc": 0.0, "val_gap": 0.0}
     return {"val_loss": sum(x[4] for x in parts) / len(t), "val_acc": float((p == t).mean()),
             "val_gap": float(gap(p, s, t, ids=i))}  # ids break score ties: same GAP however rows are sharded
-
-
-def wrap_ddp(model, dist: Dist):
-    """DDP wrapper over the currently trainable parameters (rebuilt when the stage changes)."""
-    if not dist.enabled:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    ids = [dist.device.index] if dist.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
 
 
 def checkpoint_state(model, cfg, split, epoch: int, metrics: dict) -> dict:
@@ -307,7 +240,7 @@ def _train(cfg, fold: int, resume: bool, dist: Dist) -> dict:
 
     start_epoch, best, history = 0, {"val_gap": -1.0, "epoch": -1}, []
     if resume:
-        state = load_checkpoint(run_dir, "last.pt", map_location=device)
+        state = load_checkpoint(run_dir, "last.pt")  # on CPU: RNG states must stay CPU tensors
         unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -316,7 +249,7 @@ def _train(cfg, fold: int, resume: bool, dist: Dist) -> dict:
         rngs = state["rng"]
         set_rng_state(rngs[dist.rank] if dist.rank < len(rngs) else rngs[0])
         log.info("resuming %s from epoch %d", run_dir, start_epoch + 1)
-    elif dist.main:
+    if dist.main:
         save_config(cfg, run_dir / "config.yaml")
 
     tlog = TrainLog(run_dir, history, enabled=dist.main)
@@ -359,7 +292,7 @@ def _train(cfg, fold: int, resume: bool, dist: Dist) -> dict:
     result = {"fold": fold, "run_dir": str(run_dir), "best": best, "epochs": len(plan),
               "skipped_missing": split.missing}
     if dist.main:
-        state = load_checkpoint(run_dir, "best.pt", map_location=device)
+        state = load_checkpoint(run_dir, "best.pt")
         unwrap(model).load_state_dict(state["model"])
         result["oof"] = str(write_oof(model, cfg, fold, split, dist, amp))
         log.info("best val_gap %.4f at epoch %d; OOF predictions -> %s", best["val_gap"], best["epoch"],

@@ -99,6 +99,9 @@ def test_bad_folds_inputs(tmp_path):
     df.assign(label=df["label"] * 2).to_csv(tmp_path / "gap.csv", index=False)
     with pytest.raises(KitError, match="contiguous"):
         read_folds(tmp_path / "gap.csv", 0)
+    df.assign(fold=df["fold"].astype(object).where(df.index != 3, "x")).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(KitError, match=r"row 5: column fold is not an integer \('x'\)"):
+        read_folds(tmp_path / "bad.csv", 0)
     df.drop(columns="fold").to_csv(tmp_path / "nofold.csv", index=False)
     with pytest.raises(KitError, match="missing column"):
         read_folds(tmp_path / "nofold.csv", 0)

@@ -28,6 +28,7 @@ def test_select_classes_top_k_ties_and_min_images():
         select_classes(lid)
 
 
+@pytest.mark.filterwarnings("ignore:The least populated class")  # sklearn, on the classes smaller than F
 def test_folds_are_balanced_per_class_and_overall():
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(30), rng.integers(1, 40, 30))  # includes classes smaller than F

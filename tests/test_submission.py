@@ -94,3 +94,13 @@ def test_kit_score_prints_gap_last(tmp_path, capsys):
     assert main(["score", str(bad), str(sol)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "bad.csv: row 2 (line 3): duplicate id a" in err
+
+
+def test_kit_score_usage_subset(tmp_path, capsys):
+    sol = write(tmp_path / "sol.csv", "id,landmarks,Usage\na,1,Public\nb,2,Private\nc,,Ignored\n")
+    sub = write(tmp_path / "sub.csv", "id,landmarks\na,1 0.2\nb,9 0.9\nc,4 0.95\n")
+    expected = {"all": "GAP 0.250000",      # c ignored; b wrong at rank 1, a right at rank 2: (1/2)/2
+                "public": "GAP 1.000000", "private": "GAP 0.000000"}
+    for usage, line in expected.items():
+        assert main(["score", str(sub), str(sol), "--usage", usage]) == 0
+        assert capsys.readouterr().out.strip().splitlines()[-1] == line

@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
     g.add_argument("--k", type=int, default=5, help="distractor: neighbours averaged (5)")
     g = p.add_argument_group("local features (delf, sift)")
     g.add_argument("--neighbours", type=int, default=3, help="training images of the predicted class to verify against")
-    g.add_argument("--ratio", type=float, default=0.85, help="Lowe ratio test (0.85)")
+    g.add_argument("--ratio", type=float, default=0.8, help="Lowe ratio test (0.8)")
     g.add_argument("--transform", choices=["affine", "homography"], default="affine")
     g.add_argument("--ransac-threshold", type=float, default=8.0, help="pixels in the extractor's frame (8)")
     g.add_argument("--cache-dir", default="cache/localfeatures", help="feature cache ('' = none)")

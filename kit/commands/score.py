@@ -15,7 +15,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from kit.errors import KitError
-    from kit.metrics import gap_frames, match_frames, sensitivity_specificity
+    from kit.metrics import gap_frames, index_in, match_frames, sensitivity_specificity
     from kit.submission import read_sample_ids, read_solution, read_submission
 
     sample = read_sample_ids(args.sample) if args.sample else None
@@ -24,8 +24,8 @@ def run(args) -> int:
     if args.usage != "all":
         if "usage" not in sol.columns:
             raise KitError(f"{args.solution}: --usage {args.usage} needs a Usage column")
-        other = sol["usage"].str.lower() != args.usage
-        sub = sub[~sub["id"].isin(sol.loc[other, "id"])]
+        other = (sol["usage"].str.lower() != args.usage).to_numpy()
+        sub = sub[index_in(sub["id"], sol["id"].to_numpy()[other]) < 0]
         sol = sol[~other]
     m = match_frames(sub, sol)
     landmark = m["is_landmark"].to_numpy()

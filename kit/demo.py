@@ -1,0 +1,139 @@
+"""The README's main job: the whole kit pipeline on the embedded synthetic data, each step a `kit` command.
+
+It prints every command as a user would type it, so the demo doubles as a tutorial. The validation
+set shared by both models is fold 0 of the wider ("18k-like") folds file: folds are assigned per class,
+so the narrower ("2k-like") model never trained on those images either.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from kit.errors import KitError
+from kit.io import write_csv, write_json
+
+
+@dataclass
+class DemoSize:
+    classes: int = 60
+    images: int = 3000
+    test_images: int = 600
+    distractors: int = 200
+    size: int = 128
+    image_size: int = 112
+    top: int = 15             # "2k-like": the K most frequent classes
+    min_images: int = 20      # "18k-like": every class with >= N images
+    epochs: int = 3
+    max_steps: int = 0
+    batch_size: int = 48
+
+
+QUICK = DemoSize(classes=8, images=240, test_images=60, distractors=20, size=64, image_size=64, top=4,
+                 min_images=12, epochs=1, max_steps=3, batch_size=16)
+
+METHODS = ("max", "correct", "boost", "weighted", "soft")
+
+
+def kit(*argv) -> None:
+    """Run one `kit` command in-process, echoing it; a failing step stops the demo with its message."""
+    from kit.cli import main
+
+    argv = [str(a) for a in argv]
+    print(f"\n$ kit {' '.join(shlex.quote(a) for a in argv)}", flush=True)
+    t0 = time.perf_counter()
+    if main(argv) != 0:
+        raise KitError(f"demo: step 'kit {argv[0]}' failed (see the message above)")
+    print(f"  ({time.perf_counter() - t0:.1f} s)", flush=True)
+
+
+def solution_from_folds(folds_csv: Path, fold: int, out: Path) -> Path:
+    """The validation truth in Kaggle's solution format (id,landmarks) for rows of `fold`."""
+    df = pd.read_csv(folds_csv, dtype={"id": str})
+    df = df[df["fold"] == fold]
+    return write_csv(pd.DataFrame({"id": df["id"], "landmarks": df["landmark_id"].astype(str)}), out)
+
+
+def run_demo(out: str | Path = "demo", quick: bool = False, seed: int = 0) -> dict:
+    from kit.ensemble import load_any, load_truth, run_ensemble, score_gap
+
+    s = QUICK if quick else DemoSize()
+    out = Path(out)
+    data, folds, runs, subs, ens = out / "data", out / "folds", out / "runs", out / "submissions", out / "ensembles"
+    t_start = time.perf_counter()
+
+    print("== 1. synthetic GLDv2-layout data ==")
+    kit("synth", "--out", data, "--classes", s.classes, "--images", s.images, "--test-images", s.test_images,
+        "--distractors", s.distractors, "--size", s.size, "--seed", seed, "--reuse")
+
+    print("\n== 2. folds: a 2k-like (top-K classes) and an 18k-like (classes with >= N images) subset ==")
+    kit("folds", "--train-csv", data / "train.csv", "--top", s.top, "--folds", 5, "--seed", seed,
+        "--clean-csv", data / "train_clean.csv", "--out", folds / "top2k.csv")
+    kit("folds", "--train-csv", data / "train.csv", "--min-images", s.min_images, "--folds", 5, "--seed", seed,
+        "--clean-csv", data / "train_clean.csv", "--out", folds / "top18k.csv")
+    val_solution = solution_from_folds(folds / "top18k.csv", 0, out / "val_solution.csv")
+
+    common = [f"data.data_dir={data}", f"runs_dir={runs}", f"submissions_dir={subs}", f"seed={seed}",
+              f"data.image_size={s.image_size}", f"data.batch_size={s.batch_size}", f"optim.epochs={s.epochs}",
+              f"optim.max_steps_per_epoch={s.max_steps}", "optim.schedule=cosine", "optim.lr=0.02",
+              "optim.warmup_epochs=0.3"]
+    models = {"top18k": folds / "top18k.csv", "top2k": folds / "top2k.csv"}
+
+    print("\n== 3. train two models on fold 0 ==")
+    for name, folds_csv in models.items():
+        kit("train", "--config", name, "--fold", 0, f"name={name}", f"data.folds_csv={folds_csv}", *common)
+
+    print("\n== 4. predict: the common validation set, distractors and test (18k-like model also train) ==")
+    # Both models predict fold 0 of the wider folds file: one validation set for every ensemble.
+    for name in models:
+        for split in ("val", "distractors", "test") + (("train",) if name == "top18k" else ()):
+            kit("predict", "--config", name, "--fold", 0, "--split", split, f"name={name}",
+                f"data.folds_csv={models['top18k']}", *common)
+    files = {split: [subs / name / f"{split}_fold0.npz" for name in models] for split in ("val", "distractors", "test")}
+    test_truth = load_truth(data / "test_solution.csv")
+    val_truth = load_truth(val_solution)
+
+    print("\n== 5. ensembles (report 001's four + soft), fitted on validation, scored on val and test ==")
+    table = {name: {"val_gap": score_gap(load_any(f), val_truth), "test_gap": score_gap(load_any(t), test_truth)}
+             for name, f, t in zip(models, files["val"], files["test"])}
+    for method in METHODS:
+        fit = dict(fit_on=files["val"], solution=val_solution) if method in ("weighted", "soft") else {}
+        res = {}
+        for split in ("val", "distractors", "test"):
+            res[split] = run_ensemble(method, files[split], out=ens / split / f"{method}.csv",
+                                      ensembles_dir=ens / split, log=lambda *_: None, **fit)
+        table[f"ensemble:{method}"] = {"val_gap": score_gap(res["val"]["predictions"], val_truth),
+                                       "test_gap": score_gap(res["test"]["predictions"], test_truth)}
+    print(f"\n{'model / ensemble':<22}{'val GAP':>10}{'test GAP':>10}")
+    for name, row in table.items():
+        print(f"{name:<22}{row['val_gap']:>10.4f}{row['test_gap']:>10.4f}")
+    best = max(METHODS, key=lambda m: table[f"ensemble:{m}"]["val_gap"])
+    print(f"best ensemble on validation: {best}")
+
+    print("\n== 6. non-landmark filter, fitted on validation + distractors, applied to test ==")
+    fit_solution = out / "fit_solution.csv"   # val truth; distractor ids are absent = non-landmarks
+    write_csv(pd.read_csv(val_solution, dtype=str), fit_solution)
+    submission = out / "submission.csv"
+    kit("filter", "delf+distractor", ens / "test" / f"{best}.npz", "--out", out / "filtered_test.npz",
+        "--fit-on", ens / "val" / f"{best}.npz", ens / "distractors" / f"{best}.npz",
+        "--solution", fit_solution, "--data-dir", data,
+        "--train-pred", subs / "top18k" / "train_fold0.npz", "--train-labels", data / "train.csv",
+        "--distractors", subs / "top18k" / "distractors_fold0.npz",
+        "--cache-dir", out / "cache", "--image-size", s.size, "--submission", submission)
+    before = table[f"ensemble:{best}"]["test_gap"]
+    after = score_gap(load_any(submission), test_truth)
+    table["filtered"] = {"val_gap": None, "test_gap": after}
+    write_json({"table": table, "best_ensemble": best, "gap_before_filter": before, "gap_after_filter": after,
+                "seconds": round(time.perf_counter() - t_start, 1), "quick": quick}, out / "comparison.json")
+    print(f"test GAP before filter {before:.6f} -> after filter {after:.6f}")
+
+    print("\n== 7. score the submission ==")
+    kit("score", submission, data / "test_solution.csv", "--sample", data / "sample_submission.csv")
+    print(f"\ndemo finished in {time.perf_counter() - t_start:.0f} s; files under {out}/")
+    # The README promises the final GAP on the last line.
+    print(f"GAP {after:.6f}")
+    return {"table": table, "gap": after, "best": best}
