@@ -213,17 +213,27 @@ class DistractorFilter(Filter):
 
     def __init__(self, distractors: str | None = None, k: int = 5, **kw):
         super().__init__(distractors=distractors, k=k, **kw)
+        self._distractors = None
+
+    def distractor_set(self) -> Predictions:
+        from kit.predictions import load_predictions
+
+        if self._distractors is None:
+            path = self.settings["distractors"]
+            if not path:
+                raise KitError("filter distractor: give --distractors PRED.npz (embeddings of non-landmark images)")
+            self._distractors = load_predictions(path)
+            need_embeddings(self._distractors, path)
+        return self._distractors
 
     def signal(self, pred):
-        from kit.predictions import load_predictions
         from kit.retrieval import SearchIndex
 
-        path, k = self.settings["distractors"], int(self.settings["k"])
-        if not path:
-            raise KitError("filter distractor: give --distractors PRED.npz (embeddings of non-landmark images)")
-        dist = load_predictions(path)
-        need_embeddings(dist, path)
+        dist, k = self.distractor_set(), int(self.settings["k"])
         need_embeddings(pred, "prediction file")
+        if pred.embeddings.shape[1] != dist.embeddings.shape[1]:
+            raise KitError(f"filter distractor: embeddings have {pred.embeddings.shape[1]} dims, "
+                           f"{self.settings['distractors']} has {dist.embeddings.shape[1]}")
         sims, nn = SearchIndex(dist.embeddings).search(pred.embeddings, min(k + 1, len(dist)))
         same = (nn >= 0) & (dist.ids[np.maximum(nn, 0)] == pred.ids[:, None])
         sims = np.where(same | (nn < 0), np.nan, sims)
@@ -355,7 +365,10 @@ def load_filter(path: str | Path, overrides: dict | None = None) -> Chain:
     for st in stages:
         if st.get("name") not in FILTERS:
             raise KitError(f"{path}: unknown filter '{st.get('name')}' (valid: {', '.join(FILTERS)})")
-        settings = {**st.get("settings", {}), **_accepted(st["name"], overrides or {})}
+        saved, given = st.get("settings", {}), _accepted(st["name"], overrides or {})
+        settings = {**saved, **given}
+        if "extractor_kw" in saved:  # merge: a given --image-size keeps the saved scales
+            settings["extractor_kw"] = {**saved["extractor_kw"], **given.get("extractor_kw", {})}
         settings.pop("extractor", None)
         filters.append(FILTERS[st["name"]](mode=st.get("mode", "demote"), params=st.get("params"), **settings))
     return Chain(filters)

@@ -4,13 +4,14 @@ Classes: the K most frequent (ties: landmark_id ascending) or all with >= N imag
 top-2k, each >= 183 images; top-18k, each >= 50). `label` is contiguous 0..C-1 in ascending
 landmark_id order.
 
-Folds use StratifiedKFold's allocation rule, vectorised: rows are sorted by class (classes in a
-seeded random order, rows within a class in a seeded random order) and row p of that order gets
-fold p mod F. Each class's rows are consecutive, so every class is split as evenly as possible
-(fold sizes differ by at most 1) and so are the folds overall. A class with fewer images than
-folds simply lands in fewer folds (one image per fold). sklearn's StratifiedKFold does the same
-allocation but loops over classes with a full-array mask per class, which takes minutes on
-GLDv2's 18k-class subset (bench/gap_folds.py measures it).
+Folds are stratified and NESTED: within each class, rows are put in a seeded order (a hash of the
+image id) and row r of class c gets fold (r + o_c) mod F, o_c a seeded hash of the landmark id. Every
+class is split as evenly as possible (fold sizes differ by at most 1; a class with fewer images than
+folds lands in fewer folds), the folds overall are balanced up to the random offsets, and an image's
+fold depends only on its own class, never on which other classes are kept: the top-2k file's fold 0
+is a subset of the top-18k file's fold 0, so models trained on either can be validated (and
+ensembled) on one common fold without leakage. sklearn's StratifiedKFold allocates the same way per
+class but neither nests nor scales: it takes minutes on GLDv2's 18k-class subset (bench/gap_folds.py).
 
 `--holdout` is report 001's 90/6/4 split: the same class-sorted order walks a 50-slot pattern of
 45 train (fold 1), 3 val (fold 0) and 2 holdout (fold -1) slots, interleaved as evenly as
@@ -91,24 +92,38 @@ def select_classes(landmark_ids: np.ndarray, top: int | None = None, min_images:
     return uniq[counts >= min_images]
 
 
-def _class_sorted_positions(labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
-    """Position of each row in a seeded order grouped by class (random class order, random rows within)."""
-    rng = np.random.default_rng(seed)
-    class_rank = rng.permutation(n_classes)
-    perm = rng.permutation(len(labels))
-    order = perm[np.argsort(class_rank[labels[perm]], kind="stable")]
-    pos = np.empty(len(labels), dtype=np.int64)
-    pos[order] = np.arange(len(labels))
-    return pos
+def _seeded_hash(values, seed: int) -> np.ndarray:
+    """A uint64 hash of each value (string ids or ints) keyed by the seed: fast, vectorised, stable."""
+    h = pd.util.hash_array(np.asarray(values))  # ints ignore hash_key, so the seed is mixed in after
+    salt = pd.util.hash_array(np.array([seed], dtype=np.int64))[0]
+    return pd.util.hash_array(h ^ salt)
 
 
-def assign_folds(labels: np.ndarray, n_folds: int, seed: int = 42) -> np.ndarray:
+def _class_sorted_positions(labels: np.ndarray, n_classes: int, seed: int, ids=None,
+                            landmark_ids=None) -> np.ndarray:
+    """Per row: its rank within its class (seeded order by id hash) plus a seeded per-class offset.
+
+    Depends only on (seed, the row's class, the ids of that class), not on the other classes kept.
+    """
+    ids = np.arange(len(labels)) if ids is None else ids
+    keys = labels if landmark_ids is None else landmark_ids
+    row_hash = _seeded_hash(ids, seed)
+    order = np.lexsort((row_hash, labels))
+    counts = np.bincount(labels, minlength=n_classes)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[order] = np.arange(len(labels)) - starts[labels[order]]
+    offset = (_seeded_hash(keys, seed + 1) % np.uint64(1 << 31)).astype(np.int64)
+    return rank + offset
+
+
+def assign_folds(labels: np.ndarray, n_folds: int, seed: int = 42, ids=None, landmark_ids=None) -> np.ndarray:
     """Stratified fold 0..F-1 per row (labels: contiguous class indices). See module docstring."""
     if n_folds < 2:
         raise KitError(f"folds: --folds must be >= 2 (got {n_folds})")
     labels = np.asarray(labels, dtype=np.int64)
     n_classes = int(labels.max()) + 1 if len(labels) else 0
-    return (_class_sorted_positions(labels, n_classes, seed) % n_folds).astype(np.int8)
+    return (_class_sorted_positions(labels, n_classes, seed, ids, landmark_ids) % n_folds).astype(np.int8)
 
 
 def holdout_pattern(shares: dict = HOLDOUT_SHARES) -> np.ndarray:
@@ -124,12 +139,12 @@ def holdout_pattern(shares: dict = HOLDOUT_SHARES) -> np.ndarray:
     return np.array(out, dtype=np.int8)
 
 
-def assign_holdout(labels: np.ndarray, seed: int = 42) -> np.ndarray:
+def assign_holdout(labels: np.ndarray, seed: int = 42, ids=None, landmark_ids=None) -> np.ndarray:
     """Report 001's split per row: 1 = train (90%), 0 = val (6%), -1 = holdout (4%), stratified by class."""
     labels = np.asarray(labels, dtype=np.int64)
     n_classes = int(labels.max()) + 1 if len(labels) else 0
     pattern = holdout_pattern()
-    return pattern[_class_sorted_positions(labels, n_classes, seed) % len(pattern)]
+    return pattern[_class_sorted_positions(labels, n_classes, seed, ids, landmark_ids) % len(pattern)]
 
 
 def make_folds(train: pd.DataFrame, top: int | None = None, min_images: int | None = None,
@@ -144,8 +159,9 @@ def make_folds(train: pd.DataFrame, top: int | None = None, min_images: int | No
     label = lut[lid]
     rows = np.flatnonzero(label >= 0)
     label = label[rows]
-    fold = assign_holdout(label, seed) if holdout else assign_folds(label, n_folds, seed)
     ids = train["id"].iloc[rows].reset_index(drop=True)
+    keys = dict(ids=ids.to_numpy(dtype=object), landmark_ids=lid[rows])
+    fold = assign_holdout(label, seed, **keys) if holdout else assign_folds(label, n_folds, seed, **keys)
     return pd.DataFrame({"id": ids, "landmark_id": lid[rows], "label": label, "fold": fold})
 
 

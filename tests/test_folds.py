@@ -35,7 +35,8 @@ def test_folds_are_balanced_per_class_and_overall():
     fold = assign_folds(labels, 5, seed=1)
     per = pd.crosstab(labels, fold).reindex(columns=range(5), fill_value=0).to_numpy()
     assert (per.max(axis=1) - per.min(axis=1)).max() <= 1       # each class as even as possible
-    assert np.ptp(np.bincount(fold, minlength=5)) <= 1           # folds equal in size
+    sizes = np.bincount(fold, minlength=5)                        # folds near equal (random class offsets)
+    assert np.ptp(sizes) <= 0.05 * len(labels)
     # same per-class fold sizes as sklearn's StratifiedKFold allocation
     skf = np.zeros(len(labels), int)
     for k, (_, test) in enumerate(StratifiedKFold(5).split(labels, labels)):
@@ -56,7 +57,21 @@ def test_holdout_is_90_6_4_per_class_and_overall():
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(200), rng.integers(1, 10, 200))[:1000]  # small classes only
     assert len(labels) == 1000
-    assert np.bincount(assign_holdout(labels) + 1).tolist() == [40, 60, 900]
+    got = np.bincount(assign_holdout(labels) + 1)  # small classes: 90/6/4 only on average
+    assert abs(got[2] - 900) <= 15 and abs(got[1] - 60) <= 12 and abs(got[0] - 40) <= 12
+
+
+def test_folds_nest_across_class_subsets():
+    """An image's fold does not depend on which other classes are kept (top-2k fold 0 within top-18k's)."""
+    rng = np.random.default_rng(5)
+    lid = np.repeat(rng.choice(10_000, 40, replace=False), rng.integers(3, 60, 40))
+    train = pd.DataFrame({"id": [f"{i:016x}" for i in rng.permutation(len(lid))], "landmark_id": lid})
+    wide = make_folds(train, min_images=10, n_folds=5, seed=7)
+    narrow = make_folds(train, top=8, n_folds=5, seed=7)
+    both = narrow.merge(wide, on="id", suffixes=("_n", "_w"))
+    assert len(both) == len(narrow) > 0
+    assert (both["fold_n"] == both["fold_w"]).all()
+    assert set(narrow.id[narrow.fold == 0]) <= set(wide.id[wide.fold == 0])
 
 
 def test_make_folds_labels_and_columns():

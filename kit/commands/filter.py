@@ -25,24 +25,26 @@ def add_parser(subparsers) -> None:
     p.add_argument("--save", metavar="JSON", help="where to save the fitted filter (default OUT.filter.json)")
     p.add_argument("--param", nargs="+", default=[], metavar="KEY=VALUE", help="set parameters by hand")
     p.add_argument("--drop", action="store_true", help="empty failing rows instead of demoting them")
+    # resource/extractor options default to None: the filter's own default applies, or with --load the
+    # saved setting, so only what is given here overrides it
     g = p.add_argument_group("resources")
-    g.add_argument("--data-dir", default=".", help="images: DATA/{test,train}/a/b/c/<id>.jpg or DATA/[images/]<id>.jpg")
+    g.add_argument("--data-dir", help="images: DATA/{test,train}/a/b/c/<id>.jpg or DATA/[images/]<id>.jpg (default .)")
     g.add_argument("--train-pred", help="train prediction .npz with embeddings (neighbours, centroids)")
     g.add_argument("--train-labels", help="CSV id,landmark_id of the training images (default DATA/train.csv)")
     g.add_argument("--distractors", help="prediction .npz with embeddings of non-landmark images")
-    g.add_argument("--k", type=int, default=5, help="distractor: neighbours averaged (5)")
+    g.add_argument("--k", type=int, help="distractor: neighbours averaged (5)")
     g = p.add_argument_group("local features (delf, sift)")
-    g.add_argument("--neighbours", type=int, default=3, help="training images of the predicted class to verify against")
-    g.add_argument("--ratio", type=float, default=0.8, help="Lowe ratio test (0.8)")
-    g.add_argument("--transform", choices=["affine", "homography"], default="affine")
-    g.add_argument("--ransac-threshold", type=float, default=8.0, help="pixels in the extractor's frame (8)")
-    g.add_argument("--cache-dir", default="cache/localfeatures", help="feature cache ('' = none)")
+    g.add_argument("--neighbours", type=int, help="training images of the predicted class to verify against (3)")
+    g.add_argument("--ratio", type=float, help="Lowe ratio test (0.8)")
+    g.add_argument("--transform", choices=["affine", "homography"], help="RANSAC model (affine)")
+    g.add_argument("--ransac-threshold", type=float, help="pixels in the extractor's frame (8)")
+    g.add_argument("--cache-dir", help="feature cache (cache/localfeatures; 'none' = no cache)")
     g.add_argument("--delf", help="trained delf.pt (default: packaged backbone, feature-norm scores)")
-    g.add_argument("--scales", default="cheap", help="'cheap' (0.7071,1,1.4142), 'delf' (0.25..2) or a list")
-    g.add_argument("--image-size", type=int, default=256)
-    g.add_argument("--max-keypoints", type=int, default=1000)
-    g.add_argument("--device", default="auto")
-    g.add_argument("--jobs", type=int, default=1, help="threads for matching")
+    g.add_argument("--scales", help="'cheap' (0.7071,1,1.4142; default), 'delf' (0.25..2) or a list")
+    g.add_argument("--image-size", type=int, help="extractor working size (256)")
+    g.add_argument("--max-keypoints", type=int, help="(1000)")
+    g.add_argument("--device", help="auto | cpu | cuda (auto)")
+    g.add_argument("--jobs", type=int, help="threads for matching (1)")
     p.set_defaults(func=run)
 
 
@@ -75,13 +77,18 @@ def parse_params(items: list[str]) -> dict:
 
 
 def settings_from(args) -> dict:
-    ext = {"image_size": args.image_size, "max_keypoints": args.max_keypoints}
-    if "delf" in args.name.split("+"):
-        ext.update(delf=args.delf, scales=parse_scales(args.scales), device=args.device)
-    return dict(data_dir=args.data_dir, train_pred=args.train_pred, train_labels=args.train_labels,
-                distractors=args.distractors, k=args.k, neighbours=args.neighbours, ratio=args.ratio,
-                transform=args.transform, ransac_threshold=args.ransac_threshold, cache_dir=args.cache_dir or None,
-                n_jobs=args.jobs, extractor_kw=ext)
+    """Only the options given on the command line (see add_parser)."""
+    ext = {"image_size": args.image_size, "max_keypoints": args.max_keypoints, "delf": args.delf,
+           "scales": parse_scales(args.scales) if args.scales else None, "device": args.device}
+    cache = None if args.cache_dir is None else (None if args.cache_dir.lower() == "none" else args.cache_dir)
+    out = dict(data_dir=args.data_dir, train_pred=args.train_pred, train_labels=args.train_labels,
+               distractors=args.distractors, k=args.k, neighbours=args.neighbours, ratio=args.ratio,
+               transform=args.transform, ransac_threshold=args.ransac_threshold, n_jobs=args.jobs,
+               extractor_kw={k: v for k, v in ext.items() if v is not None})
+    out = {k: v for k, v in out.items() if v is not None}
+    if args.cache_dir is not None:
+        out["cache_dir"] = cache
+    return out
 
 
 def run(args) -> int:
