@@ -9,11 +9,14 @@ and half non-landmark scenes (predicted as a random class, scores U(0.3, 0.9)); 
 embeddings (class direction + noise; scenes near a distractor direction) for the global filters.
 For each filter: `fit` = fitting on the validation set with an empty feature cache (includes the
 training neighbours' features), `query` = rescoring the test set (training features already cached,
-i.e. the per-query cost at submission time), `warm` = the same again (all cached). DELF uses the
+i.e. the per-query cost at submission time; best of 2), `warm` = the same again (all cached). DELF uses the
 packaged ImageNet backbone (no trained attention; score = feature norm) at the cheap pyramid
-(0.7071, 1, 1.4142) and the paper's (0.25 ... 2). Anchors: report 001, 0.6 s/image (0.06 s at
+(0.7071, 1, 1.4142) and the paper's (0.25 ... 2), at a 256 px working size, and the cheap pyramid
+at 128 px (RANSAC threshold scaled to 4 px). Timings depend on the load of this shared 2-core
+machine (the load average is recorded). Anchors: report 001, 0.6 s/image (0.06 s at
 96 px); Mail.ru report, 0.748 s/query for DELF vs 0.05 s for centroids. The GAPs are on synthetic
-data and synthetic embeddings: a sanity check that each filter works, not a quality claim.
+data; the global filters' embeddings are synthetic and separable by construction (their GAP of 1.0
+only shows the code path works): none of these GAPs is a quality claim.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from kit.filter import build_filter, score_gap  # noqa: E402
 from kit.io import image_path, write_json  # noqa: E402
+from kit.localfeatures import cache_path  # noqa: E402
 from kit.predictions import Predictions, save_predictions  # noqa: E402
 from kit.synth import SCENES, make_ids, make_structure, photometric, render_view  # noqa: E402
 
@@ -121,26 +125,36 @@ def run(quick: bool) -> dict:
         "sift": ("sift", {}),
         "delf_cheap": ("delf", {"scales": [0.7071, 1.0, 1.4142]}),
         "delf_full": ("delf", {"scales": [0.25, 0.3536, 0.5, 0.7071, 1.0, 1.4142, 2.0]}),
+        "delf_cheap_128px": ("delf", {"scales": [0.7071, 1.0, 1.4142], "image_size": 128}),
         "distractor": ("distractor", {}),
         "centroid": ("centroid", {}),
     }
     results = {}
     for key, (name, ext) in filters.items():
-        settings = {**base, "cache_dir": str(tmp / "cache" / key), "extractor_kw": {"image_size": SIZE, "device": "cpu", **ext}}
+        settings = {**base, "cache_dir": str(tmp / "cache" / key), "extractor_kw": {"image_size": SIZE, "device": "cpu", **ext},
+                    "ransac_threshold": 8.0 * ext.get("image_size", SIZE) / SIZE}
         chain = build_filter(name, "demote", settings)
         f = chain.filters[0]
         if name == "delf":
             f.extractor  # build (load weights) outside the timings
         _, t_fit = timed(lambda: chain.fit_rescore(val, val_true))
         out, t_query = timed(lambda: chain.rescore(test))
+        if name in ("sift", "delf"):  # best of 2 on a shared machine: drop the test features, time again
+            for i in test.ids:
+                cache_path(settings["cache_dir"], f.extractor, i).unlink(missing_ok=True)
+            t_query = min(t_query, timed(lambda: chain.rescore(test))[1])
         _, t_warm = timed(lambda: chain.rescore(test))
+        sig = f.signal(test)
         results[key] = {
             "fit_s_per_image": t_fit / len(val), "query_s_per_image": t_query / len(test),
             "warm_s_per_image": t_warm / len(test), "params": f.params,
             "test_gap_before": score_gap(test, test_true), "test_gap_after": score_gap(out, test_true),
+            "test_signal_landmark_median": float(np.median(sig[test_true >= 0])),
+            "test_signal_nonlandmark_median": float(np.median(sig[test_true < 0])),
         }
         print(f"{key:11s} fit {t_fit / len(val):.4f}  query {t_query / len(test):.4f}  warm {t_warm / len(test):.4f} "
-              f"s/image  GAP {results[key]['test_gap_before']:.3f} -> {results[key]['test_gap_after']:.3f}  {f.params}",
+              f"s/image  GAP {results[key]['test_gap_before']:.3f} -> {results[key]['test_gap_after']:.3f}  {f.params} "
+              f"signal {np.round(sig[test_true >= 0], 2)} vs {np.round(sig[test_true < 0], 2)}",
               flush=True)
     return {
         "command": "python bench/filter_speed.py" + (" --quick" if quick else ""),

@@ -56,11 +56,12 @@ def rescore(pred: Predictions, passed: np.ndarray, mode: str = "demote", bonus: 
 
 
 def candidates(signal: np.ndarray, n: int = MAX_CANDIDATES) -> np.ndarray:
-    """Threshold candidates: every distinct signal value (quantiles when there are more than `n`)."""
+    """Threshold candidates for `signal >= t`: the smallest value (all pass) and the midpoints between
+    consecutive distinct values (quantiles of them when there are more than `n`)."""
     u = np.unique(signal[np.isfinite(signal)])
     if len(u) > n:
         u = np.unique(np.quantile(u, np.linspace(0, 1, n)))
-    return u
+    return np.concatenate([u[:1], (u[1:] + u[:-1]) / 2])
 
 
 def true_top1(pred: Predictions, solution) -> np.ndarray:
@@ -86,6 +87,7 @@ class Filter:
 
     name = "base"
     defaults: dict = {}
+    threshold_key: str | None = None  # the param swept over signal values (ties -> median, see fit)
 
     def __init__(self, mode: str = "demote", params: dict | None = None, **settings):
         self.mode = mode
@@ -107,14 +109,21 @@ class Filter:
         return self.apply(pred, self.signal(pred) if signal is None else signal, **self.params)
 
     def fit(self, pred: Predictions, true: np.ndarray, signal: np.ndarray | None = None) -> "Filter":
-        """Choose the params of `grid` with the highest GAP on (pred, true); ties keep the earlier one."""
+        """Choose the params of `grid` with the highest GAP on (pred, true). When several values of the
+        threshold (`threshold_key`) tie with the other params equal, take their median: the widest
+        margin to both classes, which holds up better on new images than the edge of the range."""
         signal = self.signal(pred) if signal is None else signal
         before = score_gap(pred, true)
-        best, best_gap = None, -1.0
-        for params in self.grid(signal):
-            g = score_gap(self.apply(pred, signal, **params), true)
-            if g > best_gap + 1e-12:
-                best, best_gap = params, g
+        grid = self.grid(signal)
+        gaps = np.array([score_gap(self.apply(pred, signal, **p), true) for p in grid])
+        first = int(np.argmax(gaps))
+        best, best_gap = grid[first], float(gaps[first])
+        key = self.threshold_key
+        if key:
+            same = [p for p, g in zip(grid, gaps) if g >= best_gap - 1e-12
+                    and all(p[k] == best[k] for k in p if k != key)]
+            values = sorted(p[key] for p in same)
+            best = {**best, key: values[(len(values) - 1) // 2]}
         self.params = {**self.params, **best}
         self.fit_report = {"gap_before": before, "gap_after": best_gap, "params": dict(self.params)}
         return self
@@ -129,6 +138,7 @@ class LocalFilter(Filter):
     gain boost * min(inliers, cap) / cap."""
 
     defaults = {"threshold": 10.0, "boost": 0.0}
+    threshold_key = "threshold"
 
     def __init__(self, extractor: str = "sift", train_pred: str | None = None, train_labels: str | None = None,
                  data_dir: str = ".", cache_dir: str | None = "cache/localfeatures", neighbours: int = 3,
@@ -259,6 +269,7 @@ class CentroidFilter(Filter):
 
     name = "centroid"
     defaults = {"eta": -1.0}
+    threshold_key = "eta"
 
     def __init__(self, train_pred: str | None = None, train_labels: str | None = None, data_dir: str = ".",
                  distance_threshold: float = 0.5, min_cluster_size: int = 50, **kw):
