@@ -200,14 +200,14 @@ def per_rank_batch(batch_size: int, world_size: int) -> int:
 def make_loaders(cfg, fold: int, world_size: int = 1, rank: int = 0, device_type: str = "cpu",
                  split: FoldSplit | None = None) -> Loaders:
     """Train/val DataLoaders of fold N (val sharded over ranks under DDP, unshuffled)."""
-    from kit.augment import build_transforms
+    from kit.augment import transforms_for
 
     split = split or split_fold(cfg, fold)
     d = cfg.data
     bs = per_rank_batch(d.batch_size, world_size)
-    train_ds = LandmarkDataset(split.train, d.data_dir, build_transforms(d.augment, d.image_size, True),
+    train_ds = LandmarkDataset(split.train, d.data_dir, transforms_for(cfg, True),
                                seed=cfg.seed, strict=d.strict)
-    val_ds = LandmarkDataset(split.val, d.data_dir, build_transforms(d.augment, d.image_size, False),
+    val_ds = LandmarkDataset(split.val, d.data_dir, transforms_for(cfg, False),
                              seed=cfg.seed, strict=d.strict)
     return Loaders(make_loader(train_ds, bs, True, cfg.seed, d.num_workers, device_type, world_size, rank),
                    make_loader(val_ds, bs, False, cfg.seed, d.num_workers, device_type, world_size, rank),

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kit.distributed import choose_device
 from kit.errors import KitError
 from kit.localfeatures import LocalFeatures, l2n
 
@@ -78,14 +79,6 @@ def stage_channels(backbone: nn.Module, index: int) -> int:
     return int(backbone.feature_info[index]["num_chs"])
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise KitError(f"device={name}: CUDA is not available here (use device=cpu or auto)")
-    return torch.device(name)
-
-
 def freeze(module: nn.Module) -> nn.Module:
     module.eval()
     for p in module.parameters():
@@ -111,7 +104,7 @@ class DelfExtractor:
                  batch_size: int = 16, margin: float = 0.125, distinct: float = 0.85, **_):
         from kit.backbones import backbone_mean_std, create_backbone
 
-        self.device = pick_device(device)
+        self.device = choose_device(device)
         self.scales = [float(s) for s in (scales or CHEAP_SCALES)]
         self.image_size, self.max_keypoints, self.batch_size = int(image_size), int(max_keypoints), int(batch_size)
         self.head, self.pca, self.margin, self.distinct = None, None, float(margin), float(distinct)
@@ -274,7 +267,7 @@ def train_delf(cfg, fold: int, epochs: int = 3, lr: float = 1e-3, hidden: int = 
     from kit.localfeatures import load_image
 
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    device = choose_device(cfg.device)
     backbone, source = source_backbone(cfg, fold, device)
     backbone = freeze(backbone).to(device)
     index = stage_index(backbone, stride)

@@ -312,6 +312,8 @@ def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weig
         for name, g in gaps.items():
             log(f"GAP {g:.6f}  {name}")
     result = ENSEMBLES[method](preds, **kw)
+    if preds[0].embeddings is not None:  # FILES[0]'s embeddings pass through, for filters and retrieval
+        result.embeddings = preds[0].reindex(result.ids).embeddings
     from kit.predictions import save_predictions
     from kit.submission import write_submission
 

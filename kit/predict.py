@@ -64,10 +64,11 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
     from kit.checkpoint import load_model
     from kit.data import LandmarkDataset, make_loader
     from kit.inference import predict_loader
-    from kit.train import choose_device
+    from kit.distributed import choose_device
 
     device = choose_device(cfg.device)
     model, trained_cfg, label_map = load_model(checkpoint or cfg.run_dir(fold), device)
+    cfg.model = trained_cfg.model  # the checkpoint decides the model (and so its input normalisation)
     if trained_cfg.data.image_size != cfg.data.image_size:
         log.warning("predicting at %d px, the model was trained at %d px", cfg.data.image_size,
                     trained_cfg.data.image_size)

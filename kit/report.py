@@ -388,16 +388,14 @@ def section_saliency(inp: Inputs, exp: str | None, ids: list[str], n: int, devic
         return note(f"No saliency maps: no test images under {inp.data_dir}/test.")
     import cv2
 
-    from kit.augment import build_transforms
+    from kit.augment import transforms_for
     from kit.checkpoint import load_model
     from kit.data import decode_image
     from kit.saliency import overlay, saliency_map
 
     model, cfg, label_map = load_model(runs[0], device=device)
-    data = cfg["data"] if isinstance(cfg, dict) else cfg.data
-    get = (lambda k: data[k]) if isinstance(data, dict) else (lambda k: getattr(data, k))
-    size = int(get("image_size"))
-    transform = build_transforms(get("augment"), size, train=False)
+    size = int(cfg.data.image_size)
+    transform = transforms_for(cfg, train=False)
     cells = []
     for i in ids[:n]:
         rgb = decode_image(image_path(inp.data_dir, "test", i))

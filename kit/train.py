@@ -184,13 +184,13 @@ def write_oof(model, cfg, fold: int, split, dist: Dist, amp: bool):
     """Predictions of `model` (the best checkpoint) on the fold's val rows -> submissions/<name>/oof_foldN.npz."""
     from pathlib import Path
 
-    from kit.augment import build_transforms
+    from kit.augment import transforms_for
     from kit.data import LandmarkDataset, make_loader
     from kit.inference import predict_loader
     from kit.predictions import save_predictions
 
     d = cfg.data
-    ds = LandmarkDataset(split.val, d.data_dir, build_transforms(d.augment, d.image_size, False), seed=cfg.seed,
+    ds = LandmarkDataset(split.val, d.data_dir, transforms_for(cfg, False), seed=cfg.seed,
                          strict=d.strict)
     loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, d.num_workers, dist.device.type)
     pred = predict_loader(unwrap(model), loader, split.label_map, cfg.predict.topk, dist.device, amp=amp,

@@ -4,6 +4,7 @@ Methods (kit.ensemble.ENSEMBLES): max, correct (FILES[0] top-18k base, FILES[1] 
 (--alpha), weighted (--weights, or GAP weights), soft (weights fitted to maximise GAP). Writes
 ensembles/<METHOD>.npz and the submission CSV --out.
 
+The output keeps the embeddings of FILES[0] (if it has them), so a filter can use that model's train embeddings.
 Weights (weighted, soft) when --weights is not given: with --solution, each model's GAP (weighted) or
 the GAP-maximising simplex weights (soft), measured on the --fit-on files (OOF/val predictions of the
 same models, same order) or else on FILES. With no FILES, the newest test_*.npz of every experiment

@@ -1,0 +1,93 @@
+"""bench/real_data.py builds a GLDv2-layout view of a ../shared/data-like folder; bench/real.py exits 0 without it."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import real  # noqa: E402
+import real_data  # noqa: E402
+from kit.errors import KitError  # noqa: E402
+from kit.io import image_path  # noqa: E402
+
+
+def jpg(path: Path, value: int) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((8, 8, 3), value, np.uint8))
+
+
+@pytest.fixture
+def shared(tmp_path):
+    """4 train images (classes 0, 0, 1, 2), 4 queries (2 labelled, 2 non-landmark), 2 x 4 distractors."""
+    root = tmp_path / "shared"
+    op = pd.DataFrame({"id": ["a_1", "a_2", "b_1", "c_1", "a_q", "b_q", "x_q", "y_q"],
+                       "landmark_id": [0, 0, 1, 2, 0, 1, None, None],
+                       "split": ["train"] * 4 + ["query"] * 4})
+    dis = pd.DataFrame({"id": [f"{c}_{i}" for c in ("cat", "dog") for i in range(4)],
+                        "source": ["caltech101/cat"] * 4 + ["caltech101/dog"] * 4})
+    for name, df in (("oxford_paris", op), ("distractors", dis)):
+        (root / name).mkdir(parents=True)
+        df.to_csv(root / name / "labels.csv", index=False)
+        for k, i in enumerate(df["id"]):
+            jpg(root / name / "images" / f"{i}.jpg", k)
+    return root
+
+
+def test_layout_builder(shared, tmp_path):
+    out = tmp_path / "view"
+    counts = real_data.build_layout(shared, out)
+    assert counts == {"train_images": 4, "train_classes": 3, "test_images": 8, "test_landmark_images": 2,
+                      "test_nonlandmark_queries": 2, "test_distractors": 4, "fit_distractors": 4, "linked": True}
+    idmap = pd.read_csv(out / "id_map.csv", dtype={"id": str})
+    assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in idmap["id"]) and idmap["id"].is_unique
+    new = dict(zip(idmap["original"], idmap["id"]))
+
+    train = pd.read_csv(out / "train.csv", dtype={"id": str})
+    assert list(train.columns) == ["id", "url", "landmark_id"]
+    assert train["id"].tolist() == [new[o] for o in ("a_1", "a_2", "b_1", "c_1")]
+    assert train["landmark_id"].tolist() == [0, 0, 1, 2]
+    link = image_path(out, "train", new["b_1"])
+    assert link.is_symlink() and link.resolve() == (shared / "oxford_paris" / "images" / "b_1.jpg").resolve()
+
+    # every other distractor of each category (sorted by id) fits filters; the rest joins the test set
+    fit = pd.read_csv(out / "distractors.csv", dtype={"id": str})["id"].tolist()
+    assert fit == [new[o] for o in ("cat_0", "cat_2", "dog_0", "dog_2")]
+    assert all(image_path(out, "distractors", i).is_file() for i in fit)
+    sol = pd.read_csv(out / "test_solution.csv", dtype=str, keep_default_na=False)
+    truth = dict(zip(sol["id"], sol["landmarks"]))
+    expected = {"a_q": "0", "b_q": "1", "x_q": "", "y_q": "", "cat_1": "", "cat_3": "", "dog_1": "", "dog_3": ""}
+    assert truth == {new[o]: v for o, v in expected.items()}
+    sample = pd.read_csv(out / "sample_submission.csv", dtype=str)
+    assert sample["id"].tolist() == sol["id"].tolist()
+    assert all(image_path(out, "test", i).is_file() for i in sol["id"])
+    assert not set(fit) & set(sol["id"])
+
+    # rebuilding is idempotent and a copy instead of links gives the same files
+    assert real_data.build_layout(shared, out) == counts
+    copied = real_data.build_layout(shared, tmp_path / "copy", link=False)
+    assert copied["linked"] is False
+    path = image_path(tmp_path / "copy", "test", new["x_q"])
+    assert not path.is_symlink() and path.read_bytes() == (shared / "oxford_paris" / "images" / "x_q.jpg").read_bytes()
+
+
+def test_layout_names_a_missing_image(shared, tmp_path):
+    (shared / "distractors" / "images" / "dog_3.jpg").unlink()
+    with pytest.raises(KitError, match=r"dog_3\.jpg: image file not found \(1 missing"):
+        real_data.build_layout(shared, tmp_path / "view")
+
+
+def test_absent_shared_folder_prints_and_exits_0(tmp_path, capsys):
+    out = tmp_path / "real.json"
+    rc = real.main(["--shared", str(tmp_path / "nope"), "--work", str(tmp_path / "work"), "--out", str(out)])
+    assert rc == 0
+    assert f"{tmp_path / 'nope'}: shared data folder absent" in capsys.readouterr().out
+    assert not out.exists() and not (tmp_path / "work").exists()
