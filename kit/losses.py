@@ -17,7 +17,9 @@ from kit.errors import KitError
 def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
     """Mean of -(1 - p_y)^gamma * log p_y (Lin et al.); gamma = 0 is cross-entropy."""
     logp = F.log_softmax(logits.float(), dim=1).gather(1, labels[:, None]).squeeze(1)
-    return (-(1.0 - logp.exp()).pow(gamma) * logp).mean()
+    # 1 - p via expm1 (exact near p = 1), clamped: for gamma < 1 the gradient of (1-p)^gamma is infinite at p = 1
+    one_minus_p = (-torch.expm1(logp)).clamp_min(1e-6)
+    return (-one_minus_p.pow(gamma) * logp).mean()
 
 
 def center_index(labels: torch.Tensor, nonlandmark_label: int = -1) -> tuple[torch.Tensor, torch.Tensor]:

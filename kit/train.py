@@ -127,8 +127,13 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, optim_
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             steps += 1
-            if steps % 10 == 0 and dist.main:
-                bar.set_postfix(loss=f"{loss_sum.item() / max(1, seen):.4f}")
+            if steps % 10 == 0:  # loss_sum.item() syncs anyway for the progress bar
+                mean = loss_sum.item() / max(1, seen)
+                if not math.isfinite(mean):
+                    raise KitError(f"training loss became {mean} after {steps} steps: lower optim.lr, "
+                                   "set optim.grad_clip or optim.warmup_epochs")
+                if dist.main:
+                    bar.set_postfix(loss=f"{mean:.4f}")
     bar.close()
     totals = torch.tensor([loss_sum.item(), float(seen)], dtype=torch.float64)
     if dist.enabled:

@@ -10,7 +10,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from kit.cli import build_parser, main
+from kit.cli import main
 from kit.submission import read_sample_ids, read_submission
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,15 +61,6 @@ def test_quick_path_writes_the_sample(tmp_path, monkeypatch):
     assert (work / "submission.csv").read_text() == (data / "sample_submission.csv").read_text()
 
 
-NEEDED = ("synth", "folds", "train", "predict", "to-submission")
-
-
-def _missing_commands() -> list[str]:
-    sub = next(a for a in build_parser()._actions if a.dest == "command")
-    return [c for c in NEEDED if c not in sub.choices]
-
-
-@pytest.mark.skipif(bool(_missing_commands()), reason=f"kit commands not available yet: {_missing_commands()}")
 def test_full_run_on_generated_data(tmp_path, monkeypatch):
     """synth -> folds -> train (2 steps) -> kit kaggle package -> notebook (hidden rerun) -> submission.csv."""
     monkeypatch.chdir(tmp_path)

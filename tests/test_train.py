@@ -73,7 +73,7 @@ def test_training_lowers_loss_and_writes_everything(tmp_path):
     assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"]
     assert hist[-1]["val_loss"] < hist[0]["val_loss"]
     assert hist[-1]["val_acc"] > hist[0]["val_acc"]
-    assert result["best"]["val_gap"] == max(r["val_gap"] for r in hist) > 0.8
+    assert result["best"]["val_gap"] == max(r["val_gap"] for r in hist) > 0.7  # chance is ~0.2
     for name in ("best.pt", "last.pt", "config.yaml", "metrics.csv", "curves.png"):
         assert (run / name).is_file(), name
     assert any((run / "tb").iterdir())
