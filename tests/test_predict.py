@@ -55,9 +55,11 @@ def setup(tmp_path_factory):
 def _direct(model, data, folder, ids, flip=False):
     """Softmax probabilities and embeddings of the model run by hand on the val transform."""
     from kit.augment import build_transforms
+    from kit.backbones import backbone_mean_std
     from kit.data import decode_image
 
-    tf = build_transforms("none", 32, False)
+    mean, std = backbone_mean_std("test_resnet")  # the normalisation the backbone's weights expect
+    tf = build_transforms("none", 32, False, mean=mean, std=std)
     x = torch.stack([tf(image=decode_image(image_path(data, folder, i)))["image"] for i in ids])
     with torch.no_grad():
         outs = [model(x)] + ([model(x.flip(3))] if flip else [])
