@@ -93,10 +93,24 @@ def select_classes(landmark_ids: np.ndarray, top: int | None = None, min_images:
 
 
 def _seeded_hash(values, seed: int) -> np.ndarray:
-    """A uint64 hash of each value (string ids or ints) keyed by the seed: fast, vectorised, stable."""
-    h = pd.util.hash_array(np.asarray(values))  # ints ignore hash_key, so the seed is mixed in after
-    salt = pd.util.hash_array(np.array([seed], dtype=np.int64))[0]
-    return pd.util.hash_array(h ^ salt)
+    """A uint64 hash of each value (string ids or ints) keyed by the seed: vectorised FNV-1a over the
+    bytes of the ids, then a splitmix64 finaliser with the seed mixed in (stable across runs/platforms)."""
+    a = np.asarray(values)
+    if a.dtype.kind in "OUS":
+        try:
+            b = np.ascontiguousarray(a.astype("S"))
+        except UnicodeEncodeError:  # non-ASCII ids: encode explicitly (slower, same idea)
+            b = np.ascontiguousarray(np.char.encode(a.astype(str), "utf-8"))
+        cols = b.view(np.uint8).reshape(len(b), -1)
+        h = np.full(len(b), 0xCBF29CE484222325, dtype=np.uint64)
+        for col in cols.T:  # one pass per character position (16 for GLDv2 ids)
+            h = (h ^ col) * np.uint64(0x100000001B3)
+    else:
+        h = a.astype(np.uint64)
+    h = h ^ np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
 
 
 def _class_sorted_positions(labels: np.ndarray, n_classes: int, seed: int, ids=None,
