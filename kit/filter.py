@@ -129,7 +129,10 @@ class Filter:
         return self
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "mode": self.mode, "params": self.params, "settings": self.settings}
+        d = {"name": self.name, "mode": self.mode, "params": self.params, "settings": self.settings}
+        if getattr(self, "fit_report", None):
+            d["fit"] = {k: v for k, v in self.fit_report.items() if k != "params"}  # GAP on the fit set
+        return d
 
 
 class LocalFilter(Filter):
