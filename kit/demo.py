@@ -149,6 +149,10 @@ def run_demo(out: str | Path = "demo", quick: bool = False, seed: int = 0) -> di
 
     print("\n== 7. score the submission ==")
     kit("score", submission, data / "test_solution.csv", "--sample", data / "sample_submission.csv")
+    print("\n== 8. an HTML report of the run ==")
+    kit("report", "--runs-dir", runs, "--submissions", subs, "--ensembles", ens / "test", "--data-dir", data,
+        "--solution", data / "test_solution.csv", "--folds", folds / "top18k.csv", "--comparison",
+        out / "comparison.json", "--filtered", out / f"filtered_{pick}.npz", "--out", out / "report" / "index.html")
     print(f"\ndemo finished in {time.perf_counter() - t_start:.0f} s; files under {out}/")
     # The README promises the final GAP on the last line.
     print(f"GAP {after:.6f}")

@@ -415,6 +415,8 @@ def section_ensembles(inp: Inputs) -> str:
             data = json.loads(inp.comparison.read_text())
         except json.JSONDecodeError as e:
             raise KitError(f"{inp.comparison}: not JSON ({e.msg}, line {e.lineno})") from None
+        if isinstance(data, dict) and isinstance(data.get("table"), dict):  # kit demo's comparison.json
+            data = data["table"]
         if not isinstance(data, dict):
             raise KitError(f"{inp.comparison}: expected an object {{method: {{gap: ...}}}}")
         rows = [{"method": k, **(v if isinstance(v, dict) else {"gap": v})} for k, v in data.items()]
