@@ -26,10 +26,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _single_threaded_opencv() -> None:
+    """OpenCV's own thread pool does not survive fork (DataLoader workers hang in it), and workers
+    already parallelise decoding: run OpenCV single-threaded, as albumentations recommends."""
+    try:
+        import cv2
+    except ImportError:
+        return
+    cv2.setNumThreads(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
+    _single_threaded_opencv()
     args = build_parser().parse_args(argv)
     try:
         rc = args.func(args)

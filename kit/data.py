@@ -149,11 +149,11 @@ def collate(items):
 
 
 def _worker_init(_):
-    import cv2
+    # No cv2.setNumThreads here: in a forked worker it deadlocks when the parent has used OpenCV's
+    # thread pool (kit.cli sets OpenCV to 0 threads at start, which workers inherit).
     import torch
 
     torch.set_num_threads(1)
-    cv2.setNumThreads(1)
 
 
 def make_loader(dataset, batch_size: int, train: bool, seed: int, num_workers: int, device_type: str,
