@@ -130,3 +130,27 @@ def test_order_and_augmentation_depend_only_on_seed_and_epoch(tmp_path):
                           torch.cat([shards[0][step][1], shards[1][step][1]])))
         assert sorted(merged) == sorted(ids)
         assert all(torch.equal(merged[i], img) for i, img in zip(ids, images))
+
+
+def test_loader_workers_start_after_opencv_used_threads(tmp_path):
+    """Regression: workers forked after the parent used OpenCV's thread pool must not deadlock."""
+    import subprocess
+    import sys
+    import textwrap
+
+    make_gldv2(tmp_path, per_class=4)
+    script = textwrap.dedent(f"""
+        import numpy as np, cv2
+        from kit.config import load_config
+        from kit.data import make_loaders
+        big = np.random.rand(3000, 3000).astype(np.float32)
+        for _ in range(3):
+            cv2.GaussianBlur(cv2.resize(big, (2500, 2500)), (31, 31), 5)   # starts OpenCV's pool
+        cfg = load_config(None, ["data.data_dir={tmp_path}", "data.folds_csv={tmp_path / 'folds.csv'}",
+                                 "data.image_size=32", "data.batch_size=4", "data.num_workers=2", "device=cpu"])
+        loaders = make_loaders(cfg, 0)
+        print(sum(len(b["label"]) for b in loaders.train) + sum(len(b["label"]) for b in loaders.val))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip().splitlines()[-1]) > 0
