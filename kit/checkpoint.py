@@ -51,15 +51,6 @@ def load_checkpoint(path_or_run_dir: str | os.PathLike, name: str = "best.pt", m
     return state
 
 
-def config_from_dict(values: dict):
-    """The Config a checkpoint was trained with (defaults for keys added since)."""
-    from kit.config import Config, _fill
-
-    cfg = Config()
-    _fill(cfg, values)
-    return cfg
-
-
 def unwrap(model):
     """The bare model inside DDP / torch.compile wrappers."""
     model = getattr(model, "module", model)
@@ -71,6 +62,8 @@ def load_model(path_or_run_dir: str | os.PathLike, device="cpu"):
     from kit.model import build_model
 
     state = load_checkpoint(path_or_run_dir)
+    from kit.config import config_from_dict
+
     cfg = config_from_dict(state["config"])
     build_cfg = config_from_dict(state["config"]).model
     build_cfg.weights = "none"  # the checkpoint holds all weights; skip loading pretrained ones

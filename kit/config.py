@@ -182,6 +182,13 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     return cfg
 
 
+def config_from_dict(values: dict) -> Config:
+    """A Config from a saved dict (e.g. a checkpoint's); keys added to kit since keep their defaults."""
+    cfg = Config()
+    _fill(cfg, values)
+    return cfg
+
+
 def config_to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
