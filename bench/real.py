@@ -32,7 +32,7 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,7 @@ class Settings:
     min_images: int = 2           # "18k-like" subset: classes with >= N images
     delf_epochs: int = 3
     filters: tuple = ("sift", "delf", "delf-trained", "distractor", "centroid", "delf+distractor")
-    filter_image_size: int = 256  # local-feature working size
+    filter_image_size: int = 224  # local-feature working size (kit's default 256; 224 keeps the CPU run short)
     max_steps: int = 0
 
 
@@ -132,7 +132,7 @@ def filter_settings(spec: str, base: dict, work: Path, delf_path: Path | None, i
     return chain, {**base, "extractor_kw": ext, "cache_dir": str(work / "cache" / tag)}
 
 
-def run_filter(spec: str, chain_spec: str, settings: dict, test, fit, fit_truth, out_dir: Path) -> dict:
+def run_filter(spec: str, chain_spec: str, settings: dict, test, fit, fit_truth, out: Path) -> dict:
     """Fit the chain on `fit` (val + fitting distractors), rescore `test`, time both (what `kit filter` does)."""
     from kit.filter import build_filter, save_filter, true_top1
     from kit.predictions import save_predictions
@@ -142,16 +142,15 @@ def run_filter(spec: str, chain_spec: str, settings: dict, test, fit, fit_truth,
     chain.fit_rescore(fit, true_top1(fit, fit_truth))
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    out = chain.rescore(test)
+    rescored = chain.rescore(test)
     test_s = time.perf_counter() - t0
-    name = spec.replace("+", "_")
-    save_predictions(out, out_dir / f"{name}.npz")
-    save_filter(chain, out_dir / f"{name}.filter.json")
+    save_predictions(rescored, out)
+    save_filter(chain, out.with_suffix(".filter.json"))
     passed = np.logical_and.reduce([f.last_passed for f in chain.filters])
     fitted = {f.name: {k: float(v) for k, v in f.params.items()} for f in chain.filters}
     print(f"  {spec}: fitted {fitted}; fit {fit_s:.1f} s ({len(fit)} images), "
           f"test {test_s:.1f} s = {test_s / len(test):.4f} s/image", flush=True)
-    return {"out": out, "passed": passed, "params": fitted, "fit_seconds": round(fit_s, 2),
+    return {"out": rescored, "passed": passed, "params": fitted, "fit_seconds": round(fit_s, 2),
             "seconds_per_image": round(test_s / len(test), 4)}
 
 
@@ -191,140 +190,211 @@ def prepare_data(args, work: Path) -> tuple[Path, dict]:
     return data, {"source": str(args.shared), **counts}
 
 
-def run(args) -> dict:
-    from kit.demo import solution_from_folds
-    from kit.ensemble import load_any, load_truth, run_ensemble
+@dataclass
+class Bench:
+    """Where one run reads and writes, and what it trains (shared by the step functions below)."""
+
+    args: argparse.Namespace
+    s: Settings
+    data: Path
+    work: Path
+    has_distractors: bool
+    test_truth: object          # solution frame, or None when the data has no test_solution.csv
+    models: dict                # name -> (backbone, folds CSV)
+    order: list                 # model names, base first, its top-K twin second
+    data_info: dict = field(default_factory=dict)
+
+    def path(self, what: str) -> Path:
+        return self.work / what
+
+    @property
+    def base(self) -> str:
+        return self.order[0]
+
+    @property
+    def splits(self) -> tuple:
+        return ("val", "test") + (("distractors",) if self.has_distractors else ())
+
+    def overrides(self, name: str, folds_csv: Path | None = None) -> list[str]:
+        """`kit train/predict` key=value list for one model (predict: every model on the wide folds)."""
+        s, backbone = self.s, self.models[name][0]
+        return [f"name={name}", f"model.backbone={backbone}", f"data.folds_csv={folds_csv or self.models[name][1]}",
+                f"data.data_dir={self.data}", f"runs_dir={self.path('runs')}", f"submissions_dir={self.path('submissions')}",
+                f"seed={self.args.seed}", f"device={self.args.device}", f"data.image_size={s.image_size}",
+                f"data.batch_size={s.batch_size}", f"data.num_workers={self.args.workers}", "data.augment=light",
+                "model.loss=ce", "model.label_smoothing=0.1", "optim.optimizer=adamw", f"optim.lr={s.lr}",
+                "optim.lr_backbone=0.25", "optim.weight_decay=0.01", "optim.schedule=cosine", "optim.warmup_epochs=0.5",
+                f"optim.epochs={s.epochs}", f"optim.max_steps_per_epoch={s.max_steps}"]
+
+    def reuse(self, path: Path):
+        return path if self.args.reuse else None
+
+
+def setup(args) -> Bench:
+    from kit.ensemble import load_truth
 
     s = QUICK if args.quick else Settings()
-    s = replace(s, **{k: v for k, v in (("image_size", args.image_size), ("epochs", args.epochs),
-                                         ("max_steps", args.max_steps)) if v is not None})
-    if args.backbones:
-        s = replace(s, backbones=tuple(args.backbones))
+    given = {"image_size": args.image_size, "epochs": args.epochs, "max_steps": args.max_steps, "top": args.top,
+             "min_images": args.min_images, "batch_size": args.batch_size, "filter_image_size": args.filter_image_size,
+             "backbones": tuple(args.backbones) if args.backbones else None}
+    s = replace(s, **{k: v for k, v in given.items() if v is not None})
     work = Path(args.work)
     for sub in ("folds", "runs", "submissions", "ensembles", "filters", "cache"):
         if not args.reuse and (work / sub).exists():
             shutil.rmtree(work / sub)
-    t_start = time.perf_counter()
-    data, data_info = prepare_data(args, work)
-    folds, runs, subs, ens, filt = (work / d for d in ("folds", "runs", "submissions", "ensembles", "filters"))
+    data, info = prepare_data(args, work)
     has_dis = (data / "distractors.csv").is_file()
-    test_truth = load_truth(data / "test_solution.csv") if (data / "test_solution.csv").is_file() else None
+    truth = load_truth(data / "test_solution.csv") if (data / "test_solution.csv").is_file() else None
     if not has_dis:
         print("no distractors.csv: filters are fitted on validation images only, no distractor filter")
+    base = short(s.backbones[0])
+    models = {base: (s.backbones[0], work / "folds" / "wide.csv"),
+              f"{base}-top{s.top}": (s.backbones[0], work / "folds" / "top.csv")}
+    models.update({short(b): (b, work / "folds" / "wide.csv") for b in s.backbones[1:]})
+    return Bench(args, s, data, work, has_dis, truth, models, list(models), info)
+
+
+def make_folds(b: Bench) -> Path:
+    """Wide (>= N images) and top-K folds; returns the validation solution (fold 0 of the wide file)."""
+    from kit.demo import solution_from_folds
 
     print("\n== 2. folds ==")
-    kit("folds", "--train-csv", data / "train.csv", "--min-images", s.min_images, "--folds", 5, "--seed", args.seed,
-        "--out", folds / "wide.csv")
-    kit("folds", "--train-csv", data / "train.csv", "--top", s.top, "--folds", 5, "--seed", args.seed,
-        "--out", folds / "top.csv")
-    val_solution = solution_from_folds(folds / "wide.csv", 0, work / "val_solution.csv")
-    val_truth = load_truth(val_solution)
+    for flag, value, name in (("--min-images", b.s.min_images, "wide"), ("--top", b.s.top, "top")):
+        kit("folds", "--train-csv", b.data / "train.csv", flag, value, "--folds", 5, "--seed", b.args.seed,
+            "--out", b.path("folds") / f"{name}.csv")
+    return solution_from_folds(b.path("folds") / "wide.csv", 0, b.path("val_solution.csv"))
 
-    common = [f"data.data_dir={data}", f"runs_dir={runs}", f"submissions_dir={subs}", f"seed={args.seed}",
-              f"device={args.device}", f"data.image_size={s.image_size}", f"data.batch_size={s.batch_size}",
-              f"data.num_workers={args.workers}", "data.augment=light", "model.loss=ce", "model.label_smoothing=0.1",
-              "optim.optimizer=adamw", f"optim.lr={s.lr}", "optim.lr_backbone=0.25", "optim.weight_decay=0.01",
-              "optim.schedule=cosine", "optim.warmup_epochs=0.5", f"optim.epochs={s.epochs}",
-              f"optim.max_steps_per_epoch={s.max_steps}"]
-    models = {short(b): (b, folds / "wide.csv") for b in s.backbones}
-    base = short(s.backbones[0])
-    models[f"{base}-top{s.top}"] = (s.backbones[0], folds / "top.csv")
-    order = [base, f"{base}-top{s.top}"] + [m for m in models if m not in (base, f"{base}-top{s.top}")]
 
-    def overrides(name):
-        backbone, folds_csv = models[name]
-        return [f"name={name}", f"model.backbone={backbone}", f"data.folds_csv={folds_csv}", *common]
-
+def train_models(b: Bench) -> tuple[dict, Path | None]:
+    """Every model on fold 0, then (if a filter needs it) the DELF attention on the base model."""
     print("\n== 3. train (fold 0), DELF attention on the base model ==")
-    train_s = {}
-    for name in order:
-        train_s[name] = kit("train", "--config", "top2k", "--fold", 0, *overrides(name),
-                            reuse=args.reuse and runs / name / "fold0" / "best.pt")
-    delf_path = runs / base / "fold0" / "delf.pt"
-    if any("delf-trained" in f for f in s.filters):
-        train_s["delf-attention"] = kit("train-delf", "--config", "top2k", "--fold", 0, "--epochs", s.delf_epochs,
-                                        *overrides(base), reuse=args.reuse and delf_path)
+    seconds = {}
+    for name in b.order:
+        seconds[name] = kit("train", "--config", "top2k", "--fold", 0, *b.overrides(name),
+                            reuse=b.reuse(b.path("runs") / name / "fold0" / "best.pt"))
+    if not any("delf-trained" in f for f in b.s.filters):
+        return seconds, None
+    delf = b.path("runs") / b.base / "fold0" / "delf.pt"
+    seconds["delf-attention"] = kit("train-delf", "--config", "top2k", "--fold", 0, "--epochs", b.s.delf_epochs,
+                                    *b.overrides(b.base), reuse=b.reuse(delf))
+    return seconds, delf
+
+
+def predict_models(b: Bench) -> tuple[dict, dict]:
+    """files[split][model] and each model's seconds per test image."""
+    from kit.ensemble import load_any
 
     print("\n== 4. predict: the common validation fold, test, distractors; base model also train ==")
-    splits = ("val", "test") + (("distractors",) if has_dis else ())
-    files, predict_s = {sp: {} for sp in splits + ("train",)}, {}
-    for name in order:
+    files, per_image = {sp: {} for sp in b.splits + ("train",)}, {}
+    for name in b.order:
         # every model predicts fold 0 of the wide folds file: one validation set for every ensemble
-        val_over = [o for o in overrides(name) if not o.startswith("data.folds_csv=")] + [f"data.folds_csv={folds / 'wide.csv'}"]
-        for split in splits + (("train",) if name == base else ()):
-            files[split][name] = subs / name / f"{split}_fold0.npz"
-            sec = kit("predict", "--config", "top2k", "--fold", 0, "--split", split, *val_over,
-                      reuse=args.reuse and files[split][name])
+        over = b.overrides(name, b.path("folds") / "wide.csv")
+        for split in b.splits + (("train",) if name == b.base else ()):
+            files[split][name] = b.path("submissions") / name / f"{split}_fold0.npz"
+            sec = kit("predict", "--config", "top2k", "--fold", 0, "--split", split, *over,
+                      reuse=b.reuse(files[split][name]))
             if split == "test":
-                predict_s[name] = None if sec is None else sec / len(load_any(files[split][name]))
+                per_image[name] = None if sec is None else sec / len(load_any(files[split][name]))
+    return files, per_image
 
-    table = {}
-    for name in order:
-        row = {"kind": "model", "val": val_scores(load_any(files["val"][name]), val_truth),
-               "predict_seconds_per_image": rounded(predict_s[name], 4), "train_seconds": rounded(train_s[name], 1)}
-        if test_truth is not None:
-            row["test"] = score(load_any(files["test"][name]), test_truth)
-        table[name] = row
+
+def run_ensembles(b: Bench, files: dict, val_solution: Path, val_truth) -> tuple[dict, dict]:
+    """Rows of the table for every method, and its ensemble files per split (weights fitted on validation)."""
+    from kit.ensemble import run_ensemble
 
     print("\n== 5. ensembles, fitted on validation ==")
-    ens_files = {}
+    rows, ens_files = {}, {}
     for method in METHODS:
-        inputs = [base, f"{base}-top{s.top}"] if method == "correct" else order
+        inputs = b.order[:2] if method == "correct" else b.order  # correct: [wide base, top-K model]
         fit = dict(fit_on=[files["val"][m] for m in inputs], solution=val_solution) if method in ("weighted", "soft") else {}
-        res = {}
-        for split in splits:
-            res[split] = run_ensemble(method, [files[split][m] for m in inputs], out=ens / split / f"{method}.csv",
-                                      ensembles_dir=ens / split, log=lambda *_: None, **fit)
-        ens_files[method] = {sp: res[sp]["npz"] for sp in splits}
+        res = {sp: run_ensemble(method, [files[sp][m] for m in inputs], out=b.path("ensembles") / sp / f"{method}.csv",
+                                ensembles_dir=b.path("ensembles") / sp, log=lambda *_: None, **fit) for sp in b.splits}
+        ens_files[method] = {sp: res[sp]["npz"] for sp in b.splits}
         row = {"kind": "ensemble", "inputs": inputs, "val": val_scores(res["val"]["predictions"], val_truth)}
         if res["val"]["weights"] is not None:
             row["weights"] = [round(float(w), 4) for w in np.ravel(res["val"]["weights"])]
-        if test_truth is not None:
-            row["test"] = score(res["test"]["predictions"], test_truth)
-        table[f"ensemble:{method}"] = row
-        print(f"  {method}: val GAP {row['val']['gap']:.4f}" +
-              (f", test GAP {row['test']['gap']:.4f}" if "test" in row else ""))
-    best = max(METHODS, key=lambda m: table[f"ensemble:{m}"]["val"]["gap"])
-    print(f"  best on validation: {best}")
+        if b.test_truth is not None:
+            row["test"] = score(res["test"]["predictions"], b.test_truth)
+        rows[f"ensemble:{method}"] = row
+        print(f"  {method}: val GAP {row['val']['gap']:.4f}" + (f", test GAP {row['test']['gap']:.4f}" if "test" in row else ""))
+    return rows, ens_files
 
-    print(f"\n== 6. non-landmark filters on ensemble:{best}, fitted on validation"
-          f"{' + the fitting distractors' if has_dis else ''} ==")
-    base_pred = {sp: load_any(files[sp][base]) for sp in splits}
-    ens_pred = {sp: with_embeddings(load_any(ens_files[best][sp]), base_pred[sp]) for sp in splits}
-    fit = concat([ens_pred["val"]] + ([ens_pred["distractors"]] if has_dis else []))
-    base_settings = dict(data_dir=str(data), train_pred=str(files["train"][base]), train_labels=str(data / "train.csv"),
-                         n_jobs=2, **({"distractors": str(files["distractors"][base])} if has_dis else {}))
-    filters = [f for f in s.filters if has_dis or "distractor" not in f]
-    for spec in filters:
-        chain, settings = filter_settings(spec, base_settings, work, delf_path, s.filter_image_size)
-        print(f"$ kit filter {chain} ... (as: kit filter {chain} ENS_TEST.npz --fit-on ENS_VAL.npz"
-              f"{' ENS_DISTRACTORS.npz' if has_dis else ''} --solution {val_solution} --image-size {s.filter_image_size}"
-              f"{' --delf ' + str(delf_path) if 'delf-trained' in spec else ''})", flush=True)
-        r = run_filter(spec, chain, settings, ens_pred["test"], fit, val_truth, filt)
-        row = {"kind": "filter", "on": f"ensemble:{best}", "params": r["params"], "fit_seconds": r["fit_seconds"],
-               "filter_seconds_per_image": r["seconds_per_image"]}
-        if test_truth is not None:
-            row["test"] = score(r["out"], test_truth, r["passed"])
-        table[f"filter:{spec}"] = row
 
-    seconds = round(time.perf_counter() - t_start, 1)
+def run_filters(b: Bench, on: str, ens_files: dict, files: dict, delf: Path | None, val_solution: Path, val_truth) -> dict:
+    """Every filter of the settings on ensemble `on` (the base model's embeddings attached), fitted on
+    validation + the fitting distractors; each printed as the equivalent `kit filter` command."""
+    from kit.ensemble import load_any
+    from kit.predictions import save_predictions
+
+    print(f"\n== 6. non-landmark filters on ensemble:{on}, fitted on validation"
+          f"{' + the fitting distractors' if b.has_distractors else ''} ==")
+    inputs = {sp: save_predictions(with_embeddings(load_any(ens_files[on][sp]), load_any(files[sp][b.base])),
+                                   b.path("filters") / "inputs" / f"{on}_{sp}.npz") for sp in b.splits}
+    test, fit = load_any(inputs["test"]), concat([load_any(inputs[sp]) for sp in b.splits if sp != "test"])
+    base = dict(data_dir=str(b.data), train_pred=str(files["train"][b.base]), train_labels=str(b.data / "train.csv"),
+                n_jobs=2, **({"distractors": str(files["distractors"][b.base])} if b.has_distractors else {}))
+    rows, caches_used = {}, set()
+    for spec in [f for f in b.s.filters if b.has_distractors or "distractor" not in f]:
+        chain, settings = filter_settings(spec, base, b.work, delf, b.s.filter_image_size)
+        local = "delf" in chain or "sift" in chain
+        cached = local and settings["cache_dir"] in caches_used  # an earlier filter extracted these features
+        if local:
+            caches_used.add(settings["cache_dir"])
+        out = b.path("filters") / f"{spec.replace('+', '_')}.npz"
+        argv = ["filter", chain, inputs["test"], "--out", out, "--fit-on", *[inputs[sp] for sp in b.splits if sp != "test"],
+                "--solution", val_solution, "--data-dir", b.data, "--train-pred", base["train_pred"],
+                "--train-labels", base["train_labels"], "--cache-dir", settings["cache_dir"], "--jobs", 2,
+                "--image-size", b.s.filter_image_size]
+        argv += ["--distractors", base["distractors"]] if "distractors" in base else []
+        argv += ["--delf", delf] if "delf-trained" in spec else []
+        print(f"\n$ kit {' '.join(shlex.quote(str(a)) for a in argv)}", flush=True)
+        r = run_filter(spec, chain, settings, test, fit, val_truth, out)
+        row = {"kind": "filter", "on": f"ensemble:{on}", "params": r["params"], "fit_seconds": r["fit_seconds"],
+               "filter_seconds_per_image": r["seconds_per_image"], "features_cached": cached}
+        if b.test_truth is not None:
+            row["test"] = score(r["out"], b.test_truth, r["passed"])
+        rows[f"filter:{spec}"] = row
+    return rows
+
+
+def run(args) -> dict:
+    """All steps (module doc); returns the result written to the JSON."""
     import torch
 
     from kit.distributed import choose_device
+    from kit.ensemble import load_any, load_truth
 
-    result = {
+    t_start = time.perf_counter()
+    b = setup(args)
+    val_solution = make_folds(b)
+    val_truth = load_truth(val_solution)
+    train_s, delf = train_models(b)
+    files, per_image = predict_models(b)
+    table = {}
+    for name in b.order:
+        row = {"kind": "model", "backbone": b.models[name][0], "val": val_scores(load_any(files["val"][name]), val_truth),
+               "predict_seconds_per_image": rounded(per_image[name], 4), "train_seconds": rounded(train_s[name], 1)}
+        if b.test_truth is not None:
+            row["test"] = score(load_any(files["test"][name]), b.test_truth)
+        table[name] = row
+    rows, ens_files = run_ensembles(b, files, val_solution, val_truth)
+    table.update(rows)
+    best = max(METHODS, key=lambda m: table[f"ensemble:{m}"]["val"]["gap"])
+    print(f"  best on validation: {best}")
+    table.update(run_filters(b, best, ens_files, files, delf, val_solution, val_truth))
+    return {
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT)] + sys.argv[1:]),
-        "quick": args.quick, "settings": asdict(s), "data": data_info, "validation": "fold 0 of folds/wide.csv",
-        "lite0_validation": table[base]["val"], "best_ensemble": best, "table": table, "seconds": seconds,
+        "quick": args.quick, "settings": asdict(b.s), "data": b.data_info, "validation": "fold 0 of folds/wide.csv",
+        "base_model": b.base, "base_validation": table[b.base]["val"], "delf_attention_seconds": rounded(train_s.get("delf-attention"), 1),
+        "best_ensemble": best, "table": table, "seconds": round(time.perf_counter() - t_start, 1),
         "device": str(choose_device(args.device)), "reused": bool(args.reuse),
         "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "notes": ["test = every query image + the test half of the distractors; the other half only fits filters",
                   "ensembles carry no embeddings: the filters use the base model's embeddings for the same ids",
                   "seconds per image: whole `kit predict --split test` call / images (model load included); "
-                  "filters: rescoring the test set with an empty feature cache for test images"],
+                  "filters: rescoring the test set; its images' local features not yet cached unless marked cached"],
     }
-    return result
 
 
 def print_table(result: dict) -> None:
@@ -333,13 +403,15 @@ def print_table(result: dict) -> None:
     for name, row in result["table"].items():
         v, t = row.get("val", {}), row.get("test", {})
         sec = row.get("predict_seconds_per_image", row.get("filter_seconds_per_image"))
+        name += " (cached)" if row.get("features_cached") else ""
 
         def f(x, w):
             return f"{x:>{w}.4f}" if isinstance(x, float) else f"{'':>{w}}"
 
         print(f"{name:<34}{f(v.get('gap'), 8)}{f(v.get('accuracy'), 8)}{f(t.get('gap'), 8)}{f(t.get('accuracy'), 8)}"
               f"{f(t.get('sensitivity'), 7)}{f(t.get('specificity'), 7)}{f(sec, 8)}")
-    print(f"GAP/acc/sens/spec on the test set; s/img = prediction (models) or filter (filters) seconds per image; "
+    print("GAP/acc/sens/spec on the test set; s/img = prediction (models) or filter (filters) seconds per test image;\n"
+          "(cached) = local features already extracted by an earlier filter; "
           f"best ensemble on validation: {result['best_ensemble']}; total {result['seconds']:.0f} s")
 
 
@@ -353,8 +425,12 @@ def main(argv=None) -> int:
     p.add_argument("--copy", action="store_true", help="copy the images into the data view instead of symlinking")
     p.add_argument("--reuse", action="store_true", help="keep earlier runs/predictions/caches under --work (timings lie)")
     p.add_argument("--backbones", nargs="+", help="override the backbones (first = base model)")
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--image-size", type=int, help="training/prediction size (default 192, quick 128)")
+    p.add_argument("--epochs", type=int, help="default 6, quick 2")
+    p.add_argument("--batch-size", type=int, help="default 32")
+    p.add_argument("--top", type=int, help='"2k-like" model: the K most frequent classes (default 10)')
+    p.add_argument("--min-images", type=int, help="wide folds: classes with >= N images (default 2)")
+    p.add_argument("--filter-image-size", type=int, help="local-feature working size (default 224, quick 160)")
     p.add_argument("--max-steps", type=int, help="cap steps per epoch (0 = full epochs)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
