@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import image_path, read_csv
+from kit.io import decode_image, image_path, read_csv
 
 log = logging.getLogger("kit.data")
 FOLD_COLUMNS = ("id", "landmark_id", "label", "fold")
@@ -94,16 +94,6 @@ def split_fold(cfg, fold: int) -> FoldSplit:
         raise KitError(f"{cfg.data.folds_csv}: fold {fold} leaves no {which} images with existing files")
     counts = np.bincount(train["label"].to_numpy(), minlength=len(label_map)).tolist()
     return FoldSplit(train, val, label_map, counts, missing)
-
-
-def decode_image(path: str | os.PathLike) -> np.ndarray | None:
-    """RGB uint8 HxWx3, or None if the file is missing or cannot be decoded."""
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None or img.size == 0:
-        return None
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 class LandmarkDataset:

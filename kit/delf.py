@@ -264,7 +264,7 @@ def train_delf(cfg, fold: int, epochs: int = 3, lr: float = 1e-3, hidden: int = 
     from kit.checkpoint import save_checkpoint
     from kit.config import config_to_dict
     from kit.data import make_loaders, set_epoch
-    from kit.localfeatures import load_image
+    from kit.io import decode_image
 
     torch.manual_seed(cfg.seed)
     device = choose_device(cfg.device)
@@ -310,7 +310,7 @@ def train_delf(cfg, fold: int, epochs: int = 3, lr: float = 1e-3, hidden: int = 
         rows = loaders.split.train.sample(min(pca_images, len(loaders.split.train)), random_state=cfg.seed)
         from kit.io import image_path
 
-        images = [im for im in (load_image(image_path(cfg.data.data_dir, "train", i)) for i in rows["id"])
+        images = [im for im in (decode_image(image_path(cfg.data.data_dir, "train", i)) for i in rows["id"])
                   if im is not None]
         state["pca"] = fit_pca(ext, images, pca_dim, whiten, cfg.seed)
     save_checkpoint(state, path)

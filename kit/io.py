@@ -1,4 +1,4 @@
-"""Small file helpers shared by every stage: atomic writes and the GLDv2 image layout."""
+"""Small file helpers shared by every stage: atomic writes, the GLDv2 image layout, image decoding."""
 from __future__ import annotations
 
 import contextlib
@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
@@ -71,3 +72,13 @@ def read_csv(path: str | os.PathLike, required: tuple[str, ...] = (), **kw) -> p
     if missing:
         raise KitError(f"{path}: missing column(s) {', '.join(missing)} (has: {', '.join(map(str, df.columns))})")
     return df
+
+
+def decode_image(path: str | os.PathLike) -> np.ndarray | None:
+    """RGB uint8 HxWx3, or None if the file is missing or cannot be decoded."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None or img.size == 0:
+        return None
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from kit.errors import KitError
-from kit.io import atomic_path
+from kit.io import atomic_path, decode_image
 
 
 @dataclass
@@ -44,14 +44,6 @@ def save_features(feat: LocalFeatures, path: str | Path) -> Path:
 def load_features(path: str | Path) -> LocalFeatures:
     with np.load(path, allow_pickle=False) as z:
         return LocalFeatures(z["keypoints"], z["descriptors"], z["scores"])
-
-
-def load_image(path: str | Path) -> np.ndarray | None:
-    """uint8 RGB image, or None when the file is missing or unreadable."""
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def l2n(x: np.ndarray) -> np.ndarray:
@@ -137,7 +129,7 @@ def cached_features(extractor, ids, paths, cache_dir: str | Path | None = None, 
     bar = tqdm(total=len(todo), desc=f"{extractor.name} features", unit="img", disable=not progress or not todo)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
-        images = [load_image(p) for _, p, _ in chunk]
+        images = [decode_image(p) for _, p, _ in chunk]
         good = [i for i, img in enumerate(images) if img is not None]
         feats = extractor.extract([images[i] for i in good]) if good else []
         for i, feat in zip(good, feats):

@@ -92,7 +92,7 @@ def thumbnail(data_dir: Path | None, split: str, image_id: str, size: int = 96) 
     """An inlined thumbnail (longest side `size`) of a GLDv2 image, or a grey box if it is missing."""
     import cv2
 
-    from kit.data import decode_image
+    from kit.io import decode_image
 
     rgb = decode_image(image_path(data_dir, split, image_id)) if data_dir is not None else None
     if rgb is None:
@@ -390,7 +390,7 @@ def section_saliency(inp: Inputs, exp: str | None, ids: list[str], n: int, devic
 
     from kit.augment import transforms_for
     from kit.checkpoint import load_model
-    from kit.data import decode_image
+    from kit.io import decode_image
     from kit.saliency import overlay, saliency_map
 
     model, cfg, label_map = load_model(runs[0], device=device)

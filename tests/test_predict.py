@@ -56,7 +56,7 @@ def _direct(model, data, folder, ids, flip=False):
     """Softmax probabilities and embeddings of the model run by hand on the val transform."""
     from kit.augment import build_transforms
     from kit.backbones import backbone_mean_std
-    from kit.data import decode_image
+    from kit.io import decode_image
 
     mean, std = backbone_mean_std("test_resnet")  # the normalisation the backbone's weights expect
     tf = build_transforms("none", 32, False, mean=mean, std=std)
