@@ -403,7 +403,7 @@ def print_table(result: dict) -> None:
     for name, row in result["table"].items():
         v, t = row.get("val", {}), row.get("test", {})
         sec = row.get("predict_seconds_per_image", row.get("filter_seconds_per_image"))
-        name += " (cached)" if row.get("features_cached") else ""
+        name += "*" if row.get("features_cached") else ""
 
         def f(x, w):
             return f"{x:>{w}.4f}" if isinstance(x, float) else f"{'':>{w}}"
@@ -411,7 +411,7 @@ def print_table(result: dict) -> None:
         print(f"{name:<34}{f(v.get('gap'), 8)}{f(v.get('accuracy'), 8)}{f(t.get('gap'), 8)}{f(t.get('accuracy'), 8)}"
               f"{f(t.get('sensitivity'), 7)}{f(t.get('specificity'), 7)}{f(sec, 8)}")
     print("GAP/acc/sens/spec on the test set; s/img = prediction (models) or filter (filters) seconds per test image;\n"
-          "(cached) = local features already extracted by an earlier filter; "
+          "* = its local features were already extracted by an earlier filter; "
           f"best ensemble on validation: {result['best_ensemble']}; total {result['seconds']:.0f} s")
 
 
