@@ -66,18 +66,27 @@ def test_full_run_on_generated_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert main(["synth", "--out", "data", "--classes", "4", "--images", "40", "--test-images", "8", "--size", "64",
-                 "--workers", "1"]) == 0
+                 "--distractors", "4", "--workers", "1"]) == 0
     assert main(["folds", "--train-csv", "data/train.csv", "--top", "4", "--folds", "2", "--out", "folds.csv"]) == 0
     assert main(["train", "--config", "top2k", "--fold", "0", "name=nb", "data.data_dir=data", "data.folds_csv=folds.csv",
                  "optim.epochs=1", "optim.max_steps_per_epoch=2", "data.image_size=64", "data.batch_size=8",
                  "data.num_workers=0"]) == 0
-    assert main(["kaggle", "package", "--out", "pkg", "--runs", "runs/nb/fold0", "--user", "alice", "--no-wheels",
-                 "--public-test-count", "8"]) == 0
+    assert main(["train", "--config", "top2k", "--fold", "0", "name=nb2", "data.data_dir=data", "data.folds_csv=folds.csv",
+                 "optim.epochs=1", "optim.max_steps_per_epoch=2", "data.image_size=64", "data.batch_size=8",
+                 "data.num_workers=0", "seed=1"]) == 0
+    # embeddings of non-landmark images for a distractor filter, shipped inside the models dataset
+    assert main(["predict", "--config", "top2k", "--fold", "0", "--split", "distractors", "name=nb", "data.data_dir=data",
+                 "data.folds_csv=folds.csv", "data.image_size=64", "data.num_workers=0"]) == 0
+    assert main(["kaggle", "package", "--out", "pkg", "--runs", "runs/nb/fold0", "runs/nb2/fold0", "--user", "alice",
+                 "--no-wheels", "--public-test-count", "8", "--ensemble", "max",
+                 "--filters", "distractor --distractors submissions/nb/distractors_fold0.npz --param alpha=0.5 tau=0.99"
+                 ]) == 0
     # the public copy has 8 images too, but Kaggle flags the rerun: the full pipeline must run
     text = _execute(tmp_path, monkeypatch, KIT_MODELS=tmp_path / "pkg/kit-models", KIT_DATA=tmp_path / "data",
                     KIT_WORK=tmp_path / "work", KAGGLE_IS_COMPETITION_RERUN="1")
     assert "mode: full" in text
     assert "$ kit predict --config" in text and "$ kit to-submission" in text
+    assert "$ kit ensemble max" in text and "$ kit filter distractor" in text
     assert "predict nb fold0" in text and "total (with install)" in text
     sample_ids = read_sample_ids(tmp_path / "data/sample_submission.csv")
     sub = read_submission(tmp_path / "work/submission.csv", sample_ids=sample_ids)
