@@ -34,9 +34,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kit.filter import build_filter, score_gap  # noqa: E402
+from kit.filters.chain import build_filter  # noqa: E402
+from kit.truth import gap_top1 as score_gap  # noqa: E402
 from kit.io import image_path, write_json  # noqa: E402
-from kit.localfeatures import cache_path  # noqa: E402
+from kit.localfeatures.base import cache_path  # noqa: E402
 from kit.predictions import Predictions, save_predictions  # noqa: E402
 from kit.synth import SCENES, make_ids, make_structure, photometric, render_view  # noqa: E402
 

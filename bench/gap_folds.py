@@ -26,7 +26,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kit.folds import make_folds, read_train, write_folds  # noqa: E402
+from kit.data.folds import make_folds, read_train, write_folds  # noqa: E402
 from kit.io import write_json  # noqa: E402
 from kit.metrics import gap, gap_frames, gap_reference  # noqa: E402
 from kit.submission import read_submission, write_submission  # noqa: E402

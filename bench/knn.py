@@ -1,4 +1,4 @@
-"""Benchmark: kit's faiss kNN (kit.retrieval.SearchIndex) vs scikit-learn brute-force NearestNeighbors.
+"""Benchmark: kit's faiss kNN (kit.inference.retrieval.SearchIndex) vs scikit-learn brute-force NearestNeighbors.
 
 1M x 512 float32 clustered, L2-normalised embeddings (random cluster centres + noise, like class
 embeddings of a trained model); queries are noisy copies of database rows. Both find the k=10
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     from kit.io import write_json
-    from kit.retrieval import SearchIndex
+    from kit.inference.retrieval import SearchIndex
 
     faiss.omp_set_num_threads(args.threads)
     (x, q), t_data = timed(lambda: make_data(args.n, args.dim, args.queries, args.clusters, args.noise, args.seed))

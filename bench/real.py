@@ -70,7 +70,7 @@ QUICK = Settings(image_size=128, epochs=2, backbones=("tf_efficientnet_lite0",),
 def kit(*argv, reuse=None) -> float | None:
     """Run one `kit` command in-process (kit.demo.kit); returns its wall seconds. With `reuse` (an
     output of the command that already exists, --reuse) the command is skipped and None returned."""
-    from kit.demo import kit as run_kit
+    from kit.runner import run_kit
 
     if reuse and Path(reuse).exists():
         print(f"\n(reused {reuse}: skipped kit {argv[0]})")
@@ -112,7 +112,7 @@ def score(pred, truth, passed=None) -> dict:
 
 def val_scores(pred, truth) -> dict:
     """GAP and top-1 accuracy on the validation images (all landmarks)."""
-    from kit.ensemble import score_gap
+    from kit.truth import score_gap
     from kit.metrics import match_frames
     from kit.submission import predictions_to_frame
 
@@ -134,7 +134,8 @@ def filter_settings(spec: str, base: dict, work: Path, delf_path: Path | None, i
 
 def run_filter(spec: str, chain_spec: str, settings: dict, test, fit, fit_truth, out: Path) -> dict:
     """Fit the chain on `fit` (val + fitting distractors), rescore `test`, time both (what `kit filter` does)."""
-    from kit.filter import build_filter, save_filter, true_top1
+    from kit.filters.chain import build_filter, save_filter
+    from kit.truth import true_top1
     from kit.predictions import save_predictions
 
     chain = build_filter(chain_spec, "demote", settings)
@@ -231,7 +232,7 @@ class Bench:
 
 
 def setup(args) -> Bench:
-    from kit.ensemble import load_truth
+    from kit.truth import load_truth
 
     s = QUICK if args.quick else Settings()
     given = {"image_size": args.image_size, "epochs": args.epochs, "max_steps": args.max_steps, "top": args.top,
@@ -282,7 +283,7 @@ def train_models(b: Bench) -> tuple[dict, Path | None]:
 
 def predict_models(b: Bench) -> tuple[dict, dict]:
     """files[split][model] and each model's seconds per test image."""
-    from kit.ensemble import load_any
+    from kit.ensemble.rules import load_any
 
     print("\n== 4. predict: the common validation fold, test, distractors; base model also train ==")
     files, per_image = {sp: {} for sp in b.splits + ("train",)}, {}
@@ -300,7 +301,7 @@ def predict_models(b: Bench) -> tuple[dict, dict]:
 
 def run_ensembles(b: Bench, files: dict, val_solution: Path, val_truth) -> tuple[dict, dict]:
     """Rows of the table for every method, and its ensemble files per split (weights fitted on validation)."""
-    from kit.ensemble import run_ensemble
+    from kit.ensemble.rules import run_ensemble
 
     print("\n== 5. ensembles, fitted on validation ==")
     rows, ens_files = {}, {}
@@ -323,7 +324,7 @@ def run_ensembles(b: Bench, files: dict, val_solution: Path, val_truth) -> tuple
 def run_filters(b: Bench, on: str, ens_files: dict, files: dict, delf: Path | None, val_solution: Path, val_truth) -> dict:
     """Every filter of the settings on ensemble `on` (the base model's embeddings attached), fitted on
     validation + the fitting distractors; each printed as the equivalent `kit filter` command."""
-    from kit.ensemble import load_any
+    from kit.ensemble.rules import load_any
     from kit.predictions import save_predictions
 
     print(f"\n== 6. non-landmark filters on ensemble:{on}, fitted on validation"
@@ -361,8 +362,9 @@ def run(args) -> dict:
     """All steps (module doc); returns the result written to the JSON."""
     import torch
 
-    from kit.distributed import choose_device
-    from kit.ensemble import load_any, load_truth
+    from kit.device import choose_device
+    from kit.ensemble.rules import load_any
+    from kit.truth import load_truth
 
     t_start = time.perf_counter()
     b = setup(args)

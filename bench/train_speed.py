@@ -2,7 +2,7 @@
 
 Both loops run the same steps on the same in-memory batches with the same optimizer (SGD, report
 001's lr 0.01 / momentum 0.9 / wd 1e-4) and the same model (kit's: timm backbone + GeM + FC-BN
-neck + linear head; each loop starts from the same weights): `kit.train.train_one_epoch` (per-part
+neck + linear head; each loop starts from the same weights): `kit.train.loop.train_one_epoch` (per-part
 param groups, LambdaLR, GradScaler, accumulation/clip logic, tqdm) against a plain
 forward/backward/step. The loops alternate in short rounds (2 steps; kit's per-epoch setup, tqdm
 included, is paid every round, which overstates its cost), the order flipping every round. Every
@@ -96,10 +96,10 @@ def main() -> None:
 
     from kit.config import load_config
     from kit.io import write_json
-    from kit.losses import build_loss
-    from kit.model import build_model
-    from kit.distributed import Dist
-    from kit.train import build_optimizer, build_scheduler, seed_everything, train_one_epoch
+    from kit.models.losses import build_loss
+    from kit.models.model import build_model
+    from kit.train.distributed import Dist
+    from kit.train.loop import build_optimizer, build_scheduler, seed_everything, train_one_epoch
 
     cfg = load_config("top2k", ["model.weights=none", f"data.image_size={args.size}", "optim.max_steps_per_epoch=0"])
     per_round = max(1, args.steps // args.rounds)

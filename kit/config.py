@@ -23,7 +23,7 @@ class DataConfig:
     data_dir: str = "data/synth"          # GLDv2 layout root: train.csv, train/a/b/c/<id>.jpg, test/...
     folds_csv: str = "folds/top2k.csv"    # written by `kit folds`: id, landmark_id, label, fold
     image_size: int = 128
-    augment: str = "light"                # name in kit.augment.PIPELINES
+    augment: str = "light"                # name in kit.data.augment.PIPELINES
     batch_size: int = 64
     num_workers: int = 2
     strict: bool = False                  # missing/corrupt images: error instead of skip
@@ -36,8 +36,8 @@ class ModelConfig:
     pool: str = "gem"                     # gem | avg
     gem_p: float = 3.0
     embedding_dim: int = 512              # FC -> BN neck; 0 = no neck
-    head: str = "linear"                  # name in kit.heads.HEADS
-    loss: str = "ce"                      # name in kit.losses.LOSSES
+    head: str = "linear"                  # name in kit.models.heads.HEADS
+    loss: str = "ce"                      # name in kit.models.losses.LOSSES
     label_smoothing: float = 0.0
     focal_gamma: float = 2.0
     arc_scale: float = 30.0

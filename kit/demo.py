@@ -7,14 +7,12 @@ so the narrower ("2k-like") model never trained on those images either.
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from kit.errors import KitError
 from kit.io import write_csv, write_json
 
 
@@ -39,18 +37,6 @@ QUICK = DemoSize(classes=8, images=240, test_images=60, distractors=20, size=64,
 METHODS = ("max", "correct", "boost", "weighted", "soft")
 
 
-def kit(*argv) -> None:
-    """Run one `kit` command in-process, echoing it; a failing step stops the demo with its message."""
-    from kit.cli import main
-
-    argv = [str(a) for a in argv]
-    print(f"\n$ kit {' '.join(shlex.quote(a) for a in argv)}", flush=True)
-    t0 = time.perf_counter()
-    if main(argv) != 0:
-        raise KitError(f"demo: step 'kit {argv[0]}' failed (see the message above)")
-    print(f"  ({time.perf_counter() - t0:.1f} s)", flush=True)
-
-
 def solution_from_folds(folds_csv: Path, fold: int, out: Path) -> Path:
     """The validation truth in Kaggle's solution format (id,landmarks) for rows of `fold`."""
     df = pd.read_csv(folds_csv, dtype={"id": str})
@@ -59,7 +45,9 @@ def solution_from_folds(folds_csv: Path, fold: int, out: Path) -> Path:
 
 
 def run_demo(out: str | Path = "demo", quick: bool = False, seed: int = 0) -> dict:
-    from kit.ensemble import load_any, load_truth, run_ensemble, score_gap
+    from kit.ensemble.rules import load_any, run_ensemble
+    from kit.runner import run_kit as kit
+    from kit.truth import load_truth, score_gap
 
     s = QUICK if quick else DemoSize()
     out = Path(out)

@@ -82,3 +82,11 @@ def decode_image(path: str | os.PathLike) -> np.ndarray | None:
     if img is None or img.size == 0:
         return None
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def find_image(data_dir: str | Path, image_id: str) -> Path:
+    """The image of `image_id`: DATA/{test,train,distractors}/a/b/c, DATA/<id>.jpg or DATA/images/<id>.jpg."""
+    tries = [image_path(data_dir, "test", image_id), image_path(data_dir, "train", image_id),
+             image_path(data_dir, "distractors", image_id),
+             Path(data_dir) / f"{image_id}.jpg", Path(data_dir) / "images" / f"{image_id}.jpg"]
+    return next((p for p in tries if p.is_file()), tries[0])

@@ -48,7 +48,8 @@ print(f"kit {kit.__version__} from {os.path.dirname(kit.__file__)} ({time.time()
 
 PATHS = """\
 from pathlib import Path
-from kit import kaggle as kk
+from kit.kaggle import runtime as kk
+from kit.kaggle.submit import validate_submission
 from kit.submission import read_sample_ids
 
 MODELS = kk.find_input("KIT_MODELS", kk.MANIFEST)
@@ -70,7 +71,7 @@ else:
     TIMINGS = kk.run_plan(kk.inference_plan(MANIFEST, MODELS, DATA, WORK))"""
 
 CHECK = """\
-info = kk.validate_submission(SUBMISSION, SAMPLE)
+info = validate_submission(SUBMISSION, SAMPLE)
 print(f"{SUBMISSION}: {info['rows']} rows, {info['predicted']} with a landmark, ids match the sample")
 for name, seconds in TIMINGS:
     print(f"{name:>32s} {seconds:8.1f} s")

@@ -1,11 +1,11 @@
-"""kit.augment: pipelines by name, report 003's Table 1 settings, normalisation numbers."""
+"""kit.data.augment: pipelines by name, report 003's Table 1 settings, normalisation numbers."""
 import warnings
 
 import numpy as np
 import pytest
 import torch
 
-from kit.augment import IMAGENET_MEAN, IMAGENET_STD, PIPELINES, build_transforms
+from kit.data.augment import IMAGENET_MEAN, IMAGENET_STD, PIPELINES, build_transforms
 from kit.errors import KitError
 
 IMG = np.random.default_rng(0).integers(0, 256, (90, 150, 3), dtype=np.uint8)   # landscape, not square
@@ -83,7 +83,7 @@ def test_unknown_pipeline_lists_valid_names():
 
 
 def test_transforms_for_config_uses_backbone_statistics():
-    from kit.augment import transforms_for
+    from kit.data.augment import transforms_for
     from kit.config import load_config
 
     cfg = load_config(None, ["data.augment=pipeline2", "data.image_size=64"])

@@ -1,10 +1,10 @@
-"""kit.backbones: timm backbones by name, packaged / local-file weights, remap of the packaged lite weights."""
+"""kit.models.backbones: timm backbones by name, packaged / local-file weights, remap of the packaged lite weights."""
 import numpy as np
 import pytest
 import timm
 import torch
 
-from kit.backbones import (PACKAGED_WEIGHTS, backbone_mean_std, create_backbone, packaged_state_dict,
+from kit.models.backbones import (PACKAGED_WEIGHTS, backbone_mean_std, create_backbone, packaged_state_dict,
                            packaged_weights_file, remap_by_order)
 from kit.errors import KitError
 

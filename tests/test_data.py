@@ -1,4 +1,4 @@
-"""kit.data: folds CSV checks, missing/corrupt image handling, loaders whose order is a function of (seed, epoch)."""
+"""kit.data.dataset: folds CSV checks, missing/corrupt image handling, loaders whose order is a function of (seed, epoch)."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kit.config import load_config
-from kit.data import LandmarkDataset, collate, make_loaders, read_folds, set_epoch, split_fold
+from kit.data.dataset import LandmarkDataset, collate, make_loaders, read_folds, set_epoch, split_fold
 from kit.errors import KitError
 from kit.io import image_path
 
@@ -59,7 +59,7 @@ def test_missing_and_corrupt_images_are_skipped_and_counted(tmp_path, caplog):
         p.unlink()
     broken = image_path(tmp_path, "train", df["id"][5])
     broken.write_bytes(b"not a jpeg")
-    with caplog.at_level(logging.WARNING, logger="kit.data"):
+    with caplog.at_level(logging.WARNING, logger="kit.data.dataset"):
         split = split_fold(data_cfg(tmp_path), 0)
     assert split.missing == 3
     assert len(split.train) + len(split.val) == 12 - 3
@@ -70,7 +70,7 @@ def test_missing_and_corrupt_images_are_skipped_and_counted(tmp_path, caplog):
     assert sum(len(b["id"]) for b in batches) == len(split.val)
     ds = loaders.train.dataset
     k = ds.ids.index(df["id"][5])
-    with caplog.at_level(logging.WARNING, logger="kit.data"):
+    with caplog.at_level(logging.WARNING, logger="kit.data.dataset"):
         assert ds[k] is None
     assert str(broken) in caplog.text
     batch = collate([ds[k], ds[0 if k else 1]])
@@ -142,7 +142,7 @@ def test_loader_workers_start_after_opencv_used_threads(tmp_path):
     script = textwrap.dedent(f"""
         import numpy as np, cv2
         from kit.config import load_config
-        from kit.data import make_loaders
+        from kit.data.dataset import make_loaders
         big = np.random.rand(3000, 3000).astype(np.float32)
         for _ in range(3):
             cv2.GaussianBlur(cv2.resize(big, (2500, 2500)), (31, 31), 5)   # starts OpenCV's pool

@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import kit.ensemble as E
+import kit.ensemble.rules as E
+import kit.truth as T
 from kit.errors import KitError
 from kit.predictions import Predictions, load_predictions, save_predictions
 
@@ -93,18 +94,18 @@ def test_fit_soft_weights_picks_the_model_that_is_right():
     truth = _truth({"x": 1, "y": 3, "z": 4})
     w = E.fit_soft_weights([S0, S1], truth, step=0.1)
     np.testing.assert_allclose(w, [0.7, 0.3])  # first grid point above 5/8 (grid in steps of 0.1)
-    assert E.score_gap(E.soft_average([S0, S1], w), truth) == pytest.approx(1.0)
-    assert E.score_gap(E.soft_average([S0, S1]), truth) < 1.0
+    assert T.score_gap(E.soft_average([S0, S1], w), truth) == pytest.approx(1.0)
+    assert T.score_gap(E.soft_average([S0, S1]), truth) < 1.0
 
 
 def test_score_gap_with_folds_csv_scores_only_predicted_ids(tmp_path):
     folds = tmp_path / "folds.csv"
     pd.DataFrame({"id": ["a", "b", "c", "d", "e"], "landmark_id": [1, 5, 9, 4, 8],
                   "label": [0, 1, 2, 3, 4], "fold": 0}).to_csv(folds, index=False)
-    truth = E.load_truth(folds)
+    truth = T.load_truth(folds)
     # max ensemble: a (1, .9) right, b (5, .8) right, c (3, .5) wrong, d (4, .7) right; "e" not predicted
     # sorted: a .9 hit 1/1, b .8 hit 2/2, d .7 hit 3/3, c .5 miss -> GAP = 3/4
-    assert E.score_gap(E.ens_max([M0, M1, M2]), truth) == pytest.approx(0.75)
+    assert T.score_gap(E.ens_max([M0, M1, M2]), truth) == pytest.approx(0.75)
 
 
 def test_load_any_reads_submission_csv(tmp_path):

@@ -5,10 +5,15 @@ import pytest
 
 from kit.cli import main
 from kit.errors import KitError
-from kit.filter import (CentroidFilter, DistractorFilter, LocalFilter, build_filter, demote_offset, load_filter,
-                        rescore, save_filter, score_gap)
+from kit.filters.base import demote_offset, rescore
+from kit.filters.centroid import CentroidFilter
+from kit.filters.chain import build_filter, load_filter, save_filter
+from kit.filters.distractor import DistractorFilter
+from kit.filters.local import LocalFilter
+from kit.truth import gap_top1
 from kit.io import image_path
-from kit.localfeatures import SiftExtractor, cache_path, cached_features
+from kit.localfeatures.base import cache_path, cached_features
+from kit.localfeatures.sift import SiftExtractor
 from kit.metrics import gap
 from kit.predictions import Predictions, load_predictions, save_predictions
 from kit.synth import make_ids, make_structure, random_homography, warp_view
@@ -41,7 +46,7 @@ def test_fitting_the_inlier_threshold_raises_gap_on_a_hand_made_case():
     true = np.array([-1, -1, 12, 13])
     inliers = np.array([2.0, 0.0, 30.0, 25.0])
     # before: ranks wrong, wrong, right (P=1/3), right (P=2/4) -> (1/3 + 1/2) / 2
-    assert score_gap(p, true) == pytest.approx(5 / 12)
+    assert gap_top1(p, true) == pytest.approx(5 / 12)
     f = LocalFilter(extractor="sift").fit(p, true, signal=inliers)
     assert 2 < f.params["threshold"] <= 25 and f.fit_report["gap_after"] == pytest.approx(1.0)
     out = f.rescore(p, inliers)
@@ -63,7 +68,7 @@ def test_distractor_signal_excludes_the_same_image_and_fit_subtracts_it():
     assert np.allclose(out.scores[:, 0], [0.5, 0.3, -0.4])
     true = np.array([-1, 2, -1])
     f.fit(q, true, sig)
-    assert score_gap(f.rescore(q, sig), true) == pytest.approx(1.0) and f.params["alpha"] > 0
+    assert gap_top1(f.rescore(q, sig), true) == pytest.approx(1.0) and f.params["alpha"] > 0
 
 
 def test_centroid_signal_is_cosine_to_the_predicted_class_centroid():

@@ -8,7 +8,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from kit.cli import main
 from kit.errors import KitError
-from kit.folds import assign_folds, assign_holdout, holdout_pattern, make_folds, select_classes
+from kit.data.folds import assign_folds, assign_holdout, holdout_pattern, make_folds, select_classes
 
 
 def train_csv(path, landmark_ids, ids=None):

@@ -1,4 +1,4 @@
-"""kit.heads: margin maths against hand values and a naive reference; heads by name."""
+"""kit.models.heads: margin maths against hand values and a naive reference; heads by name."""
 import math
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from kit.config import ModelConfig
 from kit.errors import KitError
-from kit.heads import (HEADS, ArcFaceHead, LinearHead, arc_margin_logits, build_head, cosine_logits,
+from kit.models.heads import (HEADS, ArcFaceHead, LinearHead, arc_margin_logits, build_head, cosine_logits,
                        dynamic_margins)
 
 

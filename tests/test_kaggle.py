@@ -11,6 +11,9 @@ import pytest
 import requests
 
 import kit.kaggle as kk
+import kit.kaggle.package as kpkg
+import kit.kaggle.runtime as krt
+import kit.kaggle.submit as ksub
 from kit.cli import main
 from kit.errors import KitError
 
@@ -63,19 +66,19 @@ class FakeApi:
 
 
 def test_credential_source(no_credentials, monkeypatch):
-    assert kk.credential_source() is None
+    assert ksub.credential_source() is None
     _write(no_credentials / ".kaggle" / "kaggle.json", '{"username": "u", "key": "k"}')
-    assert kk.credential_source() == str(no_credentials / ".kaggle" / "kaggle.json")
+    assert ksub.credential_source() == str(no_credentials / ".kaggle" / "kaggle.json")
     monkeypatch.setenv("KAGGLE_USERNAME", "u")
     monkeypatch.setenv("KAGGLE_KEY", "k")
-    assert kk.credential_source() == "KAGGLE_USERNAME/KAGGLE_KEY"
+    assert ksub.credential_source() == "KAGGLE_USERNAME/KAGGLE_KEY"
     monkeypatch.setenv("KAGGLE_API_TOKEN", "t")
-    assert kk.credential_source() == "KAGGLE_API_TOKEN"
+    assert ksub.credential_source() == "KAGGLE_API_TOKEN"
 
 
 def test_dry_run_prints_and_never_calls_kaggle(files, monkeypatch, capsys):
     sample, sub = files
-    monkeypatch.setattr(kk, "_kaggle_api", lambda: pytest.fail("dry run called Kaggle"))
+    monkeypatch.setattr(ksub, "_kaggle_api", lambda: pytest.fail("dry run called Kaggle"))
     rc = main(["submit", "-c", "landmark-recognition-2021", "-f", str(sub), "-m", "v1", "--sample", str(sample),
                "--dry-run"])
     out = capsys.readouterr().out.splitlines()
@@ -98,7 +101,7 @@ def test_network_failure_one_line(files, monkeypatch, capsys):
     sample, sub = files
     before = sub.read_bytes()
     api = FakeApi(fail=requests.exceptions.ConnectionError("Max retries exceeded with url: /api/v1\nmore"))
-    monkeypatch.setattr(kk, "_kaggle_api", lambda: api)
+    monkeypatch.setattr(ksub, "_kaggle_api", lambda: api)
     rc = main(["submit", "-c", "comp", "-f", str(sub), "--sample", str(sample)])
     err = capsys.readouterr().err
     assert rc == 2
@@ -112,20 +115,20 @@ def test_forbidden_names_the_rules(files, monkeypatch):
     sample, sub = files
     resp = requests.Response()
     resp.status_code = 403
-    monkeypatch.setattr(kk, "_kaggle_api", lambda: FakeApi(fail=requests.exceptions.HTTPError("403", response=resp)))
+    monkeypatch.setattr(ksub, "_kaggle_api", lambda: FakeApi(fail=requests.exceptions.HTTPError("403", response=resp)))
     with pytest.raises(KitError, match=r"HTTP 403.*accepted the competition rules"):
-        kk.submit("comp", sub, sample=sample, log=lambda *a: None)
+        ksub.submit("comp", sub, sample=sample, log=lambda *a: None)
 
 
 def test_submit_calls_api_like_the_kaggle_cli(files, monkeypatch):
     sample, sub = files
     api = FakeApi(sample_text=sample.read_text())
-    monkeypatch.setattr(kk, "_kaggle_api", lambda: api)
+    monkeypatch.setattr(ksub, "_kaggle_api", lambda: api)
     # no --sample: the competition's sample_submission.csv is downloaded and the ids checked
-    assert kk.submit("comp", sub, "m1", log=lambda *a: None) == "Successfully submitted"
+    assert ksub.submit("comp", sub, "m1", log=lambda *a: None) == "Successfully submitted"
     assert api.calls == [("download", "comp", "sample_submission.csv"), ("submit", str(sub), "m1", "comp")]
     api.calls.clear()
-    assert kk.submit("comp", "submission.csv", "m2", kernel="alice/kit-inference", version=3) == \
+    assert ksub.submit("comp", "submission.csv", "m2", kernel="alice/kit-inference", version=3) == \
         "Successfully submitted code"
     assert api.calls == [("code", "submission.csv", "m2", "comp", "alice/kit-inference", 3)]
 
@@ -133,15 +136,15 @@ def test_submit_calls_api_like_the_kaggle_cli(files, monkeypatch):
 def test_downloaded_sample_with_other_ids_rejects_before_submitting(files, monkeypatch):
     _, sub = files
     api = FakeApi(sample_text="id,landmarks\n00000000000000a1,\n00000000000000ff,\n")
-    monkeypatch.setattr(kk, "_kaggle_api", lambda: api)
+    monkeypatch.setattr(ksub, "_kaggle_api", lambda: api)
     with pytest.raises(KitError, match="id 00000000000000b2 is not in sample_submission.csv"):
-        kk.submit("comp", sub, log=lambda *a: None)
+        ksub.submit("comp", sub, log=lambda *a: None)
     assert [c[0] for c in api.calls] == ["download"]
 
 
 def test_wrong_ids_caught_before_kaggle(files, monkeypatch, capsys):
     sample, sub = files
-    monkeypatch.setattr(kk, "_kaggle_api", lambda: pytest.fail("invalid file reached Kaggle"))
+    monkeypatch.setattr(ksub, "_kaggle_api", lambda: pytest.fail("invalid file reached Kaggle"))
     bad = _write(sub.with_name("bad.csv"), f"id,landmarks\n{IDS[0]},1 0.5\n{IDS[1]},\n")  # c3 missing
     assert main(["submit", "-f", str(bad), "--sample", str(sample), "--dry-run"]) == 2
     assert capsys.readouterr().err == (f"kit: error: {bad}: 1 id(s) of sample_submission.csv missing "
@@ -150,9 +153,9 @@ def test_wrong_ids_caught_before_kaggle(files, monkeypatch, capsys):
 
 def test_kernel_needs_version_and_owner():
     with pytest.raises(KitError, match="--kernel and --version go together"):
-        kk.submit("comp", kernel="alice/nb")
+        ksub.submit("comp", kernel="alice/nb")
     with pytest.raises(KitError, match="--kernel 'nb' is not <owner>/<notebook-slug>"):
-        kk.submit("comp", kernel="nb", version=1)
+        ksub.submit("comp", kernel="nb", version=1)
 
 
 def _fake_run(root: Path, exp: str, fold: int) -> Path:
@@ -178,7 +181,7 @@ def test_package_metadata_and_models(tmp_path, capsys):
                       "dataset_sources": ["alice/kit-wheels", "alice/kit-models"], "competition_sources": ["landmark-recognition-2021"],
                       "kernel_sources": [], "model_sources": []}
     assert (out / "kernel" / "inference.ipynb").read_bytes() == \
-        (Path(kk.__file__).parents[1] / "notebooks" / "inference.ipynb").read_bytes()
+        (Path(kk.__file__).parents[2] / "notebooks" / "inference.ipynb").read_bytes()
     models = out / "kit-models"
     assert json.loads((models / "dataset-metadata.json").read_text()) == \
         {"title": "kit models", "id": "alice/kit-models", "licenses": [{"name": "CC0-1.0"}]}
@@ -196,7 +199,7 @@ def test_package_metadata_and_models(tmp_path, capsys):
     assert [p.name for p in (models / "runs").iterdir()] == ["top18k"] and not (models / "params").exists()
     (r0 / "best.pt").unlink()
     with pytest.raises(KitError, match="top2k/fold0: no best.pt"):
-        kk.package(tmp_path / "pkg2", "alice", runs=[r0], wheels=False)
+        kpkg.package(tmp_path / "pkg2", "alice", runs=[r0], wheels=False)
 
 
 def _tiny_wheel(tmp_path: Path) -> Path:
@@ -230,7 +233,8 @@ def test_package_wheels_offline(tmp_path, capsys):
     with zipfile.ZipFile(wheels / "kit-0.1.0-py3-none-any.whl") as z:
         names = set(z.namelist())
         entry = z.read("kit-0.1.0.dist-info/entry_points.txt").decode()
-    assert {"kit/kaggle.py", "kit/cli.py", "kit/commands/submit.py", "kit/configs/top2k.yaml"} <= names
+    assert {"kit/kaggle/package.py", "kit/cli.py", "kit/commands/submit.py", "kit/configs/top2k.yaml",
+                "kit/report/page.html.j2"} <= names
     assert not any("__pycache__" in n for n in names)
     assert "kit = kit.cli:main" in entry
 
@@ -244,14 +248,14 @@ def test_package_wheels_offline(tmp_path, capsys):
     (9, 3, {"KIT_MODE": "quick"}, "quick"),
 ])
 def test_choose_mode(n_test, public, env, mode):
-    assert kk.choose_mode(n_test, public, env) == mode
+    assert krt.choose_mode(n_test, public, env) == mode
 
 
 def test_inference_plan():
     manifest = {"runs": [{"exp": "a", "fold": 0}, {"exp": "b", "fold": 2}],
                 "ensemble": ["soft", "--weights", "{models}/params/w.json"],
                 "filters": [["delf", "--params", "{models}/params/f.json"]]}
-    plan = kk.inference_plan(manifest, "/m", "/d", "/w")
+    plan = krt.inference_plan(manifest, "/m", "/d", "/w")
     assert [name for name, _ in plan] == ["predict a fold0", "predict b fold2", "ensemble soft", "filter delf",
                                           "submission"]
     assert plan[1][1] == ["predict", "--config", "/m/runs/b/fold2/config.yaml", "--fold", "2", "--split", "test",
@@ -263,10 +267,10 @@ def test_inference_plan():
                           "--out", "/w/filtered0_delf.npz"]
     assert plan[4][1] == ["to-submission", "/w/filtered0_delf.npz", "--sample", "/d/sample_submission.csv",
                           "--out", "/w/submission.csv"]
-    single = kk.inference_plan({"runs": [{"exp": "a", "fold": 0}]}, "/m", "/d", "/w")
+    single = krt.inference_plan({"runs": [{"exp": "a", "fold": 0}]}, "/m", "/d", "/w")
     assert [s[1][0] for s in single] == ["predict", "to-submission"]
     assert single[1][1][1] == "/w/submissions/a/test_fold0.npz"
-    two = kk.inference_plan({"runs": [{"exp": "a", "fold": 0}, {"exp": "a", "fold": 1}], "ensemble": None}, "/m", "/d",
+    two = krt.inference_plan({"runs": [{"exp": "a", "fold": 0}, {"exp": "a", "fold": 1}], "ensemble": None}, "/m", "/d",
                             "/w")
     assert two[2][1][:2] == ["ensemble", "soft"] and two[3][1][1] == "/w/ensembles/soft.npz"
 
@@ -275,18 +279,18 @@ def test_run_plan_stops_at_first_failure(monkeypatch, capsys):
     seen = []
     monkeypatch.setattr("kit.cli.main", lambda argv: seen.append(argv) or (2 if argv[0] == "bad" else 0))
     with pytest.raises(KitError, match="step 'two' failed \\(exit 2\\)"):
-        kk.run_plan([("one", ["ok", "x"]), ("two", ["bad"]), ("three", ["ok"])])
+        krt.run_plan([("one", ["ok", "x"]), ("two", ["bad"]), ("three", ["ok"])])
     assert seen == [["ok", "x"], ["bad"]]
     assert "$ kit ok x" in capsys.readouterr().out
 
 
 def test_find_input_and_quick_submission(tmp_path, monkeypatch, files):
     sample, _ = files
-    monkeypatch.setattr(kk, "KAGGLE_INPUT", tmp_path / "input")
+    monkeypatch.setattr(krt, "KAGGLE_INPUT", tmp_path / "input")
     _write(tmp_path / "input/datasets/alice/kit-models" / kk.MANIFEST, "{}")
-    assert kk.find_input("KIT_MODELS", kk.MANIFEST, env={}) == tmp_path / "input/datasets/alice/kit-models"
-    assert kk.find_input("KIT_MODELS", kk.MANIFEST, env={"KIT_MODELS": "/x"}) == Path("/x")
+    assert krt.find_input("KIT_MODELS", kk.MANIFEST, env={}) == tmp_path / "input/datasets/alice/kit-models"
+    assert krt.find_input("KIT_MODELS", kk.MANIFEST, env={"KIT_MODELS": "/x"}) == Path("/x")
     with pytest.raises(KitError, match="set KIT_DATA"):
-        kk.find_input("KIT_DATA", "sample_submission.csv", tmp_path / "input/comp", env={})
-    out = kk.quick_submission(sample, tmp_path / "work" / "submission.csv")
+        krt.find_input("KIT_DATA", "sample_submission.csv", tmp_path / "input/comp", env={})
+    out = krt.quick_submission(sample, tmp_path / "work" / "submission.csv")
     assert out.read_text() == sample.read_text()

@@ -1,9 +1,9 @@
-"""kit.layers: GeM pooling maths, pool registry, SE attention."""
+"""kit.models.layers: GeM pooling maths, pool registry, SE attention."""
 import pytest
 import torch
 
 from kit.errors import KitError
-from kit.layers import POOLS, GeM, SEAttention, build_pool, gem
+from kit.models.layers import POOLS, GeM, SEAttention, build_pool, gem
 
 
 def test_gem_by_hand():

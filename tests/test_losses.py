@@ -1,4 +1,4 @@
-"""kit.losses: values worked out by hand on tiny tensors, and focal(gamma=0) == cross-entropy."""
+"""kit.models.losses: values worked out by hand on tiny tensors, and focal(gamma=0) == cross-entropy."""
 import math
 
 import pytest
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from kit.config import ModelConfig
 from kit.errors import KitError
-from kit.losses import LOSSES, build_loss, center_index, center_loss, focal_loss, num_centers
+from kit.models.losses import LOSSES, build_loss, center_index, center_loss, focal_loss, num_centers
 
 LOGITS = torch.tensor([[0.0, math.log(3.0)]])    # softmax = [0.25, 0.75]
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from kit.errors import KitError
-from kit.localfeatures import SiftExtractor
-from kit.matching import class_neighbours, count_inliers, match_descriptors, ransac_inliers
+from kit.localfeatures.sift import SiftExtractor
+from kit.localfeatures.matching import class_neighbours, count_inliers, match_descriptors, ransac_inliers
 from kit.synth import make_structure, random_homography, warp_view
 
 SIZE = 128

@@ -1,12 +1,12 @@
-"""kit.model: build from config, outputs, parameter groups, stage fine-tuning, channels_last, autocast."""
+"""kit.models.model: build from config, outputs, parameter groups, stage fine-tuning, channels_last, autocast."""
 import pytest
 import torch
 from torch import nn
 
 from kit.config import ModelConfig
 from kit.errors import KitError
-from kit.losses import build_loss
-from kit.model import build_model, last_block_names, parse_stages, set_trainable, stage_at
+from kit.models.losses import build_loss
+from kit.models.model import build_model, last_block_names, parse_stages, set_trainable, stage_at
 
 torch.set_num_threads(1)
 LITE = dict(backbone="tf_efficientnet_lite0", weights="none")

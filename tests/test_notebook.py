@@ -8,7 +8,6 @@ from pathlib import Path
 
 import nbformat
 import pandas as pd
-import pytest
 
 from kit.cli import main
 from kit.submission import read_sample_ids, read_submission

@@ -22,9 +22,9 @@ def _write_image(path, colour, rng):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from kit.checkpoint import save_checkpoint
+    from kit.models.checkpoint import save_checkpoint
     from kit.config import config_to_dict, load_config
-    from kit.model import build_model
+    from kit.models.model import build_model
 
     root = tmp_path_factory.mktemp("pred")
     data, rng = root / "data", np.random.default_rng(0)
@@ -54,8 +54,8 @@ def setup(tmp_path_factory):
 
 def _direct(model, data, folder, ids, flip=False):
     """Softmax probabilities and embeddings of the model run by hand on the val transform."""
-    from kit.augment import build_transforms
-    from kit.backbones import backbone_mean_std
+    from kit.data.augment import build_transforms
+    from kit.models.backbones import backbone_mean_std
     from kit.io import decode_image
 
     mean, std = backbone_mean_std("test_resnet")  # the normalisation the backbone's weights expect

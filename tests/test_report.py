@@ -14,8 +14,9 @@ import torch
 from kit.errors import KitError
 from kit.io import image_path
 from kit.predictions import Predictions, save_predictions
-from kit.report import build_report, gallery_picks, rare_threshold, score_by_bucket
-from kit.saliency import overlay, saliency_map
+from kit.report.collect import gallery_picks, rare_threshold, score_by_bucket
+from kit.report.render import build_report
+from kit.report.saliency import overlay, saliency_map
 
 TEST = [f"{i:x}" * 16 for i in range(1, 7)]                     # t1..t6, 16-hex ids
 TRAIN = [f"a{i:x}{i:x}" + "0" * 12 + f"{i:02x}"[-1] for i in range(11)]
@@ -140,9 +141,9 @@ def test_report_content(tmp_path):
 
 
 def test_report_comparison_json_and_checkpoint_saliency(tmp_path):
-    from kit.checkpoint import save_checkpoint
+    from kit.models.checkpoint import save_checkpoint
     from kit.config import config_to_dict, load_config
-    from kit.model import build_model
+    from kit.models.model import build_model
 
     _write_inputs(tmp_path)
     comp = tmp_path / "comparison.json"

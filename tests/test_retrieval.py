@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-import kit.retrieval as R
+import kit.inference.retrieval as R
 
 
 def _unit(x):

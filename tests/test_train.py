@@ -1,4 +1,4 @@
-"""kit.train / checkpoint / inference / schedule: learning, reload, exact resume, DDP == single process."""
+"""kit.train.loop / checkpoint / inference / schedule: learning, reload, exact resume, DDP == single process."""
 from __future__ import annotations
 
 import math
@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-import kit.train
-from kit.checkpoint import load_checkpoint, load_model
+import kit.train.loop
+from kit.models.checkpoint import load_checkpoint, load_model
 from kit.config import load_config
 from kit.errors import KitError
-from kit.inference import get_tta, predict_loader
+from kit.inference.engine import get_tta, predict_loader
 from kit.predictions import load_predictions
-from kit.schedule import cosine_factor, lr_factor, step_factor
-from kit.train import build_optimizer, seed_everything, train
+from kit.train.schedule import cosine_factor, lr_factor, step_factor
+from kit.train.loop import build_optimizer, seed_everything, train
 from test_data import make_gldv2
 
 torch.set_num_threads(1)
@@ -51,7 +51,7 @@ def test_schedules_by_hand():
 
 
 def test_per_part_learning_rates(tmp_path):
-    from kit.model import build_model
+    from kit.models.model import build_model
 
     cfg = tiny_cfg(tmp_path, "optim.lr=0.05", "optim.lr_backbone=0.1", "optim.lr_head=2", "optim.optimizer=adamw")
     opt = build_optimizer(build_model(cfg.model, 3), cfg.optim)
@@ -84,10 +84,10 @@ def test_training_lowers_loss_and_writes_everything(tmp_path):
     assert np.allclose(np.linalg.norm(oof.embeddings, axis=1), 1.0, atol=1e-5)
     assert np.allclose(oof.scores[:, :3].sum(1), 1.0, atol=1e-5)  # softmax over the 3 classes
 
-    # The checkpoint reloads to identical outputs: kit.predict-style inference == the OOF file.
+    # The checkpoint reloads to identical outputs: kit.inference.predict-style inference == the OOF file.
     model, loaded_cfg, label_map = load_model(run)
     assert label_map == [101, 205, 309] and loaded_cfg.name == "learn"
-    from kit.data import make_loaders
+    from kit.data.dataset import make_loaders
     again = predict_loader(model, make_loaders(cfg, 0).val, label_map, 5, "cpu", progress=False)
     assert list(again.ids) == list(oof.ids)
     assert np.array_equal(again.labels, oof.labels)
@@ -102,7 +102,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
     extra = ["optim.epochs=3", "data.augment=light", "model.drop_rate=0.3", "optim.warmup_epochs=0.5"]
     train(tiny_cfg(tmp_path, *extra, "name=full"), 0)
 
-    real, calls = kit.train.train_one_epoch, []
+    real, calls = kit.train.loop.train_one_epoch, []
 
     def killed_in_epoch_3(*args, **kw):
         calls.append(1)
@@ -110,10 +110,10 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args, **kw)
 
-    monkeypatch.setattr(kit.train, "train_one_epoch", killed_in_epoch_3)
+    monkeypatch.setattr(kit.train.loop, "train_one_epoch", killed_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_cfg(tmp_path, *extra, "name=cut"), 0)
-    monkeypatch.setattr(kit.train, "train_one_epoch", real)
+    monkeypatch.setattr(kit.train.loop, "train_one_epoch", real)
     assert state(tmp_path / "runs" / "cut" / "fold0")["epoch"] == 1  # two epochs saved
     train(tiny_cfg(tmp_path, *extra, "name=cut"), 0, resume=True)
 
@@ -128,7 +128,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
 
 
 def test_head_stage_keeps_backbone_frozen(tmp_path):
-    from kit.model import build_model
+    from kit.models.model import build_model
 
     make_gldv2(tmp_path, per_class=4)
     cfg = tiny_cfg(tmp_path, "optim.epochs=1", "optim.stages=head:1,all:1", "name=stages",
@@ -170,7 +170,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     one, two = state(tmp_path / "runs" / "single" / "fold0"), state(tmp_path / "runs" / "ddp" / "fold0")
     diffs = [float((one["model"][k] - two["model"][k]).abs().max()) for k in one["model"]]
     assert max(diffs) < 1e-5
-    from kit.model import build_model
+    from kit.models.model import build_model
     cfg = tiny_cfg(tmp_path, *extra)
     seed_everything(cfg.seed)
     init = build_model(cfg.model, 3).state_dict()

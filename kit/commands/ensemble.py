@@ -1,6 +1,6 @@
 """`kit ensemble METHOD [FILES...] --out PATH`: combine prediction files / submission CSVs (report 001 + soft).
 
-Methods (kit.ensemble.ENSEMBLES): max, correct (FILES[0] top-18k base, FILES[1] top-2k), boost
+Methods (kit.ensemble.rules.ENSEMBLES): max, correct (FILES[0] top-18k base, FILES[1] top-2k), boost
 (--alpha), weighted (--weights, or GAP weights), soft (weights fitted to maximise GAP). Writes
 ensembles/<METHOD>.npz and the submission CSV --out.
 
@@ -18,7 +18,7 @@ import argparse
 
 
 def add_parser(subparsers) -> None:
-    from kit.ensemble import ENSEMBLES
+    from kit.ensemble.rules import ENSEMBLES
 
     p = subparsers.add_parser("ensemble", help="ensemble prediction files (max, correct, boost, weighted, soft)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from kit.ensemble import run_ensemble
+    from kit.ensemble.rules import run_ensemble
     from kit.errors import KitError
 
     if args.fit_on and not args.solution:

@@ -49,7 +49,7 @@ def add_parser(subparsers) -> None:
 
 
 def parse_scales(text: str) -> list[float]:
-    from kit.delf import CHEAP_SCALES, DELF_SCALES
+    from kit.localfeatures.delf import CHEAP_SCALES, DELF_SCALES
     from kit.errors import KitError
 
     named = {"cheap": CHEAP_SCALES, "delf": DELF_SCALES}
@@ -97,9 +97,10 @@ def run(args) -> int:
 
     import numpy as np
 
-    from kit.ensemble import load_any, load_truth
+    from kit.ensemble.rules import load_any
+    from kit.truth import gap_top1, load_truth, true_top1
     from kit.errors import KitError
-    from kit.filter import build_filter, load_filter, save_filter, score_gap, true_top1
+    from kit.filters.chain import build_filter, load_filter, save_filter
     from kit.metrics import sensitivity_specificity
     from kit.predictions import Predictions, save_predictions
 
@@ -160,7 +161,7 @@ def run(args) -> int:
     if truth is not None and set(pred.ids) & set(truth["id"]):
         true = true_top1(pred, truth)
         sens, spec = sensitivity_specificity(passed, true >= 0)
-        print(f"GAP {score_gap(pred, true):.4f} -> {score_gap(out, true_top1(out, truth)):.4f}; "
+        print(f"GAP {gap_top1(pred, true):.4f} -> {gap_top1(out, true_top1(out, truth)):.4f}; "
               f"sensitivity {sens:.3f}, specificity {spec:.3f}")
     print(f"wrote {args.out}" + (f" and {args.submission}" if args.submission else ""))
     return 0

@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import time
 
-    from kit.folds import make_folds, read_clean, read_train, restrict_to_clean, summarize, write_folds
+    from kit.data.folds import make_folds, read_clean, read_train, restrict_to_clean, fold_summary, write_folds
 
     t0 = time.perf_counter()
     train = read_train(args.train_csv)
@@ -31,6 +31,6 @@ def run(args) -> int:
         print(f"clean subset {args.clean_csv}: {len(train)} rows kept")
     folds = make_folds(train, args.top, args.min_images, args.folds, args.holdout, args.seed)
     write_folds(folds, args.out)
-    print(summarize(folds, n_rows))
+    print(fold_summary(folds, n_rows))
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0

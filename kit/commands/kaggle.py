@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
 
 def run_package(args: argparse.Namespace) -> int:
     from kit.errors import KitError
-    from kit.kaggle import package
+    from kit.kaggle.package import package
 
     if not args.user:
         raise KitError("kaggle package: pass --user NAME (your Kaggle username; ids are NAME/<slug>)")

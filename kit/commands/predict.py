@@ -9,8 +9,8 @@ from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
-    from kit.inference import TTAS
-    from kit.predict import SPLITS
+    from kit.inference.engine import TTAS
+    from kit.inference.predict import SPLITS
 
     p = subparsers.add_parser("predict", help="predict val/test/train images with a trained fold (.npz)",
                               description=__doc__)
@@ -29,7 +29,7 @@ def run(args) -> int:
     import logging
 
     from kit.config import load_config
-    from kit.predict import run_predict
+    from kit.inference.predict import run_predict
 
     cfg = load_config(args.config, args.overrides + ([f"predict.tta={args.tta}"] if args.tta else []))
     logging.basicConfig(level=logging.INFO, format="%(message)s")

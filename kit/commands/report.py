@@ -21,19 +21,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--saliency", type=int, default=3, help="saliency maps to draw, 0 = none (default 3)")
     p.add_argument("--rare-below", type=int, default=100,
                    help="classes with fewer training images are 'rare' (Mail.ru: 100, the default)")
-    p.add_argument("--device", default="auto", help="torch device for saliency maps: auto | cpu | cuda[:N]")
+    p.add_argument("--device", default="auto", help="torch device for saliency maps: auto | cpu | cuda")
     p.add_argument("--out", default="report/index.html", help="output HTML (default report/index.html)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from kit.report import build_report
+    from kit.report.render import build_report
 
-    device = args.device
-    if device == "auto":
-        import torch
+    from kit.device import choose_device
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(choose_device(args.device))
     out = build_report(args.out, runs_dir=args.runs_dir, submissions_dir=args.submissions, exp=args.exp,
                        data_dir=args.data_dir, solution=args.solution, folds=args.folds,
                        comparison=args.comparison, ensembles_dir=args.ensembles, filtered=args.filtered,

@@ -1,6 +1,6 @@
 """`kit retrieve {knn,centroids} --index TRAIN.npz --labels CSV --query QUERY.npz --out PRED.npz`.
 
-Retrieval predictions from embeddings (kit.retrieval): `knn` votes among the k nearest train images
+Retrieval predictions from embeddings (kit.inference.retrieval): `knn` votes among the k nearest train images
 (report 002); `centroids` scores each class by its nearest centroid (Mail.ru report 004, several
 centroids per class from agglomerative clustering), below --threshold = no landmark. The index file
 is usually `kit predict --split train`'s output; --labels gives its images' landmark ids (folds CSV
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
-    from kit.retrieval import RETRIEVERS
+    from kit.inference.retrieval import RETRIEVERS
 
     p = subparsers.add_parser("retrieve", help="kNN / centroid predictions from embeddings", description=__doc__)
     p.add_argument("method", choices=list(RETRIEVERS))
@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from kit.retrieval import fit_retriever
+    from kit.inference.retrieval import fit_retriever
     from kit.predictions import load_predictions, save_predictions
     from kit.submission import write_submission
 

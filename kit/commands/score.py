@@ -15,7 +15,8 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from kit.errors import KitError
-    from kit.metrics import gap_frames, index_in, match_frames, sensitivity_specificity
+    from kit.metrics import index_in
+    from kit.truth import summarize
     from kit.submission import read_sample_ids, read_solution, read_submission
 
     sample = read_sample_ids(args.sample) if args.sample else None
@@ -27,15 +28,11 @@ def run(args) -> int:
         other = (sol["usage"].str.lower() != args.usage).to_numpy()
         sub = sub[index_in(sub["id"], sol["id"].to_numpy()[other]) < 0]
         sol = sol[~other]
-    m = match_frames(sub, sol)
-    landmark = m["is_landmark"].to_numpy()
-    predicted = m["label"].to_numpy() >= 0
-    sens, spec = sensitivity_specificity(predicted, landmark)
-    acc = float(m["correct"].to_numpy()[landmark].mean()) if landmark.any() else 0.0
+    s = summarize(sub, sol)
     print(f"submission {args.submission}: {len(sub)} rows, {int((sub['label'] >= 0).sum())} predictions")
-    print(f"solution {args.solution}: {len(m)} scored ids, {int(landmark.sum())} landmark, "
-          f"{int((~landmark).sum())} non-landmark")
-    print(f"accuracy (landmark images) {acc:.6f}")
-    print(f"sensitivity {sens:.6f}  specificity {spec:.6f}")
-    print(f"GAP {gap_frames(sub, sol):.6f}")
+    print(f"solution {args.solution}: {s['n']} scored ids, {s['n_landmark']} landmark, "
+          f"{s['n'] - s['n_landmark']} non-landmark")
+    print(f"accuracy (landmark images) {s['accuracy']:.6f}")
+    print(f"sensitivity {s['sensitivity']:.6f}  specificity {s['specificity']:.6f}")
+    print(f"GAP {s['gap']:.6f}")
     return 0

@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kit.kaggle import submit
+    from kit.kaggle.submit import submit
 
     result = submit(args.competition, args.file, args.message, sample=args.sample, kernel=args.kernel,
                     version=args.version, dry_run=args.dry_run)

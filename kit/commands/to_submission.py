@@ -12,7 +12,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from kit.ensemble import load_any
+    from kit.ensemble.rules import load_any
     from kit.submission import read_sample_ids, write_submission
 
     pred = load_any(args.predictions)

@@ -29,7 +29,7 @@ def run(args) -> int:
         cfg.data.strict = True
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from kit.train import train
+    from kit.train.loop import train
 
     result = train(cfg, args.fold, resume=args.resume)
     best = result["best"]

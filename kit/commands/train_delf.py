@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from kit.config import load_config
-    from kit.delf import train_delf
+    from kit.localfeatures.delf import train_delf
 
     cfg = load_config(args.config, args.overrides)
     path = train_delf(cfg, args.fold, epochs=args.epochs, lr=args.lr, hidden=args.hidden, stride=args.stride,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from kit.synth.structures import AA, low_freq_noise, pick_colour, shade, texture
+from kit.synth.paint import AA, low_freq_noise, pick_colour, shade, texture
 
 SKIES = np.array([(120, 170, 225), (200, 215, 230), (235, 190, 140), (160, 160, 170), (90, 110, 160), (225, 225, 220)],
                  np.float32)

@@ -7,157 +7,24 @@ neither colour nor silhouette type alone names a class: the geometry, texture an
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import cv2
 import numpy as np
 
-AA = cv2.LINE_AA
+from kit.synth.paint import AA, TEXTURES, arch_shape, cut, paint, window, window_grid, pick_colour, shade, texture
+
 KINDS = ("facade", "tower", "arch", "statue", "bridge", "dome", "pagoda")
-TEXTURES = ("bricks", "ashlar", "stripes", "tiles", "plaster")
-
-# Shared by landmarks and non-landmark scenes so colour alone separates nothing.
-PALETTE = np.array([
-    (214, 199, 165), (200, 160, 110), (160, 72, 52), (234, 232, 222), (150, 150, 150), (72, 76, 88),
-    (82, 122, 102), (200, 170, 64), (190, 102, 62), (150, 180, 210), (220, 162, 172), (102, 72, 52),
-    (44, 44, 48), (62, 140, 150), (120, 100, 150), (176, 190, 120),
-], dtype=np.float32)
-
-
-def pick_colour(rng: np.random.Generator, jitter: float = 22.0) -> tuple[int, int, int]:
-    """A palette colour with some jitter, as an (R, G, B) int tuple for cv2 drawing."""
-    c = PALETTE[rng.integers(len(PALETTE))] + rng.normal(0.0, jitter, 3)
-    return tuple(int(v) for v in np.clip(c, 0, 255))
-
-
-def shade(colour, factor: float) -> tuple[int, int, int]:
-    """Colour scaled by `factor` (darker < 1 < lighter), clipped to uint8."""
-    return tuple(int(np.clip(v * factor, 0, 255)) for v in colour)
-
-
-def low_freq_noise(rng: np.random.Generator, size: int, cells: int = 8) -> np.ndarray:
-    """Smooth noise (float32, mean 0, std ~1) made by upsampling a small random grid."""
-    grid = rng.normal(0.0, 1.0, (cells, cells)).astype(np.float32)
-    return cv2.resize(grid, (size, size), interpolation=cv2.INTER_CUBIC)
-
-
-def texture(rng: np.random.Generator, size: int, colour, kind: str | None = None) -> np.ndarray:
-    """A size x size uint8 RGB surface texture (bricks, ashlar, stripes, tiles or plaster) of `colour`."""
-    kind = kind or str(rng.choice(TEXTURES))
-    img = np.empty((size, size, 3), np.uint8)
-    img[:] = colour
-    if kind in ("bricks", "ashlar"):
-        h = int(rng.integers(max(3, size // 40), max(5, size // 14)))
-        mortar = shade(colour, rng.uniform(0.5, 0.8))
-        y, row = 0, 0
-        while y < size:
-            rh = h if kind == "bricks" else max(3, int(h * rng.uniform(0.7, 1.7)))
-            x = -int(h * 1.25) * (row % 2) if kind == "bricks" else -int(rng.integers(0, 3 * h))
-            while x < size:
-                w = int(h * 2.5) if kind == "bricks" else max(3, int(h * rng.uniform(1.2, 4.0)))
-                cv2.rectangle(img, (x, y), (x + w - 1, y + rh - 1), shade(colour, rng.uniform(0.78, 1.15)), -1)
-                cv2.rectangle(img, (x, y), (x + w - 1, y + rh - 1), mortar, 1)
-                x += w
-            y, row = y + rh, row + 1
-    elif kind == "stripes":
-        vertical, pos = rng.random() < 0.5, 0
-        while pos < size:
-            w = int(rng.integers(2, max(3, size // 12)))
-            band = (slice(None), slice(pos, pos + w)) if vertical else (slice(pos, pos + w), slice(None))
-            img[band] = shade(colour, rng.uniform(0.7, 1.2))
-            pos += w
-    elif kind == "tiles":
-        t = int(rng.integers(max(3, size // 24), max(5, size // 9)))
-        other = shade(colour, rng.uniform(0.55, 0.8))
-        for i in range(0, size, t):
-            for j in range(0, size, t):
-                if ((i // t) + (j // t)) % 2:
-                    cv2.rectangle(img, (j, i), (j + t - 1, i + t - 1), other, -1)
-        if rng.random() < 0.5:
-            for k in range(-size, size, t):
-                cv2.line(img, (k, 0), (k + size, size), shade(colour, 1.2), 1, AA)
-    weather = 1.0 + 0.08 * low_freq_noise(rng, size) + 0.04 * cv2.resize(
-        rng.normal(0, 1, (size // 4, size // 4)).astype(np.float32), (size, size))
-    return np.clip(img * weather[..., None], 0, 255).astype(np.uint8)
-
-
-def _paint(img: np.ndarray, mask: np.ndarray, tex: np.ndarray, draw: Callable[[np.ndarray], object]) -> None:
-    """Fill the shapes `draw` makes (255 on a blank mask) with `tex` and add them to the silhouette."""
-    m = np.zeros(mask.shape, np.uint8)
-    draw(m)
-    sel = m > 0
-    img[sel] = tex[sel]
-    mask[sel] = 255
-
-
-def _cut(img: np.ndarray, mask: np.ndarray, draw: Callable[[np.ndarray], object]) -> None:
-    """Remove the shapes `draw` makes from the silhouette (openings the background shows through)."""
-    m = np.zeros(mask.shape, np.uint8)
-    draw(m)
-    sel = m > 0
-    img[sel] = 0
-    mask[sel] = 0
-
-
-def _arch_shape(m, x0: int, x1: int, y_top: int, y_bot: int, colour=255, thickness: int = -1) -> None:
-    """A round-topped opening: rectangle from the spring line down plus a half ellipse on top."""
-    r = max(1, (x1 - x0) // 2)
-    spring = y_top + r
-    cv2.ellipse(m, ((x0 + x1) // 2, spring), (r, r), 0, 180, 360, colour, thickness, AA)
-    if thickness < 0:
-        cv2.rectangle(m, (x0, spring), (x1, y_bot), colour, -1)
-    else:
-        cv2.line(m, (x0, spring), (x0, y_bot), colour, thickness, AA)
-        cv2.line(m, (x1, spring), (x1, y_bot), colour, thickness, AA)
-
-
-def _window(img, x: int, y: int, w: int, h: int, style: str, glass, frame, t: int, mullion: bool) -> None:
-    """One window: rect, arched or round, with a frame and optional cross mullion."""
-    if style == "round":
-        r = max(1, min(w, h) // 2)
-        cv2.circle(img, (x + w // 2, y + h // 2), r, glass, -1, AA)
-        cv2.circle(img, (x + w // 2, y + h // 2), r, frame, t, AA)
-    elif style == "arched":
-        _arch_shape(img, x, x + w, y, y + h, glass)
-        _arch_shape(img, x, x + w, y, y + h, frame, t)
-        cv2.line(img, (x, y + h), (x + w, y + h), frame, t, AA)
-    else:
-        cv2.rectangle(img, (x, y), (x + w, y + h), glass, -1)
-        cv2.rectangle(img, (x, y), (x + w, y + h), frame, t)
-    if mullion and style != "round":
-        cv2.line(img, (x + w // 2, y + (w // 2 if style == "arched" else 0)), (x + w // 2, y + h), frame, 1)
-        cv2.line(img, (x, y + h // 2 + (w // 4 if style == "arched" else 0)),
-                 (x + w, y + h // 2 + (w // 4 if style == "arched" else 0)), frame, 1)
-
-
-def _window_grid(img, rng, x0: int, y0: int, x1: int, y1: int, rows: int, cols: int, pal: dict,
-                 style: str | None = None, skip=()) -> None:
-    """A regular grid of windows in the box (x0, y0)-(x1, y1): the repeated corners of a facade."""
-    style = style or str(rng.choice(["rect", "arched", "round", "rect"]))
-    cw, ch = (x1 - x0) / cols, (y1 - y0) / rows
-    fw, fh = rng.uniform(0.35, 0.65), rng.uniform(0.4, 0.72)
-    t, mullion = int(rng.integers(1, 3)), rng.random() < 0.5
-    for r in range(rows):
-        for c in range(cols):
-            if (r, c) in skip:
-                continue
-            w, h = max(2, int(cw * fw)), max(2, int(ch * fh))
-            x, y = int(x0 + c * cw + (cw - w) / 2), int(y0 + r * ch + (ch - h) / 2)
-            # curtains, shutters and lit rooms differ window to window: breaks the repetition
-            glass = shade(pal["glass"], rng.uniform(0.5, 1.8)) if rng.random() < 0.4 else pal["glass"]
-            _window(img, x, y, w, h, style, glass, pal["detail"], t, mullion)
 
 
 def _facade(img, mask, rng, S, pal, tex, tex2):
     W, Hb = int(S * rng.uniform(0.6, 0.92)), int(S * rng.uniform(0.4, 0.66))
     x0, y1 = (S - W) // 2, int(S * rng.uniform(0.9, 0.97))
     y0 = y1 - Hb
-    _paint(img, mask, tex, lambda m: cv2.rectangle(m, (x0, y0), (x0 + W, y1), 255, -1))
+    paint(img, mask, tex, lambda m: cv2.rectangle(m, (x0, y0), (x0 + W, y1), 255, -1))
     roof = rng.choice(["pediment", "stepped", "cornice", "towers"])
     if roof == "pediment":
         apex = (S // 2, y0 - int(S * rng.uniform(0.12, 0.26)))
         pts = np.array([(x0 - S // 40, y0), (x0 + W + S // 40, y0), apex], np.int32)
-        _paint(img, mask, tex2, lambda m: cv2.fillPoly(m, [pts], 255, AA))
+        paint(img, mask, tex2, lambda m: cv2.fillPoly(m, [pts], 255, AA))
         cv2.polylines(img, [pts], True, pal["detail"], 2, AA)
         cv2.circle(img, (S // 2, (y0 * 2 + apex[1]) // 3), max(2, (y0 - apex[1]) // 5), pal["glass"], -1, AA)
     elif roof == "stepped":
@@ -165,22 +32,22 @@ def _facade(img, mask, rng, S, pal, tex, tex2):
         for _ in range(int(rng.integers(2, 5))):
             w, h = int(w * rng.uniform(0.6, 0.85)), int(S * rng.uniform(0.04, 0.09))
             xa, ya = (S - w) // 2, y - h
-            _paint(img, mask, tex2, lambda m: cv2.rectangle(m, (xa, ya), (xa + w, y), 255, -1))
+            paint(img, mask, tex2, lambda m: cv2.rectangle(m, (xa, ya), (xa + w, y), 255, -1))
             cv2.rectangle(img, (xa, ya), (xa + w, y), pal["detail"], 1)
             y = ya
     elif roof == "cornice":
         h = int(S * rng.uniform(0.04, 0.08))
-        _paint(img, mask, tex2, lambda m: cv2.rectangle(m, (x0 - S // 30, y0 - h), (x0 + W + S // 30, y0), 255, -1))
+        paint(img, mask, tex2, lambda m: cv2.rectangle(m, (x0 - S // 30, y0 - h), (x0 + W + S // 30, y0), 255, -1))
         step = max(3, S // 40)
         for x in range(x0 - S // 30, x0 + W + S // 30, step):
             cv2.rectangle(img, (x, y0 - h // 2), (x + step // 2, y0), pal["dark"], -1)
     else:
         tw, th = int(W * rng.uniform(0.12, 0.2)), int(S * rng.uniform(0.12, 0.25))
         for xa in (x0, x0 + W - tw):
-            _paint(img, mask, tex2, lambda m: cv2.rectangle(m, (xa, y0 - th), (xa + tw, y0), 255, -1))
+            paint(img, mask, tex2, lambda m: cv2.rectangle(m, (xa, y0 - th), (xa + tw, y0), 255, -1))
             cap = np.array([(xa - 2, y0 - th), (xa + tw + 2, y0 - th), (xa + tw // 2, y0 - th - tw)], np.int32)
-            _paint(img, mask, tex, lambda m: cv2.fillPoly(m, [cap], 255, AA))
-            _window(img, xa + tw // 4, y0 - th + th // 4, tw // 2, th // 2, "arched", pal["glass"], pal["detail"], 1, False)
+            paint(img, mask, tex, lambda m: cv2.fillPoly(m, [cap], 255, AA))
+            window(img, xa + tw // 4, y0 - th + th // 4, tw // 2, th // 2, "arched", pal["glass"], pal["detail"], 1, False)
     rows, cols = int(rng.integers(2, 6)), int(rng.integers(3, 9))
     for r in range(1, rows):
         y = y0 + r * Hb // rows
@@ -189,9 +56,9 @@ def _facade(img, mask, rng, S, pal, tex, tex2):
         for c in range(cols + 1):
             x = x0 + c * W // cols
             cv2.rectangle(img, (x - S // 100 - 1, y0), (x + S // 100 + 1, y1), shade(pal["detail"], 1.1), -1)
-    _window_grid(img, rng, x0, y0, x0 + W, y1, rows, cols, pal, skip={(rows - 1, cols // 2)})
+    window_grid(img, rng, x0, y0, x0 + W, y1, rows, cols, pal, skip={(rows - 1, cols // 2)})
     dw, dh = max(3, W // cols // 2), int(Hb / rows * 0.85)
-    _arch_shape(img, S // 2 - dw, S // 2 + dw, y1 - dh, y1, pal["dark"])
+    arch_shape(img, S // 2 - dw, S // 2 + dw, y1 - dh, y1, pal["dark"])
 
 
 def _tower(img, mask, rng, S, pal, tex, tex2):
@@ -200,7 +67,7 @@ def _tower(img, mask, rng, S, pal, tex, tex2):
     y1, h = int(S * 0.97), int(S * rng.uniform(0.55, 0.75))
     y0 = y1 - h
     body = np.array([(S // 2 - wb // 2, y1), (S // 2 + wb // 2, y1), (S // 2 + wt // 2, y0), (S // 2 - wt // 2, y0)], np.int32)
-    _paint(img, mask, tex, lambda m: cv2.fillPoly(m, [body], 255, AA))
+    paint(img, mask, tex, lambda m: cv2.fillPoly(m, [body], 255, AA))
     bands = int(rng.integers(2, 6))
     for k in range(1, bands + 1):
         y = y0 + k * h // (bands + 1)
@@ -208,19 +75,19 @@ def _tower(img, mask, rng, S, pal, tex, tex2):
         cv2.rectangle(img, (S // 2 - half, y - 2), (S // 2 + half, y + 2), pal["detail"], -1)
         for j in (-1, 1):
             xw = S // 2 + j * half // 2
-            _window(img, xw - S // 60 - 1, y + S // 40, S // 30 + 2, S // 16, "arched", pal["glass"], pal["detail"], 1, False)
+            window(img, xw - S // 60 - 1, y + S // 40, S // 30 + 2, S // 16, "arched", pal["glass"], pal["detail"], 1, False)
     top = rng.choice(["spire", "battlements", "cupola"])
     if top == "spire":
         pts = np.array([(S // 2 - wt // 2 - 3, y0), (S // 2 + wt // 2 + 3, y0), (S // 2, y0 - int(S * rng.uniform(0.12, 0.22)))], np.int32)
-        _paint(img, mask, tex2, lambda m: cv2.fillPoly(m, [pts], 255, AA))
+        paint(img, mask, tex2, lambda m: cv2.fillPoly(m, [pts], 255, AA))
         cv2.polylines(img, [pts], True, pal["dark"], 1, AA)
     elif top == "battlements":
         mw = max(3, wt // 7)
         for x in range(S // 2 - wt // 2, S // 2 + wt // 2 - mw // 2, 2 * mw):
-            _paint(img, mask, tex, lambda m: cv2.rectangle(m, (x, y0 - mw), (x + mw, y0), 255, -1))
+            paint(img, mask, tex, lambda m: cv2.rectangle(m, (x, y0 - mw), (x + mw, y0), 255, -1))
     else:
-        _paint(img, mask, tex2, lambda m: cv2.ellipse(m, (S // 2, y0), (wt // 2, wt // 2), 0, 180, 360, 255, -1, AA))
-        _paint(img, mask, tex2, lambda m: cv2.line(m, (S // 2, y0 - wt // 2), (S // 2, y0 - wt // 2 - S // 20), 255, 3))
+        paint(img, mask, tex2, lambda m: cv2.ellipse(m, (S // 2, y0), (wt // 2, wt // 2), 0, 180, 360, 255, -1, AA))
+        paint(img, mask, tex2, lambda m: cv2.line(m, (S // 2, y0 - wt // 2), (S // 2, y0 - wt // 2 - S // 20), 255, 3))
     cy, r = y0 + h // 6, max(4, int(wt * rng.uniform(0.25, 0.4)))
     cv2.circle(img, (S // 2, cy), r, pal["glass"] if rng.random() < 0.5 else (235, 232, 220), -1, AA)
     cv2.circle(img, (S // 2, cy), r, pal["detail"], 2, AA)
@@ -230,33 +97,33 @@ def _tower(img, mask, rng, S, pal, tex, tex2):
     for length, a in ((0.5, rng.uniform(0, 2 * np.pi)), (0.8, rng.uniform(0, 2 * np.pi))):
         cv2.line(img, (S // 2, cy), (int(S // 2 + length * r * np.cos(a)), int(cy + length * r * np.sin(a))), pal["dark"], 2, AA)
     door = max(3, wb // 6)
-    _arch_shape(img, S // 2 - door, S // 2 + door, y1 - 3 * door, y1, pal["dark"])
+    arch_shape(img, S // 2 - door, S // 2 + door, y1 - 3 * door, y1, pal["dark"])
 
 
 def _arch(img, mask, rng, S, pal, tex, tex2):
     W, Ha = int(S * rng.uniform(0.6, 0.9)), int(S * rng.uniform(0.55, 0.8))
     x0, y1 = (S - W) // 2, int(S * 0.96)
     y0 = y1 - Ha
-    _paint(img, mask, tex, lambda m: cv2.rectangle(m, (x0, y0), (x0 + W, y1), 255, -1))
+    paint(img, mask, tex, lambda m: cv2.rectangle(m, (x0, y0), (x0 + W, y1), 255, -1))
     attic = int(Ha * rng.uniform(0.15, 0.25))
-    _paint(img, mask, tex2, lambda m: cv2.rectangle(m, (x0 - S // 40, y0), (x0 + W + S // 40, y0 + attic), 255, -1))
+    paint(img, mask, tex2, lambda m: cv2.rectangle(m, (x0 - S // 40, y0), (x0 + W + S // 40, y0 + attic), 255, -1))
     for k in range(int(rng.integers(4, 12))):  # an "inscription": a row of letter-like marks
         x = x0 + W // 8 + k * (W * 3 // 4) // 12
         cv2.rectangle(img, (x, y0 + attic // 3), (x + max(2, W // 40), y0 + 2 * attic // 3), pal["dark"], -1)
     ow = int(W * rng.uniform(0.3, 0.5))
     oa, ob = S // 2 - ow // 2, S // 2 + ow // 2
     otop = y0 + attic + int(Ha * rng.uniform(0.05, 0.15))
-    _cut(img, mask, lambda m: _arch_shape(m, oa, ob, otop, y1 + 1))
+    cut(img, mask, lambda m: arch_shape(m, oa, ob, otop, y1 + 1))
     r = ow // 2
     for a in np.linspace(np.pi, 2 * np.pi, int(rng.integers(7, 15))):  # voussoirs around the opening
         p = (int(S // 2 + r * np.cos(a)), int(otop + r + r * np.sin(a)))
         q = (int(S // 2 + (r + S // 20) * np.cos(a)), int(otop + r + (r + S // 20) * np.sin(a)))
         cv2.line(img, p, q, pal["detail"], 2, AA)
-    _arch_shape(img, oa - S // 20, ob + S // 20, otop - S // 20, y1, pal["detail"], 2)
+    arch_shape(img, oa - S // 20, ob + S // 20, otop - S // 20, y1, pal["detail"], 2)
     if rng.random() < 0.6:  # side openings
         sw = ow // 3
         for cx in (x0 + (oa - x0) // 2, ob + (x0 + W - ob) // 2):
-            _cut(img, mask, lambda m: _arch_shape(m, cx - sw // 2, cx + sw // 2, y1 - int(Ha * 0.35), y1 + 1))
+            cut(img, mask, lambda m: arch_shape(m, cx - sw // 2, cx + sw // 2, y1 - int(Ha * 0.35), y1 + 1))
     for cx in (x0 + (oa - x0) // 2, ob + (x0 + W - ob) // 2):  # relief panels
         py = y0 + attic + S // 30
         cv2.rectangle(img, (cx - S // 20, py), (cx + S // 20, py + S // 10), pal["detail"], 2)
@@ -267,8 +134,8 @@ def _statue(img, mask, rng, S, pal, tex, tex2):
     pw, ph = int(S * rng.uniform(0.35, 0.55)), int(S * rng.uniform(0.15, 0.25))
     y1 = int(S * 0.97)
     py = y1 - ph
-    _paint(img, mask, tex, lambda m: cv2.rectangle(m, (S // 2 - pw // 2, py), (S // 2 + pw // 2, y1), 255, -1))
-    _paint(img, mask, tex, lambda m: cv2.rectangle(m, (S // 2 - pw // 2 - S // 25, y1 - ph // 5), (S // 2 + pw // 2 + S // 25, y1), 255, -1))
+    paint(img, mask, tex, lambda m: cv2.rectangle(m, (S // 2 - pw // 2, py), (S // 2 + pw // 2, y1), 255, -1))
+    paint(img, mask, tex, lambda m: cv2.rectangle(m, (S // 2 - pw // 2 - S // 25, y1 - ph // 5), (S // 2 + pw // 2 + S // 25, y1), 255, -1))
     for y in (py + 3, y1 - ph // 5):
         cv2.line(img, (S // 2 - pw // 2, y), (S // 2 + pw // 2, y), pal["detail"], 2)
     cv2.rectangle(img, (S // 2 - pw // 4, py + ph // 4), (S // 2 + pw // 4, py + ph // 2 + 2), pal["detail"], -1)
@@ -301,7 +168,7 @@ def _statue(img, mask, rng, S, pal, tex, tex2):
             elif side == -1 and rng.random() < 0.4:
                 cv2.circle(m, hand, int(hf * 0.09), 255, -1, AA)
 
-    _paint(img, mask, tex2, figure)
+    paint(img, mask, tex2, figure)
     fig = mask.copy()
     fig[py:] = 0
     for _ in range(int(rng.integers(6, 14))):  # folds and highlights inside the figure
@@ -319,31 +186,31 @@ def _statue(img, mask, rng, S, pal, tex, tex2):
 def _bridge(img, mask, rng, S, pal, tex, tex2):
     yd, dh = int(S * rng.uniform(0.35, 0.55)), int(S * rng.uniform(0.06, 0.11))
     yw, xa, xb = int(S * rng.uniform(0.82, 0.95)), S // 50, S - S // 50
-    _paint(img, mask, tex, lambda m: cv2.rectangle(m, (xa, yd), (xb, yw), 255, -1))
+    paint(img, mask, tex, lambda m: cv2.rectangle(m, (xa, yd), (xb, yw), 255, -1))
     n = int(rng.integers(2, 6))
     span = (xb - xa) / n
     pier = int(span * rng.uniform(0.15, 0.3))
     for k in range(n):
         a, b = int(xa + k * span + pier / 2), int(xa + (k + 1) * span - pier / 2)
-        _cut(img, mask, lambda m: _arch_shape(m, a, b, yd + dh, yw + 1))
-        _arch_shape(img, a - 2, b + 2, yd + dh - 2, yw, pal["detail"], 2)
+        cut(img, mask, lambda m: arch_shape(m, a, b, yd + dh, yw + 1))
+        arch_shape(img, a - 2, b + 2, yd + dh - 2, yw, pal["detail"], 2)
     cv2.rectangle(img, (xa, yd), (xb, yd + dh // 3), pal["detail"], -1)
     rail = max(3, S // 30)
-    _paint(img, mask, tex2, lambda m: cv2.rectangle(m, (xa, yd - rail), (xb, yd - rail + 2), 255, -1))
+    paint(img, mask, tex2, lambda m: cv2.rectangle(m, (xa, yd - rail), (xb, yd - rail + 2), 255, -1))
     for x in range(xa, xb, max(3, S // 40)):
-        _paint(img, mask, tex2, lambda m: cv2.line(m, (x, yd - rail), (x, yd), 255, 2))
+        paint(img, mask, tex2, lambda m: cv2.line(m, (x, yd - rail), (x, yd), 255, 2))
     if rng.random() < 0.6:  # towers with cables
         th = int(yd * rng.uniform(0.5, 0.85))
         for cx in (int(xa + span), int(xb - span)):
-            _paint(img, mask, tex2, lambda m: cv2.rectangle(m, (cx - pier // 2, yd - th), (cx + pier // 2, yd), 255, -1))
+            paint(img, mask, tex2, lambda m: cv2.rectangle(m, (cx - pier // 2, yd - th), (cx + pier // 2, yd), 255, -1))
             cv2.rectangle(img, (cx - pier // 4, yd - th + th // 6), (cx + pier // 4, yd - th // 2), pal["glass"], -1)
             for k in range(1, int(rng.integers(3, 7))):
                 for side in (-1, 1):
                     end = (cx + side * int(k * span / 5), yd)
-                    _paint(img, mask, tex2, lambda m: cv2.line(m, (cx, yd - th + 3), end, 255, 2, AA))
+                    paint(img, mask, tex2, lambda m: cv2.line(m, (cx, yd - th + 3), end, 255, 2, AA))
     else:
         for x in range(xa + S // 20, xb, S // 6):  # lamps
-            _paint(img, mask, tex2, lambda m: cv2.line(m, (x, yd - S // 10), (x, yd), 255, 2))
+            paint(img, mask, tex2, lambda m: cv2.line(m, (x, yd - S // 10), (x, yd), 255, 2))
             cv2.circle(img, (x, yd - S // 10), S // 60 + 2, (240, 230, 170), -1, AA)
             mask[max(0, yd - S // 10 - 4):yd - S // 10 + 5, max(0, x - 4):x + 5] = 255
 
@@ -351,19 +218,19 @@ def _bridge(img, mask, rng, S, pal, tex, tex2):
 def _dome(img, mask, rng, S, pal, tex, tex2):
     wing_h = int(S * rng.uniform(0.15, 0.28))
     y1 = int(S * 0.96)
-    _paint(img, mask, tex, lambda m: cv2.rectangle(m, (S // 10, y1 - wing_h), (S - S // 10, y1), 255, -1))
-    _window_grid(img, rng, S // 10, y1 - wing_h, S - S // 10, y1, int(rng.integers(1, 3)), int(rng.integers(5, 11)), pal)
+    paint(img, mask, tex, lambda m: cv2.rectangle(m, (S // 10, y1 - wing_h), (S - S // 10, y1), 255, -1))
+    window_grid(img, rng, S // 10, y1 - wing_h, S - S // 10, y1, int(rng.integers(1, 3)), int(rng.integers(5, 11)), pal)
     dw, dh = int(S * rng.uniform(0.35, 0.55)), int(S * rng.uniform(0.12, 0.22))
     yd = y1 - wing_h - dh
-    _paint(img, mask, tex, lambda m: cv2.rectangle(m, (S // 2 - dw // 2, yd), (S // 2 + dw // 2, y1 - wing_h), 255, -1))
-    _window_grid(img, rng, S // 2 - dw // 2, yd, S // 2 + dw // 2, y1 - wing_h, 1, int(rng.integers(3, 8)), pal, "arched")
+    paint(img, mask, tex, lambda m: cv2.rectangle(m, (S // 2 - dw // 2, yd), (S // 2 + dw // 2, y1 - wing_h), 255, -1))
+    window_grid(img, rng, S // 2 - dw // 2, yd, S // 2 + dw // 2, y1 - wing_h, 1, int(rng.integers(3, 8)), pal, "arched")
     rx, ry = int(dw / 2 * rng.uniform(0.95, 1.1)), int(dw / 2 * rng.uniform(0.55, 1.0))
-    _paint(img, mask, tex2, lambda m: cv2.ellipse(m, (S // 2, yd), (rx, ry), 0, 180, 360, 255, -1, AA))
+    paint(img, mask, tex2, lambda m: cv2.ellipse(m, (S // 2, yd), (rx, ry), 0, 180, 360, 255, -1, AA))
     for a in np.linspace(np.pi, 2 * np.pi, int(rng.integers(5, 11)))[1:-1]:
         cv2.line(img, (S // 2, yd - ry), (int(S // 2 + rx * np.cos(a)), int(yd + ry * np.sin(a))), pal["detail"], 2, AA)
     lw = max(4, rx // 4)
-    _paint(img, mask, tex, lambda m: cv2.rectangle(m, (S // 2 - lw // 2, yd - ry - lw), (S // 2 + lw // 2, yd - ry + 2), 255, -1))
-    _paint(img, mask, tex2, lambda m: cv2.line(m, (S // 2, yd - ry - lw), (S // 2, yd - ry - lw - S // 15), 255, 2, AA))
+    paint(img, mask, tex, lambda m: cv2.rectangle(m, (S // 2 - lw // 2, yd - ry - lw), (S // 2 + lw // 2, yd - ry + 2), 255, -1))
+    paint(img, mask, tex2, lambda m: cv2.line(m, (S // 2, yd - ry - lw), (S // 2, yd - ry - lw - S // 15), 255, 2, AA))
     cv2.line(img, (S // 2 - S // 50, yd - ry - lw - S // 20), (S // 2 + S // 50, yd - ry - lw - S // 20), pal["detail"], 2)
 
 
@@ -375,15 +242,15 @@ def _pagoda(img, mask, rng, S, pal, tex, tex2):
     for _ in range(n):
         bh, rh = int(th * 0.6), int(th * 0.4)
         xa = S // 2 - w // 2
-        _paint(img, mask, tex, lambda m: cv2.rectangle(m, (xa, y - bh), (xa + w, y), 255, -1))
-        _window_grid(img, rng, xa, y - bh, xa + w, y, 1, int(rng.integers(2, 6)), pal, "rect")
+        paint(img, mask, tex, lambda m: cv2.rectangle(m, (xa, y - bh), (xa + w, y), 255, -1))
+        window_grid(img, rng, xa, y - bh, xa + w, y, 1, int(rng.integers(2, 6)), pal, "rect")
         ov = int(w * rng.uniform(0.12, 0.25))
         roof = np.array([(xa - ov, y - bh - int(rh * lift)), (xa, y - bh), (xa + w, y - bh),
                          (xa + w + ov, y - bh - int(rh * lift)), (xa + w - ov // 2, y - bh - rh), (xa + ov // 2, y - bh - rh)], np.int32)
-        _paint(img, mask, tex2, lambda m: cv2.fillPoly(m, [roof], 255, AA))
+        paint(img, mask, tex2, lambda m: cv2.fillPoly(m, [roof], 255, AA))
         cv2.polylines(img, [roof], True, pal["dark"], 1, AA)
         y, w = y - bh - rh, int(w * shrink)
-    _paint(img, mask, tex2, lambda m: cv2.line(m, (S // 2, y), (S // 2, max(2, y - S // 8)), 255, 3))
+    paint(img, mask, tex2, lambda m: cv2.line(m, (S // 2, y), (S // 2, max(2, y - S // 8)), 255, 3))
     for k in range(3):
         cv2.circle(img, (S // 2, y - k * S // 30 - S // 40), S // 70 + 2, pal["detail"], -1, AA)
 

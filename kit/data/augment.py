@@ -1,0 +1,92 @@
+"""Albumentations pipelines by name: uint8 HWC RGB image -> normalised float CHW tensor.
+
+- "none": resize + normalise.
+- "light": flip + colour jitter (report 001).
+- "pipeline1" / "pipeline2": report 003, Table 1. Probabilities the table leaves out are
+  albumentations' defaults; the report's text adds that vertical flips are rare (p=0.1 here).
+  Pipeline 2's SmallestMaxSize(288) is for 256 px crops and scales with image_size (9/8 of it).
+  Both normalise with ImageNet statistics (pipeline 1's "default normalisation" is
+  A.Normalize()'s default, which is ImageNet's).
+Names use albumentations 2.x arguments (1.x names such as quality_lower are rejected, not ignored).
+Mean/std default to ImageNet; pass the backbone's own (kit.models.backbones.backbone_mean_std) to match
+its pretrained weights.
+"""
+from __future__ import annotations
+
+import albumentations as A
+from albumentations.pytorch import ToTensorV2
+
+from kit.errors import KitError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _none(size: int, train: bool) -> list:
+    return [A.Resize(size, size)]
+
+
+def _light(size: int, train: bool) -> list:
+    if not train:
+        return [A.Resize(size, size)]
+    return [
+        A.Resize(size, size),
+        A.HorizontalFlip(p=0.5),
+        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=0.8),
+    ]
+
+
+def _pipeline1(size: int, train: bool) -> list:
+    if not train:
+        return [A.Resize(size, size)]
+    return [
+        A.RandomResizedCrop(size=(size, size)),
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.1),
+        A.HueSaturationValue(),
+        A.RandomBrightnessContrast(p=0.2),
+        A.CLAHE(),
+        A.Blur(),
+        A.ImageCompression(quality_range=(99, 100)),
+    ]
+
+
+def _pipeline2(size: int, train: bool) -> list:
+    resize = A.SmallestMaxSize(max_size=round(size * 288 / 256))
+    if not train:
+        return [resize, A.CenterCrop(size, size)]
+    return [
+        resize,
+        A.RandomCrop(size, size),
+        A.HorizontalFlip(p=0.5),
+        A.VerticalFlip(p=0.1),
+        A.HueSaturationValue(),
+        A.RandomBrightnessContrast(p=0.3),
+        A.CLAHE(),
+        A.Blur(),
+        A.Sharpen(alpha=(0.1, 0.3), p=0.2),
+    ]
+
+
+PIPELINES = {"none": _none, "light": _light, "pipeline1": _pipeline1, "pipeline2": _pipeline2}
+
+
+def build_transforms(name: str, image_size: int, train: bool, mean=None, std=None) -> A.Compose:
+    """Pipeline `name` (PIPELINES) for training or, train=False, its deterministic validation form;
+    ends in Normalize(mean, std) + ToTensorV2 (float32 CHW tensor under key "image")."""
+    if name not in PIPELINES:
+        raise KitError(f"data.augment: unknown pipeline '{name}' (valid: {', '.join(PIPELINES)})")
+    if int(image_size) < 8:
+        raise KitError(f"data.image_size={image_size} is too small (>= 8)")
+    steps = PIPELINES[name](int(image_size), train)
+    steps += [A.Normalize(mean=tuple(mean or IMAGENET_MEAN), std=tuple(std or IMAGENET_STD)), ToTensorV2()]
+    return A.Compose(steps, strict=True)
+
+
+def transforms_for(cfg, train: bool) -> A.Compose:
+    """build_transforms for a kit Config: cfg.data.augment at cfg.data.image_size, normalised with
+    the mean/std that cfg.model.backbone's pretrained weights expect (0.5/0.5 for the lite models)."""
+    from kit.models.backbones import backbone_mean_std
+
+    mean, std = backbone_mean_std(cfg.model.backbone)
+    return build_transforms(cfg.data.augment, cfg.data.image_size, train, mean=mean, std=std)

@@ -1,0 +1,205 @@
+"""Class subsets and stratified folds for GLDv2's train.csv -> folds CSV `id,landmark_id,label,fold`.
+
+Classes: the K most frequent (ties: landmark_id ascending) or all with >= N images (report 001:
+top-2k, each >= 183 images; top-18k, each >= 50). `label` is contiguous 0..C-1 in ascending
+landmark_id order.
+
+Folds are stratified and NESTED: within each class, rows are put in a seeded order (a hash of the
+image id) and row r of class c gets fold (r + o_c) mod F, o_c a seeded hash of the landmark id. Every
+class is split as evenly as possible (fold sizes differ by at most 1; a class with fewer images than
+folds lands in fewer folds), the folds overall are balanced up to the random offsets, and an image's
+fold depends only on its own class, never on which other classes are kept: the top-2k file's fold 0
+is a subset of the top-18k file's fold 0, so models trained on either can be validated (and
+ensembled) on one common fold without leakage. sklearn's StratifiedKFold allocates the same way per
+class but neither nests nor scales: it takes minutes on GLDv2's 18k-class subset (bench/gap_folds.py).
+
+`--holdout` is report 001's 90/6/4 split: the same class-sorted order walks a 50-slot pattern of
+45 train (fold 1), 3 val (fold 0) and 2 holdout (fold -1) slots, interleaved as evenly as
+possible, so every class with >= 50 images gets exactly 90/6/4 per 50 images and small classes
+get a window of the pattern (mostly train) while the totals stay 90/6/4.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from kit.errors import KitError
+from kit.io import atomic_path, read_csv
+
+HOLDOUT_SHARES = {1: 45, 0: 3, -1: 2}  # per 50 images: train / val / holdout (report 001: 90/6/4)
+
+
+def _check_landmark_ids(path, col: pd.Series) -> np.ndarray:
+    """landmark_id column -> int64 array, or KitError naming the first bad data row (1-based)."""
+    if pd.api.types.is_integer_dtype(col.dtype):
+        values = col.to_numpy(dtype=np.int64)
+        bad = values < 0
+    else:
+        num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(num) | (num != np.round(num)) | (num < 0)
+        values = np.where(bad, 0, num).astype(np.int64)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        value = col.iloc[i]
+        shown = "(empty)" if pd.isna(value) else repr(value if isinstance(value, str) else value.item())
+        raise KitError(f"{path}: row {i + 1} (line {i + 2}): landmark_id {shown} is not a non-negative integer")
+    return values
+
+
+def read_train(path) -> pd.DataFrame:
+    """train.csv -> DataFrame[id (str), landmark_id (int64)]; the url column is not read."""
+    read_csv(path, required=("id", "landmark_id"), nrows=0)
+    df = read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str})
+    if df["id"].isna().any():
+        i = int(np.flatnonzero(df["id"].isna().to_numpy())[0])
+        raise KitError(f"{path}: row {i + 1} (line {i + 2}): empty id")
+    df["landmark_id"] = _check_landmark_ids(path, df["landmark_id"])
+    return df
+
+
+def read_clean(path) -> pd.DataFrame:
+    """GLDv2-clean CSV (landmark_id, images = space-separated ids) -> DataFrame[id, landmark_id]."""
+    df = read_csv(path, required=("landmark_id", "images"), dtype={"images": str}, keep_default_na=False)
+    lid = _check_landmark_ids(path, df["landmark_id"])
+    ids = df["images"].str.split()
+    out = pd.DataFrame({"landmark_id": lid, "id": ids}).explode("id").dropna(subset=["id"])
+    return out[["id", "landmark_id"]].reset_index(drop=True)
+
+
+def restrict_to_clean(train: pd.DataFrame, clean: pd.DataFrame, path="clean csv") -> pd.DataFrame:
+    """Keep train rows whose id is listed in the clean CSV; a listed id under another landmark is an error."""
+    kept = train[train["id"].isin(clean["id"])]
+    both = kept.merge(clean.drop_duplicates("id"), on="id", suffixes=("", "_clean"))
+    bad = both["landmark_id"].to_numpy() != both["landmark_id_clean"].to_numpy()
+    if bad.any():
+        r = both[bad].iloc[0]
+        raise KitError(f"{path}: image {r['id']} is listed under landmark {r['landmark_id_clean']}, "
+                       f"train.csv says {r['landmark_id']}")
+    return kept.reset_index(drop=True)
+
+
+def select_classes(landmark_ids: np.ndarray, top: int | None = None, min_images: int | None = None) -> np.ndarray:
+    """Kept landmark ids (ascending): the `top` most frequent (ties: landmark_id ascending) or all with >= min_images."""
+    if (top is None) == (min_images is None):
+        raise KitError("folds: give exactly one of --top K or --min-images N")
+    if top is not None and top <= 0:
+        raise KitError(f"folds: --top must be > 0 (got {top})")
+    if min_images is not None and min_images <= 0:
+        raise KitError(f"folds: --min-images must be > 0 (got {min_images})")
+    uniq, counts = np.unique(landmark_ids, return_counts=True)
+    if top is not None:
+        return np.sort(uniq[np.lexsort((uniq, -counts))[:top]])
+    return uniq[counts >= min_images]
+
+
+def _seeded_hash(values, seed: int) -> np.ndarray:
+    """A uint64 hash of each value (string ids or ints) keyed by the seed: vectorised FNV-1a over the
+    bytes of the ids, then a splitmix64 finaliser with the seed mixed in (stable across runs/platforms)."""
+    a = np.asarray(values)
+    if a.dtype.kind in "OUS":
+        try:
+            b = np.ascontiguousarray(a.astype("S"))
+        except UnicodeEncodeError:  # non-ASCII ids: encode explicitly (slower, same idea)
+            b = np.ascontiguousarray(np.char.encode(a.astype(str), "utf-8"))
+        cols = b.view(np.uint8).reshape(len(b), -1)
+        h = np.full(len(b), 0xCBF29CE484222325, dtype=np.uint64)
+        for col in cols.T:  # one pass per character position (16 for GLDv2 ids)
+            h = (h ^ col) * np.uint64(0x100000001B3)
+    else:
+        h = a.astype(np.uint64)
+    h = h ^ np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
+    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return h ^ (h >> np.uint64(31))
+
+
+def _class_sorted_positions(labels: np.ndarray, n_classes: int, seed: int, ids=None,
+                            landmark_ids=None) -> np.ndarray:
+    """Per row: its rank within its class (seeded order by id hash) plus a seeded per-class offset.
+
+    Depends only on (seed, the row's class, the ids of that class), not on the other classes kept.
+    """
+    ids = np.arange(len(labels)) if ids is None else ids
+    keys = labels if landmark_ids is None else landmark_ids
+    row_hash = _seeded_hash(ids, seed)
+    order = np.lexsort((row_hash, labels))
+    counts = np.bincount(labels, minlength=n_classes)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.empty(len(labels), dtype=np.int64)
+    rank[order] = np.arange(len(labels)) - starts[labels[order]]
+    offset = (_seeded_hash(keys, seed + 1) % np.uint64(1 << 31)).astype(np.int64)
+    return rank + offset
+
+
+def assign_folds(labels: np.ndarray, n_folds: int, seed: int = 42, ids=None, landmark_ids=None) -> np.ndarray:
+    """Stratified fold 0..F-1 per row (labels: contiguous class indices). See module docstring."""
+    if n_folds < 2:
+        raise KitError(f"folds: --folds must be >= 2 (got {n_folds})")
+    labels = np.asarray(labels, dtype=np.int64)
+    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    return (_class_sorted_positions(labels, n_classes, seed, ids, landmark_ids) % n_folds).astype(np.int8)
+
+
+def holdout_pattern(shares: dict = HOLDOUT_SHARES) -> np.ndarray:
+    """Cycle of split codes with the given counts, interleaved by largest-deficit (like Bresenham)."""
+    total = sum(shares.values())
+    codes = list(shares)
+    done = dict.fromkeys(codes, 0)
+    out = []
+    for step in range(1, total + 1):
+        code = max(codes, key=lambda c: shares[c] * step / total - done[c])  # ties: first listed
+        done[code] += 1
+        out.append(code)
+    return np.array(out, dtype=np.int8)
+
+
+def assign_holdout(labels: np.ndarray, seed: int = 42, ids=None, landmark_ids=None) -> np.ndarray:
+    """Report 001's split per row: 1 = train (90%), 0 = val (6%), -1 = holdout (4%), stratified by class."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    pattern = holdout_pattern()
+    return pattern[_class_sorted_positions(labels, n_classes, seed, ids, landmark_ids) % len(pattern)]
+
+
+def make_folds(train: pd.DataFrame, top: int | None = None, min_images: int | None = None,
+               n_folds: int = 5, holdout: bool = False, seed: int = 42) -> pd.DataFrame:
+    """train (id, landmark_id) -> folds frame id, landmark_id, label, fold (input row order kept)."""
+    lid = train["landmark_id"].to_numpy(dtype=np.int64)
+    kept = select_classes(lid, top, min_images)
+    if len(kept) == 0:
+        raise KitError(f"folds: no class has >= {min_images} images")
+    lut = np.full(int(lid.max()) + 1, -1, dtype=np.int64)
+    lut[kept] = np.arange(len(kept))
+    label = lut[lid]
+    rows = np.flatnonzero(label >= 0)
+    label = label[rows]
+    ids = train["id"].iloc[rows].reset_index(drop=True)
+    keys = dict(ids=ids.to_numpy(dtype=object), landmark_ids=lid[rows])
+    fold = assign_holdout(label, seed, **keys) if holdout else assign_folds(label, n_folds, seed, **keys)
+    return pd.DataFrame({"id": ids, "landmark_id": lid[rows], "label": label, "fold": fold})
+
+
+def write_folds(folds: pd.DataFrame, path) -> None:
+    """Write the folds CSV atomically; pyarrow's writer is ~7x faster than to_csv on millions of rows."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    table = pa.Table.from_pandas(folds[["id", "landmark_id", "label", "fold"]], preserve_index=False)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(b"id,landmark_id,label,fold\n")
+        try:
+            pacsv.write_csv(table, f, pacsv.WriteOptions(include_header=False, quoting_style="none"))
+        except pa.ArrowInvalid as e:
+            raise KitError(f"{path}: cannot write folds (an id needs CSV quoting?): {e}") from None
+
+
+def fold_summary(folds: pd.DataFrame, n_train_rows: int) -> str:
+    """Human summary: classes, images, images per class, rows per fold."""
+    per_class = np.bincount(folds["label"].to_numpy())
+    per_fold = folds["fold"].value_counts().sort_index()
+    fold_txt = ", ".join(f"{int(k)}: {int(v)}" for k, v in per_fold.items())
+    return "\n".join([
+        f"classes kept: {len(per_class)}  images: {len(folds)} of {n_train_rows}",
+        f"images per class: min {per_class.min()}  median {int(np.median(per_class))}  max {per_class.max()}",
+        f"rows per fold: {fold_txt}",
+    ])

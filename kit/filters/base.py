@@ -1,0 +1,150 @@
+"""Non-landmark filters, the shared part: rescore a prediction file so that predictions on images without a landmark
+rank below the verified ones (GAP punishes every wrong prediction ranked above a right one).
+
+Each filter computes one number per image (its *signal*: RANSAC inliers, similarity to distractors,
+similarity to the predicted class's centroids) and maps (score, signal) to a new score with a few
+parameters that `fit` chooses on validation images plus non-landmark distractors to maximise GAP.
+FILTERS: "delf" / "sift" (local features + geometric verification against the predicted class's
+nearest training images), "distractor" (GLR 2020: subtract alpha * similarity to a non-landmark set),
+"centroid" (Mail.ru: cosine to the predicted class's centroids below eta = no landmark). Names joined by
+"+" chain filters (`delf+distractor`). A fitted filter is saved as JSON (`save_filter`/`load_filter`).
+
+Failing rows are demoted (every score of the row minus 1 + the score range, so they rank below every
+passing row, order kept) or, with mode="drop", emptied (label -1).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kit.errors import KitError
+from kit.predictions import Predictions
+from kit.truth import gap_top1
+
+log = logging.getLogger("kit.filters")
+MODES = ("demote", "drop")
+MAX_CANDIDATES = 64
+
+
+# ------------------------------------------------------------------------------------ pure maths
+def demote_offset(scores: np.ndarray) -> float:
+    """1 + (max - min) of the present top-1 scores: subtracting it puts a row below every other row."""
+    s = scores[np.isfinite(scores)]
+    return 1.0 + float(s.max() - s.min()) if len(s) else 1.0
+
+
+def rescore(pred: Predictions, passed: np.ndarray, mode: str = "demote", bonus: np.ndarray | None = None) -> Predictions:
+    """Rows that `passed` keep their scores (+ `bonus`); the others are demoted or dropped (see module doc)."""
+    if mode not in MODES:
+        raise KitError(f"filter: unknown mode '{mode}' (valid: {', '.join(MODES)})")
+    passed = np.asarray(passed, bool)
+    has = pred.labels >= 0
+    present = has[:, 0]
+    labels, scores = pred.labels.copy(), pred.scores.astype(np.float64)
+    offset = demote_offset(scores[present, 0])
+    if bonus is not None:
+        scores[passed] += np.where(has[passed], np.asarray(bonus, np.float64)[passed, None], 0.0)
+    fail = ~passed & present
+    if mode == "drop":
+        labels[fail], scores[fail] = -1, 0.0
+    else:
+        scores[fail] = np.where(has[fail], scores[fail] - offset, 0.0)
+    return Predictions(pred.ids, labels, scores.astype(np.float32), pred.embeddings)
+
+
+def candidates(signal: np.ndarray, n: int = MAX_CANDIDATES) -> np.ndarray:
+    """Threshold candidates for `signal >= t`: the smallest value (all pass) and the midpoints between
+    consecutive distinct values (quantiles of them when there are more than `n`)."""
+    u = np.unique(signal[np.isfinite(signal)])
+    if len(u) > n:
+        u = np.unique(np.quantile(u, np.linspace(0, 1, n)))
+    return np.concatenate([u[:1], (u[1:] + u[:-1]) / 2])
+
+
+class Filter:
+    """A filter: `signal(pred)` (the costly part) -> `apply(pred, signal)` with fitted `params`."""
+
+    name = "base"
+    defaults: dict = {}
+    threshold_key: str | None = None  # the param swept over signal values (ties -> median, see fit)
+
+    def __init__(self, mode: str = "demote", params: dict | None = None, **settings):
+        self.mode = mode
+        self.settings = settings
+        self.params = {**self.defaults, **(params or {})}
+        self.fit_report: dict = {}
+        self.last_passed: np.ndarray | None = None  # rows that passed the latest apply
+
+    def signal(self, pred: Predictions) -> np.ndarray:
+        raise NotImplementedError
+
+    def apply(self, pred: Predictions, signal: np.ndarray, **params) -> Predictions:
+        raise NotImplementedError
+
+    def grid(self, signal: np.ndarray) -> list[dict]:
+        raise NotImplementedError
+
+    def rescore(self, pred: Predictions, signal: np.ndarray | None = None) -> Predictions:
+        return self.apply(pred, self.signal(pred) if signal is None else signal, **self.params)
+
+    def fit(self, pred: Predictions, true: np.ndarray, signal: np.ndarray | None = None) -> "Filter":
+        """Choose the params of `grid` with the highest GAP on (pred, true). When several values of the
+        threshold (`threshold_key`) tie with the other params equal, take their median: the widest
+        margin to both classes, which holds up better on new images than the edge of the range."""
+        signal = self.signal(pred) if signal is None else signal
+        before = gap_top1(pred, true)
+        grid = self.grid(signal)
+        gaps = np.array([gap_top1(self.apply(pred, signal, **p), true) for p in grid])
+        first = int(np.argmax(gaps))
+        best, best_gap = grid[first], float(gaps[first])
+        key = self.threshold_key
+        if key:
+            same = [p for p, g in zip(grid, gaps) if g >= best_gap - 1e-12
+                    and all(p[k] == best[k] for k in p if k != key)]
+            values = sorted(p[key] for p in same)
+            best = {**best, key: values[(len(values) - 1) // 2]}
+        self.params = {**self.params, **best}
+        self.fit_report = {"gap_before": before, "gap_after": best_gap, "params": dict(self.params)}
+        return self
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name, "mode": self.mode, "params": self.params, "settings": self.settings}
+        if getattr(self, "fit_report", None):
+            d["fit"] = {k: v for k, v in self.fit_report.items() if k != "params"}  # GAP on the fit set
+        return d
+
+
+@dataclass
+class TrainIndex:
+    """Training images to verify against: ids, true landmark ids, global embeddings (or None)."""
+
+    ids: np.ndarray
+    landmarks: np.ndarray
+    embeddings: np.ndarray | None
+
+    @staticmethod
+    def load(train_pred: str | None, train_labels: str | None, data_dir: str = ".") -> "TrainIndex":
+        """Embeddings from a train prediction file; true labels from a CSV with id,landmark_id
+        (a folds CSV or train.csv; default DATA/train.csv). Without train_pred: every labelled image."""
+        from kit.io import read_csv
+        from kit.predictions import load_predictions
+
+        csv = Path(train_labels) if train_labels else Path(data_dir) / "train.csv"
+        df = read_csv(csv, required=("id", "landmark_id"), dtype={"id": str})
+        truth = dict(zip(df["id"], df["landmark_id"].astype(np.int64)))
+        if not train_pred:
+            return TrainIndex(df["id"].to_numpy(str), df["landmark_id"].to_numpy(np.int64), None)
+        tp = load_predictions(train_pred)
+        known = np.array([i in truth for i in tp.ids], bool)
+        if not known.any():
+            raise KitError(f"{train_pred}: none of its ids are in {csv}")
+        tp = tp.subset(np.flatnonzero(known))
+        return TrainIndex(tp.ids, np.array([truth[i] for i in tp.ids], np.int64), tp.embeddings)
+
+
+def need_embeddings(obj, what) -> None:
+    if getattr(obj, "embeddings", None) is None:
+        raise KitError(f"{what}: has no embeddings (run `kit predict` with a model that outputs them)")

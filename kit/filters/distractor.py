@@ -1,0 +1,58 @@
+"""Distractor filter (GLR 2020): demote images similar to a set of non-landmark photos."""
+from __future__ import annotations
+
+import numpy as np
+
+from kit.errors import KitError
+from kit.filters.base import Filter, candidates, need_embeddings, rescore
+from kit.predictions import Predictions
+
+
+class DistractorFilter(Filter):
+    """GLR 2020: new score = score - alpha * mean cosine of the image's k nearest non-landmark distractors
+    (same ids excluded, so fitting on the distractors themselves does not leak); similarity above `tau`
+    fails the row."""
+
+    name = "distractor"
+    defaults = {"alpha": 0.0, "tau": float("inf")}
+
+    def __init__(self, distractors: str | None = None, k: int = 5, **kw):
+        super().__init__(distractors=distractors, k=k, **kw)
+        self._distractors = None
+
+    def distractor_set(self) -> Predictions:
+        from kit.predictions import load_predictions
+
+        if self._distractors is None:
+            path = self.settings["distractors"]
+            if not path:
+                raise KitError("filter distractor: give --distractors PRED.npz (embeddings of non-landmark images)")
+            self._distractors = load_predictions(path)
+            need_embeddings(self._distractors, path)
+        return self._distractors
+
+    def signal(self, pred):
+        from kit.inference.retrieval import SearchIndex
+
+        dist, k = self.distractor_set(), int(self.settings["k"])
+        need_embeddings(pred, "prediction file")
+        if pred.embeddings.shape[1] != dist.embeddings.shape[1]:
+            raise KitError(f"filter distractor: embeddings have {pred.embeddings.shape[1]} dims, "
+                           f"{self.settings['distractors']} has {dist.embeddings.shape[1]}")
+        sims, nn = SearchIndex(dist.embeddings).search(pred.embeddings, min(k + 1, len(dist)))
+        same = (nn >= 0) & (dist.ids[np.maximum(nn, 0)] == pred.ids[:, None])
+        sims = np.where(same | (nn < 0), np.nan, sims)
+        sims = np.where(np.cumsum(~np.isnan(sims), axis=1) <= k, sims, np.nan)  # the first k valid ones
+        n = np.sum(~np.isnan(sims), axis=1)
+        return (np.nansum(sims, axis=1) / np.maximum(n, 1)).astype(np.float32)
+
+    def apply(self, pred, signal, alpha=0.0, tau=float("inf"), **_):
+        has = pred.labels >= 0
+        shifted = Predictions(pred.ids, pred.labels, np.where(has, pred.scores - alpha * signal[:, None], 0.0),
+                              pred.embeddings)
+        self.last_passed = signal <= tau
+        return rescore(shifted, self.last_passed, self.mode)
+
+    def grid(self, signal):
+        taus = [float("inf")] + [float(t) for t in candidates(signal, 32)]
+        return [{"alpha": float(a), "tau": t} for t in taus for a in np.linspace(0, 3, 13)]

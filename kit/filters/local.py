@@ -1,0 +1,106 @@
+"""Local-feature filters (delf, sift): geometric verification against the predicted class's training images."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from kit.errors import KitError
+from kit.filters.base import Filter, TrainIndex, candidates, rescore
+from kit.io import find_image
+from kit.predictions import Predictions
+
+
+class LocalFilter(Filter):
+    """Geometric verification: max RANSAC inliers between the image and the `neighbours` training images of
+    its predicted class nearest by global embedding. Below `threshold` inliers the row fails; passing rows
+    gain boost * min(inliers, cap) / cap."""
+
+    defaults = {"threshold": 10.0, "boost": 0.0}
+    threshold_key = "threshold"
+
+    def __init__(self, extractor: str = "sift", train_pred: str | None = None, train_labels: str | None = None,
+                 data_dir: str = ".", cache_dir: str | None = "cache/localfeatures", neighbours: int = 3,
+                 ratio: float = 0.8, transform: str = "affine", ransac_threshold: float = 8.0, cap: float = 50.0,
+                 chunk: int = 256, n_jobs: int = 1, extractor_kw: dict | None = None, **kw):
+        super().__init__(extractor=extractor, train_pred=train_pred, train_labels=train_labels, data_dir=data_dir,
+                         cache_dir=cache_dir, neighbours=neighbours, ratio=ratio, transform=transform,
+                         ransac_threshold=ransac_threshold, cap=cap, chunk=chunk, n_jobs=n_jobs,
+                         extractor_kw=extractor_kw or {}, **kw)
+        self.name = extractor
+        self._extractor = None
+        self._index = None
+        self.seconds = {"features": 0.0, "matching": 0.0}
+
+    @property
+    def extractor(self):
+        from kit.localfeatures import build_extractor
+
+        if self._extractor is None:
+            self._extractor = build_extractor(self.settings["extractor"], **self.settings["extractor_kw"])
+        return self._extractor
+
+    @property
+    def index(self) -> "TrainIndex":
+        if self._index is None:
+            s = self.settings
+            self._index = TrainIndex.load(s["train_pred"], s["train_labels"], s["data_dir"])
+        return self._index
+
+    def signal(self, pred: Predictions) -> np.ndarray:
+        from joblib import Parallel, delayed
+        from tqdm import tqdm
+
+        from kit.localfeatures.base import cached_features
+        from kit.localfeatures.matching import class_neighbours, count_inliers
+
+        s, idx = self.settings, self.index
+        emb = pred.embeddings if idx.embeddings is not None else None
+        if emb is not None and emb.shape[1] != idx.embeddings.shape[1]:
+            raise KitError(f"filter: embeddings have {emb.shape[1]} dims, {s['train_pred']} has {idx.embeddings.shape[1]}")
+        out = np.zeros(len(pred), np.float32)
+        rows = np.flatnonzero(pred.labels[:, 0] >= 0)
+        match_kw = dict(ratio=s["ratio"], transform=s["transform"], threshold=s["ransac_threshold"])
+        for start in tqdm(range(0, len(rows), s["chunk"]), desc=f"{self.name} verify", unit="chunk",
+                          disable=len(rows) <= s["chunk"]):
+            chunk = rows[start:start + s["chunk"]]
+            nbrs = {}
+            for i in chunk:  # one spare neighbour: the image itself never verifies itself
+                near = idx.ids[class_neighbours(None if emb is None else emb[i], pred.labels[i, 0], idx.landmarks,
+                                                idx.embeddings, s["neighbours"] + 1)]
+                nbrs[i] = [j for j in near if j != pred.ids[i]][:s["neighbours"]]
+            need = list(dict.fromkeys([pred.ids[i] for i in chunk] + [j for v in nbrs.values() for j in v]))
+            t0 = time.perf_counter()
+            feats = cached_features(self.extractor, need, [find_image(s["data_dir"], j) for j in need],
+                                    s["cache_dir"], progress=len(need) > 64)
+            t1 = time.perf_counter()
+            pairs = [(i, j) for i in chunk for j in nbrs[i]]
+            counts = Parallel(n_jobs=s["n_jobs"], prefer="threads")(
+                delayed(count_inliers)(feats[pred.ids[i]], feats[j], **match_kw) for i, j in pairs)
+            for (i, _), c in zip(pairs, counts):
+                out[i] = max(out[i], c)
+            self.seconds["features"] += t1 - t0
+            self.seconds["matching"] += time.perf_counter() - t1
+        return out
+
+    def apply(self, pred, signal, threshold=10.0, boost=0.0, **_):
+        bonus = boost * np.minimum(signal, self.settings["cap"]) / self.settings["cap"]
+        self.last_passed = signal >= threshold
+        return rescore(pred, self.last_passed, self.mode, bonus)
+
+    def grid(self, signal):
+        return [{"threshold": float(t), "boost": b} for b in (0.0, 0.1, 0.3, 1.0) for t in candidates(signal)]
+
+
+class SiftFilter(LocalFilter):
+    """Verification with OpenCV (Root)SIFT: no weights."""
+
+    def __init__(self, **kw):
+        super().__init__(extractor="sift", **kw)
+
+
+class DelfFilter(LocalFilter):
+    """Verification with DELF features (kit.localfeatures.delf)."""
+
+    def __init__(self, **kw):
+        super().__init__(extractor="delf", **kw)

@@ -1,0 +1,119 @@
+"""The prediction stage: a trained fold's best checkpoint over val, test or train images -> a prediction file.
+
+`run_predict(cfg, fold, split)` writes `submissions/<name>/<split>_fold<N>.npz` (kit.predictions
+format: top-k original landmark ids, softmax confidences, L2-normalised embeddings) and the resolved
+config beside it (`<split>_fold<N>.yaml`). Which images:
+  val   rows of the folds CSV with fold == N (prints their GAP)
+  train the fold's training rows (fold not in {N, -1}): embeddings for the retrieval index
+  test  every id of DATA/sample_submission.csv, images under DATA/test
+Images whose file is missing are skipped (logged; an error with data.strict). Test-time augmentation
+by name (cfg.predict.tta): none, hflip, multiscale (cfg.predict.scales) from kit.inference.engine.TTAS.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kit.errors import KitError
+from kit.predictions import Predictions
+
+log = logging.getLogger("kit.inference.predict")
+SPLITS = ("val", "test", "train", "distractors")
+
+
+def split_rows(cfg, fold: int, split: str) -> tuple[pd.DataFrame, str]:
+    """(rows with `id` [and `landmark_id`] to predict, image folder 'train' | 'test' | 'distractors').
+
+    distractors: the non-landmark images listed in DATA/distractors.csv (for fitting filters)."""
+    from kit.data.dataset import drop_missing, read_folds
+    from kit.submission import read_sample_ids
+
+    if split not in SPLITS:
+        raise KitError(f"unknown split '{split}' (valid: {', '.join(SPLITS)})")
+    if split == "test":
+        sample = Path(cfg.data.data_dir) / "sample_submission.csv"
+        rows, folder = pd.DataFrame({"id": read_sample_ids(sample)}), "test"
+    elif split == "distractors":
+        from kit.io import read_csv
+
+        path = Path(cfg.data.data_dir) / "distractors.csv"
+        rows, folder = read_csv(path, ("id",), dtype={"id": str})[["id"]], "distractors"
+    else:
+        df, _ = read_folds(cfg.data.folds_csv, fold)
+        keep = df["fold"] == fold if split == "val" else (df["fold"] != fold) & (df["fold"] != -1)
+        rows, folder = df.loc[keep, ["id", "landmark_id"]].reset_index(drop=True), "train"
+    rows, _ = drop_missing(rows, cfg.data.data_dir, cfg.data.strict, folder)
+    if rows.empty:
+        raise KitError(f"{cfg.data.data_dir}: no {split} images to predict for fold {fold}")
+    return rows, folder
+
+
+def build_tta(cfg):
+    """The views callable named by cfg.predict.tta (multiscale uses cfg.predict.scales)."""
+    from kit.inference.engine import get_tta
+
+    return get_tta(cfg.predict.tta, scales=tuple(cfg.predict.scales))
+
+
+def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = True) -> Predictions:
+    """Load runs/<name>/fold<N>/best.pt (or `checkpoint`) and predict the split's images in batches."""
+    from kit.data.augment import transforms_for
+    from kit.models.checkpoint import load_model
+    from kit.data.dataset import LandmarkDataset, make_loader
+    from kit.inference.engine import predict_loader
+    from kit.device import choose_device
+
+    device = choose_device(cfg.device)
+    model, trained_cfg, label_map = load_model(checkpoint or cfg.run_dir(fold), device)
+    cfg.model = trained_cfg.model  # the checkpoint decides the model (and so its input normalisation)
+    if trained_cfg.data.image_size != cfg.data.image_size:
+        log.warning("predicting at %d px, the model was trained at %d px", cfg.data.image_size,
+                    trained_cfg.data.image_size)
+    rows, folder = split_rows(cfg, fold, split)
+    d = cfg.data
+    ds = LandmarkDataset(rows, d.data_dir, transforms_for(cfg, False), split=folder,
+                         seed=cfg.seed, strict=d.strict)
+    loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, d.num_workers, device.type)
+    return predict_loader(model, loader, label_map, cfg.predict.topk, device, tta=build_tta(cfg),
+                          amp=bool(cfg.optim.amp and device.type == "cuda"), progress=progress,
+                          desc=f"predict {split}")
+
+
+def prediction_path(cfg, fold: int, split: str) -> Path:
+    return Path(cfg.submissions_dir) / cfg.name / f"{split}_fold{fold}.npz"
+
+
+def val_gap(pred: Predictions, folds_csv, fold: int) -> float:
+    """GAP of predictions on folds-CSV images against their landmark ids (skipped images not counted)."""
+    from kit.data.dataset import read_folds
+    from kit.metrics import gap
+
+    df, _ = read_folds(folds_csv, fold)
+    truth = df.set_index("id")["landmark_id"].reindex(pred.ids).fillna(-1).to_numpy(np.int64)
+    label, score = pred.top1
+    return gap(label, score, truth, pred.ids)
+
+
+def run_predict(cfg, fold: int, split: str, submission=None, checkpoint=None, out=None, log=print) -> dict:
+    """Predict, write the .npz (+ resolved config) and optionally a submission CSV; val prints GAP."""
+    from kit.config import save_config
+    from kit.predictions import save_predictions
+    from kit.submission import read_sample_ids, write_submission
+
+    pred = predict_split(cfg, fold, split, checkpoint)
+    path = save_predictions(pred, out or prediction_path(cfg, fold, split))
+    save_config(cfg, path.with_suffix(".yaml"))
+    result = {"predictions": pred, "path": path}
+    log(f"wrote {path} ({len(pred)} images, top-{pred.labels.shape[1]}, tta {cfg.predict.tta})")
+    if split == "val":
+        result["gap"] = val_gap(pred, cfg.data.folds_csv, fold)
+        log(f"val GAP {result['gap']:.6f}")
+    if submission:
+        if split == "test":  # every sample id gets a row; skipped images stay empty
+            pred = pred.reindex(read_sample_ids(Path(cfg.data.data_dir) / "sample_submission.csv"))
+        result["submission"] = write_submission(pred, submission)
+        log(f"wrote {submission}")
+    return result

@@ -1,0 +1,137 @@
+"""`kit submit`: validate a submission against the sample, then send it (or a notebook version) to Kaggle.
+
+`kaggle` authenticates when imported and prints help on failure, so it is imported only inside
+`_kaggle_api`, after a credential check that gives one clear line instead.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from kit.errors import KitError
+
+
+
+
+def credential_source(env=None, home: str | os.PathLike | None = None) -> str | None:
+    """Where kaggle 2.2.x would find credentials (token, username+key, kaggle.json, OAuth), or None."""
+    env = os.environ if env is None else env
+    if env.get("KAGGLE_API_TOKEN"):
+        return "KAGGLE_API_TOKEN"
+    if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME/KAGGLE_KEY"
+    home = Path(home) if home else Path.home()
+    dirs = [Path(env["KAGGLE_CONFIG_DIR"])] if env.get("KAGGLE_CONFIG_DIR") else []
+    dirs += [home / ".kaggle", Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"]
+    for d in dirs:
+        for name in ("access_token", "access_token.txt", "kaggle.json", "credentials.json"):
+            if (d / name).is_file():
+                return str(d / name)
+    return None
+
+
+def _kaggle_api():
+    """An authenticated KaggleApi; KitError (one line) when credentials are missing or refused."""
+    if credential_source() is None:
+        raise KitError("no Kaggle credentials: set KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY), or save "
+                       "the token from kaggle.com/settings to ~/.kaggle/access_token (or kaggle.json)")
+    quiet = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(quiet):
+            from kaggle.api.kaggle_api_extended import KaggleApi
+
+            api = KaggleApi()
+            api.authenticate()
+    except SystemExit:
+        raise KitError("Kaggle refused the credentials (token expired or invalid?): "
+                       "regenerate it at kaggle.com/settings") from None
+    except Exception as e:  # noqa: BLE001 - network errors while checking a token
+        raise _api_error(e, "authenticate") from None
+    return api
+
+
+def _api_error(e: Exception, what: str) -> KitError:
+    """Map a requests/kaggle exception to one line."""
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    first = (str(e).splitlines() or [type(e).__name__])[0]
+    first = first if len(first) <= 160 else first[:157] + "..."
+    if status in (401, 403):
+        return KitError(f"Kaggle refused to {what} (HTTP {status}): check the credentials and that you "
+                        "accepted the competition rules on its web page")
+    if status == 404:
+        return KitError(f"Kaggle could not {what} (HTTP 404): check the competition/kernel name")
+    if isinstance(e, ValueError):
+        return KitError(f"Kaggle could not {what}: {first}")
+    return KitError(f"cannot reach Kaggle to {what} ({type(e).__name__}: {first})")
+
+
+def validate_submission(file: str | os.PathLike, sample: str | os.PathLike | None) -> dict:
+    """Check `file` as a submission (format, and the same ids as `sample` when given) -> counts."""
+    from kit.submission import read_sample_ids, read_submission
+
+    ids = read_sample_ids(sample) if sample else None
+    df = read_submission(file, sample_ids=ids)
+    return {"rows": len(df), "predicted": int((df["label"] >= 0).sum()), "ids_checked": ids is not None}
+
+
+def _download_sample(api, competition: str, dest: Path) -> Path:
+    """sample_submission.csv of the competition into `dest` (unzipped if Kaggle sends a zip)."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            api.competition_download_file(competition, "sample_submission.csv", path=str(dest), quiet=True)
+    except Exception as e:  # noqa: BLE001
+        raise _api_error(e, f"download {competition}'s sample_submission.csv") from None
+    got = sorted(dest.glob("sample_submission.csv*"))
+    if got and got[0].suffix == ".zip":
+        shutil.unpack_archive(got[0], dest)
+    if not (dest / "sample_submission.csv").is_file():
+        raise KitError(f"{competition}: no sample_submission.csv downloaded; pass --sample PATH")
+    return dest / "sample_submission.csv"
+
+
+def submit(competition: str, file: str | os.PathLike = "submission.csv", message: str = "",
+           sample: str | os.PathLike | None = None, kernel: str | None = None, version: int | None = None,
+           dry_run: bool = False, log=print) -> str:
+    """Validate and submit `file` (or, with `kernel`, that notebook version's output `file`).
+
+    The same as `kaggle competitions submit -c C -f FILE -m M [-k KERNEL -v VERSION]`. Returns Kaggle's
+    message ("" in a dry run). Never modifies `file`.
+    """
+    if (kernel is None) != (version is None):
+        raise KitError("--kernel and --version go together (code competitions: the notebook and its version)")
+    if kernel is not None and kernel.count("/") != 1:
+        raise KitError(f"--kernel '{kernel}' is not <owner>/<notebook-slug>")
+    message = message or f"kit {Path(file).name}"
+    if kernel is None:
+        if not Path(file).is_file():
+            raise KitError(f"{file}: file not found")
+        info = validate_submission(file, sample)
+        checked = "ids match " + str(sample) if info["ids_checked"] else "format only, ids not checked"
+        log(f"{file}: {info['rows']} rows, {info['predicted']} with a landmark ({checked})")
+    if dry_run:
+        what = f"kernel {kernel} version {version}, output {Path(file).name}" if kernel else f"file {file}"
+        log(f"dry run: would submit {what} to {competition} with message {message!r}")
+        return ""
+    api = _kaggle_api()
+    if kernel is None and sample is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            validate_submission(file, _download_sample(api, competition, Path(tmp)))
+        log(f"{file}: ids match {competition}'s sample_submission.csv")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            if kernel is None:
+                result = api.competition_submit(str(file), message, competition, quiet=True)
+            else:
+                result = api.competition_submit_code(Path(file).name, message, competition, kernel, int(version),
+                                                     quiet=True)
+    except Exception as e:  # noqa: BLE001 - requests errors, kaggle's ValueErrors
+        raise _api_error(e, f"submit to {competition}") from None
+    text = str(getattr(result, "message", "") or "")
+    if text == getattr(api, "COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE", None):
+        raise KitError(f"cannot reach Kaggle to submit to {competition} (upload of {file} failed)")
+    return text or "submitted"
+

@@ -1,0 +1,90 @@
+"""Local feature extractors behind one interface, and an on-disk cache of their output per image id.
+
+An extractor (registry EXTRACTORS in kit.localfeatures) has `name`, `config() -> dict` (what changes its
+output; hashed into the cache key) and
+`extract(images: list[uint8 RGB HxWx3]) -> list[LocalFeatures]`, keypoints in the extractor's working
+frame (the image resized to `image_size` on its longest side, or square for DELF), so one RANSAC pixel
+threshold means the same whatever the photo's resolution.
+`cached_features` extracts only what the cache lacks, so a second run is nearly free.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kit.io import atomic_path, decode_image
+
+
+@dataclass
+class LocalFeatures:
+    keypoints: np.ndarray    # float32 [n, 2] (x, y) in the extractor's working frame
+    descriptors: np.ndarray  # float32 [n, d] L2-normalised
+    scores: np.ndarray       # float32 [n] attention / response, for ranking keypoints
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+    @staticmethod
+    def empty(dim: int = 0) -> "LocalFeatures":
+        return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, dim), np.float32), np.zeros(0, np.float32))
+
+
+def save_features(feat: LocalFeatures, path: str | Path) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, keypoints=feat.keypoints, descriptors=feat.descriptors, scores=feat.scores)
+    return Path(path)
+
+
+def load_features(path: str | Path) -> LocalFeatures:
+    with np.load(path, allow_pickle=False) as z:
+        return LocalFeatures(z["keypoints"], z["descriptors"], z["scores"])
+
+
+def cache_key(extractor) -> str:
+    """'<name>-<12 hex>' from the extractor config: a changed setting never reads stale features."""
+    blob = json.dumps(extractor.config(), sort_keys=True, default=str).encode()
+    return f"{extractor.name}-{hashlib.sha1(blob).hexdigest()[:12]}"
+
+
+def cache_path(cache_dir: str | Path, extractor, image_id: str) -> Path:
+    image_id = str(image_id)
+    return Path(cache_dir) / cache_key(extractor) / image_id[:2] / f"{image_id}.npz"
+
+
+def cached_features(extractor, ids, paths, cache_dir: str | Path | None = None, batch_size: int = 16,
+                    progress: bool = True) -> dict[str, LocalFeatures]:
+    """Features of every id (paths aligned with ids); cached ones are read, the rest extracted and saved.
+
+    A missing or unreadable image gets empty features (it cannot verify anything) and is not cached.
+    """
+    from tqdm import tqdm
+
+    out: dict[str, LocalFeatures] = {}
+    todo = []
+    for image_id, path in dict(zip(map(str, ids), paths)).items():
+        cp = cache_path(cache_dir, extractor, image_id) if cache_dir else None
+        if cp is not None and cp.is_file():
+            out[image_id] = load_features(cp)
+        else:
+            todo.append((image_id, path, cp))
+    bar = tqdm(total=len(todo), desc=f"{extractor.name} features", unit="img", disable=not progress or not todo)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start:start + batch_size]
+        images = [decode_image(p) for _, p, _ in chunk]
+        good = [i for i, img in enumerate(images) if img is not None]
+        feats = extractor.extract([images[i] for i in good]) if good else []
+        for i, feat in zip(good, feats):
+            image_id, _, cp = chunk[i]
+            out[image_id] = feat
+            if cp is not None:
+                save_features(feat, cp)
+        for i in set(range(len(chunk))) - set(good):
+            out[chunk[i][0]] = LocalFeatures.empty()
+        bar.update(len(chunk))
+    bar.close()
+    return out

@@ -1,0 +1,81 @@
+"""Geometric verification of local features: descriptor matching, then RANSAC inlier counting.
+
+Two images show the same landmark when many of their local descriptors match AND those matches agree
+with one geometric transform (DELF, Noh et al. 2017). Matching is mutual nearest neighbour plus
+Lowe's ratio test (cv2.BFMatcher); the transform is fitted by OpenCV's RANSAC (homography or affine).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kit.errors import KitError
+
+TRANSFORMS = ("homography", "affine")
+
+
+def match_descriptors(d1: np.ndarray, d2: np.ndarray, ratio: float = 0.8, mutual: bool = True) -> np.ndarray:
+    """Index pairs [m, 2] (i in d1, j in d2) that pass the ratio test (and are mutual nearest neighbours)."""
+    import cv2
+
+    if len(d1) < 2 or len(d2) < 2:
+        return np.zeros((0, 2), np.int64)
+    d1 = np.ascontiguousarray(d1, np.float32)
+    d2 = np.ascontiguousarray(d2, np.float32)
+    bf = cv2.BFMatcher(cv2.NORM_L2)
+    fwd = bf.knnMatch(d1, d2, k=2)
+    pairs = [(m.queryIdx, m.trainIdx) for m, n in fwd if m.distance < ratio * n.distance]
+    if not pairs:
+        return np.zeros((0, 2), np.int64)
+    pairs = np.array(pairs, np.int64)
+    if mutual:
+        back = np.array([m.trainIdx for m in bf.match(d2, d1)], np.int64)  # best d1 index of every d2 row
+        pairs = pairs[back[pairs[:, 1]] == pairs[:, 0]]
+    return pairs
+
+
+def ransac_inliers(pts1: np.ndarray, pts2: np.ndarray, transform: str = "affine",
+                   threshold: float = 8.0, max_iters: int = 1000, seed: int = 0) -> int:
+    """Number of point pairs consistent with the best RANSAC `transform` (0 when too few points)."""
+    import cv2
+
+    if transform not in TRANSFORMS:
+        raise KitError(f"matching: unknown transform '{transform}' (valid: {', '.join(TRANSFORMS)})")
+    need = 4 if transform == "homography" else 3
+    if len(pts1) < need:
+        return 0
+    pts1 = np.ascontiguousarray(pts1, np.float32).reshape(-1, 1, 2)
+    pts2 = np.ascontiguousarray(pts2, np.float32).reshape(-1, 1, 2)
+    cv2.setRNGSeed(seed)
+    if transform == "homography":
+        model, mask = cv2.findHomography(pts1, pts2, cv2.RANSAC, threshold, maxIters=max_iters)
+    else:
+        model, mask = cv2.estimateAffine2D(pts1, pts2, method=cv2.RANSAC, ransacReprojThreshold=threshold,
+                                           maxIters=max_iters)
+    if model is None or mask is None:
+        return 0
+    return int(mask.sum())
+
+
+def count_inliers(f1, f2, ratio: float = 0.8, transform: str = "affine", threshold: float = 8.0,
+                  mutual: bool = True) -> int:
+    """RANSAC inliers between two `LocalFeatures` (kit.localfeatures.base): the verification score of a pair."""
+    pairs = match_descriptors(f1.descriptors, f2.descriptors, ratio=ratio, mutual=mutual)
+    if len(pairs) == 0:
+        return 0
+    return ransac_inliers(f1.keypoints[pairs[:, 0]], f2.keypoints[pairs[:, 1]], transform, threshold)
+
+
+def class_neighbours(query_emb: np.ndarray, label: int, index_labels: np.ndarray,
+                     index_emb: np.ndarray | None, n: int) -> np.ndarray:
+    """Rows of the index with landmark `label`, the `n` most similar to `query_emb` (cosine), best first.
+
+    Without embeddings (or query), the first `n` rows of the class are returned.
+    """
+    rows = np.flatnonzero(index_labels == label)
+    if len(rows) == 0 or n <= 0:
+        return rows[:0]
+    if index_emb is None or query_emb is None:
+        return rows[:n]
+    sims = index_emb[rows] @ query_emb
+    order = np.argsort(-sims, kind="stable")[:n]
+    return rows[order]

@@ -1,0 +1,3 @@
+"""kit.models: the network and its files. backbones (timm + packaged weights), layers (GeM, SE), heads
+(linear, ArcFace, sub-center ArcFace), losses (CE, focal, center), model (build from config), checkpoint
+(atomic save, checked load)."""

@@ -1,0 +1,77 @@
+"""Checkpoints `runs/<exp>/fold<N>/{last,best}.pt`: atomic save, checked load, model rebuild.
+
+A .pt is a dict: model (state_dict), config (dict), label_map, class_counts, epoch, metrics, and in
+last.pt also optimizer/scheduler/scaler/rng state so `kit train --resume` continues exactly.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kit.errors import KitError
+from kit.io import atomic_path
+
+REQUIRED_KEYS = ("model", "config", "label_map")
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+    """torch.save to a temp file, then rename: a kill mid-write never leaves a broken checkpoint."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
+
+
+def resolve_checkpoint(path_or_run_dir: str | os.PathLike, name: str = "best.pt") -> Path:
+    """A .pt file as given, or `name` inside a run directory."""
+    p = Path(path_or_run_dir)
+    if p.is_dir():
+        p = p / name
+    if not p.is_file():
+        raise KitError(f"{p}: checkpoint not found")
+    return p
+
+
+def load_checkpoint(path_or_run_dir: str | os.PathLike, name: str = "best.pt", map_location="cpu") -> dict:
+    """Load a kit checkpoint dict, KitError if it is missing, unreadable or not kit's format."""
+    import pickle
+
+    import torch
+
+    p = resolve_checkpoint(path_or_run_dir, name)
+    try:
+        # weights_only=False: resume state holds numpy/python RNG states; only load checkpoints you trust.
+        state = torch.load(p, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, OSError) as e:
+        raise KitError(f"{p}: cannot read checkpoint ({str(e).splitlines()[0]})") from None
+    missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise KitError(f"{p}: not a kit checkpoint (missing {', '.join(missing)})")
+    return state
+
+
+def unwrap(model):
+    """The bare model inside DDP / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def load_model(path_or_run_dir: str | os.PathLike, device="cpu"):
+    """-> (model in eval mode on `device`, cfg, label_map) from a .pt file or a run dir (best.pt)."""
+    from kit.models.model import build_model
+
+    state = load_checkpoint(path_or_run_dir)
+    from kit.config import config_from_dict
+
+    cfg = config_from_dict(state["config"])
+    build_cfg = config_from_dict(state["config"]).model
+    build_cfg.weights = "none"  # the checkpoint holds all weights; skip loading pretrained ones
+    label_map = list(state["label_map"])
+    model = build_model(build_cfg, len(label_map), state.get("class_counts"))
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise KitError(f"{resolve_checkpoint(path_or_run_dir)}: weights do not fit the model "
+                       f"({str(e).splitlines()[0]})") from None
+    return model.to(device).eval(), cfg, label_map

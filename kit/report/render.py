@@ -1,0 +1,81 @@
+"""`kit report`: render one self-contained HTML page (PNG images inlined as base64) for a run.
+
+Sections, each replaced by a note when its inputs are absent:
+  1. learning curves from runs/<exp>/fold<N>/metrics.csv;
+  2. GAP by class frequency: "frequent" vs "rare" landmarks by train count in the folds CSV (the Mail.ru
+     report's split: rare = fewer than 100 training images), for every prediction file with known truth;
+  3. a gallery of test images with their top-5 nearest training images by embedding (report 003's
+     demo), predicted label, score, truth and the filter's verdict;
+  4. saliency maps |d top-logit / d pixel| (report 001) from the experiment's best checkpoint;
+  5. the ensemble comparison table (a JSON the demo writes, or ensembles/*.npz scored on the truth).
+Truth comes from the folds CSV (train/OOF/val ids) and `--solution` (test ids). The page is the jinja2
+template page.html.j2 beside this file.
+"""
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+from kit.errors import KitError
+from kit.io import write_text
+from kit.report.collect import MAILRU_RARE_BELOW, Inputs, truth_and_counts
+from kit.report.html import note
+from kit.report.sections import section_buckets, section_curves, section_ensembles, section_gallery, section_saliency
+
+_SECTION_ERRORS = (KitError, OSError, ValueError, KeyError, IndexError, ImportError, RuntimeError)
+
+SECTIONS = [("curves", "Learning curves"), ("buckets", "GAP by class frequency (frequent vs rare)"),
+            ("gallery", "Test images and their nearest training images"), ("saliency", "Saliency maps"),
+            ("ensembles", "Ensemble comparison")]
+
+
+def _error_note(e: Exception) -> str:
+    return note(f"Section not rendered: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+
+def _guard(fn, *args):
+    """Run one section; an unexpected input problem becomes a note, not a crashed report."""
+    try:
+        return fn(*args)
+    except _SECTION_ERRORS as e:
+        return _error_note(e)
+
+
+def build_report(out: str | Path = "report/index.html", runs_dir: str | Path = "runs",
+                 submissions_dir: str | Path = "submissions", exp: str | None = None,
+                 data_dir: str | Path | None = None, solution: str | Path | None = None,
+                 folds: str | Path | None = None, comparison: str | Path | None = None,
+                 ensembles_dir: str | Path | None = None, filtered: str | Path | None = None,
+                 gallery: int = 8, saliency: int = 3, rare_below: int = MAILRU_RARE_BELOW,
+                 device: str = "cpu") -> Path:
+    """Render the report page to `out` (atomically) and return its path."""
+    opt = lambda p: None if p is None else Path(p)  # noqa: E731
+    submissions_dir = Path(submissions_dir)
+    inp = Inputs(Path(runs_dir), submissions_dir, opt(ensembles_dir) or submissions_dir.parent / "ensembles",
+                 exp, opt(data_dir), opt(solution), opt(folds), opt(comparison), opt(filtered))
+    for name in ("solution", "folds", "comparison", "filtered"):
+        p = getattr(inp, name)
+        if p is not None and not p.is_file():
+            raise KitError(f"{p}: file not found (--{name})")
+    inp.truth, inp.train_counts = truth_and_counts(inp.folds, inp.solution)
+
+    body = {"curves": _guard(section_curves, inp), "buckets": _guard(section_buckets, inp, rare_below)}
+    try:
+        body["gallery"], rows, gexp = section_gallery(inp, gallery)
+    except _SECTION_ERRORS as e:
+        body["gallery"], rows, gexp = _error_note(e), [], None
+    body["saliency"] = _guard(section_saliency, inp, gexp, [r.id for r in rows], saliency, device)
+    body["ensembles"] = _guard(section_ensembles, inp)
+
+    title = f"kit report: {exp}" if exp else "kit report"
+    page = _template().render(title=title, now=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+                              runs_dir=str(inp.runs_dir), submissions_dir=str(inp.submissions_dir),
+                              sections=[(k, t, body[k]) for k, t in SECTIONS])
+    return write_text(page, out)
+
+
+def _template():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("kit.report", ""), autoescape=True)
+    return env.get_template("page.html.j2")
