@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
-    _single_threaded_opencv()
     args = build_parser().parse_args(argv)
+    _single_threaded_opencv()
     try:
         rc = args.func(args)
     except KitError as e:

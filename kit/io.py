@@ -6,12 +6,14 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import pandas as pd
 
 from kit.errors import KitError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -61,6 +63,8 @@ def image_path(root: str | os.PathLike, split: str, image_id: str) -> Path:
 
 def read_csv(path: str | os.PathLike, required: tuple[str, ...] = (), **kw) -> pd.DataFrame:
     """Read a CSV or raise KitError naming the file and the missing columns."""
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise KitError(f"{path}: file not found")

@@ -82,14 +82,14 @@ def predict_loader(model, loader, label_map, topk: int = 5, device="cpu", tta=No
                    progress: bool = True, desc: str = "predict") -> Predictions:
     """Run `model` over a loader of dict(image, id) batches -> Predictions (ids in loader order)."""
     import torch
-    from tqdm import tqdm
+    from kit.progress import progress as progress_bar
 
     device = torch.device(device)
     views = get_tta(tta)
     model.eval()
     ids, labels, scores, embs = [], [], [], []
     with torch.inference_mode():
-        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        for batch in progress_bar(loader, desc=desc, disable=not progress, leave=False):
             if batch is None:
                 continue
             images = batch["image"].to(device, non_blocking=True)

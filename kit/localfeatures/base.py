@@ -51,6 +51,19 @@ def cache_key(extractor) -> str:
     return f"{extractor.name}-{hashlib.sha1(blob).hexdigest()[:12]}"
 
 
+def resolve_cache_dir(cache_dir: str | Path | None) -> Path | None:
+    """'auto' -> $KIT_CACHE_DIR, else $XDG_CACHE_HOME/kit, else ~/.cache/kit (never the source tree),
+    + /localfeatures; None or 'none' -> no cache; anything else as given."""
+    import os
+
+    if cache_dir is None or str(cache_dir).lower() == "none":
+        return None
+    if str(cache_dir) != "auto":
+        return Path(cache_dir)
+    root = os.environ.get("KIT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kit"
+    return Path(root) / "localfeatures"
+
+
 def cache_path(cache_dir: str | Path, extractor, image_id: str) -> Path:
     image_id = str(image_id)
     return Path(cache_dir) / cache_key(extractor) / image_id[:2] / f"{image_id}.npz"
@@ -62,7 +75,7 @@ def cached_features(extractor, ids, paths, cache_dir: str | Path | None = None, 
 
     A missing or unreadable image gets empty features (it cannot verify anything) and is not cached.
     """
-    from tqdm import tqdm
+    from kit.progress import progress as progress_bar
 
     out: dict[str, LocalFeatures] = {}
     todo = []
@@ -72,7 +85,7 @@ def cached_features(extractor, ids, paths, cache_dir: str | Path | None = None, 
             out[image_id] = load_features(cp)
         else:
             todo.append((image_id, path, cp))
-    bar = tqdm(total=len(todo), desc=f"{extractor.name} features", unit="img", disable=not progress or not todo)
+    bar = progress_bar(total=len(todo), desc=f"{extractor.name} features", unit="img", disable=not progress or not todo)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
         images = [decode_image(p) for _, p, _ in chunk]
