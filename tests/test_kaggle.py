@@ -233,6 +233,17 @@ def test_wait_polls_until_scored_and_prints_the_public_score(monkeypatch, capsys
     monkeypatch.setattr(ksub, "_kaggle_api", lambda: PollingApi())
     with pytest.raises(KitError, match=r"submission 77: still pending after 0 s"):  # a timeout: gives up
         ksub.submit("comp", kernel="alice/nb", version=3, wait=1e-9, sleep=lambda s: None, log=lambda *a: None)
+    class OldClient(PollingApi):  # no get_submission: the competition's submission list is read instead
+        get_submission = property(lambda self: (_ for _ in ()).throw(AttributeError("get_submission")))
+
+        def competition_submissions(self, competition):
+            self.calls.append(("list", competition))
+            return [self.states.pop(0)]
+
+    api = OldClient()
+    monkeypatch.setattr(ksub, "_kaggle_api", lambda: api)
+    ksub.submit("comp", kernel="alice/nb", version=3, wait=0, sleep=lambda s: None, log=lambda *a: None)
+    assert api.calls[1:] == [("list", "comp")] * 3
     with pytest.raises(KitError, match="interval >= 10 s"):
         ksub.submit("comp", kernel="alice/nb", version=3, wait=60, poll_interval=1)
 

@@ -157,17 +157,17 @@ def submit(competition: str, file: str | os.PathLike = "submission.csv", message
         if not ref:
             raise KitError(f"{competition}: Kaggle returned no submission ref to wait for ({text or 'no message'})")
         log(f"submission {ref}: {text or 'submitted'}; waiting for the score")
-        wait_for_score(api, ref, wait or WAIT_MAX, poll_interval, log=log, sleep=sleep)
+        wait_for_score(api, competition, ref, wait or WAIT_MAX, poll_interval, log=log, sleep=sleep)
     return text or "submitted"
 
 
-def wait_for_score(api, ref, timeout: float, interval: float, log=print, sleep=time.sleep):
-    """Poll `api.get_submission(ref)` until Kaggle finishes scoring -> the submission (public_score logged).
+def wait_for_score(api, competition: str, ref, timeout: float, interval: float, log=print, sleep=time.sleep):
+    """Poll submission `ref` until Kaggle finishes scoring -> the submission (public_score logged).
     KitError when scoring fails or `timeout` seconds pass."""
     start = time.monotonic()
     while True:
         try:
-            sub = api.get_submission(ref)
+            sub = _get_submission(api, competition, ref)
         except Exception as e:  # noqa: BLE001
             if getattr(getattr(e, "response", None), "status_code", None) != 404:  # 404: not readable yet
                 raise _api_error(e, f"read submission {ref}") from None
@@ -185,6 +185,15 @@ def wait_for_score(api, ref, timeout: float, interval: float, log=print, sleep=t
                            f"see it later with `kaggle competitions submissions`")
         log(f"submission {ref}: {status} ({elapsed:.0f} s)")
         sleep(min(interval, max(timeout - elapsed, 0)))
+
+
+def _get_submission(api, competition: str, ref):
+    """kaggle 2.2.x: get_submission(ref); older clients: look it up in the competition's submission list."""
+    if hasattr(api, "get_submission"):
+        return api.get_submission(ref)
+    with contextlib.redirect_stdout(io.StringIO()):
+        subs = api.competition_submissions(competition) or []
+    return next((s for s in subs if str(getattr(s, "ref", "")) == str(ref)), None)
 
 
 def _status(sub) -> str:
