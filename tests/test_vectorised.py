@@ -1,0 +1,171 @@
+"""The vectorised ensemble / retrieval / filter paths (issue 12) against naive per-row copies of the code
+they replaced, on random cases with score ties, repeated labels and -1 (empty) slots: results must be
+bit-identical, not just close."""
+import itertools
+
+import numpy as np
+import pytest
+
+import kit.ensemble.rules as E
+import kit.inference.retrieval as R
+from kit.predictions import Predictions
+
+
+# --------------------------------------------------------------- naive references (the old code)
+def align_ref(preds):
+    ids = list(dict.fromkeys(itertools.chain.from_iterable(p.ids.tolist() for p in preds)))
+    return [p.reindex(ids) for p in preds]
+
+
+def soft_average_ref(preds, weights=None, topk=None):
+    preds = align_ref(preds)
+    w = E._weights(weights, len(preds))
+    topk = topk or max(p.labels.shape[1] for p in preds)
+    labels = np.concatenate([p.labels for p in preds], axis=1)
+    contrib = np.concatenate([wj * np.where(p.labels >= 0, p.scores, 0.0) for wj, p in zip(w, preds)], axis=1)
+    out_l = np.full((len(labels), topk), -1, np.int64)
+    out_s = np.zeros((len(labels), topk), np.float32)
+    for i in range(len(labels)):
+        ok = labels[i] >= 0
+        uniq, inv = np.unique(labels[i][ok], return_inverse=True)
+        total = np.bincount(inv, weights=contrib[i][ok], minlength=len(uniq)) / w.sum()
+        top = np.argsort(-total, kind="stable")[:topk]
+        out_l[i, : len(top)], out_s[i, : len(top)] = uniq[top], total[top]
+    return Predictions(preds[0].ids, out_l, out_s)
+
+
+def knn_vote_ref(sims, neighbour_labels, topk, power=1.0):
+    q = len(sims)
+    votes = np.where(neighbour_labels >= 0, np.clip(sims, 0, None) ** power, 0.0)
+    labels = np.full((q, topk), -1, np.int64)
+    scores = np.zeros((q, topk), np.float32)
+    for i in range(q):
+        ok = neighbour_labels[i] >= 0
+        uniq, inv = np.unique(neighbour_labels[i][ok], return_inverse=True)
+        total = np.bincount(inv, weights=votes[i][ok], minlength=len(uniq))
+        order = np.lexsort((uniq, -total))[:topk]
+        labels[i, : len(order)], scores[i, : len(order)] = uniq[order], total[order]
+    return labels, scores
+
+
+def centroid_rows_ref(sims, idx, owner, topk):
+    q = len(sims)
+    labels = np.full((q, topk), -1, np.int64)
+    scores = np.zeros((q, topk), np.float32)
+    for i in range(q):
+        ok = idx[i] >= 0
+        owners = owner[idx[i][ok]]
+        _, first = np.unique(owners, return_index=True)
+        first = np.sort(first)[:topk]
+        labels[i, : len(first)], scores[i, : len(first)] = owners[first], sims[i][ok][first]
+    return labels, scores
+
+
+# ------------------------------------------------------------------------------- random inputs
+def random_preds(rng, n_ids, k, n_labels, id_pool, empty=0.2, tie_scores=True):
+    ids = rng.choice(id_pool, n_ids, replace=False)
+    labels = rng.integers(0, n_labels, (n_ids, k))
+    labels[rng.random((n_ids, k)) < empty] = -1
+    if tie_scores:  # few distinct values: many exact ties within and across rows
+        scores = rng.choice(np.array([0.1, 0.25, 0.5, 0.75, 1.0], np.float32), (n_ids, k))
+    else:
+        scores = rng.random((n_ids, k)).astype(np.float32)
+    return Predictions(ids, labels, np.where(labels >= 0, scores, 0.0))
+
+
+def same(a: Predictions, b: Predictions):
+    assert a.ids.tolist() == b.ids.tolist()
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.scores, b.scores)  # bit-identical
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_soft_average_equals_per_row_loop(seed):
+    rng = np.random.default_rng(seed)
+    pool = np.array([f"{i:016x}" for i in range(400)])
+    m = int(rng.integers(1, 5))
+    preds = [random_preds(rng, int(rng.integers(1, 300)), int(rng.integers(1, 6)), int(rng.integers(1, 12)), pool,
+                          empty=float(rng.random() * 0.6), tie_scores=bool(seed % 2 == 0)) for _ in range(m)]
+    for weights in (None, rng.random(m) + 0.01, np.eye(m)[0] if m > 1 else None):
+        for topk in (None, 1, 3, 9):
+            same(E.soft_average(preds, weights, topk), soft_average_ref(preds, weights, topk))
+
+
+def test_soft_average_all_empty_rows_and_duplicate_labels_in_a_row():
+    p0 = Predictions(["a", "b", "c"], [[-1, -1], [3, 3], [2, -1]], [[0, 0], [0.5, 0.5], [0.4, 0]])
+    p1 = Predictions(["c", "d"], [[-1, -1], [-1, -1]], [[0, 0], [0, 0]])
+    out = E.soft_average([p0, p1], [0.3, 0.7])
+    same(out, soft_average_ref([p0, p1], [0.3, 0.7]))
+    assert out.labels.tolist() == [[-1, -1], [3, -1], [2, -1], [-1, -1]]
+    assert out.scores[1, 0] == np.float32((0.3 * np.float32(0.5) + 0.3 * np.float32(0.5)) / 1.0)
+
+
+def test_align_keeps_first_seen_order_like_the_dict_version():
+    rng = np.random.default_rng(3)
+    pool = np.array([f"id{i}" for i in range(50)])
+    preds = [random_preds(rng, int(rng.integers(1, 40)), 2, 5, pool) for _ in range(3)]
+    for a, b in zip(E.align(preds), align_ref(preds)):
+        same(a, b)
+
+
+def test_fit_soft_weights_unchanged_by_the_plan():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    pool = np.array([f"{i:016x}" for i in range(300)])
+    preds = [random_preds(rng, 200, 5, 8, pool, empty=0.1, tie_scores=False) for _ in range(3)]
+    ids = E.align(preds)[0].ids
+    truth = pd.DataFrame({"id": ids.astype(object), "landmark_id": rng.integers(-1, 8, len(ids))})
+    truth = truth.assign(landmarks=[[int(x)] if x >= 0 else [] for x in truth["landmark_id"]])[["id", "landmarks"]]
+    truth.attrs["from_labels"] = True
+    got = E.fit_soft_weights(preds, truth, step=0.25)
+
+    def score(w):  # the old search: soft_average + score_gap per grid point
+        return E.score_gap(soft_average_ref(preds, w), truth)
+
+    grid = [np.array(c, float) / 4 for c in E._compositions(4, 3)]
+    gaps = [score(w) for w in grid]
+    np.testing.assert_array_equal(got, grid[int(np.argmax(gaps))])
+    assert len(set(np.round(gaps, 12))) > 1  # the grid is not flat: the choice means something
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_knn_vote_equals_per_row_loop(seed):
+    rng = np.random.default_rng(seed)
+    q, k = int(rng.integers(1, 200)), int(rng.integers(1, 12))
+    nl = rng.integers(0, int(rng.integers(1, 6)), (q, k))
+    nl[rng.random((q, k)) < 0.2] = -1
+    sims = rng.choice(np.array([-0.2, 0.0, 0.3, 0.5, 0.9], np.float32), (q, k)) if seed % 2 else \
+        (rng.random((q, k)) * 2 - 1).astype(np.float32)
+    for topk, power in ((1, 1.0), (3, 2.0), (20, 0.5)):
+        got, ref = R.knn_vote(sims, nl, topk, power), knn_vote_ref(sims, nl, topk, power)
+        np.testing.assert_array_equal(got[0], ref[0])
+        np.testing.assert_array_equal(got[1], ref[1])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_centroid_first_per_owner_equals_per_row_loop(seed):
+    rng = np.random.default_rng(seed)
+    q, k = int(rng.integers(1, 150)), int(rng.integers(1, 15))
+    owner = rng.integers(0, 7, 40)
+    owner[rng.random(40) < 0.1] = -1  # a class id of -1 is still a class (only idx -1 is "none")
+    idx = rng.integers(0, 40, (q, k))
+    idx[:, k // 2:][rng.random((q, k - k // 2)) < 0.3] = -1
+    sims = -np.sort(-rng.choice(np.array([0.1, 0.4, 0.4, 0.8], np.float32), (q, k)), axis=1)
+    for topk in (1, 3, 10):
+        got = R.first_per_owner(sims, owner[np.maximum(idx, 0)], idx >= 0, topk)
+        ref = centroid_rows_ref(sims, idx, owner, topk)
+        np.testing.assert_array_equal(got[0], ref[0])
+        np.testing.assert_array_equal(got[1], ref[1])
+
+
+def test_search_index_chunked_add_equals_one_add():
+    rng = np.random.default_rng(0)
+    xb, xq = rng.normal(size=(1000, 16)).astype(np.float32), rng.normal(size=(50, 16)).astype(np.float32)
+    a = R.SearchIndex(xb, add_batch=1000).search(xq, 5)
+    b = R.SearchIndex(xb, add_batch=77).search(xq, 5)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    ivf = [R.SearchIndex(xb, ivf_threshold=100, nlist=8, add_batch=n).search(xq, 5) for n in (1000, 123)]
+    np.testing.assert_array_equal(ivf[0][1], ivf[1][1])
+    np.testing.assert_array_equal(ivf[0][0], ivf[1][0])
