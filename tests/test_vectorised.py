@@ -169,3 +169,48 @@ def test_search_index_chunked_add_equals_one_add():
     ivf = [R.SearchIndex(xb, ivf_threshold=100, nlist=8, add_batch=n).search(xq, 5) for n in (1000, 123)]
     np.testing.assert_array_equal(ivf[0][1], ivf[1][1])
     np.testing.assert_array_equal(ivf[0][0], ivf[1][0])
+
+
+# ------------------------------------------------------------------- filter candidate selection
+def candidates_ref(pred, idx, rows, n, emb):
+    from kit.localfeatures.matching import class_neighbours
+
+    out = {}
+    for i in rows:
+        near = idx.ids[class_neighbours(None if emb is None else emb[i], pred.labels[i, 0], idx.landmarks,
+                                        idx.embeddings, n + 1)]
+        out[i] = [j for j in near if j != pred.ids[i]][:n]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_select_candidates_equals_per_row_class_neighbours(seed):
+    from kit.filters.base import TrainIndex
+    from kit.filters.local import select_candidates
+
+    rng = np.random.default_rng(seed)
+    n_train, q = 300, 80
+    lm = rng.integers(0, 12, n_train)
+    emb = rng.choice(np.array([-0.5, 0.0, 0.5, 1.0], np.float32), (n_train, 4))  # many tied similarities
+    train_ids = np.array([f"t{i}" for i in range(n_train)])
+    qids = np.array([f"t{i}" if i % 5 == 0 else f"q{i}" for i in range(q)])  # some queries are in the index
+    labels = rng.integers(-1, 14, (q, 2))  # -1 rows, and classes 12, 13 absent from the index
+    pred = Predictions(qids, labels, np.ones((q, 2)), rng.choice(np.array([0.0, 1.0], np.float32), (q, 4)))
+    rows = np.flatnonzero(labels[:, 0] >= 0)
+    for index_emb in (emb, None):
+        idx = TrainIndex(train_ids, lm, index_emb)
+        for n in (0, 1, 3):
+            for qemb in (pred.embeddings, None):
+                assert select_candidates(pred, idx, rows, n, qemb) == candidates_ref(pred, idx, rows, n, qemb)
+
+
+def test_train_index_load_matches_dict_lookup(tmp_path):
+    from kit.filters.base import TrainIndex
+    from kit.predictions import save_predictions
+
+    (tmp_path / "labels.csv").write_text("id,landmark_id\na,1\nb,2\na,3\nc,4\n")  # 'a' twice: the last wins
+    save_predictions(Predictions(["c", "x", "a"], [[0], [0], [0]], [[1], [1], [1]], np.eye(3, dtype=np.float32)),
+                     tmp_path / "train.npz")
+    idx = TrainIndex.load(str(tmp_path / "train.npz"), str(tmp_path / "labels.csv"))
+    assert idx.ids.tolist() == ["c", "a"] and idx.landmarks.tolist() == [4, 3]
+    np.testing.assert_array_equal(idx.embeddings, np.eye(3, dtype=np.float32)[[0, 2]])
