@@ -214,3 +214,19 @@ def test_train_index_load_matches_dict_lookup(tmp_path):
     idx = TrainIndex.load(str(tmp_path / "train.npz"), str(tmp_path / "labels.csv"))
     assert idx.ids.tolist() == ["c", "a"] and idx.landmarks.tolist() == [4, 3]
     np.testing.assert_array_equal(idx.embeddings, np.eye(3, dtype=np.float32)[[0, 2]])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_soft_plan_top1_path_equals_the_full_ranking(seed):
+    rng = np.random.default_rng(seed)
+    pool = np.array([f"{i:016x}" for i in range(300)])
+    preds = [random_preds(rng, 250, 5, 6, pool, empty=0.3, tie_scores=True) for _ in range(3)]
+    preds[0].scores[:5] = np.nan  # NaN totals rank last in the sort; the fast path must agree
+    plan = E.SoftPlan(preds)
+    for w in (None, [0.2, 0.5, 0.3], [1.0, 0.0, 0.0]):
+        full, top1 = plan(w, topk=5), plan(w, topk=1)
+        np.testing.assert_array_equal(top1.labels[:, 0], full.labels[:, 0])
+        np.testing.assert_array_equal(top1.scores[:, 0], full.scores[:, 0])
+        ref = soft_average_ref(preds, w, 5)
+        np.testing.assert_array_equal(full.labels, ref.labels)
+        np.testing.assert_array_equal(full.scores, ref.scores)

@@ -149,15 +149,38 @@ class SoftPlan:
         self.preds = align(preds)
         self.labels = np.concatenate([p.labels for p in self.preds], axis=1)  # [N, sum k]
         self.keep, self.group, self.g_rows, self.g_labels = _group_rows(self.labels)
+        self.rows, self.starts = np.unique(self.g_rows, return_index=True)  # rows with >= 1 label
+
+    def totals(self, weights=None) -> np.ndarray:
+        """Weighted average score of every (row, label) group."""
+        w = _weights(weights, len(self.preds))
+        contrib = np.concatenate([wj * np.where(p.labels >= 0, p.scores, 0.0) for wj, p in zip(w, self.preds)],
+                                 axis=1)
+        return np.bincount(self.group, weights=contrib.ravel()[self.keep], minlength=len(self.g_rows)) / w.sum()
 
     def __call__(self, weights=None, topk: int | None = None) -> Predictions:
-        preds = self.preds
-        w = _weights(weights, len(preds))
-        topk = topk or max(p.labels.shape[1] for p in preds)
-        contrib = np.concatenate([wj * np.where(p.labels >= 0, p.scores, 0.0) for wj, p in zip(w, preds)], axis=1)
-        totals = np.bincount(self.group, weights=contrib.ravel()[self.keep], minlength=len(self.g_rows)) / w.sum()
-        out_l, out_s = _rank_groups(totals, self.g_rows, self.g_labels, len(self.labels), topk)
-        return Predictions(preds[0].ids, out_l, out_s)
+        topk = topk or max(p.labels.shape[1] for p in self.preds)
+        totals = self.totals(weights)
+        if topk == 1:
+            out_l, out_s = self._top1(totals)
+        else:
+            out_l, out_s = _rank_groups(totals, self.g_rows, self.g_labels, len(self.labels), topk)
+        return Predictions(self.preds[0].ids, out_l, out_s)
+
+    def _top1(self, totals: np.ndarray):
+        """The rank-0 slot of `_rank_groups` without a sort: per row the first group (smallest label)
+        holding the row's highest total (NaN ranks last, as in the sort)."""
+        out_l = np.full((len(self.labels), 1), -1, np.int64)
+        out_s = np.zeros((len(self.labels), 1), np.float32)
+        if len(totals) == 0:
+            return out_l, out_s
+        best = np.fmax.reduceat(totals, self.starts)  # NaN-ignoring max per row
+        at = np.arange(len(totals))
+        is_best = totals == np.repeat(best, np.diff(np.append(self.starts, len(totals))))
+        first = np.minimum.reduceat(np.where(is_best, at, len(totals)), self.starts)
+        first = np.where(first == len(totals), self.starts, first)  # all NaN: the first group, like the sort
+        out_l[self.rows, 0], out_s[self.rows, 0] = self.g_labels[first], totals[first]
+        return out_l, out_s
 
 
 def soft_average(preds: list[Predictions], weights=None, topk: int | None = None) -> Predictions:
@@ -194,11 +217,15 @@ def fit_soft_weights(preds: list[Predictions], solution, step: float = 0.1) -> n
     if m == 1:
         return np.ones(1)
     n = int(round(1 / step))
-    plan = SoftPlan(preds)  # align + grouping once for every grid point
-    truth = truth_for(plan.preds[0], solution)
+    from kit.metrics import Matcher
 
-    def score(w):
-        return score_gap(plan(w), truth)
+    plan = SoftPlan(preds)  # align + grouping once for every grid point
+    matcher = Matcher(truth_for(plan.preds[0], solution), plan.preds[0].ids.astype(object))
+
+    def score(w):  # = score_gap(soft_average(preds, w), solution), the string work done once
+        top = plan(w, topk=1)
+        label = top.labels[:, 0]
+        return float(matcher.gap(label, np.where(label >= 0, top.scores[:, 0], 0.0).astype(np.float32)))
 
     if _n_compositions(n, m) <= 2000:
         grid = [np.array(c, float) / n for c in _compositions(n, m)]
