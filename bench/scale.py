@@ -105,7 +105,7 @@ def fake_predictions(rng, ids, true, classes, p_correct: float, emb) -> "Predict
 
 
 def noisy(rng, base: np.ndarray, sigma: float) -> np.ndarray:
-    from kit.retrieval import l2n
+    from kit.inference.retrieval import l2n
 
     out = np.empty_like(base)
     for i in range(0, len(base), 200_000):
@@ -119,7 +119,7 @@ def generate(frac: float, d: Path) -> None:
     import pandas as pd
 
     from kit.predictions import save_predictions
-    from kit.retrieval import l2n
+    from kit.inference.retrieval import l2n
 
     if (d / "DONE").is_file():
         return
@@ -225,7 +225,7 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         return {"rows": len(p), "file_mb": round((d / "train_emb.npz").stat().st_size / 2**20, 1)}
     if name == "knn_ivf":
         from kit.predictions import load_predictions
-        from kit.retrieval import SearchIndex, index_labels, knn_vote
+        from kit.inference.retrieval import SearchIndex, index_labels, knn_vote
 
         index, query = load_predictions(d / "train_emb.npz"), load_predictions(files[0])
         labels = index_labels(index.ids, d / "clean_labels.csv")
@@ -252,7 +252,7 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         import pandas as pd
 
         from kit.predictions import load_predictions
-        from kit.retrieval import SearchIndex, index_labels
+        from kit.inference.retrieval import SearchIndex, index_labels
 
         index, query = load_predictions(d / "train_emb.npz"), load_predictions(files[0])
         q = min(exact_queries, len(query))
@@ -284,7 +284,7 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         extra["nprobe_for_recall_0.99"] = ok[0] if ok else None
         return extra
     if name.startswith("ensemble_"):
-        from kit.ensemble import run_ensemble
+        from kit.ensemble.rules import run_ensemble
 
         method = name.split("_", 1)[1]
         kw = {"files": files[:2] if method == "correct" else files, "out": out / f"{method}.csv",
@@ -297,7 +297,8 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         return {"ids": len(res["predictions"]), "weights": None if res["weights"] is None
                 else [float(w) for w in np.ravel(res["weights"])]}
     if name == "filter_candidates":
-        from kit.filter import TrainIndex, select_candidates
+        from kit.filters.base import TrainIndex
+        from kit.filters.local import select_candidates
         from kit.predictions import load_predictions
 
         pred = load_predictions(files[0])
@@ -309,7 +310,8 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         return {"train_index_load_s": t1 - t0, "select_s": time.perf_counter() - t1, "rows": len(rows),
                 "pairs": int(sum(len(v) for v in nbrs.values()))}
     if name == "filter_fit":
-        from kit.filter import LocalFilter, true_top1
+        from kit.filters.local import LocalFilter
+        from kit.truth import true_top1
         from kit.predictions import load_predictions
         from kit.submission import read_solution
 
@@ -335,7 +337,7 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
 
 
 def l2(x):
-    from kit.retrieval import l2n
+    from kit.inference.retrieval import l2n
 
     return l2n(x)
 
@@ -344,9 +346,9 @@ def train_step(classes: int) -> dict:
     import torch
 
     from kit.config import load_config
-    from kit.losses import build_loss
-    from kit.model import build_model
-    from kit.train import build_optimizer
+    from kit.models.losses import build_loss
+    from kit.models.model import build_model
+    from kit.train.loop import build_optimizer
 
     torch.manual_seed(0)
     cfg = load_config("top2k", ["model.weights=none", "model.head=subcenter_arcface", "model.subcenters=3",

@@ -230,3 +230,69 @@ def test_soft_plan_top1_path_equals_the_full_ranking(seed):
         ref = soft_average_ref(preds, w, 5)
         np.testing.assert_array_equal(full.labels, ref.labels)
         np.testing.assert_array_equal(full.scores, ref.scores)
+
+
+# ------------------------------------------------------------------------------------- folds
+def read_train_ref(path):
+    import pandas as pd
+
+    from kit.data.folds import _check_landmark_ids
+
+    df = pd.read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str})
+    df["landmark_id"] = _check_landmark_ids(path, df["landmark_id"])
+    return df
+
+
+def restrict_ref(train, clean, path="clean csv"):
+    from kit.errors import KitError
+
+    kept = train[train["id"].isin(clean["id"])]
+    both = kept.merge(clean.drop_duplicates("id"), on="id", suffixes=("", "_clean"))
+    bad = both["landmark_id"].to_numpy() != both["landmark_id_clean"].to_numpy()
+    if bad.any():
+        r = both[bad].iloc[0]
+        raise KitError(f"{path}: image {r['id']} is listed under landmark {r['landmark_id_clean']}, "
+                       f"train.csv says {r['landmark_id']}")
+    return kept.reset_index(drop=True)
+
+
+@pytest.mark.parametrize("body", [
+    "0001,u,1\n00a1,u,2\n 12 ,u,3\n\"a,b\",u,4\n1e5,u,5\n",      # ids a number parser would mangle
+    "0001,u,1.0\nab,u,2\n",                                     # float landmark ids
+    "1,u,1\n2,u,2\n",                                           # all-digit ids stay strings
+])
+def test_read_train_fast_parser_gives_the_c_parser_frame(tmp_path, body):
+    import pandas as pd
+
+    from kit.data.folds import read_train
+
+    path = tmp_path / "train.csv"
+    path.write_text("id,url,landmark_id\n" + body)
+    got, ref = read_train(path), read_train_ref(path)
+    pd.testing.assert_frame_equal(got, ref)
+    assert got["id"].tolist() == ref["id"].tolist() and got["id"].tolist()[0] in ("0001", "1")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_restrict_to_clean_equals_the_merge(seed):
+    import pandas as pd
+
+    from kit.data.folds import restrict_to_clean
+    from kit.errors import KitError
+
+    rng = np.random.default_rng(seed)
+    ids = np.array([f"i{j}" for j in rng.permutation(200)])
+    train = pd.DataFrame({"id": ids, "landmark_id": rng.integers(0, 9, 200)})
+    pick = rng.choice(260, 120)  # some ids absent from train, some listed twice
+    cid = np.array([f"i{j}" for j in pick])
+    lut = dict(zip(train["id"], train["landmark_id"]))
+    clean = pd.DataFrame({"id": cid, "landmark_id": [lut.get(i, 0) for i in cid]})
+    pd.testing.assert_frame_equal(restrict_to_clean(train, clean), restrict_ref(train, clean))
+    wrong = clean.copy()
+    hit = np.flatnonzero(np.isin(cid, ids))
+    wrong.loc[hit[-3:], "landmark_id"] += 1  # conflicting listings: the same first one must be named
+    with pytest.raises(KitError) as a:
+        restrict_to_clean(train, wrong)
+    with pytest.raises(KitError) as b:
+        restrict_ref(train, wrong)
+    assert str(a.value) == str(b.value)
