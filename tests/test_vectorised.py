@@ -296,3 +296,17 @@ def test_restrict_to_clean_equals_the_merge(seed):
     with pytest.raises(KitError) as b:
         restrict_ref(train, wrong)
     assert str(a.value) == str(b.value)
+
+
+@pytest.mark.parametrize("n_classes", [1, 2, 7, 1000, 2**20])
+def test_class_hash_sort_equals_lexsort(n_classes):
+    from kit.data.folds import _lexsort_class_hash
+
+    rng = np.random.default_rng(n_classes)
+    n = 5000
+    labels = rng.integers(0, n_classes, n)
+    h = rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, n, dtype=np.uint64)
+    h[:300] = h[300:600]  # duplicate ids (equal hashes), some in the same class
+    labels[:150] = labels[300:450]
+    h[600:700] = (h[600:700] >> np.uint64(50)) << np.uint64(50)  # equal in the top bits only
+    np.testing.assert_array_equal(_lexsort_class_hash(labels, h, n_classes), np.lexsort((h, labels)))
