@@ -144,7 +144,8 @@ class TrainIndex:
         known = pos >= 0
         if not known.any():
             raise KitError(f"{train_pred}: none of its ids are in {csv}")
-        tp = tp.subset(np.flatnonzero(known))
+        if not known.all():  # (a subset copies the embeddings: GBs at GLDv2 size)
+            tp = tp.subset(np.flatnonzero(known))
         return TrainIndex(tp.ids, truth["landmark_id"].to_numpy(np.int64)[pos[known]], tp.embeddings)
 
 
