@@ -310,3 +310,26 @@ def test_class_hash_sort_equals_lexsort(n_classes):
     labels[:150] = labels[300:450]
     h[600:700] = (h[600:700] >> np.uint64(50)) << np.uint64(50)  # equal in the top bits only
     np.testing.assert_array_equal(_lexsort_class_hash(labels, h, n_classes), np.lexsort((h, labels)))
+
+
+def test_faiss_gpu_path_is_exact_when_the_vectors_fit(monkeypatch):
+    """With a GPU (faked: faiss.get_num_gpus() > 0, index_cpu_to_gpu = identity) the index is Flat
+    (exact) above ivf_threshold while it fits in gpu_flat_gb, IVF beyond; on CPU IVF as before."""
+    import types
+
+    import faiss
+
+    calls = []
+    fake = types.SimpleNamespace(**{k: getattr(faiss, k) for k in ("IndexFlatIP", "IndexIVFFlat", "METRIC_INNER_PRODUCT")},
+                                 get_num_gpus=lambda: 1, StandardGpuResources=lambda: "res",
+                                 index_cpu_to_gpu=lambda res, dev, index: calls.append(dev) or index)
+    monkeypatch.setattr(R, "_faiss", lambda: fake)
+    rng = np.random.default_rng(0)
+    xb, xq = rng.normal(size=(400, 8)).astype(np.float32), rng.normal(size=(20, 8)).astype(np.float32)
+    exact = R.SearchIndex(xb, ivf_threshold=100)
+    assert exact.kind == "flat-gpu" and calls == [0]
+    assert R.SearchIndex(xb, ivf_threshold=100, nlist=4, gpu_flat_gb=1e-9).kind == "ivf4-gpu"
+    assert R.SearchIndex(xb, ivf_threshold=100, nlist=4, gpu=False).kind == "ivf4"
+    sims, idx = exact.search(xq, 3)
+    ref = np.argsort(-(R.l2n(xq) @ R.l2n(xb).T), axis=1, kind="stable")[:, :3]
+    np.testing.assert_array_equal(idx, ref)
