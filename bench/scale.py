@@ -232,6 +232,7 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         t0 = time.perf_counter()
         si = SearchIndex(index.embeddings, ivf_threshold=0)  # IVF at every size: comparable growth
         t1 = time.perf_counter()
+        n_index, index = len(index), None  # faiss holds its own copy: free ours (GBs at full size)
         sims, idx = si.search(query.embeddings, 10)  # kit's default nprobe 16, every query
         t2 = time.perf_counter()
         knn_vote(sims, np.where(idx >= 0, labels[np.maximum(idx, 0)], -1), TOPK)
@@ -245,7 +246,7 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
             probes[nprobe] = (time.perf_counter() - t) * len(query) / q
             np.save(out / f"ivf{nprobe}_top1.npy", top1)
         (out / "ivf_times.json").write_text(json.dumps(probes))
-        return {"index_rows": len(index), "queries": len(query), "kind": si.kind, "nprobe": 16,
+        return {"index_rows": n_index, "queries": len(query), "kind": si.kind, "nprobe": 16,
                 "build_s": t1 - t0, "search_s": t2 - t1, "vote_s": t3 - t2,
                 "search_all_queries_s_extrapolated_by_nprobe": probes}
     if name == "knn_exact":
@@ -258,13 +259,15 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         q = min(exact_queries, len(query))
         is_lm = pd.read_csv(d / "solution.csv", keep_default_na=False)["landmarks"].astype(str).to_numpy()[:q] != ""
         t0 = time.perf_counter()
-        si = SearchIndex(index.embeddings, backend="torch")
+        si = SearchIndex(index.embeddings, backend="torch", gpu=False)
         t1 = time.perf_counter()
+        n_index, index_ids, index = len(index), index.ids, None  # the index keeps its normalised copy
+        xb = si.xb.numpy()
         sims, idx = si.search(query.embeddings[:q], 10)
         t2 = time.perf_counter()
-        extra = {"index_rows": len(index), "queries": q, "all_queries": len(query), "build_s": t1 - t0,
+        extra = {"index_rows": n_index, "queries": q, "all_queries": len(query), "build_s": t1 - t0,
                  "search_s": t2 - t1, "search_all_queries_s_extrapolated": (t2 - t1) * len(query) / q}
-        labels = index_labels(index.ids, d / "clean_labels.csv")
+        labels = index_labels(index_ids, d / "clean_labels.csv")
         times = json.loads((out / "ivf_times.json").read_text()) if (out / "ivf_times.json").is_file() else {}
         recall = {}
         for nprobe in NPROBES:
@@ -272,7 +275,7 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
             if not f.is_file():
                 continue
             ivf = np.load(f)  # recall@1: IVF's nearest neighbour is the exact one (or exactly as similar)
-            ivf_sim = (l2(query.embeddings[:q]) * l2(index.embeddings[np.maximum(ivf, 0)])).sum(axis=1)
+            ivf_sim = (l2(query.embeddings[:q]) * xb[np.maximum(ivf, 0)]).sum(axis=1)
             hit = (ivf >= 0) & ((ivf == idx[:, 0]) | (ivf_sim >= sims[:, 0]))
             same_class = (ivf >= 0) & (labels[np.maximum(ivf, 0)] == labels[idx[:, 0]])
             recall[nprobe] = {"recall_at_1": float(np.mean(hit)),

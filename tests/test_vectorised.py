@@ -333,3 +333,14 @@ def test_faiss_gpu_path_is_exact_when_the_vectors_fit(monkeypatch):
     sims, idx = exact.search(xq, 3)
     ref = np.argsort(-(R.l2n(xq) @ R.l2n(xb).T), axis=1, kind="stable")[:, :3]
     np.testing.assert_array_equal(idx, ref)
+
+
+@pytest.mark.parametrize("ids", [np.array([5, 3, 5, 0, 9, 3, 3]), np.array([10**12, 7, 7]), np.array([], np.int64),
+                                 np.array([2, 2], np.int32)])
+def test_class_counts_equal_np_unique(ids):
+    from kit.data.folds import _class_counts
+
+    got, ref = _class_counts(ids), np.unique(ids, return_counts=True)
+    for g, r in zip(got, ref):
+        np.testing.assert_array_equal(g, r)
+        assert g.dtype == r.dtype

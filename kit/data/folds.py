@@ -85,6 +85,16 @@ def restrict_to_clean(train: pd.DataFrame, clean: pd.DataFrame, path="clean csv"
     return kept.reset_index(drop=True)
 
 
+def _class_counts(landmark_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """= np.unique(landmark_ids, return_counts=True), by bincount (no sort) when the ids are small ints."""
+    if landmark_ids.dtype.kind in "iu" and len(landmark_ids) and landmark_ids.min() >= 0 \
+            and landmark_ids.max() <= 4 * len(landmark_ids) + 2**20:
+        counts = np.bincount(landmark_ids)
+        uniq = np.flatnonzero(counts)
+        return uniq.astype(landmark_ids.dtype), counts[uniq]
+    return np.unique(landmark_ids, return_counts=True)
+
+
 def select_classes(landmark_ids: np.ndarray, top: int | None = None, min_images: int | None = None) -> np.ndarray:
     """Kept landmark ids (ascending): the `top` most frequent (ties: landmark_id ascending) or all with >= min_images."""
     if (top is None) == (min_images is None):
@@ -93,7 +103,7 @@ def select_classes(landmark_ids: np.ndarray, top: int | None = None, min_images:
         raise KitError(f"folds: --top must be > 0 (got {top})")
     if min_images is not None and min_images <= 0:
         raise KitError(f"folds: --min-images must be > 0 (got {min_images})")
-    uniq, counts = np.unique(landmark_ids, return_counts=True)
+    uniq, counts = _class_counts(np.asarray(landmark_ids))
     if top is not None:
         return np.sort(uniq[np.lexsort((uniq, -counts))[:top]])
     return uniq[counts >= min_images]
