@@ -298,7 +298,7 @@ def test_restrict_to_clean_equals_the_merge(seed):
     assert str(a.value) == str(b.value)
 
 
-@pytest.mark.parametrize("n_classes", [1, 2, 7, 1000, 2**20])
+@pytest.mark.parametrize("n_classes", [1, 2, 7, 1000, 2**20, 2**50])  # 2**50: too wide to pack rows
 def test_class_hash_sort_equals_lexsort(n_classes):
     from kit.data.folds import _lexsort_class_hash
 
@@ -344,3 +344,21 @@ def test_class_counts_equal_np_unique(ids):
     for g, r in zip(got, ref):
         np.testing.assert_array_equal(g, r)
         assert g.dtype == r.dtype
+
+
+def test_seeded_hash_of_arrow_ids_equals_the_string_path():
+    import pandas as pd
+    import pyarrow as pa
+
+    from kit.data.folds import _seeded_hash
+
+    rng = np.random.default_rng(0)
+    hexes = np.frombuffer(rng.bytes(8 * 500).hex().encode(), dtype="S16").astype(str)
+    cases = [pd.Series(hexes, dtype="str"),                                   # GLDv2-like: fast path
+             pd.Series(hexes, dtype="str").iloc[37:400].reset_index(drop=True),  # a slice (buffer offset)
+             pd.Series(pd.arrays.ArrowExtensionArray(pa.chunked_array([hexes[:100], hexes[100:]]))),
+             pd.Series(["a", "bb", "ccc"], dtype="str"),                      # ragged: slow path
+             pd.Series(["é1", "zz"], dtype="str")]                            # non-ASCII: slow path
+    for s in cases:
+        np.testing.assert_array_equal(_seeded_hash(s, 42), _seeded_hash(s.to_numpy(dtype=object), 42))
+    assert len(set(_seeded_hash(cases[0], 42).tolist())) == 500
