@@ -517,7 +517,9 @@ def main(argv: list[str] | None = None) -> int:
 
     command = "python bench/scale.py" + (" --quick" if args.quick else "") + \
         (f" --sizes {args.sizes}" if args.sizes else "") + (f" --only {args.only}" if args.only else "")
-    write_json({"command": command, "quick": args.quick, "env": env, "gldv2": GLDV2, "exact_queries": args.exact_queries,
+    merged = prev.get("commands", [prev["command"]] if "command" in prev else []) if args.only or args.sizes else []
+    commands = merged + [command]  # a partial rerun (--only/--sizes) merges into the previous results
+    write_json({"command": commands[0], "commands": commands, "quick": args.quick, "env": env, "gldv2": GLDV2, "exact_queries": args.exact_queries,
                 "targets": {"seconds": TARGET_S, "peak_gb": TARGET_GB, "folds_vs_read_csv": 3.0,
                             "knn_search_s": 900, "knn_recall_at_1": 0.99},
                 "results": results, "derived": derived}, out)
