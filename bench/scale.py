@@ -53,7 +53,7 @@ LANDMARK_SHARE = 0.02  # of test images
 DIM, TOPK, MODELS = 512, 5, 3
 STEPS = ("read_csv_full", "folds_full", "read_csv_clean", "folds_clean", "pred_io_test", "pred_io_train",
          "knn_ivf", "knn_exact", "ensemble_max", "ensemble_correct", "ensemble_boost", "ensemble_weighted",
-         "ensemble_soft", "filter_candidates", "filter_fit", "to_submission", "score", "train_step")
+         "ensemble_soft", "soft_fit", "filter_candidates", "filter_fit", "to_submission", "score", "train_step")
 TARGET_S, TARGET_GB = 60.0, 8.0
 NPROBES = (8, 16, 32, 64, 128, 256)  # recall / time on the first --exact-queries queries
 NO_TARGET = ("knn_ivf", "knn_exact", "train_step", "read_csv_full", "read_csv_clean")
@@ -286,6 +286,15 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         ok = [n for n in NPROBES if n in recall and recall[n]["recall_at_1"] >= 0.99]
         extra["nprobe_for_recall_0.99"] = ok[0] if ok else None
         return extra
+    if name == "soft_fit":  # the weight fit alone (what the 593 s was mostly spent on)
+        from kit.ensemble.rules import fit_soft_weights, load_any
+        from kit.truth import load_truth
+
+        oof, truth = [load_any(d / f"oof_m{m}.npz") for m in range(MODELS)], load_truth(d / "clean_labels.csv")
+        t0 = time.perf_counter()
+        w = fit_soft_weights(oof, truth)
+        return {"fit_s": time.perf_counter() - t0, "ids": len(oof[0]), "grid_points": 66,
+                "weights": [float(x) for x in w]}
     if name.startswith("ensemble_"):
         from kit.ensemble.rules import run_ensemble
 
@@ -422,16 +431,17 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fracs = sorted(float(f) for f in results)
+    keys = sorted(results, key=float)
     fig, axes = plt.subplots(1, 2, figsize=(13, 6))
-    for name in STEPS:
-        pts = [(f, results[str(f)].get(name, {})) for f in fracs]
+    for i, name in enumerate(STEPS):
+        style = {"color": plt.cm.tab20(i % 20), "ls": "-" if i % 2 == 0 else "--"}
+        pts = [(float(f), results[f].get(name, {})) for f in keys]
         pts = [(f, r) for f, r in pts if r.get("status") == "ok"]
         if not pts:
             continue
         x = [f * 100 for f, _ in pts]
-        axes[0].plot(x, [max(r["seconds"], 1e-3) for _, r in pts], "o-", label=name)
-        axes[1].plot(x, [r["rss_peak_mb"] / 1024 for _, r in pts], "o-", label=name)
+        axes[0].plot(x, [max(r["seconds"], 1e-3) for _, r in pts], marker="o", label=name, **style)
+        axes[1].plot(x, [r["rss_peak_mb"] / 1024 for _, r in pts], marker="o", label=name, **style)
     for ax, what in zip(axes, ("seconds", "peak RSS (GB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
