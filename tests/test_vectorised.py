@@ -362,3 +362,25 @@ def test_seeded_hash_of_arrow_ids_equals_the_string_path():
     for s in cases:
         np.testing.assert_array_equal(_seeded_hash(s, 42), _seeded_hash(s.to_numpy(dtype=object), 42))
     assert len(set(_seeded_hash(cases[0], 42).tolist())) == 500
+
+
+def test_local_filter_loads_features_of_each_chunk_only(monkeypatch):
+    """select_candidates runs once for all rows; each chunk must still request only its own rows'
+    images and their candidates (as the per-chunk loop did)."""
+    import kit.localfeatures.base as LB
+    import kit.localfeatures.matching as LM
+    from kit.filters.base import TrainIndex
+    from kit.filters.local import LocalFilter
+
+    requested = []
+    monkeypatch.setattr(LB, "cached_features", lambda ex, ids, paths, cache, progress=True:
+                        requested.append(list(ids)) or {i: i for i in ids})
+    monkeypatch.setattr(LM, "count_inliers", lambda a, b, **kw: float(len(b)))
+    idx = TrainIndex(np.array([f"trn{i}" for i in range(12)]), np.repeat([1, 2, 3], 4), None)
+    pred = Predictions([f"qry{i}" for i in range(6)], [[1], [2], [3], [1], [-1], [2]], np.ones((6, 1)))
+    f = LocalFilter(chunk=2, neighbours=2, cache_dir=None)
+    f._index, f._extractor = idx, object()
+    signal = f.signal(pred)
+    assert requested == [["qry0", "qry1", "trn0", "trn1", "trn4", "trn5"],
+                         ["qry2", "qry3", "trn8", "trn9", "trn0", "trn1"], ["qry5", "trn4", "trn5"]]
+    assert signal.tolist() == [4.0, 4.0, 4.0, 4.0, 0.0, 4.0]
