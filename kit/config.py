@@ -84,10 +84,10 @@ class PredictConfig:
 @dataclass
 class Config:
     name: str = "exp"
-    seed: int = 42
+    seed: int = 0
     device: str = "auto"                  # auto | cpu | cuda
     runs_dir: str = "runs"                # checkpoints, logs: runs/<name>/fold<N>/
-    submissions_dir: str = "submissions"  # predictions: submissions/<name>/
+    predictions_dir: str = "predictions"  # prediction files: predictions/<name>/<split>_fold<N>.npz
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -124,10 +124,14 @@ def _coerce(value, tp, key: str):
     return value
 
 
+RENAMED = {"submissions_dir": "predictions_dir"}  # old key -> new: configs saved by older kit still load
+
+
 def _fill(obj, values: dict, prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in (values or {}).items():
+        key = RENAMED.get(f"{prefix}{key}", key)
         full = f"{prefix}{key}"
         if key not in names:
             raise KitError(f"config: unknown key '{full}' (valid: {', '.join(sorted(names))})")

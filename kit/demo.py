@@ -51,7 +51,7 @@ def run_demo(out: str | Path = "demo", quick: bool = False, seed: int = 0) -> di
 
     s = QUICK if quick else DemoSize()
     out = Path(out)
-    data, folds, runs, subs, ens = out / "data", out / "folds", out / "runs", out / "submissions", out / "ensembles"
+    data, folds, runs, subs, ens = out / "data", out / "folds", out / "runs", out / "predictions", out / "ensembles"
     t_start = time.perf_counter()
 
     print("== 1. synthetic GLDv2-layout data ==")
@@ -59,13 +59,13 @@ def run_demo(out: str | Path = "demo", quick: bool = False, seed: int = 0) -> di
         "--distractors", s.distractors, "--size", s.size, "--seed", seed, "--reuse")
 
     print("\n== 2. folds: a 2k-like (top-K classes) and an 18k-like (classes with >= N images) subset ==")
-    kit("folds", "--train-csv", data / "train.csv", "--top", s.top, "--folds", 5, "--seed", seed,
+    kit("folds", "--train-csv", data / "train.csv", "--top", s.top, "--n-folds", 5, "--seed", seed,
         "--clean-csv", data / "train_clean.csv", "--out", folds / "top2k.csv")
-    kit("folds", "--train-csv", data / "train.csv", "--min-images", s.min_images, "--folds", 5, "--seed", seed,
+    kit("folds", "--train-csv", data / "train.csv", "--min-images", s.min_images, "--n-folds", 5, "--seed", seed,
         "--clean-csv", data / "train_clean.csv", "--out", folds / "top18k.csv")
     val_solution = solution_from_folds(folds / "top18k.csv", 0, out / "val_solution.csv")
 
-    common = [f"data.data_dir={data}", f"runs_dir={runs}", f"submissions_dir={subs}", f"seed={seed}",
+    common = [f"data.data_dir={data}", f"runs_dir={runs}", f"predictions_dir={subs}", f"seed={seed}",
               f"data.image_size={s.image_size}", f"data.batch_size={s.batch_size}", f"optim.epochs={s.epochs}",
               f"optim.max_steps_per_epoch={s.max_steps}", "optim.schedule=cosine", "optim.lr=0.02",
               "optim.warmup_epochs=0.3"]
@@ -138,8 +138,8 @@ def run_demo(out: str | Path = "demo", quick: bool = False, seed: int = 0) -> di
     print("\n== 7. score the submission ==")
     kit("score", submission, data / "test_solution.csv", "--sample", data / "sample_submission.csv")
     print("\n== 8. an HTML report of the run ==")
-    kit("report", "--runs-dir", runs, "--submissions", subs, "--ensembles", ens / "test", "--data-dir", data,
-        "--solution", data / "test_solution.csv", "--folds", folds / "top18k.csv", "--comparison",
+    kit("report", "--runs-dir", runs, "--predictions-dir", subs, "--ensembles-dir", ens / "test", "--data-dir", data,
+        "--solution", data / "test_solution.csv", "--folds-csv", folds / "top18k.csv", "--comparison",
         out / "comparison.json", "--filtered", out / f"filtered_{pick}.npz", "--out", out / "report" / "index.html")
     print(f"\ndemo finished in {time.perf_counter() - t_start:.0f} s; files under {out}/")
     # The README promises the final GAP on the last line.

@@ -17,7 +17,7 @@ def test_quick_demo_runs_every_stage_and_ends_with_the_gap(tmp_path, capsys, mon
     assert lines[-1] == f"GAP {comparison['gap_after_filter']:.6f}"
     assert 0.0 <= comparison["gap_after_filter"] <= 1.0
     for name in ("submission.csv", "val_solution.csv", "runs/top2k/fold0/best.pt", "runs/top18k/fold0/curves.png",
-                 "submissions/top18k/test_fold0.npz", "ensembles/test/soft.npz"):
+                 "predictions/top18k/test_fold0.npz", "ensembles/test/soft.npz"):
         assert (tmp_path / "d" / name).is_file(), name
     # the submission holds one row per test id, in Kaggle's format
     sub = (tmp_path / "d" / "submission.csv").read_text().splitlines()

@@ -120,7 +120,7 @@ def test_load_any_reads_submission_csv(tmp_path):
 
 
 def test_run_ensemble_files_and_discovery(tmp_path):
-    sub = tmp_path / "submissions"
+    sub = tmp_path / "predictions"
     for name, p in (("m0", M0), ("m1", M1)):
         save_predictions(p, sub / name / "test_fold0.npz")
     # validation: m0 right on 1 of 2 landmark images, m1 on both -> GAPs 0.5 and 1.0
@@ -133,7 +133,7 @@ def test_run_ensemble_files_and_discovery(tmp_path):
         (tmp_path / "runs" / name / "fold0" / "config.yaml").write_text(f"data:\n  folds_csv: {folds}\n")
     logs = []
     res = E.run_ensemble("weighted", out=tmp_path / "submission.csv", ensembles_dir=tmp_path / "ensembles",
-                         submissions_dir=sub, runs_dir=tmp_path / "runs", log=logs.append)
+                         predictions_dir=sub, runs_dir=tmp_path / "runs", log=logs.append)
     np.testing.assert_allclose(res["weights"], [0.5, 1.0])
     # weights (0.5, 1): base M1 where present: a: (0.5*0.6 + 0.9)/1.5 = 0.8; b: 0.8/1.5; c: M0 0.25/1.5; d: 0.7/1.5
     out = load_predictions(tmp_path / "ensembles" / "weighted.npz")

@@ -87,7 +87,7 @@ def test_kit_folds_cli_and_clean_csv(tmp_path, capsys):
     ids = [f"{i:016d}" for i in range(12)]                         # all-digit ids keep their zeros
     path = train_csv(tmp_path / "train.csv", lid, ids)
     out = tmp_path / "folds" / "top2.csv"
-    assert main(["folds", "--train-csv", str(path), "--top", "2", "--folds", "2", "--out", str(out)]) == 0
+    assert main(["folds", "--train-csv", str(path), "--top", "2", "--n-folds", "2", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "classes kept: 2  images: 10 of 12" in text and "rows per fold: 0: 5, 1: 5" in text
     df = pd.read_csv(out, dtype={"id": str})
@@ -95,7 +95,7 @@ def test_kit_folds_cli_and_clean_csv(tmp_path, capsys):
     assert df["id"].tolist() == ids[:10] and df["label"].tolist() == [0] * 6 + [1] * 4
     clean = tmp_path / "clean.csv"
     clean.write_text(f"landmark_id,images\n3,{ids[0]} {ids[1]} {ids[2]}\n1,{ids[10]}\n")
-    assert main(["folds", "--train-csv", str(path), "--min-images", "1", "--folds", "2", "--out", str(out),
+    assert main(["folds", "--train-csv", str(path), "--min-images", "1", "--n-folds", "2", "--out", str(out),
                  "--clean-csv", str(clean)]) == 0
     df = pd.read_csv(out, dtype={"id": str})
     assert df["id"].tolist() == ids[:3] + [ids[10]] and df["label"].tolist() == [1, 1, 1, 0]

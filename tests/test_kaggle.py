@@ -420,10 +420,10 @@ def test_inference_plan(tmp_path):
     assert [name for name, _ in plan] == ["predict a fold0", "predict b fold2", "ensemble soft", "filter distractor",
                                           "submission"]
     assert plan[1][1] == ["predict", "--config", f"{m}/runs/b/fold2/config.yaml", "--fold", "2", "--split", "test",
-                          "--checkpoint", f"{m}/runs/b/fold2/best.pt", "--out", "/w/submissions/b/test_fold2.npz",
-                          f"runs_dir={m}/runs", "data.data_dir=/d", "submissions_dir=/w/submissions",
+                          "--checkpoint", f"{m}/runs/b/fold2/best.pt", "--out", "/w/predictions/b/test_fold2.npz",
+                          f"runs_dir={m}/runs", "data.data_dir=/d", "predictions_dir=/w/predictions",
                           "data.num_workers=4", "predict.batch_size=32", "predict.tta=none"]
-    assert plan[2][1] == ["ensemble", "soft", "/w/submissions/a/test_fold0.npz", "/w/submissions/b/test_fold2.npz",
+    assert plan[2][1] == ["ensemble", "soft", "/w/predictions/a/test_fold0.npz", "/w/predictions/b/test_fold2.npz",
                           "--weights", "0.7", "0.3", "--out", "/w/ensemble.csv", "--ensembles-dir", "/w/ensembles"]
     assert plan[3][1] == ["filter", "distractor", "/w/ensembles/soft.npz", "--load", f"{m}/params/f.json",
                           "--distractors", f"{m}/params/w.json", "--data-dir", "/d", "--out", "/w/filtered0_distractor.npz"]

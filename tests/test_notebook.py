@@ -144,8 +144,8 @@ def test_full_run_in_a_kaggle_like_venv(tmp_path, monkeypatch):
     assert have.stdout.split() == ["torch", "timm", "albumentations", "sklearn", "cv2", "pip"], have.stderr
 
     assert main(["synth", "--out", "data", "--classes", "4", "--images", "40", "--test-images", "8", "--size", "64",
-                 "--distractors", "4", "--workers", "1"]) == 0
-    assert main(["folds", "--train-csv", "data/train.csv", "--top", "4", "--folds", "2", "--out", "folds.csv"]) == 0
+                 "--distractors", "4", "--jobs", "1"]) == 0
+    assert main(["folds", "--train-csv", "data/train.csv", "--top", "4", "--n-folds", "2", "--out", "folds.csv"]) == 0
     for name, seed in (("nb", 0), ("nb2", 1)):
         assert main(["train", "--config", "top2k", "--fold", "0", f"name={name}", "data.data_dir=data",
                      "data.folds_csv=folds.csv", "optim.epochs=1", "optim.max_steps_per_epoch=2", "data.image_size=64",
@@ -153,7 +153,7 @@ def test_full_run_in_a_kaggle_like_venv(tmp_path, monkeypatch):
     # embeddings of non-landmark images, and a distractor filter saved by `kit filter --save`
     assert main(["predict", "--config", "top2k", "--fold", "0", "--split", "distractors", "name=nb", "data.data_dir=data",
                  "data.folds_csv=folds.csv", "data.image_size=64", "data.num_workers=0"]) == 0
-    dist = "submissions/nb/distractors_fold0.npz"
+    dist = "predictions/nb/distractors_fold0.npz"
     assert main(["filter", "distractor", dist, "--distractors", dist, "--param", "alpha=0.5", "tau=0.99",
                  "--out", "home/check.npz", "--save", "home/fitted.json"]) == 0
     assert main(["kaggle", "package", "--out", "pkg", "--runs", "runs/nb/fold0", "runs/nb2/fold0", "--user", "alice",

@@ -42,7 +42,7 @@ def setup(tmp_path_factory):
     pd.DataFrame({"id": test_ids, "landmarks": ""}).to_csv(data / "sample_submission.csv", index=False)
     overrides = [f"data.data_dir={data}", f"data.folds_csv={root / 'folds.csv'}", "data.image_size=32",
                  "data.augment=none", "data.num_workers=0", "model.backbone=test_resnet", "model.weights=none",
-                 "model.embedding_dim=8", f"runs_dir={root / 'runs'}", f"submissions_dir={root / 'subs'}",
+                 "model.embedding_dim=8", f"runs_dir={root / 'runs'}", f"predictions_dir={root / 'subs'}",
                  "device=cpu", "predict.batch_size=5", "name=tiny"]
     cfg = load_config(None, overrides)
     torch.manual_seed(0)

@@ -59,7 +59,7 @@ def _write_inputs(root):
     test_emb /= np.linalg.norm(test_emb, axis=1, keepdims=True)
     labels = np.array([[lab, -1] for lab, _ in TOP1])
     scores = np.array([[s, 0.0] for _, s in TOP1])
-    sub = root / "submissions" / "expA"
+    sub = root / "predictions" / "expA"
     save_predictions(Predictions(TEST, labels, scores, test_emb), sub / "test_fold0.npz")
     save_predictions(Predictions(TRAIN, np.array(TRAIN_LM)[:, None], np.ones((11, 1)), train_emb),
                      sub / "train_fold0.npz")
@@ -74,7 +74,7 @@ def _write_inputs(root):
 
 def _build(root, **kw):
     data, folds = _write_inputs(root) if not (root / "folds.csv").exists() else (root / "data", root / "folds.csv")
-    args = dict(runs_dir=root / "runs", submissions_dir=root / "submissions", data_dir=data,
+    args = dict(runs_dir=root / "runs", predictions_dir=root / "predictions", data_dir=data,
                 solution=data / "test_solution.csv", folds=folds, gallery=6, saliency=2, rare_below=4)
     args.update(kw)
     return build_report(root / "report" / "index.html", **args).read_text()
@@ -164,10 +164,10 @@ def test_report_comparison_json_and_checkpoint_saliency(tmp_path):
 
 def test_report_without_inputs_is_an_error_and_degrades_with_few(tmp_path):
     with pytest.raises(KitError, match="nothing to report"):
-        build_report(tmp_path / "r.html", runs_dir=tmp_path / "none", submissions_dir=tmp_path / "none")
+        build_report(tmp_path / "r.html", runs_dir=tmp_path / "none", predictions_dir=tmp_path / "none")
     assert not (tmp_path / "r.html").exists()
     (tmp_path / "subs" / "exp").mkdir(parents=True)   # an experiment with nothing in it yet
-    page = build_report(tmp_path / "r.html", runs_dir=tmp_path / "none", submissions_dir=tmp_path / "subs").read_text()
+    page = build_report(tmp_path / "r.html", runs_dir=tmp_path / "none", predictions_dir=tmp_path / "subs").read_text()
     assert page.count('class="note"') == 5 and "data:image" not in page
     assert "No learning curves" in page and "pass --folds" in page and "No gallery" in page
     with pytest.raises(KitError, match="file not found"):

@@ -29,7 +29,7 @@ TINY = ["model.backbone=test_efficientnet_gn", "model.weights=none", "model.embe
 
 def tiny_cfg(root, *extra):
     return load_config(None, [f"data.data_dir={root}", f"data.folds_csv={root / 'folds.csv'}",
-                              f"runs_dir={root / 'runs'}", f"submissions_dir={root / 'subs'}", *TINY, *extra])
+                              f"runs_dir={root / 'runs'}", f"predictions_dir={root / 'subs'}", *TINY, *extra])
 
 
 def state(run_dir, name="last.pt"):

@@ -8,7 +8,7 @@ The output keeps the embeddings of FILES[0] (if it has them), so a filter can us
 Weights (weighted, soft) when --weights is not given: with --solution, each model's GAP (weighted) or
 the GAP-maximising simplex weights (soft), measured on the --fit-on files (OOF/val predictions of the
 same models, same order) or else on FILES. With no FILES, the newest test_*.npz of every experiment
-in submissions/ is used, weighted by its validation GAP: the mean over its val_fold<N>.npz (else
+in predictions/ is used, weighted by its validation GAP: the mean over its val_fold<N>.npz (else
 oof_fold<N>.npz) files, scored against --solution or the folds CSV in runs/<exp>/fold<N>/config.yaml.
 --solution also prints each input's GAP and the ensemble's (score on OOF before running on test).
 """
@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--topk", type=int, help="soft: labels kept per image (default: the inputs' largest k)")
     p.add_argument("--step", type=float, default=0.1, help="soft: weight grid step on the simplex (0.1)")
     p.add_argument("--ensembles-dir", default="ensembles")
-    p.add_argument("--submissions-dir", default="submissions")
+    p.add_argument("--predictions-dir", default="predictions")
     p.add_argument("--runs-dir", default="runs")
     p.set_defaults(func=run)
 
@@ -46,5 +46,5 @@ def run(args) -> int:
         raise KitError("ensemble: --fit-on needs --solution (the truth of the fit-on images)")
     run_ensemble(args.method, args.files, out=args.out, weights=args.weights, alpha=args.alpha,
                  solution=args.solution, fit_on=args.fit_on, topk=args.topk, step=args.step,
-                 ensembles_dir=args.ensembles_dir, submissions_dir=args.submissions_dir, runs_dir=args.runs_dir)
+                 ensembles_dir=args.ensembles_dir, predictions_dir=args.predictions_dir, runs_dir=args.runs_dir)
     return 0

@@ -1,6 +1,6 @@
 """`kit predict --config CONFIG --fold N --split {val,test,train} [key=value ...]`: best checkpoint -> prediction file.
 
-Writes submissions/<name>/<split>_fold<N>.npz (top-k landmark ids, confidences, L2-normalised
+Writes predictions/<name>/<split>_fold<N>.npz (top-k landmark ids, confidences, L2-normalised
 embeddings; see kit/predictions.py) and, with --submission PATH, a submission CSV of the top-1.
 val: the fold's validation rows (prints GAP); train: its training rows (embeddings for `kit retrieve`);
 test: every id of DATA/sample_submission.csv.
@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--split", choices=SPLITS, default="test", help="images to predict (default test)")
     p.add_argument("--tta", choices=list(TTAS), help="test-time augmentation (= predict.tta=NAME)")
     p.add_argument("--checkpoint", help="a .pt file or run dir instead of runs/<name>/fold<N>/best.pt")
-    p.add_argument("--out", help="prediction file (default submissions/<name>/<split>_fold<N>.npz)")
+    p.add_argument("--out", help="prediction file (default predictions/<name>/<split>_fold<N>.npz)")
     p.add_argument("--submission", metavar="PATH", help="also write the top-1 as a submission CSV")
     p.set_defaults(func=run)
 

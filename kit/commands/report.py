@@ -9,13 +9,13 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("report", help="write an HTML report of runs, predictions and ensembles",
                               description=__doc__)
     p.add_argument("--runs-dir", default="runs", help="runs/<exp>/fold<N>/ (metrics.csv, best.pt); default runs")
-    p.add_argument("--submissions", default="submissions",
-                   help="prediction files submissions/<exp>/{oof,val,test,train}_fold<N>.npz; default submissions")
-    p.add_argument("--ensembles", help="ensemble prediction files *.npz (default: ensembles/ beside --submissions)")
+    p.add_argument("--predictions-dir", default="predictions",
+                   help="prediction files predictions/<exp>/{oof,val,test,train}_fold<N>.npz; default predictions")
+    p.add_argument("--ensembles-dir", help="ensemble prediction files *.npz (default: ensembles/ beside --predictions-dir)")
     p.add_argument("--exp", help="one experiment (default: every experiment found)")
     p.add_argument("--data-dir", help="GLDv2 data dir, for thumbnails and saliency maps")
     p.add_argument("--solution", help="test_solution.csv (id,landmarks): truth of test ids")
-    p.add_argument("--folds", help="folds CSV (id,landmark_id,...): truth of train ids and class counts")
+    p.add_argument("--folds-csv", help="folds CSV (id,landmark_id,...): truth of train ids and class counts")
     p.add_argument("--comparison", help='ensemble comparison JSON {"method": {"gap": ...}} (e.g. from kit demo)')
     p.add_argument("--filtered", help="filtered prediction file whose verdicts the gallery shows "
                                       "(default: newest *filter*/*delf* .npz found)")
@@ -34,9 +34,9 @@ def run(args) -> int:
     from kit.device import choose_device
 
     device = str(choose_device(args.device))
-    out = build_report(args.out, runs_dir=args.runs_dir, submissions_dir=args.submissions, exp=args.exp,
-                       data_dir=args.data_dir, solution=args.solution, folds=args.folds,
-                       comparison=args.comparison, ensembles_dir=args.ensembles, filtered=args.filtered,
+    out = build_report(args.out, runs_dir=args.runs_dir, predictions_dir=args.predictions_dir, exp=args.exp,
+                       data_dir=args.data_dir, solution=args.solution, folds=args.folds_csv,
+                       comparison=args.comparison, ensembles_dir=args.ensembles_dir, filtered=args.filtered,
                        gallery=args.gallery, saliency=args.saliency, rare_below=args.rare_below,
                        device=device)
     print(f"report written to {out}")

@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--family-frac", type=float, default=0.6,
                    help="look-alike families per class: classes of a family share kind, palette and textures (default: 0.6)")
     p.add_argument("--seed", type=int, default=0, help="random seed; same seed = identical files (default: 0)")
-    p.add_argument("--workers", type=int, default=None, help="parallel processes (default: CPU count, at most 8)")
+    p.add_argument("--jobs", type=int, default=None, help="parallel processes (default: CPU count, at most 8)")
     p.add_argument("--reuse", action="store_true", help="keep OUT as is if it was generated with the same parameters")
     p.set_defaults(func=run)
 
@@ -31,7 +31,7 @@ def run(args) -> int:
 
     summary = generate(args.out, classes=args.classes, images=args.images, test_images=args.test_images,
                        size=args.size, nonlandmark_frac=args.nonlandmark_frac, train_noise=args.train_noise,
-                       zipf=args.zipf, seed=args.seed, family_frac=args.family_frac, workers=args.workers, force=not args.reuse,
+                       zipf=args.zipf, seed=args.seed, family_frac=args.family_frac, workers=args.jobs, force=not args.reuse,
                        distractors=args.distractors)
     print(summary_line(summary))
     return 0

@@ -1,7 +1,7 @@
 """`kit train --config CONFIG --fold N [key=value ...]`: train one model on one fold of a folds CSV.
 
 Writes runs/<name>/fold<N>/{last.pt,best.pt,config.yaml,metrics.csv,curves.png,tb/} and the
-out-of-fold predictions submissions/<name>/oof_fold<N>.npz. Under `torchrun --nproc_per_node K`
+out-of-fold predictions predictions/<name>/oof_fold<N>.npz. Under `torchrun --nproc_per_node K`
 the same command trains with DDP (data.batch_size stays the global batch).
 """
 from __future__ import annotations

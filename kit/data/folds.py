@@ -210,10 +210,10 @@ def _class_sorted_positions(labels: np.ndarray, n_classes: int, seed: int, ids=N
     return rank + offset
 
 
-def assign_folds(labels: np.ndarray, n_folds: int, seed: int = 42, ids=None, landmark_ids=None) -> np.ndarray:
+def assign_folds(labels: np.ndarray, n_folds: int, seed: int = 0, ids=None, landmark_ids=None) -> np.ndarray:
     """Stratified fold 0..F-1 per row (labels: contiguous class indices). See module docstring."""
     if n_folds < 2:
-        raise KitError(f"folds: --folds must be >= 2 (got {n_folds})")
+        raise KitError(f"folds: --n-folds must be >= 2 (got {n_folds})")
     labels = np.asarray(labels, dtype=np.int64)
     n_classes = int(labels.max()) + 1 if len(labels) else 0
     return (_class_sorted_positions(labels, n_classes, seed, ids, landmark_ids) % n_folds).astype(np.int8)
@@ -232,7 +232,7 @@ def holdout_pattern(shares: dict = HOLDOUT_SHARES) -> np.ndarray:
     return np.array(out, dtype=np.int8)
 
 
-def assign_holdout(labels: np.ndarray, seed: int = 42, ids=None, landmark_ids=None) -> np.ndarray:
+def assign_holdout(labels: np.ndarray, seed: int = 0, ids=None, landmark_ids=None) -> np.ndarray:
     """Report 001's split per row: 1 = train (90%), 0 = val (6%), -1 = holdout (4%), stratified by class."""
     labels = np.asarray(labels, dtype=np.int64)
     n_classes = int(labels.max()) + 1 if len(labels) else 0
@@ -241,7 +241,7 @@ def assign_holdout(labels: np.ndarray, seed: int = 42, ids=None, landmark_ids=No
 
 
 def make_folds(train: pd.DataFrame, top: int | None = None, min_images: int | None = None,
-               n_folds: int = 5, holdout: bool = False, seed: int = 42) -> pd.DataFrame:
+               n_folds: int = 5, holdout: bool = False, seed: int = 0) -> pd.DataFrame:
     """train (id, landmark_id) -> folds frame id, landmark_id, label, fold (input row order kept)."""
     lid = train["landmark_id"].to_numpy(dtype=np.int64)
     kept = select_classes(lid, top, min_images)

@@ -271,9 +271,9 @@ def _weights(weights, m: int) -> np.ndarray:
 
 # --- running an ensemble over files (what `kit ensemble` calls) -----------------------------------
 
-def latest_test_files(submissions_dir: str | Path = "submissions") -> list[Path]:
+def latest_test_files(predictions_dir: str | Path = "predictions") -> list[Path]:
     """The newest `test_*.npz` (by modification time) of every experiment directory, sorted by name."""
-    root = Path(submissions_dir)
+    root = Path(predictions_dir)
     if not root.is_dir():
         raise KitError(f"{root}: no submissions directory (run `kit predict --split test` first)")
     found = []
@@ -313,7 +313,7 @@ def validation_gap(exp_dir: str | Path, truth=None, runs_dir: str | Path = "runs
 
 def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weights=None, alpha: float = 0.5,
                  solution=None, fit_on=(), topk: int | None = None, step: float = 0.1,
-                 ensembles_dir: str | Path = "ensembles", submissions_dir: str | Path = "submissions",
+                 ensembles_dir: str | Path = "ensembles", predictions_dir: str | Path = "predictions",
                  runs_dir: str | Path = "runs", log=print) -> dict:
     """Load FILES (or the latest test file of every experiment), pick weights, print GAPs where a
     solution covers the scored files, write `ensembles/<method>.npz` and the submission CSV `out`.
@@ -326,9 +326,9 @@ def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weig
         raise KitError(f"unknown ensemble '{method}' (valid: {', '.join(ENSEMBLES)})")
     truth = load_truth(solution) if solution else None
     discovered = not files
-    files = [Path(f) for f in files] or latest_test_files(submissions_dir)
+    files = [Path(f) for f in files] or latest_test_files(predictions_dir)
     if len(files) < 2:
-        where = f"found in {submissions_dir}" if discovered else "given"
+        where = f"found in {predictions_dir}" if discovered else "given"
         raise KitError(f"ensemble: needs at least 2 prediction files, {len(files)} {where} "
                        f"(an ensemble of one would just copy it; use `kit to-submission` for a single file)")
     preds = [load_any(f) for f in files]

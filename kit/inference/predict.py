@@ -1,6 +1,6 @@
 """The prediction stage: a trained fold's best checkpoint over val, test or train images -> a prediction file.
 
-`run_predict(cfg, fold, split)` writes `submissions/<name>/<split>_fold<N>.npz` (kit.predictions
+`run_predict(cfg, fold, split)` writes `predictions/<name>/<split>_fold<N>.npz` (kit.predictions
 format: top-k original landmark ids, softmax confidences, L2-normalised embeddings) and the resolved
 config beside it (`<split>_fold<N>.yaml`). Which images:
   val   rows of the folds CSV with fold == N (prints their GAP)
@@ -88,7 +88,7 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
 
 
 def prediction_path(cfg, fold: int, split: str) -> Path:
-    return Path(cfg.submissions_dir) / cfg.name / f"{split}_fold{fold}.npz"
+    return Path(cfg.predictions_dir) / cfg.name / f"{split}_fold{fold}.npz"
 
 
 def val_gap(pred: Predictions, folds_csv, fold: int) -> float:

@@ -104,11 +104,11 @@ def inference_plan(manifest: dict, models: str | os.PathLike, data: str | os.Pat
     steps, preds = [], []
     for r in chosen:
         run = packaged_file(models, "runs", f"{r['exp']}/fold{r['fold']}", work)
-        preds.append(str(work / "submissions" / r["exp"] / f"test_fold{r['fold']}.npz"))
+        preds.append(str(work / "predictions" / r["exp"] / f"test_fold{r['fold']}.npz"))
         steps.append((f"predict {r['exp']} fold{r['fold']}",
                       ["predict", "--config", str(run / "config.yaml"), "--fold", str(r["fold"]), "--split", "test",
                        "--checkpoint", str(run / "best.pt"), "--out", preds[-1], f"runs_dir={run.parent.parent}",
-                       f"data.data_dir={data}", f"submissions_dir={work / 'submissions'}",
+                       f"data.data_dir={data}", f"predictions_dir={work / 'predictions'}",
                        *(f"{k}={v}" for k, v in settings.items())]))
     current = preds[0]
     if len(preds) > 1:

@@ -20,7 +20,7 @@ _FOLD_FILE = re.compile(r"^(oof|val|test|train)_fold(\d+)\.npz$")
 class Inputs:
     """Everything the sections read; paths may be None or absent."""
     runs_dir: Path
-    submissions_dir: Path
+    predictions_dir: Path
     ensembles_dir: Path
     exp: str | None = None
     data_dir: Path | None = None
@@ -97,13 +97,13 @@ def score_by_bucket(pred: Predictions, truth: dict, counts: dict, threshold: int
 def experiments(inp: Inputs) -> list[str]:
     if inp.exp:
         return [inp.exp]
-    names = {p.name for d in (inp.runs_dir, inp.submissions_dir) if d.is_dir() for p in d.iterdir() if p.is_dir()}
+    names = {p.name for d in (inp.runs_dir, inp.predictions_dir) if d.is_dir() for p in d.iterdir() if p.is_dir()}
     return sorted(names)
 
 
 def fold_files(inp: Inputs, exp: str) -> dict[tuple[str, int], Path]:
-    """(kind, fold) -> submissions/<exp>/<kind>_fold<N>.npz."""
-    d = inp.submissions_dir / exp
+    """(kind, fold) -> predictions/<exp>/<kind>_fold<N>.npz."""
+    d = inp.predictions_dir / exp
     out = {}
     for p in sorted(d.glob("*.npz")) if d.is_dir() else []:
         m = _FOLD_FILE.match(p.name)
@@ -116,7 +116,7 @@ def filtered_file(inp: Inputs, exp: str) -> Path | None:
     """--filtered, else the newest prediction file whose name says it was filtered."""
     if inp.filtered is not None:
         return inp.filtered if inp.filtered.is_file() else None
-    cands = [p for d in (inp.submissions_dir / exp, inp.ensembles_dir) if d.is_dir()
+    cands = [p for d in (inp.predictions_dir / exp, inp.ensembles_dir) if d.is_dir()
              for p in d.glob("*.npz") if re.search(r"filter|delf|sift|distractor|centroid_thr", p.stem)]
     return max(cands, key=lambda p: p.stat().st_mtime) if cands else None
 

@@ -42,7 +42,7 @@ def _guard(fn, *args):
 
 
 def build_report(out: str | Path = "report/index.html", runs_dir: str | Path = "runs",
-                 submissions_dir: str | Path = "submissions", exp: str | None = None,
+                 predictions_dir: str | Path = "predictions", exp: str | None = None,
                  data_dir: str | Path | None = None, solution: str | Path | None = None,
                  folds: str | Path | None = None, comparison: str | Path | None = None,
                  ensembles_dir: str | Path | None = None, filtered: str | Path | None = None,
@@ -50,18 +50,18 @@ def build_report(out: str | Path = "report/index.html", runs_dir: str | Path = "
                  device: str = "cpu") -> Path:
     """Render the report page to `out` (atomically) and return its path."""
     opt = lambda p: None if p is None else Path(p)  # noqa: E731
-    submissions_dir = Path(submissions_dir)
-    inp = Inputs(Path(runs_dir), submissions_dir, opt(ensembles_dir) or submissions_dir.parent / "ensembles",
+    predictions_dir = Path(predictions_dir)
+    inp = Inputs(Path(runs_dir), predictions_dir, opt(ensembles_dir) or predictions_dir.parent / "ensembles",
                  exp, opt(data_dir), opt(solution), opt(folds), opt(comparison), opt(filtered))
     for name in ("solution", "folds", "comparison", "filtered"):
         p = getattr(inp, name)
         if p is not None and not p.is_file():
             raise KitError(f"{p}: file not found (--{name})")
-    if not any(d.is_dir() and any(d.iterdir()) for d in (inp.runs_dir, inp.submissions_dir, inp.ensembles_dir)) \
+    if not any(d.is_dir() and any(d.iterdir()) for d in (inp.runs_dir, inp.predictions_dir, inp.ensembles_dir)) \
             and inp.comparison is None:
-        raise KitError(f"report: nothing to report: {inp.runs_dir}, {inp.submissions_dir} and {inp.ensembles_dir} "
+        raise KitError(f"report: nothing to report: {inp.runs_dir}, {inp.predictions_dir} and {inp.ensembles_dir} "
                        "are empty or absent (run `kit train` / `kit predict` first, or point --runs-dir and "
-                       "--submissions at them)")
+                       "--predictions-dir at them)")
     inp.truth, inp.train_counts = truth_and_counts(inp.folds, inp.solution)
 
     body = {"curves": _guard(section_curves, inp), "buckets": _guard(section_buckets, inp, rare_below)}
@@ -74,7 +74,7 @@ def build_report(out: str | Path = "report/index.html", runs_dir: str | Path = "
 
     title = f"kit report: {exp}" if exp else "kit report"
     page = _template().render(title=title, now=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-                              runs_dir=str(inp.runs_dir), submissions_dir=str(inp.submissions_dir),
+                              runs_dir=str(inp.runs_dir), predictions_dir=str(inp.predictions_dir),
                               sections=[(k, t, body[k]) for k, t in SECTIONS])
     return write_text(page, out)
 

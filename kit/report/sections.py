@@ -52,7 +52,7 @@ def section_curves(inp: Inputs) -> str:
 
 def section_buckets(inp: Inputs, rare_below: int) -> str:
     if inp.train_counts is None:
-        return note("No GAP by class frequency: pass --folds FOLDS.csv (training counts per landmark).")
+        return note("No GAP by class frequency: pass --folds-csv FOLDS.csv (training counts per landmark).")
     threshold, why = rare_threshold(inp.train_counts, rare_below)
     n_rare = int((inp.train_counts < threshold).sum())
     counts = inp.train_counts.to_dict()
@@ -81,7 +81,7 @@ def section_buckets(inp: Inputs, rare_below: int) -> str:
 def section_gallery(inp: Inputs, n: int) -> tuple[str, list[GalleryRow], str | None]:
     src = gallery_source(inp)
     if src is None:
-        return note("No gallery: needs submissions/<exp>/test_fold<N>.npz and train_fold<N>.npz with "
+        return note("No gallery: needs predictions/<exp>/test_fold<N>.npz and train_fold<N>.npz with "
                     "embeddings (kit predict --split test / --split train)."), [], None
     exp, fold, test, train = src
     train_landmarks = {i: t[0] for i, t in inp.truth.items() if len(t) == 1}

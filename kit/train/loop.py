@@ -163,7 +163,7 @@ def checkpoint_state(model, cfg, split, epoch: int, metrics: dict) -> dict:
 
 
 def write_oof(model, cfg, fold: int, split, dist: Dist, amp: bool):
-    """Predictions of `model` (the best checkpoint) on the fold's val rows -> submissions/<name>/oof_foldN.npz."""
+    """Predictions of `model` (the best checkpoint) on the fold's val rows -> predictions/<name>/oof_foldN.npz."""
     from pathlib import Path
 
     from kit.data.augment import transforms_for
@@ -177,7 +177,7 @@ def write_oof(model, cfg, fold: int, split, dist: Dist, amp: bool):
     loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, d.num_workers, dist.device.type)
     pred = predict_loader(unwrap(model), loader, split.label_map, cfg.predict.topk, dist.device, amp=amp,
                           desc="oof")
-    return save_predictions(pred, Path(cfg.submissions_dir) / cfg.name / f"oof_fold{fold}.npz")
+    return save_predictions(pred, Path(cfg.predictions_dir) / cfg.name / f"oof_fold{fold}.npz")
 
 
 def train(cfg, fold: int, resume: bool = False) -> dict:
