@@ -64,6 +64,7 @@ class OptimConfig:
     lr_backbone: float = 1.0              # multipliers of lr per part (Mail.ru)
     lr_neck: float = 1.0
     lr_head: float = 1.0
+    layer_decay: float = 1.0              # backbone layer-wise lr decay per block (timm groups); 1 = off
     epochs: int = 10
     accum_steps: int = 1
     amp: bool = True                      # used on CUDA only

@@ -63,6 +63,31 @@ def test_per_part_learning_rates(tmp_path):
         build_optimizer(build_model(cfg.model, 3), cfg.optim)
 
 
+def test_layer_decay_gives_each_backbone_block_its_own_lr(tmp_path):
+    from kit.models.model import build_model
+
+    cfg = tiny_cfg(tmp_path, "optim.lr=0.1", "optim.lr_backbone=0.1", "optim.layer_decay=0.5",
+                   "optim.optimizer=adamw", "optim.weight_decay=0.01")
+    model = build_model(cfg.model, 3)
+    opt = build_optimizer(model, cfg.optim)
+    lr = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    wd = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert len(lr) == sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    named = dict(model.backbone.named_parameters())
+    # test_efficientnet_gn (timm's group_matcher): stem, blocks 0-4, conv_head joins the last block = 6
+    # layers; layer i gets 0.1 * 0.1 * 0.5 ** (5 - i)
+    assert lr[id(named["conv_stem.weight"])] == pytest.approx(0.01 * 0.5 ** 5)
+    assert lr[id(named["blocks.2.0.conv_exp.weight"])] == pytest.approx(0.01 * 0.5 ** 2)
+    assert lr[id(named["conv_head.weight"])] == pytest.approx(0.01)
+    assert wd[id(named["conv_head.weight"])] == 0.01 and wd[id(named["bn2.weight"])] == 0.0  # no decay on norms
+    assert [g["lr"] for g in opt.param_groups if g["name"] == "head"] == [pytest.approx(0.1)]
+    cfg.optim.layer_decay = 1.0   # off: one backbone group, as before
+    assert [g["name"] for g in build_optimizer(model, cfg.optim).param_groups] == ["backbone", "neck", "head"]
+    cfg.optim.layer_decay = 0.0
+    with pytest.raises(KitError, match="layer_decay"):
+        build_optimizer(model, cfg.optim)
+
+
 def test_training_lowers_loss_and_writes_everything(tmp_path):
     make_gldv2(tmp_path, per_class=8)
     cfg = tiny_cfg(tmp_path, "optim.epochs=4", "name=learn", "predict.batch_size=4")  # = the val loader batch
