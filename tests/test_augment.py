@@ -78,7 +78,7 @@ def test_light_is_flip_and_colour_jitter():
 
 
 def test_unknown_pipeline_lists_valid_names():
-    with pytest.raises(KitError, match="unknown pipeline 'heavy' \\(valid: none, light, pipeline1, pipeline2\\)"):
+    with pytest.raises(KitError, match="unknown pipeline 'heavy' \\(valid: none, light, pipeline1, pipeline2, retrieval\\)"):
         build_transforms("heavy", 64, True)
 
 
