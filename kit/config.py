@@ -80,6 +80,7 @@ class PredictConfig:
     scales: list[float] = field(default_factory=lambda: [0.707, 1.0, 1.414])
     topk: int = 5
     batch_size: int = 128
+    embedding: str = "neck"               # saved embedding: neck | pooled (backbone GeM) | concat (both)
 
 
 @dataclass
