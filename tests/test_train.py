@@ -203,3 +203,23 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     assert one["history"][-1]["train_loss"] == pytest.approx(two["history"][-1]["train_loss"], rel=1e-5)
     assert one["history"][-1]["val_gap"] == two["history"][-1]["val_gap"]
     assert (tmp_path / "subs" / "ddp" / "oof_fold0.npz").is_file()
+
+
+def test_retrieval_preset_learns_the_head_and_leaves_the_backbone_as_it_was(tmp_path):
+    """`--config retrieval`: sub-center ArcFace with dynamic margins on a frozen backbone."""
+    from kit.models.model import build_model
+
+    make_gldv2(tmp_path, per_class=8)
+    cfg = load_config("retrieval", [f"data.data_dir={tmp_path}", f"data.folds_csv={tmp_path / 'folds.csv'}",
+                                    f"runs_dir={tmp_path / 'runs'}", f"submissions_dir={tmp_path / 'subs'}", *TINY,
+                                    "model.embedding_dim=16", "optim.epochs=3", "optim.lr=0.01", "predict.batch_size=4"])
+    assert cfg.model.head == "subcenter_arcface" and cfg.model.arc_dynamic and cfg.optim.stages.startswith("head:")
+    train(cfg, 0)
+    hist = state(cfg.run_dir(0))["history"]
+    assert [r["stage"] for r in hist] == ["head"] * 3 and hist[-1]["train_loss"] < hist[0]["train_loss"]
+    seed_everything(cfg.seed)   # train() builds its model right after the same call: same initial backbone
+    initial = build_model(cfg.model, 3, [4, 4, 4]).backbone.state_dict()
+    trained = {k[len("backbone."):]: v for k, v in state(cfg.run_dir(0))["model"].items() if k.startswith("backbone.")}
+    assert trained.keys() == initial.keys() and all(torch.equal(trained[k], initial[k]) for k in initial)
+    head = state(cfg.run_dir(0))["model"]["head.weight"]
+    assert head.shape == (3 * 3, 16)   # 3 classes x 3 sub-centers
