@@ -64,6 +64,7 @@ class OptimConfig:
     lr_backbone: float = 1.0              # multipliers of lr per part (Mail.ru)
     lr_neck: float = 1.0
     lr_head: float = 1.0
+    layer_decay: float = 1.0              # backbone layer-wise lr decay per block (timm groups); 1 = off
     epochs: int = 10
     accum_steps: int = 1
     amp: bool = True                      # used on CUDA only
@@ -79,6 +80,7 @@ class PredictConfig:
     scales: list[float] = field(default_factory=lambda: [0.707, 1.0, 1.414])
     topk: int = 5
     batch_size: int = 128
+    embedding: str = "neck"               # saved embedding: neck | pooled (backbone GeM) | concat (both)
 
 
 @dataclass
@@ -177,7 +179,7 @@ def registries() -> dict[str, typing.Iterable[str]]:
     so a new entry is all a new choice needs. Imported here, lazily: they pull in torch/albumentations."""
     from kit.data.augment import PIPELINES
     from kit.device import DEVICES
-    from kit.inference.engine import TTAS
+    from kit.inference.engine import EMBEDDINGS, TTAS
     from kit.models.heads import HEADS
     from kit.models.layers import POOLS
     from kit.models.losses import LOSSES
@@ -185,7 +187,8 @@ def registries() -> dict[str, typing.Iterable[str]]:
     from kit.train.schedule import SCHEDULES
 
     return {"device": DEVICES, "data.augment": PIPELINES, "model.pool": POOLS, "model.head": HEADS,
-            "model.loss": LOSSES, "optim.optimizer": OPTIMIZERS, "optim.schedule": SCHEDULES, "predict.tta": TTAS}
+            "model.loss": LOSSES, "optim.optimizer": OPTIMIZERS, "optim.schedule": SCHEDULES, "predict.tta": TTAS,
+            "predict.embedding": EMBEDDINGS}
 
 
 def validate_config(cfg: Config) -> Config:

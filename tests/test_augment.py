@@ -78,7 +78,7 @@ def test_light_is_flip_and_colour_jitter():
 
 
 def test_unknown_pipeline_lists_valid_names():
-    with pytest.raises(KitError, match="unknown pipeline 'heavy' \\(valid: none, light, pipeline1, pipeline2\\)"):
+    with pytest.raises(KitError, match="unknown pipeline 'heavy' \\(valid: none, light, pipeline1, pipeline2, retrieval\\)"):
         build_transforms("heavy", 64, True)
 
 
@@ -91,3 +91,11 @@ def test_transforms_for_config_uses_backbone_statistics():
     assert tuple(norm.mean) == (0.5, 0.5, 0.5) and tuple(norm.std) == (0.5, 0.5, 0.5)   # tf_efficientnet_lite0
     cfg = load_config(None, ["model.backbone=resnet18"])
     assert tuple(find(transforms_for(cfg, train=False), "Normalize").mean) == pytest.approx(IMAGENET_MEAN)
+
+
+def test_retrieval_pipeline_crops_40_to_100_percent_and_validates_on_the_whole_photo():
+    tf = build_transforms("retrieval", 64, train=True)
+    assert kinds(tf) == ["RandomResizedCrop", "HorizontalFlip", "ColorJitter", "ToGray", "Normalize", "ToTensorV2"]
+    crop = find(tf, "RandomResizedCrop")
+    assert crop.size == (64, 64) and crop.scale == (0.4, 1.0)
+    assert kinds(build_transforms("retrieval", 64, train=False)) == ["Resize", "Normalize", "ToTensorV2"]

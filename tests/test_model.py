@@ -144,3 +144,22 @@ def test_single_sample_batch_trains_with_running_statistics():
     model = build_model(ModelConfig(embedding_dim=16, **LITE), 3).train()
     out = model(images(1))
     assert out["embeddings"].shape == (1, 16) and torch.isfinite(out["embeddings"]).all()
+
+
+def test_predict_embedding_neck_pooled_or_concat():
+    from kit.inference.engine import forward_views, tta_none
+
+    model = build_model(ModelConfig(**LITE), 4).eval()
+    x = images(3)
+    with torch.no_grad():
+        out = model(x)
+        pooled = model.pool(model.features(x))
+        vec = {name: forward_views(model, x, tta_none, embedding=name)[1] for name in ("neck", "pooled", "concat")}
+    assert torch.allclose(out["pooled"], pooled) and out["pooled"].shape == (3, 1280)
+    assert vec["neck"].shape == (3, 512) and vec["pooled"].shape == (3, 1280) and vec["concat"].shape == (3, 1792)
+    assert torch.allclose(vec["pooled"], torch.nn.functional.normalize(pooled), atol=1e-6)
+    # concat: both parts unit length, so the whole is sqrt(2) before the final normalisation
+    assert torch.allclose(vec["concat"][:, :1280] * 2 ** 0.5, vec["pooled"], atol=1e-5)
+    assert torch.allclose(vec["concat"][:, 1280:] * 2 ** 0.5, vec["neck"], atol=1e-5)
+    with pytest.raises(KitError, match="valid: neck, pooled, concat"):
+        forward_views(model, x, tta_none, embedding="gem")

@@ -64,6 +64,31 @@ def test_per_part_learning_rates(tmp_path):
         build_optimizer(build_model(cfg.model, 3), cfg.optim)
 
 
+def test_layer_decay_gives_each_backbone_block_its_own_lr(tmp_path):
+    from kit.models.model import build_model
+
+    cfg = tiny_cfg(tmp_path, "optim.lr=0.1", "optim.lr_backbone=0.1", "optim.layer_decay=0.5",
+                   "optim.optimizer=adamw", "optim.weight_decay=0.01")
+    model = build_model(cfg.model, 3)
+    opt = build_optimizer(model, cfg.optim)
+    lr = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    wd = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert len(lr) == sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+    named = dict(model.backbone.named_parameters())
+    # test_efficientnet_gn (timm's group_matcher): stem, blocks 0-4, conv_head joins the last block = 6
+    # layers; layer i gets 0.1 * 0.1 * 0.5 ** (5 - i)
+    assert lr[id(named["conv_stem.weight"])] == pytest.approx(0.01 * 0.5 ** 5)
+    assert lr[id(named["blocks.2.0.conv_exp.weight"])] == pytest.approx(0.01 * 0.5 ** 2)
+    assert lr[id(named["conv_head.weight"])] == pytest.approx(0.01)
+    assert wd[id(named["conv_head.weight"])] == 0.01 and wd[id(named["bn2.weight"])] == 0.0  # no decay on norms
+    assert [g["lr"] for g in opt.param_groups if g["name"] == "head"] == [pytest.approx(0.1)]
+    cfg.optim.layer_decay = 1.0   # off: one backbone group, as before
+    assert [g["name"] for g in build_optimizer(model, cfg.optim).param_groups] == ["backbone", "neck", "head"]
+    cfg.optim.layer_decay = 0.0
+    with pytest.raises(KitError, match="layer_decay"):
+        build_optimizer(model, cfg.optim)
+
+
 def test_training_lowers_loss_and_writes_everything(tmp_path):
     make_gldv2(tmp_path, per_class=8)
     cfg = tiny_cfg(tmp_path, "optim.epochs=4", "name=learn", "predict.batch_size=4")  # = the val loader batch
@@ -179,3 +204,23 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     assert one["history"][-1]["train_loss"] == pytest.approx(two["history"][-1]["train_loss"], rel=1e-5)
     assert one["history"][-1]["val_gap"] == two["history"][-1]["val_gap"]
     assert (tmp_path / "subs" / "ddp" / "oof_fold0.npz").is_file()
+
+
+def test_retrieval_preset_learns_the_head_and_leaves_the_backbone_as_it_was(tmp_path):
+    """`--config retrieval`: sub-center ArcFace with dynamic margins on a frozen backbone."""
+    from kit.models.model import build_model
+
+    make_gldv2(tmp_path, per_class=8)
+    cfg = load_config("retrieval", [f"data.data_dir={tmp_path}", f"data.folds_csv={tmp_path / 'folds.csv'}",
+                                    f"runs_dir={tmp_path / 'runs'}", f"predictions_dir={tmp_path / 'subs'}", *TINY,
+                                    "model.embedding_dim=16", "optim.epochs=3", "optim.lr=0.01", "predict.batch_size=4"])
+    assert cfg.model.head == "subcenter_arcface" and cfg.model.arc_dynamic and cfg.optim.stages.startswith("head:")
+    train(cfg, 0)
+    hist = state(cfg.run_dir(0))["history"]
+    assert [r["stage"] for r in hist] == ["head"] * 3 and hist[-1]["train_loss"] < hist[0]["train_loss"]
+    seed_everything(cfg.seed)   # train() builds its model right after the same call: same initial backbone
+    initial = build_model(cfg.model, 3, [4, 4, 4]).backbone.state_dict()
+    trained = {k[len("backbone."):]: v for k, v in state(cfg.run_dir(0))["model"].items() if k.startswith("backbone.")}
+    assert trained.keys() == initial.keys() and all(torch.equal(trained[k], initial[k]) for k in initial)
+    head = state(cfg.run_dir(0))["model"]["head.weight"]
+    assert head.shape == (3 * 3, 16)   # 3 classes x 3 sub-centers

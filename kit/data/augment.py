@@ -2,6 +2,7 @@
 
 - "none": resize + normalise.
 - "light": flip + colour jitter (report 001).
+- "retrieval": random resized crop (40-100%) + flip + colour, for embedding training (kNN).
 - "pipeline1" / "pipeline2": report 003, Table 1. Probabilities the table leaves out are
   albumentations' defaults; the report's text adds that vertical flips are rare (p=0.1 here).
   Pipeline 2's SmallestMaxSize(288) is for 256 px crops and scales with image_size (9/8 of it).
@@ -68,7 +69,21 @@ def _pipeline2(size: int, train: bool) -> list:
     ]
 
 
-PIPELINES = {"none": _none, "light": _light, "pipeline1": _pipeline1, "pipeline2": _pipeline2}
+def _retrieval(size: int, train: bool) -> list:
+    """Embedding training (GLR 2020/21 style, moderate): a random crop of 40-100% of the photo, so a
+    landmark is learnt at several scales and framings, plus flip and colour; validation: the whole photo."""
+    if not train:
+        return [A.Resize(size, size)]
+    return [
+        A.RandomResizedCrop(size=(size, size), scale=(0.4, 1.0), ratio=(0.75, 4 / 3)),
+        A.HorizontalFlip(p=0.5),
+        A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.8),
+        A.ToGray(p=0.05),
+    ]
+
+
+PIPELINES = {"none": _none, "light": _light, "pipeline1": _pipeline1, "pipeline2": _pipeline2,
+             "retrieval": _retrieval}
 
 
 def build_transforms(name: str, image_size: int, train: bool, mean=None, std=None) -> A.Compose:

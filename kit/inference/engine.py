@@ -63,23 +63,39 @@ def topk_predictions(probs, k: int, label_map) -> tuple[np.ndarray, np.ndarray]:
     return labels, out_scores
 
 
-def forward_views(model, images, tta: Callable, amp: bool = False):
-    """Averaged softmax probabilities [B,C] and L2-normalised embeddings [B,D] over the TTA views."""
+def _concat(out):
+    """Backbone GeM and neck output, each L2-normalised, side by side (equal weight in a cosine)."""
     import torch
     import torch.nn.functional as F
 
+    return torch.cat([F.normalize(out["pooled"].float(), dim=1), F.normalize(out["embeddings"].float(), dim=1)], 1)
+
+
+# which vector of the model output is the image's embedding (cfg.predict.embedding)
+EMBEDDINGS: dict[str, Callable] = {"neck": lambda out: out["embeddings"], "pooled": lambda out: out["pooled"],
+                                   "concat": _concat}
+
+
+def forward_views(model, images, tta: Callable, amp: bool = False, embedding: str = "neck"):
+    """Averaged softmax probabilities [B,C] and L2-normalised embeddings [B,D] over the TTA views;
+    `embedding` names the vector in EMBEDDINGS (neck output, backbone GeM, or both)."""
+    import torch
+    import torch.nn.functional as F
+
+    if embedding not in EMBEDDINGS:
+        raise KitError(f"predict.embedding: unknown embedding '{embedding}' (valid: {', '.join(EMBEDDINGS)})")
     probs, embs = 0.0, 0.0
     views = tta(images)
     with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=amp):
         for v in views:
             out = model(v)
             probs = probs + F.softmax(out["logits"].float(), dim=1)
-            embs = embs + F.normalize(out["embeddings"].float(), dim=1)
+            embs = embs + F.normalize(EMBEDDINGS[embedding](out).float(), dim=1)
     return probs / len(views), F.normalize(embs, dim=1)
 
 
 def predict_loader(model, loader, label_map, topk: int = 5, device="cpu", tta=None, amp: bool = False,
-                   progress: bool = True, desc: str = "predict") -> Predictions:
+                   progress: bool = True, desc: str = "predict", embedding: str = "neck") -> Predictions:
     """Run `model` over a loader of dict(image, id) batches -> Predictions (ids in loader order)."""
     import torch
     from kit.progress import progress as progress_bar
@@ -93,7 +109,7 @@ def predict_loader(model, loader, label_map, topk: int = 5, device="cpu", tta=No
             if batch is None:
                 continue
             images = batch["image"].to(device, non_blocking=True)
-            probs, emb = forward_views(model, images, views, amp=amp and device.type == "cuda")
+            probs, emb = forward_views(model, images, views, amp=amp and device.type == "cuda", embedding=embedding)
             lab, sc = topk_predictions(probs, topk, label_map)
             ids += [str(i) for i in batch["id"]]
             labels.append(lab)

@@ -84,7 +84,7 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
     loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, d.num_workers, device.type)
     return predict_loader(model, loader, label_map, cfg.predict.topk, device, tta=build_tta(cfg),
                           amp=bool(cfg.optim.amp and device.type == "cuda"), progress=progress,
-                          desc=f"predict {split}")
+                          desc=f"predict {split}", embedding=cfg.predict.embedding)
 
 
 def prediction_path(cfg, fold: int, split: str) -> Path:

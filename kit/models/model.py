@@ -1,7 +1,7 @@
 """The landmark model: backbone -> [SE attention] -> pool -> [FC -> BN neck] -> head.
 
 `build_model(cfg.model, num_classes, class_counts)`; `model(images, labels=None)` returns
-{"embeddings": [B, D], "logits": [B, C]} (+ "centers" with center loss). Embeddings are the raw
+{"embeddings": [B, D], "pooled": [B, C_backbone], "logits": [B, C]} (+ "centers" with center loss). Embeddings are the raw
 neck output; predict L2-normalises them. Parameters split into backbone / neck / head groups for
 per-part learning rates (Mail.ru), and `set_trainable` gives report 001's stage fine-tuning.
 """
@@ -59,8 +59,9 @@ class LandmarkModel(nn.Module):
         return self.neck(self.pool(self.features(images)))
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
-        emb = self.embed(images)
-        out = {"embeddings": emb, "logits": self.head(emb, labels)}
+        pooled = self.pool(self.features(images))
+        emb = self.neck(pooled)
+        out = {"embeddings": emb, "pooled": pooled, "logits": self.head(emb, labels)}
         if self.centers is not None:
             out["centers"] = self.centers
         return out

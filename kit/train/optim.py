@@ -15,14 +15,37 @@ OPTIMIZERS = {  # name -> (param groups, optim config) -> optimizer
 }
 
 
-def build_optimizer(model, optim_cfg) -> torch.optim.Optimizer:
-    """SGD or AdamW with one param group per model part, lr = optim.lr x optim.lr_<part> (Mail.ru)."""
+def backbone_groups(backbone, optim_cfg) -> list[dict]:
+    """The backbone's param groups at lr x lr_backbone; with optim.layer_decay < 1, one group per block
+    from timm's param_groups_layer_decay (BEiT-style: block i of L gets decay^(L-1-i), so early, generic
+    layers barely move; 1-D tensors get no weight decay there)."""
+    from timm.optim import param_groups_layer_decay
+
     o = optim_cfg
-    mult = {"backbone": o.lr_backbone, "neck": o.lr_neck, "head": o.lr_head}
-    parts = unwrap(model).param_groups()
-    groups = [{"params": list(ps), "lr": o.lr * mult[name], "name": name} for name, ps in parts.items() if ps]
+    base = o.lr * o.lr_backbone
+    params = list(backbone.parameters())
+    if not params:
+        return []
+    if not 0 < o.layer_decay <= 1:
+        raise KitError(f"optim.layer_decay={o.layer_decay} must be in (0, 1] (1 = off)")
+    if o.layer_decay == 1:
+        return [{"params": params, "lr": base, "name": "backbone"}]
+    groups = param_groups_layer_decay(backbone, weight_decay=o.weight_decay, layer_decay=o.layer_decay)
+    return [{"params": g["params"], "lr": base * g["lr_scale"], "weight_decay": g["weight_decay"],
+             "name": "backbone"} for g in groups]
+
+
+def build_optimizer(model, optim_cfg) -> torch.optim.Optimizer:
+    """OPTIMIZERS[optim.optimizer] with param groups per model part, lr = optim.lr x optim.lr_<part>
+    (Mail.ru); the backbone optionally split further by optim.layer_decay."""
+    o = optim_cfg
     if o.optimizer not in OPTIMIZERS:
         raise KitError(f"optim.optimizer: unknown optimizer '{o.optimizer}' (valid: {', '.join(OPTIMIZERS)})")
+    mult = {"neck": o.lr_neck, "head": o.lr_head}
+    parts = unwrap(model).param_groups()
+    groups = backbone_groups(unwrap(model).backbone, o)
+    groups += [{"params": list(ps), "lr": o.lr * mult[name], "name": name}
+               for name, ps in parts.items() if ps and name != "backbone"]
     return OPTIMIZERS[o.optimizer](groups, o)
 
 
