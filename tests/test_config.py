@@ -21,7 +21,7 @@ from kit.models.model import build_model
     ("model.pool=spp", "gem, avg, max"),
     ("optim.optimizer=lamb", "sgd, adamw"),
     ("optim.schedule=poly", "cosine, step"),
-    ("data.augment=heavy", "none, light, pipeline1, pipeline2"),
+    ("data.augment=heavy", "none, light, pipeline1, pipeline2, retrieval"),
     ("predict.tta=tencrop", "none, hflip, multiscale"),
     ("device=tpu", "auto, cpu, cuda"),
 ])
