@@ -127,30 +127,30 @@ def check_id(image_id) -> str:
     return image_id
 
 
-_ALLOWED = np.zeros(256, bool)
+_ALLOWED = np.zeros(128, bool)
 _ALLOWED[[ord(c) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"]] = True
 _ALNUM = _ALLOWED.copy()
 _ALNUM[[ord(c) for c in "_.-"]] = False
 
 
 def safe_ids(ids) -> np.ndarray:
-    """Vectorised check_id: a bool per id, True where it is a safe file name (1M ids in ~0.1 s)."""
+    """Vectorised check_id: a bool per id, True where it is a safe file name. Works on the UTF-32 code
+    points of a numpy str array (no per-id Python), ~0.3 s for 1M ids."""
     a = np.asarray(ids)
-    if a.dtype.kind != "S":
+    if a.dtype.kind != "U":
         a = a.astype(str)
-        try:
-            a = a.astype("S")
-        except UnicodeEncodeError:  # non-ASCII ids are never safe: check one by one
-            return np.array([bool(SAFE_ID.fullmatch(x)) and ".." not in x for x in a.tolist()], bool)
     n = len(a)
-    if n == 0 or a.dtype.itemsize == 0:
+    width = a.dtype.itemsize // 4
+    if n == 0 or width == 0:
         return np.zeros(n, bool)
-    u = np.ascontiguousarray(a).view(np.uint8).reshape(n, a.dtype.itemsize)
-    length = (u != 0).sum(axis=1)  # trailing NUL padding; an embedded NUL makes the row unsafe below
-    real = np.arange(u.shape[1])[None, :] < length[:, None]
-    ok = (_ALLOWED[u] | ~real).all(axis=1) & (u[:, :1] != 0).all(axis=1) & _ALNUM[u[:, 0]]
-    ok &= (length >= 1) & (length <= 200) & ~(real & (u == 0)).any(axis=1)
-    if u.shape[1] > 1:
+    u = np.ascontiguousarray(a).view(np.uint32).reshape(n, width)
+    length = np.char.str_len(a)  # numpy drops trailing NULs; an embedded NUL makes the row unsafe below
+    real = np.arange(width)[None, :] < length[:, None]
+    ascii_ = u < 128
+    small = u & np.uint32(127)  # index into the 128-entry tables; non-ASCII is rejected by ascii_
+    ok = ((_ALLOWED[small] & ascii_) | ~real).all(axis=1) & _ALNUM[small[:, 0]] & ascii_[:, 0]
+    ok &= (length >= 1) & (length <= 200)
+    if width > 1:
         ok &= ~((u[:, :-1] == 46) & (u[:, 1:] == 46)).any(axis=1)
     return ok
 

@@ -43,11 +43,12 @@ def load_torch_file(path: str | os.PathLike, what: str = "checkpoint", map_locat
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         m = _UNSUPPORTED.search(str(e))
-        if m or "Weights only load failed" in str(e):
-            bad = (m.group(1) or m.group(2)) if m else "a Python object"
-            raise KitError(f"{path}: refusing to load {what}: it holds {bad}, not only tensors and plain "
-                           "data (loading it could run code)") from None
-        raise KitError(f"{path}: cannot read {what} ({_first_line(e)})") from None
+        if m:  # a global (function, class) outside torch's allowlist: what a code-running pickle needs
+            raise KitError(f"{path}: refusing to load {what}: it holds {m.group(1) or m.group(2)}, not only "
+                           "tensors and plain data (loading it could run code)") from None
+        detail = str(e).split("WeightsUnpickler error:", 1)[-1]
+        raise KitError(f"{path}: cannot read {what} (not a torch file, or a pickle kit does not load: "
+                       f"{_first_line(detail)})") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError, ImportError,
             TypeError, KeyError, IndexError, MemoryError) as e:
         raise KitError(f"{path}: cannot read {what} ({type(e).__name__}: {_first_line(e)})") from None

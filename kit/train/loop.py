@@ -166,8 +166,9 @@ def evaluate(model, loader, loss_fn, label_map, dist: Dist, amp: bool, channels_
 
     model.eval()
     lm = np.asarray(label_map, dtype=np.int64)
-    preds, scores, trues, ids, loss_sum = [], [], [], [], 0.0
+    preds, scores, trues, ids, loss_sum, skipped = [], [], [], [], 0.0, 0
     for batch in tqdm(loader, desc="val", disable=not dist.main, leave=False, mininterval=1.0):
+        skipped += len(batch["skipped"]) if batch is not None else 0
         if not has_images(batch):
             continue
         images, labels = to_device(batch, dist.device, channels_last)
@@ -181,13 +182,16 @@ def evaluate(model, loader, loss_fn, label_map, dist: Dist, amp: bool, channels_
         trues.append(lm[labels.cpu().numpy()])
         ids += [str(i) for i in batch["id"]]
     cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))
-    shard = (cat(preds, np.int64), cat(scores, np.float32), cat(trues, np.int64), np.array(ids, str), loss_sum)
+    shard = (cat(preds, np.int64), cat(scores, np.float32), cat(trues, np.int64), np.array(ids, str), loss_sum,
+             skipped)
     parts = all_gather(shard, dist)
     p, s, t, i = (np.concatenate([x[k] for x in parts]) for k in range(4))
+    unreadable = sum(x[5] for x in parts)
     if not len(t):
-        return {"val_loss": float("nan"), "val_acc": 0.0, "val_gap": 0.0}
+        return {"val_loss": float("nan"), "val_acc": 0.0, "val_gap": 0.0, "val_unreadable": unreadable}
     return {"val_loss": sum(x[4] for x in parts) / len(t), "val_acc": float((p == t).mean()),
-            "val_gap": float(gap(p, s, t, ids=i))}  # ids break score ties: same GAP however rows are sharded
+            # ids break score ties: the same GAP however rows are sharded
+            "val_gap": float(gap(p, s, t, ids=i)), "val_unreadable": unreadable}
 
 
 def checkpoint_state(model, cfg, split, epoch: int, metrics: dict) -> dict:
@@ -283,11 +287,11 @@ def _train(cfg, fold: int, resume: bool, dist: Dist) -> dict:
             tr = train_one_epoch(wrapped, loaders.train, loss_fn, optimizer, scheduler, scaler, o, dist, amp,
                                  channels_last, desc=f"epoch {epoch + 1}/{len(plan)} [{stage}]")
             seconds = time.perf_counter() - t0
-            unreadable = max(unreadable, tr["unreadable"])
-            if tr["unreadable"] and dist.main:
-                log.warning("epoch %d: skipped %d undecodable/oversized training image(s)", epoch + 1,
-                            tr["unreadable"])
             va = evaluate(model, loaders.val, loss_fn, split.label_map, dist, amp, channels_last)
+            unreadable = max(unreadable, tr["unreadable"] + va["val_unreadable"])
+            if tr["unreadable"] + va["val_unreadable"] and dist.main:
+                log.warning("epoch %d: skipped %d training + %d validation image(s): undecodable, truncated or "
+                            "oversized", epoch + 1, tr["unreadable"], va["val_unreadable"])
             row = {"epoch": epoch + 1, "stage": stage, "lr": optimizer.param_groups[0]["lr"], **tr, **va,
                    "seconds": round(seconds, 3), "images_per_s": round(tr["images"] / max(seconds, 1e-9), 2)}
             log.info("epoch %d/%d [%s] train_loss %.4f val_loss %.4f val_acc %.4f val_gap %.4f (%.0f img/s)",
