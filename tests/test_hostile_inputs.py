@@ -482,3 +482,23 @@ def test_filter_features_of_bad_images_are_empty_counted_or_strict(tmp_path, cap
         cached_features(Ext(), ["bomb1"], [bomb], None, progress=False, strict=True)
     cache_path(tmp_path / "cache", Ext(), "good1").write_bytes(b"PK\x03\x04 truncated")
     assert len(cached_features(Ext(), ["good1"], [good], tmp_path / "cache", progress=False)["good1"]) == 1
+
+
+def test_kaggle_package_holds_no_credentials(tmp_path, monkeypatch):
+    """Already held: the uploaded datasets/notebook never contain the user's Kaggle secrets."""
+    secret = "s3cr3t0123456789abcdef"
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("KAGGLE_KEY", secret)
+    monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", secret)
+    (tmp_path / "home" / ".kaggle").mkdir(parents=True)
+    (tmp_path / "home" / ".kaggle" / "kaggle.json").write_text(f'{{"username": "alice", "key": "{secret}"}}')
+    run = tmp_path / "runs" / "e" / "fold0"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text("name: e\n")
+    (run / "best.pt").write_bytes(b"weights")
+    assert main(["kaggle", "package", "--out", str(tmp_path / "pkg"), "--runs", str(run), "--user", "alice",
+                 "--no-wheels"]) == 0
+    files = [p for p in (tmp_path / "pkg").rglob("*") if p.is_file()]
+    assert len(files) >= 5
+    assert not [p for p in files if secret.encode() in p.read_bytes()]
