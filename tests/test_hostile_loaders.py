@@ -13,7 +13,8 @@ import torch
 from kit.cli import main
 from kit.config import config_to_dict, load_config
 from kit.errors import KitError
-from kit.models.checkpoint import load_checkpoint, load_torch_file, save_checkpoint
+from kit.models.checkpoint import load_checkpoint, save_checkpoint
+from kit.models.safe_load import load_torch_file
 from test_data import make_gldv2
 
 torch.set_num_threads(1)

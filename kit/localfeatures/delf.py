@@ -222,7 +222,7 @@ def load_delf(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise KitError(f"{path}: DELF file not found (run `kit train-delf` first)")
-    from kit.models.checkpoint import load_torch_file
+    from kit.models.safe_load import load_torch_file
 
     state = load_torch_file(path, "DELF file")  # weights only: the PCA is stored as tensors
     if not isinstance(state, dict):

@@ -102,7 +102,7 @@ def _load_strict(model: nn.Module, state_dict: dict, what: str) -> None:
 
 def _read_weights_file(path: Path) -> dict:
     """Load a local weights file: a state dict, a timm checkpoint, or a kit checkpoint."""
-    from kit.models.checkpoint import load_torch_file
+    from kit.models.safe_load import load_torch_file
 
     obj = load_torch_file(path, "weights file")  # weights only: never runs code from the file
     if not isinstance(obj, dict):
