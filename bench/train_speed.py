@@ -99,7 +99,8 @@ def main() -> None:
     from kit.models.losses import build_loss
     from kit.models.model import build_model
     from kit.train.distributed import Dist
-    from kit.train.loop import build_optimizer, build_scheduler, seed_everything, train_one_epoch
+    from kit.train.loop import seed_everything, train_one_epoch
+    from kit.train.optim import build_optimizer, build_scheduler
 
     cfg = load_config("top2k", ["model.weights=none", f"data.image_size={args.size}", "optim.max_steps_per_epoch=0"])
     per_round = max(1, args.steps // args.rounds)

@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = debug_wanted(argv)
     argv = [a for a in argv if a != "--debug"]
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
-    _single_threaded_opencv()
     args = build_parser().parse_args(argv)
+    _single_threaded_opencv()
     try:
         rc = args.func(args)
     except KeyboardInterrupt:

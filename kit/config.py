@@ -169,15 +169,47 @@ def resolve_config_path(name_or_path: str | None) -> Path | None:
     raise KitError(f"config '{name_or_path}': no such file or preset (presets: {', '.join(presets)})")
 
 
+def registries() -> dict[str, typing.Iterable[str]]:
+    """Config key -> the registry its value must name. The builders look names up in these same dicts,
+    so a new entry is all a new choice needs. Imported here, lazily: they pull in torch/albumentations."""
+    from kit.data.augment import PIPELINES
+    from kit.device import DEVICES
+    from kit.inference.engine import TTAS
+    from kit.models.heads import HEADS
+    from kit.models.layers import POOLS
+    from kit.models.losses import LOSSES
+    from kit.train.optim import OPTIMIZERS
+    from kit.train.schedule import SCHEDULES
+
+    return {"device": DEVICES, "data.augment": PIPELINES, "model.pool": POOLS, "model.head": HEADS,
+            "model.loss": LOSSES, "optim.optimizer": OPTIMIZERS, "optim.schedule": SCHEDULES, "predict.tta": TTAS}
+
+
+def validate_config(cfg: Config) -> Config:
+    """Every name in the config is in its registry (and the backbone is a timm model): a typo fails when
+    the config is read, with the valid names, before any data is touched."""
+    import timm
+
+    for key, names in registries().items():
+        section, _, field_name = key.rpartition(".")
+        value = getattr(getattr(cfg, section) if section else cfg, field_name)
+        if value not in names:
+            raise KitError(f"config: {key}={value!r} is unknown (valid: {', '.join(names)})")
+    if not timm.is_model(cfg.model.backbone):
+        raise KitError(f"config: model.backbone={cfg.model.backbone!r} is not a timm model "
+                       f"(e.g. tf_efficientnet_lite0; see timm.list_models())")
+    return cfg
+
+
 def load_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults <- preset/YAML file <- key=value overrides."""
+    """Defaults <- preset/YAML file <- key=value overrides, then validated (validate_config)."""
     cfg = Config()
     path = resolve_config_path(name_or_path)
     if path is not None:
         _fill(cfg, read_yaml_mapping(path))
     _fill(cfg, parse_overrides(overrides or []))
     check_ranges(cfg)
-    return cfg
+    return validate_config(cfg)
 
 
 def read_yaml_mapping(path: str | Path) -> dict:

@@ -9,12 +9,14 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
-import pandas as pd
 
 from kit.errors import KitError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 STALE_TEMP_SECONDS = 24 * 3600  # temp files without a writer pid (older kit) count as stale after a day
@@ -198,6 +200,8 @@ def image_path(root: str | os.PathLike, split: str, image_id: str) -> Path:
 
 def read_csv(path: str | os.PathLike, required: tuple[str, ...] = (), **kw) -> pd.DataFrame:
     """Read a CSV or raise KitError naming the file and the missing columns."""
+    import pandas as pd
+
     path = Path(path)
     if not path.is_file():
         raise KitError(f"{path}: file not found")

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from kit.predictions import Predictions
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def load_truth(path: str | Path) -> pd.DataFrame:

@@ -29,11 +29,17 @@ test set has exactly the public copy's size (`public_test_count` in the manifest
 it is the rerun (`KAGGLE_IS_COMPETITION_RERUN`). Set `KIT_MODE=full` to run everything on the public
 copy (do it once before submitting, to see the timings); `KIT_MODE=quick` forces the fast path.
 
+**Settings.** Batch size, DataLoader workers, image size, test-time augmentation and which runs to use
+are in the `SETTINGS` cell: the packaged defaults (`kit kaggle package --predict key=value`; kit's
+defaults suit a Kaggle GPU notebook: 4 CPU cores -> `data.num_workers=4`), changed there if needed.
+
+The models dataset works whether Kaggle unpacked its zips (`runs/`, `params/`) or not (`runs.zip`).
 Paths can be overridden with environment variables: `KIT_WHEELS`, `KIT_MODELS`, `KIT_DATA`, `KIT_WORK`."""
 
 INSTALL = """\
 import glob, importlib.util, os, subprocess, sys, time
 T0 = time.time()
+os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"  # albumentations would look for updates online on import
 # kit is installed from the attached wheels dataset, without network (--no-index) and without
 # touching Kaggle's preinstalled torch/timm (--no-deps: every wheel in the dataset is installed).
 if importlib.util.find_spec("kit") is None or os.environ.get("KIT_FORCE_INSTALL") == "1":
@@ -62,13 +68,21 @@ MODE = kk.choose_mode(N_TEST, MANIFEST["public_test_count"])
 print(f"models {MODELS} ({len(MANIFEST['runs'])} runs), data {DATA} ({N_TEST} test images), work {WORK}")
 print(f"mode: {MODE}")"""
 
+SETTINGS = """\
+# Prediction settings (config overrides of every predict step): the packaged ones, then your changes,
+# e.g. CHANGES = {"predict.batch_size": 64, "data.num_workers": 2, "predict.tta": "hflip", "data.image_size": 160}
+CHANGES = {}
+SETTINGS = kk.predict_settings(MANIFEST, **CHANGES)
+RUNS = None  # None = every packaged run; or a subset, e.g. ["top2k/fold0"]
+print("predict with:", " ".join(f"{k}={v}" for k, v in SETTINGS.items()))"""
+
 RUN = """\
 t = time.time()
 if MODE == "quick":
     kk.quick_submission(SAMPLE, SUBMISSION)
     TIMINGS = [("quick: sample submission", time.time() - t)]
 else:
-    TIMINGS = kk.run_plan(kk.inference_plan(MANIFEST, MODELS, DATA, WORK))"""
+    TIMINGS = kk.run_plan(kk.inference_plan(MANIFEST, MODELS, DATA, WORK, SETTINGS, RUNS))"""
 
 CHECK = """\
 info = validate_submission(SUBMISSION, SAMPLE)
@@ -80,7 +94,7 @@ print(f"{'total (with install)':>32s} {time.time() - T0:8.1f} s")"""
 
 def build() -> nbformat.NotebookNode:
     nb = new_notebook(cells=[new_markdown_cell(INTRO), new_code_cell(INSTALL), new_code_cell(PATHS),
-                             new_code_cell(RUN), new_code_cell(CHECK)])
+                             new_code_cell(SETTINGS), new_code_cell(RUN), new_code_cell(CHECK)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
     for i, cell in enumerate(nb.cells):

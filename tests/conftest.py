@@ -17,6 +17,10 @@ def _status() -> set[str] | None:
 
 
 def pytest_sessionstart(session):
+    import os
+    import tempfile
+
+    os.environ["KIT_CACHE_DIR"] = tempfile.mkdtemp(prefix="kit-test-cache-")  # never ~/.cache or the tree
     session.config._kit_git_before = _status()
 
 

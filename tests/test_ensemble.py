@@ -178,5 +178,10 @@ def test_ensemble_command_mixes_npz_and_csv_and_scores(tmp_path, capsys):
     assert out.read_text().splitlines() == ["id,landmarks", "a,1 1.5", "b,2 0.3", "c,3 0.5", "d,4 0.7"]
     assert load_predictions(tmp_path / "ens" / "boost.npz").ids.tolist() == ["a", "b", "c", "d"]
     # a method's wrong arity is a one-line error
-    assert main(["ensemble", "correct", str(tmp_path / "m0.npz"), "--out", str(out)]) == 2
+    m0 = str(tmp_path / "m0.npz")
+    assert main(["ensemble", "correct", m0, m0, m0, "--out", str(out)]) == 2
     assert "needs exactly 2 inputs" in capsys.readouterr().err
+    # an "ensemble" of one file is refused, and nothing is written
+    out.unlink()
+    assert main(["ensemble", "soft", m0, "--out", str(out)]) == 2
+    assert "needs at least 2 prediction files, 1 given" in capsys.readouterr().err and not out.exists()

@@ -32,12 +32,14 @@ TINY = ["model.backbone=test_resnet", "model.weights=none", "model.embedding_dim
 
 
 def one_line_error(capsys, argv, *, rc: int = 2) -> str:
-    """Run `kit argv`; assert exit status rc and exactly one stderr line starting 'kit: error: '."""
+    """Run `kit argv`; assert exit status rc, no traceback, and one error line 'kit: error: ...' last
+    (progress lines of kit.progress may come before it)."""
     assert main([str(a) for a in argv]) == rc
-    err = capsys.readouterr().err.split("\r")[-1].strip()  # after any progress bar (redrawn with \r)
-    assert err.count("\n") == 0 and err.startswith("kit: error: "), err
-    assert "Traceback" not in err
-    return err
+    err = capsys.readouterr().err
+    lines = [ln.strip() for ln in err.replace("\r", "\n").splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("kit: error: "), err
+    assert sum(ln.startswith("kit: error") for ln in lines) == 1 and "Traceback" not in err, err
+    return lines[-1]
 
 
 def png_header(width: int, height: int) -> bytes:

@@ -42,10 +42,13 @@ def evil_checkpoint(path, marker, **extra):
 
 
 def one_line_error(capsys, argv) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and err.startswith("kit: error: "), err
-    return err
+    """Run `kit argv`: exit 2, no traceback, one 'kit: error: ...' line last (progress lines may precede)."""
+    assert main([str(a) for a in argv]) == 2
+    err = capsys.readouterr().err
+    lines = [ln.strip() for ln in err.replace("\r", "\n").splitlines() if ln.strip()]
+    assert lines and lines[-1].startswith("kit: error: "), err
+    assert sum(ln.startswith("kit: error") for ln in lines) == 1 and "Traceback" not in err, err
+    return lines[-1]
 
 
 def test_the_payload_really_runs_under_plain_pickle(tmp_path):

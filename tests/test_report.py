@@ -162,8 +162,12 @@ def test_report_comparison_json_and_checkpoint_saliency(tmp_path):
     assert re.search(r"top class (10|20|30)<", sal)
 
 
-def test_report_degrades_without_inputs(tmp_path):
-    page = build_report(tmp_path / "r.html", runs_dir=tmp_path / "none", submissions_dir=tmp_path / "none").read_text()
+def test_report_without_inputs_is_an_error_and_degrades_with_few(tmp_path):
+    with pytest.raises(KitError, match="nothing to report"):
+        build_report(tmp_path / "r.html", runs_dir=tmp_path / "none", submissions_dir=tmp_path / "none")
+    assert not (tmp_path / "r.html").exists()
+    (tmp_path / "subs" / "exp").mkdir(parents=True)   # an experiment with nothing in it yet
+    page = build_report(tmp_path / "r.html", runs_dir=tmp_path / "none", submissions_dir=tmp_path / "subs").read_text()
     assert page.count('class="note"') == 5 and "data:image" not in page
     assert "No learning curves" in page and "pass --folds" in page and "No gallery" in page
     with pytest.raises(KitError, match="file not found"):

@@ -15,7 +15,8 @@ from kit.errors import KitError
 from kit.inference.engine import get_tta, predict_loader
 from kit.predictions import load_predictions
 from kit.train.schedule import cosine_factor, lr_factor, step_factor
-from kit.train.loop import build_optimizer, seed_everything, train
+from kit.train.loop import seed_everything, train
+from kit.train.optim import build_optimizer
 from test_data import make_gldv2
 
 torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 """`kit filter NAME PRED.npz --out OUT.npz`: rescore predictions so non-landmark images rank last.
 
-NAME: delf | sift | distractor | centroid, or several joined by + (`delf+distractor`), see kit/filter.py.
+NAME: delf | sift | distractor | centroid, or several joined by + (`delf+distractor`), see kit/filters/.
 Parameters (inlier threshold, alpha/tau, eta) are fitted to maximise GAP with --fit-on VAL.npz [MORE.npz]
 --solution SOL.csv (validation predictions plus predictions on non-landmark distractors; ids missing
 from the solution count as non-landmarks) and saved as JSON (--save, default OUT.filter.json); --load
@@ -12,10 +12,26 @@ from __future__ import annotations
 import argparse
 
 
+def filter_spec(text: str) -> str:
+    """argparse type: registry names (kit.filters.FILTERS) joined by +."""
+    from kit.filters import FILTERS
+
+    bad = [n for n in text.split("+") if n.strip() not in FILTERS]
+    if bad or not text.strip():
+        raise argparse.ArgumentTypeError(f"unknown filter '{bad[0] if bad else text}' "
+                                         f"(valid: {', '.join(FILTERS)}, joined by +)")
+    return text
+
+
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("filter", help="non-landmark filter: rescore predictions (delf, sift, distractor, centroid)",
+    from kit.device import DEVICES
+    from kit.filters import FILTERS
+    from kit.localfeatures.matching import TRANSFORMS
+
+    p = subparsers.add_parser("filter", help=f"non-landmark filter: rescore predictions ({', '.join(FILTERS)})",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", metavar="NAME", help="delf | sift | distractor | centroid, joined by + to chain")
+    p.add_argument("name", metavar="NAME", type=filter_spec,
+                   help=f"{' | '.join(FILTERS)}, joined by + to chain (e.g. sift+distractor)")
     p.add_argument("pred", metavar="PRED", help="prediction .npz (or submission .csv) to rescore")
     p.add_argument("--out", required=True, help="rescored prediction .npz to write")
     p.add_argument("--submission", help="also write this submission CSV")
@@ -36,14 +52,14 @@ def add_parser(subparsers) -> None:
     g = p.add_argument_group("local features (delf, sift)")
     g.add_argument("--neighbours", type=int, help="training images of the predicted class to verify against (3)")
     g.add_argument("--ratio", type=float, help="Lowe ratio test (0.8)")
-    g.add_argument("--transform", choices=["affine", "homography"], help="RANSAC model (affine)")
+    g.add_argument("--transform", choices=list(TRANSFORMS), help="RANSAC model (affine)")
     g.add_argument("--ransac-threshold", type=float, help="pixels in the extractor's frame (8)")
-    g.add_argument("--cache-dir", help="feature cache (cache/localfeatures; 'none' = no cache)")
+    g.add_argument("--cache-dir", help="feature cache dir (default auto: $KIT_CACHE_DIR or ~/.cache/kit/localfeatures; none = no cache)")
     g.add_argument("--delf", help="trained delf.pt (default: packaged backbone, feature-norm scores)")
     g.add_argument("--scales", help="'cheap' (0.7071,1,1.4142; default), 'delf' (0.25..2) or a list")
     g.add_argument("--image-size", type=int, help="extractor working size (256)")
     g.add_argument("--max-keypoints", type=int, help="(1000)")
-    g.add_argument("--device", help="auto | cpu | cuda (auto)")
+    g.add_argument("--device", choices=DEVICES, help="torch device for DELF (auto)")
     g.add_argument("--jobs", type=int, help="threads for matching (1)")
     g.add_argument("--strict", action="store_true", default=None,
                    help="an undecodable/oversized image is an error (default: no landmark, counted)")
@@ -82,7 +98,6 @@ def settings_from(args) -> dict:
     """Only the options given on the command line (see add_parser)."""
     ext = {"image_size": args.image_size, "max_keypoints": args.max_keypoints, "delf": args.delf,
            "scales": parse_scales(args.scales) if args.scales else None, "device": args.device}
-    cache = None if args.cache_dir is None else (None if args.cache_dir.lower() == "none" else args.cache_dir)
     out = dict(data_dir=args.data_dir, train_pred=args.train_pred, train_labels=args.train_labels,
                distractors=args.distractors, k=args.k, neighbours=args.neighbours, ratio=args.ratio,
                transform=args.transform, ransac_threshold=args.ransac_threshold, n_jobs=args.jobs,
@@ -90,7 +105,7 @@ def settings_from(args) -> dict:
                extractor_kw={k: v for k, v in ext.items() if v is not None})
     out = {k: v for k, v in out.items() if v is not None}
     if args.cache_dir is not None:
-        out["cache_dir"] = cache
+        out["cache_dir"] = args.cache_dir
     return out
 
 

@@ -7,6 +7,8 @@ test: every id of DATA/sample_submission.csv.
 """
 from __future__ import annotations
 
+from kit.commands import add_config_arguments
+
 
 def add_parser(subparsers) -> None:
     from kit.inference.engine import TTAS
@@ -14,10 +16,8 @@ def add_parser(subparsers) -> None:
 
     p = subparsers.add_parser("predict", help="predict val/test/train images with a trained fold (.npz)",
                               description=__doc__)
-    p.add_argument("--config", default="top2k", help="preset name (kit/configs) or YAML file (default top2k)")
-    p.add_argument("--fold", type=int, default=0, help="which trained fold: runs/<name>/fold<N>/best.pt")
+    add_config_arguments(p, fold_help="which trained fold: runs/<name>/fold<N>/best.pt (default 0)")
     p.add_argument("--split", choices=SPLITS, default="test", help="images to predict (default test)")
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. predict.topk=10")
     p.add_argument("--tta", choices=list(TTAS), help="test-time augmentation (= predict.tta=NAME)")
     p.add_argument("--checkpoint", help="a .pt file or run dir instead of runs/<name>/fold<N>/best.pt")
     p.add_argument("--out", help="prediction file (default submissions/<name>/<split>_fold<N>.npz)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
+    from kit.device import DEVICES
+
     p = subparsers.add_parser("report", help="write an HTML report of runs, predictions and ensembles",
                               description=__doc__)
     p.add_argument("--runs-dir", default="runs", help="runs/<exp>/fold<N>/ (metrics.csv, best.pt); default runs")
@@ -21,7 +23,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--saliency", type=int, default=3, help="saliency maps to draw, 0 = none (default 3)")
     p.add_argument("--rare-below", type=int, default=100,
                    help="classes with fewer training images are 'rare' (Mail.ru: 100, the default)")
-    p.add_argument("--device", default="auto", help="torch device for saliency maps: auto | cpu | cuda")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="torch device for saliency maps (auto)")
     p.add_argument("--out", default="report/index.html", help="output HTML (default report/index.html)")
     p.set_defaults(func=run)
 

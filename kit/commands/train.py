@@ -6,14 +6,13 @@ the same command trains with DDP (data.batch_size stays the global batch).
 """
 from __future__ import annotations
 
+from kit.commands import add_config_arguments
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model on one fold (checkpoints, metrics, OOF predictions)",
                               description=__doc__)
-    p.add_argument("--config", default="top2k", help="preset name (kit/configs) or YAML file (default top2k)")
-    p.add_argument("--fold", type=int, default=0, help="validation fold N: train on the other folds (default 0)")
-    p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="config overrides, e.g. optim.lr=0.02 data.image_size=96 model.head=arcface")
+    add_config_arguments(p, fold_help="validation fold N: train on the other folds (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from runs/<name>/fold<N>/last.pt")
     p.add_argument("--strict", action="store_true", help="missing/corrupt images are an error, not skipped")
     p.set_defaults(func=run)

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 
+from kit.commands import add_config_arguments
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train-delf", help="train the DELF attention head on a frozen backbone",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="preset name or YAML file (see kit/configs)")
-    p.add_argument("--fold", type=int, default=0)
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.image_size=160")
+    add_config_arguments(p, fold_help="the trained fold whose backbone DELF attends over: runs/<name>/fold<N>/best.pt")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--hidden", type=int, default=512, help="attention hidden channels (512)")

@@ -260,6 +260,10 @@ def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weig
     truth = load_truth(solution) if solution else None
     discovered = not files
     files = [Path(f) for f in files] or latest_test_files(submissions_dir)
+    if len(files) < 2:
+        where = f"found in {submissions_dir}" if discovered else "given"
+        raise KitError(f"ensemble: needs at least 2 prediction files, {len(files)} {where} "
+                       f"(an ensemble of one would just copy it; use `kit to-submission` for a single file)")
     preds = [load_any(f) for f in files]
     fit = [load_any(f) for f in fit_on]
     if fit and len(fit) != len(preds):

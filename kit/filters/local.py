@@ -20,7 +20,7 @@ class LocalFilter(Filter):
     threshold_key = "threshold"
 
     def __init__(self, extractor: str = "sift", train_pred: str | None = None, train_labels: str | None = None,
-                 data_dir: str = ".", cache_dir: str | None = "cache/localfeatures", neighbours: int = 3,
+                 data_dir: str = ".", cache_dir: str | None = "auto", neighbours: int = 3,
                  ratio: float = 0.8, transform: str = "affine", ransac_threshold: float = 8.0, cap: float = 50.0,
                  chunk: int = 256, n_jobs: int = 1, extractor_kw: dict | None = None, strict: bool = False, **kw):
         super().__init__(extractor=extractor, train_pred=train_pred, train_labels=train_labels, data_dir=data_dir,
@@ -49,9 +49,9 @@ class LocalFilter(Filter):
 
     def signal(self, pred: Predictions) -> np.ndarray:
         from joblib import Parallel, delayed
-        from tqdm import tqdm
+        from kit.progress import progress
 
-        from kit.localfeatures.base import cached_features
+        from kit.localfeatures.base import cached_features, resolve_cache_dir
         from kit.localfeatures.matching import class_neighbours, count_inliers
 
         s, idx = self.settings, self.index
@@ -61,7 +61,7 @@ class LocalFilter(Filter):
         out = np.zeros(len(pred), np.float32)
         rows = np.flatnonzero(pred.labels[:, 0] >= 0)
         match_kw = dict(ratio=s["ratio"], transform=s["transform"], threshold=s["ransac_threshold"])
-        for start in tqdm(range(0, len(rows), s["chunk"]), desc=f"{self.name} verify", unit="chunk",
+        for start in progress(range(0, len(rows), s["chunk"]), desc=f"{self.name} verify", unit="chunk",
                           disable=len(rows) <= s["chunk"]):
             chunk = rows[start:start + s["chunk"]]
             nbrs = {}
@@ -72,7 +72,8 @@ class LocalFilter(Filter):
             need = list(dict.fromkeys([pred.ids[i] for i in chunk] + [j for v in nbrs.values() for j in v]))
             t0 = time.perf_counter()
             feats = cached_features(self.extractor, need, [find_image(s["data_dir"], j) for j in need],
-                                    s["cache_dir"], progress=len(need) > 64, strict=s.get("strict", False))
+                                    resolve_cache_dir(s["cache_dir"]), progress=len(need) > 64,
+                                    strict=s.get("strict", False))
             t1 = time.perf_counter()
             pairs = [(i, j) for i in chunk for j in nbrs[i]]
             counts = Parallel(n_jobs=s["n_jobs"], prefer="threads")(

@@ -87,14 +87,14 @@ def predict_loader(model, loader, label_map, topk: int = 5, device="cpu", tta=No
     Images the loader could not decode (batch["skipped"]) get an empty prediction (no landmark, zero
     embedding) after the others, with one warning giving their count."""
     import torch
-    from tqdm import tqdm
+    from kit.progress import progress as progress_bar
 
     device = torch.device(device)
     views = get_tta(tta)
     model.eval()
     ids, labels, scores, embs, skipped = [], [], [], [], []
     with torch.inference_mode():
-        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        for batch in progress_bar(loader, desc=desc, disable=not progress, leave=False):
             skipped += [str(i) for i in (batch or {}).get("skipped", [])]
             if batch is None or "image" not in batch:
                 continue

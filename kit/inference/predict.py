@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from kit.errors import KitError
 from kit.predictions import Predictions
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("kit.inference.predict")
 SPLITS = ("val", "test", "train", "distractors")
@@ -36,6 +39,8 @@ def split_rows(cfg, fold: int, split: str) -> tuple[pd.DataFrame, str]:
         raise KitError(f"unknown split '{split}' (valid: {', '.join(SPLITS)})")
     if split == "test":
         sample = Path(cfg.data.data_dir) / "sample_submission.csv"
+        import pandas as pd
+
         rows, folder = pd.DataFrame({"id": read_sample_ids(sample)}), "test"
     elif split == "distractors":
         from kit.io import clean_ids, read_csv

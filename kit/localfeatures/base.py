@@ -60,6 +60,19 @@ def cache_key(extractor) -> str:
     return f"{extractor.name}-{hashlib.sha1(blob).hexdigest()[:12]}"
 
 
+def resolve_cache_dir(cache_dir: str | Path | None) -> Path | None:
+    """'auto' -> $KIT_CACHE_DIR, else $XDG_CACHE_HOME/kit, else ~/.cache/kit (never the source tree),
+    + /localfeatures; None or 'none' -> no cache; anything else as given."""
+    import os
+
+    if cache_dir is None or str(cache_dir).lower() == "none":
+        return None
+    if str(cache_dir) != "auto":
+        return Path(cache_dir)
+    root = os.environ.get("KIT_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kit"
+    return Path(root) / "localfeatures"
+
+
 def cache_path(cache_dir: str | Path, extractor, image_id: str) -> Path:
     """CACHE/<key>/<2 chars>/<stem>.npz; the stem is the id only when it is a safe file name, else a
     hash of it (kit.io.safe_file_stem), so an id can never point outside the cache directory."""
@@ -76,7 +89,7 @@ def cached_features(extractor, ids, paths, cache_dir: str | Path | None = None, 
     prediction fails the check: no landmark), is not cached and is counted in one warning; with
     `strict` it is a KitError naming the file.
     """
-    from tqdm import tqdm
+    from kit.progress import progress as progress_bar
 
     out: dict[str, LocalFeatures] = {}
     todo = []
@@ -88,7 +101,7 @@ def cached_features(extractor, ids, paths, cache_dir: str | Path | None = None, 
         else:
             todo.append((image_id, path, cp))
     bad: list[str] = []
-    bar = tqdm(total=len(todo), desc=f"{extractor.name} features", unit="img", disable=not progress or not todo)
+    bar = progress_bar(total=len(todo), desc=f"{extractor.name} features", unit="img", disable=not progress or not todo)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
         images = [decode_image(p, max_pixels, strict=strict) for _, p, _ in chunk]

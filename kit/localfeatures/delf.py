@@ -286,7 +286,7 @@ def train_delf(cfg, fold: int, epochs: int = 3, lr: float = 1e-3, hidden: int = 
                pca_dim: int = 40, whiten: bool = True, pca_images: int = 200, out: str | Path | None = None,
                progress: bool = True) -> Path:
     """Train the attention head (backbone frozen) on fold N's training rows; save runs/<name>/fold<N>/delf.pt."""
-    from tqdm import tqdm
+    from kit.progress import progress as progress_bar
 
     from kit.models.checkpoint import save_checkpoint
     from kit.config import config_to_dict
@@ -308,7 +308,7 @@ def train_delf(cfg, fold: int, epochs: int = 3, lr: float = 1e-3, hidden: int = 
         set_epoch(loaders.train, epoch)
         head.train()
         t0, total, n = time.time(), 0.0, 0
-        bar = tqdm(loaders.train, desc=f"delf epoch {epoch + 1}/{epochs}", total=steps, disable=not progress)
+        bar = progress_bar(loaders.train, desc=f"delf epoch {epoch + 1}/{epochs}", total=steps, disable=not progress)
         for step, batch in enumerate(bar):
             if steps and step >= steps:
                 break

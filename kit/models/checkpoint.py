@@ -47,12 +47,6 @@ def load_checkpoint(path_or_run_dir: str | os.PathLike, name: str = "best.pt", m
     return state
 
 
-def unwrap(model):
-    """The bare model inside DDP / torch.compile wrappers."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
-
-
 def load_model(path_or_run_dir: str | os.PathLike, device="cpu"):
     """-> (model in eval mode on `device`, cfg, label_map) from a .pt file or a run dir (best.pt)."""
     from kit.models.model import build_model

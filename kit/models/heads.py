@@ -54,6 +54,10 @@ class LinearHead(nn.Module):
         super().__init__()
         self.fc = nn.Linear(in_features, num_classes)
 
+    @classmethod
+    def from_config(cls, model_cfg, in_features: int, num_classes: int, class_counts=None) -> "LinearHead":
+        return cls(in_features, num_classes)
+
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.fc(embeddings)
 
@@ -69,6 +73,22 @@ class ArcFaceHead(nn.Module):
         nn.init.xavier_uniform_(self.weight)
         margins = torch.as_tensor(margin, dtype=torch.float32)
         self.register_buffer("margins", margins if margins.ndim else margins.expand(num_classes).clone())
+
+    @classmethod
+    def config_kwargs(cls, model_cfg, num_classes: int, class_counts=None) -> dict:
+        """scale and margin (per-class dynamic margins when model.arc_dynamic) from the config."""
+        margin = model_cfg.arc_margin
+        if model_cfg.arc_dynamic:
+            if class_counts is None:
+                raise KitError("model.arc_dynamic=true needs the class counts of the training fold")
+            if len(class_counts) != num_classes:
+                raise KitError(f"model.arc_dynamic: {len(class_counts)} class counts for {num_classes} classes")
+            margin = dynamic_margins(class_counts, model_cfg.arc_margin_min, model_cfg.arc_margin)
+        return dict(scale=model_cfg.arc_scale, margin=margin)
+
+    @classmethod
+    def from_config(cls, model_cfg, in_features: int, num_classes: int, class_counts=None) -> "ArcFaceHead":
+        return cls(in_features, num_classes, **cls.config_kwargs(model_cfg, num_classes, class_counts))
 
     def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
         """[B, C] cosine to each class (max over sub-centers)."""
@@ -96,25 +116,17 @@ class SubCenterArcFaceHead(ArcFaceHead):
     def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, margin=0.3, subcenters: int = 3):
         super().__init__(in_features, num_classes, scale=scale, margin=margin, subcenters=subcenters)
 
+    @classmethod
+    def from_config(cls, model_cfg, in_features: int, num_classes: int, class_counts=None) -> "SubCenterArcFaceHead":
+        kw = cls.config_kwargs(model_cfg, num_classes, class_counts)
+        return cls(in_features, num_classes, subcenters=model_cfg.subcenters, **kw)
+
 
 HEADS = {"linear": LinearHead, "arcface": ArcFaceHead, "subcenter_arcface": SubCenterArcFaceHead}
 
 
 def build_head(model_cfg, in_features: int, num_classes: int, class_counts=None) -> nn.Module:
-    """Head named by model_cfg.head with the config's scale / margin / sub-centers."""
-    name = model_cfg.head
-    if name not in HEADS:
-        raise KitError(f"model.head: unknown head '{name}' (valid: {', '.join(HEADS)})")
-    if name == "linear":
-        return LinearHead(in_features, num_classes)
-    margin = model_cfg.arc_margin
-    if model_cfg.arc_dynamic:
-        if class_counts is None:
-            raise KitError("model.arc_dynamic=true needs the class counts of the training fold")
-        if len(class_counts) != num_classes:
-            raise KitError(f"model.arc_dynamic: {len(class_counts)} class counts for {num_classes} classes")
-        margin = dynamic_margins(class_counts, model_cfg.arc_margin_min, model_cfg.arc_margin)
-    kw = dict(scale=model_cfg.arc_scale, margin=margin)
-    if name == "subcenter_arcface":
-        kw["subcenters"] = model_cfg.subcenters
-    return HEADS[name](in_features, num_classes, **kw)
+    """The head HEADS[model_cfg.head] builds from the config: a new head is one registry entry."""
+    if model_cfg.head not in HEADS:
+        raise KitError(f"model.head: unknown head '{model_cfg.head}' (valid: {', '.join(HEADS)})")
+    return HEADS[model_cfg.head].from_config(model_cfg, in_features, num_classes, class_counts)

@@ -25,6 +25,10 @@ class GeM(nn.Module):
         self.p = nn.Parameter(torch.ones(1) * p, requires_grad=learnable)
         self.eps = eps
 
+    @classmethod
+    def from_config(cls, gem_p: float = 3.0) -> "GeM":
+        return cls(p=gem_p)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return gem(x, self.p, self.eps)
 
@@ -35,12 +39,20 @@ class GeM(nn.Module):
 class AvgPool(nn.Module):
     """Global average pooling [B, C, H, W] -> [B, C] (float32, like GeM)."""
 
+    @classmethod
+    def from_config(cls, gem_p: float = 3.0) -> "AvgPool":
+        return cls()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.float().mean(dim=(-2, -1))
 
 
 class MaxPool(nn.Module):
     """Global max pooling [B, C, H, W] -> [B, C] (float32, like GeM)."""
+
+    @classmethod
+    def from_config(cls, gem_p: float = 3.0) -> "MaxPool":
+        return cls()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.float().amax(dim=(-2, -1))
@@ -53,7 +65,7 @@ def build_pool(name: str, gem_p: float = 3.0) -> nn.Module:
     """Pooling layer by name (POOLS); `gem_p` is GeM's initial p."""
     if name not in POOLS:
         raise KitError(f"model.pool: unknown pool '{name}' (valid: {', '.join(POOLS)})")
-    return GeM(p=gem_p) if name == "gem" else POOLS[name]()
+    return POOLS[name].from_config(gem_p)
 
 
 class SEAttention(nn.Module):

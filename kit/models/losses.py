@@ -55,6 +55,10 @@ class CrossEntropyLoss(nn.Module):
         super().__init__()
         self.label_smoothing = label_smoothing
 
+    @classmethod
+    def from_config(cls, model_cfg) -> "CrossEntropyLoss":
+        return cls(label_smoothing=model_cfg.label_smoothing)
+
     def forward(self, outputs: dict, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(outputs["logits"].float(), labels, label_smoothing=self.label_smoothing)
 
@@ -65,6 +69,10 @@ class FocalLoss(nn.Module):
     def __init__(self, gamma: float = 2.0, **_):
         super().__init__()
         self.gamma = gamma
+
+    @classmethod
+    def from_config(cls, model_cfg) -> "FocalLoss":
+        return cls(gamma=model_cfg.focal_gamma)
 
     def forward(self, outputs: dict, labels: torch.Tensor) -> torch.Tensor:
         return focal_loss(outputs["logits"], labels, self.gamma)
@@ -92,10 +100,7 @@ def build_loss(model_cfg, num_classes: int, class_counts=None) -> nn.Module:
     name = model_cfg.loss
     if name not in LOSSES:
         raise KitError(f"model.loss: unknown loss '{name}' (valid: {', '.join(LOSSES)})")
-    if name == "focal":
-        loss = FocalLoss(gamma=model_cfg.focal_gamma)
-    else:
-        loss = CrossEntropyLoss(label_smoothing=model_cfg.label_smoothing)
+    loss = LOSSES[name].from_config(model_cfg)
     if model_cfg.center_weight > 0:
         nl = model_cfg.nonlandmark_label
         if nl >= num_classes:

@@ -144,3 +144,9 @@ def stage_at(spec: str, epoch: int) -> str:
         if epoch < end:
             return stage
     return "all"
+
+
+def unwrap(model):
+    """The bare model inside DDP / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)

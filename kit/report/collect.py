@@ -69,7 +69,8 @@ def score_by_bucket(pred: Predictions, truth: dict, counts: dict, threshold: int
     landmark images of frequent / rare classes (kit.metrics.gap_by_frequency; an image's class is its
     first true landmark, classes absent from `counts` are rare); top-1 accuracy on landmark images and
     the Mail.ru sensitivity / specificity (landmark kept / non-landmark rejected)."""
-    from kit.metrics import accuracy, gap_by_frequency, gap_frames, sensitivity_specificity
+    from kit.metrics import accuracy, gap_by_frequency
+    from kit.truth import summarize
 
     p = pred.subset(np.flatnonzero([i in truth for i in pred.ids]))
     label, score = p.top1
@@ -78,11 +79,10 @@ def score_by_bucket(pred: Predictions, truth: dict, counts: dict, threshold: int
     is_lm = first >= 0
     sub = pd.DataFrame({"id": p.ids, "label": label, "score": score})
     sol = pd.DataFrame({"id": p.ids, "landmarks": [list(t) for t in true]})
-    sens, spec = sensitivity_specificity(label >= 0, is_lm)
+    s = summarize(sub, sol)
     rows = [{"bucket": "all", "classes": len(set(first[is_lm])), "images": len(p),
-             "GAP": gap_frames(sub, sol) if is_lm.any() else np.nan,
-             "top-1 acc": accuracy(label[is_lm], first[is_lm]) if is_lm.any() else np.nan,
-             "sensitivity": sens, "specificity": spec}]
+             "GAP": s["gap"] if is_lm.any() else np.nan, "top-1 acc": s["accuracy"] if is_lm.any() else np.nan,
+             "sensitivity": s["sensitivity"], "specificity": s["specificity"]}]
     by = gap_by_frequency(label, score, first, counts, threshold, ids=p.ids)
     n_train = pd.Series(first).map(counts).fillna(0).to_numpy()
     for name, m in (("frequent", is_lm & (n_train >= threshold)), ("rare", is_lm & (n_train < threshold))):

@@ -57,6 +57,11 @@ def build_report(out: str | Path = "report/index.html", runs_dir: str | Path = "
         p = getattr(inp, name)
         if p is not None and not p.is_file():
             raise KitError(f"{p}: file not found (--{name})")
+    if not any(d.is_dir() and any(d.iterdir()) for d in (inp.runs_dir, inp.submissions_dir, inp.ensembles_dir)) \
+            and inp.comparison is None:
+        raise KitError(f"report: nothing to report: {inp.runs_dir}, {inp.submissions_dir} and {inp.ensembles_dir} "
+                       "are empty or absent (run `kit train` / `kit predict` first, or point --runs-dir and "
+                       "--submissions at them)")
     inp.truth, inp.train_counts = truth_and_counts(inp.folds, inp.solution)
 
     body = {"curves": _guard(section_curves, inp), "buckets": _guard(section_buckets, inp, rare_below)}

@@ -192,7 +192,7 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
     Images of an earlier run with another seed are not deleted.
     """
     from joblib import Parallel, delayed
-    from tqdm import tqdm
+    from kit.progress import progress as progress_bar
 
     _check(classes, images, test_images, size, nonlandmark_frac, train_noise, zipf, quality)
     if not 0.0 < family_frac <= 1.0:
@@ -215,7 +215,7 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
     chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
     run = Parallel(n_jobs=workers, return_as="generator_unordered")(
         delayed(_render_chunk)(str(out), seed, size, quality, c) for c in chunks)
-    with tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress, leave=False) as bar:
+    with progress_bar(total=len(jobs), desc="synth", unit="img", disable=not progress, leave=False) as bar:
         for n in run:
             bar.update(n)
 

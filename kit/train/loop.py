@@ -9,7 +9,6 @@ last.pt holds every other piece of state (weights, optimizer, scheduler, scaler,
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import random
@@ -19,14 +18,14 @@ import numpy as np
 import torch
 
 from kit.data.dataset import has_images
-from kit.models.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from kit.models.checkpoint import load_checkpoint, save_checkpoint
+from kit.models.model import unwrap
 from kit.config import config_to_dict, save_config
 from kit.train.distributed import Dist, all_gather, barrier, setup_distributed, wrap_ddp
 from kit.errors import KitError
-from kit.train.schedule import lr_factor
+from kit.train.optim import build_optimizer, build_scheduler
 
 log = logging.getLogger("kit.train.loop")
-OPTIMIZERS = ("sgd", "adamw")
 
 
 def seed_everything(seed: int) -> None:
@@ -59,28 +58,6 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def build_optimizer(model, optim_cfg) -> torch.optim.Optimizer:
-    """SGD or AdamW with one param group per model part, lr = optim.lr x optim.lr_<part> (Mail.ru)."""
-    o = optim_cfg
-    mult = {"backbone": o.lr_backbone, "neck": o.lr_neck, "head": o.lr_head}
-    parts = unwrap(model).param_groups()
-    groups = [{"params": list(ps), "lr": o.lr * mult[name], "name": name} for name, ps in parts.items() if ps]
-    if o.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    if o.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
-    raise KitError(f"optim.optimizer: unknown optimizer '{o.optimizer}' (valid: {', '.join(OPTIMIZERS)})")
-
-
-def build_scheduler(optimizer, optim_cfg, steps_per_epoch: int, epochs: int):
-    """Per-optimizer-step LambdaLR over kit.train.schedule.lr_factor."""
-    o = optim_cfg
-    lr_factor(0, o.schedule, 1, 1)  # unknown schedule names fail here, before training starts
-    fn = functools.partial(lr_factor, schedule=o.schedule, steps_per_epoch=steps_per_epoch, epochs=epochs,
-                           warmup_epochs=o.warmup_epochs, step_size=o.step_size, gamma=o.step_gamma)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
-
-
 def micro_batches(n_batches: int, optim_cfg) -> int:
     """Loader batches used per epoch: all, or max_steps_per_epoch optimizer steps' worth."""
     if optim_cfg.max_steps_per_epoch > 0:
@@ -98,7 +75,7 @@ def to_device(batch, device, channels_last: bool):
 def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, optim_cfg, dist: Dist,
                     amp: bool, channels_last: bool, desc: str = "train") -> dict:
     """One pass over the (capped) loader with gradient accumulation; returns mean loss and counts."""
-    from tqdm import tqdm
+    from kit.progress import progress
 
     device = dist.device
     n_micro = micro_batches(len(loader), optim_cfg)
@@ -107,7 +84,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, optim_
     loss_sum = torch.zeros((), device=device)
     seen = steps = skipped = 0
     optimizer.zero_grad(set_to_none=True)
-    bar = tqdm(total=n_micro, desc=desc, disable=not dist.main, leave=False, mininterval=1.0)
+    bar = progress(total=n_micro, desc=desc, disable=not dist.main, leave=False, mininterval=1.0)
     for i, batch in enumerate(loader):
         if i >= n_micro:
             break
@@ -160,14 +137,14 @@ def evaluate(model, loader, loss_fn, label_map, dist: Dist, amp: bool, channels_
 
     The loss is computed on the inference-time outputs (no labels given to the head, so no margin).
     """
-    from tqdm import tqdm
+    from kit.progress import progress
 
     from kit.metrics import gap
 
     model.eval()
     lm = np.asarray(label_map, dtype=np.int64)
     preds, scores, trues, ids, loss_sum, skipped = [], [], [], [], 0.0, 0
-    for batch in tqdm(loader, desc="val", disable=not dist.main, leave=False, mininterval=1.0):
+    for batch in progress(loader, desc="val", disable=not dist.main, leave=False, mininterval=1.0):
         skipped += len(batch["skipped"]) if batch is not None else 0
         if not has_images(batch):
             continue

@@ -9,9 +9,6 @@ import math
 
 from kit.errors import KitError
 
-SCHEDULES = ("cosine", "step")
-
-
 def cosine_factor(step: int, total_steps: int, warmup_steps: int = 0, floor: float = 0.0) -> float:
     """Linear warmup from ~0 to 1 over `warmup_steps`, then half a cosine down to `floor`."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -30,12 +27,16 @@ def step_factor(step: int, steps_per_epoch: int, step_size: int, gamma: float = 
     return gamma ** (epoch // max(1, step_size))
 
 
+SCHEDULES = {  # name -> (step, steps_per_epoch, epochs, warmup steps, step_size, gamma) -> factor
+    "cosine": lambda step, spe, epochs, warmup, step_size, gamma: cosine_factor(step, epochs * spe, warmup),
+    "step": lambda step, spe, epochs, warmup, step_size, gamma: step_factor(step, spe, step_size, gamma, warmup),
+}
+
+
 def lr_factor(step: int, schedule: str, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0,
               step_size: int = 10, gamma: float = 0.1) -> float:
-    """The lr multiplier at optimizer step `step` (0-based) for a named schedule."""
+    """The lr multiplier at optimizer step `step` (0-based) for a schedule named in SCHEDULES."""
+    if schedule not in SCHEDULES:
+        raise KitError(f"optim.schedule: unknown schedule '{schedule}' (valid: {', '.join(SCHEDULES)})")
     warmup = int(round(warmup_epochs * steps_per_epoch))
-    if schedule == "cosine":
-        return cosine_factor(step, epochs * steps_per_epoch, warmup)
-    if schedule == "step":
-        return step_factor(step, steps_per_epoch, step_size, gamma, warmup)
-    raise KitError(f"optim.schedule: unknown schedule '{schedule}' (valid: {', '.join(SCHEDULES)})")
+    return SCHEDULES[schedule](step, steps_per_epoch, epochs, warmup, step_size, gamma)

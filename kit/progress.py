@@ -1,0 +1,34 @@
+"""Progress bars: tqdm on a terminal; on a log (Kaggle, CI, a file) a whole line every 30 s instead of
+carriage-return redraws that flood the log. Every long loop in kit uses `progress`."""
+from __future__ import annotations
+
+import sys
+
+from tqdm import tqdm
+
+LOG_INTERVAL_S = 30.0
+
+
+class LineProgress(tqdm):
+    """tqdm that writes one plain line per refresh (no \\r), at most every `mininterval` seconds."""
+
+    _wrote = False
+
+    def display(self, msg=None, pos=None):
+        line = (self.__str__() if msg is None else msg).strip()
+        if line:  # newline first: tqdm's close() ends the last line itself
+            self.fp.write(("\n" if self._wrote else "") + line)
+            self.fp.flush()
+            self._wrote = True
+        return True
+
+
+def progress(iterable=None, **kw) -> tqdm:
+    """A tqdm bar, or LineProgress when stderr is not a terminal (tqdm's arguments either way)."""
+    stream = kw.get("file") or sys.stderr
+    if kw.get("disable") or getattr(stream, "isatty", lambda: False)():
+        return tqdm(iterable, **kw)
+    kw["mininterval"] = max(float(kw.get("mininterval") or 0), LOG_INTERVAL_S)
+    kw["maxinterval"] = max(float(kw.get("maxinterval") or 0), kw["mininterval"])
+    kw["leave"] = True
+    return LineProgress(iterable, **kw)
