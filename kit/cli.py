@@ -41,7 +41,7 @@ def _single_threaded_opencv() -> None:
 
 
 def debug_wanted(argv: list[str]) -> bool:
-    """`--debug` anywhere before the command's own arguments, or KIT_DEBUG=1: show tracebacks."""
+    """`--debug` anywhere on the command line, or KIT_DEBUG=1 (not 0): show tracebacks."""
     return "--debug" in argv or os.environ.get("KIT_DEBUG", "") not in ("", "0")
 
 
