@@ -325,7 +325,7 @@ def test_package_metadata_and_models(tmp_path, capsys):
     # the README's old example: `kit filter` has no --params flag
     ("--filters", "sift --params {fitted}", ("--filters 'sift --params {fitted}': filter: unrecognized arguments: "
                                              "--params {pkg}/kit-models/params/fitted.json")),
-    ("--filters", "sfit", "--filters 'sfit': filter: unknown filter 'sfit' (valid: "),
+    ("--filters", "sfit", "--filters 'sfit': filter: argument NAME: unknown filter 'sfit' (valid: "),
     ("--filters", "distractor --param alhpa=0.5", "unknown parameter(s) alhpa for distractor (has: alpha, tau)"),
     ("--filters", "distractor --param alpha", "--param 'alpha': expected KEY=NUMBER"),
     ("--filters", "delf --load {fitted}", "fitted.json holds filter 'distractor', not 'delf'"),
