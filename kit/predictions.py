@@ -124,9 +124,10 @@ def check_arrays(path, a: dict) -> None:
     if len(bad):
         i = int(bad[0])
         raise KitError(f"{path}: row {i + 1}: id {ids[i][:80]!r} is blank, padded or not a safe file name")
+    from kit.io import surely_unique
     from kit.metrics import first_duplicate
 
-    d = first_duplicate(ids)
+    d = -1 if surely_unique(ids) else first_duplicate(ids)
     if d >= 0:
         first = int(np.flatnonzero(ids == ids[d])[0])
         raise KitError(f"{path}: row {d + 1}: duplicate id {ids[d]} (first at row {first + 1})")
