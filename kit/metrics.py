@@ -135,36 +135,63 @@ def _align(sol_ids: np.ndarray, sub_ids: np.ndarray) -> np.ndarray:
     return index_in(sub_ids, sol_ids)
 
 
+class Matcher:
+    """The solution side of `match_frames`, prepared once for a fixed list of submission ids: usage
+    filtering, alignment and the exploded ground truth. Calling it with the submission's labels and
+    scores gives match_frames' columns; scoring many label/score sets of the same ids (ensemble weight
+    fitting) then costs no string work."""
+
+    def __init__(self, sol_df: pd.DataFrame, sub_ids):
+        keep = _usage_mask(sol_df)
+        sol_ids = sol_df["id"].astype(str).to_numpy(dtype=object)
+        ignored = sol_ids[~keep]
+        sol_ids = sol_ids[keep]
+        landmarks = sol_df["landmarks"].to_numpy()[keep]
+        sub_ids = pd.Series(sub_ids).astype(str).to_numpy(dtype=object)
+        self.sub_keep = index_in(sub_ids, ignored) < 0 if len(ignored) else None
+        if self.sub_keep is not None:
+            sub_ids = sub_ids[self.sub_keep]
+        pos = _align(sol_ids, sub_ids)
+        if (pos < 0).any():
+            raise KitError(f"submission: {int((pos < 0).sum())} id(s) not in the solution (first: {sub_ids[pos < 0][0]})")
+        if len(pos) and np.bincount(pos).max() > 1:
+            raise KitError(f"submission: duplicate id {sub_ids[first_duplicate(sub_ids)]}")
+        self.pos, self.sol_ids, n = pos, sol_ids, len(sol_ids)
+        # explode the ground truth to (row, landmark) pairs; a row is correct if its label is one of them
+        pairs = pd.Series(landmarks, index=np.arange(n), dtype=object).explode().dropna()
+        self.rows = pairs.index.to_numpy(dtype=np.int64)
+        self.truth = pairs.to_numpy(dtype=np.int64)
+        self.is_landmark = np.bincount(self.rows, minlength=n) > 0
+
+    def __call__(self, label_in, score_in) -> dict:
+        label_in = np.asarray(label_in, dtype=np.int64)
+        score_in = np.asarray(score_in, dtype=np.float64)
+        if self.sub_keep is not None:
+            label_in, score_in = label_in[self.sub_keep], score_in[self.sub_keep]
+        n = len(self.sol_ids)
+        label = np.full(n, -1, dtype=np.int64)
+        score = np.zeros(n, dtype=np.float64)
+        label[self.pos], score[self.pos] = label_in, score_in
+        hit = label[self.rows] == self.truth
+        correct = np.zeros(n, dtype=bool)
+        correct[self.rows[hit]] = True
+        return {"id": self.sol_ids, "label": label, "score": score, "correct": correct,
+                "is_landmark": self.is_landmark}
+
+    def gap(self, label_in, score_in) -> float:
+        """GAP of these submission labels/scores (what `gap_frames` returns)."""
+        m = self(label_in, score_in)
+        has = m["label"] >= 0
+        score = m["score"][has]
+        _check_scores(score, "submission scores")
+        order = _ranked(score, m["id"][has], m["label"][has])
+        return _gap_from_correct(m["correct"][has], order, int(m["is_landmark"].sum()))
+
+
 def _match(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> dict:
     """match_frames as a dict of numpy arrays (no DataFrame building: it costs more than the GAP)."""
-    keep = _usage_mask(sol_df)
-    sol_ids = sol_df["id"].astype(str).to_numpy(dtype=object)
-    ignored = sol_ids[~keep]
-    sol_ids = sol_ids[keep]
-    landmarks = sol_df["landmarks"].to_numpy()[keep]
-    sub_ids = sub_df["id"].astype(str).to_numpy(dtype=object)
-    label_in = sub_df["label"].to_numpy(dtype=np.int64)
-    score_in = sub_df["score"].to_numpy(dtype=np.float64)
-    if len(ignored):
-        sub_keep = index_in(sub_ids, ignored) < 0
-        sub_ids, label_in, score_in = sub_ids[sub_keep], label_in[sub_keep], score_in[sub_keep]
-    pos = _align(sol_ids, sub_ids)
-    if (pos < 0).any():
-        raise KitError(f"submission: {int((pos < 0).sum())} id(s) not in the solution (first: {sub_ids[pos < 0][0]})")
-    if len(pos) and np.bincount(pos).max() > 1:
-        raise KitError(f"submission: duplicate id {sub_ids[first_duplicate(sub_ids)]}")
-    n = len(sol_ids)
-    label = np.full(n, -1, dtype=np.int64)
-    score = np.zeros(n, dtype=np.float64)
-    label[pos], score[pos] = label_in, score_in
-    # explode the ground truth to (row, landmark) pairs; a row is correct if its label is one of them
-    pairs = pd.Series(landmarks, index=np.arange(n), dtype=object).explode().dropna()
-    rows = pairs.index.to_numpy(dtype=np.int64)
-    hit = label[rows] == pairs.to_numpy(dtype=np.int64)
-    correct = np.zeros(n, dtype=bool)
-    correct[rows[hit]] = True
-    return {"id": sol_ids, "label": label, "score": score, "correct": correct,
-            "is_landmark": np.bincount(rows, minlength=n) > 0}
+    return Matcher(sol_df, sub_df["id"])(sub_df["label"].to_numpy(dtype=np.int64),
+                                         sub_df["score"].to_numpy(dtype=np.float64))
 
 
 def match_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> pd.DataFrame:
@@ -179,12 +206,8 @@ def match_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> pd.DataFrame:
 
 def gap_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> float:
     """GAP of a submission frame (id, label, score) against a solution frame (id, landmarks list[int])."""
-    m = _match(sub_df, sol_df)
-    has = m["label"] >= 0
-    score = m["score"][has]
-    _check_scores(score, "submission scores")
-    order = _ranked(score, m["id"][has], m["label"][has])
-    return _gap_from_correct(m["correct"][has], order, int(m["is_landmark"].sum()))
+    return Matcher(sol_df, sub_df["id"]).gap(sub_df["label"].to_numpy(dtype=np.int64),
+                                             sub_df["score"].to_numpy(dtype=np.float64))
 
 
 def gap_reference(predictions: dict, solution: dict) -> float:

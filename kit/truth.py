@@ -44,9 +44,17 @@ def score_gap(pred: Predictions, truth: pd.DataFrame) -> float:
     from kit.metrics import gap_frames
     from kit.submission import predictions_to_frame
 
-    if truth.attrs.get("from_labels", False):
-        truth = truth[truth["id"].isin(set(pred.ids))]
-    return float(gap_frames(predictions_to_frame(pred), truth))
+    return float(gap_frames(predictions_to_frame(pred), truth_for(pred, truth)))
+
+
+def truth_for(pred: Predictions, truth: pd.DataFrame) -> pd.DataFrame:
+    """The truth rows `score_gap` scores `pred` against: a truth from labels is cut to the predicted
+    ids (done once when many predictions of the same ids are scored); a solution is used whole."""
+    if not truth.attrs.get("from_labels", False):
+        return truth
+    cut = truth[truth["id"].isin(set(pred.ids))].copy()
+    cut.attrs = {}
+    return cut
 
 
 def true_top1(pred: Predictions, truth: pd.DataFrame) -> np.ndarray:

@@ -53,7 +53,11 @@ def read_train(path, none_ok: bool = False) -> pd.DataFrame:
     are not read. Ids are stripped; blank, unsafe or duplicate ids and bad landmark ids are KitErrors
     naming the row (none_ok: landmark_id -1 = non-landmark allowed, for truth files)."""
     read_csv(path, required=("id", "landmark_id"), nrows=0)
-    df = read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str}, keep_default_na=False)
+    try:  # pyarrow's parser: ~4x pandas' C parser when the id column is forced to str, same frame
+        df = pd.read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str}, engine="pyarrow",
+                         keep_default_na=False)
+    except ValueError:  # a malformed file (or an empty landmark_id): the C parser, for its exact errors
+        df = read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str}, keep_default_na=False)
     if df.empty:
         raise KitError(f"{path}: no data rows (only a header)")
     df["id"] = clean_ids(path, df["id"])  # stripped; blank, unsafe or duplicate ids are errors
@@ -72,14 +76,28 @@ def read_clean(path) -> pd.DataFrame:
 
 def restrict_to_clean(train: pd.DataFrame, clean: pd.DataFrame, path="clean csv") -> pd.DataFrame:
     """Keep train rows whose id is listed in the clean CSV; a listed id under another landmark is an error."""
-    kept = train[train["id"].isin(clean["id"])]
-    both = kept.merge(clean.drop_duplicates("id"), on="id", suffixes=("", "_clean"))
-    bad = both["landmark_id"].to_numpy() != both["landmark_id_clean"].to_numpy()
+    from kit.metrics import index_in
+
+    clean_ids = clean["id"].to_numpy(dtype=object)
+    pos = index_in(train["id"].to_numpy(dtype=object), clean_ids)  # first listing of each id (C++ hash)
+    kept = train[pos >= 0]
+    clean_lid = clean["landmark_id"].to_numpy()[pos[pos >= 0]]
+    bad = kept["landmark_id"].to_numpy() != clean_lid
     if bad.any():
-        r = both[bad].iloc[0]
-        raise KitError(f"{path}: image {r['id']} is listed under landmark {r['landmark_id_clean']}, "
-                       f"train.csv says {r['landmark_id']}")
+        i = int(np.flatnonzero(bad)[0])
+        raise KitError(f"{path}: image {kept['id'].iloc[i]} is listed under landmark {clean_lid[i]}, "
+                       f"train.csv says {kept['landmark_id'].iloc[i]}")
     return kept.reset_index(drop=True)
+
+
+def _class_counts(landmark_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """= np.unique(landmark_ids, return_counts=True), by bincount (no sort) when the ids are small ints."""
+    if landmark_ids.dtype.kind in "iu" and len(landmark_ids) and landmark_ids.min() >= 0 \
+            and landmark_ids.max() <= 4 * len(landmark_ids) + 2**20:
+        counts = np.bincount(landmark_ids)
+        uniq = np.flatnonzero(counts)
+        return uniq.astype(landmark_ids.dtype), counts[uniq]
+    return np.unique(landmark_ids, return_counts=True)
 
 
 def select_classes(landmark_ids: np.ndarray, top: int | None = None, min_images: int | None = None) -> np.ndarray:
@@ -90,31 +108,93 @@ def select_classes(landmark_ids: np.ndarray, top: int | None = None, min_images:
         raise KitError(f"folds: --top must be > 0 (got {top})")
     if min_images is not None and min_images <= 0:
         raise KitError(f"folds: --min-images must be > 0 (got {min_images})")
-    uniq, counts = np.unique(landmark_ids, return_counts=True)
+    uniq, counts = _class_counts(np.asarray(landmark_ids))
     if top is not None:
         return np.sort(uniq[np.lexsort((uniq, -counts))[:top]])
     return uniq[counts >= min_images]
 
 
+def _arrow_id_bytes(values) -> np.ndarray | None:
+    """The bytes of arrow-backed string ids as a uint8 matrix [N, L], zero-copy, when every id is L
+    ASCII characters (GLDv2's 16 hex digits): exactly what `astype("S")` would give, without building
+    N Python strings. None when that does not hold (the caller converts the slow way)."""
+    import pyarrow as pa
+
+    arr = getattr(values, "array", values)
+    if not hasattr(arr, "__arrow_array__"):
+        return None
+    try:
+        arr = arr.__arrow_array__()
+        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    except (TypeError, ValueError, pa.ArrowException):
+        return None
+    if arr.null_count or len(arr) == 0 or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    offsets = offsets[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
+    width = int(offsets[1] - offsets[0])
+    if width == 0 or (np.diff(offsets) != width).any():
+        return None
+    data = np.frombuffer(bufs[2], np.uint8)[offsets[0]:offsets[-1]].reshape(len(arr), width)
+    if (data >= 128).any() or (data == 0).any():
+        return None
+    return data
+
+
 def _seeded_hash(values, seed: int) -> np.ndarray:
     """A uint64 hash of each value (string ids or ints) keyed by the seed: vectorised FNV-1a over the
     bytes of the ids, then a splitmix64 finaliser with the seed mixed in (stable across runs/platforms)."""
-    a = np.asarray(values)
-    if a.dtype.kind in "OUS":
+    cols = _arrow_id_bytes(values)
+    a = np.asarray(values) if cols is None else None
+    if cols is None and a.dtype.kind in "OUS":
         try:
             b = np.ascontiguousarray(a.astype("S"))
         except UnicodeEncodeError:  # non-ASCII ids: encode explicitly (slower, same idea)
             b = np.ascontiguousarray(np.char.encode(a.astype(str), "utf-8"))
         cols = b.view(np.uint8).reshape(len(b), -1)
-        h = np.full(len(b), 0xCBF29CE484222325, dtype=np.uint64)
-        for col in cols.T:  # one pass per character position (16 for GLDv2 ids)
-            h = (h ^ col) * np.uint64(0x100000001B3)
+    if cols is not None:
+        h = np.full(len(cols), 0xCBF29CE484222325, dtype=np.uint64)
+        prime = np.uint64(0x100000001B3)
+        for col in np.ascontiguousarray(cols.T):  # one pass per character position (16 for GLDv2 ids)
+            np.bitwise_xor(h, col, out=h)
+            np.multiply(h, prime, out=h)
     else:
         h = a.astype(np.uint64)
     h = h ^ np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
     h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return h ^ (h >> np.uint64(31))
+
+
+def _lexsort_class_hash(labels: np.ndarray, row_hash: np.ndarray, n_classes: int) -> np.ndarray:
+    """= np.lexsort((row_hash, labels)) (stable), ~4x faster on millions of rows: one np.sort of uint64
+    keys packing (class, top bits of the hash, row), then the rare runs of equal (class, hash bits)
+    re-sorted exactly by (full hash, row)."""
+    n = len(labels)
+    lbits, rbits = max(1, int(n_classes - 1).bit_length()), max(1, int(n - 1).bit_length())
+    hbits = 64 - lbits - rbits
+    if hbits < 8:  # too many rows/classes to pack: argsort of (class, hash bits), rows kept apart
+        rbits, hbits = 0, 64 - lbits
+    u = np.uint64
+    key = (labels.astype(u) << u(64 - lbits)) | ((row_hash >> u(64 - hbits)) << u(rbits))
+    if rbits:
+        key |= np.arange(n, dtype=u)
+        key.sort()
+        order = (key & u((1 << rbits) - 1)).astype(np.int64)
+        prefix = key >> u(rbits)
+    else:
+        order = np.argsort(key)
+        prefix = key[order]
+    eq = prefix[1:] == prefix[:-1]
+    if eq.any():  # equal prefixes form runs: order each run by (full hash, row), as the stable lexsort does
+        tie = np.zeros(n, bool)
+        tie[1:] |= eq
+        tie[:-1] |= eq
+        pos = np.flatnonzero(tie)
+        rows = order[pos]
+        order[pos] = rows[np.lexsort((rows, row_hash[rows], prefix[pos]))]
+    return order
 
 
 def _class_sorted_positions(labels: np.ndarray, n_classes: int, seed: int, ids=None,
@@ -126,7 +206,7 @@ def _class_sorted_positions(labels: np.ndarray, n_classes: int, seed: int, ids=N
     ids = np.arange(len(labels)) if ids is None else ids
     keys = labels if landmark_ids is None else landmark_ids
     row_hash = _seeded_hash(ids, seed)
-    order = np.lexsort((row_hash, labels))
+    order = _lexsort_class_hash(labels, row_hash, n_classes)
     counts = np.bincount(labels, minlength=n_classes)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank = np.empty(len(labels), dtype=np.int64)
@@ -177,7 +257,7 @@ def make_folds(train: pd.DataFrame, top: int | None = None, min_images: int | No
     rows = np.flatnonzero(label >= 0)
     label = label[rows]
     ids = train["id"].iloc[rows].reset_index(drop=True)
-    keys = dict(ids=ids.to_numpy(dtype=object), landmark_ids=lid[rows])
+    keys = dict(ids=ids, landmark_ids=lid[rows])  # the Series: its arrow bytes are hashed in place
     fold = assign_holdout(label, seed, **keys) if holdout else assign_folds(label, n_folds, seed, **keys)
     return pd.DataFrame({"id": ids, "landmark_id": lid[rows], "label": label, "fold": fold})
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from kit.errors import KitError
 from kit.predictions import Predictions, load_predictions
-from kit.truth import load_truth, score_gap
+from kit.truth import load_truth, score_gap, truth_for
 
 
 def load_any(path: str | Path) -> Predictions:
@@ -35,7 +35,9 @@ def align(preds: list[Predictions]) -> list[Predictions]:
     """Reindex every input to the union of ids (first-seen order); missing ids become empty rows."""
     if not preds:
         raise KitError("ensemble: no inputs")
-    ids = list(dict.fromkeys(itertools.chain.from_iterable(p.ids.tolist() for p in preds)))
+    import pandas as pd
+
+    ids = pd.unique(np.concatenate([p.ids.astype(object) for p in preds]))  # first-seen order, hashed in C
     return [p.reindex(ids) for p in preds]
 
 
@@ -108,23 +110,84 @@ def ens_weighted(preds: list[Predictions], weights=None) -> Predictions:
     return _result(preds[0].ids, label, (w[:, None] * scores * agree).sum(axis=0) / w.sum())
 
 
+def _group_rows(labels: np.ndarray):
+    """Group the present (row, label) pairs of labels [N, K]: (flat positions kept, group of each kept
+    entry, row and label of each group). Groups are ordered by (row, label); within a group the kept
+    entries stay in column order, so a bincount over groups sums them in the order a per-row loop would."""
+    n, k = labels.shape
+    flat = labels.ravel()
+    keep = np.flatnonzero(flat >= 0)
+    rows, lab = keep // k, flat[keep]
+    order = np.lexsort((lab, rows))  # stable: equal (row, label) keep column order
+    keep, rows, lab = keep[order], rows[order], lab[order]
+    new = np.ones(len(keep), bool)
+    new[1:] = (rows[1:] != rows[:-1]) | (lab[1:] != lab[:-1])
+    group = np.cumsum(new) - 1
+    return keep, group, rows[new], lab[new]
+
+
+def _rank_groups(totals: np.ndarray, g_rows: np.ndarray, g_labels: np.ndarray, n: int, topk: int):
+    """Per row the `topk` groups with the highest total (ties: smaller label first) -> labels [N, topk]
+    (-1 = empty) and float32 scores [N, topk]. Groups come ordered by (row, label)."""
+    order = np.lexsort((-totals, g_rows))  # stable: equal totals keep label order
+    rows = g_rows[order]
+    starts = np.searchsorted(rows, np.arange(n))
+    rank = np.arange(len(rows)) - starts[rows]
+    top = rank < topk
+    out_l = np.full((n, topk), -1, np.int64)
+    out_s = np.zeros((n, topk), np.float32)
+    out_l[rows[top], rank[top]] = g_labels[order[top]]
+    out_s[rows[top], rank[top]] = totals[order[top]]
+    return out_l, out_s
+
+
+class SoftPlan:
+    """`soft_average` prepared for many weight vectors on the same aligned inputs (weight fitting):
+    the (row, label) grouping is computed once, each call is a bincount and a sort."""
+
+    def __init__(self, preds: list[Predictions]):
+        self.preds = align(preds)
+        self.labels = np.concatenate([p.labels for p in self.preds], axis=1)  # [N, sum k]
+        self.keep, self.group, self.g_rows, self.g_labels = _group_rows(self.labels)
+        self.rows, self.starts = np.unique(self.g_rows, return_index=True)  # rows with >= 1 label
+
+    def totals(self, weights=None) -> np.ndarray:
+        """Weighted average score of every (row, label) group."""
+        w = _weights(weights, len(self.preds))
+        contrib = np.concatenate([wj * np.where(p.labels >= 0, p.scores, 0.0) for wj, p in zip(w, self.preds)],
+                                 axis=1)
+        return np.bincount(self.group, weights=contrib.ravel()[self.keep], minlength=len(self.g_rows)) / w.sum()
+
+    def __call__(self, weights=None, topk: int | None = None) -> Predictions:
+        topk = topk or max(p.labels.shape[1] for p in self.preds)
+        totals = self.totals(weights)
+        if topk == 1:
+            out_l, out_s = self._top1(totals)
+        else:
+            out_l, out_s = _rank_groups(totals, self.g_rows, self.g_labels, len(self.labels), topk)
+        return Predictions(self.preds[0].ids, out_l, out_s)
+
+    def _top1(self, totals: np.ndarray):
+        """The rank-0 slot of `_rank_groups` without a sort: per row the first group (smallest label)
+        holding the row's highest total (NaN ranks last, as in the sort)."""
+        out_l = np.full((len(self.labels), 1), -1, np.int64)
+        out_s = np.zeros((len(self.labels), 1), np.float32)
+        if len(totals) == 0:
+            return out_l, out_s
+        best = np.fmax.reduceat(totals, self.starts)  # NaN-ignoring max per row
+        at = np.arange(len(totals))
+        is_best = totals == np.repeat(best, np.diff(np.append(self.starts, len(totals))))
+        first = np.minimum.reduceat(np.where(is_best, at, len(totals)), self.starts)
+        first = np.where(first == len(totals), self.starts, first)  # all NaN: the first group, like the sort
+        out_l[self.rows, 0], out_s[self.rows, 0] = self.g_labels[first], totals[first]
+        return out_l, out_s
+
+
 def soft_average(preds: list[Predictions], weights=None, topk: int | None = None) -> Predictions:
     """Weighted average of the top-k scores over the union of labels (a label absent from a model's
-    top-k counts 0 for it); returns the top-k labels of the average."""
-    preds = align(preds)
-    w = _weights(weights, len(preds))
-    topk = topk or max(p.labels.shape[1] for p in preds)
-    labels = np.concatenate([p.labels for p in preds], axis=1)                     # [N, sum k]
-    contrib = np.concatenate([wj * np.where(p.labels >= 0, p.scores, 0.0) for wj, p in zip(w, preds)], axis=1)
-    out_l = np.full((len(labels), topk), -1, np.int64)
-    out_s = np.zeros((len(labels), topk), np.float32)
-    for i in range(len(labels)):  # rows are tiny (sum of k); a python loop keeps it readable
-        ok = labels[i] >= 0
-        uniq, inv = np.unique(labels[i][ok], return_inverse=True)
-        total = np.bincount(inv, weights=contrib[i][ok], minlength=len(uniq)) / w.sum()
-        top = np.argsort(-total, kind="stable")[:topk]
-        out_l[i, : len(top)], out_s[i, : len(top)] = uniq[top], total[top]
-    return Predictions(preds[0].ids, out_l, out_s)
+    top-k counts 0 for it); returns the top-k labels of the average (ties: smaller label first).
+    Vectorised over rows (one lexsort + bincount), equal to the per-row loop it replaced (tests)."""
+    return SoftPlan(preds)(weights, topk)
 
 
 def ens_soft(preds: list[Predictions], weights=None, topk: int | None = None, fit_on=None, solution=None,
@@ -154,10 +217,15 @@ def fit_soft_weights(preds: list[Predictions], solution, step: float = 0.1) -> n
     if m == 1:
         return np.ones(1)
     n = int(round(1 / step))
-    preds = align(preds)
+    from kit.metrics import Matcher
 
-    def score(w):
-        return score_gap(soft_average(preds, w), solution)
+    plan = SoftPlan(preds)  # align + grouping once for every grid point
+    matcher = Matcher(truth_for(plan.preds[0], solution), plan.preds[0].ids.astype(object))
+
+    def score(w):  # = score_gap(soft_average(preds, w), solution), the string work done once
+        top = plan(w, topk=1)
+        label = top.labels[:, 0]
+        return float(matcher.gap(label, np.where(label >= 0, top.scores[:, 0], 0.0).astype(np.float32)))
 
     if _n_compositions(n, m) <= 2000:
         grid = [np.array(c, float) / n for c in _compositions(n, m)]

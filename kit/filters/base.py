@@ -132,17 +132,21 @@ class TrainIndex:
         from kit.data.folds import read_train
         from kit.predictions import load_predictions
 
+        import pandas as pd
+
         csv = Path(train_labels) if train_labels else Path(data_dir) / "train.csv"
-        df = read_train(csv)  # ids stripped and checked (they become image paths)
-        truth = dict(zip(df["id"], df["landmark_id"].astype(np.int64)))
+        df = read_train(csv)  # ids stripped and checked (they become image paths), unique
         if not train_pred:
             return TrainIndex(df["id"].to_numpy(str), df["landmark_id"].to_numpy(np.int64), None)
+        truth = df.drop_duplicates("id", keep="last")  # a repeated id: its last row, as a dict would
         tp = load_predictions(train_pred)
-        known = np.array([i in truth for i in tp.ids], bool)
+        pos = pd.Index(truth["id"]).get_indexer(tp.ids)
+        known = pos >= 0
         if not known.any():
             raise KitError(f"{train_pred}: none of its ids are in {csv}")
-        tp = tp.subset(np.flatnonzero(known))
-        return TrainIndex(tp.ids, np.array([truth[i] for i in tp.ids], np.int64), tp.embeddings)
+        if not known.all():  # (a subset copies the embeddings: GBs at GLDv2 size)
+            tp = tp.subset(np.flatnonzero(known))
+        return TrainIndex(tp.ids, truth["landmark_id"].to_numpy(np.int64)[pos[known]], tp.embeddings)
 
 
 def need_embeddings(obj, what) -> None:

@@ -11,6 +11,26 @@ from kit.io import find_image
 from kit.predictions import Predictions
 
 
+def select_candidates(pred: Predictions, idx: TrainIndex, rows, n: int, emb="index") -> dict:
+    """Per row i of `rows`: the ids of the `n` training images of its predicted class nearest by global
+    embedding (`kit.localfeatures.matching.class_neighbours`, the image itself excluded). The index is
+    grouped by class once (a stable argsort), so each row costs its class's size, not the whole index."""
+    if isinstance(emb, str):
+        emb = pred.embeddings if idx.embeddings is not None else None
+    order = np.argsort(idx.landmarks, kind="stable")  # rows of a class stay ascending, like flatnonzero
+    sorted_lm = idx.landmarks[order]
+    top = pred.labels[np.asarray(rows, np.int64), 0]
+    lo, hi = np.searchsorted(sorted_lm, top, "left"), np.searchsorted(sorted_lm, top, "right")
+    out = {}
+    for i, a, b in zip(rows, lo, hi):  # one spare neighbour: the image itself never verifies itself
+        cls = order[a:b]
+        if emb is not None and idx.embeddings is not None and len(cls):
+            cls = cls[np.argsort(-(idx.embeddings[cls] @ emb[i]), kind="stable")]
+        near = idx.ids[cls[:n + 1]]
+        out[i] = [j for j in near if j != pred.ids[i]][:n]
+    return out
+
+
 class LocalFilter(Filter):
     """Geometric verification: max RANSAC inliers between the image and the `neighbours` training images of
     its predicted class nearest by global embedding. Below `threshold` inliers the row fails; passing rows
@@ -52,7 +72,7 @@ class LocalFilter(Filter):
         from kit.progress import progress
 
         from kit.localfeatures.base import cached_features, resolve_cache_dir
-        from kit.localfeatures.matching import class_neighbours, count_inliers
+        from kit.localfeatures.matching import count_inliers
 
         s, idx = self.settings, self.index
         emb = pred.embeddings if idx.embeddings is not None else None
@@ -61,15 +81,11 @@ class LocalFilter(Filter):
         out = np.zeros(len(pred), np.float32)
         rows = np.flatnonzero(pred.labels[:, 0] >= 0)
         match_kw = dict(ratio=s["ratio"], transform=s["transform"], threshold=s["ransac_threshold"])
+        nbrs = select_candidates(pred, idx, rows, s["neighbours"], emb)
         for start in progress(range(0, len(rows), s["chunk"]), desc=f"{self.name} verify", unit="chunk",
                           disable=len(rows) <= s["chunk"]):
             chunk = rows[start:start + s["chunk"]]
-            nbrs = {}
-            for i in chunk:  # one spare neighbour: the image itself never verifies itself
-                near = idx.ids[class_neighbours(None if emb is None else emb[i], pred.labels[i, 0], idx.landmarks,
-                                                idx.embeddings, s["neighbours"] + 1)]
-                nbrs[i] = [j for j in near if j != pred.ids[i]][:s["neighbours"]]
-            need = list(dict.fromkeys([pred.ids[i] for i in chunk] + [j for v in nbrs.values() for j in v]))
+            need = list(dict.fromkeys([pred.ids[i] for i in chunk] + [j for i in chunk for j in nbrs[i]]))
             t0 = time.perf_counter()
             feats = cached_features(self.extractor, need, [find_image(s["data_dir"], j) for j in need],
                                     resolve_cache_dir(s["cache_dir"]), progress=len(need) > 64,
