@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
+import traceback
 
 import kit.commands
 from kit import __version__
@@ -18,6 +20,8 @@ from kit.errors import KitError
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description="Google Landmark Recognition solution kit.")
     parser.add_argument("--version", action="version", version=f"kit {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the full traceback of an error "
+                        "(also KIT_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(kit.commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"kit.commands.{info.name}")
@@ -36,20 +40,39 @@ def _single_threaded_opencv() -> None:
     cv2.setNumThreads(0)
 
 
+def debug_wanted(argv: list[str]) -> bool:
+    """`--debug` anywhere on the command line, or KIT_DEBUG=1 (not 0): show tracebacks."""
+    return "--debug" in argv or os.environ.get("KIT_DEBUG", "") not in ("", "0")
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one line: its type (unless a KitError) and the first line of its message."""
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    text = lines[0] if lines else ""
+    return text if isinstance(e, KitError) else f"{type(e).__name__}: {text}".rstrip(": ")
+
+
 def main(argv: list[str] | None = None) -> int:
     import logging
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_wanted(argv)
+    argv = [a for a in argv if a != "--debug"]
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
     args = build_parser().parse_args(argv)
     _single_threaded_opencv()
     try:
         rc = args.func(args)
-    except KitError as e:
-        print(f"kit: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("kit: interrupted", file=sys.stderr)
         return 130
+    except (KitError, OSError, ValueError, MemoryError) as e:
+        # the last line of defence: a bad input that slipped past a reader is one line, not a traceback
+        if debug:
+            traceback.print_exc()
+        hint = "" if isinstance(e, KitError) or debug else " (--debug or KIT_DEBUG=1 shows the traceback)"
+        print(f"kit: error: {one_line(e)}{hint}", file=sys.stderr)
+        return 2
     return int(rc or 0)
 
 

@@ -26,7 +26,8 @@ class DataConfig:
     augment: str = "light"                # name in kit.data.augment.PIPELINES
     batch_size: int = 64
     num_workers: int = 2
-    strict: bool = False                  # missing/corrupt images: error instead of skip
+    strict: bool = False                  # missing/corrupt/oversized images: error instead of skip
+    max_pixels: int = 50_000_000          # images whose header claims more pixels are not decoded (skipped)
 
 
 @dataclass
@@ -212,13 +213,60 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     cfg = Config()
     path = resolve_config_path(name_or_path)
     if path is not None:
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise KitError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
-        _fill(cfg, values)
+        _fill(cfg, read_yaml_mapping(path))
     _fill(cfg, parse_overrides(overrides or []))
+    check_ranges(cfg)
     return validate_config(cfg)
+
+
+def read_yaml_mapping(path: str | Path) -> dict:
+    """A YAML file whose top level is a mapping (safe_load: no Python objects), else KitError naming it."""
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise KitError(f"{path}: not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r})") from None
+    except yaml.YAMLError as e:
+        raise KitError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+    except OSError as e:
+        raise KitError(f"{path}: cannot read ({e.strerror or e})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise KitError(f"{path}: top level must be a mapping of config sections, not a {type(values).__name__}")
+    return values
+
+
+# (key, lowest, highest, lowest allowed itself): values outside are typos or would crash deep inside torch
+RANGES = [
+    ("data.image_size", 16, 8192, True), ("data.batch_size", 1, 1 << 20, True),
+    ("data.num_workers", 0, 1024, True), ("data.max_pixels", 1, 1 << 40, True),
+    ("model.gem_p", 0.0, 100.0, False), ("model.embedding_dim", 0, 1 << 16, True),
+    ("model.label_smoothing", 0.0, 1.0, True), ("model.focal_gamma", 0.0, 100.0, True),
+    ("model.arc_scale", 0.0, 1e4, False), ("model.subcenters", 1, 1024, True),
+    ("model.center_weight", 0.0, 1e6, True), ("model.drop_rate", 0.0, 1.0, True),
+    ("optim.lr", 0.0, 1e3, False), ("optim.momentum", 0.0, 1.0, True), ("optim.weight_decay", 0.0, 1e3, True),
+    ("optim.warmup_epochs", 0.0, 1e6, True), ("optim.step_size", 1, 1 << 30, True),
+    ("optim.step_gamma", 0.0, 1e3, False), ("optim.epochs", 1, 1 << 20, True),
+    ("optim.accum_steps", 1, 1 << 20, True), ("optim.max_steps_per_epoch", 0, 1 << 40, True),
+    ("optim.grad_clip", 0.0, 1e9, True), ("optim.lr_backbone", 0.0, 1e3, True),
+    ("optim.lr_neck", 0.0, 1e3, True), ("optim.lr_head", 0.0, 1e3, True),
+    ("predict.topk", 1, 1 << 16, True), ("predict.batch_size", 1, 1 << 20, True),
+]
+
+
+def check_ranges(cfg: Config) -> None:
+    """KitError naming the key and value when a number is out of its sensible range (or NaN)."""
+    for key, lo, hi, lo_ok in RANGES:
+        section, name = key.split(".")
+        v = getattr(getattr(cfg, section), name)
+        ok = (lo <= v if lo_ok else lo < v) and v <= hi  # False for NaN
+        if not ok:
+            low = f">= {lo}" if lo_ok else f"> {lo}"
+            raise KitError(f"config: {key}={v!r} is out of range (must be {low} and <= {hi})")
+    for s in cfg.predict.scales:
+        if not 0.05 <= s <= 20:
+            raise KitError(f"config: predict.scales contains {s!r} (each must be in 0.05..20)")
 
 
 def config_from_dict(values: dict) -> Config:

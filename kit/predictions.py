@@ -79,15 +79,65 @@ def save_predictions(pred: Predictions, path: str | Path) -> Path:
 
 
 def load_predictions(path: str | Path) -> Predictions:
+    """Read and check a prediction file; every problem is a KitError naming this file (and the row)."""
+    import zipfile
+
     path = Path(path)
     if not path.is_file():
         raise KitError(f"{path}: prediction file not found")
     try:
         with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise KitError(f"{path}: not a kit prediction file (a single array, not an .npz archive)")
             missing = [k for k in ("ids", "labels", "scores") if k not in z.files]
             if missing:
                 raise KitError(f"{path}: not a kit prediction file (missing {', '.join(missing)})")
-            emb = z["embeddings"] if "embeddings" in z.files else None
-            return Predictions(z["ids"], z["labels"], z["scores"], emb)
-    except (OSError, ValueError) as e:
-        raise KitError(f"{path}: cannot read prediction file: {e}") from None
+            arrays = {k: z[k] for k in ("ids", "labels", "scores", "embeddings") if k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as e:
+        lines = str(e).strip().splitlines()
+        raise KitError(f"{path}: cannot read prediction file ({type(e).__name__}: "
+                       f"{lines[0] if lines else 'truncated or corrupt'})") from None
+    check_arrays(path, arrays)
+    try:
+        return Predictions(arrays["ids"], arrays["labels"], arrays["scores"], arrays.get("embeddings"))
+    except (KitError, ValueError) as e:
+        raise KitError(f"{path}: {e}") from None
+
+
+def check_arrays(path, a: dict) -> None:
+    """Shapes, dtypes, finite scores and unique, non-blank, safe ids of a prediction file's arrays."""
+    from kit.io import safe_ids
+
+    ids, labels, scores, emb = a["ids"], a["labels"], a["scores"], a.get("embeddings")
+    if ids.ndim != 1 or ids.dtype.kind not in "US":
+        raise KitError(f"{path}: 'ids' must be a 1-D string array (got {ids.dtype} {ids.shape})")
+    n = len(ids)
+    for name, arr, kinds in (("labels", labels, "iu"), ("scores", scores, "fiu")):
+        if arr.dtype.kind not in kinds or arr.ndim not in (1, 2) or len(arr) != n:
+            raise KitError(f"{path}: '{name}' must be [N, k] numbers for the {n} ids (got {arr.dtype} {arr.shape})")
+    if labels.shape != scores.shape:
+        raise KitError(f"{path}: labels {labels.shape} and scores {scores.shape} differ in shape")
+    if emb is not None and (emb.ndim != 2 or len(emb) != n or emb.dtype.kind != "f"):
+        raise KitError(f"{path}: 'embeddings' must be float [N, D] for the {n} ids (got {emb.dtype} {emb.shape})")
+    ids = ids.astype(str)
+    bad = np.flatnonzero(~safe_ids(ids))
+    if len(bad):
+        i = int(bad[0])
+        raise KitError(f"{path}: row {i + 1}: id {ids[i][:80]!r} is blank, padded or not a safe file name")
+    from kit.io import surely_unique
+    from kit.metrics import first_duplicate
+
+    d = -1 if surely_unique(ids) else first_duplicate(ids)
+    if d >= 0:
+        first = int(np.flatnonzero(ids == ids[d])[0])
+        raise KitError(f"{path}: row {d + 1}: duplicate id {ids[d]} (first at row {first + 1})")
+    bad = ~np.isfinite(scores.astype(np.float64))
+    if bad.any():
+        i = int(np.flatnonzero(bad.reshape(n, -1).any(axis=1))[0])
+        raise KitError(f"{path}: row {i + 1}: non-finite score ({scores.reshape(n, -1)[i].tolist()})")
+    if labels.size and labels.min() < -1:
+        i = int(np.flatnonzero((labels.reshape(n, -1) < -1).any(axis=1))[0])
+        raise KitError(f"{path}: row {i + 1}: landmark id below -1 ({labels.reshape(n, -1)[i].tolist()})")
+    if emb is not None and not np.isfinite(emb).all():
+        i = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
+        raise KitError(f"{path}: row {i + 1}: non-finite embedding")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import read_csv, write_csv
+from kit.io import read_csv, safe_ids as unsafe_free, write_csv
 from kit.metrics import first_duplicate, index_in
 from kit.predictions import Predictions
 
@@ -25,8 +25,12 @@ def _where(path, i: int) -> str:
 
 
 def _read_text_csv(path, required: tuple[str, ...]) -> pd.DataFrame:
-    """All columns as strings, empty cells as '' (never NaN), so validation sees what the file holds."""
-    return read_csv(path, required=required, dtype=str, keep_default_na=False, na_filter=False)
+    """All columns as strings, empty cells as '' (never NaN), so validation sees what the file holds.
+    A header without rows is a KitError: there is nothing to score or submit."""
+    df = read_csv(path, required=required, dtype=str, keep_default_na=False, na_filter=False)
+    if df.empty:
+        raise KitError(f"{path}: no data rows (only a header)")
+    return df
 
 
 def _check_ids(path, ids: np.ndarray, sample_ids=None) -> None:
@@ -34,6 +38,9 @@ def _check_ids(path, ids: np.ndarray, sample_ids=None) -> None:
     empty = ids == ""
     if empty.any():
         raise KitError(f"{_where(path, int(np.flatnonzero(empty)[0]))}: empty id")
+    unsafe = np.flatnonzero(~unsafe_free(ids))
+    if len(unsafe):
+        raise KitError(f"{_where(path, int(unsafe[0]))}: id {ids[unsafe[0]][:80]!r} is not a safe file name")
     i = first_duplicate(ids)
     if i >= 0:
         first = int(np.flatnonzero(ids == ids[i])[0])
@@ -52,7 +59,9 @@ def _check_ids(path, ids: np.ndarray, sample_ids=None) -> None:
 
 def read_sample_ids(path) -> np.ndarray:
     """Test ids of a sample_submission.csv (id,landmarks)."""
-    return _read_text_csv(path, ("id",))["id"].str.strip().to_numpy()
+    ids = _read_text_csv(path, ("id",))["id"].str.strip().to_numpy(dtype=object)
+    _check_ids(path, ids)
+    return ids.astype(str)
 
 
 def read_submission(path, sample_ids=None) -> pd.DataFrame:

@@ -24,7 +24,9 @@ def load_truth(path: str | Path) -> pd.DataFrame:
     head = read_csv(path, nrows=0)
     if "landmarks" in head.columns:
         return read_solution(path)
-    df = read_csv(path, required=("id", "landmark_id"), dtype={"id": str})
+    from kit.data.folds import read_train
+
+    df = read_train(path, none_ok=True)  # ids stripped and checked, landmark ids integers >= -1
     df = df.assign(landmarks=[[int(x)] if x >= 0 else [] for x in df["landmark_id"]])[["id", "landmarks"]]
     df.attrs["from_labels"] = True
     return df

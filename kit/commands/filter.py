@@ -61,6 +61,8 @@ def add_parser(subparsers) -> None:
     g.add_argument("--max-keypoints", type=int, help="(1000)")
     g.add_argument("--device", choices=DEVICES, help="torch device for DELF (auto)")
     g.add_argument("--jobs", type=int, help="threads for matching (1)")
+    g.add_argument("--strict", action="store_true", default=None,
+                   help="an undecodable/oversized image is an error (default: no landmark, counted)")
     p.set_defaults(func=run)
 
 
@@ -99,6 +101,7 @@ def settings_from(args) -> dict:
     out = dict(data_dir=args.data_dir, train_pred=args.train_pred, train_labels=args.train_labels,
                distractors=args.distractors, k=args.k, neighbours=args.neighbours, ratio=args.ratio,
                transform=args.transform, ransac_threshold=args.ransac_threshold, n_jobs=args.jobs,
+               strict=getattr(args, "strict", None),
                extractor_kw={k: v for k, v in ext.items() if v is not None})
     out = {k: v for k, v in out.items() if v is not None}
     if args.cache_dir is not None:

@@ -22,6 +22,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoint", help="a .pt file or run dir instead of runs/<name>/fold<N>/best.pt")
     p.add_argument("--out", help="prediction file (default predictions/<name>/<split>_fold<N>.npz)")
     p.add_argument("--submission", metavar="PATH", help="also write the top-1 as a submission CSV")
+    p.add_argument("--strict", action="store_true",
+                   help="a missing/undecodable/oversized image is an error (= data.strict=true)")
     p.set_defaults(func=run)
 
 
@@ -31,7 +33,8 @@ def run(args) -> int:
     from kit.config import load_config
     from kit.inference.predict import run_predict
 
-    cfg = load_config(args.config, args.overrides + ([f"predict.tta={args.tta}"] if args.tta else []))
+    cfg = load_config(args.config, args.overrides + ([f"predict.tta={args.tta}"] if args.tta else [])
+                      + (["data.strict=true"] if getattr(args, "strict", False) else []))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     run_predict(cfg, args.fold, args.split, submission=args.submission, checkpoint=args.checkpoint, out=args.out)
     return 0

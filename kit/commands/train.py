@@ -34,6 +34,9 @@ def run(args) -> int:
     best = result["best"]
     print(f"best epoch {best['epoch']}: val_acc {best.get('val_acc', 0):.4f} val_gap {best['val_gap']:.4f}")
     print(f"run dir {result['run_dir']}")
+    if result.get("skipped_missing") or result.get("skipped_unreadable"):
+        print(f"skipped images: {result.get('skipped_missing', 0)} missing, "
+              f"{result.get('skipped_unreadable', 0)} undecodable/truncated/oversized (--strict to stop on them)")
     if "oof" in result:
         print(f"OOF predictions {result['oof']}")
     return 0

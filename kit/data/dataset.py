@@ -4,8 +4,10 @@ Data order and augmentation are functions of (seed, epoch, index) only: the samp
 DistributedSampler seeded with cfg.seed (one replica when not distributed) and each sample's
 albumentations random state is derived from (seed, epoch, index). So a resumed run, a run with a
 different number of workers and a DDP run all see the same batches as an uninterrupted run.
-Missing images are found up front (one directory walk) and dropped with a count; unreadable ones
-are found at decode time and dropped in `collate`. With `strict` both raise KitError instead.
+Missing images are found up front (one directory walk) and dropped with a count; unreadable,
+truncated or oversized ones (kit.io.decode_image) are found at decode time, dropped in `collate` and
+counted (batch["skipped"] lists their ids). With `strict` both raise a one-line KitError naming the
+file instead, also from DataLoader workers (kit.errors.KitError drops the worker's traceback).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import decode_image, image_path, read_csv
+from kit.io import MAX_PIXELS, clean_ids, decode_image, image_path, read_csv
 
 log = logging.getLogger("kit.data.dataset")
 FOLD_COLUMNS = ("id", "landmark_id", "label", "fold")
@@ -41,9 +43,10 @@ def read_folds(folds_csv: str | os.PathLike, fold: int) -> tuple[pd.DataFrame, l
     if not Path(folds_csv).is_file():
         raise KitError(f"{folds_csv}: file not found (make it with `kit folds --train-csv DATA/train.csv --top 2000 "
                        f"--out {folds_csv}`; for a first try, `kit synth` writes data to make folds from)")
-    df = read_csv(folds_csv, required=FOLD_COLUMNS, dtype={"id": str})
+    df = read_csv(folds_csv, required=FOLD_COLUMNS, dtype={"id": str}, keep_default_na=False)
     if df.empty:
         raise KitError(f"{folds_csv}: no rows")
+    df["id"] = clean_ids(folds_csv, df["id"])
     for col in ("landmark_id", "label", "fold"):
         if not pd.api.types.is_integer_dtype(df[col]):
             num = pd.to_numeric(df[col], errors="coerce")
@@ -107,11 +110,11 @@ class LandmarkDataset:
     """
 
     def __init__(self, df: pd.DataFrame, data_dir, transform, split: str = "train", seed: int = 0,
-                 strict: bool = False):
+                 strict: bool = False, max_pixels: int = MAX_PIXELS):
         self.ids = df["id"].astype(str).tolist()
         self.labels = df["label"].astype(int).tolist() if "label" in df else [-1] * len(df)
         self.data_dir, self.split, self.transform = data_dir, split, transform
-        self.seed, self.epoch, self.strict = seed, 0, strict
+        self.seed, self.epoch, self.strict, self.max_pixels = seed, 0, strict, max_pixels
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -123,22 +126,29 @@ class LandmarkDataset:
 
     def __getitem__(self, index: int):
         path = image_path(self.data_dir, self.split, self.ids[index])
-        img = decode_image(path)
+        img = decode_image(path, self.max_pixels, strict=self.strict)  # strict: KitError naming the file
         if img is None:
-            if self.strict:
-                raise KitError(f"{path}: image missing or cannot be decoded")
             log.warning("skipping unreadable image %s", path)
-            return None
+            return {"skipped": self.ids[index]}
         self._seed_transform(index)
         return {"image": self.transform(image=img)["image"], "label": self.labels[index], "id": self.ids[index]}
 
 
 def collate(items):
-    """default_collate over the decodable items; None when a whole batch failed."""
+    """default_collate over the decodable items, plus "skipped": ids of the undecodable ones.
+    A batch of only undecodable images is {"skipped": [...]} (no "image": see `has_images`)."""
     from torch.utils.data import default_collate
 
-    items = [x for x in items if x is not None]
-    return default_collate(items) if items else None
+    skipped = [x["skipped"] for x in items if x is not None and "skipped" in x]
+    good = [x for x in items if x is not None and "skipped" not in x]
+    batch = default_collate(good) if good else {}
+    batch["skipped"] = skipped
+    return batch
+
+
+def has_images(batch) -> bool:
+    """False for a batch whose images were all undecodable (or None from an older collate)."""
+    return batch is not None and "image" in batch
 
 
 def _worker_init(_):
@@ -199,9 +209,9 @@ def make_loaders(cfg, fold: int, world_size: int = 1, rank: int = 0, device_type
     d = cfg.data
     bs = per_rank_batch(d.batch_size, world_size)
     train_ds = LandmarkDataset(split.train, d.data_dir, transforms_for(cfg, True),
-                               seed=cfg.seed, strict=d.strict)
+                               seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels)
     val_ds = LandmarkDataset(split.val, d.data_dir, transforms_for(cfg, False),
-                             seed=cfg.seed, strict=d.strict)
+                             seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels)
     return Loaders(make_loader(train_ds, bs, True, cfg.seed, d.num_workers, device_type, world_size, rank),
                    make_loader(val_ds, bs, False, cfg.seed, d.num_workers, device_type, world_size, rank),
                    split)

@@ -24,39 +24,44 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import atomic_path, read_csv
+from kit.io import atomic_path, clean_ids, read_csv
 
 HOLDOUT_SHARES = {1: 45, 0: 3, -1: 2}  # per 50 images: train / val / holdout (report 001: 90/6/4)
 
 
-def _check_landmark_ids(path, col: pd.Series) -> np.ndarray:
-    """landmark_id column -> int64 array, or KitError naming the first bad data row (1-based)."""
+def _check_landmark_ids(path, col: pd.Series, none_ok: bool = False) -> np.ndarray:
+    """landmark_id column -> int64 array, or KitError naming the first bad data row (1-based).
+    none_ok: -1 (non-landmark, in truth files) is allowed."""
+    low = -1 if none_ok else 0
     if pd.api.types.is_integer_dtype(col.dtype):
         values = col.to_numpy(dtype=np.int64)
-        bad = values < 0
+        bad = values < low
     else:
         num = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(num) | (num != np.round(num)) | (num < 0)
+        bad = ~np.isfinite(num) | (num != np.round(num)) | (num < low) | (np.abs(num) >= 2.0 ** 63)
         values = np.where(bad, 0, num).astype(np.int64)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         value = col.iloc[i]
-        shown = "(empty)" if pd.isna(value) else repr(value if isinstance(value, str) else value.item())
+        shown = "(empty)" if pd.isna(value) or str(value).strip() == "" else repr(value if isinstance(value, str) else value.item())
         raise KitError(f"{path}: row {i + 1} (line {i + 2}): landmark_id {shown} is not a non-negative integer")
     return values
 
 
-def read_train(path) -> pd.DataFrame:
-    """train.csv -> DataFrame[id (str), landmark_id (int64)]; the url column is not read."""
+def read_train(path, none_ok: bool = False) -> pd.DataFrame:
+    """train.csv (or any id,landmark_id CSV) -> DataFrame[id (str), landmark_id (int64)]; other columns
+    are not read. Ids are stripped; blank, unsafe or duplicate ids and bad landmark ids are KitErrors
+    naming the row (none_ok: landmark_id -1 = non-landmark allowed, for truth files)."""
     read_csv(path, required=("id", "landmark_id"), nrows=0)
     try:  # pyarrow's parser: ~4x pandas' C parser when the id column is forced to str, same frame
-        df = pd.read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str}, engine="pyarrow")
+        df = pd.read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str}, engine="pyarrow",
+                         keep_default_na=False)
     except ValueError:  # a malformed file (or an empty landmark_id): the C parser, for its exact errors
-        df = read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str})
-    if df["id"].isna().any():
-        i = int(np.flatnonzero(df["id"].isna().to_numpy())[0])
-        raise KitError(f"{path}: row {i + 1} (line {i + 2}): empty id")
-    df["landmark_id"] = _check_landmark_ids(path, df["landmark_id"])
+        df = read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str}, keep_default_na=False)
+    if df.empty:
+        raise KitError(f"{path}: no data rows (only a header)")
+    df["id"] = clean_ids(path, df["id"])  # stripped; blank, unsafe or duplicate ids are errors
+    df["landmark_id"] = _check_landmark_ids(path, df["landmark_id"], none_ok)
     return df
 
 
@@ -247,9 +252,8 @@ def make_folds(train: pd.DataFrame, top: int | None = None, min_images: int | No
     kept = select_classes(lid, top, min_images)
     if len(kept) == 0:
         raise KitError(f"folds: no class has >= {min_images} images")
-    lut = np.full(int(lid.max()) + 1, -1, dtype=np.int64)
-    lut[kept] = np.arange(len(kept))
-    label = lut[lid]
+    pos = np.minimum(np.searchsorted(kept, lid), len(kept) - 1)  # no lookup table sized by the largest id
+    label = np.where(kept[pos] == lid, pos, -1)
     rows = np.flatnonzero(label >= 0)
     label = label[rows]
     ids = train["id"].iloc[rows].reset_index(drop=True)

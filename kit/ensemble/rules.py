@@ -291,7 +291,7 @@ def validation_gap(exp_dir: str | Path, truth=None, runs_dir: str | Path = "runs
     `truth` if given, else the folds CSV named in `runs/<exp>/fold<N>/config.yaml`. None if no file."""
     import re
 
-    import yaml
+    from kit.config import read_yaml_mapping
 
     exp_dir = Path(exp_dir)
     files = sorted(exp_dir.glob("val_fold*.npz")) or sorted(exp_dir.glob("oof_fold*.npz"))
@@ -303,7 +303,8 @@ def validation_gap(exp_dir: str | Path, truth=None, runs_dir: str | Path = "runs
             cfg_path = Path(runs_dir) / exp_dir.name / f"fold{fold}" / "config.yaml"
             if not cfg_path.is_file():
                 raise KitError(f"{f}: no --solution given and no {cfg_path} naming its folds CSV")
-            folds_csv = (yaml.safe_load(cfg_path.read_text()) or {}).get("data", {}).get("folds_csv")
+            data = read_yaml_mapping(cfg_path).get("data")
+            folds_csv = data.get("folds_csv") if isinstance(data, dict) else None
             if not folds_csv:
                 raise KitError(f"{cfg_path}: no data.folds_csv")
             fold_truth = load_truth(folds_csv)

@@ -129,13 +129,13 @@ class TrainIndex:
     def load(train_pred: str | None, train_labels: str | None, data_dir: str = ".") -> "TrainIndex":
         """Embeddings from a train prediction file; true labels from a CSV with id,landmark_id
         (a folds CSV or train.csv; default DATA/train.csv). Without train_pred: every labelled image."""
-        from kit.io import read_csv
+        from kit.data.folds import read_train
         from kit.predictions import load_predictions
 
         import pandas as pd
 
         csv = Path(train_labels) if train_labels else Path(data_dir) / "train.csv"
-        df = read_csv(csv, required=("id", "landmark_id"), dtype={"id": str})
+        df = read_train(csv)  # ids stripped and checked (they become image paths), unique
         if not train_pred:
             return TrainIndex(df["id"].to_numpy(str), df["landmark_id"].to_numpy(np.int64), None)
         truth = df.drop_duplicates("id", keep="last")  # a repeated id: its last row, as a dict would

@@ -63,18 +63,65 @@ def load_filter(path: str | Path, overrides: dict | None = None) -> Chain:
 
     path = Path(path)
     try:
-        d = json.loads(path.read_text())
-        stages = d["stages"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise KitError(f"{path}: not a kit filter file ({type(e).__name__}: {e})") from None
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # missing, unreadable, not UTF-8, not JSON
+        raise KitError(f"{path}: not a kit filter file ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    stages = check_filter_dict(path, d)
     filters = []
     for st in stages:
         if st.get("name") not in FILTERS:
             raise KitError(f"{path}: unknown filter '{st.get('name')}' (valid: {', '.join(FILTERS)})")
-        saved, given = st.get("settings", {}), _accepted(st["name"], overrides or {})
+        saved, given = st.get("settings") or {}, _accepted(st["name"], overrides or {})
         settings = {**saved, **given}
         if "extractor_kw" in saved:  # merge: a given --image-size keeps the saved scales
             settings["extractor_kw"] = {**saved["extractor_kw"], **given.get("extractor_kw", {})}
         settings.pop("extractor", None)
         filters.append(FILTERS[st["name"]](mode=st.get("mode", "demote"), params=st.get("params"), **settings))
     return Chain(filters)
+
+
+def _defaults(name: str) -> dict:
+    """Default values of a filter's constructor arguments (what types its settings must have)."""
+    import inspect
+
+    out = {}
+    for c in reversed(FILTERS[name].__mro__):
+        if "__init__" in vars(c):
+            out.update({k: p.default for k, p in inspect.signature(c.__init__).parameters.items()
+                        if p.default is not inspect.Parameter.empty})
+    return out
+
+
+def check_filter_dict(path, d) -> list[dict]:
+    """The stages of a filter JSON, each checked for types; KitError naming the file, stage and value."""
+    from kit.filters.base import MODES
+
+    if not isinstance(d, dict) or not isinstance(d.get("stages"), list) or not d["stages"]:
+        got = type(d.get("stages")).__name__ if isinstance(d, dict) else type(d).__name__
+        raise KitError(f"{path}: not a kit filter file ('stages' must be a non-empty list, got {got})")
+    for i, st in enumerate(d["stages"]):
+        where = f"{path}: stages[{i}]"
+        if not isinstance(st, dict):
+            raise KitError(f"{where}: must be an object with name/mode/params/settings (got {st!r:.60})")
+        if st.get("name") not in FILTERS:
+            raise KitError(f"{where}: unknown filter {st.get('name')!r:.60} (valid: {', '.join(FILTERS)})")
+        if st.get("mode", "demote") not in MODES:
+            raise KitError(f"{where}: mode {st.get('mode')!r:.60} (valid: {', '.join(MODES)})")
+        for key in ("params", "settings"):
+            if st.get(key) is not None and not isinstance(st[key], dict):
+                raise KitError(f"{where}: '{key}' must be an object (got {st[key]!r:.60})")
+        for k, v in (st.get("params") or {}).items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+                raise KitError(f"{where}: param {k}={v!r:.60} is not a finite number")
+        defaults = _defaults(st["name"])
+        for k, v in (st.get("settings") or {}).items():
+            want = defaults.get(k)
+            if isinstance(want, (int, float)) and not isinstance(want, bool) and (
+                    isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v)):
+                raise KitError(f"{where}: setting {k}={v!r:.60} is not a number")
+            if isinstance(want, str) and v is not None and not isinstance(v, str):
+                raise KitError(f"{where}: setting {k}={v!r:.60} is not a string")
+        kw = (st.get("settings") or {}).get("extractor_kw")
+        if kw is not None and not isinstance(kw, dict):
+            raise KitError(f"{where}: settings.extractor_kw must be an object (got {kw!r:.60})")
+    return d["stages"]

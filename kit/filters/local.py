@@ -42,11 +42,11 @@ class LocalFilter(Filter):
     def __init__(self, extractor: str = "sift", train_pred: str | None = None, train_labels: str | None = None,
                  data_dir: str = ".", cache_dir: str | None = "auto", neighbours: int = 3,
                  ratio: float = 0.8, transform: str = "affine", ransac_threshold: float = 8.0, cap: float = 50.0,
-                 chunk: int = 256, n_jobs: int = 1, extractor_kw: dict | None = None, **kw):
+                 chunk: int = 256, n_jobs: int = 1, extractor_kw: dict | None = None, strict: bool = False, **kw):
         super().__init__(extractor=extractor, train_pred=train_pred, train_labels=train_labels, data_dir=data_dir,
                          cache_dir=cache_dir, neighbours=neighbours, ratio=ratio, transform=transform,
                          ransac_threshold=ransac_threshold, cap=cap, chunk=chunk, n_jobs=n_jobs,
-                         extractor_kw=extractor_kw or {}, **kw)
+                         extractor_kw=extractor_kw or {}, strict=bool(strict), **kw)
         self.name = extractor
         self._extractor = None
         self._index = None
@@ -88,7 +88,8 @@ class LocalFilter(Filter):
             need = list(dict.fromkeys([pred.ids[i] for i in chunk] + [j for i in chunk for j in nbrs[i]]))
             t0 = time.perf_counter()
             feats = cached_features(self.extractor, need, [find_image(s["data_dir"], j) for j in need],
-                                    resolve_cache_dir(s["cache_dir"]), progress=len(need) > 64)
+                                    resolve_cache_dir(s["cache_dir"]), progress=len(need) > 64,
+                                    strict=s.get("strict", False))
             t1 = time.perf_counter()
             pairs = [(i, j) for i in chunk for j in nbrs[i]]
             counts = Parallel(n_jobs=s["n_jobs"], prefer="threads")(

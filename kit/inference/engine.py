@@ -6,12 +6,15 @@ views' softmax probabilities and embeddings are averaged (embeddings re-normalis
 """
 from __future__ import annotations
 
+import logging
 from typing import Callable, Sequence
 
 import numpy as np
 
 from kit.errors import KitError
 from kit.predictions import Predictions
+
+log = logging.getLogger("kit.inference.engine")
 
 
 def tta_none(images):
@@ -96,17 +99,20 @@ def forward_views(model, images, tta: Callable, amp: bool = False, embedding: st
 
 def predict_loader(model, loader, label_map, topk: int = 5, device="cpu", tta=None, amp: bool = False,
                    progress: bool = True, desc: str = "predict", embedding: str = "neck") -> Predictions:
-    """Run `model` over a loader of dict(image, id) batches -> Predictions (ids in loader order)."""
+    """Run `model` over a loader of dict(image, id) batches -> Predictions (ids in loader order).
+    Images the loader could not decode (batch["skipped"]) get an empty prediction (no landmark, zero
+    embedding) after the others, with one warning giving their count."""
     import torch
     from kit.progress import progress as progress_bar
 
     device = torch.device(device)
     views = get_tta(tta)
     model.eval()
-    ids, labels, scores, embs = [], [], [], []
+    ids, labels, scores, embs, skipped = [], [], [], [], []
     with torch.inference_mode():
         for batch in progress_bar(loader, desc=desc, disable=not progress, leave=False):
-            if batch is None:
+            skipped += [str(i) for i in (batch or {}).get("skipped", [])]
+            if batch is None or "image" not in batch:
                 continue
             images = batch["image"].to(device, non_blocking=True)
             probs, emb = forward_views(model, images, views, amp=amp and device.type == "cuda", embedding=embedding)
@@ -115,6 +121,11 @@ def predict_loader(model, loader, label_map, topk: int = 5, device="cpu", tta=No
             labels.append(lab)
             scores.append(sc)
             embs.append(emb.cpu().numpy())
+    if skipped:
+        log.warning("%s: %d image(s) undecodable, truncated or oversized: predicted as no landmark (first: %s)",
+                    desc, len(skipped), ", ".join(skipped[:3]))
     if not ids:
-        return Predictions(np.array([], str), np.zeros((0, topk), np.int64), np.zeros((0, topk), np.float32))
-    return Predictions(np.array(ids), np.concatenate(labels), np.concatenate(scores), np.concatenate(embs))
+        return Predictions(np.array(skipped, str), np.full((len(skipped), topk), -1, np.int64),
+                           np.zeros((len(skipped), topk), np.float32))
+    pred = Predictions(np.array(ids), np.concatenate(labels), np.concatenate(scores), np.concatenate(embs))
+    return pred.reindex(np.concatenate([pred.ids, np.array(skipped, str)])) if skipped else pred

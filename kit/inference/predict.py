@@ -6,7 +6,8 @@ config beside it (`<split>_fold<N>.yaml`). Which images:
   val   rows of the folds CSV with fold == N (prints their GAP)
   train the fold's training rows (fold not in {N, -1}): embeddings for the retrieval index
   test  every id of DATA/sample_submission.csv, images under DATA/test
-Images whose file is missing are skipped (logged; an error with data.strict). Test-time augmentation
+Images whose file is missing are skipped (logged; an error with data.strict); undecodable, truncated
+or oversized ones get an empty prediction (no landmark) and a warning count. Test-time augmentation
 by name (cfg.predict.tta): none, hflip, multiscale (cfg.predict.scales) from kit.inference.engine.TTAS.
 """
 from __future__ import annotations
@@ -42,10 +43,13 @@ def split_rows(cfg, fold: int, split: str) -> tuple[pd.DataFrame, str]:
 
         rows, folder = pd.DataFrame({"id": read_sample_ids(sample)}), "test"
     elif split == "distractors":
-        from kit.io import read_csv
+        from kit.io import clean_ids, read_csv
 
         path = Path(cfg.data.data_dir) / "distractors.csv"
-        rows, folder = read_csv(path, ("id",), dtype={"id": str})[["id"]], "distractors"
+        rows = read_csv(path, ("id",), dtype={"id": str}, keep_default_na=False)[["id"]]
+        if rows.empty:
+            raise KitError(f"{path}: no data rows (only a header)")
+        rows["id"], folder = clean_ids(path, rows["id"]), "distractors"
     else:
         df, _ = read_folds(cfg.data.folds_csv, fold)
         keep = df["fold"] == fold if split == "val" else (df["fold"] != fold) & (df["fold"] != -1)
@@ -80,7 +84,7 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
     rows, folder = split_rows(cfg, fold, split)
     d = cfg.data
     ds = LandmarkDataset(rows, d.data_dir, transforms_for(cfg, False), split=folder,
-                         seed=cfg.seed, strict=d.strict)
+                         seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels)
     loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, d.num_workers, device.type)
     return predict_loader(model, loader, label_map, cfg.predict.topk, device, tta=build_tta(cfg),
                           amp=bool(cfg.optim.amp and device.type == "cuda"), progress=progress,

@@ -238,10 +238,10 @@ RETRIEVERS = {"knn": KnnPredictor, "centroids": CentroidPredictor}
 
 def index_labels(ids, labels_csv) -> np.ndarray:
     """Landmark id of each index image from a CSV with id,landmark_id (folds CSV, train.csv)."""
-    from kit.io import read_csv
+    from kit.data.folds import read_train
 
-    df = read_csv(labels_csv, required=("id", "landmark_id"), dtype={"id": str})
-    lab = df.drop_duplicates("id").set_index("id")["landmark_id"].reindex(np.asarray(ids).astype(str))
+    df = read_train(labels_csv)  # ids stripped; blank/duplicate ids, bad landmark ids: one-line errors
+    lab = df.set_index("id")["landmark_id"].reindex(np.asarray(ids).astype(str))
     if lab.isna().any():
         first = lab.index[lab.isna().to_numpy()][0]
         raise KitError(f"{labels_csv}: {int(lab.isna().sum())} index id(s) have no landmark_id (first: {first})")

@@ -33,7 +33,13 @@ def load_manifest(models: str | os.PathLike) -> dict:
     path = Path(models) / MANIFEST
     if not path.is_file():
         raise KitError(f"{path}: not found (build the models dataset with `kit kaggle package`)")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise KitError(f"{path}: not a kit manifest ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    if not isinstance(manifest, dict):
+        raise KitError(f"{path}: not a kit manifest (top level is a {type(manifest).__name__}, not an object)")
+    return manifest
 
 
 def packaged_file(models: str | os.PathLike, folder: str, rel: str, work: str | os.PathLike) -> Path:

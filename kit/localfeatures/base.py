@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from kit.io import atomic_path, decode_image
+from kit.io import MAX_PIXELS, atomic_path, decode_image, safe_file_stem
+
+log = logging.getLogger("kit.localfeatures")
 
 
 @dataclass
@@ -40,9 +43,15 @@ def save_features(feat: LocalFeatures, path: str | Path) -> Path:
     return Path(path)
 
 
-def load_features(path: str | Path) -> LocalFeatures:
-    with np.load(path, allow_pickle=False) as z:
-        return LocalFeatures(z["keypoints"], z["descriptors"], z["scores"])
+def load_features(path: str | Path) -> LocalFeatures | None:
+    """Cached features, or None when the cache file is broken (truncated, wrong keys): re-extracted."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return LocalFeatures(z["keypoints"], z["descriptors"], z["scores"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
 
 
 def cache_key(extractor) -> str:
@@ -65,15 +74,20 @@ def resolve_cache_dir(cache_dir: str | Path | None) -> Path | None:
 
 
 def cache_path(cache_dir: str | Path, extractor, image_id: str) -> Path:
-    image_id = str(image_id)
-    return Path(cache_dir) / cache_key(extractor) / image_id[:2] / f"{image_id}.npz"
+    """CACHE/<key>/<2 chars>/<stem>.npz; the stem is the id only when it is a safe file name, else a
+    hash of it (kit.io.safe_file_stem), so an id can never point outside the cache directory."""
+    stem = safe_file_stem(image_id)
+    return Path(cache_dir) / cache_key(extractor) / stem[:2] / f"{stem}.npz"
 
 
 def cached_features(extractor, ids, paths, cache_dir: str | Path | None = None, batch_size: int = 16,
-                    progress: bool = True) -> dict[str, LocalFeatures]:
+                    progress: bool = True, strict: bool = False,
+                    max_pixels: int = MAX_PIXELS) -> dict[str, LocalFeatures]:
     """Features of every id (paths aligned with ids); cached ones are read, the rest extracted and saved.
 
-    A missing or unreadable image gets empty features (it cannot verify anything) and is not cached.
+    A missing, undecodable or oversized image gets empty features (it cannot verify anything, so its
+    prediction fails the check: no landmark), is not cached and is counted in one warning; with
+    `strict` it is a KitError naming the file.
     """
     from kit.progress import progress as progress_bar
 
@@ -81,14 +95,16 @@ def cached_features(extractor, ids, paths, cache_dir: str | Path | None = None, 
     todo = []
     for image_id, path in dict(zip(map(str, ids), paths)).items():
         cp = cache_path(cache_dir, extractor, image_id) if cache_dir else None
-        if cp is not None and cp.is_file():
-            out[image_id] = load_features(cp)
+        feat = load_features(cp) if cp is not None and cp.is_file() else None
+        if feat is not None:
+            out[image_id] = feat
         else:
             todo.append((image_id, path, cp))
+    bad: list[str] = []
     bar = progress_bar(total=len(todo), desc=f"{extractor.name} features", unit="img", disable=not progress or not todo)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
-        images = [decode_image(p) for _, p, _ in chunk]
+        images = [decode_image(p, max_pixels, strict=strict) for _, p, _ in chunk]
         good = [i for i, img in enumerate(images) if img is not None]
         feats = extractor.extract([images[i] for i in good]) if good else []
         for i, feat in zip(good, feats):
@@ -96,8 +112,12 @@ def cached_features(extractor, ids, paths, cache_dir: str | Path | None = None, 
             out[image_id] = feat
             if cp is not None:
                 save_features(feat, cp)
-        for i in set(range(len(chunk))) - set(good):
+        for i in sorted(set(range(len(chunk))) - set(good)):
             out[chunk[i][0]] = LocalFeatures.empty()
+            bad.append(str(chunk[i][1]))
         bar.update(len(chunk))
     bar.close()
+    if bad:
+        log.warning("%s: %d image(s) missing, undecodable or oversized: treated as no landmark (first: %s)",
+                    extractor.name, len(bad), ", ".join(bad[:3]))
     return out

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kit.data.dataset import has_images
 from kit.device import choose_device
 from kit.errors import KitError
 from kit.inference.retrieval import l2n
@@ -120,7 +121,7 @@ class DelfExtractor:
                                  state["hidden"])
             self.head.load_state_dict(state["head"])
             freeze(self.head).to(self.device)
-            self.pca = state.get("pca")
+            self.pca = pca_from_state(state.get("pca"), delf)
             mean, std = state.get("mean_std") or backbone_mean_std(backbone)
         else:
             self.source = {"backbone": backbone, "weights": weights}
@@ -221,11 +222,11 @@ def load_delf(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise KitError(f"{path}: DELF file not found (run `kit train-delf` first)")
-    try:
-        # weights_only=False: the file holds a fitted sklearn PCA; only load files you made.
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise KitError(f"{path}: cannot read DELF file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    from kit.models.safe_load import load_torch_file
+
+    state = load_torch_file(path, "DELF file")  # weights only: the PCA is stored as tensors
+    if not isinstance(state, dict):
+        raise KitError(f"{path}: not a DELF file (a {type(state).__name__}, not a dict)")
     missing = [k for k in ("backbone_name", "backbone", "head", "stride", "label_map") if k not in state]
     if missing:
         raise KitError(f"{path}: not a DELF file (missing {', '.join(missing)})")
@@ -244,6 +245,31 @@ def source_backbone(cfg, fold: int, device) -> tuple[nn.Module, str]:
         return model.backbone, str(best)
     log.warning("no %s: training DELF attention on the %s %s backbone", best, cfg.model.weights, cfg.model.backbone)
     return create_backbone(cfg.model.backbone, weights=cfg.model.weights), f"{cfg.model.weights}:{cfg.model.backbone}"
+
+
+def pca_to_state(pca) -> dict:
+    """A fitted sklearn PCA as tensors + a flag: what a DELF file stores (loadable weights-only)."""
+    return {"components": torch.from_numpy(pca.components_.astype(np.float32)),
+            "mean": torch.from_numpy(pca.mean_.astype(np.float32)),
+            "explained_variance": torch.from_numpy(pca.explained_variance_.astype(np.float32)),
+            "whiten": bool(pca.whiten)}
+
+
+def pca_from_state(state, path=None):
+    """The sklearn PCA that `pca_to_state` stored (None stays None): transform() gives the same output."""
+    from sklearn.decomposition import PCA
+
+    if state is None:
+        return None
+    if not isinstance(state, dict) or not all(torch.is_tensor(state.get(k)) for k in
+                                                ("components", "mean", "explained_variance")):
+        raise KitError(f"{path}: DELF file: 'pca' is not kit's tensor form (retrain with `kit train-delf`)")
+    comp = state["components"].double().numpy()
+    pca = PCA(n_components=comp.shape[0], whiten=bool(state.get("whiten", False)))
+    pca.components_, pca.mean_ = comp, state["mean"].double().numpy()
+    pca.explained_variance_ = state["explained_variance"].double().numpy()
+    pca.n_components_, pca.n_features_in_ = comp.shape[0], comp.shape[1]
+    return pca
 
 
 def fit_pca(extractor: DelfExtractor, images: list[np.ndarray], dim: int = 40, whiten: bool = True, seed: int = 0):
@@ -286,7 +312,7 @@ def train_delf(cfg, fold: int, epochs: int = 3, lr: float = 1e-3, hidden: int = 
         for step, batch in enumerate(bar):
             if steps and step >= steps:
                 break
-            if batch is None:
+            if not has_images(batch):
                 continue
             x, y = batch["image"].to(device), batch["label"].to(device)
             with torch.no_grad():
@@ -313,7 +339,7 @@ def train_delf(cfg, fold: int, epochs: int = 3, lr: float = 1e-3, hidden: int = 
 
         images = [im for im in (decode_image(image_path(cfg.data.data_dir, "train", i)) for i in rows["id"])
                   if im is not None]
-        state["pca"] = fit_pca(ext, images, pca_dim, whiten, cfg.seed)
+        state["pca"] = pca_to_state(fit_pca(ext, images, pca_dim, whiten, cfg.seed))
     save_checkpoint(state, path)
     return path
 
@@ -326,7 +352,7 @@ def evaluate_head(backbone, head, index, loader, device, max_steps=None) -> floa
     for step, batch in enumerate(loader):
         if max_steps and step >= max_steps:
             break
-        if batch is None:
+        if not has_images(batch):
             continue
         x, y = batch["image"].to(device), batch["label"].to(device)
         pred = head(stage_features(backbone, x, index))["logits"].argmax(1)

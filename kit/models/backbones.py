@@ -102,13 +102,9 @@ def _load_strict(model: nn.Module, state_dict: dict, what: str) -> None:
 
 def _read_weights_file(path: Path) -> dict:
     """Load a local weights file: a state dict, a timm checkpoint, or a kit checkpoint."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # kit last.pt holds rng state (numpy arrays): not loadable weights-only
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise KitError(f"{path}: cannot read weights file ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    from kit.models.safe_load import load_torch_file
+
+    obj = load_torch_file(path, "weights file")  # weights only: never runs code from the file
     if not isinstance(obj, dict):
         raise KitError(f"{path}: not a state dict or checkpoint (got {type(obj).__name__})")
     return obj

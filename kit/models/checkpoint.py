@@ -2,6 +2,8 @@
 
 A .pt is a dict: model (state_dict), config (dict), label_map, class_counts, epoch, metrics, and in
 last.pt also optimizer/scheduler/scaler/rng state so `kit train --resume` continues exactly.
+Every .pt kit reads goes through `load_torch_file`: `torch.load(weights_only=True)`, so a crafted
+file cannot run code; kit stores only tensors, numbers, strings and plain containers.
 """
 from __future__ import annotations
 
@@ -10,10 +12,9 @@ from pathlib import Path
 
 from kit.errors import KitError
 from kit.io import atomic_path
+from kit.models.safe_load import load_torch_file
 
 REQUIRED_KEYS = ("model", "config", "label_map")
-
-
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """torch.save to a temp file, then rename: a kill mid-write never leaves a broken checkpoint."""
     import torch
@@ -34,20 +35,15 @@ def resolve_checkpoint(path_or_run_dir: str | os.PathLike, name: str = "best.pt"
 
 
 def load_checkpoint(path_or_run_dir: str | os.PathLike, name: str = "best.pt", map_location="cpu") -> dict:
-    """Load a kit checkpoint dict, KitError if it is missing, unreadable or not kit's format."""
-    import pickle
-
-    import torch
-
+    """Load a kit checkpoint dict (weights only), KitError if it is missing, unsafe, unreadable or not kit's."""
     p = resolve_checkpoint(path_or_run_dir, name)
-    try:
-        # weights_only=False: resume state holds numpy/python RNG states; only load checkpoints you trust.
-        state = torch.load(p, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, OSError) as e:
-        raise KitError(f"{p}: cannot read checkpoint ({str(e).splitlines()[0]})") from None
+    state = load_torch_file(p, "checkpoint", map_location)
     missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
     if missing:
         raise KitError(f"{p}: not a kit checkpoint (missing {', '.join(missing)})")
+    for key, kind in (("model", dict), ("config", dict), ("label_map", (list, tuple))):
+        if not isinstance(state[key], kind):
+            raise KitError(f"{p}: not a kit checkpoint ('{key}' is a {type(state[key]).__name__})")
     return state
 
 
@@ -58,7 +54,10 @@ def load_model(path_or_run_dir: str | os.PathLike, device="cpu"):
     state = load_checkpoint(path_or_run_dir)
     from kit.config import config_from_dict
 
-    cfg = config_from_dict(state["config"])
+    try:
+        cfg = config_from_dict(state["config"])
+    except KitError as e:
+        raise KitError(f"{resolve_checkpoint(path_or_run_dir)}: {e}") from None
     build_cfg = config_from_dict(state["config"]).model
     build_cfg.weights = "none"  # the checkpoint holds all weights; skip loading pretrained ones
     label_map = list(state["label_map"])

@@ -23,7 +23,11 @@ def section_curves(inp: Inputs) -> str:
     parts, summary = [], []
     for f in files:
         run = f"{f.parent.parent.name}/{f.parent.name}"
-        df = pd.read_csv(f)
+        try:
+            df = pd.read_csv(f)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
+            parts.append(note(f"{run}: metrics.csv is unreadable ({type(e).__name__})."))
+            continue
         if df.empty:
             parts.append(note(f"{run}: metrics.csv is empty."))
             continue
@@ -154,9 +158,11 @@ def section_saliency(inp: Inputs, exp: str | None, ids: list[str], n: int, devic
 def section_ensembles(inp: Inputs) -> str:
     if inp.comparison is not None and inp.comparison.is_file():
         try:
-            data = json.loads(inp.comparison.read_text())
+            data = json.loads(inp.comparison.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise KitError(f"{inp.comparison}: not JSON ({e.msg}, line {e.lineno})") from None
+        except UnicodeDecodeError as e:
+            raise KitError(f"{inp.comparison}: not UTF-8 text (byte {e.start})") from None
         if isinstance(data, dict) and isinstance(data.get("table"), dict):  # kit demo's comparison.json
             data = data["table"]
         if not isinstance(data, dict):

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 
+from kit.data.dataset import has_images
 from kit.models.checkpoint import load_checkpoint, save_checkpoint
 from kit.models.model import unwrap
 from kit.config import config_to_dict, save_config
@@ -34,7 +35,11 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """RNG states as tensors and plain containers, so last.pt loads with torch.load(weights_only=True)."""
+    np_state = np.random.get_state(legacy=False)
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {**np_state, "state": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                                             "pos": int(np_state["state"]["pos"])}}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -42,8 +47,13 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    np_state = state["numpy"]
+    if isinstance(np_state, dict):  # kit's tensor form (see rng_state)
+        key = np.asarray(np_state["state"]["key"].numpy() if torch.is_tensor(np_state["state"]["key"])
+                         else np_state["state"]["key"]).astype(np.uint32)
+        np_state = {**np_state, "state": {"key": key, "pos": int(np_state["state"]["pos"])}}
+    np.random.set_state(np_state)
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
@@ -72,7 +82,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, optim_
     accum = max(1, optim_cfg.accum_steps)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     loss_sum = torch.zeros((), device=device)
-    seen = steps = 0
+    seen = steps = skipped = 0
     optimizer.zero_grad(set_to_none=True)
     bar = progress(total=n_micro, desc=desc, disable=not dist.main, leave=False, mininterval=1.0)
     for i, batch in enumerate(loader):
@@ -82,7 +92,8 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, optim_
         group_start = i - i % accum
         group = min(accum, n_micro - group_start)
         last_in_group = (i - group_start) == group - 1
-        if batch is None:  # every image of the batch was unreadable
+        skipped += len(batch["skipped"]) if batch is not None else 0
+        if not has_images(batch):  # every image of the batch was unreadable
             if dist.enabled:  # the other ranks would wait forever in backward's all-reduce
                 raise KitError("a whole batch of unreadable images under DDP: run with --strict to list them")
             continue
@@ -112,11 +123,12 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, optim_
                 if dist.main:
                     bar.set_postfix(loss=f"{mean:.4f}")
     bar.close()
-    totals = torch.tensor([loss_sum.item(), float(seen)], dtype=torch.float64)
+    totals = torch.tensor([loss_sum.item(), float(seen), float(skipped)], dtype=torch.float64)
     if dist.enabled:
         totals = totals.to(device)
         torch.distributed.all_reduce(totals)
-    return {"train_loss": float(totals[0] / max(1.0, float(totals[1]))), "images": int(totals[1]), "steps": steps}
+    return {"train_loss": float(totals[0] / max(1.0, float(totals[1]))), "images": int(totals[1]), "steps": steps,
+            "unreadable": int(totals[2])}
 
 
 @torch.inference_mode()
@@ -131,9 +143,10 @@ def evaluate(model, loader, loss_fn, label_map, dist: Dist, amp: bool, channels_
 
     model.eval()
     lm = np.asarray(label_map, dtype=np.int64)
-    preds, scores, trues, ids, loss_sum = [], [], [], [], 0.0
+    preds, scores, trues, ids, loss_sum, skipped = [], [], [], [], 0.0, 0
     for batch in progress(loader, desc="val", disable=not dist.main, leave=False, mininterval=1.0):
-        if batch is None:
+        skipped += len(batch["skipped"]) if batch is not None else 0
+        if not has_images(batch):
             continue
         images, labels = to_device(batch, dist.device, channels_last)
         with torch.autocast(device_type=dist.device.type, dtype=torch.float16, enabled=amp):
@@ -146,13 +159,16 @@ def evaluate(model, loader, loss_fn, label_map, dist: Dist, amp: bool, channels_
         trues.append(lm[labels.cpu().numpy()])
         ids += [str(i) for i in batch["id"]]
     cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dt))
-    shard = (cat(preds, np.int64), cat(scores, np.float32), cat(trues, np.int64), np.array(ids, str), loss_sum)
+    shard = (cat(preds, np.int64), cat(scores, np.float32), cat(trues, np.int64), np.array(ids, str), loss_sum,
+             skipped)
     parts = all_gather(shard, dist)
     p, s, t, i = (np.concatenate([x[k] for x in parts]) for k in range(4))
+    unreadable = sum(x[5] for x in parts)
     if not len(t):
-        return {"val_loss": float("nan"), "val_acc": 0.0, "val_gap": 0.0}
+        return {"val_loss": float("nan"), "val_acc": 0.0, "val_gap": 0.0, "val_unreadable": unreadable}
     return {"val_loss": sum(x[4] for x in parts) / len(t), "val_acc": float((p == t).mean()),
-            "val_gap": float(gap(p, s, t, ids=i))}  # ids break score ties: same GAP however rows are sharded
+            # ids break score ties: the same GAP however rows are sharded
+            "val_gap": float(gap(p, s, t, ids=i)), "val_unreadable": unreadable}
 
 
 def checkpoint_state(model, cfg, split, epoch: int, metrics: dict) -> dict:
@@ -172,7 +188,7 @@ def write_oof(model, cfg, fold: int, split, dist: Dist, amp: bool):
     from kit.predictions import save_predictions
 
     d = cfg.data
-    ds = LandmarkDataset(split.val, d.data_dir, transforms_for(cfg, False), seed=cfg.seed,
+    ds = LandmarkDataset(split.val, d.data_dir, transforms_for(cfg, False), seed=cfg.seed, max_pixels=d.max_pixels,
                          strict=d.strict)
     loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, d.num_workers, dist.device.type)
     pred = predict_loader(unwrap(model), loader, split.label_map, cfg.predict.topk, dist.device, amp=amp,
@@ -220,7 +236,7 @@ def _train(cfg, fold: int, resume: bool, dist: Dist) -> dict:
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     seed_everything(cfg.seed + 1 + dist.rank)  # dropout etc. differ per rank
 
-    start_epoch, best, history = 0, {"val_gap": -1.0, "epoch": -1}, []
+    start_epoch, best, history, unreadable = 0, {"val_gap": -1.0, "epoch": -1}, [], 0
     if resume:
         state = load_checkpoint(run_dir, "last.pt")  # on CPU: RNG states must stay CPU tensors
         unwrap(model).load_state_dict(state["model"])
@@ -249,6 +265,10 @@ def _train(cfg, fold: int, resume: bool, dist: Dist) -> dict:
                                  channels_last, desc=f"epoch {epoch + 1}/{len(plan)} [{stage}]")
             seconds = time.perf_counter() - t0
             va = evaluate(model, loaders.val, loss_fn, split.label_map, dist, amp, channels_last)
+            unreadable = max(unreadable, tr["unreadable"] + va["val_unreadable"])
+            if tr["unreadable"] + va["val_unreadable"] and dist.main:
+                log.warning("epoch %d: skipped %d training + %d validation image(s): undecodable, truncated or "
+                            "oversized", epoch + 1, tr["unreadable"], va["val_unreadable"])
             row = {"epoch": epoch + 1, "stage": stage, "lr": optimizer.param_groups[0]["lr"], **tr, **va,
                    "seconds": round(seconds, 3), "images_per_s": round(tr["images"] / max(seconds, 1e-9), 2)}
             log.info("epoch %d/%d [%s] train_loss %.4f val_loss %.4f val_acc %.4f val_gap %.4f (%.0f img/s)",
@@ -272,7 +292,7 @@ def _train(cfg, fold: int, resume: bool, dist: Dist) -> dict:
         tlog.close()
 
     result = {"fold": fold, "run_dir": str(run_dir), "best": best, "epochs": len(plan),
-              "skipped_missing": split.missing}
+              "skipped_missing": split.missing, "skipped_unreadable": unreadable}
     if dist.main:
         state = load_checkpoint(run_dir, "best.pt")
         unwrap(model).load_state_dict(state["model"])

@@ -1,0 +1,55 @@
+"""Weights-only loading of every .pt file kit reads (checkpoints, weight files, DELF files).
+
+`torch.load(weights_only=True)` unpickles tensors, numbers, strings and plain containers only, so a
+crafted file cannot run code; anything else is a one-line KitError naming the file and what it holds.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from kit.errors import KitError
+
+_UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL (\S+)|but got <class '([^']+)'>")
+
+
+def _numpy_globals() -> list:
+    """Exact numpy types that checkpoints written before kit stored RNG state as tensors contain
+    (arrays and scalars: data only, rebuilt without calling user code)."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    dtypes = [getattr(np.dtypes, n) for n in ("UInt32DType", "Int64DType", "Int32DType", "Float64DType",
+                                               "Float32DType", "BoolDType") if hasattr(np, "dtypes")]
+    return [np.ndarray, np.dtype, core.multiarray.scalar, core.multiarray._reconstruct, *dtypes]
+
+
+def load_torch_file(path: str | os.PathLike, what: str = "checkpoint", map_location="cpu"):
+    """`torch.load(path, weights_only=True)`: tensors, numbers, strings and plain containers only, so a
+    crafted file cannot run code. KitError (one line, naming the file) when it holds anything else."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(_numpy_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        m = _UNSUPPORTED.search(str(e))
+        if m:  # a global (function, class) outside torch's allowlist: what a code-running pickle needs
+            raise KitError(f"{path}: refusing to load {what}: it holds {m.group(1) or m.group(2)}, not only "
+                           "tensors and plain data (loading it could run code)") from None
+        detail = str(e).split("WeightsUnpickler error:", 1)[-1]
+        raise KitError(f"{path}: cannot read {what} (not a torch file, or a pickle kit does not load: "
+                       f"{_first_line(detail)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, AttributeError, ImportError,
+            TypeError, KeyError, IndexError, MemoryError) as e:
+        raise KitError(f"{path}: cannot read {what} ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[0][:200] if lines else type(e).__name__
