@@ -197,7 +197,7 @@ def test_folds_reader_rejects_bad_rows(tmp_path, capsys, text, message):
 def test_folds_strip_ids_and_huge_landmark_ids_need_no_lookup_table(tmp_path, capsys):
     rows = [(f" id{i:03d} ", 10**15 if i % 2 else 7) for i in range(20)]
     pd.DataFrame(rows, columns=["id", "landmark_id"]).assign(url="u").to_csv(tmp_path / "train.csv", index=False)
-    assert main(["folds", "--train-csv", str(tmp_path / "train.csv"), "--top", "2", "--folds", "2",
+    assert main(["folds", "--train-csv", str(tmp_path / "train.csv"), "--top", "2", "--n-folds", "2",
                  "--out", str(tmp_path / "f.csv")]) == 0
     folds = pd.read_csv(tmp_path / "f.csv", dtype={"id": str})
     assert folds["id"].tolist()[:2] == ["id000", "id001"]  # whitespace stripped

@@ -147,7 +147,7 @@ def test_report_saliency_section(tmp_path):
 
     cv2.imwrite(str(tmp_path / "test" / "a" / "b" / "c" / "abc1.jpg"), np.zeros((32, 32, 3), np.uint8))
     pd.DataFrame({"id": ["abc1"], "landmarks": [""]}).to_csv(tmp_path / "sol.csv", index=False)
-    rc = main(["report", "--runs-dir", str(tmp_path / "runs"), "--submissions", str(tmp_path / "subs"),
+    rc = main(["report", "--runs-dir", str(tmp_path / "runs"), "--predictions-dir", str(tmp_path / "subs"),
                "--data-dir", str(tmp_path), "--solution", str(tmp_path / "sol.csv"),
                "--out", str(tmp_path / "report" / "index.html"), "--device", "cpu"])
     assert rc == 0
