@@ -1,20 +1,22 @@
-"""`kit retrieve {knn,centroids} --index TRAIN.npz --labels CSV --query QUERY.npz --out PRED.npz`.
+"""`kit retrieve {knn,centroids} --index TRAIN.npz [MORE.npz ...] --labels CSV --query QUERY.npz --out PRED.npz`.
 
-Retrieval predictions from embeddings (kit.inference.retrieval): `knn` votes among the k nearest train images
-(report 002); `centroids` scores each class by its nearest centroid (Mail.ru report 004, several
-centroids per class from agglomerative clustering), below --threshold = no landmark. The index file
-is usually `kit predict --split train`'s output; --labels gives its images' landmark ids (folds CSV
-or train.csv: id,landmark_id).
+Retrieval predictions from embeddings (kit.inference.retrieval), the same file format as a classifier's,
+so they are ensemble, filter and re-rank inputs like any other: `knn` votes among the k nearest index
+images (report 002; --agg max = the best neighbour per class, sum = all of them), optionally with
+database-side augmentation (--dba K) and alpha query expansion (--qe K) (kit.inference.expansion);
+`centroids` scores each class by its nearest centroid (Mail.ru report 004), below --threshold = no
+landmark. The index files are `kit predict --split train` (and --split val) outputs of one run; --labels
+gives their images' landmark ids (the run's folds CSV or train.csv: id,landmark_id).
 """
 from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
-    from kit.inference.retrieval import RETRIEVERS
+    from kit.inference.retrieval import AGGREGATIONS, RETRIEVERS
 
     p = subparsers.add_parser("retrieve", help="kNN / centroid predictions from embeddings", description=__doc__)
     p.add_argument("method", choices=list(RETRIEVERS))
-    p.add_argument("--index", required=True, help="prediction .npz with embeddings of labelled images")
+    p.add_argument("--index", required=True, nargs="+", help="prediction .npz file(s) with embeddings of labelled images")
     p.add_argument("--labels", required=True, help="CSV with id,landmark_id for the index images")
     p.add_argument("--query", required=True, help="prediction .npz with embeddings of the images to label")
     p.add_argument("--out", required=True, help="prediction .npz to write")
@@ -22,6 +24,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--k", type=int, default=10, help="knn: neighbours that vote (10)")
     p.add_argument("--power", type=float, default=1.0, help="knn: vote = similarity ** power (1)")
+    p.add_argument("--agg", choices=AGGREGATIONS, default="sum", help="knn: class vote = sum or max of its neighbours' (sum)")
+    p.add_argument("--qe", type=int, default=0, help="knn: alpha query expansion with K neighbours (0 = off)")
+    p.add_argument("--qe-alpha", type=float, default=3.0, help="knn: QE weight = sim ** alpha (3)")
+    p.add_argument("--dba", type=int, default=0, help="knn: database-side augmentation with K neighbours (0 = off)")
+    p.add_argument("--dba-alpha", type=float, default=3.0, help="knn: DBA weight = sim ** alpha (3)")
     p.add_argument("--distance-threshold", type=float, default=0.5,
                    help="centroids: cosine distance cut of the complete-linkage clustering (0.5)")
     p.add_argument("--min-cluster-size", type=int, default=50, help="centroids: members of a valid cluster (50)")
@@ -30,19 +37,23 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def knn_kwargs(args) -> dict:
+    return {"k": args.k, "power": args.power, "agg": args.agg, "qe": args.qe, "qe_alpha": args.qe_alpha,
+            "dba": args.dba, "dba_alpha": args.dba_alpha}
+
+
 def run(args) -> int:
-    from kit.inference.retrieval import fit_retriever
+    from kit.errors import KitError
+    from kit.inference.retrieval import fit_retriever, load_index
     from kit.predictions import load_predictions, save_predictions
     from kit.submission import write_submission
 
-    kw = ({"k": args.k, "power": args.power} if args.method == "knn" else
+    kw = (knn_kwargs(args) if args.method == "knn" else
           {"distance_threshold": args.distance_threshold, "min_cluster_size": args.min_cluster_size,
            "threshold": args.threshold, "n_jobs": args.jobs})
-    model = fit_retriever(args.method, load_predictions(args.index), args.labels, **kw)
+    model = fit_retriever(args.method, load_index(args.index), args.labels, **kw)
     query = load_predictions(args.query)
     if query.embeddings is None:
-        from kit.errors import KitError
-
         raise KitError(f"{args.query}: no embeddings in this prediction file")
     pred = model.predict(query.ids, query.embeddings, topk=args.topk)
     save_predictions(pred, args.out)

@@ -67,8 +67,22 @@ def build_tta(cfg):
     return get_tta(cfg.predict.tta, scales=tuple(cfg.predict.scales))
 
 
+def pretrained_model(cfg, device):
+    """No training: the config's backbone with its pretrained weights (model.weights) + its pooling, no
+    neck (embedding_dim 0) and a dummy one-class head. Its embeddings are the zero-training baseline of
+    retrieval; its labels are blanked by `predict_split`."""
+    import copy
+
+    from kit.models.model import build_model
+
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.embedding_dim, model_cfg.head, model_cfg.se_attention = 0, "linear", False
+    return build_model(model_cfg, 1).to(device).eval(), cfg, [-1]
+
+
 def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = True) -> Predictions:
-    """Load runs/<name>/fold<N>/best.pt (or `checkpoint`) and predict the split's images in batches."""
+    """Load runs/<name>/fold<N>/best.pt (or `checkpoint`) and predict the split's images in batches.
+    checkpoint="pretrained": no trained run, embeddings of the pretrained backbone (`pretrained_model`)."""
     from kit.data.augment import transforms_for
     from kit.models.checkpoint import load_model
     from kit.data.dataset import LandmarkDataset, make_loader
@@ -76,7 +90,9 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
     from kit.device import choose_device
 
     device = choose_device(cfg.device)
-    model, trained_cfg, label_map = load_model(checkpoint or cfg.run_dir(fold), device)
+    pretrained = str(checkpoint) == "pretrained"
+    model, trained_cfg, label_map = (pretrained_model(cfg, device) if pretrained
+                                     else load_model(checkpoint or cfg.run_dir(fold), device))
     cfg.model = trained_cfg.model  # the checkpoint decides the model (and so its input normalisation)
     if trained_cfg.data.image_size != cfg.data.image_size:
         log.warning("predicting at %d px, the model was trained at %d px", cfg.data.image_size,
@@ -86,9 +102,12 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
     ds = LandmarkDataset(rows, d.data_dir, transforms_for(cfg, False), split=folder,
                          seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels)
     loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, d.num_workers, device.type)
-    return predict_loader(model, loader, label_map, cfg.predict.topk, device, tta=build_tta(cfg),
+    pred = predict_loader(model, loader, label_map, cfg.predict.topk, device, tta=build_tta(cfg),
                           amp=bool(cfg.optim.amp and device.type == "cuda"), progress=progress,
                           desc=f"predict {split}", embedding=cfg.predict.embedding)
+    if pretrained:  # embeddings only: no class predictions
+        pred = Predictions(pred.ids, np.full(pred.labels.shape, -1), np.zeros(pred.scores.shape), pred.embeddings)
+    return pred
 
 
 def prediction_path(cfg, fold: int, split: str) -> Path:

@@ -108,10 +108,16 @@ def _torch_topk(xb, xq: np.ndarray, k: int):
     return s.cpu().numpy(), i.cpu().numpy()
 
 
-def knn_vote(sims: np.ndarray, neighbour_labels: np.ndarray, topk: int, power: float = 1.0):
-    """Per query, classes ranked by the sum of max(sim, 0) ** power over its neighbours of that class.
+AGGREGATIONS = ("sum", "max")
+
+
+def knn_vote(sims: np.ndarray, neighbour_labels: np.ndarray, topk: int, power: float = 1.0, agg: str = "sum"):
+    """Per query, classes ranked by the sum (or max) of max(sim, 0) ** power over its neighbours of that
+    class. "max" is 1-NN per class: unlike "sum" it does not favour the classes with the most images.
 
     `neighbour_labels` [Q, k] (-1 = no neighbour). Returns (labels [Q, topk], scores [Q, topk])."""
+    if agg not in AGGREGATIONS:
+        raise KitError(f"knn: unknown aggregation '{agg}' (valid: {', '.join(AGGREGATIONS)})")
     q, k = neighbour_labels.shape
     votes = np.where(neighbour_labels >= 0, np.clip(sims, 0, None) ** power, 0.0)
     keep = np.flatnonzero(neighbour_labels.ravel() >= 0)
@@ -121,7 +127,10 @@ def knn_vote(sims: np.ndarray, neighbour_labels: np.ndarray, topk: int, power: f
     new = np.ones(len(keep), bool)
     new[1:] = (rows[1:] != rows[:-1]) | (lab[1:] != lab[:-1])
     g_rows, g_lab = rows[new], lab[new]
-    total = np.bincount(np.cumsum(new) - 1, weights=votes.ravel()[keep], minlength=len(g_rows))
+    if agg == "sum" or not len(keep):
+        total = np.bincount(np.cumsum(new) - 1, weights=votes.ravel()[keep], minlength=len(g_rows))
+    else:  # best neighbour of each (query, class) group
+        total = np.maximum.reduceat(votes.ravel()[keep], np.flatnonzero(new))
     order = np.lexsort((g_lab, -total, g_rows))  # per query: higher vote first, ties by smaller label
     g_rows = g_rows[order]
     rank = np.arange(len(g_rows)) - np.searchsorted(g_rows, np.arange(q))[g_rows]
@@ -134,22 +143,34 @@ def knn_vote(sims: np.ndarray, neighbour_labels: np.ndarray, topk: int, power: f
 
 
 class KnnPredictor:
-    """kNN voting over an index of labelled embeddings (report 002)."""
+    """kNN voting over an index of labelled embeddings (report 002); optional DBA on the index and
+    alpha-QE on the queries (kit.inference.expansion; 0 = off)."""
 
-    def __init__(self, k: int = 10, power: float = 1.0, **index_kw):
-        self.k, self.power, self.index_kw = k, power, index_kw
+    def __init__(self, k: int = 10, power: float = 1.0, agg: str = "sum", qe: int = 0, qe_alpha: float = 3.0,
+                 dba: int = 0, dba_alpha: float = 3.0, **index_kw):
+        self.k, self.power, self.agg, self.index_kw = k, power, agg, index_kw
+        self.qe, self.qe_alpha, self.dba, self.dba_alpha = qe, qe_alpha, dba, dba_alpha
 
     def fit(self, embeddings: np.ndarray, labels: np.ndarray) -> "KnnPredictor":
+        from kit.inference.expansion import dba
+
         self.labels = np.asarray(labels, np.int64)
         if len(self.labels) != len(embeddings) or len(embeddings) == 0:
             raise KitError(f"knn: {len(embeddings)} embeddings for {len(self.labels)} labels")
-        self.index = SearchIndex(embeddings, **self.index_kw)
+        self.xb = dba(embeddings, self.dba, self.dba_alpha)
+        self.index = SearchIndex(self.xb, **self.index_kw)
         return self
 
+    def search(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sims, rows) of the k nearest index images of each query (after alpha-QE when on)."""
+        from kit.inference.expansion import alpha_qe
+
+        return self.index.search(alpha_qe(embeddings, self.xb, self.qe, self.qe_alpha, self.index), k)
+
     def predict(self, ids, embeddings: np.ndarray, topk: int = 5) -> Predictions:
-        sims, idx = self.index.search(embeddings, self.k)
+        sims, idx = self.search(embeddings, self.k)
         nl = np.where(idx >= 0, self.labels[np.maximum(idx, 0)], -1)
-        labels, scores = knn_vote(sims, nl, topk, self.power)
+        labels, scores = knn_vote(sims, nl, topk, self.power, self.agg)
         return Predictions(ids, labels, scores, l2n(embeddings))
 
 
@@ -255,3 +276,23 @@ def fit_retriever(name: str, index: Predictions, labels_csv, **kw):
     if index.embeddings is None:
         raise KitError("retrieval: the index prediction file has no embeddings")
     return RETRIEVERS[name](**kw).fit(index.embeddings, index_labels(index.ids, labels_csv))
+
+
+def load_index(paths) -> Predictions:
+    """The retrieval index from one or more prediction files (e.g. a run's train and val predictions):
+    their rows stacked, each id once (first file wins)."""
+    import os
+
+    from kit.predictions import load_predictions
+
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    parts = [load_predictions(p) for p in paths]
+    if any(p.embeddings is None for p in parts):
+        bad = next(str(path) for path, p in zip(paths, parts) if p.embeddings is None)
+        raise KitError(f"{bad}: no embeddings in this prediction file (retrieval needs them)")
+    ids = np.concatenate([p.ids for p in parts])
+    _, first = np.unique(ids, return_index=True)
+    keep = np.sort(first)
+    emb = np.concatenate([p.embeddings for p in parts])[keep]
+    k = max(p.labels.shape[1] for p in parts)
+    return Predictions(ids[keep], np.full((len(keep), k), -1), np.zeros((len(keep), k)), emb)

@@ -1,0 +1,82 @@
+"""`kit rerank --query Q.npz --index TRAIN.npz [VAL.npz] --labels CSV --data-dir DATA --out OUT.npz`.
+
+Spatial re-ranking (kit.inference.rerank): each query's --top-n nearest index images (global embeddings,
+with the same --agg/--qe/--dba switches as `kit retrieve knn`) are verified with local features + RANSAC
+(--verifier sift | delf); a class scores max(sim + weight * min(inliers, cap) / cap) over its verified
+neighbours, which is also the confidence, so verified landmarks rank above unverified photos.
+Also writes OUT.inliers.npz (ids, neighbours, inliers [Q, N], top_inliers = best inliers of the predicted
+class) for non-landmark scoring.
+"""
+from __future__ import annotations
+
+
+def add_parser(subparsers) -> None:
+    from kit.inference.rerank import VERIFIERS, RerankConfig
+    from kit.localfeatures.matching import ROBUST, TRANSFORMS
+
+    d = RerankConfig()
+    p = subparsers.add_parser("rerank", help="re-rank retrieval by local-feature spatial verification", description=__doc__)
+    p.add_argument("--query", required=True, help="prediction .npz with embeddings of the images to label")
+    p.add_argument("--index", required=True, nargs="+", help="prediction .npz file(s) with embeddings of labelled images")
+    p.add_argument("--labels", required=True, help="CSV with id,landmark_id for the index images")
+    p.add_argument("--data-dir", required=True, help="GLDv2-layout folder holding the images (train/, test/, ...)")
+    p.add_argument("--out", required=True, help="prediction .npz to write")
+    p.add_argument("--submission", help="also write the top-1 as a submission CSV")
+    p.add_argument("--verifier", choices=list(VERIFIERS), default=d.verifier, help=f"local features ({d.verifier})")
+    p.add_argument("--top-n", type=int, default=d.top_n, help=f"neighbours verified per query ({d.top_n})")
+    p.add_argument("--weight", type=float, default=d.weight, help=f"inlier term weight ({d.weight})")
+    p.add_argument("--cap", type=float, default=d.cap, help=f"inliers at which the term saturates ({d.cap})")
+    p.add_argument("--ratio", type=float, default=d.ratio, help=f"Lowe's ratio test ({d.ratio})")
+    p.add_argument("--transform", choices=TRANSFORMS, default=d.transform, help=f"({d.transform})")
+    p.add_argument("--robust", choices=ROBUST, default=d.robust, help=f"robust estimator ({d.robust})")
+    p.add_argument("--ransac-threshold", type=float, default=d.ransac_threshold, help=f"pixels ({d.ransac_threshold})")
+    p.add_argument("--image-size", type=int, help="local-feature working size (sift 512, delf 320)")
+    p.add_argument("--max-keypoints", type=int, help="sift: keypoints per image (1000)")
+    p.add_argument("--delf", help="delf: attention head from `kit train-delf` (default: feature-norm scores)")
+    p.add_argument("--cache-dir", default="cache/localfeatures", help="on-disk feature cache ('' = none)")
+    p.add_argument("--jobs", type=int, default=d.n_jobs, help=f"matching threads ({d.n_jobs})")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--agg", default="max", choices=("sum", "max"), help="knn search switches as in `kit retrieve`")
+    p.add_argument("--qe", type=int, default=0)
+    p.add_argument("--qe-alpha", type=float, default=3.0)
+    p.add_argument("--dba", type=int, default=0)
+    p.add_argument("--dba-alpha", type=float, default=3.0)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from kit.errors import KitError
+    from kit.inference.rerank import RerankConfig, spatial_rerank
+    from kit.inference.retrieval import fit_retriever, load_index
+    from kit.io import atomic_path, write_json
+    from kit.predictions import load_predictions, save_predictions
+    from kit.submission import write_submission
+
+    ext = {k: v for k, v in (("image_size", args.image_size), ("max_keypoints", args.max_keypoints),
+                             ("delf", args.delf)) if v is not None}
+    cfg = RerankConfig(verifier=args.verifier, top_n=args.top_n, weight=args.weight, cap=args.cap, ratio=args.ratio,
+                       transform=args.transform, ransac_threshold=args.ransac_threshold, robust=args.robust,
+                       n_jobs=args.jobs, extractor_kw=ext)
+    index = load_index(args.index)
+    knn = fit_retriever("knn", index, args.labels, k=args.top_n, agg=args.agg, qe=args.qe, qe_alpha=args.qe_alpha,
+                        dba=args.dba, dba_alpha=args.dba_alpha)
+    query = load_predictions(args.query)
+    if query.embeddings is None:
+        raise KitError(f"{args.query}: no embeddings in this prediction file")
+    if query.embeddings.shape[1] != index.embeddings.shape[1]:
+        raise KitError(f"{args.query}: {query.embeddings.shape[1]}-d embeddings, the index has {index.embeddings.shape[1]}")
+    r = spatial_rerank(query, knn, index.ids, cfg, args.data_dir, args.cache_dir or None, topk=args.topk)
+    save_predictions(r.predictions, args.out)
+    side = str(args.out)[:-4] + ".inliers.npz" if str(args.out).endswith(".npz") else str(args.out) + ".inliers.npz"
+    with atomic_path(side) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, ids=r.predictions.ids, neighbours=r.neighbours, inliers=r.inliers, top_inliers=r.top_inliers)
+    write_json({**r.seconds, "config": vars(cfg), "images": len(query)}, side[:-4] + ".json")
+    print(f"wrote {args.out} and {side} ({len(query)} images, {r.seconds['pairs']} pairs verified, "
+          f"features {r.seconds['search_and_features']:.1f} s, matching {r.seconds['matching']:.1f} s)")
+    if args.submission:
+        write_submission(r.predictions, args.submission)
+        print(f"wrote {args.submission}")
+    return 0
