@@ -1,26 +1,26 @@
-"""Bench: the whole kit on real photos: Oxford5k/Paris6k landmarks mixed with Caltech-101 non-landmarks.
+"""Bench: retrieval-first landmark recognition on real photos (Oxford5k/Paris6k + Caltech-101 non-landmarks).
 
-    .venv/bin/python bench/real.py            # full run (CPU: see README for time) -> bench/results/real.json
-    .venv/bin/python bench/real.py --quick    # smoke run, lite0 only, small images -> real.quick.json
-    python bench/real.py --data-dir /kaggle/input/my-gldv2-subset --work /kaggle/working/real   # Kaggle
+    .venv/bin/python bench/real.py            # full run -> bench/results/real.json (+ README table)
+    .venv/bin/python bench/real.py --quick    # short run -> bench/results/real.quick.json
+    python bench/real.py --data-dir /kaggle/input/my-gldv2-subset --work /kaggle/working/real   # any GLDv2 folder
 
-Steps, each a `kit` command run in-process (printed as typed, like `kit demo`):
- 1. data: a GLDv2-layout view of ../shared/data built by bench/real_data.py (symlinks; never in the repo)
-    under --work (default bench/work/real, git-ignored); or --data-dir, an existing GLDv2-layout folder
-    (train.csv, train/, test/, sample_submission.csv, optional test_solution.csv and distractors.csv).
-    Half of the 300 Caltech distractors go to the test set, the other (fixed) half is only used to FIT
-    filter thresholds, so no test image is seen while fitting.
- 2. folds: all classes with >= 2 images (Keble has 1) and a "2k-like" top-10 subset; validation =
-    fold 0 of the wide file (nested folds: the top-10 model never trained on it either).
- 3. train: tf_efficientnet_lite0/1/2 on the wide folds + lite0 on the top-10 folds (for `correct`),
-    fine-tuned from the packaged ImageNet weights; `kit train-delf` on lite0.
- 4. predict: val, test, distractors (every model), train (lite0: the retrieval index of the filters).
- 5. ensembles: max, correct, boost, weighted, soft; weights fitted on validation.
- 6. filters on the best ensemble (by validation GAP; lite0's embeddings attached, since ensembles carry
-    none): sift, delf (packaged backbone, feature-norm scores), delf-trained, distractor, centroid,
-    delf+distractor; fitted on validation + the fitting distractors, timed on the test set (cold cache).
- 7. scores on test: GAP, top-1 accuracy on landmark images, sensitivity/specificity (Mail.ru's offline
-    test: landmark images kept / non-landmark images rejected), seconds per image.
+One run, every row measured on the same data, each step a `kit` command run in-process (printed as typed):
+ 1. data: a GLDv2-layout view of ../shared/data (bench/real_data.py; symlinks, never in the repo) or --data-dir.
+    Half of the Caltech distractors join the test set, the other half (distractors.csv) only FITS thresholds.
+ 2. folds: classes with >= 2 images; validation = fold 0.
+ 3. zero training: `kit predict --checkpoint pretrained` (ImageNet backbone, GeM, no neck) on train/val/test/
+    distractors, then `kit retrieve knn` (best neighbour per class) -> the zero-training row; + DBA, + alpha-QE;
+    + `kit rerank` (RootSIFT + MAGSAC spatial verification of the top-N neighbours, class score and confidence
+    from similarity and inliers).
+ 4. fine-tuned: `kit train --config retrieval` (sub-center ArcFace + GeM + FC-BN embedding; kit's preset) on
+    fold 0; its classifier row, its kNN row (index = the run's training images; test also adds the
+    validation images), + re-rank.
+ 5. ensembles (`kit ensemble soft`, weights fitted on validation) of classifier + retrieval rows.
+ 6. non-landmark scoring: `kit filter sift` (inliers against the predicted class's training images) on the
+    best ensemble, threshold fitted on validation + the fitting distractors; and the re-rank's own verified
+    flag (>= min inliers) for sensitivity/specificity.
+ 7. scores on test: GAP, top-1 accuracy on landmark images, sensitivity/specificity, seconds per image.
+    Validation scores (fold 0) decide which ensemble is "best"; test labels are only read to score.
 If ../shared/data is absent (a fresh clone) and no --data-dir is given, it says so and exits 0.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,131 +45,69 @@ from kit.io import write_json  # noqa: E402
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_WORK = ROOT / "bench" / "work" / "real"
-METHODS = ("max", "correct", "boost", "weighted", "soft")
+README = ROOT / "README.md"
+TABLE_BEGIN, TABLE_END = "<!-- real.json table: begin -->", "<!-- real.json table: end -->"
 
 
 @dataclass
 class Settings:
-    image_size: int = 192
-    epochs: int = 6
+    backbone: str = "tf_efficientnet_lite0"
+    image_size: int = 224           # training and embedding size
+    epochs: int = 2
     batch_size: int = 32
-    lr: float = 2e-3
-    backbones: tuple = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
-    top: int = 10                 # "2k-like" subset: the K most frequent classes
-    min_images: int = 2           # "18k-like" subset: classes with >= N images
-    delf_epochs: int = 3
-    filters: tuple = ("sift", "delf", "delf-trained", "distractor", "centroid", "delf+distractor")
-    filter_image_size: int = 224  # local-feature working size (kit's default 256; 224 keeps the CPU run short)
+    config: str = "retrieval"      # kit preset of the fine-tuned model (falls back to overrides if absent)
+    min_images: int = 2
+    knn_k: int = 10
+    dba: int = 3                    # DBA neighbours of the "+DBA" row
+    qe: int = 2                     # alpha-QE neighbours of the "+QE" row
+    top_n: int = 10                 # neighbours verified per query
+    sift_size: int = 512            # RootSIFT working size (the photos are <= 512 px: native resolution)
+    sift_keypoints: int = 1000
+    min_inliers: int = 10
+    filter_neighbours: int = 3
     max_steps: int = 0
 
 
-QUICK = Settings(image_size=128, epochs=2, backbones=("tf_efficientnet_lite0",), delf_epochs=1,
-                 filters=("sift", "delf-trained", "distractor", "delf-trained+distractor"), filter_image_size=160)
+QUICK = Settings(image_size=160, epochs=1, top_n=5, sift_size=384, sift_keypoints=600)
+
+FALLBACK_RETRIEVAL = ["model.head=subcenter_arcface", "model.loss=ce", "model.embedding_dim=512", "model.pool=gem",
+                      "optim.optimizer=adamw", "optim.lr=0.001", "optim.lr_backbone=0.1", "optim.weight_decay=0.01",
+                      "optim.schedule=cosine", "optim.warmup_epochs=1"]
 
 
-def kit(*argv, reuse=None) -> float | None:
-    """Run one `kit` command in-process (kit.demo.kit); returns its wall seconds. With `reuse` (an
-    output of the command that already exists, --reuse) the command is skipped and None returned."""
+def kit(*argv) -> float:
+    """Run one `kit` command in-process (kit.runner); returns its wall seconds."""
     from kit.runner import run_kit
 
-    if reuse and Path(reuse).exists():
-        print(f"\n(reused {reuse}: skipped kit {argv[0]})")
-        return None
-    t0 = time.perf_counter()
-    run_kit(*argv)
-    return time.perf_counter() - t0
+    return run_kit(*argv)
 
 
 def rounded(x, digits):
     return None if x is None else round(x, digits)
 
 
-def short(backbone: str) -> str:
-    return backbone.replace("tf_efficientnet_", "")
-
-
 # ----------------------------------------------------------------------------------------- scoring
 def score(pred, truth, passed=None) -> dict:
-    """GAP, top-1 accuracy on landmark images, sensitivity/specificity of `pred` against a solution frame.
-
-    An image counts as 'predicted landmark' when it has a label and (for a filter) passed it."""
-    from kit.metrics import gap_frames, match_frames, sensitivity_specificity
+    """GAP, top-1 accuracy on landmark images, sensitivity/specificity of `pred` against a solution frame;
+    with `passed` (bool per row of pred) only those rows count as 'predicted landmark'."""
     from kit.submission import predictions_to_frame
+    from kit.truth import summarize
 
     frame = predictions_to_frame(pred)
     frame = frame[frame["id"].isin(set(truth["id"]))]
-    m = match_frames(frame, truth)
-    predicted = m["label"].to_numpy() >= 0
-    if passed is not None:
-        ok = dict(zip(pred.ids, np.asarray(passed, bool)))
-        predicted &= np.array([ok.get(i, False) for i in m["id"]])
-    landmark = m["is_landmark"].to_numpy()
-    sens, spec = sensitivity_specificity(predicted, landmark)
-    acc = float(m["correct"].to_numpy()[landmark].mean()) if landmark.any() else 0.0
-    return {"gap": round(float(gap_frames(frame, truth)), 6), "accuracy": round(acc, 6),
-            "sensitivity": round(sens, 6), "specificity": round(spec, 6)}
+    ok = None if passed is None else set(np.asarray(pred.ids)[np.asarray(passed, bool)])
+    s = summarize(frame, truth, ok)
+    return {k: round(s[k], 6) for k in ("gap", "accuracy", "sensitivity", "specificity")}
 
 
 def val_scores(pred, truth) -> dict:
     """GAP and top-1 accuracy on the validation images (all landmarks)."""
-    from kit.truth import score_gap
-    from kit.metrics import match_frames
     from kit.submission import predictions_to_frame
+    from kit.truth import summarize
 
     truth = truth[truth["id"].isin(set(pred.ids))]
-    m = match_frames(predictions_to_frame(pred.reindex(truth["id"])), truth)
-    return {"gap": round(score_gap(pred, truth), 6), "accuracy": round(float(m["correct"].mean()), 6)}
-
-
-# ----------------------------------------------------------------------------------------- filters
-def filter_settings(spec: str, base: dict, work: Path, delf_path: Path | None, image_size: int) -> tuple[str, dict]:
-    """(chain spec for kit.filter, settings): 'delf-trained' = delf with the trained attention head."""
-    chain = spec.replace("delf-trained", "delf")
-    ext = {"image_size": image_size}
-    tag = "delf" if "delf" in spec else "sift"
-    if "delf-trained" in spec:
-        ext["delf"], tag = str(delf_path), "delf-trained"
-    return chain, {**base, "extractor_kw": ext, "cache_dir": str(work / "cache" / tag)}
-
-
-def run_filter(spec: str, chain_spec: str, settings: dict, test, fit, fit_truth, out: Path) -> dict:
-    """Fit the chain on `fit` (val + fitting distractors), rescore `test`, time both (what `kit filter` does)."""
-    from kit.filters.chain import build_filter, save_filter
-    from kit.truth import true_top1
-    from kit.predictions import save_predictions
-
-    chain = build_filter(chain_spec, "demote", settings)
-    t0 = time.perf_counter()
-    chain.fit_rescore(fit, true_top1(fit, fit_truth))
-    fit_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    rescored = chain.rescore(test)
-    test_s = time.perf_counter() - t0
-    save_predictions(rescored, out)
-    save_filter(chain, out.with_suffix(".filter.json"))
-    passed = np.logical_and.reduce([f.last_passed for f in chain.filters])
-    fitted = {f.name: {k: float(v) for k, v in f.params.items()} for f in chain.filters}
-    print(f"  {spec}: fitted {fitted}; fit {fit_s:.1f} s ({len(fit)} images), "
-          f"test {test_s:.1f} s = {test_s / len(test):.4f} s/image", flush=True)
-    return {"out": rescored, "passed": passed, "params": fitted, "fit_seconds": round(fit_s, 2),
-            "seconds_per_image": round(test_s / len(test), 4)}
-
-
-def concat(preds):
-    """Top-1 of several prediction sets stacked (the fit set of a filter), embeddings kept."""
-    from kit.predictions import Predictions
-
-    emb = [p.embeddings for p in preds]
-    return Predictions(np.concatenate([p.ids for p in preds]), np.concatenate([p.labels[:, :1] for p in preds]),
-                       np.concatenate([p.scores[:, :1] for p in preds]),
-                       None if any(e is None for e in emb) else np.concatenate(emb))
-
-
-def with_embeddings(pred, source):
-    """`pred` (an ensemble: no embeddings) with the embeddings `source` has for the same ids."""
-    from kit.predictions import Predictions
-
-    return Predictions(pred.ids, pred.labels, pred.scores, source.reindex(pred.ids).embeddings)
+    s = summarize(predictions_to_frame(pred.reindex(truth["id"])), truth)
+    return {"gap": round(s["gap"], 6), "accuracy": round(s["accuracy"], 6)}
 
 
 # ---------------------------------------------------------------------------------------- the run
@@ -183,260 +121,281 @@ def prepare_data(args, work: Path) -> tuple[Path, dict]:
 
     data = work / "data"
     print(f"== 1. GLDv2-layout view of {args.shared} -> {data} (symlinks, ids = sha1 hex; see id_map.csv) ==")
-    t0 = time.perf_counter()
     counts = build_layout(args.shared, data, link=not args.copy)
-    print(f"  {counts} ({time.perf_counter() - t0:.1f} s)")
-    print(f"  test = every query + {counts['test_distractors']} distractors; the other "
-          f"{counts['fit_distractors']} distractors ({data}/distractors.csv) only fit filter thresholds")
+    print(f"  {counts}")
     return data, {"source": str(args.shared), **counts}
 
 
-@dataclass
 class Bench:
-    """Where one run reads and writes, and what it trains (shared by the step functions below)."""
+    """Paths and settings of one run, and the table it fills."""
 
-    args: argparse.Namespace
-    s: Settings
-    data: Path
-    work: Path
-    has_distractors: bool
-    test_truth: object          # solution frame, or None when the data has no test_solution.csv
-    models: dict                # name -> (backbone, folds CSV)
-    order: list                 # model names, base first, its top-K twin second
-    data_info: dict = field(default_factory=dict)
+    def __init__(self, args, s: Settings):
+        from kit.truth import load_truth
 
-    def path(self, what: str) -> Path:
-        return self.work / what
+        self.args, self.s, self.work = args, s, Path(args.work)
+        for sub in ("folds", "runs", "submissions", "retrieval", "ensembles", "filters", "cache"):
+            if (self.work / sub).exists():
+                shutil.rmtree(self.work / sub)
+        self.data, self.data_info = prepare_data(args, self.work)
+        self.has_distractors = (self.data / "distractors.csv").is_file()
+        sol = self.data / "test_solution.csv"
+        self.test_truth = load_truth(sol) if sol.is_file() else None
+        self.splits = ("val", "test") + (("distractors",) if self.has_distractors else ())
+        self.table: dict = {}
+        self.folds = self.work / "folds" / "wide.csv"
+        self.cache = self.work / "cache"
 
-    @property
-    def base(self) -> str:
-        return self.order[0]
+    def common(self, name: str) -> list[str]:
+        s = self.s
+        return [f"name={name}", f"model.backbone={s.backbone}", f"data.folds_csv={self.folds}",
+                f"data.data_dir={self.data}", f"runs_dir={self.work / 'runs'}",
+                f"submissions_dir={self.work / 'submissions'}", f"seed={self.args.seed}", f"device={self.args.device}",
+                f"data.image_size={s.image_size}", f"data.batch_size={s.batch_size}",
+                f"data.num_workers={self.args.workers}"]
 
-    @property
-    def splits(self) -> tuple:
-        return ("val", "test") + (("distractors",) if self.has_distractors else ())
+    def pred(self, name: str, split: str) -> Path:
+        return self.work / "submissions" / name / f"{split}_fold0.npz"
 
-    def overrides(self, name: str, folds_csv: Path | None = None) -> list[str]:
-        """`kit train/predict` key=value list for one model (predict: every model on the wide folds)."""
-        s, backbone = self.s, self.models[name][0]
-        return [f"name={name}", f"model.backbone={backbone}", f"data.folds_csv={folds_csv or self.models[name][1]}",
-                f"data.data_dir={self.data}", f"runs_dir={self.path('runs')}", f"submissions_dir={self.path('submissions')}",
-                f"seed={self.args.seed}", f"device={self.args.device}", f"data.image_size={s.image_size}",
-                f"data.batch_size={s.batch_size}", f"data.num_workers={self.args.workers}", "data.augment=light",
-                "model.loss=ce", "model.label_smoothing=0.1", "optim.optimizer=adamw", f"optim.lr={s.lr}",
-                "optim.lr_backbone=0.25", "optim.weight_decay=0.01", "optim.schedule=cosine", "optim.warmup_epochs=0.5",
-                f"optim.epochs={s.epochs}", f"optim.max_steps_per_epoch={s.max_steps}"]
+    def index(self, name: str, split: str) -> list[Path]:
+        """Retrieval index of `split`: the run's training images; test also the validation images."""
+        return [self.pred(name, "train")] + ([self.pred(name, "val")] if split != "val" else [])
 
-    def reuse(self, path: Path):
-        return path if self.args.reuse else None
+    def add(self, key: str, files: dict, kind: str, seconds=None, passed=None, **extra) -> dict:
+        """Score a row from its per-split prediction files (val -> val scores, test -> test scores)."""
+        from kit.predictions import load_predictions
+
+        row = {"kind": kind, **extra}
+        if "val" in files:
+            row["val"] = val_scores(load_predictions(files["val"]), self.val_truth)
+        if self.test_truth is not None and "test" in files:
+            row["test"] = score(load_predictions(files["test"]), self.test_truth, passed)
+        if seconds is not None:
+            row["seconds_per_image"] = round(seconds, 4)
+        self.table[key] = row
+        t, v = row.get("test", {}), row.get("val", {})
+        print(f"  -> {key}: val GAP {v.get('gap', float('nan')):.4f}, test GAP {t.get('gap', float('nan')):.4f}, "
+              f"top-1 {t.get('accuracy', float('nan')):.4f}", flush=True)
+        return row
 
 
-def setup(args) -> Bench:
+def make_folds(b: Bench) -> None:
+    from kit.demo import solution_from_folds
     from kit.truth import load_truth
 
-    s = QUICK if args.quick else Settings()
-    given = {"image_size": args.image_size, "epochs": args.epochs, "max_steps": args.max_steps, "top": args.top,
-             "min_images": args.min_images, "batch_size": args.batch_size, "filter_image_size": args.filter_image_size,
-             "backbones": tuple(args.backbones) if args.backbones else None}
-    s = replace(s, **{k: v for k, v in given.items() if v is not None})
-    work = Path(args.work)
-    for sub in ("folds", "runs", "submissions", "ensembles", "filters", "cache"):
-        if not args.reuse and (work / sub).exists():
-            shutil.rmtree(work / sub)
-    data, info = prepare_data(args, work)
-    has_dis = (data / "distractors.csv").is_file()
-    truth = load_truth(data / "test_solution.csv") if (data / "test_solution.csv").is_file() else None
-    if not has_dis:
-        print("no distractors.csv: filters are fitted on validation images only, no distractor filter")
-    base = short(s.backbones[0])
-    models = {base: (s.backbones[0], work / "folds" / "wide.csv"),
-              f"{base}-top{s.top}": (s.backbones[0], work / "folds" / "top.csv")}
-    models.update({short(b): (b, work / "folds" / "wide.csv") for b in s.backbones[1:]})
-    return Bench(args, s, data, work, has_dis, truth, models, list(models), info)
+    print("\n== 2. folds (classes with >= N images); validation = fold 0 ==")
+    kit("folds", "--train-csv", b.data / "train.csv", "--min-images", b.s.min_images, "--folds", 5,
+        "--seed", b.args.seed, "--out", b.folds)
+    b.val_solution = solution_from_folds(b.folds, 0, b.work / "val_solution.csv")
+    b.val_truth = load_truth(b.val_solution)
 
 
-def make_folds(b: Bench) -> Path:
-    """Wide (>= N images) and top-K folds; returns the validation solution (fold 0 of the wide file)."""
-    from kit.demo import solution_from_folds
+def embed(b: Bench, name: str, extra: list[str]) -> dict:
+    """`kit predict` of every split with the embeddings' model; -> seconds per test image."""
+    n_test, secs = None, {}
+    for split in ("train",) + b.splits:
+        secs[split] = kit("predict", "--config", b.config, "--fold", 0, "--split", split, *b.common(name), *extra)
+    from kit.predictions import load_predictions
 
-    print("\n== 2. folds ==")
-    for flag, value, name in (("--min-images", b.s.min_images, "wide"), ("--top", b.s.top, "top")):
-        kit("folds", "--train-csv", b.data / "train.csv", flag, value, "--folds", 5, "--seed", b.args.seed,
-            "--out", b.path("folds") / f"{name}.csv")
-    return solution_from_folds(b.path("folds") / "wide.csv", 0, b.path("val_solution.csv"))
-
-
-def train_models(b: Bench) -> tuple[dict, Path | None]:
-    """Every model on fold 0, then (if a filter needs it) the DELF attention on the base model."""
-    print("\n== 3. train (fold 0), DELF attention on the base model ==")
-    seconds = {}
-    for name in b.order:
-        seconds[name] = kit("train", "--config", "top2k", "--fold", 0, *b.overrides(name),
-                            reuse=b.reuse(b.path("runs") / name / "fold0" / "best.pt"))
-    if not any("delf-trained" in f for f in b.s.filters):
-        return seconds, None
-    delf = b.path("runs") / b.base / "fold0" / "delf.pt"
-    seconds["delf-attention"] = kit("train-delf", "--config", "top2k", "--fold", 0, "--epochs", b.s.delf_epochs,
-                                    *b.overrides(b.base), reuse=b.reuse(delf))
-    return seconds, delf
+    n_test = len(load_predictions(b.pred(name, "test")))
+    return {"embed_seconds_per_image": secs["test"] / n_test}
 
 
-def predict_models(b: Bench) -> tuple[dict, dict]:
-    """files[split][model] and each model's seconds per test image."""
-    from kit.ensemble.rules import load_any
-
-    print("\n== 4. predict: the common validation fold, test, distractors; base model also train ==")
-    files, per_image = {sp: {} for sp in b.splits + ("train",)}, {}
-    for name in b.order:
-        # every model predicts fold 0 of the wide folds file: one validation set for every ensemble
-        over = b.overrides(name, b.path("folds") / "wide.csv")
-        for split in b.splits + (("train",) if name == b.base else ()):
-            files[split][name] = b.path("submissions") / name / f"{split}_fold0.npz"
-            sec = kit("predict", "--config", "top2k", "--fold", 0, "--split", split, *over,
-                      reuse=b.reuse(files[split][name]))
-            if split == "test":
-                per_image[name] = None if sec is None else sec / len(load_any(files[split][name]))
-    return files, per_image
+def retrieve(b: Bench, name: str, tag: str, extra: list[str] = ()) -> tuple[dict, float]:
+    """`kit retrieve knn` for val and test (and distractors) -> files, seconds per test image."""
+    files, per = {}, 0.0
+    for split in b.splits:
+        out = b.work / "retrieval" / name / f"{tag}_{split}.npz"
+        sec = kit("retrieve", "knn", "--index", *b.index(name, split), "--labels", b.folds,
+                  "--query", b.pred(name, split), "--out", out, "--k", b.s.knn_k, "--agg", "max", *extra)
+        files[split] = out
+        if split == "test":
+            per = sec / len(b.test_ids)
+    return files, per
 
 
-def run_ensembles(b: Bench, files: dict, val_solution: Path, val_truth) -> tuple[dict, dict]:
-    """Rows of the table for every method, and its ensemble files per split (weights fitted on validation)."""
+def rerank(b: Bench, name: str, tag: str) -> tuple[dict, float, dict]:
+    """`kit rerank` (sift) for val and test -> files, seconds per test image, verified flags per split."""
+    files, per, verified = {}, 0.0, {}
+    for split in b.splits:
+        out = b.work / "retrieval" / name / f"{tag}_{split}.npz"
+        sec = kit("rerank", "--query", b.pred(name, split), "--index", *b.index(name, split), "--labels", b.folds,
+                  "--data-dir", b.data, "--out", out, "--verifier", "sift", "--top-n", b.s.top_n,
+                  "--min-inliers", b.s.min_inliers, "--image-size", b.s.sift_size,
+                  "--max-keypoints", b.s.sift_keypoints, "--cache-dir", b.cache, "--jobs", 2)
+        files[split] = out
+        side = np.load(str(out)[:-4] + ".inliers.npz")
+        verified[split] = side["top_inliers"] >= b.s.min_inliers
+        if split == "test":
+            per = sec / len(b.test_ids)
+    return files, per, verified
+
+
+def ensemble(b: Bench, key: str, inputs: dict[str, dict]) -> dict:
+    """`kit ensemble soft` of the rows' files, simplex weights fitted on validation."""
     from kit.ensemble.rules import run_ensemble
 
-    print("\n== 5. ensembles, fitted on validation ==")
-    rows, ens_files = {}, {}
-    for method in METHODS:
-        inputs = b.order[:2] if method == "correct" else b.order  # correct: [wide base, top-K model]
-        fit = dict(fit_on=[files["val"][m] for m in inputs], solution=val_solution) if method in ("weighted", "soft") else {}
-        res = {sp: run_ensemble(method, [files[sp][m] for m in inputs], out=b.path("ensembles") / sp / f"{method}.csv",
-                                ensembles_dir=b.path("ensembles") / sp, log=lambda *_: None, **fit) for sp in b.splits}
-        ens_files[method] = {sp: res[sp]["npz"] for sp in b.splits}
-        row = {"kind": "ensemble", "inputs": inputs, "val": val_scores(res["val"]["predictions"], val_truth)}
-        if res["val"]["weights"] is not None:
-            row["weights"] = [round(float(w), 4) for w in np.ravel(res["val"]["weights"])]
-        if b.test_truth is not None:
-            row["test"] = score(res["test"]["predictions"], b.test_truth)
-        rows[f"ensemble:{method}"] = row
-        print(f"  {method}: val GAP {row['val']['gap']:.4f}" + (f", test GAP {row['test']['gap']:.4f}" if "test" in row else ""))
-    return rows, ens_files
+    names = list(inputs)
+    files = {}
+    for split in b.splits:
+        res = run_ensemble("soft", [inputs[n][split] for n in names], out=b.work / "ensembles" / split / f"{key}.csv",
+                           ensembles_dir=b.work / "ensembles" / split, fit_on=[inputs[n]["val"] for n in names],
+                           solution=b.val_solution, log=lambda *_: None)
+        files[split] = res["npz"]
+        if split == "val":
+            weights = [round(float(w), 4) for w in np.ravel(res["weights"])]
+    b.add(f"ensemble:{key}", files, "ensemble", inputs=names, weights=weights)
+    return files
 
 
-def run_filters(b: Bench, on: str, ens_files: dict, files: dict, delf: Path | None, val_solution: Path, val_truth) -> dict:
-    """Every filter of the settings on ensemble `on` (the base model's embeddings attached), fitted on
-    validation + the fitting distractors; each printed as the equivalent `kit filter` command."""
-    from kit.ensemble.rules import load_any
-    from kit.predictions import save_predictions
+def nonlandmark_filter(b: Bench, key: str, files: dict, embeddings_of: str) -> None:
+    """`kit filter sift` on an ensemble's files (embeddings of `embeddings_of` attached), fitted on
+    validation + the fitting distractors."""
+    from kit.predictions import Predictions, load_predictions, save_predictions
 
-    print(f"\n== 6. non-landmark filters on ensemble:{on}, fitted on validation"
-          f"{' + the fitting distractors' if b.has_distractors else ''} ==")
-    inputs = {sp: save_predictions(with_embeddings(load_any(ens_files[on][sp]), load_any(files[sp][b.base])),
-                                   b.path("filters") / "inputs" / f"{on}_{sp}.npz") for sp in b.splits}
-    test, fit = load_any(inputs["test"]), concat([load_any(inputs[sp]) for sp in b.splits if sp != "test"])
-    base = dict(data_dir=str(b.data), train_pred=str(files["train"][b.base]), train_labels=str(b.data / "train.csv"),
-                n_jobs=2, **({"distractors": str(files["distractors"][b.base])} if b.has_distractors else {}))
-    rows, caches_used = {}, set()
-    for spec in [f for f in b.s.filters if b.has_distractors or "distractor" not in f]:
-        chain, settings = filter_settings(spec, base, b.work, delf, b.s.filter_image_size)
-        local = "delf" in chain or "sift" in chain
-        cached = local and settings["cache_dir"] in caches_used  # an earlier filter extracted these features
-        if local:
-            caches_used.add(settings["cache_dir"])
-        out = b.path("filters") / f"{spec.replace('+', '_')}.npz"
-        argv = ["filter", chain, inputs["test"], "--out", out, "--fit-on", *[inputs[sp] for sp in b.splits if sp != "test"],
-                "--solution", val_solution, "--data-dir", b.data, "--train-pred", base["train_pred"],
-                "--train-labels", base["train_labels"], "--cache-dir", settings["cache_dir"], "--jobs", 2,
-                "--image-size", b.s.filter_image_size]
-        argv += ["--distractors", base["distractors"]] if "distractors" in base else []
-        argv += ["--delf", delf] if "delf-trained" in spec else []
-        print(f"\n$ kit {' '.join(shlex.quote(str(a)) for a in argv)}", flush=True)
-        r = run_filter(spec, chain, settings, test, fit, val_truth, out)
-        row = {"kind": "filter", "on": f"ensemble:{on}", "params": r["params"], "fit_seconds": r["fit_seconds"],
-               "filter_seconds_per_image": r["seconds_per_image"], "features_cached": cached}
-        if b.test_truth is not None:
-            row["test"] = score(r["out"], b.test_truth, r["passed"])
-        rows[f"filter:{spec}"] = row
-    return rows
+    inputs = {}
+    for split in b.splits:
+        p, e = load_predictions(files[split]), load_predictions(b.pred(embeddings_of, split))
+        inputs[split] = save_predictions(Predictions(p.ids, p.labels, p.scores, e.reindex(p.ids).embeddings),
+                                         b.work / "filters" / "inputs" / f"{key}_{split}.npz")
+    fit_solution = b.work / "fit_solution.csv"   # val truth; distractor ids are absent = non-landmarks
+    shutil.copyfile(b.val_solution, fit_solution)
+    out = b.work / "filters" / f"{key}.npz"
+    t0 = time.perf_counter()
+    kit("filter", "sift", inputs["test"], "--out", out, "--fit-on", *[inputs[s] for s in b.splits if s != "test"],
+        "--solution", fit_solution, "--data-dir", b.data, "--train-pred", b.pred(embeddings_of, "train"),
+        "--train-labels", b.folds, "--cache-dir", b.cache, "--jobs", 2, "--image-size", b.s.sift_size,
+        "--max-keypoints", b.s.sift_keypoints, "--neighbours", b.s.filter_neighbours, "--ratio", 0.9,
+        "--transform", "homography")
+    sec = time.perf_counter() - t0
+    import json
+
+    saved = json.loads(out.with_suffix(".filter.json").read_text())
+    threshold = saved["stages"][0]["params"].get("threshold")
+    rescored = load_predictions(out)
+    sig = rescored.scores[:, 0] >= (load_predictions(inputs["test"]).reindex(rescored.ids).scores[:, 0] - 1e-6)
+    b.add(f"filter:sift on {key}", {"test": out}, "filter", seconds=sec / len(b.test_ids), passed=sig,
+          params=saved["stages"][0]["params"], threshold=threshold)
 
 
 def run(args) -> dict:
-    """All steps (module doc); returns the result written to the JSON."""
     import torch
 
     from kit.device import choose_device
-    from kit.ensemble.rules import load_any
-    from kit.truth import load_truth
+    from kit.submission import read_sample_ids
 
     t_start = time.perf_counter()
-    b = setup(args)
-    val_solution = make_folds(b)
-    val_truth = load_truth(val_solution)
-    train_s, delf = train_models(b)
-    files, per_image = predict_models(b)
-    table = {}
-    for name in b.order:
-        row = {"kind": "model", "backbone": b.models[name][0], "val": val_scores(load_any(files["val"][name]), val_truth),
-               "predict_seconds_per_image": rounded(per_image[name], 4), "train_seconds": rounded(train_s[name], 1)}
-        if b.test_truth is not None:
-            row["test"] = score(load_any(files["test"][name]), b.test_truth)
-        table[name] = row
-    rows, ens_files = run_ensembles(b, files, val_solution, val_truth)
-    table.update(rows)
-    best = max(METHODS, key=lambda m: table[f"ensemble:{m}"]["val"]["gap"])
-    print(f"  best on validation: {best}")
-    table.update(run_filters(b, best, ens_files, files, delf, val_solution, val_truth))
+    s = QUICK if args.quick else Settings()
+    given = {"image_size": args.image_size, "epochs": args.epochs, "max_steps": args.max_steps,
+             "backbone": args.backbone, "top_n": args.top_n}
+    s = replace(s, **{k: v for k, v in given.items() if v is not None})
+    b = Bench(args, s)
+    b.test_ids = read_sample_ids(b.data / "sample_submission.csv")
+    preset = ROOT / "kit" / "configs" / f"{s.config}.yaml"
+    b.config = s.config if preset.is_file() else "top2k"
+    tuned_extra = [] if preset.is_file() else FALLBACK_RETRIEVAL
+    make_folds(b)
+
+    print("\n== 3. zero training: ImageNet embeddings (kit predict --checkpoint pretrained) + retrieval ==")
+    zero = "imagenet"
+    info = embed(b, zero, ["--checkpoint", "pretrained"])
+    knn0, per = retrieve(b, zero, "knn")
+    b.add("zero-training kNN", knn0, "retrieval", seconds=info["embed_seconds_per_image"] + per,
+          embeddings="ImageNet " + s.backbone)
+    f, per_d = retrieve(b, zero, "knn_dba", ["--dba", s.dba])
+    b.add(f"zero-training kNN +DBA{s.dba}", f, "retrieval", seconds=info["embed_seconds_per_image"] + per_d)
+    f, per_q = retrieve(b, zero, "knn_qe", ["--qe", s.qe])
+    b.add(f"zero-training kNN +QE{s.qe}", f, "retrieval", seconds=info["embed_seconds_per_image"] + per_q)
+    rr0, per_r, ver0 = rerank(b, zero, "rerank")
+    b.add("zero-training kNN +spatial re-rank", rr0, "rerank", seconds=info["embed_seconds_per_image"] + per_r,
+          passed=ver0.get("test"), note="passed = verified (>= min inliers)")
+
+    print(f"\n== 4. fine-tuned embeddings: kit train --config {b.config} ==")
+    tuned = "tuned"
+    train_s = kit("train", "--config", b.config, "--fold", 0, *b.common(tuned), *tuned_extra,
+                  f"optim.epochs={s.epochs}", f"optim.max_steps_per_epoch={s.max_steps}")
+    info_t = embed(b, tuned, [])
+    b.add("fine-tuned classifier", {sp: b.pred(tuned, sp) for sp in ("val", "test")}, "model",
+          seconds=info_t["embed_seconds_per_image"], train_seconds=round(train_s, 1))
+    knn1, per1 = retrieve(b, tuned, "knn")
+    b.add("fine-tuned kNN", knn1, "retrieval", seconds=info_t["embed_seconds_per_image"] + per1)
+    f, per1d = retrieve(b, tuned, "knn_dba", ["--dba", s.dba])
+    b.add(f"fine-tuned kNN +DBA{s.dba}", f, "retrieval", seconds=info_t["embed_seconds_per_image"] + per1d)
+    rr1, per1r, ver1 = rerank(b, tuned, "rerank")
+    b.add("fine-tuned kNN +spatial re-rank", rr1, "rerank", seconds=info_t["embed_seconds_per_image"] + per1r,
+          passed=ver1.get("test"))
+
+    print("\n== 5. ensembles of classifier + retrieval (soft, weights fitted on validation) ==")
+    clf = {sp: b.pred(tuned, sp) for sp in b.splits}
+    ensemble(b, "classifier+kNN", {"classifier": clf, "kNN": knn1})
+    ens = ensemble(b, "classifier+re-rank", {"classifier": clf, "re-rank": rr1})
+    ensemble(b, "re-rank+zero-training re-rank", {"re-rank": rr1, "zero re-rank": rr0})
+
+    if b.has_distractors:
+        print("\n== 6. non-landmark scoring: kit filter sift, fitted on validation + the fitting distractors ==")
+        nonlandmark_filter(b, "classifier+kNN", {sp: b.work / "ensembles" / sp / "classifier+kNN.npz" for sp in b.splits}, tuned)
+
+    rows = {k: v for k, v in b.table.items() if "val" in v}
+    best = max(rows, key=lambda k: rows[k]["val"]["gap"])
+    print(f"  best row on validation: {best}")
     return {
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT)] + sys.argv[1:]),
-        "quick": args.quick, "settings": asdict(b.s), "data": b.data_info, "validation": "fold 0 of folds/wide.csv",
-        "base_model": b.base, "base_validation": table[b.base]["val"], "delf_attention_seconds": rounded(train_s.get("delf-attention"), 1),
-        "best_ensemble": best, "table": table, "seconds": round(time.perf_counter() - t_start, 1),
-        "device": str(choose_device(args.device)), "reused": bool(args.reuse),
+        "quick": args.quick, "settings": asdict(s), "config": b.config, "config_overrides": tuned_extra,
+        "data": b.data_info,
+        "validation": "fold 0 of folds/wide.csv", "best_on_validation": best, "table": b.table,
+        "seconds": round(time.perf_counter() - t_start, 1), "device": str(choose_device(args.device)),
         "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "notes": ["test = every query image + the test half of the distractors; the other half only fits filters",
-                  "ensembles carry no embeddings: the filters use the base model's embeddings for the same ids",
-                  "seconds per image: whole `kit predict --split test` call / images (model load included); "
-                  "filters: rescoring the test set; its images' local features not yet cached unless marked cached"],
+        "notes": ["test = every query image + the test half of the distractors; the other half only fits thresholds",
+                  "retrieval index: the run's training images (fold != 0); for test also the validation images",
+                  "seconds per image: embedding (kit predict --split test) + retrieval/re-rank, per test image, "
+                  "local features extracted cold (no cache) by the first re-rank"],
     }
 
 
-def print_table(result: dict) -> None:
-    head = f"{'model / ensemble / filter':<34}{'val GAP':>8}{'val acc':>8}{'GAP':>8}{'acc':>8}{'sens':>7}{'spec':>7}{'s/img':>8}"
-    print("\n" + head + "\n" + "-" * len(head))
+def table_markdown(result: dict) -> str:
+    """The README table from the JSON."""
+    lines = ["| row | val GAP | val top-1 | test GAP | test top-1 | sensitivity | specificity | s/image |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def f(x):
+        return f"{x:.4f}" if isinstance(x, (int, float)) else ""
+
     for name, row in result["table"].items():
         v, t = row.get("val", {}), row.get("test", {})
-        sec = row.get("predict_seconds_per_image", row.get("filter_seconds_per_image"))
-        name += "*" if row.get("features_cached") else ""
+        lines.append(f"| {name} | {f(v.get('gap'))} | {f(v.get('accuracy'))} | {f(t.get('gap'))} | "
+                     f"{f(t.get('accuracy'))} | {f(t.get('sensitivity'))} | {f(t.get('specificity'))} | "
+                     f"{f(row.get('seconds_per_image'))} |")
+    return "\n".join(lines)
 
-        def f(x, w):
-            return f"{x:>{w}.4f}" if isinstance(x, float) else f"{'':>{w}}"
 
-        print(f"{name:<34}{f(v.get('gap'), 8)}{f(v.get('accuracy'), 8)}{f(t.get('gap'), 8)}{f(t.get('accuracy'), 8)}"
-              f"{f(t.get('sensitivity'), 7)}{f(t.get('specificity'), 7)}{f(sec, 8)}")
-    print("GAP/acc/sens/spec on the test set; s/img = prediction (models) or filter (filters) seconds per test image;\n"
-          "* = its local features were already extracted by an earlier filter; "
-          f"best ensemble on validation: {result['best_ensemble']}; total {result['seconds']:.0f} s")
+def update_readme(result: dict, path: Path = README) -> bool:
+    """Replace the table between the README markers (full runs only); False when the markers are absent."""
+    text = path.read_text()
+    if TABLE_BEGIN not in text or TABLE_END not in text:
+        return False
+    head, rest = text.split(TABLE_BEGIN, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    path.write_text(f"{head}{TABLE_BEGIN}\n{table_markdown(result)}\n{TABLE_END}{tail}")
+    return True
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="smoke run: lite0 only, 128 px, 2 epochs (real.quick.json)")
+    p.add_argument("--quick", action="store_true", help="short run: 160 px, 1 epoch, 5 neighbours verified at 384 px (real.quick.json)")
     p.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help=f"the shared data folder (default {DEFAULT_SHARED})")
     p.add_argument("--data-dir", help="an existing GLDv2-layout folder instead of building one from --shared")
     p.add_argument("--work", default=str(DEFAULT_WORK), help="work folder: data view, runs, predictions (git-ignored default)")
     p.add_argument("--out", help="result JSON (default bench/results/real[.quick].json)")
     p.add_argument("--copy", action="store_true", help="copy the images into the data view instead of symlinking")
-    p.add_argument("--reuse", action="store_true", help="keep earlier runs/predictions/caches under --work (timings lie)")
-    p.add_argument("--backbones", nargs="+", help="override the backbones (first = base model)")
-    p.add_argument("--image-size", type=int, help="training/prediction size (default 192, quick 128)")
-    p.add_argument("--epochs", type=int, help="default 6, quick 2")
-    p.add_argument("--batch-size", type=int, help="default 32")
-    p.add_argument("--top", type=int, help='"2k-like" model: the K most frequent classes (default 10)')
-    p.add_argument("--min-images", type=int, help="wide folds: classes with >= N images (default 2)")
-    p.add_argument("--filter-image-size", type=int, help="local-feature working size (default 224, quick 160)")
+    p.add_argument("--backbone", help="timm backbone of both the zero-training and the fine-tuned rows")
+    p.add_argument("--image-size", type=int, help="embedding/training size (default 224, quick 160)")
+    p.add_argument("--epochs", type=int, help="fine-tuning epochs (default 2, quick 1)")
+    p.add_argument("--top-n", type=int, help="neighbours verified per query (default 10, quick 5)")
     p.add_argument("--max-steps", type=int, help="cap steps per epoch (0 = full epochs)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-readme", action="store_true", help="do not rewrite the README table (full runs do)")
     args = p.parse_args(argv)
     if not args.data_dir and not Path(args.shared).is_dir():
         print(f"{args.shared}: shared data folder absent; nothing to benchmark (give --data-dir for a GLDv2-layout folder)")
@@ -448,8 +407,10 @@ def main(argv=None) -> int:
         print(f"bench/real.py: error: {e}", file=sys.stderr)
         return 2
     write_json(result, out)
-    print_table(result)
-    print(f"wrote {out}")
+    print("\n" + table_markdown(result))
+    print(f"total {result['seconds']:.0f} s; wrote {out}")
+    if not args.quick and not args.no_readme and not args.out and update_readme(result):
+        print(f"updated the table in {README}")
     return 0
 
 

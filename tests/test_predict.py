@@ -120,3 +120,24 @@ def test_predict_errors_are_one_line(setup, capsys):
     _, _, _, _, overrides, _ = setup
     assert main(["predict", "--fold", "1", "--split", "val", *overrides]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_predict_pretrained_gives_backbone_embeddings_and_no_labels(setup):
+    """--checkpoint pretrained: no trained run; embeddings = L2-normalised pooled backbone features
+    (the neck is dropped), labels blank. Zero-training retrieval baseline."""
+    from kit.config import load_config
+    from kit.models.model import build_model
+
+    root, data, folds, _, overrides, _ = setup
+    out = root / "pre.npz"
+    assert main(["predict", "--split", "val", "--checkpoint", "pretrained", "--out", str(out), *overrides]) == 0
+    pred = load_predictions(out)
+    assert (pred.labels == -1).all() and (pred.scores == 0).all()
+    cfg = load_config(None, overrides + ["model.embedding_dim=0"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 1).eval()
+    _, emb = _direct(model, data, "train", pred.ids.tolist())
+    # weights=none gives a random backbone; the same seed is not shared, so compare shapes and norms,
+    # and the pooled width: no 8-d neck
+    assert pred.embeddings.shape == emb.shape == (len(pred), model.backbone.num_features)
+    np.testing.assert_allclose(np.linalg.norm(pred.embeddings, axis=1), 1.0, atol=1e-5)

@@ -26,6 +26,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--top-n", type=int, default=d.top_n, help=f"neighbours verified per query ({d.top_n})")
     p.add_argument("--weight", type=float, default=d.weight, help=f"inlier term weight ({d.weight})")
     p.add_argument("--cap", type=float, default=d.cap, help=f"inliers at which the term saturates ({d.cap})")
+    p.add_argument("--min-inliers", type=int, default=d.min_inliers, help=f"fewer inliers count as 0 ({d.min_inliers})")
     p.add_argument("--ratio", type=float, default=d.ratio, help=f"Lowe's ratio test ({d.ratio})")
     p.add_argument("--transform", choices=TRANSFORMS, default=d.transform, help=f"({d.transform})")
     p.add_argument("--robust", choices=ROBUST, default=d.robust, help=f"robust estimator ({d.robust})")
@@ -33,7 +34,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--image-size", type=int, help="local-feature working size (sift 512, delf 320)")
     p.add_argument("--max-keypoints", type=int, help="sift: keypoints per image (1000)")
     p.add_argument("--delf", help="delf: attention head from `kit train-delf` (default: feature-norm scores)")
-    p.add_argument("--cache-dir", default="cache/localfeatures", help="on-disk feature cache ('' = none)")
+    p.add_argument("--cache-dir", default="auto", help="feature cache dir (default auto: $KIT_CACHE_DIR or ~/.cache/kit/localfeatures; none = no cache)")
     p.add_argument("--jobs", type=int, default=d.n_jobs, help=f"matching threads ({d.n_jobs})")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--agg", default="max", choices=("sum", "max"), help="knn search switches as in `kit retrieve`")
@@ -56,7 +57,7 @@ def run(args) -> int:
 
     ext = {k: v for k, v in (("image_size", args.image_size), ("max_keypoints", args.max_keypoints),
                              ("delf", args.delf)) if v is not None}
-    cfg = RerankConfig(verifier=args.verifier, top_n=args.top_n, weight=args.weight, cap=args.cap, ratio=args.ratio,
+    cfg = RerankConfig(verifier=args.verifier, top_n=args.top_n, weight=args.weight, cap=args.cap, min_inliers=args.min_inliers, ratio=args.ratio,
                        transform=args.transform, ransac_threshold=args.ransac_threshold, robust=args.robust,
                        n_jobs=args.jobs, extractor_kw=ext)
     index = load_index(args.index)
@@ -67,7 +68,7 @@ def run(args) -> int:
         raise KitError(f"{args.query}: no embeddings in this prediction file")
     if query.embeddings.shape[1] != index.embeddings.shape[1]:
         raise KitError(f"{args.query}: {query.embeddings.shape[1]}-d embeddings, the index has {index.embeddings.shape[1]}")
-    r = spatial_rerank(query, knn, index.ids, cfg, args.data_dir, args.cache_dir or None, topk=args.topk)
+    r = spatial_rerank(query, knn, index.ids, cfg, args.data_dir, args.cache_dir, topk=args.topk)
     save_predictions(r.predictions, args.out)
     side = str(args.out)[:-4] + ".inliers.npz" if str(args.out).endswith(".npz") else str(args.out) + ".inliers.npz"
     with atomic_path(side) as tmp:

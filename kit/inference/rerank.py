@@ -2,7 +2,7 @@
 RANSAC, then rank classes (and form the confidence) from similarity AND inlier counts.
 
 GLR 2019-2020 winners' recipe (e.g. 2020 1st place, "sim + w * min(inliers, cap) / cap"): neighbour j of
-query q scores v_j = sim_j + weight * min(inliers_j, cap) / cap; a class scores the max v_j over its
+query q scores v_j = sim_j + weight * min(inliers_j, cap) / cap (0 below min_inliers); a class scores the max v_j over its
 neighbours among the N verified ones. A landmark photo shares a rigid 3-D scene with its class's training
 images, so it gets tens of inliers and rises above every unverified image (whose score stays its cosine
 similarity, < 1), whatever the global similarity of other buildings of the same city: this is what
@@ -33,6 +33,7 @@ class RerankConfig:
     top_n: int = 10                  # neighbours verified per query
     weight: float = 1.0              # inlier term: weight * min(inliers, cap) / cap
     cap: float = 30.0
+    min_inliers: int = 10            # fewer inliers count as none (chance matches of unrelated images)
     ratio: float = 0.9               # Lowe's ratio test (mutual nearest neighbours as well)
     transform: str = "homography"    # kit.localfeatures.matching.TRANSFORMS
     ransac_threshold: float = 8.0    # pixels in the verifier's working frame
@@ -47,14 +48,16 @@ class RerankConfig:
 
 
 def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, weight: float, cap: float,
-                 topk: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per query, classes ranked by max over their neighbours of sim + weight * min(inliers, cap) / cap.
+                 topk: int, min_inliers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, classes ranked by max over their neighbours of sim + weight * min(inliers, cap) / cap
+    (inliers below `min_inliers` count as 0).
 
     sims, inliers, nbr_labels: [Q, N] (label -1 = no neighbour). -> (labels [Q, topk], scores [Q, topk])."""
     from kit.inference.retrieval import knn_vote
 
     if cap <= 0:
         raise KitError(f"rerank: cap={cap} (must be > 0)")
+    inliers = np.where(np.asarray(inliers) >= min_inliers, inliers, 0)
     v = np.asarray(sims, np.float64) + weight * np.minimum(inliers, cap) / cap
     return knn_vote(v, nbr_labels, topk, power=1.0, agg="max")
 
@@ -69,6 +72,53 @@ def verify_pairs(pairs: list[tuple[str, str]], features: dict, cfg: RerankConfig
     counts = Parallel(n_jobs=cfg.n_jobs, prefer="threads", batch_size=64)(
         delayed(count_inliers)(features[a], features[b], **kw) for a, b in pairs)
     return np.asarray(counts, np.int32).reshape(-1)
+
+
+def parallel_features(extractor, ids: list, paths: list, cache_dir, n_jobs: int, progress: bool) -> dict:
+    """kit.localfeatures.base.cached_features over `n_jobs` interleaved shares of the ids, in threads
+    (OpenCV's SIFT releases the GIL; the extractor keeps no per-call state)."""
+    from joblib import Parallel, delayed
+
+    from kit.localfeatures.base import cached_features
+
+    n = max(1, min(n_jobs, len(ids)))
+    parts = Parallel(n_jobs=n, prefer="threads")(
+        delayed(cached_features)(extractor, ids[k::n], paths[k::n], cache_dir, progress=progress and k == 0)
+        for k in range(n))
+    return {i: f for part in parts for i, f in part.items()}
+
+
+def pair_cache_file(cache_dir, extractor, cfg: RerankConfig):
+    """Where verified pairs' inlier counts are kept: one .npz per extractor + matching setting (a changed
+    setting never reads stale counts), beside the feature cache; None without a cache."""
+    import hashlib
+    import json
+
+    from kit.localfeatures.base import cache_key, resolve_cache_dir
+
+    root = resolve_cache_dir(cache_dir)
+    if root is None:
+        return None
+    match = json.dumps([cfg.ratio, cfg.transform, cfg.ransac_threshold, cfg.robust]).encode()
+    return root / cache_key(extractor) / f"pairs-{hashlib.sha1(match).hexdigest()[:12]}.npz"
+
+
+def load_pairs(path) -> dict:
+    if path is None or not path.is_file():
+        return {}
+    with np.load(path, allow_pickle=False) as z:
+        return dict(zip(z["pairs"].tolist(), z["inliers"].tolist()))
+
+
+def save_pairs(path, pairs: dict) -> None:
+    from kit.io import atomic_path
+
+    if path is None or not pairs:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, pairs=np.array(list(pairs), dtype=str), inliers=np.array(list(pairs.values()), np.int32))
 
 
 @dataclass
@@ -88,7 +138,6 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
 
     from kit.io import find_image
     from kit.localfeatures import build_extractor
-    from kit.localfeatures.base import cached_features
 
     if query.embeddings is None:
         raise KitError("rerank: the query prediction file has no embeddings")
@@ -103,17 +152,24 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
     nbr_labels[same] = -1
     settings = cfg.extractor_settings()
     extractor = build_extractor(settings.pop("extractor"), **settings)
-    need = list(dict.fromkeys([*query.ids, *nbr_ids[nbr_labels >= 0]]))
-    feats = cached_features(extractor, need, [find_image(data_dir, i) for i in need], cache_dir, progress=progress)
-    t1 = time.perf_counter()
     todo = np.argwhere(nbr_labels >= 0)
+    known_file = pair_cache_file(cache_dir, extractor, cfg)
+    known = load_pairs(known_file)     # pairs verified by an earlier run (e.g. another embedding's neighbours)
+    keys = [f"{query.ids[q]}|{nbr_ids[q, n]}" for q, n in todo]
+    new = [tuple(k.split("|")) for k in dict.fromkeys(keys) if k not in known]
+    need = list(dict.fromkeys(i for pair in new for i in pair))
+    feats = parallel_features(extractor, need, [find_image(data_dir, i) for i in need], cache_dir, cfg.n_jobs, progress)
+    t1 = time.perf_counter()
+    if new:
+        known.update(zip(("|".join(p) for p in new), verify_pairs(new, feats, cfg).tolist()))
+        save_pairs(known_file, known)
     inliers = np.zeros(sims.shape, np.int32)
     if len(todo):
-        inliers[todo[:, 0], todo[:, 1]] = verify_pairs(
-            [(query.ids[q], nbr_ids[q, n]) for q, n in todo], feats, cfg)
+        inliers[todo[:, 0], todo[:, 1]] = [known[k] for k in keys]
     t2 = time.perf_counter()
-    labels, scores = class_scores(sims, inliers, nbr_labels, cfg.weight, cfg.cap, topk)
+    labels, scores = class_scores(sims, inliers, nbr_labels, cfg.weight, cfg.cap, topk, cfg.min_inliers)
     top = np.where(nbr_labels == labels[:, :1], inliers, 0).max(axis=1) if len(labels) else np.zeros(0, np.int32)
     pred = Predictions(query.ids, labels, scores, query.embeddings)
     return Reranked(pred, inliers, nbr_ids, top.astype(np.int32),
-                    {"search_and_features": t1 - t0, "matching": t2 - t1, "pairs": int(len(todo))})
+                    {"search_and_features": t1 - t0, "matching": t2 - t1, "pairs": int(len(todo)),
+                     "pairs_matched": len(new)})

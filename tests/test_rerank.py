@@ -1,0 +1,134 @@
+"""Retrieval switches (max aggregation, alpha-QE, DBA, multi-file index) and spatial re-ranking
+(`kit rerank`) on hand-made vectors and synthetic landmark views."""
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit.cli import main
+from kit.errors import KitError
+from kit.inference import expansion as X
+from kit.inference import retrieval as R
+from kit.inference.rerank import RerankConfig, class_scores, spatial_rerank
+from kit.io import image_path
+from kit.predictions import Predictions, load_predictions, save_predictions
+from kit.synth import make_structure, random_homography, warp_view
+
+
+def test_knn_vote_max_is_best_neighbour_per_class():
+    sims = np.array([[0.9, 0.8, 0.7, 0.6]], np.float32)
+    nl = np.array([[7, 3, 3, 3]])
+    labels, scores = R.knn_vote(sims, nl, topk=2, agg="max")
+    np.testing.assert_array_equal(labels[0], [7, 3])
+    np.testing.assert_allclose(scores[0], [0.9, 0.8], atol=1e-6)
+    labels, _ = R.knn_vote(sims, nl, topk=2, agg="sum")  # sum favours the class with more images
+    np.testing.assert_array_equal(labels[0], [3, 7])
+    with pytest.raises(KitError, match="unknown aggregation"):
+        R.knn_vote(sims, nl, 1, agg="mean")
+
+
+def test_dba_and_alpha_qe_hand_made():
+    xb = np.array([[1, 0], [0.8, 0.6], [0, 1]], np.float32)
+    # DBA k=2, alpha=1: row 0 = 1 * x0 + 0.8 * x1 (its nearest other row, sim 0.8)
+    out = X.dba(xb, 2, alpha=1.0)
+    np.testing.assert_allclose(out[0], R.l2n(np.array([[1 + 0.64, 0.48]]))[0], atol=1e-6)
+    np.testing.assert_allclose(out[2], R.l2n(np.array([[0.48, 1 + 0.36]]))[0], atol=1e-6)
+    np.testing.assert_allclose(X.dba(xb, 1), xb, atol=1e-6)             # k <= 1: no-op
+    # alpha-QE k=1, alpha=2: q + sim^2 * nearest row
+    q = np.array([[0.6, 0.8]], np.float32)
+    np.testing.assert_allclose(X.alpha_qe(q, xb, 1, alpha=2.0)[0],
+                               R.l2n(q + 0.96 ** 2 * xb[1:2])[0], atol=1e-6)
+    np.testing.assert_allclose(X.alpha_qe(q, xb, 0), q, atol=1e-6)
+    with pytest.raises(KitError, match="must be >= 0"):
+        X.dba(xb, -1)
+
+
+def test_knn_predictor_switches_change_the_vote():
+    xb = np.array([[1, 0], [0.8, 0.6], [0.75, 0.66], [0, 1]], np.float32)
+    yb = np.array([1, 2, 2, 3])
+    q = np.array([[0.95, 0.31]], np.float32)
+    plain = R.KnnPredictor(k=3, agg="sum").fit(xb, yb).predict(["q"], q, topk=1)
+    best = R.KnnPredictor(k=3, agg="max").fit(xb, yb).predict(["q"], q, topk=1)
+    assert plain.labels[0, 0] == 2 and best.labels[0, 0] == 1   # two 2s outvote the nearest 1
+    qe = R.KnnPredictor(k=1, qe=2, qe_alpha=0.0).fit(xb, yb)
+    np.testing.assert_allclose(qe.search(q, 1)[0], (R.l2n(q + xb[0] + xb[1]) @ xb[0:1].T), atol=1e-5)
+
+
+def test_class_scores_inliers_reorder_and_confidence():
+    sims = np.array([[0.8, 0.7, 0.6], [0.9, 0.5, 0.4]], np.float32)
+    inl = np.array([[2, 40, 0], [0, 0, 3]])
+    nl = np.array([[1, 2, 1], [1, 2, -1]])
+    labels, scores = class_scores(sims, inl, nl, weight=1.0, cap=20, topk=2, min_inliers=2)
+    # row 0: class 2 = 0.7 + 1 (capped) = 1.7; class 1 = max(0.8 + 0.1, 0.6) = 0.9
+    np.testing.assert_array_equal(labels[0], [2, 1])
+    np.testing.assert_allclose(scores[0], [1.7, 0.9], atol=1e-6)
+    # row 1: nothing verified, order by similarity; the -1 neighbour never votes
+    np.testing.assert_array_equal(labels[1], [1, 2])
+    np.testing.assert_allclose(scores[1], [0.9, 0.5], atol=1e-6)
+    # below min_inliers the 2 inliers of row 0 count as none
+    _, scores = class_scores(sims, inl, nl, weight=1.0, cap=20, topk=2, min_inliers=3)
+    np.testing.assert_allclose(scores[0], [1.7, 0.8], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def views(tmp_path_factory):
+    """GLDv2-layout folder: classes 0 and 1 with two train views each; test: a new view of class 0 and
+    an unrelated structure (class 7). Embeddings are chosen so that global similarity is WRONG."""
+    cv2.setNumThreads(1)
+    root = tmp_path_factory.mktemp("rerank")
+    data = root / "data"
+    ids = {}
+    for cls, seeds in ((0, (1, 2, 3)), (1, (4, 5)), (7, (6,))):
+        st, mask = make_structure(cls, 0, 256, return_mask=True)
+        for s in seeds:
+            H = random_homography(np.random.default_rng(s), 160, 256)
+            img = warp_view(st, H, 160, rng=None, clutter=False, mask=mask)
+            i = f"{cls}{s}{'a' * 14}"
+            split = "test" if s in (3, 6) else "train"
+            path = image_path(data, split, i)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), img[:, :, ::-1])
+            ids[(cls, s)] = i
+    train = [ids[(0, 1)], ids[(0, 2)], ids[(1, 4)], ids[(1, 5)]]
+    pd.DataFrame({"id": train, "url": "", "landmark_id": [0, 0, 1, 1]}).to_csv(data / "train.csv", index=False)
+    emb = R.l2n(np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0.1, 0.9, 0]], np.float32))
+    index = save_predictions(Predictions(train, -np.ones((4, 1)), np.zeros((4, 1)), emb), root / "train.npz")
+    qemb = R.l2n(np.array([[0.2, 1, 0.1], [0.1, 1, 0.2]], np.float32))  # both look like class 1 globally
+    query = save_predictions(Predictions([ids[(0, 3)], ids[(7, 6)]], -np.ones((2, 1)), np.zeros((2, 1)), qemb),
+                             root / "query.npz")
+    return root, data, index, query
+
+
+def test_spatial_rerank_fixes_the_class_and_ranks_verified_first(views):
+    root, data, index, query = views
+    idx = R.load_index([index])
+    knn = R.fit_retriever("knn", idx, data / "train.csv", k=4, agg="max")
+    q = load_predictions(query)
+    before = knn.predict(q.ids, q.embeddings, topk=2)
+    assert before.labels[:, 0].tolist() == [1, 1]
+    cfg = RerankConfig(verifier="sift", top_n=4, n_jobs=2, extractor_kw={"image_size": 160}, transform="homography")
+    r = spatial_rerank(q, knn, idx.ids, cfg, data, root / "cache", topk=2, progress=False)
+    assert r.predictions.labels[0, 0] == 0                     # verified: the true class wins
+    assert r.top_inliers[0] >= 15 and r.inliers[1].max() <= 6  # unrelated structure: nothing verifies
+    assert r.predictions.scores[0, 0] > 1.0 > r.predictions.scores[1, 0]
+    assert r.predictions.labels[1, 0] == 1                     # unverified: similarity order kept
+    assert r.seconds["pairs_matched"] == r.seconds["pairs"] == 8  # 2 queries x 4 neighbours
+    again = spatial_rerank(q, knn, idx.ids, cfg, data, root / "cache", topk=2, progress=False)
+    assert again.seconds["pairs_matched"] == 0                 # every pair's inliers come from the pair cache
+    np.testing.assert_array_equal(again.inliers, r.inliers)
+
+
+def test_kit_rerank_and_retrieve_commands(views, capsys):
+    root, data, index, query = views
+    out = root / "rr.npz"
+    assert main(["rerank", "--query", str(query), "--index", str(index), "--labels", str(data / "train.csv"),
+                 "--data-dir", str(data), "--out", str(out), "--top-n", "3", "--image-size", "160",
+                 "--cache-dir", str(root / "cache"), "--submission", str(root / "rr.csv")]) == 0
+    pred = load_predictions(out)
+    side = np.load(root / "rr.inliers.npz")
+    assert pred.labels[0, 0] == 0 and side["top_inliers"][0] >= 15 and side["inliers"].shape == (2, 3)
+    assert (root / "rr.csv").read_text().splitlines()[0] == "id,landmarks"
+    assert main(["retrieve", "knn", "--index", str(index), str(index), "--labels", str(data / "train.csv"),
+                 "--query", str(query), "--out", str(root / "knn.npz"), "--agg", "max", "--k", "2", "--dba", "2"]) == 0
+    assert load_predictions(root / "knn.npz").labels[:, 0].tolist() == [1, 1]
+    assert "over 4 vectors" in capsys.readouterr().out         # the index file given twice: ids kept once
