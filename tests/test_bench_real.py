@@ -91,3 +91,19 @@ def test_absent_shared_folder_prints_and_exits_0(tmp_path, capsys):
     assert rc == 0
     assert f"{tmp_path / 'nope'}: shared data folder absent" in capsys.readouterr().out
     assert not out.exists() and not (tmp_path / "work").exists()
+
+
+def test_readme_table_is_regenerated_from_the_json(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{real.TABLE_BEGIN}\nold table\n{real.TABLE_END}\nafter\n")
+    result = {"table": {"zero-training kNN": {"val": {"gap": 0.5, "accuracy": 0.75},
+                                              "test": {"gap": 0.25, "accuracy": 0.5, "sensitivity": 1.0, "specificity": 0.0},
+                                              "seconds_per_image": 0.01234},
+                        "filter:sift on x": {"test": {"gap": 0.3, "accuracy": 0.5, "sensitivity": 0.6, "specificity": 0.9}}}}
+    assert real.update_readme(result, readme)
+    text = readme.read_text()
+    assert "old table" not in text and text.startswith("intro\n") and text.endswith("after\n")
+    assert "| zero-training kNN | 0.5000 | 0.7500 | 0.2500 | 0.5000 | 1.0000 | 0.0000 | 0.0123 |" in text
+    assert "| filter:sift on x |  |  | 0.3000 | 0.5000 | 0.6000 | 0.9000 |  |" in text
+    readme.write_text("no markers\n")
+    assert not real.update_readme(result, readme) and readme.read_text() == "no markers\n"
