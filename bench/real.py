@@ -172,6 +172,7 @@ class Bench:
         if seconds is not None:
             row["seconds_per_image"] = round(seconds, 4)
         self.table[key] = row
+        write_json({"partial": True, "table": self.table}, self.work / "partial.json")  # survives a crash
         t, v = row.get("test", {}), row.get("val", {})
         print(f"  -> {key}: val GAP {v.get('gap', float('nan')):.4f}, test GAP {t.get('gap', float('nan')):.4f}, "
               f"top-1 {t.get('accuracy', float('nan')):.4f}", flush=True)
@@ -237,8 +238,9 @@ def ensemble(b: Bench, key: str, inputs: dict[str, dict]) -> dict:
     names = list(inputs)
     files = {}
     for split in b.splits:
-        res = run_ensemble("soft", [inputs[n][split] for n in names], out=b.work / "ensembles" / split / f"{key}.csv",
-                           ensembles_dir=b.work / "ensembles" / split, fit_on=[inputs[n]["val"] for n in names],
+        where = b.work / "ensembles" / key.replace("+", "_").replace(" ", "_") / split   # soft.npz per ensemble
+        res = run_ensemble("soft", [inputs[n][split] for n in names], out=where / "soft.csv",
+                           ensembles_dir=where, fit_on=[inputs[n]["val"] for n in names],
                            solution=b.val_solution, log=lambda *_: None)
         files[split] = res["npz"]
         if split == "val":
@@ -326,13 +328,17 @@ def run(args) -> dict:
 
     print("\n== 5. ensembles of classifier + retrieval (soft, weights fitted on validation) ==")
     clf = {sp: b.pred(tuned, sp) for sp in b.splits}
-    ensemble(b, "classifier+kNN", {"classifier": clf, "kNN": knn1})
-    ens = ensemble(b, "classifier+re-rank", {"classifier": clf, "re-rank": rr1})
+    ens_knn = ensemble(b, "classifier+kNN", {"classifier": clf, "kNN": knn1})
+    ensemble(b, "classifier+re-rank", {"classifier": clf, "re-rank": rr1})
     ensemble(b, "re-rank+zero-training re-rank", {"re-rank": rr1, "zero re-rank": rr0})
 
     if b.has_distractors:
         print("\n== 6. non-landmark scoring: kit filter sift, fitted on validation + the fitting distractors ==")
-        nonlandmark_filter(b, "classifier+kNN", {sp: b.work / "ensembles" / sp / "classifier+kNN.npz" for sp in b.splits}, tuned)
+        try:
+            nonlandmark_filter(b, "classifier+kNN", ens_knn, tuned)
+        except (KitError, OSError, KeyError, IndexError) as e:   # keep every row measured so far
+            print(f"  filter step failed: {e}")
+            b.table["filter:sift on classifier+kNN"] = {"kind": "filter", "error": str(e)}
 
     rows = {k: v for k, v in b.table.items() if "val" in v}
     best = max(rows, key=lambda k: rows[k]["val"]["gap"])
