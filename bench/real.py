@@ -133,7 +133,7 @@ class Bench:
         from kit.truth import load_truth
 
         self.args, self.s, self.work = args, s, Path(args.work)
-        for sub in ("folds", "runs", "submissions", "retrieval", "ensembles", "filters", "cache"):
+        for sub in ("folds", "runs", "predictions", "retrieval", "ensembles", "filters", "cache"):
             if (self.work / sub).exists():
                 shutil.rmtree(self.work / sub)
         self.data, self.data_info = prepare_data(args, self.work)
@@ -149,12 +149,12 @@ class Bench:
         s = self.s
         return [f"name={name}", f"model.backbone={s.backbone}", f"data.folds_csv={self.folds}",
                 f"data.data_dir={self.data}", f"runs_dir={self.work / 'runs'}",
-                f"submissions_dir={self.work / 'submissions'}", f"seed={self.args.seed}", f"device={self.args.device}",
+                f"predictions_dir={self.work / 'predictions'}", f"seed={self.args.seed}", f"device={self.args.device}",
                 f"data.image_size={s.image_size}", f"data.batch_size={s.batch_size}",
                 f"data.num_workers={self.args.workers}"]
 
     def pred(self, name: str, split: str) -> Path:
-        return self.work / "submissions" / name / f"{split}_fold0.npz"
+        return self.work / "predictions" / name / f"{split}_fold0.npz"
 
     def index(self, name: str, split: str) -> list[Path]:
         """Retrieval index of `split`: the run's training images; test also the validation images."""
@@ -184,7 +184,7 @@ def make_folds(b: Bench) -> None:
     from kit.truth import load_truth
 
     print("\n== 2. folds (classes with >= N images); validation = fold 0 ==")
-    kit("folds", "--train-csv", b.data / "train.csv", "--min-images", b.s.min_images, "--folds", 5,
+    kit("folds", "--train-csv", b.data / "train.csv", "--min-images", b.s.min_images, "--n-folds", 5,
         "--seed", b.args.seed, "--out", b.folds)
     b.val_solution = solution_from_folds(b.folds, 0, b.work / "val_solution.csv")
     b.val_truth = load_truth(b.val_solution)
