@@ -53,7 +53,7 @@ TABLE_BEGIN, TABLE_END = "<!-- real.json table: begin -->", "<!-- real.json tabl
 class Settings:
     backbone: str = "tf_efficientnet_lite0"
     image_size: int = 224           # training and embedding size
-    epochs: int = 2
+    epochs: int = 8                 # the retrieval preset trains the head only (frozen backbone): cheap
     batch_size: int = 32
     config: str = "retrieval"      # kit preset of the fine-tuned model (falls back to overrides if absent)
     min_images: int = 2
@@ -395,7 +395,7 @@ def main(argv=None) -> int:
     p.add_argument("--copy", action="store_true", help="copy the images into the data view instead of symlinking")
     p.add_argument("--backbone", help="timm backbone of both the zero-training and the fine-tuned rows")
     p.add_argument("--image-size", type=int, help="embedding/training size (default 224, quick 160)")
-    p.add_argument("--epochs", type=int, help="fine-tuning epochs (default 2, quick 1)")
+    p.add_argument("--epochs", type=int, help="fine-tuning epochs (default 8, quick 1)")
     p.add_argument("--top-n", type=int, help="neighbours verified per query (default 10, quick 5)")
     p.add_argument("--max-steps", type=int, help="cap steps per epoch (0 = full epochs)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
