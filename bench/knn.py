@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
     from kit.io import write_json
-    from kit.inference.retrieval import SearchIndex
+    from kit.inference.search import SearchIndex
 
     faiss.omp_set_num_threads(args.threads)
     (x, q), t_data = timed(lambda: make_data(args.n, args.dim, args.queries, args.clusters, args.noise, args.seed))

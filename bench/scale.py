@@ -105,7 +105,7 @@ def fake_predictions(rng, ids, true, classes, p_correct: float, emb) -> "Predict
 
 
 def noisy(rng, base: np.ndarray, sigma: float) -> np.ndarray:
-    from kit.inference.retrieval import l2n
+    from kit.inference.search import l2n
 
     out = np.empty_like(base)
     for i in range(0, len(base), 200_000):
@@ -119,7 +119,7 @@ def generate(frac: float, d: Path) -> None:
     import pandas as pd
 
     from kit.predictions import save_predictions
-    from kit.inference.retrieval import l2n
+    from kit.inference.search import l2n
 
     if (d / "DONE").is_file():
         return
@@ -225,7 +225,8 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         return {"rows": len(p), "file_mb": round((d / "train_emb.npz").stat().st_size / 2**20, 1)}
     if name == "knn_ivf":
         from kit.predictions import load_predictions
-        from kit.inference.retrieval import SearchIndex, index_labels, knn_vote
+        from kit.inference.search import SearchIndex
+        from kit.inference.retrieval import index_labels, knn_vote
 
         index, query = load_predictions(d / "train_emb.npz"), load_predictions(files[0])
         labels = index_labels(index.ids, d / "clean_labels.csv")
@@ -253,7 +254,8 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         import pandas as pd
 
         from kit.predictions import load_predictions
-        from kit.inference.retrieval import SearchIndex, index_labels
+        from kit.inference.search import SearchIndex
+        from kit.inference.retrieval import index_labels
 
         index, query = load_predictions(d / "train_emb.npz"), load_predictions(files[0])
         q = min(exact_queries, len(query))
@@ -349,7 +351,7 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
 
 
 def l2(x):
-    from kit.inference.retrieval import l2n
+    from kit.inference.search import l2n
 
     return l2n(x)
 

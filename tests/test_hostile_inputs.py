@@ -120,7 +120,7 @@ def run(tmp_path_factory):
         p.write_bytes([jpeg_bytes(32, i), jpeg_bytes(32, i), png_header(60000, 60000), truncated_jpeg(64, i)][i])
     pd.DataFrame({"id": test_ids, "landmarks": ""}).to_csv(root / "sample_submission.csv", index=False)
     over = [f"data.data_dir={root}", f"data.folds_csv={root / 'folds.csv'}", f"runs_dir={root / 'runs'}",
-            f"submissions_dir={root / 'subs'}", "name=h", *TINY]
+            f"predictions_dir={root / 'subs'}", "name=h", *TINY]
     cfg = load_config(None, over)
     torch.manual_seed(0)
     model = build_model(cfg.model, 3).eval()
@@ -161,7 +161,7 @@ def test_train_skips_and_counts_undecodable_images(tmp_path, capsys):
     image_path(tmp_path, "train", df["id"][2]).write_bytes(png_header(30000, 30000))
     image_path(tmp_path, "train", df["id"][4]).write_bytes(truncated_jpeg())
     over = [f"data.data_dir={tmp_path}", f"data.folds_csv={tmp_path / 'folds.csv'}", f"runs_dir={tmp_path / 'r'}",
-            f"submissions_dir={tmp_path / 's'}", "name=t", "optim.epochs=1", *TINY]
+            f"predictions_dir={tmp_path / 's'}", "name=t", "optim.epochs=1", *TINY]
     assert main(["train", "--config", "top2k", *over]) == 0
     out = capsys.readouterr().out
     assert "skipped images: 0 missing, 2 undecodable/truncated/oversized" in out

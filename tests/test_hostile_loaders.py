@@ -85,7 +85,7 @@ def test_train_resume(tmp_path, capsys):
     make_gldv2(tmp_path)
     evil_checkpoint(tmp_path / "runs" / "r" / "fold0" / "last.pt", marker)
     err = one_line_error(capsys, ["train", "--config", "top2k", "--fold", "0", "--resume", "name=r",
-                                  f"runs_dir={tmp_path / 'runs'}", f"submissions_dir={tmp_path / 'subs'}",
+                                  f"runs_dir={tmp_path / 'runs'}", f"predictions_dir={tmp_path / 'subs'}",
                                   f"data.data_dir={tmp_path}", f"data.folds_csv={tmp_path / 'folds.csv'}", *TINY])
     assert "last.pt: refusing to load checkpoint" in err
     assert not marker.exists()

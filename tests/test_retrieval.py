@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import kit.inference.retrieval as R
+import kit.inference.search as S
 
 
 def _unit(x):
@@ -41,7 +42,7 @@ def test_ivf_index_probing_every_list_equals_brute_force(data):
 
 
 def test_torch_fallback_without_faiss(data, monkeypatch):
-    monkeypatch.setattr(R, "_faiss", lambda: None)
+    monkeypatch.setattr(S, "_faiss", lambda: None)
     xb, xq = data
     index = R.SearchIndex(xb)
     assert index.kind.startswith("torch")

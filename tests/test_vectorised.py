@@ -10,6 +10,7 @@ from kit.errors import KitError
 
 import kit.ensemble.rules as E
 import kit.inference.retrieval as R
+import kit.inference.search as S
 from kit.predictions import Predictions
 
 
@@ -329,7 +330,7 @@ def test_faiss_gpu_path_is_exact_when_the_vectors_fit(monkeypatch):
     fake = types.SimpleNamespace(**{k: getattr(faiss, k) for k in ("IndexFlatIP", "IndexIVFFlat", "METRIC_INNER_PRODUCT")},
                                  get_num_gpus=lambda: 1, StandardGpuResources=lambda: "res",
                                  index_cpu_to_gpu=lambda res, dev, index: calls.append(dev) or index)
-    monkeypatch.setattr(R, "_faiss", lambda: fake)
+    monkeypatch.setattr(S, "_faiss", lambda: fake)
     rng = np.random.default_rng(0)
     xb, xq = rng.normal(size=(400, 8)).astype(np.float32), rng.normal(size=(20, 8)).astype(np.float32)
     exact = R.SearchIndex(xb, ivf_threshold=100)

@@ -32,7 +32,7 @@ class DistractorFilter(Filter):
         return self._distractors
 
     def signal(self, pred):
-        from kit.inference.retrieval import SearchIndex
+        from kit.inference.search import SearchIndex
 
         dist, k = self.distractor_set(), int(self.settings["k"])
         need_embeddings(pred, "prediction file")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from kit.errors import KitError
-from kit.inference.retrieval import SearchIndex, l2n
+from kit.inference.search import SearchIndex, l2n
 
 
 def weighted_neighbours(x: np.ndarray, xb: np.ndarray, sims: np.ndarray, idx: np.ndarray, alpha: float) -> np.ndarray:

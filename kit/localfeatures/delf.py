@@ -24,7 +24,7 @@ from torch import nn
 from kit.data.dataset import has_images
 from kit.device import choose_device
 from kit.errors import KitError
-from kit.inference.retrieval import l2n
+from kit.inference.search import l2n
 from kit.localfeatures.base import LocalFeatures
 
 log = logging.getLogger("kit.localfeatures.delf")

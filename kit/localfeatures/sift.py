@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kit.inference.retrieval import l2n
+from kit.inference.search import l2n
 from kit.localfeatures.base import LocalFeatures
 
 

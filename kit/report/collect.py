@@ -155,7 +155,7 @@ def gallery_rows(test: Predictions, train: Predictions, train_landmarks: dict, p
                  k: int = 5) -> list[GalleryRow]:
     """Rows `picks` of the test predictions, each with its `k` nearest training images by cosine
     similarity of the embeddings (faiss, kit.inference.retrieval)."""
-    from kit.inference.retrieval import SearchIndex
+    from kit.inference.search import SearchIndex
 
     sims, idx = SearchIndex(train.embeddings).search(test.embeddings[picks], k)
     rows = []
