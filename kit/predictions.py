@@ -141,3 +141,18 @@ def check_arrays(path, a: dict) -> None:
     if emb is not None and not np.isfinite(emb).all():
         i = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
         raise KitError(f"{path}: row {i + 1}: non-finite embedding")
+
+
+def top_per_row(totals: np.ndarray, g_rows: np.ndarray, g_labels: np.ndarray, n: int, topk: int):
+    """(row, label, total) groups -> per row the `topk` labels with the highest totals, ties by smaller
+    label: labels int64 [n, topk] (-1 = empty) and float32 scores [n, topk]. `g_rows` must be sorted
+    (groups ordered by row). What every vote/ensemble rule ends with, in one vectorised sort."""
+    order = np.lexsort((g_labels, -totals, g_rows))
+    rows = g_rows[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(n))[rows]
+    top = rank < topk
+    labels = np.full((n, topk), -1, np.int64)
+    scores = np.zeros((n, topk), np.float32)
+    labels[rows[top], rank[top]] = g_labels[order[top]]
+    scores[rows[top], rank[top]] = totals[order[top]]
+    return labels, scores

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from kit.errors import KitError
-from kit.predictions import Predictions, load_predictions
+from kit.predictions import Predictions, load_predictions, top_per_row
 from kit.truth import load_truth, score_gap, truth_for
 
 
@@ -126,21 +126,6 @@ def _group_rows(labels: np.ndarray):
     return keep, group, rows[new], lab[new]
 
 
-def _rank_groups(totals: np.ndarray, g_rows: np.ndarray, g_labels: np.ndarray, n: int, topk: int):
-    """Per row the `topk` groups with the highest total (ties: smaller label first) -> labels [N, topk]
-    (-1 = empty) and float32 scores [N, topk]. Groups come ordered by (row, label)."""
-    order = np.lexsort((-totals, g_rows))  # stable: equal totals keep label order
-    rows = g_rows[order]
-    starts = np.searchsorted(rows, np.arange(n))
-    rank = np.arange(len(rows)) - starts[rows]
-    top = rank < topk
-    out_l = np.full((n, topk), -1, np.int64)
-    out_s = np.zeros((n, topk), np.float32)
-    out_l[rows[top], rank[top]] = g_labels[order[top]]
-    out_s[rows[top], rank[top]] = totals[order[top]]
-    return out_l, out_s
-
-
 class SoftPlan:
     """`soft_average` prepared for many weight vectors on the same aligned inputs (weight fitting):
     the (row, label) grouping is computed once, each call is a bincount and a sort."""
@@ -164,11 +149,11 @@ class SoftPlan:
         if topk == 1:
             out_l, out_s = self._top1(totals)
         else:
-            out_l, out_s = _rank_groups(totals, self.g_rows, self.g_labels, len(self.labels), topk)
+            out_l, out_s = top_per_row(totals, self.g_rows, self.g_labels, len(self.labels), topk)
         return Predictions(self.preds[0].ids, out_l, out_s)
 
     def _top1(self, totals: np.ndarray):
-        """The rank-0 slot of `_rank_groups` without a sort: per row the first group (smallest label)
+        """The rank-0 slot of `top_per_row` without a sort: per row the first group (smallest label)
         holding the row's highest total (NaN ranks last, as in the sort)."""
         out_l = np.full((len(self.labels), 1), -1, np.int64)
         out_s = np.zeros((len(self.labels), 1), np.float32)

@@ -18,7 +18,7 @@ import numpy as np
 
 from kit.errors import KitError
 from kit.inference.search import SearchIndex, l2n
-from kit.predictions import Predictions
+from kit.predictions import Predictions, top_per_row
 
 
 AGGREGATIONS = ("sum", "max")
@@ -44,15 +44,7 @@ def knn_vote(sims: np.ndarray, neighbour_labels: np.ndarray, topk: int, power: f
         total = np.bincount(np.cumsum(new) - 1, weights=votes.ravel()[keep], minlength=len(g_rows))
     else:  # best neighbour of each (query, class) group
         total = np.maximum.reduceat(votes.ravel()[keep], np.flatnonzero(new))
-    order = np.lexsort((g_lab, -total, g_rows))  # per query: higher vote first, ties by smaller label
-    g_rows = g_rows[order]
-    rank = np.arange(len(g_rows)) - np.searchsorted(g_rows, np.arange(q))[g_rows]
-    top = rank < topk
-    labels = np.full((q, topk), -1, np.int64)
-    scores = np.zeros((q, topk), np.float32)
-    labels[g_rows[top], rank[top]] = g_lab[order[top]]
-    scores[g_rows[top], rank[top]] = total[order[top]]
-    return labels, scores
+    return top_per_row(total, g_rows, g_lab, q, topk)
 
 
 class KnnPredictor:
