@@ -116,14 +116,14 @@ def prepare_data(args, work: Path) -> tuple[Path, dict]:
         data = Path(args.data_dir)
         if not (data / "train.csv").is_file():
             raise KitError(f"{data}: no train.csv (--data-dir must be a GLDv2-layout folder)")
-        return data, {"source": str(data)}
+        return data, {"source": os.path.relpath(data, ROOT)}  # relative: no absolute path in results
     from real_data import build_layout
 
     data = work / "data"
     print(f"== 1. GLDv2-layout view of {args.shared} -> {data} (symlinks, ids = sha1 hex; see id_map.csv) ==")
     counts = build_layout(args.shared, data, link=not args.copy)
     print(f"  {counts}")
-    return data, {"source": str(args.shared), **counts}
+    return data, {"source": os.path.relpath(args.shared, ROOT), **counts}
 
 
 class Bench:
