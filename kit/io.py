@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -275,49 +276,49 @@ MAX_PIXELS = 50_000_000  # default cap (data.max_pixels): a header claiming more
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
-def image_header_size(path: str | os.PathLike) -> tuple[int, int]:
-    """(width, height) from the image header alone (Pillow reads only the header), KitError if unreadable.
+def image_header_size(data: bytes, path: str | os.PathLike = "") -> tuple[int, int]:
+    """(width, height) from the image header alone (Pillow parses only the header), KitError if unreadable.
     Past Pillow's own bomb limit only the pixel count is known: (pixels, 1)."""
     from PIL import Image
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(io.BytesIO(data)) as im:
                 return im.size
     except Image.DecompressionBombError as e:  # Pillow's own cap; kit's cap decides
         m = _BOMB_PIXELS.search(str(e))
         return (int(m.group(1)), 1) if m else (1 << 40, 1)
-    except FileNotFoundError:
-        raise KitError(f"{path}: image file not found") from None
     except Exception as e:  # UnidentifiedImageError, OSError, SyntaxError from broken headers
         raise KitError(f"{path}: not a readable image ({type(e).__name__})") from None
 
 
-def _jpeg_truncated(path: str | os.PathLike) -> bool:
+def _jpeg_truncated(data: bytes) -> bool:
     """A JPEG whose last 4 KB hold no end-of-image marker was cut short (OpenCV would grey-fill it).
     0xFFD9 cannot occur inside entropy-coded data (0xFF is stuffed), so trailing bytes after EOI are fine."""
-    with open(path, "rb") as f:
-        if f.read(2) != b"\xff\xd8":
-            return False
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 4096))
-        return b"\xff\xd9" not in f.read()
+    return data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-4096:]
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """RGB uint8 HxWx3, or KitError("PATH: why") for a missing, truncated, undecodable or oversized file.
-    The pixel count comes from the header before anything is decoded, so a decompression bomb costs nothing."""
+    The file is read once; the pixel count comes from the header before anything is decoded, so a
+    decompression bomb costs nothing."""
     import cv2
 
-    w, h = image_header_size(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise KitError(f"{path}: image file not found") from None
+    except OSError as e:  # a directory, no permission, ...
+        raise KitError(f"{path}: not a readable image ({type(e).__name__})") from None
+    w, h = image_header_size(data, path)
     if w * h > max_pixels:
         size = f"{w}x{h} = " if h > 1 else ""
         raise KitError(f"{path}: header claims {size}{w * h} pixels, over the cap of {max_pixels} (data.max_pixels)")
-    if _jpeg_truncated(path):
+    if _jpeg_truncated(data):
         raise KitError(f"{path}: truncated JPEG (no end-of-image marker)")
     try:
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as e:
         raise KitError(f"{path}: OpenCV cannot decode it ({str(e).strip().splitlines()[-1][:120]})") from None
     if img is None or img.size == 0:
