@@ -68,11 +68,10 @@ class LocalFilter(Filter):
         return self._index
 
     def signal(self, pred: Predictions) -> np.ndarray:
-        from joblib import Parallel, delayed
         from kit.progress import progress
 
         from kit.localfeatures.base import cached_features, resolve_cache_dir
-        from kit.localfeatures.matching import count_inliers
+        from kit.localfeatures.matching import verify_pairs
 
         s, idx = self.settings, self.index
         emb = pred.embeddings if idx.embeddings is not None else None
@@ -91,11 +90,9 @@ class LocalFilter(Filter):
                                     resolve_cache_dir(s["cache_dir"]), progress=len(need) > 64,
                                     strict=s.get("strict", False))
             t1 = time.perf_counter()
-            pairs = [(i, j) for i in chunk for j in nbrs[i]]
-            counts = Parallel(n_jobs=s["n_jobs"], prefer="threads")(
-                delayed(count_inliers)(feats[pred.ids[i]], feats[j], **match_kw) for i, j in pairs)
-            for (i, _), c in zip(pairs, counts):
-                out[i] = max(out[i], c)
+            rows_of = np.array([i for i in chunk for _ in nbrs[i]], np.int64)
+            pairs = [(pred.ids[i], j) for i in chunk for j in nbrs[i]]
+            np.maximum.at(out, rows_of, verify_pairs(pairs, feats, s["n_jobs"], **match_kw))
             self.seconds["features"] += t1 - t0
             self.seconds["matching"] += time.perf_counter() - t1
         return out

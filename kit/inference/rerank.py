@@ -62,18 +62,6 @@ def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, 
     return knn_vote(v, nbr_labels, topk, power=1.0, agg="max")
 
 
-def verify_pairs(pairs: list[tuple[str, str]], features: dict, cfg: RerankConfig) -> np.ndarray:
-    """RANSAC inliers of each (query id, index id) pair from cached local features."""
-    from joblib import Parallel, delayed
-
-    from kit.localfeatures.matching import count_inliers
-
-    kw = dict(ratio=cfg.ratio, transform=cfg.transform, threshold=cfg.ransac_threshold, robust=cfg.robust)
-    counts = Parallel(n_jobs=cfg.n_jobs, prefer="threads", batch_size=64)(
-        delayed(count_inliers)(features[a], features[b], **kw) for a, b in pairs)
-    return np.asarray(counts, np.int32).reshape(-1)
-
-
 def parallel_features(extractor, ids: list, paths: list, cache_dir, n_jobs: int, progress: bool) -> dict:
     """kit.localfeatures.base.cached_features over `n_jobs` interleaved shares of the ids, in threads
     (OpenCV's SIFT releases the GIL; the extractor keeps no per-call state)."""
@@ -138,6 +126,7 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
 
     from kit.io import find_image
     from kit.localfeatures import build_extractor
+    from kit.localfeatures.matching import verify_pairs
 
     if query.embeddings is None:
         raise KitError("rerank: the query prediction file has no embeddings")
@@ -161,7 +150,9 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
     feats = parallel_features(extractor, need, [find_image(data_dir, i) for i in need], cache_dir, cfg.n_jobs, progress)
     t1 = time.perf_counter()
     if new:
-        known.update(zip(("|".join(p) for p in new), verify_pairs(new, feats, cfg).tolist()))
+        counts = verify_pairs(new, feats, cfg.n_jobs, ratio=cfg.ratio, transform=cfg.transform,
+                              threshold=cfg.ransac_threshold, robust=cfg.robust)
+        known.update(zip(("|".join(p) for p in new), counts.tolist()))
         save_pairs(known_file, known)
     inliers = np.zeros(sims.shape, np.int32)
     if len(todo):

@@ -73,6 +73,16 @@ def count_inliers(f1, f2, ratio: float = 0.8, transform: str = "affine", thresho
     return ransac_inliers(f1.keypoints[pairs[:, 0]], f2.keypoints[pairs[:, 1]], transform, threshold, robust=robust)
 
 
+def verify_pairs(pairs, features: dict, n_jobs: int = 1, **match_kw) -> np.ndarray:
+    """`count_inliers` of each (id, id) pair of `features`, in joblib threads (OpenCV releases the GIL):
+    the one verification loop of the filters and `kit rerank`."""
+    from joblib import Parallel, delayed
+
+    counts = Parallel(n_jobs=n_jobs, prefer="threads", batch_size=64)(
+        delayed(count_inliers)(features[a], features[b], **match_kw) for a, b in pairs)
+    return np.asarray(counts, np.int32).reshape(-1)
+
+
 def class_neighbours(query_emb: np.ndarray, label: int, index_labels: np.ndarray,
                      index_emb: np.ndarray | None, n: int) -> np.ndarray:
     """Rows of the index with landmark `label`, the `n` most similar to `query_emb` (cosine), best first.
