@@ -3,6 +3,7 @@ carriage-return redraws that flood the log. Every long loop in kit uses `progres
 from __future__ import annotations
 
 import sys
+import time
 
 from tqdm import tqdm
 
@@ -13,8 +14,19 @@ class LineProgress(tqdm):
     """tqdm that writes one plain line per refresh (no \\r), at most every `mininterval` seconds."""
 
     _wrote = False
+    _closing = False
+    _last = float("-inf")
+
+    def close(self):
+        self._closing = True
+        super().close()
 
     def display(self, msg=None, pos=None):
+        # set_postfix() and refresh() redraw at will on a terminal; on a log only every mininterval
+        now = time.monotonic()
+        if self._wrote and not self._closing and now - self._last < self.mininterval:
+            return True
+        self._last = now
         line = (self.__str__() if msg is None else msg).strip()
         if line:  # newline first: tqdm's close() ends the last line itself
             self.fp.write(("\n" if self._wrote else "") + line)
