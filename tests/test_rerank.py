@@ -9,7 +9,7 @@ from kit.cli import main
 from kit.errors import KitError
 from kit.inference import expansion as X
 from kit.inference import retrieval as R
-from kit.inference.rerank import RerankConfig, class_scores, spatial_rerank
+from kit.inference.rerank import RerankConfig, class_candidates, class_scores, spatial_rerank
 from kit.io import image_path
 from kit.predictions import Predictions, load_predictions, save_predictions
 from kit.synth import make_structure, random_homography, warp_view
@@ -70,6 +70,22 @@ def test_class_scores_inliers_reorder_and_confidence():
     np.testing.assert_allclose(scores[0], [1.7, 0.8], atol=1e-6)
 
 
+def test_class_candidates_add_the_best_images_of_the_top_classes():
+    emb = R.l2n(np.array([[1, 0, 0], [0.8, 0.6, 0], [0.5, 0, 0.9], [0.9, 0.4, 0], [0, 1, 0], [0, 0, 1]], np.float32))
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    q = R.l2n(np.array([[1, 0.1, 0]], np.float32))
+    sims, rows = R.SearchIndex(emb).search(q, 2)
+    assert rows[0].tolist() == [0, 3]                       # the neighbours: one image of class 0, one of 1
+    s2, r2 = class_candidates(q, sims, rows, emb, labels, classes=2, per_class=2)
+    assert r2.shape == (1, 2 + 2 * 2)
+    # class 0: its 2 best images are rows 0 (there) and 1 (added); class 1: rows 3 (there) and 4 (added)
+    assert r2[0].tolist() == [0, 3, 1, 4, -1, -1]
+    np.testing.assert_allclose(s2[0, 2:4], emb[[1, 4]] @ q[0], atol=1e-6)
+    assert class_candidates(q, sims, rows, emb, labels, classes=0, per_class=2)[1] is rows   # off
+    # class 2 is not among the neighbours' classes: never added, however many classes are asked for
+    assert 5 not in class_candidates(q, sims, rows, emb, labels, classes=5, per_class=3)[1][0].tolist()
+
+
 @pytest.fixture(scope="module")
 def views(tmp_path_factory):
     """GLDv2-layout folder: classes 0 and 1 with two train views each; test: a new view of class 0 and
@@ -122,12 +138,18 @@ def test_kit_rerank_and_retrieve_commands(views, capsys):
     root, data, index, query = views
     out = root / "rr.npz"
     assert main(["rerank", "--query", str(query), "--index", str(index), "--labels", str(data / "train.csv"),
-                 "--data-dir", str(data), "--out", str(out), "--top-n", "3", "--image-size", "160",
+                 "--data-dir", str(data), "--out", str(out), "--top-n", "3", "--per-class", "0", "--image-size", "160",
                  "--cache-dir", str(root / "cache"), "--submission", str(root / "rr.csv")]) == 0
     pred = load_predictions(out)
     side = np.load(root / "rr.inliers.npz")
     assert pred.labels[0, 0] == 0 and side["top_inliers"][0] >= 15 and side["inliers"].shape == (2, 3)
     assert (root / "rr.csv").read_text().splitlines()[0] == "id,landmarks"
+    # default class candidates: the 4th index image (2nd of a top class) is verified as well
+    assert main(["rerank", "--query", str(query), "--index", str(index), "--labels", str(data / "train.csv"),
+                 "--data-dir", str(data), "--out", str(root / "rr2.npz"), "--top-n", "3", "--image-size", "160",
+                 "--cache-dir", str(root / "cache")]) == 0
+    side2 = np.load(root / "rr2.inliers.npz")
+    assert (side2["neighbours"] != "").sum(axis=1).tolist() == [4, 4]
     assert main(["retrieve", "knn", "--index", str(index), str(index), "--labels", str(data / "train.csv"),
                  "--query", str(query), "--out", str(root / "knn.npz"), "--agg", "max", "--k", "2", "--dba", "2"]) == 0
     assert load_predictions(root / "knn.npz").labels[:, 0].tolist() == [1, 1]

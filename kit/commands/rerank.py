@@ -24,6 +24,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--submission", help="also write the top-1 as a submission CSV")
     p.add_argument("--verifier", choices=list(VERIFIERS), default=d.verifier, help=f"local features ({d.verifier})")
     p.add_argument("--top-n", type=int, default=d.top_n, help=f"neighbours verified per query ({d.top_n})")
+    p.add_argument("--classes", type=int, default=d.classes,
+                   help=f"also verify the --per-class most similar images of this many top classes ({d.classes})")
+    p.add_argument("--per-class", type=int, default=d.per_class, help=f"images per class (0 = off) ({d.per_class})")
     p.add_argument("--weight", type=float, default=d.weight, help=f"inlier term weight ({d.weight})")
     p.add_argument("--cap", type=float, default=d.cap, help=f"inliers at which the term saturates ({d.cap})")
     p.add_argument("--min-inliers", type=int, default=d.min_inliers, help=f"fewer inliers count as 0 ({d.min_inliers})")
@@ -57,7 +60,8 @@ def run(args) -> int:
 
     ext = {k: v for k, v in (("image_size", args.image_size), ("max_keypoints", args.max_keypoints),
                              ("delf", args.delf)) if v is not None}
-    cfg = RerankConfig(verifier=args.verifier, top_n=args.top_n, weight=args.weight, cap=args.cap, min_inliers=args.min_inliers, ratio=args.ratio,
+    cfg = RerankConfig(verifier=args.verifier, top_n=args.top_n, classes=args.classes, per_class=args.per_class,
+                       weight=args.weight, cap=args.cap, min_inliers=args.min_inliers, ratio=args.ratio,
                        transform=args.transform, ransac_threshold=args.ransac_threshold, robust=args.robust,
                        n_jobs=args.jobs, extractor_kw=ext)
     index = load_index(args.index)

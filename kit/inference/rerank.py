@@ -31,6 +31,8 @@ VERIFIERS = {
 class RerankConfig:
     verifier: str = "sift"
     top_n: int = 10                  # neighbours verified per query
+    classes: int = 2                 # ... plus the `per_class` most similar images of each of the top
+    per_class: int = 10              # `classes` classes (0 = off): other views of a likely class get a chance
     weight: float = 1.0              # inlier term: weight * min(inliers, cap) / cap
     cap: float = 30.0
     min_inliers: int = 10            # fewer inliers count as none (chance matches of unrelated images)
@@ -45,6 +47,42 @@ class RerankConfig:
         if self.verifier not in VERIFIERS:
             raise KitError(f"rerank: unknown verifier '{self.verifier}' (valid: {', '.join(VERIFIERS)})")
         return {**VERIFIERS[self.verifier], **self.extractor_kw}
+
+
+def class_candidates(query_emb: np.ndarray, sims: np.ndarray, rows: np.ndarray, index_emb: np.ndarray,
+                     labels: np.ndarray, classes: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
+    """The neighbours (sims, rows [Q, N], row -1 = none) plus, for each of each query's `classes` best
+    classes among them (by max similarity), its `per_class` most similar index images (those not already there).
+
+    A landmark seen from another side or at night often matches a training image that is not among its
+    global nearest neighbours but is of the right class: verifying more images of the few likely classes
+    (not more neighbours overall) is where extra pairs find inliers. -> padded [Q, N + classes*per_class]."""
+    from kit.inference.retrieval import knn_vote
+
+    if classes <= 0 or per_class <= 0 or not len(rows):
+        return sims, rows
+    nbr_labels = np.where(rows >= 0, labels[np.maximum(rows, 0)], -1)
+    top, _ = knn_vote(sims, nbr_labels, classes, power=1.0, agg="max")
+    order = np.argsort(labels, kind="stable")
+    uniq, starts = np.unique(labels[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    where = dict(zip(uniq.tolist(), zip(starts.tolist(), ends.tolist())))
+    width = rows.shape[1] + classes * per_class
+    out_s = np.full((len(rows), width), -1.0, np.float32)
+    out_r = np.full((len(rows), width), -1, np.int64)
+    out_s[:, :rows.shape[1]], out_r[:, :rows.shape[1]] = sims, rows
+    for q in range(len(rows)):
+        have, n = set(rows[q][rows[q] >= 0].tolist()), rows.shape[1]
+        for label in top[q][top[q] >= 0].tolist():
+            a, b = where[label]
+            members = order[a:b]
+            s = index_emb[members] @ query_emb[q]
+            for j in np.argsort(-s, kind="stable")[:per_class]:
+                if int(members[j]) not in have:
+                    have.add(int(members[j]))
+                    out_s[q, n], out_r[q, n] = s[j], members[j]
+                    n += 1
+    return out_s, out_r
 
 
 def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, weight: float, cap: float,
@@ -124,6 +162,7 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
     the images `index_ids`): verify the top-N neighbours, score classes with `class_scores`."""
     import time
 
+    from kit.inference.search import l2n
     from kit.io import find_image
     from kit.localfeatures import build_extractor
     from kit.localfeatures.matching import verify_pairs
@@ -135,6 +174,7 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
     index_ids = np.asarray(index_ids).astype(str)
     t0 = time.perf_counter()
     sims, rows = knn.search(query.embeddings, cfg.top_n)
+    sims, rows = class_candidates(l2n(query.embeddings), sims, rows, knn.xb, knn.labels, cfg.classes, cfg.per_class)
     nbr_labels = np.where(rows >= 0, knn.labels[np.maximum(rows, 0)], -1)
     nbr_ids = np.where(rows >= 0, index_ids[np.maximum(rows, 0)], "")
     same = nbr_ids == query.ids[:, None]     # an index image never verifies itself
