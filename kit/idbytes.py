@@ -29,11 +29,11 @@ def arrow_id_bytes(values) -> np.ndarray | None:
         return None
     bufs = arr.buffers()
     offsets = np.frombuffer(bufs[1], np.int64 if pa.types.is_large_string(arr.type) else np.int32)
-    offsets = offsets[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
-    width = int(offsets[1] - offsets[0])
-    if width == 0 or offsets[-1] - offsets[0] != width * len(arr) or (np.diff(offsets) != width).any():
+    offsets = offsets[arr.offset:arr.offset + len(arr) + 1]
+    start, end, width = int(offsets[0]), int(offsets[-1]), int(offsets[1] - offsets[0])
+    if width == 0 or end - start != width * len(arr) or (np.diff(offsets) != width).any():
         return None
-    data = np.frombuffer(bufs[2], np.uint8)[offsets[0]:offsets[-1]].reshape(len(arr), width)
+    data = np.frombuffer(bufs[2], np.uint8)[start:end].reshape(len(arr), width)
     if data.max() >= 128 or data.min() == 0:  # reductions: no temporaries over the N x L bytes
         return None
     return data
