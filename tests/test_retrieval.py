@@ -215,9 +215,11 @@ def test_search_index_low_precision_and_k_above_n(data):
         R.SearchIndex(xb, backend="torch", precision="int4")
 
 
-@pytest.mark.parametrize("bf16,kind", [(True, "torch-bfloat16"), (False, "ivf4")])
-def test_auto_backend_is_the_torch_scan_only_on_bf16_cpus(data, monkeypatch, bf16, kind):
+@pytest.mark.parametrize("bf16,cuda,kind", [(True, False, "torch-bfloat16"), (False, False, "ivf4"),
+                                             (False, True, "torch")])  # (CUDA mocked: the tensors stay on CPU)
+def test_auto_backend_is_the_torch_scan_only_on_bf16_cpus_or_cuda(data, monkeypatch, bf16, cuda, kind):
     monkeypatch.setattr(S, "cpu_has_bf16", lambda: bf16)
+    monkeypatch.setattr(S, "_torch_cuda", lambda gpu: cuda)
     xb, _ = data
     assert R.SearchIndex(xb, backend="auto", ivf_threshold=100, nlist=4, gpu=False, low_min=100).kind == kind
     assert R.SearchIndex(xb, backend="auto", ivf_threshold=1000, gpu=False).kind == "flat"  # small: faiss

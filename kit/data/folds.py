@@ -110,7 +110,9 @@ def _arrow_or_object(ids: pd.Series):
 
         arr = ids.array.__arrow_array__()
         arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-        return arr.cast(pa.string()) if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else ids.to_numpy(dtype=object)
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            return arr.cast(pa.string())
+        return ids.to_numpy(dtype=object)
     except (ImportError, AttributeError, TypeError, ValueError):
         return ids.to_numpy(dtype=object)
 

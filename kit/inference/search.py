@@ -35,10 +35,12 @@ class SearchIndex:
     `ivf_threshold` rows (nlist ~ sqrt(N), `nprobe` lists searched); on a faiss GPU, Flat up to
     `gpu_flat_gb` of vectors. backend="torch" (or no faiss) is an exact blocked scan (`torch_search`),
     on CUDA when available (`gpu=False` keeps it on CPU). backend="auto" is faiss except where the
-    torch scan was measured faster and exact: above `ivf_threshold` on a CPU with native bf16 (AMX)
-    and no faiss GPU (bench/scale.py: GLDv2 size in minutes at recall 1.0, faiss IVF 0.66).
+    torch scan is exact and faster than IVF: above `ivf_threshold` without a faiss GPU, when torch has
+    CUDA or the CPU has native bf16 (AMX; bench/scale.py: GLDv2 size in 14 min at recall 1.0 on 2
+    shared cores, faiss IVF 17.5 min at 0.66).
     precision: "low" scans in fp16 (CUDA) / bf16 (CPU) and re-scores the candidates in fp32; "auto" =
-    low on CUDA, and on CPU above `low_min` rows with native bf16; "fp32" never."""
+    low above `low_min` rows on CUDA or on a CPU with native bf16 (below, fp32: results as before);
+    "fp32" never."""
 
     def __init__(self, xb: np.ndarray, ivf_threshold: int = 200_000, nlist: int | None = None,
                  nprobe: int = 16, gpu: bool | None = None, seed: int = 0, backend: str = "faiss",
@@ -52,11 +54,12 @@ class SearchIndex:
         self.faiss = _faiss() if backend != "torch" else None
         use_gpu = self.faiss is not None and hasattr(self.faiss, "StandardGpuResources") and (
             self.faiss.get_num_gpus() > 0 if gpu is None else gpu)
-        if backend == "auto" and not use_gpu and self.n > ivf_threshold and cpu_has_bf16():
-            self.faiss = None
+        if backend == "auto" and not use_gpu and self.n > ivf_threshold and (_torch_cuda(gpu) or cpu_has_bf16()):
+            self.faiss = None  # exact torch scan: on CUDA (no faiss-gpu) or a bf16 CPU, rather than IVF
         if self.faiss is None:  # faiss holds its own copy; only this keeps ours
             self.xb, self.kind = _torch_database(l2n(xb), gpu)
-            low = precision == "low" or (precision == "auto" and (self.xb.is_cuda or (self.n > low_min and cpu_has_bf16())))
+            fast_low = self.xb.is_cuda or cpu_has_bf16()
+            low = precision == "low" or (precision == "auto" and self.n > low_min and fast_low)
             self.xb_low = self.xb.to(_low_dtype(self.xb.device)) if low else None
             self.kind += f"-{str(self.xb_low.dtype).split('.')[-1]}" if low else ""
             return
@@ -104,6 +107,12 @@ def _torch_database(xb: np.ndarray, gpu: bool | None):
     if gpu is not False and torch.cuda.is_available():
         return torch.from_numpy(xb).cuda(), "torch-cuda"
     return torch.from_numpy(xb), "torch"
+
+
+def _torch_cuda(gpu: bool | None) -> bool:
+    import torch
+
+    return gpu is not False and torch.cuda.is_available()
 
 
 @functools.cache
