@@ -17,8 +17,11 @@ imports included; `rss_base_mb` is the RSS before the step). Steps:
   folds_full / folds_clean         `kit folds --min-images 1` on train.csv (+ --clean-csv)
   pred_io_test / pred_io_train     save + load of a test prediction file / the train-embeddings file
   knn_ivf                          faiss IVF index build + search of all test queries (k=10, vote)
-  knn_exact                        exact (torch matmul top-k) on the first --exact-queries queries, and
-                                   recall@1 of IVF (nprobe 8/16/32) vs it on those queries
+  knn_torch                        the blocked torch scan (bf16 on this CPU, fp32 re-score of 32
+                                   candidates; `kit retrieve`'s default above 200k rows here): build +
+                                   search of all test queries (k=10, vote)
+  knn_exact                        exact fp32 (torch blocked scan) on the first --exact-queries queries,
+                                   and recall@1 of IVF (each nprobe) and of knn_torch vs it on those
   ensemble_<method>                `kit ensemble <method>` on the 3 test files; soft fits its weights on
                                    the OOF files against the clean labels CSV (66 grid points)
   filter_candidates                the local filter's candidate selection: the `neighbours` nearest
@@ -52,11 +55,11 @@ GLDV2 = {"train_full": 4_132_914, "classes_full": 203_094, "train_clean": 1_580_
 LANDMARK_SHARE = 0.02  # of test images
 DIM, TOPK, MODELS = 512, 5, 3
 STEPS = ("read_csv_full", "folds_full", "read_csv_clean", "folds_clean", "pred_io_test", "pred_io_train",
-         "knn_ivf", "knn_exact", "ensemble_max", "ensemble_correct", "ensemble_boost", "ensemble_weighted",
+         "knn_ivf", "knn_torch", "knn_exact", "ensemble_max", "ensemble_correct", "ensemble_boost", "ensemble_weighted",
          "ensemble_soft", "soft_fit", "filter_candidates", "filter_fit", "to_submission", "score", "train_step")
 TARGET_S, TARGET_GB = 60.0, 8.0
 NPROBES = (8, 16, 32, 64, 128, 256)  # recall / time on the first --exact-queries queries
-NO_TARGET = ("knn_ivf", "knn_exact", "train_step", "read_csv_full", "read_csv_clean")
+NO_TARGET = ("knn_ivf", "knn_torch", "knn_exact", "train_step", "read_csv_full", "read_csv_clean")
 
 
 def rss_mb() -> float:
@@ -250,6 +253,24 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         return {"index_rows": n_index, "queries": len(query), "kind": si.kind, "nprobe": 16,
                 "build_s": t1 - t0, "search_s": t2 - t1, "vote_s": t3 - t2,
                 "search_all_queries_s_extrapolated_by_nprobe": probes}
+    if name == "knn_torch":
+        from kit.predictions import load_predictions
+        from kit.inference.search import SearchIndex
+        from kit.inference.retrieval import index_labels, knn_vote
+
+        index, query = load_predictions(d / "train_emb.npz"), load_predictions(files[0])
+        labels = index_labels(index.ids, d / "clean_labels.csv")
+        t0 = time.perf_counter()
+        si = SearchIndex(index.embeddings, backend="torch", gpu=False, precision="low")
+        t1 = time.perf_counter()
+        n_index, index = len(index), None  # the index keeps its normalised copy (+ the bf16 one)
+        sims, idx = si.search(query.embeddings, 10)
+        t2 = time.perf_counter()
+        knn_vote(sims, np.where(idx >= 0, labels[np.maximum(idx, 0)], -1), TOPK)
+        t3 = time.perf_counter()
+        np.save(out / "torch_top10.npy", idx[:exact_queries])
+        return {"index_rows": n_index, "queries": len(query), "kind": si.kind, "build_s": t1 - t0,
+                "search_s": t2 - t1, "vote_s": t3 - t2}
     if name == "knn_exact":
         import pandas as pd
 
@@ -261,7 +282,7 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         q = min(exact_queries, len(query))
         is_lm = pd.read_csv(d / "solution.csv", keep_default_na=False)["landmarks"].astype(str).to_numpy()[:q] != ""
         t0 = time.perf_counter()
-        si = SearchIndex(index.embeddings, backend="torch", gpu=False)
+        si = SearchIndex(index.embeddings, backend="torch", gpu=False, precision="fp32")
         t1 = time.perf_counter()
         n_index, index_ids, index = len(index), index.ids, None  # the index keeps its normalised copy
         xb = si.xb.numpy()
@@ -285,6 +306,11 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
                               "top1_same_class_as_exact": float(np.mean(same_class)),
                               "search_all_queries_s_extrapolated": times.get(str(nprobe))}
         extra["ivf"] = recall
+        if (out / "torch_top10.npy").is_file():  # the bf16 scan + fp32 re-score (knn_torch)
+            t10 = np.load(out / "torch_top10.npy")[:q]
+            extra["torch"] = {"recall_at_1": float(np.mean(t10[:, 0] == idx[:, 0])),
+                              "top10_same_as_exact": float(np.mean(t10 == idx)),
+                              "top1_same_class_as_exact": float(np.mean(labels[t10[:, 0]] == labels[idx[:, 0]]))}
         ok = [n for n in NPROBES if n in recall and recall[n]["recall_at_1"] >= 0.99]
         extra["nprobe_for_recall_0.99"] = ok[0] if ok else None
         return extra

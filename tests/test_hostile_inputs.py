@@ -185,6 +185,13 @@ def test_a_kit_error_from_a_dataloader_worker_keeps_only_its_message():
     ("id,url,landmark_id\n", r"no data rows \(only a header\)"),
     ("id,url,landmark_id\naaa,u,1e300\n", r"row 1 \(line 2\): landmark_id 1e\+300 is not a non-negative integer"),
     ("id,url\naaa,u\n", r"missing column\(s\) landmark_id"),  # already held: malformed CSVs
+    # equal-width ASCII ids take the byte-matrix fast path (kit.idbytes); each must still be caught
+    ("id,url,landmark_id\naaaa,u,1\na..b,u,2\n", r"row 2 \(line 3\): id 'a..b' is not a safe"),
+    ("id,url,landmark_id\naaaa,u,1\n_bbb,u,2\n", r"row 2 \(line 3\): id '_bbb' is not a safe"),
+    ("id,url,landmark_id\naaaa,u,1\nbb/b,u,2\n", r"row 2 \(line 3\): id 'bb/b' is not a safe"),
+    ("id,url,landmark_id\nab12,u,1\ncd34,u,2\nab12,u,3\n", r"row 3 \(line 4\): duplicate id ab12 \(first at row 1\)"),
+    ("id,url,landmark_id\naaaa,u,NA\n", r"row 1 \(line 2\): landmark_id 'NA' is not"),
+    ("id,url,landmark_id\naaaa,u,1\nbbbb,u,\n", r"row 2 \(line 3\): landmark_id \(empty\) is not"),
 ])
 def test_folds_reader_rejects_bad_rows(tmp_path, capsys, text, message):
     (tmp_path / "train.csv").write_text(text)

@@ -162,3 +162,64 @@ def test_retrieve_command_knn_and_centroids(tmp_path, capsys):
     pd.DataFrame({"id": ids[:-1], "landmark_id": 1}).to_csv(tmp_path / "labels.csv", index=False)
     assert main(["retrieve", "knn", *common, "--out", str(tmp_path / "x.npz")]) == 2
     assert "1 index id(s) have no landmark_id (first: i17)" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- blocked torch scan (issue 12)
+@pytest.mark.parametrize("n,q,k,qblock,dblock", [
+    (1000, 50, 5, 4096, 16384),  # one block each way, fewer queries than a block
+    (1000, 50, 40, 7, 16),       # k > database block, many query blocks
+    (999, 33, 10, 8, 64),        # n and Q not multiples of the blocks
+    (5, 3, 5, 2, 2),             # k = n
+    (20000, 40, 3, 16, 512),     # many blocks: the group-bound merge path runs
+])
+@pytest.mark.parametrize("low", [False, True])
+def test_torch_scan_equals_numpy_argsort(n, q, k, qblock, dblock, low):
+    import torch
+
+    rng = np.random.default_rng(n + k)
+    xb, xq = S.l2n(rng.normal(size=(n, 16))), S.l2n(rng.normal(size=(q, 16)))
+    t = torch.from_numpy(xb)
+    sims, idx = S.torch_search(t, t.bfloat16() if low else None, xq, k, qblock=qblock, dblock=dblock)
+    full = xq @ xb.T
+    ref = np.argsort(-full, axis=1, kind="stable")[:, :k]
+    np.testing.assert_array_equal(idx, ref)
+    np.testing.assert_allclose(sims, np.take_along_axis(full, ref, 1), atol=1e-6)  # fp32 re-scored, not bf16
+
+
+def test_merge_group_bound_equals_plain_topk():
+    import torch
+
+    rng = np.random.default_rng(1)
+    vals = torch.from_numpy(-np.sort(-rng.uniform(0.5, 0.9, (6, 8)), axis=1).astype(np.float32))
+    idx = torch.from_numpy(rng.permutation(1000)[:48].reshape(6, 8).astype(np.int64))
+    s = torch.from_numpy(rng.uniform(-1, 0.8, (6, 256)).astype(np.float32))
+    s[2, 17], s[2, 200], s[5, 3] = 0.95, 0.86, 0.7  # a few entries above the rows' 8th best
+    top, rows = S._merge(vals, idx, s, 5000, 8, group=32)
+    v, i = torch.cat([vals, s], 1), torch.cat([idx, torch.arange(5000, 5256).expand(6, -1)], 1)
+    ref_v, j = v.topk(8, dim=1)
+    np.testing.assert_array_equal(top.numpy(), ref_v.numpy())
+    np.testing.assert_array_equal(rows.numpy(), i.gather(1, j).numpy())
+    assert rows[2, 0] == 5017 and 5200 in rows[2].tolist()
+
+
+def test_search_index_low_precision_and_k_above_n(data):
+    xb, xq = data
+    index = R.SearchIndex(xb, backend="torch", gpu=False, precision="low")
+    assert index.kind == "torch-bfloat16"
+    sims, idx = index.search(xq, 500)  # k > n: all 300 rows, as the fp32 path and faiss Flat give
+    ref_s, ref_i = _brute(xb, xq, 300)
+    np.testing.assert_array_equal(idx, ref_i)
+    np.testing.assert_allclose(sims, ref_s, atol=1e-5)
+    assert R.SearchIndex(xb, backend="torch", gpu=False).kind == "torch"  # small: fp32 unless asked
+    with pytest.raises(S.KitError, match="precision"):
+        R.SearchIndex(xb, backend="torch", precision="int4")
+
+
+@pytest.mark.parametrize("bf16,cuda,kind", [(True, False, "torch-bfloat16"), (False, False, "ivf4"),
+                                             (False, True, "torch")])  # (CUDA mocked: the tensors stay on CPU)
+def test_auto_backend_is_the_torch_scan_only_on_bf16_cpus_or_cuda(data, monkeypatch, bf16, cuda, kind):
+    monkeypatch.setattr(S, "cpu_has_bf16", lambda: bf16)
+    monkeypatch.setattr(S, "_torch_cuda", lambda gpu: cuda)
+    xb, _ = data
+    assert R.SearchIndex(xb, backend="auto", ivf_threshold=100, nlist=4, gpu=False, low_min=100).kind == kind
+    assert R.SearchIndex(xb, backend="auto", ivf_threshold=1000, gpu=False).kind == "flat"  # small: faiss

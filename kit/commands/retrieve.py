@@ -13,6 +13,7 @@ from __future__ import annotations
 
 def add_parser(subparsers) -> None:
     from kit.inference.retrieval import AGGREGATIONS, RETRIEVERS
+    from kit.inference.search import BACKENDS
 
     p = subparsers.add_parser("retrieve", help="kNN / centroid predictions from embeddings", description=__doc__)
     p.add_argument("method", choices=list(RETRIEVERS))
@@ -34,6 +35,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--min-cluster-size", type=int, default=50, help="centroids: members of a valid cluster (50)")
     p.add_argument("--threshold", type=float, help="centroids: similarity below it = no landmark")
     p.add_argument("--jobs", type=int, default=1, help="centroids: parallel clustering jobs")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="search: faiss (IVF above 200k vectors on CPU, exact on a GPU), torch (exact blocked scan), "
+                        "auto (= faiss, except the torch scan above 200k vectors on a CPU with native bf16)")
     p.set_defaults(func=run)
 
 
@@ -51,6 +55,7 @@ def run(args) -> int:
     kw = (knn_kwargs(args) if args.method == "knn" else
           {"distance_threshold": args.distance_threshold, "min_cluster_size": args.min_cluster_size,
            "threshold": args.threshold, "n_jobs": args.jobs})
+    kw["backend"] = args.backend
     model = fit_retriever(args.method, load_index(args.index), args.labels, **kw)
     query = load_predictions(args.query)
     if query.embeddings is None:

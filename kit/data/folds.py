@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
+from kit.idbytes import arrow_id_bytes, fnv1a_bytes
 from kit.io import atomic_path, clean_ids, read_csv
 
 HOLDOUT_SHARES = {1: 45, 0: 3, -1: 2}  # per 50 images: train / val / holdout (report 001: 90/6/4)
@@ -53,16 +54,28 @@ def read_train(path, none_ok: bool = False) -> pd.DataFrame:
     are not read. Ids are stripped; blank, unsafe or duplicate ids and bad landmark ids are KitErrors
     naming the row (none_ok: landmark_id -1 = non-landmark allowed, for truth files)."""
     read_csv(path, required=("id", "landmark_id"), nrows=0)
-    try:  # pyarrow's parser: ~4x pandas' C parser when the id column is forced to str, same frame
-        df = pd.read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str}, engine="pyarrow",
-                         keep_default_na=False)
-    except ValueError:  # a malformed file (or an empty landmark_id): the C parser, for its exact errors
+    try:  # pyarrow's parser, only the two columns: ~3x pandas' C parser forced to str ids, same frame
+        df = _arrow_read(path)
+    except (ImportError, ValueError):  # no pyarrow, or a malformed file: the C parser, for its exact errors
         df = read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str}, keep_default_na=False)
     if df.empty:
         raise KitError(f"{path}: no data rows (only a header)")
     df["id"] = clean_ids(path, df["id"])  # stripped; blank, unsafe or duplicate ids are errors
     df["landmark_id"] = _check_landmark_ids(path, df["landmark_id"], none_ok)
     return df
+
+
+def _arrow_read(path) -> pd.DataFrame:
+    """id (str) and landmark_id of a CSV with pyarrow.csv: = pd.read_csv(usecols, dtype={"id": str},
+    engine="pyarrow", keep_default_na=False) without pandas converting the unused columns (GLDv2's urls)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    opts = pacsv.ConvertOptions(include_columns=["id", "landmark_id"], column_types={"id": pa.string()},
+                                null_values=[""], strings_can_be_null=False)
+    # one thread: on 2 shared cores the threaded reader was slower and erratic (0.6-1.8 s vs 0.6-0.9 s at 4.1M rows)
+    table = pacsv.read_csv(str(path), pacsv.ReadOptions(use_threads=False), convert_options=opts)
+    return table.combine_chunks().to_pandas()  # one chunk: the id bytes are then viewed in place, not copied per use
 
 
 def read_clean(path) -> pd.DataFrame:
@@ -78,8 +91,7 @@ def restrict_to_clean(train: pd.DataFrame, clean: pd.DataFrame, path="clean csv"
     """Keep train rows whose id is listed in the clean CSV; a listed id under another landmark is an error."""
     from kit.metrics import index_in
 
-    clean_ids = clean["id"].to_numpy(dtype=object)
-    pos = index_in(train["id"].to_numpy(dtype=object), clean_ids)  # first listing of each id (C++ hash)
+    pos = index_in(_arrow_or_object(train["id"]), _arrow_or_object(clean["id"]))  # first listing of each id
     kept = train[pos >= 0]
     clean_lid = clean["landmark_id"].to_numpy()[pos[pos >= 0]]
     bad = kept["landmark_id"].to_numpy() != clean_lid
@@ -88,6 +100,21 @@ def restrict_to_clean(train: pd.DataFrame, clean: pd.DataFrame, path="clean csv"
         raise KitError(f"{path}: image {kept['id'].iloc[i]} is listed under landmark {clean_lid[i]}, "
                        f"train.csv says {kept['landmark_id'].iloc[i]}")
     return kept.reset_index(drop=True)
+
+
+def _arrow_or_object(ids: pd.Series):
+    """The id column as one pyarrow string array when it is arrow-backed (no Python strings built), else
+    an object array (kit.metrics.index_in takes both)."""
+    try:
+        import pyarrow as pa
+
+        arr = ids.array.__arrow_array__()
+        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+            return arr.cast(pa.string())
+        return ids.to_numpy(dtype=object)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return ids.to_numpy(dtype=object)
 
 
 def _class_counts(landmark_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,38 +141,10 @@ def select_classes(landmark_ids: np.ndarray, top: int | None = None, min_images:
     return uniq[counts >= min_images]
 
 
-def _arrow_id_bytes(values) -> np.ndarray | None:
-    """The bytes of arrow-backed string ids as a uint8 matrix [N, L], zero-copy, when every id is L
-    ASCII characters (GLDv2's 16 hex digits): exactly what `astype("S")` would give, without building
-    N Python strings. None when that does not hold (the caller converts the slow way)."""
-    import pyarrow as pa
-
-    arr = getattr(values, "array", values)
-    if not hasattr(arr, "__arrow_array__"):
-        return None
-    try:
-        arr = arr.__arrow_array__()
-        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    except (TypeError, ValueError, pa.ArrowException):
-        return None
-    if arr.null_count or len(arr) == 0 or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-        return None
-    bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], np.int64 if pa.types.is_large_string(arr.type) else np.int32)
-    offsets = offsets[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
-    width = int(offsets[1] - offsets[0])
-    if width == 0 or (np.diff(offsets) != width).any():
-        return None
-    data = np.frombuffer(bufs[2], np.uint8)[offsets[0]:offsets[-1]].reshape(len(arr), width)
-    if (data >= 128).any() or (data == 0).any():
-        return None
-    return data
-
-
 def _seeded_hash(values, seed: int) -> np.ndarray:
     """A uint64 hash of each value (string ids or ints) keyed by the seed: vectorised FNV-1a over the
     bytes of the ids, then a splitmix64 finaliser with the seed mixed in (stable across runs/platforms)."""
-    cols = _arrow_id_bytes(values)
+    cols = arrow_id_bytes(values)
     a = np.asarray(values) if cols is None else None
     if cols is None and a.dtype.kind in "OUS":
         try:
@@ -154,11 +153,7 @@ def _seeded_hash(values, seed: int) -> np.ndarray:
             b = np.ascontiguousarray(np.char.encode(a.astype(str), "utf-8"))
         cols = b.view(np.uint8).reshape(len(b), -1)
     if cols is not None:
-        h = np.full(len(cols), 0xCBF29CE484222325, dtype=np.uint64)
-        prime = np.uint64(0x100000001B3)
-        for col in np.ascontiguousarray(cols.T):  # one pass per character position (16 for GLDv2 ids)
-            np.bitwise_xor(h, col, out=h)
-            np.multiply(h, prime, out=h)
+        h = fnv1a_bytes(cols)
     else:
         h = a.astype(np.uint64)
     h = h ^ np.uint64((seed * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF)
@@ -211,7 +206,12 @@ def _class_sorted_positions(labels: np.ndarray, n_classes: int, seed: int, ids=N
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank = np.empty(len(labels), dtype=np.int64)
     rank[order] = np.arange(len(labels)) - starts[labels[order]]
-    offset = (_seeded_hash(keys, seed + 1) % np.uint64(1 << 31)).astype(np.int64)
+    keys = np.asarray(keys)
+    class_keys = np.zeros(n_classes, keys.dtype)
+    class_keys[labels] = keys  # one key per class (hash C keys, not N rows) unless a class has several
+    per_class = bool((class_keys[labels] == keys).all())
+    offset = (_seeded_hash(class_keys if per_class else keys, seed + 1) % np.uint64(1 << 31)).astype(np.int64)
+    offset = offset[labels] if per_class else offset
     return rank + offset
 
 
@@ -252,14 +252,21 @@ def make_folds(train: pd.DataFrame, top: int | None = None, min_images: int | No
     kept = select_classes(lid, top, min_images)
     if len(kept) == 0:
         raise KitError(f"folds: no class has >= {min_images} images")
-    pos = np.minimum(np.searchsorted(kept, lid), len(kept) - 1)  # no lookup table sized by the largest id
-    label = np.where(kept[pos] == lid, pos, -1)
-    rows = np.flatnonzero(label >= 0)
-    label = label[rows]
-    ids = train["id"].iloc[rows].reset_index(drop=True)
-    keys = dict(ids=ids, landmark_ids=lid[rows])  # the Series: its arrow bytes are hashed in place
+    if len(lid) and lid.min() >= 0 and lid.max() <= 4 * len(lid) + 2**20:  # small ids (GLDv2's): a lookup table
+        table = np.full(int(lid.max()) + 1, -1, np.int64)
+        table[kept] = np.arange(len(kept))
+        label = table[lid]
+    else:  # no table sized by the largest id
+        pos = np.minimum(np.searchsorted(kept, lid), len(kept) - 1)
+        label = np.where(kept[pos] == lid, pos, -1)
+    if (label >= 0).all():  # every class kept (--min-images 1): no copy of the ids
+        ids = train["id"].reset_index(drop=True)
+    else:
+        rows = np.flatnonzero(label >= 0)
+        label, lid, ids = label[rows], lid[rows], train["id"].iloc[rows].reset_index(drop=True)
+    keys = dict(ids=ids, landmark_ids=lid)  # the Series: its arrow bytes are hashed in place
     fold = assign_holdout(label, seed, **keys) if holdout else assign_folds(label, n_folds, seed, **keys)
-    return pd.DataFrame({"id": ids, "landmark_id": lid[rows], "label": label, "fold": fold})
+    return pd.DataFrame({"id": ids, "landmark_id": lid, "label": label, "fold": fold})
 
 
 def write_folds(folds: pd.DataFrame, path) -> None:

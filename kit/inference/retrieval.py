@@ -10,7 +10,8 @@
 faiss is used on GPU when `faiss.get_num_gpus() > 0` (Kaggle's faiss-gpu): there the search is exact
 (a GPU scans GLDv2's 1.58M x 512 train set for 117,577 queries in about a minute, so IVF's recall loss
 buys nothing) unless the vectors pass `gpu_flat_gb`; on CPU it is an IVF index above `ivf_threshold`
-vectors. Without faiss, an exact torch matmul + top-k takes its place, on CUDA when torch sees a GPU.
+vectors, or (backend="auto", `kit retrieve`'s default) the exact blocked torch scan where the CPU has
+native bf16. Without faiss, that torch scan takes its place, on CUDA when torch sees a GPU.
 """
 from __future__ import annotations
 

@@ -1,0 +1,71 @@
+"""String ids as bytes: the characters a safe id may use, and whole-column checks over ids held as one
+equal-width ASCII byte matrix (Arrow's string buffer viewed in place), without N Python strings."""
+from __future__ import annotations
+
+import numpy as np
+
+ALLOWED = np.zeros(128, bool)
+ALLOWED[[ord(c) for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"]] = True
+ALNUM = ALLOWED.copy()
+ALNUM[[ord(c) for c in "_.-"]] = False
+DELETE = bytes(sorted(set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-\0")))
+
+
+def arrow_id_bytes(values) -> np.ndarray | None:
+    """The bytes of arrow-backed string ids as a uint8 matrix [N, L], zero-copy, when every id is L
+    ASCII characters (GLDv2's 16 hex digits): exactly what `astype("S")` would give, without building
+    N Python strings. None when that does not hold (the caller converts the slow way)."""
+    arr = getattr(values, "array", values)
+    if not hasattr(arr, "__arrow_array__"):
+        return None
+    import pyarrow as pa
+
+    try:
+        arr = arr.__arrow_array__()
+        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    except (TypeError, ValueError, pa.ArrowException):
+        return None
+    if arr.null_count or len(arr) == 0 or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
+        return None
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], np.int64 if pa.types.is_large_string(arr.type) else np.int32)
+    offsets = offsets[arr.offset:arr.offset + len(arr) + 1]
+    start, end, width = int(offsets[0]), int(offsets[-1]), int(offsets[1] - offsets[0])
+    if width == 0 or end - start != width * len(arr) or (np.diff(offsets) != width).any():
+        return None
+    data = np.frombuffer(bufs[2], np.uint8)[start:end].reshape(len(arr), width)
+    if data.max() >= 128 or data.min() == 0:  # reductions: no temporaries over the N x L bytes
+        return None
+    return data
+
+
+def all_safe_bytes(cols: np.ndarray) -> bool:
+    """safe_ids(...).all() for ids given as an [N, L] ASCII byte matrix (no NUL): C-speed byte passes.
+    A '..' cannot straddle two ids (each starts with a letter or digit), so one search is exact."""
+    if cols.shape[1] > 200 or not ALNUM[cols[:, 0]].all():
+        return False
+    buf = cols.tobytes()
+    return not buf.translate(None, DELETE) and b".." not in buf
+
+
+def fnv1a_bytes(cols: np.ndarray) -> np.ndarray:
+    """64-bit FNV-1a of each row of an [N, L] byte matrix, one vectorised pass per byte position, in
+    row blocks that stay in cache (~2x faster than whole-column passes on millions of ids)."""
+    h = np.empty(len(cols), np.uint64)
+    prime = np.uint64(0x100000001B3)
+    for a in range(0, len(cols), 1 << 16):
+        blk = np.ascontiguousarray(cols[a:a + (1 << 16)].T)
+        x = np.full(blk.shape[1], 0xCBF29CE484222325, np.uint64)
+        for col in blk:
+            np.bitwise_xor(x, col, out=x)
+            np.multiply(x, prime, out=x)
+        h[a:a + len(x)] = x
+    return h
+
+
+def surely_unique_bytes(cols: np.ndarray) -> bool:
+    """surely_unique for ids as an [N, L] byte matrix: FNV-1a per id and a sort; False = "maybe not"
+    (a repeat or a 64-bit collision)."""
+    h = fnv1a_bytes(cols)
+    h.sort()
+    return not (h[1:] == h[:-1]).any()
