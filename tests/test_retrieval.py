@@ -33,7 +33,7 @@ def test_flat_index_equals_brute_force(data):
 
 def test_ivf_index_probing_every_list_equals_brute_force(data):
     xb, xq = data
-    index = R.SearchIndex(xb, ivf_threshold=100, nlist=4, nprobe=4)
+    index = R.SearchIndex(xb, ivf_threshold=100, nlist=4, nprobe=4, backend="faiss")
     assert index.kind == "ivf4"
     sims, idx = index.search(xq, 5, batch=10)  # several batches
     ref_s, ref_i = _brute(xb, xq, 5)

@@ -169,7 +169,7 @@ def test_search_index_chunked_add_equals_one_add():
     b = R.SearchIndex(xb, add_batch=77).search(xq, 5)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
-    ivf = [R.SearchIndex(xb, ivf_threshold=100, nlist=8, add_batch=n).search(xq, 5) for n in (1000, 123)]
+    ivf = [R.SearchIndex(xb, ivf_threshold=100, nlist=8, add_batch=n, backend="faiss").search(xq, 5) for n in (1000, 123)]
     np.testing.assert_array_equal(ivf[0][1], ivf[1][1])
     np.testing.assert_array_equal(ivf[0][0], ivf[1][0])
 
@@ -333,10 +333,10 @@ def test_faiss_gpu_path_is_exact_when_the_vectors_fit(monkeypatch):
     monkeypatch.setattr(S, "_faiss", lambda: fake)
     rng = np.random.default_rng(0)
     xb, xq = rng.normal(size=(400, 8)).astype(np.float32), rng.normal(size=(20, 8)).astype(np.float32)
-    exact = R.SearchIndex(xb, ivf_threshold=100)
+    exact = R.SearchIndex(xb, ivf_threshold=100, backend="faiss")
     assert exact.kind == "flat-gpu" and calls == [0]
-    assert R.SearchIndex(xb, ivf_threshold=100, nlist=4, gpu_flat_gb=1e-9).kind == "ivf4-gpu"
-    assert R.SearchIndex(xb, ivf_threshold=100, nlist=4, gpu=False).kind == "ivf4"
+    assert R.SearchIndex(xb, ivf_threshold=100, nlist=4, gpu_flat_gb=1e-9, backend="faiss").kind == "ivf4-gpu"
+    assert R.SearchIndex(xb, ivf_threshold=100, nlist=4, gpu=False, backend="faiss").kind == "ivf4"
     sims, idx = exact.search(xq, 3)
     ref = np.argsort(-(R.l2n(xq) @ R.l2n(xb).T), axis=1, kind="stable")[:, :3]
     np.testing.assert_array_equal(idx, ref)

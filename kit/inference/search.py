@@ -34,7 +34,7 @@ class SearchIndex:
     """Inner-product kNN over rows of `xb` (L2-normalised): faiss Flat (exact) or IVF-Flat above
     `ivf_threshold` rows (nlist ~ sqrt(N), `nprobe` lists searched); on a faiss GPU, Flat up to
     `gpu_flat_gb` of vectors. backend="torch" (or no faiss) is an exact blocked scan (`torch_search`),
-    on CUDA when available (`gpu=False` keeps it on CPU). backend="auto" is faiss except where the
+    on CUDA when available (`gpu=False` keeps it on CPU). backend="auto" (default) is faiss except where the
     torch scan is exact and faster than IVF: above `ivf_threshold` without a faiss GPU, when torch has
     CUDA or the CPU has native bf16 (AMX; bench/scale.py: GLDv2 size in 14 min at recall 1.0 on 2
     shared cores, faiss IVF 17.5 min at 0.66).
@@ -43,7 +43,7 @@ class SearchIndex:
     "fp32" never."""
 
     def __init__(self, xb: np.ndarray, ivf_threshold: int = 200_000, nlist: int | None = None,
-                 nprobe: int = 16, gpu: bool | None = None, seed: int = 0, backend: str = "faiss",
+                 nprobe: int = 16, gpu: bool | None = None, seed: int = 0, backend: str = "auto",
                  add_batch: int = 262_144, gpu_flat_gb: float = 8.0, precision: str = "auto",
                  low_min: int = 100_000):
         if backend not in BACKENDS:
