@@ -10,8 +10,10 @@ One run, every row measured on the same data, each step a `kit` command run in-p
  2. folds: classes with >= 2 images; validation = fold 0.
  3. zero training: `kit predict --checkpoint pretrained` (ImageNet backbone, GeM, no neck) on train/val/test/
     distractors, then `kit retrieve knn` (best neighbour per class) -> the zero-training row; + DBA, + alpha-QE;
-    + `kit rerank` (RootSIFT + MAGSAC spatial verification of the top-N neighbours, class score and confidence
-    from similarity and inliers).
+    + `kit rerank` (RootSIFT + MAGSAC spatial verification of the top-N neighbours and of the best images of
+    the top classes, class score and confidence from similarity and inliers).
+ 3b. kit's recipe (its default path, still no training): ImageNet tf_efficientnet_lite1 embeddings at 384 px
+    + kNN + `kit rerank`.
  4. fine-tuned: `kit train --config retrieval` (sub-center ArcFace + GeM + FC-BN embedding; kit's preset) on
     fold 0; its classifier row, its kNN row (index = the run's training images; test also adds the
     validation images), + re-rank.
@@ -66,9 +68,11 @@ class Settings:
     min_inliers: int = 10
     filter_neighbours: int = 3
     max_steps: int = 0
+    recipe_backbone: str = "tf_efficientnet_lite1"   # kit's retrieval recipe: ImageNet embeddings, no training,
+    recipe_size: int = 384                           # at the photos' scale (chosen on validation, README)
 
 
-QUICK = Settings(image_size=160, epochs=1, top_n=5, sift_size=384, sift_keypoints=600)
+QUICK = Settings(image_size=160, epochs=1, top_n=5, sift_size=384, sift_keypoints=600, recipe_size=256)
 
 FALLBACK_RETRIEVAL = ["model.head=subcenter_arcface", "model.loss=ce", "model.embedding_dim=512", "model.pool=gem",
                       "optim.optimizer=adamw", "optim.lr=0.001", "optim.lr_backbone=0.1", "optim.weight_decay=0.01",
@@ -145,12 +149,12 @@ class Bench:
         self.folds = self.work / "folds" / "wide.csv"
         self.cache = self.work / "cache"
 
-    def common(self, name: str) -> list[str]:
+    def common(self, name: str, backbone: str | None = None, image_size: int | None = None) -> list[str]:
         s = self.s
-        return [f"name={name}", f"model.backbone={s.backbone}", f"data.folds_csv={self.folds}",
+        return [f"name={name}", f"model.backbone={backbone or s.backbone}", f"data.folds_csv={self.folds}",
                 f"data.data_dir={self.data}", f"runs_dir={self.work / 'runs'}",
                 f"predictions_dir={self.work / 'predictions'}", f"seed={self.args.seed}", f"device={self.args.device}",
-                f"data.image_size={s.image_size}", f"data.batch_size={s.batch_size}",
+                f"data.image_size={image_size or s.image_size}", f"data.batch_size={s.batch_size}",
                 f"data.num_workers={self.args.workers}"]
 
     def pred(self, name: str, split: str) -> Path:
@@ -190,11 +194,12 @@ def make_folds(b: Bench) -> None:
     b.val_truth = load_truth(b.val_solution)
 
 
-def embed(b: Bench, name: str, extra: list[str]) -> dict:
+def embed(b: Bench, name: str, extra: list[str], **common) -> dict:
     """`kit predict` of every split with the embeddings' model; -> seconds per test image."""
     n_test, secs = None, {}
     for split in ("train",) + b.splits:
-        secs[split] = kit("predict", "--config", b.config, "--fold", 0, "--split", split, *b.common(name), *extra)
+        secs[split] = kit("predict", "--config", b.config, "--fold", 0, "--split", split, *b.common(name, **common),
+                          *extra)
     from kit.predictions import load_predictions
 
     n_test = len(load_predictions(b.pred(name, "test")))
@@ -311,6 +316,17 @@ def run(args) -> dict:
     b.add("zero-training kNN +spatial re-rank", rr0, "rerank", seconds=info["embed_seconds_per_image"] + per_r,
           passed=ver0.get("test"), note="passed = verified (>= min inliers)")
 
+    print(f"\n== 3b. kit's retrieval recipe, no training: ImageNet {s.recipe_backbone} embeddings at "
+          f"{s.recipe_size} px + kNN + spatial re-rank ==")
+    recipe = "recipe"
+    info_r = embed(b, recipe, ["--checkpoint", "pretrained"], backbone=s.recipe_backbone, image_size=s.recipe_size)
+    knn_r, per = retrieve(b, recipe, "knn")
+    b.add("recipe kNN", knn_r, "retrieval", seconds=info_r["embed_seconds_per_image"] + per,
+          embeddings=f"ImageNet {s.recipe_backbone} {s.recipe_size} px")
+    rr_r, per_r, ver_r = rerank(b, recipe, "rerank")
+    b.add("recipe kNN +spatial re-rank", rr_r, "rerank", seconds=info_r["embed_seconds_per_image"] + per_r,
+          passed=ver_r.get("test"), note="kit's default path: passed = verified (>= min inliers)")
+
     print(f"\n== 4. fine-tuned embeddings: kit train --config {b.config} ==")
     tuned = "tuned"
     train_s = kit("train", "--config", b.config, "--fold", 0, *b.common(tuned), *tuned_extra,
@@ -331,6 +347,7 @@ def run(args) -> dict:
     ens_knn = ensemble(b, "classifier+kNN", {"classifier": clf, "kNN": knn1})
     ensemble(b, "classifier+re-rank", {"classifier": clf, "re-rank": rr1})
     ensemble(b, "re-rank+zero-training re-rank", {"re-rank": rr1, "zero re-rank": rr0})
+    ensemble(b, "recipe re-rank+fine-tuned re-rank", {"recipe re-rank": rr_r, "re-rank": rr1})
 
     if b.has_distractors:
         print("\n== 6. non-landmark scoring: kit filter sift, fitted on validation + the fitting distractors ==")
