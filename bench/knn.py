@@ -128,7 +128,8 @@ def main(argv=None) -> int:
     res["flat_vs_sklearn"] = agreement(s_idx, s_sim, f_idx, f_sim)
     print(f"faiss flat is {res['speedup_flat_vs_sklearn']}x faster; agreement {res['flat_vs_sklearn']}", flush=True)
 
-    ivf, t_build = timed(lambda: SearchIndex(x, ivf_threshold=0, nprobe=args.nprobe, gpu=False, seed=args.seed))
+    ivf, t_build = timed(lambda: SearchIndex(x, ivf_threshold=0, nprobe=args.nprobe, gpu=False, seed=args.seed,
+                                          backend="faiss"))
     (i_sim, i_idx), t_search_ivf = timed(lambda: ivf.search(q, args.k))
     res["faiss_ivf"] = {"kind": ivf.kind, "nprobe": args.nprobe, "build_s": round(t_build, 3),
                         "search_s": round(t_search_ivf, 3), "speedup_vs_sklearn": round(t_query / t_search_ivf, 1),

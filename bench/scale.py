@@ -234,7 +234,7 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         index, query = load_predictions(d / "train_emb.npz"), load_predictions(files[0])
         labels = index_labels(index.ids, d / "clean_labels.csv")
         t0 = time.perf_counter()
-        si = SearchIndex(index.embeddings, ivf_threshold=0)  # IVF at every size: comparable growth
+        si = SearchIndex(index.embeddings, ivf_threshold=0, backend="faiss")  # IVF at every size: comparable growth
         t1 = time.perf_counter()
         n_index, index = len(index), None  # faiss holds its own copy: free ours (GBs at full size)
         sims, idx = si.search(query.embeddings, 10)  # kit's default nprobe 16, every query
