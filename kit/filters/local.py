@@ -13,20 +13,17 @@ from kit.predictions import Predictions
 
 def select_candidates(pred: Predictions, idx: TrainIndex, rows, n: int, emb="index") -> dict:
     """Per row i of `rows`: the ids of the `n` training images of its predicted class nearest by global
-    embedding (`kit.localfeatures.matching.class_neighbours`, the image itself excluded). The index is
-    grouped by class once (a stable argsort), so each row costs its class's size, not the whole index."""
+    embedding (the image itself excluded); the index is grouped by class once (`ClassRows`), so each row
+    costs its class's size, not the whole index."""
+    from kit.localfeatures.matching import ClassRows
+
     if isinstance(emb, str):
         emb = pred.embeddings if idx.embeddings is not None else None
-    order = np.argsort(idx.landmarks, kind="stable")  # rows of a class stay ascending, like flatnonzero
-    sorted_lm = idx.landmarks[order]
-    top = pred.labels[np.asarray(rows, np.int64), 0]
-    lo, hi = np.searchsorted(sorted_lm, top, "left"), np.searchsorted(sorted_lm, top, "right")
+    by_class = ClassRows(idx.landmarks)
+    index_emb = idx.embeddings if emb is not None else None
     out = {}
-    for i, a, b in zip(rows, lo, hi):  # one spare neighbour: the image itself never verifies itself
-        cls = order[a:b]
-        if emb is not None and idx.embeddings is not None and len(cls):
-            cls = cls[np.argsort(-(idx.embeddings[cls] @ emb[i]), kind="stable")]
-        near = idx.ids[cls[:n + 1]]
+    for i in rows:  # one spare neighbour: the image itself never verifies itself
+        near = idx.ids[by_class.nearest(pred.labels[i, 0], None if emb is None else emb[i], index_emb, n + 1)]
         out[i] = [j for j in near if j != pred.ids[i]][:n]
     return out
 

@@ -58,15 +58,13 @@ def class_candidates(query_emb: np.ndarray, sims: np.ndarray, rows: np.ndarray, 
     global nearest neighbours but is of the right class: verifying more images of the few likely classes
     (not more neighbours overall) is where extra pairs find inliers. -> padded [Q, N + classes*per_class]."""
     from kit.inference.retrieval import knn_vote
+    from kit.localfeatures.matching import ClassRows
 
     if classes <= 0 or per_class <= 0 or not len(rows):
         return sims, rows
     nbr_labels = np.where(rows >= 0, labels[np.maximum(rows, 0)], -1)
     top, _ = knn_vote(sims, nbr_labels, classes, power=1.0, agg="max")
-    order = np.argsort(labels, kind="stable")
-    uniq, starts = np.unique(labels[order], return_index=True)
-    ends = np.append(starts[1:], len(order))
-    where = dict(zip(uniq.tolist(), zip(starts.tolist(), ends.tolist())))
+    by_class = ClassRows(labels)
     width = rows.shape[1] + classes * per_class
     out_s = np.full((len(rows), width), -1.0, np.float32)
     out_r = np.full((len(rows), width), -1, np.int64)
@@ -74,13 +72,10 @@ def class_candidates(query_emb: np.ndarray, sims: np.ndarray, rows: np.ndarray, 
     for q in range(len(rows)):
         have, n = set(rows[q][rows[q] >= 0].tolist()), rows.shape[1]
         for label in top[q][top[q] >= 0].tolist():
-            a, b = where[label]
-            members = order[a:b]
-            s = index_emb[members] @ query_emb[q]
-            for j in np.argsort(-s, kind="stable")[:per_class]:
-                if int(members[j]) not in have:
-                    have.add(int(members[j]))
-                    out_s[q, n], out_r[q, n] = s[j], members[j]
+            for m in by_class.nearest(label, query_emb[q], index_emb, per_class).tolist():
+                if m not in have:
+                    have.add(m)
+                    out_s[q, n], out_r[q, n] = index_emb[m] @ query_emb[q], m
                     n += 1
     return out_s, out_r
 

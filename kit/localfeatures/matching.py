@@ -83,17 +83,33 @@ def verify_pairs(pairs, features: dict, n_jobs: int = 1, **match_kw) -> np.ndarr
     return np.asarray(counts, np.int32).reshape(-1)
 
 
+class ClassRows:
+    """Rows of an index grouped by label once (a stable argsort, so a class's rows stay ascending):
+    looking a class up costs its size, not the index's. The one home of "the n images of class c most
+    similar to a query" (the local filters' candidates, the re-rank's class candidates)."""
+
+    def __init__(self, labels: np.ndarray):
+        labels = np.asarray(labels)
+        self.order = np.argsort(labels, kind="stable")
+        self.sorted = labels[self.order]
+
+    def rows(self, label) -> np.ndarray:
+        a, b = np.searchsorted(self.sorted, label, "left"), np.searchsorted(self.sorted, label, "right")
+        return self.order[a:b]
+
+    def nearest(self, label, query_emb: np.ndarray | None, index_emb: np.ndarray | None, n: int) -> np.ndarray:
+        """Rows of class `label`, the `n` most similar to `query_emb` (cosine), best first; without
+        embeddings the first `n` rows of the class."""
+        rows = self.rows(label)
+        if len(rows) == 0 or n <= 0:
+            return rows[:0]
+        if index_emb is None or query_emb is None:
+            return rows[:n]
+        return rows[np.argsort(-(index_emb[rows] @ query_emb), kind="stable")[:n]]
+
+
 def class_neighbours(query_emb: np.ndarray, label: int, index_labels: np.ndarray,
                      index_emb: np.ndarray | None, n: int) -> np.ndarray:
-    """Rows of the index with landmark `label`, the `n` most similar to `query_emb` (cosine), best first.
-
-    Without embeddings (or query), the first `n` rows of the class are returned.
-    """
-    rows = np.flatnonzero(index_labels == label)
-    if len(rows) == 0 or n <= 0:
-        return rows[:0]
-    if index_emb is None or query_emb is None:
-        return rows[:n]
-    sims = index_emb[rows] @ query_emb
-    order = np.argsort(-sims, kind="stable")[:n]
-    return rows[order]
+    """Rows of the index with landmark `label`, the `n` most similar to `query_emb` (cosine), best first
+    (one query; many queries: build one `ClassRows`). Without embeddings, the first `n` rows of the class."""
+    return ClassRows(index_labels).nearest(label, query_emb, index_emb, n)
