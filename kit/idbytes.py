@@ -49,7 +49,7 @@ def all_safe_bytes(cols: np.ndarray) -> bool:
 
 
 def fnv1a_bytes(cols: np.ndarray) -> np.ndarray:
-    """64-bit FNV-1a of each row of an [N, L] byte matrix, one vectorised pass per byte position, in
+    """64-bit FNV-1a of each row of an [N, L] byte (or code-point) matrix, one vectorised pass per position, in
     row blocks that stay in cache (~2x faster than whole-column passes on millions of ids)."""
     h = np.empty(len(cols), np.uint64)
     prime = np.uint64(0x100000001B3)
