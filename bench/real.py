@@ -58,7 +58,7 @@ class Settings:
     epochs: int = 8                 # the retrieval preset trains the head only (frozen backbone): cheap
     batch_size: int = 32
     config: str = "retrieval"      # kit preset of the fine-tuned model (falls back to overrides if absent)
-    min_images: int = 2
+    min_images: int = 1             # every labelled class is indexed (a class with one image still counts)
     knn_k: int = 10
     dba: int = 3                    # DBA neighbours of the "+DBA" row
     qe: int = 2                     # alpha-QE neighbours of the "+QE" row
@@ -104,14 +104,27 @@ def score(pred, truth, passed=None) -> dict:
     return {k: round(s[k], 6) for k in ("gap", "accuracy", "sensitivity", "specificity")}
 
 
-def val_scores(pred, truth) -> dict:
-    """GAP and top-1 accuracy on the validation images (all landmarks)."""
-    from kit.submission import predictions_to_frame
-    from kit.truth import summarize
+def halves(ids) -> np.ndarray:
+    """0/1 per id, a fixed split of the validation set for cross-fitted ensemble scores (ids are hashes here;
+    the parity of the id's rank keeps it balanced for any ids)."""
+    rank = np.argsort(np.argsort(np.asarray(ids).astype(str), kind="stable"), kind="stable")
+    return rank % 2
 
-    truth = truth[truth["id"].isin(set(pred.ids))]
-    s = summarize(predictions_to_frame(pred.reindex(truth["id"])), truth)
-    return {"gap": round(s["gap"], 6), "accuracy": round(s["accuracy"], 6)}
+
+def cross_fitted(fit: list, truth):
+    """Soft-ensemble top-1 of aligned predictions `fit` where each half of the ids (`halves`) gets the
+    weights fitted on the OTHER half: an out-of-sample validation score for a fitted ensemble."""
+    from kit.ensemble.rules import fit_soft_weights, soft_average
+    from kit.predictions import Predictions
+
+    half = halves(fit[0].ids)
+    parts = []
+    for h in (0, 1):
+        other = half != h
+        w = fit_soft_weights([p.subset(other) for p in fit], truth[truth["id"].isin(set(fit[0].ids[other]))])
+        parts.append(soft_average([p.subset(half == h) for p in fit], w, topk=1))
+    return Predictions(np.concatenate([p.ids for p in parts]), np.concatenate([p.labels for p in parts]),
+                       np.concatenate([p.scores for p in parts]))
 
 
 # ---------------------------------------------------------------------------------------- the run
@@ -142,6 +155,11 @@ class Bench:
                 shutil.rmtree(self.work / sub)
         self.data, self.data_info = prepare_data(args, self.work)
         self.has_distractors = (self.data / "distractors.csv").is_file()
+        self.distractor_ids = None
+        if self.has_distractors:
+            from kit.io import read_csv
+
+            self.distractor_ids = read_csv(self.data / "distractors.csv", dtype={"id": str})["id"].str.strip()
         sol = self.data / "test_solution.csv"
         self.test_truth = load_truth(sol) if sol.is_file() else None
         self.splits = ("val", "test") + (("distractors",) if self.has_distractors else ())
@@ -164,13 +182,25 @@ class Bench:
         """Retrieval index of `split`: the run's training images; test also the validation images."""
         return [self.pred(name, "train")] + ([self.pred(name, "val")] if split != "val" else [])
 
+    def val_set(self, files: dict):
+        """Validation predictions of a row: fold 0's images + the fitting distractors (non-landmarks), so
+        validation GAP, like test GAP, rewards pushing non-landmarks down, not only the right class."""
+        from kit.predictions import Predictions, load_predictions
+
+        parts = [load_predictions(files["val"])]
+        if self.has_distractors and "distractors" in files:
+            parts.append(load_predictions(files["distractors"]))
+        k = min(p.labels.shape[1] for p in parts)   # same model: same k
+        return Predictions(np.concatenate([p.ids for p in parts]), np.concatenate([p.labels[:, :k] for p in parts]),
+                           np.concatenate([p.scores[:, :k] for p in parts]))
+
     def add(self, key: str, files: dict, kind: str, seconds=None, passed=None, **extra) -> dict:
         """Score a row from its per-split prediction files (val -> val scores, test -> test scores)."""
         from kit.predictions import load_predictions
 
         row = {"kind": kind, **extra}
         if "val" in files:
-            row["val"] = val_scores(load_predictions(files["val"]), self.val_truth)
+            row["val"] = score(self.val_set(files), self.val_truth)
         if self.test_truth is not None and "test" in files:
             row["test"] = score(load_predictions(files["test"]), self.test_truth, passed)
         if seconds is not None:
@@ -191,6 +221,14 @@ def make_folds(b: Bench) -> None:
     kit("folds", "--train-csv", b.data / "train.csv", "--min-images", b.s.min_images, "--n-folds", 5,
         "--seed", b.args.seed, "--out", b.folds)
     b.val_solution = solution_from_folds(b.folds, 0, b.work / "val_solution.csv")
+    if b.has_distractors:   # the validation set: fold 0 + the fitting distractors (empty landmarks)
+        import pandas as pd
+
+        from kit.io import read_csv, write_csv
+
+        val = read_csv(b.val_solution, dtype=str, keep_default_na=False)
+        extra = pd.DataFrame({"id": b.distractor_ids, "landmarks": ""})
+        write_csv(pd.concat([val, extra], ignore_index=True), b.val_solution)
     b.val_truth = load_truth(b.val_solution)
 
 
@@ -237,20 +275,30 @@ def rerank(b: Bench, name: str, tag: str) -> tuple[dict, float, dict]:
 
 
 def ensemble(b: Bench, key: str, inputs: dict[str, dict]) -> dict:
-    """`kit ensemble soft` of the rows' files, simplex weights fitted on validation."""
-    from kit.ensemble.rules import run_ensemble
+    """`kit ensemble soft` of the rows' files, simplex weights fitted on the validation set (fold 0 + the
+    fitting distractors). Its validation score is cross-fitted (weights fitted on one half of that set,
+    scored on the other, both ways), so an ensemble does not win the validation pick by fitting it."""
+    from kit.ensemble.rules import fit_soft_weights, run_ensemble
 
     names = list(inputs)
+    fit = [b.val_set(inputs[n]) for n in names]
+    ids = fit[0].ids
+    fit = [p.reindex(ids) for p in fit]
+    weights = fit_soft_weights(fit, b.val_truth)
+    cross = cross_fitted(fit, b.val_truth)
     files = {}
     for split in b.splits:
         where = b.work / "ensembles" / key.replace("+", "_").replace(" ", "_") / split   # soft.npz per ensemble
         res = run_ensemble("soft", [inputs[n][split] for n in names], out=where / "soft.csv",
-                           ensembles_dir=where, fit_on=[inputs[n]["val"] for n in names],
-                           solution=b.val_solution, log=lambda *_: None)
+                           ensembles_dir=where, weights=weights, log=lambda *_: None)
         files[split] = res["npz"]
-        if split == "val":
-            weights = [round(float(w), 4) for w in np.ravel(res["weights"])]
-    b.add(f"ensemble:{key}", files, "ensemble", inputs=names, weights=weights)
+    row = b.add(f"ensemble:{key}", {sp: f for sp, f in files.items() if sp != "val"}, "ensemble", inputs=names,
+                weights=[round(float(w), 4) for w in np.ravel(weights)])
+    row["val"] = score(cross, b.val_truth)
+    row["val_note"] = "cross-fitted: weights fitted on one half of the validation set, scored on the other"
+    b.table[f"ensemble:{key}"] = row
+    write_json({"partial": True, "table": b.table}, b.work / "partial.json")
+    print(f"     cross-fitted val GAP {row['val']['gap']:.4f}")
     return files
 
 

@@ -107,3 +107,28 @@ def test_readme_table_is_regenerated_from_the_json(tmp_path):
     assert "| filter:sift on x |  |  | 0.3000 | 0.5000 | 0.6000 | 0.9000 |  |" in text
     readme.write_text("no markers\n")
     assert not real.update_readme(result, readme) and readme.read_text() == "no markers\n"
+
+
+def test_halves_split_any_ids_evenly():
+    ids = np.array([f"{i:03d}" for i in range(11)])[::-1]
+    h = real.halves(ids)
+    assert set(h) == {0, 1} and abs(int(h.sum()) - 5) <= 1
+    assert (h == real.halves(ids)).all()
+
+
+def test_cross_fitted_ensemble_scores_each_half_with_the_other_halfs_weights():
+    """Model A is right on half 0 only, model B on half 1 only: in-sample weights can follow whichever half
+    is larger, but each half scored with the OTHER half's weights gets the wrong model (no fitting credit)."""
+    from kit.predictions import Predictions
+
+    ids = np.array([f"{i:02d}" for i in range(20)])
+    half = real.halves(ids)
+    truth_labels = 10 + np.arange(20) % 3     # the wrong label 0 wins label ties, so equal weights never fit
+    a = np.where(half == 0, truth_labels, 0)
+    b = np.where(half == 1, truth_labels, 0)
+    preds = [Predictions(ids, lab[:, None], np.full((20, 1), 0.9)) for lab in (a, b)]
+    truth = pd.DataFrame({"id": ids, "landmarks": [[int(t)] for t in truth_labels]})
+    cross = real.cross_fitted(preds, truth).reindex(ids)
+    assert (cross.labels[:, 0] == 0).all()            # every row predicted by the model fitted elsewhere
+    same = [Predictions(ids, truth_labels[:, None], np.full((20, 1), 0.9))] * 2   # both right: cross-fit is right
+    assert (real.cross_fitted(same, truth).reindex(ids).labels[:, 0] == truth_labels).all()

@@ -163,3 +163,13 @@ def test_predict_embedding_neck_pooled_or_concat():
     assert torch.allclose(vec["concat"][:, 1280:] * 2 ** 0.5, vec["neck"], atol=1e-5)
     with pytest.raises(KitError, match="valid: neck, pooled, concat"):
         forward_views(model, x, tta_none, embedding="gem")
+
+
+def test_inference_precision_choice():
+    from kit.inference.engine import use_low_precision
+
+    assert use_low_precision("auto", "cuda", amp=True) and not use_low_precision("auto", "cuda", amp=False)
+    assert not use_low_precision("auto", "cpu")          # CPU bf16 is opt-in (it moves nearest neighbours)
+    assert use_low_precision("low", "cpu") and not use_low_precision("fp32", "cuda")
+    with pytest.raises(KitError, match=r"predict.precision: unknown 'half'"):
+        use_low_precision("half", "cpu")

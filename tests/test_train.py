@@ -120,6 +120,13 @@ def test_training_lowers_loss_and_writes_everything(tmp_path):
     assert np.array_equal(again.scores, oof.scores) and np.array_equal(again.embeddings, oof.embeddings)
     hflip = predict_loader(model, make_loaders(cfg, 0).val, label_map, 5, "cpu", tta="hflip", progress=False)
     assert not np.array_equal(hflip.scores, oof.scores)
+    # channels_last (kit predict's default on CPU too) is a memory layout: the same outputs to float rounding;
+    # bf16 autocast (predict.precision=low) moves them a little, never the shape or the norms
+    nhwc = predict_loader(model, make_loaders(cfg, 0).val, label_map, 5, "cpu", progress=False, channels_last=True)
+    assert np.array_equal(nhwc.labels, oof.labels) and np.allclose(nhwc.embeddings, oof.embeddings, atol=1e-5)
+    low = predict_loader(model, make_loaders(cfg, 0).val, label_map, 5, "cpu", progress=False, amp=True)
+    assert np.allclose(low.embeddings, oof.embeddings, atol=0.05) and not np.array_equal(low.embeddings, oof.embeddings)
+    assert np.allclose(np.linalg.norm(low.embeddings, axis=1), 1.0, atol=1e-5)
     assert len(get_tta("multiscale", scales=(0.5, 1.0))(torch.zeros(1, 3, 32, 32))) == 2
 
 

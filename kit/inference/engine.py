@@ -79,9 +79,24 @@ EMBEDDINGS: dict[str, Callable] = {"neck": lambda out: out["embeddings"], "poole
                                    "concat": _concat}
 
 
+PRECISIONS = ("auto", "fp32", "low")
+
+
+def use_low_precision(precision: str, device, amp: bool = True) -> bool:
+    """Whether inference autocasts (`forward_views` amp): "low" always, "fp32" never, "auto" on CUDA when
+    `amp` is on. CPU bf16 stays opt-in: 2.8x faster on an AMX CPU (lite1 384 px) but its embeddings move
+    enough (cosine to fp32 >= 0.99) to change 6% of test-to-test nearest neighbours on real photos."""
+    if precision not in PRECISIONS:
+        raise KitError(f"predict.precision: unknown '{precision}' (valid: {', '.join(PRECISIONS)})")
+    if precision != "auto":
+        return precision == "low"
+    return str(device).startswith("cuda") and amp
+
+
 def forward_views(model, images, tta: Callable, amp: bool = False, embedding: str = "neck"):
     """Averaged softmax probabilities [B,C] and L2-normalised embeddings [B,D] over the TTA views;
-    `embedding` names the vector in EMBEDDINGS (neck output, backbone GeM, or both)."""
+    `embedding` names the vector in EMBEDDINGS (neck output, backbone GeM, or both). `amp` autocasts
+    the network: fp16 on CUDA, bf16 on CPU (outputs are accumulated in fp32)."""
     import torch
     import torch.nn.functional as F
 
@@ -89,7 +104,8 @@ def forward_views(model, images, tta: Callable, amp: bool = False, embedding: st
         raise KitError(f"predict.embedding: unknown embedding '{embedding}' (valid: {', '.join(EMBEDDINGS)})")
     probs, embs = 0.0, 0.0
     views = tta(images)
-    with torch.autocast(device_type=images.device.type, dtype=torch.float16, enabled=amp):
+    low = torch.float16 if images.device.type == "cuda" else torch.bfloat16
+    with torch.autocast(device_type=images.device.type, dtype=low, enabled=amp):
         for v in views:
             out = model(v)
             probs = probs + F.softmax(out["logits"].float(), dim=1)
@@ -98,8 +114,10 @@ def forward_views(model, images, tta: Callable, amp: bool = False, embedding: st
 
 
 def predict_loader(model, loader, label_map, topk: int = 5, device="cpu", tta=None, amp: bool = False,
-                   progress: bool = True, desc: str = "predict", embedding: str = "neck") -> Predictions:
+                   progress: bool = True, desc: str = "predict", embedding: str = "neck",
+                   channels_last: bool = False) -> Predictions:
     """Run `model` over a loader of dict(image, id) batches -> Predictions (ids in loader order).
+    `amp`: autocast (`forward_views`); `channels_last`: NHWC model and batches (+40-60% on CPU here).
     Images the loader could not decode (batch["skipped"]) get an empty prediction (no landmark, zero
     embedding) after the others, with one warning giving their count."""
     import torch
@@ -108,14 +126,17 @@ def predict_loader(model, loader, label_map, topk: int = 5, device="cpu", tta=No
     device = torch.device(device)
     views = get_tta(tta)
     model.eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        model = model.to(memory_format=fmt)
     ids, labels, scores, embs, skipped = [], [], [], [], []
     with torch.inference_mode():
         for batch in progress_bar(loader, desc=desc, disable=not progress, leave=False):
             skipped += [str(i) for i in (batch or {}).get("skipped", [])]
             if batch is None or "image" not in batch:
                 continue
-            images = batch["image"].to(device, non_blocking=True)
-            probs, emb = forward_views(model, images, views, amp=amp and device.type == "cuda", embedding=embedding)
+            images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=fmt)
+            probs, emb = forward_views(model, images, views, amp=amp, embedding=embedding)
             lab, sc = topk_predictions(probs, topk, label_map)
             ids += [str(i) for i in batch["id"]]
             labels.append(lab)

@@ -86,7 +86,7 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
     from kit.data.augment import transforms_for
     from kit.models.checkpoint import load_model
     from kit.data.dataset import LandmarkDataset, make_loader
-    from kit.inference.engine import predict_loader
+    from kit.inference.engine import predict_loader, use_low_precision
     from kit.device import choose_device
 
     device = choose_device(cfg.device)
@@ -103,8 +103,9 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
                          seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels)
     loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, d.num_workers, device.type)
     pred = predict_loader(model, loader, label_map, cfg.predict.topk, device, tta=build_tta(cfg),
-                          amp=bool(cfg.optim.amp and device.type == "cuda"), progress=progress,
-                          desc=f"predict {split}", embedding=cfg.predict.embedding)
+                          amp=use_low_precision(cfg.predict.precision, device, cfg.optim.amp), progress=progress,
+                          desc=f"predict {split}", embedding=cfg.predict.embedding,
+                          channels_last=cfg.optim.channels_last)
     if pretrained:  # embeddings only: no class predictions
         pred = Predictions(pred.ids, np.full(pred.labels.shape, -1), np.zeros(pred.scores.shape), pred.embeddings)
     return pred
