@@ -262,10 +262,13 @@ def rerank(b: Bench, name: str, tag: str) -> tuple[dict, float, dict]:
     files, per, verified = {}, 0.0, {}
     for split in b.splits:
         out = b.work / "retrieval" / name / f"{tag}_{split}.npz"
+        # the reference set of the unverified rows' score: the queries' own collection (test: itself;
+        # validation: fold 0 + the fitting distractors, the validation set as a whole)
+        refs = [] if split == "test" else ["--references", *[b.pred(name, sp) for sp in b.splits if sp != "test"]]
         sec = kit("rerank", "--query", b.pred(name, split), "--index", *b.index(name, split), "--labels", b.folds,
                   "--data-dir", b.data, "--out", out, "--verifier", "sift", "--top-n", b.s.top_n,
                   "--min-inliers", b.s.min_inliers, "--image-size", b.s.sift_size,
-                  "--max-keypoints", b.s.sift_keypoints, "--cache-dir", b.cache, "--jobs", 2)
+                  "--max-keypoints", b.s.sift_keypoints, "--cache-dir", b.cache, "--jobs", 2, *refs)
         files[split] = out
         side = np.load(str(out)[:-4] + ".inliers.npz")
         verified[split] = side["top_inliers"] >= b.s.min_inliers

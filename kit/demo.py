@@ -148,7 +148,8 @@ def run_demo(out: str | Path = "demo", quick: bool = False, seed: int = 0) -> di
         rr[split] = out / "rerank" / f"{split}.npz"
         kit("rerank", "--query", emb / f"{split}_fold0.npz", "--index", *index[split], "--labels", folds / "top18k.csv",
             "--data-dir", data, "--out", rr[split], "--top-n", 5, "--image-size", s.size, "--cache-dir", out / "cache",
-            "--ratio", 0.8, "--transform", "affine", "--robust", "ransac")
+            "--ratio", 0.8, "--transform", "affine", "--robust", "ransac",
+            *([] if split == "test" else ["--references", emb / "val_fold0.npz", emb / "distractors_fold0.npz"]))
     fit_rr = concat_top1([load_any(rr["val"]), load_any(rr["distractors"])])
     fitted["rerank"] = gap_top1(fit_rr, true_top1(fit_rr, load_truth(fit_solution)))  # as the filters' fit GAP
     table["retrieval:rerank"] = {"val_gap": fitted["rerank"], "test_gap": score_gap(load_any(rr["test"]), test_truth)}

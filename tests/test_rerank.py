@@ -150,7 +150,59 @@ def test_kit_rerank_and_retrieve_commands(views, capsys):
                  "--cache-dir", str(root / "cache")]) == 0
     side2 = np.load(root / "rr2.inliers.npz")
     assert (side2["neighbours"] != "").sum(axis=1).tolist() == [4, 4]
+    assert side2["reference"].shape == (2,) and "reference" in side.files   # the reference term is on by default
+    assert main(["rerank", "--query", str(query), "--index", str(index), "--labels", str(data / "train.csv"),
+                 "--data-dir", str(data), "--out", str(root / "rr3.npz"), "--top-n", "3", "--image-size", "160",
+                 "--cache-dir", str(root / "cache"), "--reference-weight", "0", "--references", str(index)]) == 0
+    assert "reference" not in np.load(root / "rr3.inliers.npz").files
     assert main(["retrieve", "knn", "--index", str(index), str(index), "--labels", str(data / "train.csv"),
                  "--query", str(query), "--out", str(root / "knn.npz"), "--agg", "max", "--k", "2", "--dba", "2"]) == 0
     assert load_predictions(root / "knn.npz").labels[:, 0].tolist() == [1, 1]
     assert "over 4 vectors" in capsys.readouterr().out         # the index file given twice: ids kept once
+
+
+def test_reference_similarity_excludes_the_own_id_and_averages_k():
+    from kit.inference.search import reference_similarity
+
+    ref = R.l2n(np.array([[1, 0], [0.8, 0.6], [0, 1]], np.float32))
+    q = ref[:2]
+    sim = reference_similarity(q, ["a", "b"], ref, ["a", "b", "c"], k=1)
+    np.testing.assert_allclose(sim, [0.8, 0.8], atol=1e-6)          # a's best other is b, b's is a
+    sim2 = reference_similarity(q, ["x", "y"], ref, ["a", "b", "c"], k=2)   # other ids: nothing excluded
+    np.testing.assert_allclose(sim2, [(1 + 0.8) / 2, (1 + 0.8) / 2], atol=1e-6)
+    assert reference_similarity(q, ["a", "b"], ref[:0], [], k=3).tolist() == [0, 0]
+    assert reference_similarity(q[:1], ["a"], ref[:1], ["a"], k=3).tolist() == [0]   # only itself: none left
+
+
+def test_unverified_penalty_lowers_only_unverified_rows():
+    from kit.inference.rerank import unverified_penalty
+
+    scores = np.array([[1.5, 0.7], [0.8, 0.6], [0.0, 0.0]], np.float32)
+    labels = np.array([[3, 1], [2, 4], [-1, -1]])
+    out = unverified_penalty(scores, labels, np.array([25, 4, 0]), np.array([0.9, 0.5, 0.5]), 10, 1.0)
+    np.testing.assert_allclose(out[0], [1.5, 0.7])                    # verified: kept
+    np.testing.assert_allclose(out[1], [0.3, 0.1], atol=1e-6)         # unverified: minus weight x reference
+    np.testing.assert_allclose(out[2], [0.0, 0.0])                    # no prediction: untouched
+    np.testing.assert_allclose(unverified_penalty(scores, labels, np.array([25, 4, 0]), np.ones(3), 10, 0.0), scores)
+
+
+def test_spatial_rerank_reference_term(views):
+    """Only the unverified row moves, by weight x its similarity to the references (own id excluded)."""
+    root, data, index, query = views
+    idx = R.load_index([index])
+    knn = R.fit_retriever("knn", idx, data / "train.csv", k=4, agg="max")
+    q = load_predictions(query)
+    base = dict(verifier="sift", top_n=4, n_jobs=2, extractor_kw={"image_size": 160}, transform="homography")
+    off = spatial_rerank(q, knn, idx.ids, RerankConfig(**base, reference_weight=0), data, root / "cache", topk=2,
+                         progress=False)
+    assert off.reference is None
+    on = spatial_rerank(q, knn, idx.ids, RerankConfig(**base, reference_k=1), data, root / "cache", topk=2,
+                        progress=False)
+    cos = float(q.embeddings[0] @ q.embeddings[1])                   # each query's reference: the other query
+    np.testing.assert_allclose(on.reference, [cos, cos], atol=1e-5)
+    np.testing.assert_allclose(on.predictions.scores[0], off.predictions.scores[0])          # verified row kept
+    np.testing.assert_allclose(on.predictions.scores[1], off.predictions.scores[1] - cos, atol=1e-5)
+    refs = Predictions(["r"], -np.ones((1, 1)), np.zeros((1, 1)), R.l2n(np.array([[0, 0, 1]], np.float32)))
+    other = spatial_rerank(q, knn, idx.ids, RerankConfig(**base), data, root / "cache", topk=2, progress=False,
+                           references=refs)
+    np.testing.assert_allclose(other.reference, q.embeddings[:, 2], atol=1e-5)   # cosine to the one reference

@@ -4,8 +4,10 @@ Spatial re-ranking (kit.inference.rerank): each query's --top-n nearest index im
 with the same --agg/--qe/--dba switches as `kit retrieve knn`) are verified with local features + RANSAC
 (--verifier sift | delf); a class scores max(sim + weight * min(inliers, cap) / cap) over its verified
 neighbours, which is also the confidence, so verified landmarks rank above unverified photos.
-Also writes OUT.inliers.npz (ids, neighbours, inliers [Q, N], top_inliers = best inliers of the predicted
-class) for non-landmark scoring.
+Unverified rows then lose --reference-weight x their mean cosine to the --reference-k most similar
+--references images (default: the other queries; a test set is mostly non-landmarks), GLR 2020's
+out-of-domain scoring. Also writes OUT.inliers.npz (ids, neighbours, inliers [Q, N], top_inliers = best
+inliers of the predicted class, reference) for non-landmark scoring.
 """
 from __future__ import annotations
 
@@ -39,6 +41,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--delf", help="delf: attention head from `kit train-delf` (default: feature-norm scores)")
     p.add_argument("--cache-dir", default="auto", help="feature cache dir (default auto: $KIT_CACHE_DIR or ~/.cache/kit/localfeatures; none = no cache)")
     p.add_argument("--jobs", type=int, default=d.n_jobs, help=f"matching threads ({d.n_jobs})")
+    p.add_argument("--references", nargs="+",
+                   help="prediction .npz file(s) of photos like the queries' non-landmarks (default: the queries)")
+    p.add_argument("--reference-k", type=int, default=d.reference_k, help=f"references averaged ({d.reference_k})")
+    p.add_argument("--reference-weight", type=float, default=d.reference_weight,
+                   help=f"weight of the reference term on unverified rows (0 = off) ({d.reference_weight})")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--agg", default="max", choices=("sum", "max"), help="knn search switches as in `kit retrieve`")
     p.add_argument("--qe", type=int, default=0)
@@ -63,7 +70,8 @@ def run(args) -> int:
     cfg = RerankConfig(verifier=args.verifier, top_n=args.top_n, classes=args.classes, per_class=args.per_class,
                        weight=args.weight, cap=args.cap, min_inliers=args.min_inliers, ratio=args.ratio,
                        transform=args.transform, ransac_threshold=args.ransac_threshold, robust=args.robust,
-                       n_jobs=args.jobs, extractor_kw=ext)
+                       n_jobs=args.jobs, extractor_kw=ext, reference_k=args.reference_k,
+                       reference_weight=args.reference_weight)
     index = load_index(args.index)
     knn = fit_retriever("knn", index, args.labels, k=args.top_n, agg=args.agg, qe=args.qe, qe_alpha=args.qe_alpha,
                         dba=args.dba, dba_alpha=args.dba_alpha)
@@ -72,12 +80,18 @@ def run(args) -> int:
         raise KitError(f"{args.query}: no embeddings in this prediction file")
     if query.embeddings.shape[1] != index.embeddings.shape[1]:
         raise KitError(f"{args.query}: {query.embeddings.shape[1]}-d embeddings, the index has {index.embeddings.shape[1]}")
-    r = spatial_rerank(query, knn, index.ids, cfg, args.data_dir, args.cache_dir, topk=args.topk)
+    refs = load_index(args.references) if args.references else None
+    if refs is not None and refs.embeddings.shape[1] != query.embeddings.shape[1]:
+        raise KitError(f"{args.references[0]}: {refs.embeddings.shape[1]}-d embeddings, the queries have "
+                       f"{query.embeddings.shape[1]}")
+    r = spatial_rerank(query, knn, index.ids, cfg, args.data_dir, args.cache_dir, topk=args.topk, references=refs)
     save_predictions(r.predictions, args.out)
     side = str(args.out)[:-4] + ".inliers.npz" if str(args.out).endswith(".npz") else str(args.out) + ".inliers.npz"
     with atomic_path(side) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, ids=r.predictions.ids, neighbours=r.neighbours, inliers=r.inliers, top_inliers=r.top_inliers)
+            extra = {} if r.reference is None else {"reference": r.reference}
+            np.savez(f, ids=r.predictions.ids, neighbours=r.neighbours, inliers=r.inliers, top_inliers=r.top_inliers,
+                     **extra)
     write_json({**r.seconds, "config": vars(cfg), "images": len(query)}, side[:-4] + ".json")
     print(f"wrote {args.out} and {side} ({len(query)} images, {r.seconds['pairs']} pairs verified, "
           f"features {r.seconds['search_and_features']:.1f} s, matching {r.seconds['matching']:.1f} s)")

@@ -32,19 +32,14 @@ class DistractorFilter(Filter):
         return self._distractors
 
     def signal(self, pred):
-        from kit.inference.search import SearchIndex
+        from kit.inference.search import reference_similarity
 
         dist, k = self.distractor_set(), int(self.settings["k"])
         need_embeddings(pred, "prediction file")
         if pred.embeddings.shape[1] != dist.embeddings.shape[1]:
             raise KitError(f"filter distractor: embeddings have {pred.embeddings.shape[1]} dims, "
                            f"{self.settings['distractors']} has {dist.embeddings.shape[1]}")
-        sims, nn = SearchIndex(dist.embeddings).search(pred.embeddings, min(k + 1, len(dist)))
-        same = (nn >= 0) & (dist.ids[np.maximum(nn, 0)] == pred.ids[:, None])
-        sims = np.where(same | (nn < 0), np.nan, sims)
-        sims = np.where(np.cumsum(~np.isnan(sims), axis=1) <= k, sims, np.nan)  # the first k valid ones
-        n = np.sum(~np.isnan(sims), axis=1)
-        return (np.nansum(sims, axis=1) / np.maximum(n, 1)).astype(np.float32)
+        return reference_similarity(pred.embeddings, pred.ids, dist.embeddings, dist.ids, k)
 
     def apply(self, pred, signal, alpha=0.0, tau=float("inf"), **_):
         has = pred.labels >= 0

@@ -8,6 +8,10 @@ images, so it gets tens of inliers and rises above every unverified image (whose
 similarity, < 1), whatever the global similarity of other buildings of the same city: this is what
 separates the non-landmark photos that look like landmarks, which no similarity threshold does.
 
+Unverified rows are then scored against references from the same collection (`unverified_penalty`):
+minus their mean cosine to the 10 most similar other queries, so a photo like many others (a street,
+another building) ranks below a distinctive one.
+
 Verifiers (VERIFIERS, by name) are local-feature settings of kit.localfeatures: "sift" (RootSIFT at the
 photo's native size, weight-free) and "delf" (DELF on the packaged backbone or a trained attention head).
 Features are cached on disk per image id; matching runs in `n_jobs` threads (OpenCV releases the GIL).
@@ -31,8 +35,8 @@ VERIFIERS = {
 class RerankConfig:
     verifier: str = "sift"
     top_n: int = 10                  # neighbours verified per query
-    classes: int = 2                 # ... plus the `per_class` most similar images of each of the top
-    per_class: int = 10              # `classes` classes (0 = off): other views of a likely class get a chance
+    classes: int = 3                 # ... plus the `per_class` most similar images of each of the top
+    per_class: int = 5               # `classes` classes (0 = off): other views of a likely class get a chance
     weight: float = 1.0              # inlier term: weight * min(inliers, cap) / cap
     cap: float = 30.0
     min_inliers: int = 10            # fewer inliers count as none (chance matches of unrelated images)
@@ -42,6 +46,8 @@ class RerankConfig:
     robust: str = "magsac"           # kit.localfeatures.matching.ROBUST
     n_jobs: int = 2
     extractor_kw: dict = field(default_factory=dict)  # overrides of VERIFIERS[verifier]
+    reference_k: int = 10            # unverified rows: score - reference_weight * mean cosine of the
+    reference_weight: float = 1.0    # reference_k most similar reference images (0 = off; `unverified_penalty`)
 
     def extractor_settings(self) -> dict:
         if self.verifier not in VERIFIERS:
@@ -93,6 +99,18 @@ def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, 
     inliers = np.where(np.asarray(inliers) >= min_inliers, inliers, 0)
     v = np.asarray(sims, np.float64) + weight * np.minimum(inliers, cap) / cap
     return knn_vote(v, nbr_labels, topk, power=1.0, agg="max")
+
+
+def unverified_penalty(scores: np.ndarray, labels: np.ndarray, top_inliers: np.ndarray, reference: np.ndarray,
+                       min_inliers: int, weight: float) -> np.ndarray:
+    """Scores with `weight * reference` taken off every class of the rows whose predicted class is not
+    verified (top_inliers < min_inliers); verified rows are kept. `reference` = `reference_similarity` of
+    the query to photos of the same collection (by default the query set itself: a test set of mostly
+    non-landmarks). GLR 2020's winners scored against such out-of-domain samples; among unverified photos it
+    ranks distinctive ones (a landmark unlike the rest) above the typical ones (another street, another
+    building). Measured in bench/real.py (README "Real photos")."""
+    fail = (np.asarray(top_inliers) < min_inliers)[:, None] & (labels >= 0)
+    return np.where(fail, scores - weight * np.asarray(reference, np.float64)[:, None], scores).astype(np.float32)
 
 
 def parallel_features(extractor, ids: list, paths: list, cache_dir, n_jobs: int, progress: bool) -> dict:
@@ -149,12 +167,15 @@ class Reranked:
     neighbours: np.ndarray       # [Q, N] index ids
     top_inliers: np.ndarray      # [Q] max inliers among the neighbours of the predicted class
     seconds: dict
+    reference: np.ndarray | None = None   # [Q] reference_similarity (None: reference term off)
 
 
 def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankConfig, data_dir,
-                   cache_dir=None, topk: int = 5, progress: bool = True) -> Reranked:
+                   cache_dir=None, topk: int = 5, progress: bool = True,
+                   references: Predictions | None = None) -> Reranked:
     """Re-rank `query` (its embeddings) with `knn` (a fitted kit.inference.retrieval.KnnPredictor over
-    the images `index_ids`): verify the top-N neighbours, score classes with `class_scores`."""
+    the images `index_ids`): verify the top-N neighbours, score classes with `class_scores`, then lower
+    the unverified rows by their similarity to `references` (default: the queries; `unverified_penalty`)."""
     import time
 
     from kit.inference.search import l2n
@@ -195,7 +216,16 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
     t2 = time.perf_counter()
     labels, scores = class_scores(sims, inliers, nbr_labels, cfg.weight, cfg.cap, topk, cfg.min_inliers)
     top = np.where(nbr_labels == labels[:, :1], inliers, 0).max(axis=1) if len(labels) else np.zeros(0, np.int32)
+    reference = None
+    if cfg.reference_weight > 0 and cfg.reference_k > 0:
+        from kit.inference.search import reference_similarity
+
+        refs = query if references is None else references
+        if refs.embeddings is None:
+            raise KitError("rerank: the reference prediction file has no embeddings")
+        reference = reference_similarity(query.embeddings, query.ids, refs.embeddings, refs.ids, cfg.reference_k)
+        scores = unverified_penalty(scores, labels, top, reference, cfg.min_inliers, cfg.reference_weight)
     pred = Predictions(query.ids, labels, scores, query.embeddings)
     return Reranked(pred, inliers, nbr_ids, top.astype(np.int32),
                     {"search_and_features": t1 - t0, "matching": t2 - t1, "pairs": int(len(todo)),
-                     "pairs_matched": len(new)})
+                     "pairs_matched": len(new)}, reference)

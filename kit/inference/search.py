@@ -99,6 +99,21 @@ class SearchIndex:
         return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out]).astype(np.int64)
 
 
+def reference_similarity(query_emb: np.ndarray, query_ids, ref_emb: np.ndarray, ref_ids, k: int) -> np.ndarray:
+    """[Q] mean cosine of each query's k most similar reference images, its own id excluded (a set can be
+    its own reference without leaking); 0 where no reference is left. GLR 2020's non-landmark signal: how
+    much an image looks like photos of the reference set (non-landmarks, or a test set, mostly non-landmarks)."""
+    query_ids, ref_ids = np.asarray(query_ids).astype(str), np.asarray(ref_ids).astype(str)
+    if len(ref_ids) == 0 or len(query_ids) == 0 or k <= 0:
+        return np.zeros(len(query_ids), np.float32)
+    sims, nn = SearchIndex(ref_emb).search(query_emb, min(k + 1, len(ref_ids)))
+    same = (nn >= 0) & (ref_ids[np.maximum(nn, 0)] == query_ids[:, None])
+    sims = np.where(same | (nn < 0), np.nan, sims)
+    sims = np.where(np.cumsum(~np.isnan(sims), axis=1) <= k, sims, np.nan)  # the first k valid ones
+    n = np.sum(~np.isnan(sims), axis=1)
+    return (np.nansum(sims, axis=1) / np.maximum(n, 1)).astype(np.float32)
+
+
 def _torch_database(xb: np.ndarray, gpu: bool | None):
     """The normalised vectors as a torch tensor: on CUDA when available (unless gpu=False), else a
     zero-copy view of the numpy array."""
