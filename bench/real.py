@@ -138,9 +138,10 @@ def prepare_data(args, work: Path) -> tuple[Path, dict]:
 
     data = work / "data"
     print(f"== 1. GLDv2-layout view of {args.shared} -> {data} (symlinks, ids = sha1 hex; see id_map.csv) ==")
-    counts = build_layout(args.shared, data, link=not args.copy)
+    counts = build_layout(args.shared, data, link=not args.copy, landmarks=args.landmarks)
     print(f"  {counts}")
-    return data, {"source": os.path.relpath(args.shared, ROOT), **counts}
+    return data, {"source": os.path.relpath(args.shared, ROOT), **counts,
+                  **({"landmarks": args.landmarks} if args.landmarks else {})}
 
 
 class Bench:
@@ -465,6 +466,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="short run: 160 px, 1 epoch, 5 neighbours verified at 384 px (real.quick.json)")
     p.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help=f"the shared data folder (default {DEFAULT_SHARED})")
     p.add_argument("--data-dir", help="an existing GLDv2-layout folder instead of building one from --shared")
+    p.add_argument("--landmarks", help="only the classes whose name starts with this (e.g. ox_, pa_): a second, "
+                                       "smaller real set from the same folder, for a transfer check")
     p.add_argument("--work", default=str(DEFAULT_WORK), help="work folder: data view, runs, predictions (git-ignored default)")
     p.add_argument("--out", help="result JSON (default bench/results/real[.quick].json)")
     p.add_argument("--copy", action="store_true", help="copy the images into the data view instead of symlinking")

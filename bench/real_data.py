@@ -39,10 +39,19 @@ def split_distractors(labels: pd.DataFrame) -> np.ndarray:
     return fit.reindex(labels.index).to_numpy(bool)
 
 
-def plan_layout(shared: str | os.PathLike) -> pd.DataFrame:
-    """One row per image: id, original, role (train | test | distractors), landmark_id (-1 none), source path."""
+def plan_layout(shared: str | os.PathLike, landmarks: str | None = None) -> pd.DataFrame:
+    """One row per image: id, original, role (train | test | distractors), landmark_id (-1 none), source path.
+    `landmarks`: keep only the classes whose name (classes.csv) starts with it, e.g. "ox_" (a smaller second
+    real set for a transfer check); every non-landmark query and distractor stays."""
     shared = Path(shared)
     op = read_csv(shared / "oxford_paris" / "labels.csv", ("id", "landmark_id", "split"), dtype={"id": str})
+    if landmarks:
+        names = read_csv(shared / "oxford_paris" / "classes.csv", ("landmark_id", "name"))
+        kept = set(names.loc[names["name"].astype(str).str.startswith(landmarks), "landmark_id"].astype(int))
+        if not kept:
+            raise KitError(f"{shared}/oxford_paris/classes.csv: no class name starts with {landmarks!r}")
+        lid = pd.to_numeric(op["landmark_id"], errors="coerce")
+        op = op[lid.isna() | lid.isin(kept)].reset_index(drop=True)
     bad = ~op["split"].isin(["train", "query"])
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
@@ -81,10 +90,11 @@ def _place(src: Path, dst: Path, link: bool) -> None:
         shutil.copyfile(src, dst)
 
 
-def build_layout(shared: str | os.PathLike, out: str | os.PathLike, link: bool = True) -> dict:
+def build_layout(shared: str | os.PathLike, out: str | os.PathLike, link: bool = True,
+                 landmarks: str | None = None) -> dict:
     """Write the GLDv2-layout view described in the module doc; returns counts (also in out/layout.json)."""
     shared, out = Path(shared), Path(out)
-    plan = plan_layout(shared)
+    plan = plan_layout(shared, landmarks)
     missing = [s for s in plan["source"] if not Path(s).is_file()]
     if missing:
         raise KitError(f"{missing[0]}: image file not found ({len(missing)} missing under {shared})")

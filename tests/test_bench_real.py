@@ -132,3 +132,15 @@ def test_cross_fitted_ensemble_scores_each_half_with_the_other_halfs_weights():
     assert (cross.labels[:, 0] == 0).all()            # every row predicted by the model fitted elsewhere
     same = [Predictions(ids, truth_labels[:, None], np.full((20, 1), 0.9))] * 2   # both right: cross-fit is right
     assert (real.cross_fitted(same, truth).reindex(ids).labels[:, 0] == truth_labels).all()
+
+
+def test_layout_restricted_to_some_landmarks(shared, tmp_path):
+    """--landmarks PREFIX keeps the classes so named (classes.csv) and every non-landmark image."""
+    pd.DataFrame({"landmark_id": [0, 1, 2], "name": ["ox_a", "pa_b", "ox_c"]}).to_csv(
+        shared / "oxford_paris" / "classes.csv", index=False)
+    counts = real_data.build_layout(shared, tmp_path / "ox", landmarks="ox_")
+    assert counts["train_images"] == 3 and counts["train_classes"] == 2          # a_1, a_2, c_1
+    assert counts["test_landmark_images"] == 1 and counts["test_nonlandmark_queries"] == 2   # a_q; x_q, y_q
+    assert counts["test_distractors"] == 4 and counts["fit_distractors"] == 4
+    with pytest.raises(KitError, match=r"no class name starts with 'zz_'"):
+        real_data.build_layout(shared, tmp_path / "zz", landmarks="zz_")
