@@ -144,3 +144,26 @@ def test_layout_restricted_to_some_landmarks(shared, tmp_path):
     assert counts["test_distractors"] == 4 and counts["fit_distractors"] == 4
     with pytest.raises(KitError, match=r"no class name starts with 'zz_'"):
         real_data.build_layout(shared, tmp_path / "zz", landmarks="zz_")
+
+
+def test_pick_row_keeps_the_default_unless_another_row_clearly_leads():
+    from kit.predictions import Predictions
+
+    n = 40
+    ids = np.array([f"{i:03d}" for i in range(n)])
+    truth_labels = np.where(np.arange(n) < 20, np.arange(n) % 4, -1)       # 20 landmarks, 20 non-landmarks
+    truth = pd.DataFrame({"id": ids, "landmarks": [[int(t)] if t >= 0 else [] for t in truth_labels]})
+    rng = np.random.default_rng(1)
+
+    def row(wrong):
+        lab = np.where(truth_labels >= 0, truth_labels, 0)
+        lab[list(wrong)] = 9                                                # these landmarks predicted wrong
+        return Predictions(ids, lab[:, None], rng.random((n, 1)) * 0.1 + (truth_labels >= 0)[:, None])
+
+    # "close" has one error fewer, but on other images (11 of 20 landmarks disagree): a lead within noise
+    default, close, far = row(range(0, 6)), row(range(6, 11)), row([])
+    best, pick = real.pick_row({"default": default, "close": close}, truth, "default")
+    assert best == "default" and pick["argmax"] == "close" and 0 < pick["lead_over_default"] <= pick["paired_se"]
+    best, pick = real.pick_row({"default": default, "close": close, "far": far}, truth, "default")
+    assert best == "far" and pick["lead_over_default"] > pick["paired_se"]
+    assert real.pick_row({"default": far, "close": close}, truth, "default")[0] == "default"   # default is the argmax
