@@ -422,8 +422,9 @@ def run(args) -> dict:
     f, per_n, ver_n = rerank(b, recipe, "rerank_noref", ["--reference-weight", 0])   # ablation: pairs are cached
     b.add("recipe kNN +spatial re-rank, no reference term", f, "ablation",
           seconds=info_r["embed_seconds_per_image"] + per_n, passed=ver_n.get("test"),
-          note="measures the reference term; not a candidate of the pick: validation (fold 0 + Caltech, "
-               "27% landmarks) has the opposite make-up of a test set of mostly non-landmark photos")
+          note="measures the reference term; not a candidate of the pick: in validation (fold 0 + Caltech objects) "
+               "the landmark images resemble each other and the non-landmarks do not, the opposite of a test "
+               "set of mostly non-landmark photos")
 
     print(f"\n== 4. fine-tuned embeddings: kit train --config {b.config} ==")
     tuned = "tuned"
