@@ -221,7 +221,7 @@ class Bench:
         from kit.predictions import Predictions, load_predictions
 
         parts = [load_predictions(files["val"])]
-        if self.has_distractors and "distractors" in files:
+        if self.has_distractors:   # a row without them would be scored on landmarks only: flattered
             parts.append(load_predictions(files["distractors"]))
         k = min(p.labels.shape[1] for p in parts)   # same model: same k
         return Predictions(np.concatenate([p.ids for p in parts]), np.concatenate([p.labels[:, :k] for p in parts]),
@@ -431,7 +431,7 @@ def run(args) -> dict:
     train_s = kit("train", "--config", b.config, "--fold", 0, *b.common(tuned), *tuned_extra,
                   f"optim.epochs={s.epochs}", f"optim.max_steps_per_epoch={s.max_steps}")
     info_t = embed(b, tuned, [])
-    b.add("fine-tuned classifier", {sp: b.pred(tuned, sp) for sp in ("val", "test")}, "model",
+    b.add("fine-tuned classifier", {sp: b.pred(tuned, sp) for sp in b.splits}, "model",
           seconds=info_t["embed_seconds_per_image"], train_seconds=round(train_s, 1))
     knn1, per1 = retrieve(b, tuned, "knn")
     b.add("fine-tuned kNN", knn1, "retrieval", seconds=info_t["embed_seconds_per_image"] + per1)
