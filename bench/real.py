@@ -117,7 +117,7 @@ def cross_fitted(fit: list, truth):
     """Soft-ensemble top-1 of aligned predictions `fit` where each half of the ids (`halves`) gets the
     weights fitted on the OTHER half: an out-of-sample validation score for a fitted ensemble."""
     from kit.ensemble.rules import fit_soft_weights, soft_average
-    from kit.predictions import Predictions
+    from kit.predictions import concat
 
     half = halves(fit[0].ids)
     parts = []
@@ -125,8 +125,7 @@ def cross_fitted(fit: list, truth):
         other = half != h
         w = fit_soft_weights([p.subset(other) for p in fit], truth[truth["id"].isin(set(fit[0].ids[other]))])
         parts.append(soft_average([p.subset(half == h) for p in fit], w, topk=1))
-    return Predictions(np.concatenate([p.ids for p in parts]), np.concatenate([p.labels for p in parts]),
-                       np.concatenate([p.scores for p in parts]))
+    return concat(parts)
 
 
 DEFAULT_ROW = "recipe kNN +spatial re-rank"   # kit's default path, decided before any run
@@ -218,14 +217,12 @@ class Bench:
     def val_set(self, files: dict):
         """Validation predictions of a row: fold 0's images + the fitting distractors (non-landmarks), so
         validation GAP, like test GAP, rewards pushing non-landmarks down, not only the right class."""
-        from kit.predictions import Predictions, load_predictions
+        from kit.predictions import concat, load_predictions
 
         parts = [load_predictions(files["val"])]
         if self.has_distractors:   # a row without them would be scored on landmarks only: flattered
             parts.append(load_predictions(files["distractors"]))
-        k = min(p.labels.shape[1] for p in parts)   # same model: same k
-        return Predictions(np.concatenate([p.ids for p in parts]), np.concatenate([p.labels[:, :k] for p in parts]),
-                           np.concatenate([p.scores[:, :k] for p in parts]))
+        return concat(parts)
 
     def add(self, key: str, files: dict, kind: str, seconds=None, passed=None, **extra) -> dict:
         """Score a row from its per-split prediction files (val -> val scores, test -> test scores)."""

@@ -46,12 +46,9 @@ def solution_from_folds(folds_csv: Path, fold: int, out: Path) -> Path:
 
 def concat_top1(preds):
     """Top-1 of several prediction sets stacked (the fit set: validation + distractors)."""
-    import numpy as np
+    from kit.predictions import concat
 
-    from kit.predictions import Predictions
-
-    return Predictions(np.concatenate([p.ids for p in preds]), np.concatenate([p.labels[:, :1] for p in preds]),
-                       np.concatenate([p.scores[:, :1] for p in preds]))
+    return concat(preds, k=1)
 
 
 def write_submission_file(pred, path: Path, data: Path) -> Path:

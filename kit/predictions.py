@@ -66,6 +66,14 @@ class Predictions:
         return Predictions(ids, labels, scores, emb)
 
 
+def concat(preds: list[Predictions], k: int | None = None) -> Predictions:
+    """Rows of several prediction sets stacked (e.g. validation + distractors), their first `k` columns
+    (default: the narrowest set's), without embeddings."""
+    k = min(p.labels.shape[1] for p in preds) if k is None else k
+    return Predictions(np.concatenate([p.ids for p in preds]), np.concatenate([p.labels[:, :k] for p in preds]),
+                       np.concatenate([p.scores[:, :k] for p in preds]))
+
+
 def save_predictions(pred: Predictions, path: str | Path) -> Path:
     """Write atomically as .npz (see module docstring)."""
     path = Path(path)
