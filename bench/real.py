@@ -14,8 +14,9 @@ One run, every row measured on the same data, each step a `kit` command run in-p
     + `kit rerank` (RootSIFT + MAGSAC spatial verification of the top-N neighbours and of the best images of
     the top classes, class score and confidence from similarity and inliers).
  3b. kit's recipe (its default path, still no training): ImageNet tf_efficientnet_lite1 embeddings at 384 px
-    + kNN + `kit rerank` (unverified rows scored against the other queries of their set: the reference term;
-    also a row without it, from the same verified pairs).
+    + kNN + `kit rerank` (class evidence = inliers beyond the best other class's: the inlier margin; unverified
+    rows scored against the other queries of their set: the reference term; also rows without each, from the
+    same verified pairs).
  4. fine-tuned: `kit train --config retrieval` (sub-center ArcFace + GeM + FC-BN embedding; kit's preset) on
     fold 0; its classifier row, its kNN row (index = the run's training images; test also adds the
     validation images), + re-rank.
@@ -422,6 +423,10 @@ def run(args) -> dict:
           note="measures the reference term; not a candidate of the pick: in validation (fold 0 + Caltech objects) "
                "the landmark images resemble each other and the non-landmarks do not, the opposite of a test "
                "set of mostly non-landmark photos")
+    f, per_m, ver_m = rerank(b, recipe, "rerank_nomargin", ["--margin", 0])   # ablation: raw inlier counts
+    b.add("recipe kNN +spatial re-rank, no inlier margin", f, "ablation",
+          seconds=info_r["embed_seconds_per_image"] + per_m, passed=ver_m.get("test"),
+          note="measures the inlier margin (inliers beyond the best other class's); kit's default path has it")
 
     print(f"\n== 4. fine-tuned embeddings: kit train --config {b.config} ==")
     tuned = "tuned"

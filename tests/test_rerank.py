@@ -58,7 +58,8 @@ def test_class_scores_inliers_reorder_and_confidence():
     sims = np.array([[0.8, 0.7, 0.6], [0.9, 0.5, 0.4]], np.float32)
     inl = np.array([[2, 40, 0], [0, 0, 3]])
     nl = np.array([[1, 2, 1], [1, 2, -1]])
-    labels, scores = class_scores(sims, inl, nl, weight=1.0, cap=20, topk=2, min_inliers=2)
+    labels, scores, raw = class_scores(sims, inl, nl, weight=1.0, cap=20, topk=2, min_inliers=2)
+    np.testing.assert_array_equal(raw, [[40, 2], [0, 0]])   # row 1's 3 inliers: no candidate
     # row 0: class 2 = 0.7 + 1 (capped) = 1.7; class 1 = max(0.8 + 0.1, 0.6) = 0.9
     np.testing.assert_array_equal(labels[0], [2, 1])
     np.testing.assert_allclose(scores[0], [1.7, 0.9], atol=1e-6)
@@ -66,8 +67,29 @@ def test_class_scores_inliers_reorder_and_confidence():
     np.testing.assert_array_equal(labels[1], [1, 2])
     np.testing.assert_allclose(scores[1], [0.9, 0.5], atol=1e-6)
     # below min_inliers the 2 inliers of row 0 count as none
-    _, scores = class_scores(sims, inl, nl, weight=1.0, cap=20, topk=2, min_inliers=3)
+    _, scores, _ = class_scores(sims, inl, nl, weight=1.0, cap=20, topk=2, min_inliers=3)
     np.testing.assert_allclose(scores[0], [1.7, 0.8], atol=1e-6)
+
+
+def test_competing_inliers_and_margin():
+    from kit.inference.rerank import competing_inliers
+
+    nl = np.array([[1, 2, 1, 3, -1]])
+    inl = np.array([[12, 9, 4, 7, 50]])                    # the -1 slot is no candidate: its 50 never counts
+    np.testing.assert_array_equal(competing_inliers(inl, nl), [[9, 12, 9, 12, 0]])
+    sims = np.array([[0.5, 0.6, 0.4, 0.3, 0.9]])
+    # raw counts: class 1 (12 inliers) verified, 0.5 + 12/30; margin 1: only 12 - 9 = 3 inliers of evidence
+    labels, scores, raw = class_scores(sims, inl, nl, 1.0, 30, 3, min_inliers=10)
+    assert labels[0].tolist() == [1, 2, 3] and raw[0].tolist() == [12, 9, 7]
+    np.testing.assert_allclose(scores[0], [0.5 + 12 / 30, 0.6, 0.3], atol=1e-6)   # 2 and 3: unverified, best sim
+    labels, scores, _ = class_scores(sims, inl, nl, 1.0, 30, 3, min_inliers=10, margin=1.0)
+    np.testing.assert_allclose(scores[0, 0], 0.5 + 3 / 30, atol=1e-6)
+    # weak inliers (below min_inliers) choose the class of an unverified row, its score stays the best sim
+    sims2 = np.array([[0.6, 0.55, 0.1]])
+    inl2, nl2 = np.array([[2, 8, 0]]), np.array([[4, 5, -1]])
+    labels, scores, raw = class_scores(sims2, inl2, nl2, 1.0, 30, 2, min_inliers=10, margin=1.0)
+    assert labels[0].tolist() == [5, 4] and raw[0].tolist() == [8, 2]          # 0.55 + 6/30 beats 0.6 + 0
+    np.testing.assert_allclose(scores[0], [0.55, 0.6], atol=1e-6)
 
 
 def test_class_candidates_add_the_best_images_of_the_top_classes():

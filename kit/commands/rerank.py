@@ -31,7 +31,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--per-class", type=int, default=d.per_class, help=f"images per class (0 = off) ({d.per_class})")
     p.add_argument("--weight", type=float, default=d.weight, help=f"inlier term weight ({d.weight})")
     p.add_argument("--cap", type=float, default=d.cap, help=f"inliers at which the term saturates ({d.cap})")
-    p.add_argument("--min-inliers", type=int, default=d.min_inliers, help=f"fewer inliers count as 0 ({d.min_inliers})")
+    p.add_argument("--min-inliers", type=int, default=d.min_inliers,
+                   help=f"fewer inliers: the class is not verified ({d.min_inliers})")
+    p.add_argument("--margin", type=float, default=d.margin,
+                   help=f"inlier evidence = inliers - MARGIN x the best other class's inliers (0 = raw) ({d.margin})")
     p.add_argument("--ratio", type=float, default=d.ratio, help=f"Lowe's ratio test ({d.ratio})")
     p.add_argument("--transform", choices=TRANSFORMS, default=d.transform, help=f"({d.transform})")
     p.add_argument("--robust", choices=ROBUST, default=d.robust, help=f"robust estimator ({d.robust})")
@@ -68,7 +71,8 @@ def run(args) -> int:
     ext = {k: v for k, v in (("image_size", args.image_size), ("max_keypoints", args.max_keypoints),
                              ("delf", args.delf)) if v is not None}
     cfg = RerankConfig(verifier=args.verifier, top_n=args.top_n, classes=args.classes, per_class=args.per_class,
-                       weight=args.weight, cap=args.cap, min_inliers=args.min_inliers, ratio=args.ratio,
+                       weight=args.weight, cap=args.cap, min_inliers=args.min_inliers, margin=args.margin,
+                       ratio=args.ratio,
                        transform=args.transform, ransac_threshold=args.ransac_threshold, robust=args.robust,
                        n_jobs=args.jobs, extractor_kw=ext, reference_k=args.reference_k,
                        reference_weight=args.reference_weight)

@@ -127,6 +127,11 @@ def _class_counts(landmark_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.unique(landmark_ids, return_counts=True)
 
 
+def class_count(landmark_ids) -> int:
+    """Number of distinct landmark ids (= Series.nunique(), by bincount for GLDv2's small ints)."""
+    return len(_class_counts(np.asarray(landmark_ids))[0])
+
+
 def select_classes(landmark_ids: np.ndarray, top: int | None = None, min_images: int | None = None) -> np.ndarray:
     """Kept landmark ids (ascending): the `top` most frequent (ties: landmark_id ascending) or all with >= min_images."""
     if (top is None) == (min_images is None):
@@ -292,8 +297,9 @@ def write_folds(folds: pd.DataFrame, path) -> None:
 def fold_summary(folds: pd.DataFrame, n_train_rows: int) -> str:
     """Human summary: classes, images, images per class, rows per fold."""
     per_class = np.bincount(folds["label"].to_numpy())
-    per_fold = folds["fold"].value_counts().sort_index()
-    fold_txt = ", ".join(f"{int(k)}: {int(v)}" for k, v in per_fold.items())
+    fold = folds["fold"].to_numpy(np.int64)
+    per_fold = np.bincount(fold - fold.min()) if len(fold) else np.zeros(0, np.int64)   # holdout has fold -1
+    fold_txt = ", ".join(f"{k + fold.min()}: {v}" for k, v in enumerate(per_fold.tolist()) if v)
     return "\n".join([
         f"classes kept: {len(per_class)}  images: {len(folds)} of {n_train_rows}",
         f"images per class: min {per_class.min()}  median {int(np.median(per_class))}  max {per_class.max()}",

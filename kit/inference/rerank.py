@@ -2,11 +2,15 @@
 RANSAC, then rank classes (and form the confidence) from similarity AND inlier counts.
 
 GLR 2019-2020 winners' recipe (e.g. 2020 1st place, "sim + w * min(inliers, cap) / cap"): neighbour j of
-query q scores v_j = sim_j + weight * min(inliers_j, cap) / cap (0 below min_inliers); a class scores the max v_j over its
-neighbours among the N verified ones. A landmark photo shares a rigid 3-D scene with its class's training
-images, so it gets tens of inliers and rises above every unverified image (whose score stays its cosine
-similarity, < 1), whatever the global similarity of other buildings of the same city: this is what
-separates the non-landmark photos that look like landmarks, which no similarity threshold does.
+query q scores v_j = sim_j + weight * min(e_j, cap) / cap; a class scores the max v_j over its neighbours
+among the N verified ones. e_j = inliers_j - margin * (the most inliers of q's candidates of OTHER classes):
+the evidence beyond what q's chance matches give (a textured photo gets 7-9 inliers with everything; a
+landmark gets many with its own class only), Lowe's ratio test at the level of classes. A class whose
+best raw inliers reach min_inliers is verified; an unverified class scores its best cosine similarity
+(< 1), so weak inliers only choose between classes. A landmark photo shares a rigid 3-D scene with its
+class's training images, so it rises above every unverified image whatever the global similarity of other
+buildings of the same city: this is what separates the non-landmark photos that look like landmarks,
+which no similarity threshold does.
 
 Unverified rows are then scored against references from the same collection (`unverified_penalty`):
 minus their mean cosine to the 10 most similar other queries, so a photo like many others (a street,
@@ -39,7 +43,8 @@ class RerankConfig:
     per_class: int = 5               # `classes` classes (0 = off): other views of a likely class get a chance
     weight: float = 1.0              # inlier term: weight * min(inliers, cap) / cap
     cap: float = 30.0
-    min_inliers: int = 10            # fewer inliers count as none (chance matches of unrelated images)
+    min_inliers: int = 10            # fewer inliers: not verified (chance matches of unrelated images)
+    margin: float = 1.0              # evidence = inliers - margin * best other class's inliers (0 = raw counts)
     ratio: float = 0.9               # Lowe's ratio test (mutual nearest neighbours as well)
     transform: str = "homography"    # kit.localfeatures.matching.TRANSFORMS
     ransac_threshold: float = 8.0    # pixels in the verifier's working frame
@@ -86,19 +91,40 @@ def class_candidates(query_emb: np.ndarray, sims: np.ndarray, rows: np.ndarray, 
     return out_s, out_r
 
 
-def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, weight: float, cap: float,
-                 topk: int, min_inliers: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Per query, classes ranked by max over their neighbours of sim + weight * min(inliers, cap) / cap
-    (inliers below `min_inliers` count as 0).
+def competing_inliers(inliers: np.ndarray, nbr_labels: np.ndarray) -> np.ndarray:
+    """[Q, N] per candidate: the most inliers among the same query's candidates of another class (0 if none):
+    how many inliers this query gets by chance (-1 labels are no candidate)."""
+    inliers = np.where(nbr_labels >= 0, np.asarray(inliers), 0)
+    out = np.zeros(inliers.shape, inliers.dtype)
+    for j in range(inliers.shape[1]):
+        other = (nbr_labels != nbr_labels[:, j:j + 1]) & (nbr_labels >= 0)
+        out[:, j] = np.where(other, inliers, 0).max(axis=1, initial=0)
+    return np.where(nbr_labels >= 0, out, 0)
 
-    sims, inliers, nbr_labels: [Q, N] (label -1 = no neighbour). -> (labels [Q, topk], scores [Q, topk])."""
+
+def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, weight: float, cap: float,
+                 topk: int, min_inliers: int = 0, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query, classes ranked by max over their neighbours of sim + weight * min(e, cap) / cap with
+    e = max(inliers - margin * `competing_inliers`, 0); a listed class whose best raw inliers are below
+    `min_inliers` (unverified) scores its best similarity instead.
+
+    sims, inliers, nbr_labels: [Q, N] (label -1 = no neighbour).
+    -> (labels [Q, topk], scores [Q, topk], raw inliers [Q, topk]: each listed class's most)."""
     from kit.inference.retrieval import knn_vote
 
     if cap <= 0:
         raise KitError(f"rerank: cap={cap} (must be > 0)")
-    inliers = np.where(np.asarray(inliers) >= min_inliers, inliers, 0)
-    v = np.asarray(sims, np.float64) + weight * np.minimum(inliers, cap) / cap
-    return knn_vote(v, nbr_labels, topk, power=1.0, agg="max")
+    sims = np.asarray(sims, np.float64)
+    nbr_labels = np.asarray(nbr_labels)
+    inliers = np.where(nbr_labels >= 0, np.asarray(inliers), 0)
+    e = inliers - margin * competing_inliers(inliers, nbr_labels) if margin else inliers
+    labels, scores = knn_vote(sims + weight * np.minimum(np.maximum(e, 0), cap) / cap, nbr_labels, topk,
+                              power=1.0, agg="max")
+    hit = (nbr_labels[:, None, :] == labels[:, :, None]) & (labels[:, :, None] >= 0)   # [Q, topk, N]
+    raw = np.where(hit, inliers[:, None, :], 0).max(axis=2, initial=0)
+    best_sim = np.where(hit, sims[:, None, :], -np.inf).max(axis=2, initial=-np.inf)
+    scores = np.where((raw < min_inliers) & (labels >= 0), best_sim, scores).astype(np.float32)
+    return labels, scores, raw.astype(np.int32)
 
 
 def unverified_penalty(scores: np.ndarray, labels: np.ndarray, top_inliers: np.ndarray, reference: np.ndarray,
@@ -214,8 +240,9 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
     if len(todo):
         inliers[todo[:, 0], todo[:, 1]] = [known[k] for k in keys]
     t2 = time.perf_counter()
-    labels, scores = class_scores(sims, inliers, nbr_labels, cfg.weight, cfg.cap, topk, cfg.min_inliers)
-    top = np.where(nbr_labels == labels[:, :1], inliers, 0).max(axis=1) if len(labels) else np.zeros(0, np.int32)
+    labels, scores, raw = class_scores(sims, inliers, nbr_labels, cfg.weight, cfg.cap, topk, cfg.min_inliers,
+                                       cfg.margin)
+    top = raw[:, 0] if raw.shape[1] else np.zeros(len(labels), np.int32)
     reference = None
     if cfg.reference_weight > 0 and cfg.reference_k > 0:
         from kit.inference.search import reference_similarity
