@@ -20,12 +20,12 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import time
 
-    from kit.data.folds import class_count, make_folds, read_clean, read_train, restrict_to_clean, fold_summary, write_folds
+    from kit.data.folds import make_folds, read_clean, read_train, restrict_to_clean, fold_summary, write_folds
 
     t0 = time.perf_counter()
     train = read_train(args.train_csv)
     n_rows = len(train)
-    print(f"read {args.train_csv}: {n_rows} rows, {class_count(train['landmark_id'])} classes")
+    print(f"read {args.train_csv}: {n_rows} rows, {train['landmark_id'].nunique()} classes")
     if args.clean_csv:
         train = restrict_to_clean(train, read_clean(args.clean_csv), args.clean_csv)
         print(f"clean subset {args.clean_csv}: {len(train)} rows kept")
