@@ -44,13 +44,6 @@ def solution_from_folds(folds_csv: Path, fold: int, out: Path) -> Path:
     return write_csv(pd.DataFrame({"id": df["id"], "landmarks": df["landmark_id"].astype(str)}), out)
 
 
-def concat_top1(preds):
-    """Top-1 of several prediction sets stacked (the fit set: validation + distractors)."""
-    from kit.predictions import concat
-
-    return concat(preds, k=1)
-
-
 def write_submission_file(pred, path: Path, data: Path) -> Path:
     """Submission CSV with one row per sample id (ids without a prediction stay empty)."""
     from kit.submission import read_sample_ids, write_submission
@@ -60,6 +53,7 @@ def write_submission_file(pred, path: Path, data: Path) -> Path:
 
 def run_demo(out: str | Path = "demo", quick: bool = False, seed: int = 0) -> dict:
     from kit.ensemble.rules import load_any, run_ensemble
+    from kit.predictions import concat
     from kit.runner import run_kit as kit
     from kit.truth import gap_top1, load_truth, score_gap, true_top1
 
@@ -147,7 +141,7 @@ def run_demo(out: str | Path = "demo", quick: bool = False, seed: int = 0) -> di
             "--data-dir", data, "--out", rr[split], "--top-n", 5, "--image-size", s.size, "--cache-dir", out / "cache",
             "--ratio", 0.8, "--transform", "affine", "--robust", "ransac",
             *([] if split == "test" else ["--references", emb / "val_fold0.npz", emb / "distractors_fold0.npz"]))
-    fit_rr = concat_top1([load_any(rr["val"]), load_any(rr["distractors"])])
+    fit_rr = concat([load_any(rr["val"]), load_any(rr["distractors"])], k=1)   # the fit set, top-1
     fitted["rerank"] = gap_top1(fit_rr, true_top1(fit_rr, load_truth(fit_solution)))  # as the filters' fit GAP
     table["retrieval:rerank"] = {"val_gap": fitted["rerank"], "test_gap": score_gap(load_any(rr["test"]), test_truth)}
     write_submission_file(load_any(rr["test"]), out / "submission_rerank.csv", data)

@@ -92,6 +92,18 @@ def test_competing_inliers_and_margin():
     np.testing.assert_allclose(scores[0], [0.55, 0.6], atol=1e-6)
 
 
+def test_competing_inliers_equals_a_per_candidate_scan():
+    from kit.inference.rerank import competing_inliers
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):   # ties, single-class rows, empty slots, empty shapes
+        q, n = rng.integers(0, 6), rng.integers(0, 8)
+        nl, inl = rng.integers(-1, 4, (q, n)), rng.integers(0, 15, (q, n))
+        want = [[max([inl[i, m] for m in range(n) if nl[i, m] >= 0 and nl[i, m] != nl[i, j]], default=0)
+                 if nl[i, j] >= 0 else 0 for j in range(n)] for i in range(q)]
+        np.testing.assert_array_equal(competing_inliers(inl, nl), np.array(want, dtype=np.int64).reshape(q, n))
+
+
 def test_class_candidates_add_the_best_images_of_the_top_classes():
     emb = R.l2n(np.array([[1, 0, 0], [0.8, 0.6, 0], [0.5, 0, 0.9], [0.9, 0.4, 0], [0, 1, 0], [0, 0, 1]], np.float32))
     labels = np.array([0, 0, 0, 1, 1, 2])

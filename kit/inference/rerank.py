@@ -93,13 +93,15 @@ def class_candidates(query_emb: np.ndarray, sims: np.ndarray, rows: np.ndarray, 
 
 def competing_inliers(inliers: np.ndarray, nbr_labels: np.ndarray) -> np.ndarray:
     """[Q, N] per candidate: the most inliers among the same query's candidates of another class (0 if none):
-    how many inliers this query gets by chance (-1 labels are no candidate)."""
+    how many inliers this query gets by chance (-1 labels are no candidate). From each query's two classes
+    with the most inliers (`knn_vote`, agg max): a candidate of the first gets the second's, any other the first's."""
+    from kit.inference.retrieval import knn_vote
+
+    nbr_labels = np.asarray(nbr_labels)
     inliers = np.where(nbr_labels >= 0, np.asarray(inliers), 0)
-    out = np.zeros(inliers.shape, inliers.dtype)
-    for j in range(inliers.shape[1]):
-        other = (nbr_labels != nbr_labels[:, j:j + 1]) & (nbr_labels >= 0)
-        out[:, j] = np.where(other, inliers, 0).max(axis=1, initial=0)
-    return np.where(nbr_labels >= 0, out, 0)
+    top, most = knn_vote(inliers, nbr_labels, 2, power=1.0, agg="max")
+    out = np.where(nbr_labels == top[:, :1], most[:, 1:2], most[:, :1])
+    return np.where(nbr_labels >= 0, out, 0).astype(inliers.dtype)
 
 
 def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, weight: float, cap: float,
