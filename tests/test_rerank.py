@@ -90,6 +90,8 @@ def test_competing_inliers_and_margin():
     labels, scores, raw = class_scores(sims2, inl2, nl2, 1.0, 30, 2, min_inliers=10, margin=1.0)
     assert labels[0].tolist() == [5, 4] and raw[0].tolist() == [8, 2]          # 0.55 + 6/30 beats 0.6 + 0
     np.testing.assert_allclose(scores[0], [0.55, 0.6], atol=1e-6)
+    with pytest.raises(KitError, match="margin=-1"):
+        class_scores(sims2, inl2, nl2, 1.0, 30, 2, min_inliers=10, margin=-1.0)
 
 
 def test_competing_inliers_equals_a_per_candidate_scan():

@@ -116,6 +116,8 @@ def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, 
 
     if cap <= 0:
         raise KitError(f"rerank: cap={cap} (must be > 0)")
+    if margin < 0:
+        raise KitError(f"rerank: margin={margin} (must be >= 0)")
     sims = np.asarray(sims, np.float64)
     nbr_labels = np.asarray(nbr_labels)
     inliers = np.where(nbr_labels >= 0, np.asarray(inliers), 0)
@@ -215,6 +217,8 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
         raise KitError("rerank: the query prediction file has no embeddings")
     if cfg.top_n < 1:
         raise KitError(f"rerank: top_n={cfg.top_n} (must be >= 1)")
+    if cfg.margin < 0:   # before any feature is extracted
+        raise KitError(f"rerank: margin={cfg.margin} (must be >= 0)")
     index_ids = np.asarray(index_ids).astype(str)
     t0 = time.perf_counter()
     sims, rows = knn.search(query.embeddings, cfg.top_n)
