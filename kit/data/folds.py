@@ -51,12 +51,11 @@ def _check_landmark_ids(path, col: pd.Series, none_ok: bool = False) -> np.ndarr
 
 def read_train(path, none_ok: bool = False) -> pd.DataFrame:
     """train.csv (or any id,landmark_id CSV) -> DataFrame[id (str), landmark_id (int64)]; other columns
-    are not read. Ids are stripped; blank, unsafe or duplicate ids and bad landmark ids are KitErrors
+    are dropped. Ids are stripped; blank, unsafe or duplicate ids and bad landmark ids are KitErrors
     naming the row (none_ok: landmark_id -1 = non-landmark allowed, for truth files)."""
     read_csv(path, required=("id", "landmark_id"), nrows=0)
-    try:  # pyarrow's parser, only the two columns: ~3x pandas' C parser forced to str ids, same frame
-        df = _arrow_read(path)
-    except (ImportError, ValueError):  # no pyarrow, or a malformed file: the C parser, for its exact errors
+    df = _default_read(path)
+    if df is None:  # ids the default types would mangle (all digits, "NA"), blanks, non-integer landmark ids
         df = read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str}, keep_default_na=False)
     if df.empty:
         raise KitError(f"{path}: no data rows (only a header)")
@@ -65,18 +64,39 @@ def read_train(path, none_ok: bool = False) -> pd.DataFrame:
     return df
 
 
-def _arrow_read(path) -> pd.DataFrame:
-    """id (str) and landmark_id of a CSV with pyarrow.csv: = pd.read_csv(usecols, dtype={"id": str},
-    engine="pyarrow", keep_default_na=False) without pandas converting the unused columns (GLDv2's urls)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+def _default_read(path) -> pd.DataFrame | None:
+    """id and landmark_id by pandas' C parser with its default types, every column read: the cost of a bare
+    pd.read_csv (pandas 3 keeps string ids as Arrow strings; usecols, dtype={"id": str} or pyarrow's threaded
+    reader measured 1.3-4x slower on GLDv2's 4.1M rows here). None unless that gave string ids with no
+    missing value and integer landmark ids: then the caller re-reads with the exact, slower parser."""
+    import warnings
 
-    opts = pacsv.ConvertOptions(include_columns=["id", "landmark_id"], column_types={"id": pa.string()},
-                                null_values=[""], strings_can_be_null=False)
-    # threaded: 0.23 s vs 0.71 s on one thread for GLDv2's 4.1M rows on 2 quiet cores (bench/scale.py; on
-    # cores busy with other jobs the threaded reader is erratic, 0.6-1.8 s, measured in session 3)
-    table = pacsv.read_csv(str(path), pacsv.ReadOptions(use_threads=True), convert_options=opts)
-    return table.combine_chunks().to_pandas()  # one chunk: the id bytes are then viewed in place, not copied per use
+    try:
+        with warnings.catch_warnings():   # mixed-type chunks (DtypeWarning): caught by the checks below
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            df = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError):  # malformed: the exact parser reports it
+        return None
+    ids, lid = df["id"], df["landmark_id"]
+    if not (pd.api.types.is_string_dtype(ids.dtype) and pd.api.types.is_integer_dtype(lid.dtype)) or ids.isna().any():
+        return None
+    if ids.dtype == object and not all(isinstance(x, str) for x in ids):  # pandas < 3: object column
+        return None
+    return pd.DataFrame({"id": _one_chunk(ids), "landmark_id": lid})
+
+
+def _one_chunk(ids: pd.Series) -> pd.Series:
+    """Arrow-backed ids in one chunk (pandas' parallel reader leaves ~100): the id checks and the fold hash
+    then view the bytes in place instead of each copying them (kit.idbytes.arrow_id_bytes)."""
+    try:
+        import pyarrow as pa
+
+        arr = ids.array.__arrow_array__()
+        if not isinstance(arr, pa.ChunkedArray) or arr.num_chunks <= 1:
+            return ids
+        return pd.Series(type(ids.array)(pa.chunked_array([arr.combine_chunks()]), dtype=ids.dtype), name=ids.name)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return ids
 
 
 def read_clean(path) -> pd.DataFrame:
@@ -271,8 +291,9 @@ def make_folds(train: pd.DataFrame, top: int | None = None, min_images: int | No
 
 
 def write_folds(folds: pd.DataFrame, path) -> None:
-    """Write the folds CSV atomically; pyarrow's writer is ~7x faster than to_csv on millions of rows
-    (pandas' to_csv, same bytes, without pyarrow)."""
+    """Write the folds CSV atomically: pyarrow's writer (~7x pandas' to_csv on millions of rows) on slices of
+    the table in 2 threads (Arrow releases the GIL: 0.47 -> 0.30 s for 4.1M rows on 2 cores), written in
+    order; pandas' to_csv, same bytes, without pyarrow."""
     try:
         import pyarrow as pa
         import pyarrow.csv as pacsv
@@ -280,14 +301,27 @@ def write_folds(folds: pd.DataFrame, path) -> None:
         with atomic_path(path) as tmp:
             folds[["id", "landmark_id", "label", "fold"]].to_csv(tmp, index=False)
         return
+    from concurrent.futures import ThreadPoolExecutor
 
     table = pa.Table.from_pandas(folds[["id", "landmark_id", "label", "fold"]], preserve_index=False)
+    options = pacsv.WriteOptions(include_header=False, quoting_style="none")
+
+    def text(part):
+        out = pa.BufferOutputStream()
+        pacsv.write_csv(part, out, options)
+        return out.getvalue()
+
+    n, k = len(table), 4 if len(table) >= 100_000 else 1
+    parts = [table.slice(i * n // k, (i + 1) * n // k - i * n // k) for i in range(k)]
+    try:
+        with ThreadPoolExecutor(min(2, k)) as pool:
+            chunks = list(pool.map(text, parts))
+    except pa.ArrowInvalid as e:
+        raise KitError(f"{path}: cannot write folds (an id needs CSV quoting?): {e}") from None
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(b"id,landmark_id,label,fold\n")
-        try:
-            pacsv.write_csv(table, f, pacsv.WriteOptions(include_header=False, quoting_style="none"))
-        except pa.ArrowInvalid as e:
-            raise KitError(f"{path}: cannot write folds (an id needs CSV quoting?): {e}") from None
+        for chunk in chunks:
+            f.write(chunk)
 
 
 def fold_summary(folds: pd.DataFrame, n_train_rows: int) -> str:
