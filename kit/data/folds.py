@@ -80,8 +80,8 @@ def _default_read(path) -> pd.DataFrame | None:
     ids, lid = df["id"], df["landmark_id"]
     if not (pd.api.types.is_string_dtype(ids.dtype) and pd.api.types.is_integer_dtype(lid.dtype)) or ids.isna().any():
         return None
-    if ids.dtype == object and not all(isinstance(x, str) for x in ids):  # pandas < 3: object column
-        return None
+    if ids.dtype == object and pd.api.types.infer_dtype(ids, skipna=False) != "string":  # pandas < 3: object
+        return None                                                                    # column, checked in C
     return pd.DataFrame({"id": _one_chunk(ids), "landmark_id": lid})
 
 
