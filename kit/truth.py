@@ -24,7 +24,7 @@ def load_truth(path: str | Path) -> pd.DataFrame:
     head = read_csv(path, nrows=0)
     if "landmarks" in head.columns:
         return read_solution(path)
-    from kit.data.folds import read_train
+    from kit.data.train_csv import read_train
 
     df = read_train(path, none_ok=True)  # ids stripped and checked, landmark ids integers >= -1
     df = df.assign(landmarks=[[int(x)] if x >= 0 else [] for x in df["landmark_id"]])[["id", "landmarks"]]

@@ -128,3 +128,74 @@ def test_clean_csv_label_mismatch_and_holdout_cli(tmp_path, capsys):
     assert main(args + ["--holdout"]) == 0
     df = pd.read_csv(out)
     assert pd.crosstab(df["landmark_id"], df["fold"]).to_numpy().tolist() == [[2, 3, 45], [2, 3, 45]]
+
+
+def cycle_positions_ref(labels, seed, cycle, ids, landmark_ids):
+    """The module docstring's rule, per class: rank by (id hash, row), plus the class's seeded offset."""
+    from kit.data.folds import _seeded_hash
+
+    h = _seeded_hash(ids, seed)
+    off = (_seeded_hash(np.asarray(landmark_ids), seed + 1) % np.uint64(1 << 31)).astype(np.int64)
+    out = np.empty(len(labels), np.int64)
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        rows = rows[np.lexsort((rows, h[rows]))]
+        out[rows] = (np.arange(len(rows)) + off[rows]) % cycle  # off: per row (a class may hold several ids)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fold_positions_equal_the_per_class_rule(seed):
+    from kit.data.folds import assign_folds, assign_holdout, holdout_pattern
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 4000))
+    labels = np.unique(rng.integers(0, int(rng.integers(1, 80)), n), return_inverse=True)[1]
+    ids = np.array([f"{x:016x}" for x in rng.integers(0, 2**62, n)], dtype=object)
+    lid = labels * 7 + 3 if seed % 2 else rng.integers(0, 5, n)  # odd seeds: several landmark ids in a class
+    n_folds = int(rng.integers(2, 9))
+    got = assign_folds(labels, n_folds, seed, ids=ids, landmark_ids=lid)
+    np.testing.assert_array_equal(got, cycle_positions_ref(labels, seed, n_folds, ids, lid))
+    assert got.dtype == np.int8
+    np.testing.assert_array_equal(assign_holdout(labels, seed, ids=ids, landmark_ids=lid),
+                                  holdout_pattern()[cycle_positions_ref(labels, seed, 50, ids, lid)])
+
+
+@pytest.mark.parametrize("case", ["plain", "padded ids", "padded ids, clean csv", "bad id", "duplicate id",
+                                  "padded ids, no class kept unless stripped"])
+def test_folds_from_csv_equals_make_folds_of_read_train(tmp_path, case):
+    """kit folds checks ids in a second thread while it folds: same frame, same first error as read_train."""
+    from kit.data.folds import folds_from_csv, make_folds
+    from kit.data.train_csv import read_clean, read_train, restrict_to_clean
+    from kit.errors import KitError
+
+    ids = [f"{i:016x}" for i in range(40)]
+    if "padded" in case:
+        ids = [f" {i} " if k % 3 == 0 else i for k, i in enumerate(ids)]
+    if case == "bad id":
+        ids[7] = "../etc"
+    if case == "duplicate id":
+        ids[9] = ids[2]
+    path = train_csv(tmp_path / "train.csv", [3] * 20 + [8] * 12 + [1] * 8, ids)
+    clean = None
+    if "clean" in case or "no class" in case:
+        clean = tmp_path / "clean.csv"
+        listed = " ".join(i.strip() for i in ids[:20])
+        clean.write_text(f"landmark_id,images\n3,{listed}\n")
+    kw = dict(min_images=15) if "no class" in case else dict(top=2)  # raw ids keep 13 of class 3: < 15
+
+    def reference():
+        t = read_train(path)
+        t = restrict_to_clean(t, read_clean(clean), clean) if clean else t
+        return make_folds(t, n_folds=3, **kw)
+
+    try:
+        want = reference()
+    except KitError as e:
+        with pytest.raises(KitError) as got:
+            folds_from_csv(path, clean, n_folds=3, **kw)
+        assert str(got.value) == str(e)
+        return
+    got, n_rows = folds_from_csv(path, clean, n_folds=3, **kw)
+    pd.testing.assert_frame_equal(got, want)
+    assert n_rows == 40

@@ -242,7 +242,7 @@ def test_soft_plan_top1_path_equals_the_full_ranking(seed):
 def read_train_ref(path):
     import pandas as pd
 
-    from kit.data.folds import _check_landmark_ids
+    from kit.data.train_csv import _check_landmark_ids
 
     df = pd.read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str})
     df["id"] = df["id"].str.strip().astype(object)  # issue 14: ids are stripped
@@ -271,7 +271,7 @@ def restrict_ref(train, clean, path="clean csv"):
 def test_read_train_fast_parser_gives_the_c_parser_frame(tmp_path, body):
     import pandas as pd
 
-    from kit.data.folds import read_train
+    from kit.data.train_csv import read_train
 
     path = tmp_path / "train.csv"
     path.write_text("id,url,landmark_id\n" + body)
@@ -281,7 +281,7 @@ def test_read_train_fast_parser_gives_the_c_parser_frame(tmp_path, body):
 
 
 def test_read_train_keeps_ids_the_default_na_parsing_would_drop(tmp_path):
-    from kit.data.folds import read_train
+    from kit.data.train_csv import read_train
 
     path = tmp_path / "train.csv"
     path.write_text("id,url,landmark_id\nNA,u,1\nnull,u,2\nnan,,3\nab,u,4\n")  # url blank: not read
@@ -294,7 +294,7 @@ def test_read_train_large_file_with_digit_ids_first_equals_the_exact_parser(tmp_
     must come back as written, the same frame as the exact str parser."""
     import pandas as pd
 
-    from kit.data.folds import read_train
+    from kit.data.train_csv import read_train
 
     n = 200_000
     ids = [f"{i:016d}" for i in range(n // 2)] + [f"{i:015x}z" for i in range(n // 2, n)]
@@ -310,7 +310,7 @@ def test_read_train_large_file_with_digit_ids_first_equals_the_exact_parser(tmp_
 def test_restrict_to_clean_equals_the_merge(seed):
     import pandas as pd
 
-    from kit.data.folds import restrict_to_clean
+    from kit.data.train_csv import restrict_to_clean
     from kit.errors import KitError
 
     rng = np.random.default_rng(seed)
@@ -329,6 +329,27 @@ def test_restrict_to_clean_equals_the_merge(seed):
     with pytest.raises(KitError) as b:
         restrict_ref(train, wrong)
     assert str(a.value) == str(b.value)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_read_clean_arrow_split_equals_python_split(tmp_path, seed):
+    """Arrow's whitespace split of the images column = str.split() + explode, also around blanks, tabs,
+    empty cells, and the bytes where the two disagree (non-ASCII, \\x1c-\\x1f: the Python split is used)."""
+    import pandas as pd
+
+    from kit.data.train_csv import read_clean
+
+    rng = np.random.default_rng(seed)
+    pieces = ["abc", "0f3", "x.y", "a_b", " ", "  ", "\t", ""] + {1: ["\x1c"], 3: ["\u00e9"]}.get(seed, [])
+    rows = [(int(rng.integers(0, 9)), "".join(rng.choice(pieces, int(rng.integers(0, 8))))) for _ in range(300)]
+    path = tmp_path / "clean.csv"
+    pd.DataFrame(rows, columns=["landmark_id", "images"]).to_csv(path, index=False)
+    raw = pd.read_csv(path, dtype={"images": str}, keep_default_na=False)
+    ref = raw.assign(id=raw["images"].str.split()).explode("id").dropna(subset=["id"])
+    got = read_clean(path)
+    assert got.columns.tolist() == ["id", "landmark_id"]
+    assert got["id"].astype(object).tolist() == ref["id"].tolist()
+    assert got["landmark_id"].tolist() == ref["landmark_id"].tolist()
 
 
 @pytest.mark.parametrize("n_classes", [1, 2, 7, 1000, 2**20, 2**50])  # 2**50: too wide to pack rows

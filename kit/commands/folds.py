@@ -20,17 +20,13 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import time
 
-    from kit.data.folds import make_folds, read_clean, read_train, restrict_to_clean, fold_summary, write_folds
+    from kit.data.folds import fold_summary, folds_from_csv, write_folds
 
     t0 = time.perf_counter()
-    train = read_train(args.train_csv)
-    n_rows = len(train)
-    print(f"read {args.train_csv}: {n_rows} rows, {train['landmark_id'].nunique()} classes")
-    if args.clean_csv:
-        train = restrict_to_clean(train, read_clean(args.clean_csv), args.clean_csv)
-        print(f"clean subset {args.clean_csv}: {len(train)} rows kept")
-    folds = make_folds(train, args.top, args.min_images, args.n_folds, args.holdout, args.seed)
+    folds, n_rows = folds_from_csv(args.train_csv, args.clean_csv, args.top, args.min_images, args.n_folds,
+                                   args.holdout, args.seed)
     write_folds(folds, args.out)
+    print(f"read {args.train_csv}: {n_rows} rows" + (f"; kept the images {args.clean_csv} lists" if args.clean_csv else ""))
     print(fold_summary(folds, n_rows))
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -129,7 +129,7 @@ class TrainIndex:
     def load(train_pred: str | None, train_labels: str | None, data_dir: str = ".") -> "TrainIndex":
         """Embeddings from a train prediction file; true labels from a CSV with id,landmark_id
         (a folds CSV or train.csv; default DATA/train.csv). Without train_pred: every labelled image."""
-        from kit.data.folds import read_train
+        from kit.data.train_csv import read_train
         from kit.predictions import load_predictions
 
         import pandas as pd

@@ -165,7 +165,7 @@ RETRIEVERS = {"knn": KnnPredictor, "centroids": CentroidPredictor}
 
 def index_labels(ids, labels_csv) -> np.ndarray:
     """Landmark id of each index image from a CSV with id,landmark_id (folds CSV, train.csv)."""
-    from kit.data.folds import read_train
+    from kit.data.train_csv import read_train
 
     df = read_train(labels_csv)  # ids stripped; blank/duplicate ids, bad landmark ids: one-line errors
     lab = df.set_index("id")["landmark_id"].reindex(np.asarray(ids).astype(str))
