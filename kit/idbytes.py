@@ -73,10 +73,9 @@ def fnv1a_bytes(cols: np.ndarray) -> np.ndarray:
     if half < 4 * block:
         rows(0, len(cols))
         return h
-    from concurrent.futures import ThreadPoolExecutor
+    from joblib import Parallel, delayed
 
-    with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda ab: rows(*ab), [(0, half), (half, len(cols))]))
+    Parallel(n_jobs=2, prefer="threads")(delayed(rows)(a, b) for a, b in ((0, half), (half, len(cols))))
     return h
 
 

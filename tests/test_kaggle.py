@@ -639,7 +639,7 @@ def test_write_folds_without_pyarrow(tmp_path, monkeypatch):
 
 
 def test_write_folds_in_slices_writes_the_bytes_of_to_csv(tmp_path):
-    """>= 100k rows: 4 slices written in 2 threads, concatenated in order = pandas' to_csv."""
+    """>= 100k rows: 8 slices formatted in 2 threads, written in order = pandas' to_csv."""
     import pandas as pd
 
     from kit.data.folds import write_folds

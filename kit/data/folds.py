@@ -228,7 +228,7 @@ def write_folds(folds: pd.DataFrame, path) -> None:
         with atomic_path(path) as tmp:
             folds[["id", "landmark_id", "label", "fold"]].to_csv(tmp, index=False)
         return
-    from concurrent.futures import ThreadPoolExecutor
+    from joblib import Parallel, delayed
 
     table = pa.Table.from_pandas(folds[["id", "landmark_id", "label", "fold"]], preserve_index=False)
     options = pacsv.WriteOptions(include_header=False, quoting_style="none")
@@ -240,10 +240,11 @@ def write_folds(folds: pd.DataFrame, path) -> None:
 
     n, k = len(table), 8 if len(table) >= 100_000 else 1
     parts = [table.slice(i * n // k, (i + 1) * n // k - i * n // k) for i in range(k)]
-    with atomic_path(path) as tmp, open(tmp, "wb") as f, ThreadPoolExecutor(min(2, k)) as pool:
+    texts = Parallel(n_jobs=min(2, k), prefer="threads", return_as="generator")(delayed(text)(p) for p in parts)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(b"id,landmark_id,label,fold\n")
         try:
-            for chunk in pool.map(text, parts):  # in order; later slices are formatted meanwhile
+            for chunk in texts:  # in order; later slices are formatted meanwhile
                 f.write(chunk)
         except pa.ArrowInvalid as e:
             raise KitError(f"{path}: cannot write folds (an id needs CSV quoting?): {e}") from None
