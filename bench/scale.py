@@ -453,6 +453,16 @@ def run_child(args: list[str], timeout: float) -> dict:
     return {"status": "ok", **json.loads(lines[-1][7:])}
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median seconds (the upper median of an even count), with every run's seconds beside it;
+    a failed run is reported as the result."""
+    bad = [r for r in runs if r["status"] != "ok"]
+    if bad or len(runs) == 1:
+        return bad[0] if bad else runs[0]
+    ranked = sorted(runs, key=lambda r: r["seconds"])
+    return {**ranked[len(ranked) // 2], "runs_s": [round(r["seconds"], 3) for r in runs]}
+
+
 def plot(results: dict, path: Path) -> None:
     import matplotlib
 
@@ -513,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--exact-queries", type=int, default=1000, help="queries of the exact kNN (recall reference)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per step")
     ap.add_argument("--out", help="results JSON (default bench/results/scale[.quick].json)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of the steps, each in a fresh process; the median "
+                    "run is kept with all runs' seconds (this VM's timings vary up to 1.7x run to run)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--generate", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--frac", type=float, help=argparse.SUPPRESS)
@@ -542,21 +554,26 @@ def main(argv: list[str] | None = None) -> int:
             print(gen["status"])
             return 1
         results.setdefault(key, {})
-        for name in steps:
-            r = run_child(["--worker", name, "--frac", str(frac), "--data-dir", str(root),
-                           "--exact-queries", str(args.exact_queries)], args.timeout)
-            results[key][name] = r
-            shown = (f"{r['seconds']:.2f} s  peak {r['rss_peak_mb'] / 1024:.2f} GB" if r["status"] == "ok"
-                     else r["status"])
-            print(f"  {name:<20} {shown}", flush=True)
+        runs = {name: [] for name in steps}
+        for _ in range(args.repeat):  # rounds interleave the steps: a slow spell of the machine hits them all
+            for name in steps:
+                r = run_child(["--worker", name, "--frac", str(frac), "--data-dir", str(root),
+                               "--exact-queries", str(args.exact_queries)], args.timeout)
+                runs[name].append(r)
+                shown = (f"{r['seconds']:.2f} s  peak {r['rss_peak_mb'] / 1024:.2f} GB" if r["status"] == "ok"
+                         else r["status"])
+                print(f"  {name:<20} {shown}", flush=True)
+        for name, rs in runs.items():
+            results[key][name] = median_run(rs)
     derived = derive(results)
     env = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
     from kit.io import write_json
 
     command = "python bench/scale.py" + (" --quick" if args.quick else "") + \
-        (f" --sizes {args.sizes}" if args.sizes else "") + (f" --only {args.only}" if args.only else "")
+        (f" --sizes {args.sizes}" if args.sizes else "") + (f" --only {args.only}" if args.only else "") + \
+        (f" --repeat {args.repeat}" if args.repeat > 1 else "")
     merged = prev.get("commands", [prev["command"]] if "command" in prev else []) if args.only or args.sizes else []
-    commands = merged + [command]  # a partial rerun (--only/--sizes) merges into the previous results
+    commands = [c for c in merged if c != command] + [command]  # a partial rerun (--only/--sizes) merges
     write_json({"command": commands[0], "commands": commands, "quick": args.quick, "env": env, "gldv2": GLDV2, "exact_queries": args.exact_queries,
                 "targets": {"seconds": TARGET_S, "peak_gb": TARGET_GB, "folds_vs_read_csv": 3.0,
                             "knn_search_s": 900, "knn_recall_at_1": 0.99},

@@ -352,12 +352,13 @@ def test_read_clean_arrow_split_equals_python_split(tmp_path, seed):
     assert got["landmark_id"].tolist() == ref["landmark_id"].tolist()
 
 
-@pytest.mark.parametrize("n_classes", [1, 2, 7, 1000, 2**20, 2**50])  # 2**50: too wide to pack rows
-def test_class_hash_sort_equals_lexsort(n_classes):
+@pytest.mark.parametrize("n_classes,n", [(1, 5000), (2, 5000), (7, 5000), (1000, 5000), (2**20, 5000),
+                                         (2**50, 5000), (300, 140_001), (2**50, 140_001)])  # 2**50: no room for rows
+def test_class_hash_sort_equals_lexsort(n_classes, n):
+    """140k rows: the key building and tie detection run in 3 blocks of 64k."""
     from kit.data.folds import _lexsort_class_hash
 
     rng = np.random.default_rng(n_classes)
-    n = 5000
     labels = rng.integers(0, n_classes, n)
     h = rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, n, dtype=np.uint64)
     h[:300] = h[300:600]  # duplicate ids (equal hashes), some in the same class
@@ -398,6 +399,28 @@ def test_class_counts_equal_np_unique(ids):
     for g, r in zip(got, ref):
         np.testing.assert_array_equal(g, r)
         assert g.dtype == r.dtype
+
+
+def test_blockwise_splitmix_and_chunked_fnv_equal_whole_column_formulas():
+    """The in-place splitmix (blocks of 64k) = the textbook whole-column expression; FNV over a list of chunk
+    matrices (Arrow chunks viewed in place, split between 2 threads) = FNV over the one concatenated matrix."""
+    from kit.data.folds import _splitmix_inplace
+    from kit.idbytes import fnv1a_bytes
+
+    rng = np.random.default_rng(3)
+    h = rng.integers(0, 2**64, 200_003, dtype=np.uint64)
+    key = np.uint64(0x9E3779B97F4A7C15)
+    ref = h ^ key
+    ref = (ref ^ (ref >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    ref = (ref ^ (ref >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    ref = ref ^ (ref >> np.uint64(31))
+    _splitmix_inplace(h, key)
+    np.testing.assert_array_equal(h, ref)
+    cols = rng.integers(48, 58, (600_001, 16), dtype=np.uint8)
+    cuts = [0, 1, 70_000, 70_001, 333_333, 600_001]
+    whole = fnv1a_bytes(cols)
+    np.testing.assert_array_equal(fnv1a_bytes([cols[a:b] for a, b in zip(cuts[:-1], cuts[1:])]), whole)
+    assert len(np.unique(whole)) == len(np.unique(cols.view("S16")))
 
 
 def test_seeded_hash_of_arrow_ids_equals_the_string_path():

@@ -71,21 +71,7 @@ def _default_read(path) -> pd.DataFrame | None:
         return None
     if ids.dtype == object and pd.api.types.infer_dtype(ids, skipna=False) != "string":  # pandas < 3: object
         return None                                                                    # column, checked in C
-    return pd.DataFrame({"id": _one_chunk(ids), "landmark_id": lid})
-
-
-def _one_chunk(ids: pd.Series) -> pd.Series:
-    """Arrow-backed ids in one chunk (pandas' parallel reader leaves ~100): the id checks and the fold hash
-    then view the bytes in place instead of each copying them (kit.idbytes.arrow_id_bytes)."""
-    try:
-        import pyarrow as pa
-
-        arr = ids.array.__arrow_array__()
-        if not isinstance(arr, pa.ChunkedArray) or arr.num_chunks <= 1:
-            return ids
-        return pd.Series(type(ids.array)(pa.chunked_array([arr.combine_chunks()]), dtype=ids.dtype), name=ids.name)
-    except (ImportError, AttributeError, TypeError, ValueError):
-        return ids
+    return pd.DataFrame({"id": ids, "landmark_id": lid})
 
 
 def read_clean(path) -> pd.DataFrame:
@@ -143,6 +129,21 @@ def restrict_to_clean(train: pd.DataFrame, clean: pd.DataFrame, path="clean csv"
     return kept.reset_index(drop=True)
 
 
+def _one_chunk(ids: pd.Series) -> pd.Series:
+    """Arrow-backed ids in one chunk (pandas' parallel reader leaves ~100): one copy, after which a hash lookup and
+    a row filter over them are ~1.3x / ~3x faster. The plain fold path skips it (kit.idbytes views each chunk)."""
+    try:
+        import pyarrow as pa
+
+        arr = ids.array.__arrow_array__()
+        if not isinstance(arr, pa.ChunkedArray) or arr.num_chunks <= 1:
+            return ids
+        return pd.Series(type(ids.array)(pa.chunked_array([arr.combine_chunks()]), dtype=ids.dtype), name=ids.name,
+                         index=ids.index)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return ids
+
+
 def _arrow_or_object(ids: pd.Series):
     """The id column as one pyarrow string array when it is arrow-backed (no Python strings built), else
     an object array (kit.metrics.index_in takes both)."""
@@ -150,7 +151,8 @@ def _arrow_or_object(ids: pd.Series):
         import pyarrow as pa
 
         arr = ids.array.__arrow_array__()
-        arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+        if isinstance(arr, pa.ChunkedArray):  # combine_chunks copies even a single chunk
+            arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
         if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
             return arr.cast(pa.string())
         return ids.to_numpy(dtype=object)
