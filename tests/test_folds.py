@@ -82,6 +82,18 @@ def test_make_folds_labels_and_columns():
     assert out["label"].tolist() == [1, 0, 1, 0, 1, 0]              # ascending landmark_id -> 0, 1
 
 
+def test_make_folds_shares_no_writable_memory_with_its_input():
+    """Every class kept: the result reuses the input's columns (copy=False, copy-on-write); editing either frame
+    in place must neither fail nor show in the other."""
+    train = pd.DataFrame({"id": list("abcd"), "landmark_id": np.array([3, 5, 3, 5], np.int64)})
+    out = make_folds(train, min_images=1, n_folds=2)
+    out.loc[0, "landmark_id"] = 99
+    out.loc[1, "label"] = 7
+    train.loc[2, "landmark_id"] = 42
+    assert train["landmark_id"].tolist() == [3, 5, 42, 5] and out["landmark_id"].tolist() == [99, 5, 3, 5]
+    assert out["label"].tolist() == [0, 7, 0, 1]
+
+
 def test_kit_folds_cli_and_clean_csv(tmp_path, capsys):
     lid = [3] * 6 + [8] * 4 + [1] * 2
     ids = [f"{i:016d}" for i in range(12)]                         # all-digit ids keep their zeros
