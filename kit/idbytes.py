@@ -96,8 +96,8 @@ def fnv1a_bytes(cols) -> np.ndarray:
 
 
 def surely_unique_bytes(cols) -> bool:
-    """surely_unique for ids as an [N, L] byte matrix (or a list of them, see fnv1a_bytes): FNV-1a per id and a sort; False = "maybe not"
-    (a repeat or a 64-bit collision)."""
+    """surely_unique for ids as an [N, L] byte matrix (or a list of them, see fnv1a_bytes): FNV-1a per id and a
+    sort; False = "maybe not" (a repeat or a 64-bit collision)."""
     h = fnv1a_bytes(cols)
     h.sort()
     return not (h[1:] == h[:-1]).any()

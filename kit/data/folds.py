@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kit.data.train_csv import _one_chunk, read_clean, read_train_unchecked, restrict_to_clean
+from kit.data.train_csv import one_arrow_chunk, read_clean, read_train_unchecked, restrict_to_clean
 from kit.errors import KitError
 from kit.idbytes import arrow_id_bytes, fnv1a_bytes
 from kit.io import atomic_path, clean_ids
@@ -40,8 +40,8 @@ def folds_from_csv(train_csv, clean_csv=None, top: int | None = None, min_images
     from concurrent.futures import ThreadPoolExecutor
 
     train = read_train_unchecked(train_csv)
-    if clean_csv:  # restrict_to_clean's lookup and row filter are faster on one chunk (see _one_chunk)
-        train["id"] = _one_chunk(train["id"])
+    if clean_csv:  # restrict_to_clean's lookup and row filter are faster on one chunk (see one_arrow_chunk)
+        train["id"] = one_arrow_chunk(train["id"])
     clean = read_clean(clean_csv) if clean_csv else None
 
     def folds(t: pd.DataFrame) -> pd.DataFrame:
