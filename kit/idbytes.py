@@ -50,9 +50,12 @@ def _chunk_bytes(arr) -> np.ndarray | None:
     return data
 
 
-def all_safe_bytes(cols: np.ndarray) -> bool:
-    """safe_ids(...).all() for ids given as an [N, L] ASCII byte matrix (no NUL): C-speed byte passes.
-    A '..' cannot straddle two ids (each starts with a letter or digit), so a search per block of ids is exact."""
+def all_safe_bytes(cols) -> bool:
+    """safe_ids(...).all() for ids given as an [N, L] ASCII byte matrix (no NUL), or a list of them (one per Arrow
+    chunk): C-speed byte passes. A '..' cannot straddle two ids (each starts with a letter or digit), so a search
+    per block of ids is exact."""
+    if not isinstance(cols, np.ndarray):
+        return all(all_safe_bytes(c) for c in cols)
     if cols.shape[1] > 200 or not ALNUM[cols[:, 0]].all():
         return False
     step = max(1, (1 << 22) // cols.shape[1])  # ~4 MB of whole ids at a time: copies stay in cache, no fresh pages

@@ -184,7 +184,7 @@ def clean_ids(path, ids: pd.Series, column: str = "id") -> pd.Series:
     Arrow string kernels (~1 s for GLDv2's 4.1M ids), or for equal-width ASCII ids (GLDv2's 16 hex
     digits) passes over their Arrow bytes in place; a column that needs no change comes back as is."""
     cols = arrow_id_bytes(ids)
-    if cols is not None and all(all_safe_bytes(c) for c in cols) and surely_unique_bytes(cols):
+    if cols is not None and all_safe_bytes(cols) and surely_unique_bytes(cols):
         return ids
     try:
         s = ids.astype("string[pyarrow]")

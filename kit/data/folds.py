@@ -29,6 +29,7 @@ from kit.idbytes import arrow_id_bytes, fnv1a_bytes
 from kit.io import atomic_path, clean_ids
 
 HOLDOUT_SHARES = {1: 45, 0: 3, -1: 2}  # per 50 images: train / val / holdout (report 001: 90/6/4)
+BLOCK = 1 << 16  # rows per block of the whole-column passes: scratch stays in cache, no fresh 33 MB temporaries
 
 
 def folds_from_csv(train_csv, clean_csv=None, top: int | None = None, min_images: int | None = None,
@@ -101,7 +102,7 @@ def _seeded_hash(values, seed: int) -> np.ndarray:
     return h
 
 
-def _splitmix_inplace(h: np.ndarray, key: np.uint64, block: int = 1 << 16) -> None:
+def _splitmix_inplace(h: np.ndarray, key: np.uint64, block: int = BLOCK) -> None:
     """h = splitmix64 finaliser of (h ^ key), in place, in cache-sized blocks with one small scratch array
     (whole-column expressions allocate ~5 arrays of N; fresh pages cost ~2.5 ms/MB on this VM)."""
     tmp = np.empty(min(len(h), block), np.uint64)
@@ -127,7 +128,7 @@ def _lexsort_class_hash(labels: np.ndarray, row_hash: np.ndarray, n_classes: int
         rbits, hbits = 0, 64 - lbits
     u = np.uint64
     key = labels.astype(u)
-    block, tmp = 1 << 16, np.empty(min(n, 1 << 16), u)
+    block, tmp = BLOCK, np.empty(min(n, BLOCK), u)
     for a in range(0, n, block):  # key = class | hash bits | row, in blocks: no N-sized temporaries
         k, t = key[a:a + block], tmp[:min(block, n - a)]
         k <<= u(64 - lbits)
@@ -177,7 +178,7 @@ def _class_cycle_positions(labels: np.ndarray, n_classes: int, seed: int, cycle:
     keys = np.asarray(keys)
     class_keys = np.zeros(n_classes, keys.dtype)
     class_keys[labels] = keys  # one key per class (hash C keys, not N rows) unless a class has several
-    n, block = len(labels), 1 << 16
+    n, block = len(labels), BLOCK
     small = np.int8 if cycle <= 127 else np.int64  # base: (class offset - class start) mod cycle, per sorted row
     if all((class_keys[labels[a:a + block]] == keys[a:a + block]).all() for a in range(0, n, block)):
         offset = (_seeded_hash(class_keys, seed + 1) % np.uint64(1 << 31)).astype(np.int64)
