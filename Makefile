@@ -7,8 +7,8 @@ $(BIN)/kit: pyproject.toml
 	$(PY) -m venv $(VENV)
 	# torch/torchvision first, pinned to the builds on local disk: timm imports torchvision,
 	# and an unpinned resolve would pull a multi-GB CUDA build.
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install --no-cache-dir -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --no-cache-dir -q -e '.[test]'
 	touch $(BIN)/kit
 
 setup: $(BIN)/kit
