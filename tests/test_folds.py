@@ -94,6 +94,20 @@ def test_make_folds_shares_no_writable_memory_with_its_input():
     assert out["label"].tolist() == [0, 7, 0, 1]
 
 
+@pytest.mark.parametrize("holdout", [False, True])
+def test_fold_summary_counts_equal_value_counts(holdout):
+    from kit.data.folds import fold_summary
+
+    rng = np.random.default_rng(5)
+    train = pd.DataFrame({"id": [f"{i:016x}" for i in range(3000)], "landmark_id": rng.zipf(1.5, 3000) % 97})
+    out = make_folds(train, min_images=2, n_folds=7, holdout=holdout)
+    counts = out["fold"].value_counts().sort_index()
+    lines = fold_summary(out, len(train)).splitlines()
+    assert lines[0] == f"classes kept: {out['label'].nunique()}  images: {len(out)} of 3000"
+    assert lines[2] == "rows per fold: " + ", ".join(f"{k}: {v}" for k, v in counts.items())
+    assert fold_summary(out.assign(fold=out["fold"].astype(np.int64)), 3000) == fold_summary(out, 3000)
+
+
 def test_kit_folds_cli_and_clean_csv(tmp_path, capsys):
     lid = [3] * 6 + [8] * 4 + [1] * 2
     ids = [f"{i:016d}" for i in range(12)]                         # all-digit ids keep their zeros

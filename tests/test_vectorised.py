@@ -403,7 +403,7 @@ def test_class_counts_equal_np_unique(ids):
 
 def test_blockwise_splitmix_and_chunked_fnv_equal_whole_column_formulas():
     """The in-place splitmix (blocks of 64k) = the textbook whole-column expression; FNV over a list of chunk
-    matrices (Arrow chunks viewed in place, split between 2 threads) = FNV over the one concatenated matrix."""
+    matrices (Arrow chunks viewed in place) = FNV over the one concatenated matrix = the textbook byte loop."""
     from kit.data.folds import _splitmix_inplace
     from kit.idbytes import fnv1a_bytes
 
@@ -421,6 +421,16 @@ def test_blockwise_splitmix_and_chunked_fnv_equal_whole_column_formulas():
     whole = fnv1a_bytes(cols)
     np.testing.assert_array_equal(fnv1a_bytes([cols[a:b] for a, b in zip(cuts[:-1], cuts[1:])]), whole)
     assert len(np.unique(whole)) == len(np.unique(cols.view("S16")))
+
+    def fnv1a(data: bytes) -> int:  # the textbook byte loop
+        x = 0xCBF29CE484222325
+        for byte in data:
+            x = ((x ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+        return x
+
+    rows = [0, 16_383, 16_384, 16_385, 69_999, 70_000, 600_000] + rng.integers(0, 600_001, 50).tolist()
+    assert [int(whole[r]) for r in rows] == [fnv1a(cols[r].tobytes()) for r in rows]
+    assert int(fnv1a_bytes(np.frombuffer(b"a", np.uint8).reshape(1, 1))[0]) == 0xAF63DC4C8601EC8C  # FNV's vector
 
 
 def test_seeded_hash_of_arrow_ids_equals_the_string_path():
