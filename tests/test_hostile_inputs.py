@@ -511,3 +511,24 @@ def test_kaggle_package_holds_no_credentials(tmp_path, monkeypatch):
     files = [p for p in (tmp_path / "pkg").rglob("*") if p.is_file()]
     assert len(files) >= 5
     assert not [p for p in files if secret.encode() in p.read_bytes()]
+
+
+def test_write_chunks_writes_every_byte_and_a_failed_stream_keeps_the_old_file(tmp_path, monkeypatch):
+    from kit.io import write_chunks
+
+    advised = []
+    real = os.posix_fadvise
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, a, n, how: (advised.append((a, n)), real(fd, a, n, how)))
+    chunks = [bytes([i % 251]) * (1000 + 37 * i) for i in range(300)]  # 1.9 MB in uneven pieces
+    write_chunks(tmp_path / "out.bin", iter(chunks), writeback=1 << 18)
+    assert (tmp_path / "out.bin").read_bytes() == b"".join(chunks)
+    assert advised and advised[0][0] == 0 and all(a + n == b for (a, n), (b, _) in zip(advised, advised[1:]))
+
+    def broken():
+        yield b"half"
+        raise RuntimeError("formatting failed")
+
+    with pytest.raises(RuntimeError):
+        write_chunks(tmp_path / "out.bin", broken())
+    assert (tmp_path / "out.bin").read_bytes() == b"".join(chunks)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]

@@ -433,6 +433,29 @@ def test_blockwise_splitmix_and_chunked_fnv_equal_whole_column_formulas():
     assert int(fnv1a_bytes(np.frombuffer(b"a", np.uint8).reshape(1, 1))[0]) == 0xAF63DC4C8601EC8C  # FNV's vector
 
 
+@pytest.mark.parametrize("width", [16, 8, 15, 24])
+def test_surely_unique_bytes_agrees_with_a_set_for_word_and_fnv_widths(width):
+    """word_hash (widths of whole 8-byte words) or FNV (others): True exactly when the ids are distinct
+    (no 64-bit collision in these draws), over one matrix or a list of chunks, bytes or UTF-32 code points."""
+    from kit.idbytes import surely_unique_bytes, word_hash
+
+    rng = np.random.default_rng(width)
+    cols = rng.integers(48, 58, (50_000, width), dtype=np.uint8)
+    cols = cols[np.unique(cols.view(f"S{width}").ravel(), return_index=True)[1]]  # distinct rows
+    assert (word_hash(cols) is not None) == (width % 8 == 0)
+    chunks = [cols[:7], cols[7:20_001], cols[20_001:]]
+    assert surely_unique_bytes(cols) and surely_unique_bytes(chunks)
+    dup = cols.copy()
+    dup[-1] = dup[123]
+    assert not surely_unique_bytes(dup) and not surely_unique_bytes([dup[:7], dup[7:]])
+    points = np.ascontiguousarray(cols.astype(np.uint32))  # UTF-32 code points: 4 bytes per character
+    assert surely_unique_bytes(points) and not surely_unique_bytes(np.ascontiguousarray(dup.astype(np.uint32)))
+    if width % 8 == 0:  # equal rows hash equal; the hash is a function of the row only
+        h = word_hash(chunks)
+        np.testing.assert_array_equal(h, word_hash(cols))
+        assert (word_hash(dup)[-1] == word_hash(dup)[123])
+
+
 def test_seeded_hash_of_arrow_ids_equals_the_string_path():
     import pandas as pd
     import pyarrow as pa

@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--ensembles-dir", default="ensembles")
     p.add_argument("--predictions-dir", default="predictions")
     p.add_argument("--runs-dir", default="runs")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, opencv=False)  # no images: no cv2 import
 
 
 def run(args) -> int:

@@ -14,7 +14,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--clean-csv", help="GLDv2-clean CSV (landmark_id,images): keep only the images it lists")
     p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default 0)")
     p.add_argument("--out", required=True, help="output CSV, e.g. folds/top2k.csv (id,landmark_id,label,fold)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, opencv=False)  # no images: no cv2 import
 
 
 def run(args) -> int:

@@ -10,7 +10,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sample", help="sample_submission.csv: the submission must hold exactly its ids")
     p.add_argument("--usage", choices=["all", "public", "private"], default="all",
                    help="with a Kaggle solution (Usage column): score only that subset (default all)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, opencv=False)  # no images: no cv2 import
 
 
 def run(args) -> int:

@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
                    help="poll until Kaggle scores the submission and print its public score (SECONDS: give up "
                         "after; none or 0 = up to 12 h)")
     p.add_argument("--poll-interval", type=int, default=60, help="seconds between polls with --wait (default 60)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, opencv=False)  # no images: no cv2 import
 
 
 def run(args: argparse.Namespace) -> int:

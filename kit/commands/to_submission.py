@@ -8,7 +8,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("predictions", help="prediction file (.npz) or a submission CSV to re-validate")
     p.add_argument("--out", default="submission.csv", help="output CSV (default submission.csv)")
     p.add_argument("--sample", help="sample_submission.csv: one row per its ids, in its order (missing = empty)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, opencv=False)  # no images: no cv2 import
 
 
 def run(args) -> int:
