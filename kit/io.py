@@ -113,7 +113,10 @@ def write_chunks(path: str | os.PathLike, chunks: Iterable[bytes], writeback: in
             done += len(chunk)
             if advise is not None and done - flushed >= writeback:
                 f.flush()
-                advise(f.fileno(), flushed, done - flushed, os.POSIX_FADV_DONTNEED)
+                try:
+                    advise(f.fileno(), flushed, done - flushed, os.POSIX_FADV_DONTNEED)
+                except OSError:  # only a hint (a file system without it): the fsync does the rest
+                    advise = None
                 flushed = done
     return Path(path)
 

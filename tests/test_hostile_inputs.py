@@ -532,3 +532,10 @@ def test_write_chunks_writes_every_byte_and_a_failed_stream_keeps_the_old_file(t
         write_chunks(tmp_path / "out.bin", broken())
     assert (tmp_path / "out.bin").read_bytes() == b"".join(chunks)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+
+    def refuse(*a):  # a file system without the hint: the write goes on
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    write_chunks(tmp_path / "other.bin", iter(chunks), writeback=1 << 18)
+    assert (tmp_path / "other.bin").read_bytes() == b"".join(chunks)
