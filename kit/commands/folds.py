@@ -19,14 +19,17 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     from kit.data.folds import fold_summary, folds_from_csv, write_folds
 
     t0 = time.perf_counter()
     folds, n_rows = folds_from_csv(args.train_csv, args.clean_csv, args.top, args.min_images, args.n_folds,
                                    args.holdout, args.seed)
-    write_folds(folds, args.out)
+    with ThreadPoolExecutor(1) as pool:  # the summary is counted while the file is written (its threads wait on I/O)
+        summary = pool.submit(fold_summary, folds, n_rows)
+        write_folds(folds, args.out)
     print(f"read {args.train_csv}: {n_rows} rows" + (f"; kept the images {args.clean_csv} lists" if args.clean_csv else ""))
-    print(fold_summary(folds, n_rows))
+    print(summary.result())
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0
