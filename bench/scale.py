@@ -263,7 +263,7 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         t0 = time.perf_counter()
         si = SearchIndex(index.embeddings, backend="torch", gpu=False, precision="low")
         t1 = time.perf_counter()
-        n_index, index = len(index), None  # the index keeps its normalised copy (+ the bf16 one)
+        n_index, index = len(index), None  # the index keeps these rows (re-scored from them) and a bf16 copy
         sims, idx = si.search(query.embeddings, 10)
         t2 = time.perf_counter()
         knn_vote(sims, np.where(idx >= 0, labels[np.maximum(idx, 0)], -1), TOPK)

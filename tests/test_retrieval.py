@@ -186,6 +186,26 @@ def test_torch_scan_equals_numpy_argsort(n, q, k, qblock, dblock, low):
     np.testing.assert_allclose(sims, np.take_along_axis(full, ref, 1), atol=1e-6)  # fp32 re-scored, not bf16
 
 
+def test_cpu_bf16_index_rescores_from_the_rows_as_given_bit_identically():
+    """SearchIndex's CPU bf16 scan keeps no normalised fp32 copy (it re-scores candidates as raw[i] / norm[i]):
+    the same similarities, to the bit, and rows as the scan over l2n's copy; the caller's array is not copied."""
+    import torch
+
+    rng = np.random.default_rng(5)
+    xb = (rng.normal(size=(3001, 24)) * rng.uniform(0.1, 9, (3001, 1))).astype(np.float32)
+    xb[11] = 0  # a zero row stays zero
+    xq = rng.normal(size=(70, 24)).astype(np.float32)
+    si = S.SearchIndex(xb, backend="torch", gpu=False, precision="low", add_batch=1000)
+    assert si.kind == "torch-bfloat16" and isinstance(si.xb, S._UnitRows) and np.shares_memory(si.xb.raw.numpy(), xb)
+    unit = torch.from_numpy(S.l2n(xb))
+    assert torch.equal(si.xb_low, unit.bfloat16())
+    sims, idx = si.search(xq, 7)
+    ref_s, ref_i = S.torch_search(unit, unit.bfloat16(), S.l2n(xq), 7)
+    np.testing.assert_array_equal(idx, ref_i)
+    np.testing.assert_array_equal(sims.view(np.int32), ref_s.view(np.int32))
+    assert torch.equal(si.xb[torch.tensor([[11, 3], [0, 3000]])], unit[torch.tensor([[11, 3], [0, 3000]])])
+
+
 def test_merge_group_bound_equals_plain_topk():
     import torch
 

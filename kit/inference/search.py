@@ -57,6 +57,11 @@ class SearchIndex:
         if backend == "auto" and not use_gpu and self.n > ivf_threshold and (_torch_cuda(gpu) or cpu_has_bf16()):
             self.faiss = None  # exact torch scan: on CUDA (no faiss-gpu) or a bf16 CPU, rather than IVF
         if self.faiss is None:  # faiss holds its own copy; only this keeps ours
+            cpu_low = precision == "low" or (precision == "auto" and self.n > low_min and cpu_has_bf16())
+            if cpu_low and not _torch_cuda(gpu):  # bf16 scan, candidates re-scored from the rows as given (not
+                rows = _UnitRows(xb, add_batch)   # copied, so not to be changed): no normalised fp32 copy
+                self.xb, self.xb_low, self.kind = rows, rows.low, "torch-bfloat16"
+                return
             self.xb, self.kind = _torch_database(l2n(xb), gpu)
             fast_low = self.xb.is_cuda or cpu_has_bf16()
             low = precision == "low" or (precision == "auto" and self.n > low_min and fast_low)
@@ -122,6 +127,32 @@ def _torch_database(xb: np.ndarray, gpu: bool | None):
     if gpu is not False and torch.cuda.is_available():
         return torch.from_numpy(xb).cuda(), "torch-cuda"
     return torch.from_numpy(xb), "torch"
+
+
+class _UnitRows:
+    """The database rows as given (float32, not copied), read as unit rows: `rows[idx]` = raw[idx] / norm[idx], the
+    same floats as `l2n(raw)[idx]` (same norms, IEEE division). The bf16 scan's fp32 re-score reads only its
+    candidates, so no normalised fp32 copy of the whole database is kept; `low` is that scan's bf16 copy."""
+
+    def __init__(self, xb: np.ndarray, batch: int):
+        import torch
+
+        raw = np.ascontiguousarray(np.asarray(xb, np.float32))
+        self.raw = torch.from_numpy(raw)
+        norm = np.empty((len(raw), 1), np.float32)
+        self.low = torch.empty(raw.shape, dtype=torch.bfloat16)
+        for a in range(0, len(raw), batch):  # l2n in chunks: one chunk of temporaries, never a second full copy
+            chunk = raw[a:a + batch]
+            norm[a:a + batch] = np.maximum(np.linalg.norm(chunk, axis=1, keepdims=True), 1e-12)
+            self.low[a:a + batch] = torch.from_numpy(chunk / norm[a:a + batch])
+        self.norm = torch.from_numpy(norm)
+        self.device = self.raw.device
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, idx):
+        return self.raw[idx] / self.norm[idx]
 
 
 def _torch_cuda(gpu: bool | None) -> bool:
