@@ -14,8 +14,12 @@ from kit.errors import KitError
 def l2n(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero), float32 C-contiguous (what faiss wants)."""
     x = np.asarray(x, np.float32)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.ascontiguousarray(x / np.maximum(norm, 1e-12))
+    return np.ascontiguousarray(x / row_norms(x))
+
+
+def row_norms(x: np.ndarray) -> np.ndarray:
+    """[N, 1] L2 norms of the rows, at least 1e-12 (a zero row divided by it stays zero): l2n's divisor."""
+    return np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _faiss():
@@ -131,7 +135,7 @@ def _torch_database(xb: np.ndarray, gpu: bool | None):
 
 class _UnitRows:
     """The database rows as given (float32, not copied), read as unit rows: `rows[idx]` = raw[idx] / norm[idx], the
-    same floats as `l2n(raw)[idx]` (same norms, IEEE division). The bf16 scan's fp32 re-score reads only its
+    same floats as `l2n(raw)[idx]` (its `row_norms`, IEEE division). The bf16 scan's fp32 re-score reads only its
     candidates, so no normalised fp32 copy of the whole database is kept; `low` is that scan's bf16 copy."""
 
     def __init__(self, xb: np.ndarray, batch: int):
@@ -142,9 +146,8 @@ class _UnitRows:
         norm = np.empty((len(raw), 1), np.float32)
         self.low = torch.empty(raw.shape, dtype=torch.bfloat16)
         for a in range(0, len(raw), batch):  # l2n in chunks: one chunk of temporaries, never a second full copy
-            chunk = raw[a:a + batch]
-            norm[a:a + batch] = np.maximum(np.linalg.norm(chunk, axis=1, keepdims=True), 1e-12)
-            self.low[a:a + batch] = torch.from_numpy(chunk / norm[a:a + batch])
+            norm[a:a + batch] = row_norms(raw[a:a + batch])
+            self.low[a:a + batch] = torch.from_numpy(raw[a:a + batch] / norm[a:a + batch])
         self.norm = torch.from_numpy(norm)
         self.device = self.raw.device
 
