@@ -116,3 +116,26 @@ def surely_unique_bytes(cols) -> bool:
         h = fnv1a_bytes(cols)
     h.sort()
     return not (h[1:] == h[:-1]).any()
+
+
+def index_in_bytes(values, keys) -> np.ndarray | None:
+    """kit.metrics.index_in (row in `keys` of each of `values`, -1 = absent) for arrow-backed ids held in one Arrow
+    chunk each whose rows are whole 8-byte words (GLDv2's 16 hex digits): pandas' uint64 hash lookup of their
+    word_hash (~0.3 s for 4.1M ids in 1.58M, where Arrow's string lookup takes 0.5-0.8 s), every match then compared
+    word for word. None where that does not apply, a key repeats or two different ids share a hash: use index_in."""
+    import pandas as pd
+
+    vb, kb = arrow_id_bytes(values), arrow_id_bytes(keys)
+    if vb is None or kb is None or len(vb) != 1 or len(kb) != 1 or vb[0].shape[1] != kb[0].shape[1]:
+        return None
+    vh, kh = word_hash(vb), word_hash(kb)
+    if vh is None or kh is None:
+        return None
+    table = pd.Index(kh)
+    if not table.is_unique:  # a repeated key (index_in's answer is its first listing) or a collision
+        return None
+    pos = table.get_indexer(vh).astype(np.int64)
+    hit = np.flatnonzero(pos >= 0)
+    if not (vb[0].view(np.uint64)[hit] == kb[0].view(np.uint64)[pos[hit]]).all():  # a hash shared by two ids
+        return None
+    return pos

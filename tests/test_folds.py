@@ -225,3 +225,69 @@ def test_folds_from_csv_equals_make_folds_of_read_train(tmp_path, case):
     got, n_rows = folds_from_csv(path, clean, n_folds=3, **kw)
     pd.testing.assert_frame_equal(got, want)
     assert n_rows == 40
+
+
+def _arrow_ids(strings):
+    return pd.Series(pd.array(list(strings), dtype="string[pyarrow]"))
+
+
+def test_index_in_bytes_equals_index_in_or_declines(monkeypatch):
+    """The uint64 lookup of GLDv2-style ids = Arrow's string lookup (absent ids -1); it declines (None) where it
+    cannot answer exactly: repeated keys, other widths, several chunks, two ids sharing a hash."""
+    import kit.idbytes as B
+    from kit.metrics import index_in
+
+    rng = np.random.default_rng(4)
+    pool = np.array([f"{x:016x}" for x in rng.integers(0, 2**63, 6000)])
+    pool = np.unique(pool)
+    keys, values = pool[:2500], np.concatenate([pool[1000:4000], pool[:10]])
+    rng.shuffle(values)
+    got = B.index_in_bytes(_arrow_ids(values), _arrow_ids(keys))
+    want = index_in(values.astype(object), keys.astype(object))
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == np.int64 and (got >= 0).sum() == 1510
+    assert B.index_in_bytes(_arrow_ids(values), _arrow_ids(np.append(keys, keys[5]))) is None  # first listing
+    assert B.index_in_bytes(_arrow_ids([v[:15] for v in values]), _arrow_ids([k[:15] for k in keys])) is None
+    assert B.index_in_bytes(_arrow_ids(values), _arrow_ids([k[:8] for k in keys])) is None  # other width
+    import pyarrow as pa
+
+    two = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([values[:9].tolist(), values[9:].tolist()])))
+    assert B.index_in_bytes(two, _arrow_ids(keys)) is None
+    monkeypatch.setattr(B, "word_hash", lambda cols: np.concatenate([c.view(np.uint64)[:, 0] for c in cols]))
+    clash = np.array([keys[0][:8] + "zzzzzzzz"])  # shares keys[0]'s first word (its "hash" here), not the id
+    assert B.index_in_bytes(_arrow_ids(clash), _arrow_ids(keys)) is None
+
+
+def test_clean_restriction_fast_path_equals_the_string_lookup(tmp_path, monkeypatch):
+    """kit folds --clean-csv on 16-character ids: the uint64 lookup and Arrow's string lookup give the same folds."""
+    import kit.data.train_csv as T
+    from kit.data.folds import folds_from_csv
+
+    rng = np.random.default_rng(2)
+    ids = np.unique([f"{x:016x}" for x in rng.integers(0, 2**63, 3000)])
+    rng.shuffle(ids)
+    lids = rng.integers(0, 40, len(ids))
+    train_csv(tmp_path / "train.csv", lids.tolist(), ids.tolist())
+    listed = pd.DataFrame({"id": ids[::3], "landmark_id": lids[::3]}).groupby("landmark_id")["id"].agg(" ".join)
+    listed.rename("images").reset_index().to_csv(tmp_path / "clean.csv", index=False)
+    calls = []
+    real = T.index_in_bytes
+    monkeypatch.setattr(T, "index_in_bytes", lambda v, k: calls.append(real(v, k)) or calls[-1])
+    fast, n = folds_from_csv(tmp_path / "train.csv", tmp_path / "clean.csv", min_images=1)
+    assert calls[0] is not None and len(fast) == 1000 and n == 3000
+    monkeypatch.setattr(T, "index_in_bytes", lambda v, k: None)
+    slow, _ = folds_from_csv(tmp_path / "train.csv", tmp_path / "clean.csv", min_images=1)
+    pd.testing.assert_frame_equal(fast, slow)
+
+
+def test_clean_csv_read_beside_train_keeps_the_error_order(tmp_path):
+    """The clean CSV is read in a second thread: a bad train.csv is still the error reported first."""
+    from kit.data.folds import folds_from_csv
+
+    (tmp_path / "clean.csv").write_text("landmark_id\n3\n")  # no images column
+    train_csv(tmp_path / "bad.csv", ["x7", 3])
+    with pytest.raises(KitError, match="bad.csv: row 1 .*landmark_id 'x7'"):
+        folds_from_csv(tmp_path / "bad.csv", tmp_path / "clean.csv", min_images=1)
+    train_csv(tmp_path / "train.csv", [3, 3])
+    with pytest.raises(KitError, match="clean.csv"):
+        folds_from_csv(tmp_path / "train.csv", tmp_path / "clean.csv", min_images=1)
