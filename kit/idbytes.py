@@ -17,14 +17,15 @@ def arrow_id_bytes(values) -> list[np.ndarray] | None:
     without N Python strings or a combined copy (fresh pages cost ~2.5 ms/MB on this VM). None when that does
     not hold (the caller converts the slow way)."""
     arr = getattr(values, "array", values)
-    if not hasattr(arr, "__arrow_array__"):
+    if not hasattr(arr, "__arrow_array__") and not type(arr).__module__.startswith("pyarrow"):
         return None
     import pyarrow as pa
 
-    try:
-        arr = arr.__arrow_array__()
-    except (TypeError, ValueError, pa.ArrowException):
-        return None
+    if not isinstance(arr, (pa.Array, pa.ChunkedArray)):  # a pandas Arrow-backed array
+        try:
+            arr = arr.__arrow_array__()
+        except (TypeError, ValueError, AttributeError, pa.ArrowException):
+            return None
     chunks = [c for c in (arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]) if len(c)]
     parts = [_chunk_bytes(c) for c in chunks]
     if not parts or any(p is None for p in parts) or len({p.shape[1] for p in parts}) > 1:
@@ -119,8 +120,8 @@ def surely_unique_bytes(cols) -> bool:
 
 
 def index_in_bytes(values, keys) -> np.ndarray | None:
-    """kit.metrics.index_in (row in `keys` of each of `values`, -1 = absent) for arrow-backed ids held in one Arrow
-    chunk each whose rows are whole 8-byte words (GLDv2's 16 hex digits): pandas' uint64 hash lookup of their
+    """kit.metrics.index_in's fast path (row in `keys` of each of `values`, -1 = absent) for Arrow ids (pyarrow arrays
+    or arrow-backed Series) held in one chunk each whose rows are whole 8-byte words (GLDv2's 16 hex digits): pandas' uint64 hash lookup of their
     word_hash (~0.3 s for 4.1M ids in 1.58M, where Arrow's string lookup takes 0.5-0.8 s), every match then compared
     word for word. None where that does not apply, a key repeats or two different ids share a hash: use index_in."""
     import pandas as pd

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
+from kit.idbytes import index_in_bytes
 
 
 def _ranked(scores: np.ndarray, id_key: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -105,6 +106,9 @@ def index_in(values, keys) -> np.ndarray:
         import pyarrow.compute as pc
     except ImportError:
         return _index_in_pandas(values, keys)
+    pos = index_in_bytes(values, keys)  # GLDv2's 16-character ids as Arrow strings: a uint64 lookup, ~2x faster
+    if pos is not None:
+        return pos
     keys = keys if isinstance(keys, pa.Array) else pa.array(np.asarray(keys, dtype=object), type=pa.string())
     values = values if isinstance(values, pa.Array) else pa.array(np.asarray(values, dtype=object), type=pa.string())
     return pc.index_in(values, value_set=keys).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
