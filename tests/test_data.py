@@ -12,7 +12,7 @@ import torch
 from kit.config import load_config
 from kit.data.dataset import LandmarkDataset, collate, make_loaders, read_folds, set_epoch, split_fold
 from kit.errors import KitError
-from kit.io import image_path
+from kit.io import image_path, read_image
 
 torch.set_num_threads(1)
 
@@ -88,6 +88,23 @@ def test_strict_raises_on_missing_and_corrupt(tmp_path):
     ds = LandmarkDataset(df, tmp_path, lambda image: {"image": image}, strict=True)
     with pytest.raises(KitError, match=r"0f694dc151800e2f\.jpg: not a readable image|not a readable image"):
         ds[1]
+
+
+def test_large_jpegs_are_decoded_at_the_scale_the_caller_needs(tmp_path):
+    img = np.random.default_rng(0).integers(0, 255, (768, 1024, 3), dtype=np.uint8)
+    jpg, png = tmp_path / "a.jpg", tmp_path / "a.png"
+    cv2.imwrite(str(jpg), img)
+    cv2.imwrite(str(png), img)
+    for min_side, shape in [(0, (768, 1024)), (96, (96, 128)), (100, (192, 256)), (384, (384, 512)), (400, (768, 1024))]:
+        assert read_image(jpg, min_side=min_side).shape[:2] == shape, min_side
+    assert read_image(png, min_side=96).shape[:2] == (768, 1024)  # only JPEGs scale while decoding
+    df = pd.DataFrame({"id": ["0123456789abcdef"], "label": [0]})
+    path = image_path(tmp_path, "train", df["id"][0])
+    path.parent.mkdir(parents=True)
+    path.write_bytes(jpg.read_bytes())
+    keep = lambda image: {"image": image}  # noqa: E731
+    assert LandmarkDataset(df, tmp_path, keep)[0]["image"].shape[:2] == (768, 1024)
+    assert LandmarkDataset(df, tmp_path, keep, image_size=64)[0]["image"].shape[:2] == (192, 256)  # >= 2 x 64
 
 
 def test_bad_folds_inputs(tmp_path):

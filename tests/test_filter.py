@@ -124,6 +124,25 @@ def test_feature_cache_is_hit_on_the_second_run(tmp_path):
     assert CountingSift.calls == 3
 
 
+def test_extractors_get_large_jpegs_decoded_at_their_working_size(tmp_path):
+    """A large JPEG reaches an extractor at a reduced decode scale whose shorter side still covers image_size."""
+    big = cv2.resize(cv2.cvtColor(np.asarray(make_structure(0, 0, 256)), cv2.COLOR_RGB2BGR), (1600, 1200))
+    path = tmp_path / "big.jpg"
+    cv2.imwrite(str(path), big)
+    shapes = []
+
+    class Recording(SiftExtractor):
+        def extract(self, images):
+            shapes.extend(im.shape for im in images)
+            return super().extract(images)
+
+    feats = cached_features(Recording(image_size=256), ["big"], [path], None, progress=False)
+    cached_features(Recording(image_size=700), ["big"], [path], None, progress=False)
+    assert shapes == [(300, 400, 3), (1200, 1600, 3)]  # 1200 / 4 >= 256 (/ 8 is not); 1200 / 2 < 700: full size
+    full = SiftExtractor(image_size=256).extract([cv2.cvtColor(big, cv2.COLOR_BGR2RGB)])[0]
+    assert abs(len(feats["big"]) - len(full)) <= 0.2 * len(full)  # the same working frame, about as many keypoints
+
+
 def test_cli_sift_filter_fits_on_val_and_lifts_gap(tmp_path, capsys):
     cv2.setNumThreads(1)
     ids = make_ids(np.random.default_rng(1), 10)

@@ -102,6 +102,29 @@ def test_jpeg_with_bytes_after_its_end_marker_still_decodes(tmp_path):
     path = tmp_path / "a.jpg"
     path.write_bytes(jpeg_bytes() + b"\0" * 100)  # some cameras append data after EOI
     assert decode_image(path).shape == (32, 32, 3)
+    video = np.random.default_rng(0).bytes(2_000_000).replace(b"\xff\xd9", b"\xff\x00")
+    path.write_bytes(jpeg_bytes() + video)  # a phone's motion photo: a whole video after the image's EOI
+    assert decode_image(path).shape == (32, 32, 3)
+
+
+def with_exif_thumbnail(jpeg: bytes) -> bytes:
+    """`jpeg` with an APP1 segment after SOI that holds a small JPEG (its own SOI ... EOI), as cameras write."""
+    payload = b"Exif\0\0" + jpeg_bytes(8, 9)
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+@pytest.mark.parametrize("params", [[], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1], [cv2.IMWRITE_JPEG_RST_INTERVAL, 1]],
+                         ids=["baseline", "progressive", "restart-markers"])
+def test_truncation_is_found_by_walking_the_jpeg(tmp_path, params):
+    img = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    whole = with_exif_thumbnail(cv2.imencode(".jpg", img, params)[1].tobytes())
+    path = tmp_path / "a.jpg"
+    path.write_bytes(whole)
+    assert decode_image(path).shape == (48, 64, 3)
+    for cut in (len(whole) // 2, len(whole) - 2, len(whole) - 10):
+        path.write_bytes(whole[:cut])  # the thumbnail's EOI is still in the last 4 KB: the segment walk skips it
+        with pytest.raises(KitError, match="truncated JPEG"):
+            read_image(path)
 
 
 @pytest.fixture(scope="module")

@@ -106,15 +106,17 @@ class LandmarkDataset:
     """Map-style dataset over rows (id, label); item = dict(image, label, id) or None if undecodable.
 
     `epoch` is set by the training loop before each epoch; with `seed` it fixes each sample's
-    augmentation, so results do not depend on workers, resumes or DDP ranks.
+    augmentation, so results do not depend on workers, resumes or DDP ranks. With `image_size` a large
+    JPEG is decoded at a reduced scale that keeps its shorter side >= 2 x image_size (crops keep detail).
     """
 
     def __init__(self, df: pd.DataFrame, data_dir, transform, split: str = "train", seed: int = 0,
-                 strict: bool = False, max_pixels: int = MAX_PIXELS):
+                 strict: bool = False, max_pixels: int = MAX_PIXELS, image_size: int = 0):
         self.ids = df["id"].astype(str).tolist()
         self.labels = df["label"].astype(int).tolist() if "label" in df else [-1] * len(df)
         self.data_dir, self.split, self.transform = data_dir, split, transform
         self.seed, self.epoch, self.strict, self.max_pixels = seed, 0, strict, max_pixels
+        self.min_side = 2 * int(image_size)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -126,7 +128,7 @@ class LandmarkDataset:
 
     def __getitem__(self, index: int):
         path = image_path(self.data_dir, self.split, self.ids[index])
-        img = decode_image(path, self.max_pixels, strict=self.strict)  # strict: KitError naming the file
+        img = decode_image(path, self.max_pixels, strict=self.strict, min_side=self.min_side)  # strict: KitError
         if img is None:
             log.warning("skipping unreadable image %s", path)
             return {"skipped": self.ids[index]}
@@ -209,9 +211,9 @@ def make_loaders(cfg, fold: int, world_size: int = 1, rank: int = 0, device_type
     d = cfg.data
     bs = per_rank_batch(d.batch_size, world_size)
     train_ds = LandmarkDataset(split.train, d.data_dir, transforms_for(cfg, True),
-                               seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels)
+                               seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels, image_size=d.image_size)
     val_ds = LandmarkDataset(split.val, d.data_dir, transforms_for(cfg, False),
-                             seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels)
+                             seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels, image_size=d.image_size)
     return Loaders(make_loader(train_ds, bs, True, cfg.seed, d.num_workers, device_type, world_size, rank),
                    make_loader(val_ds, bs, False, cfg.seed, d.num_workers, device_type, world_size, rank),
                    split)

@@ -100,7 +100,7 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
     rows, folder = split_rows(cfg, fold, split)
     d = cfg.data
     ds = LandmarkDataset(rows, d.data_dir, transforms_for(cfg, False), split=folder,
-                         seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels)
+                         seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels, image_size=d.image_size)
     loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, d.num_workers, device.type)
     pred = predict_loader(model, loader, label_map, cfg.predict.topk, device, tta=build_tta(cfg),
                           amp=use_low_precision(cfg.predict.precision, device, cfg.optim.amp), progress=progress,

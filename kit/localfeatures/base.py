@@ -4,7 +4,8 @@ An extractor (registry EXTRACTORS in kit.localfeatures) has `name`, `config() ->
 output; hashed into the cache key) and
 `extract(images: list[uint8 RGB HxWx3]) -> list[LocalFeatures]`, keypoints in the extractor's working
 frame (the image resized to `image_size` on its longest side, or square for DELF), so one RANSAC pixel
-threshold means the same whatever the photo's resolution.
+threshold means the same whatever the photo's resolution; a large JPEG is decoded at a reduced scale that
+keeps its shorter side >= `image_size` (kit.io.read_image's min_side).
 `cached_features` extracts only what the cache lacks, so a second run is nearly free.
 """
 from __future__ import annotations
@@ -101,10 +102,11 @@ def cached_features(extractor, ids, paths, cache_dir: str | Path | None = None, 
         else:
             todo.append((image_id, path, cp))
     bad: list[str] = []
+    side = int(getattr(extractor, "image_size", 0))  # its working size: a large JPEG is decoded at no less
     bar = progress_bar(total=len(todo), desc=f"{extractor.name} features", unit="img", disable=not progress or not todo)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start:start + batch_size]
-        images = [decode_image(p, max_pixels, strict=strict) for _, p, _ in chunk]
+        images = [decode_image(p, max_pixels, strict=strict, min_side=side) for _, p, _ in chunk]
         good = [i for i, img in enumerate(images) if img is not None]
         feats = extractor.extract([images[i] for i in good]) if good else []
         for i, feat in zip(good, feats):

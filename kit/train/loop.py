@@ -189,7 +189,7 @@ def write_oof(model, cfg, fold: int, split, dist: Dist, amp: bool):
 
     d = cfg.data
     ds = LandmarkDataset(split.val, d.data_dir, transforms_for(cfg, False), seed=cfg.seed, max_pixels=d.max_pixels,
-                         strict=d.strict)
+                         strict=d.strict, image_size=d.image_size)
     loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, d.num_workers, dist.device.type)
     pred = predict_loader(unwrap(model), loader, split.label_map, cfg.predict.topk, dist.device, amp=amp,
                           desc="oof")
