@@ -340,11 +340,11 @@ def _reduced_flag(data: bytes, width: int, height: int, min_side: int) -> int:
     (libjpeg scales in the DCT: a 12 MP photo decodes ~3x faster), keeping that side >= min_side."""
     import cv2
 
-    k = 8
-    while k > 1 and (not min_side or data[:2] != b"\xff\xd8" or min(width, height) < k * min_side):
-        k //= 2
-    return {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-            8: cv2.IMREAD_REDUCED_COLOR_8}[k]
+    if min_side > 0 and data[:2] == b"\xff\xd8":  # other formats would be decoded whole and resized
+        for k, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2)):
+            if min(width, height) >= k * min_side:
+                return flag
+    return cv2.IMREAD_COLOR
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_side: int = 0) -> np.ndarray:

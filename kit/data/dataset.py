@@ -118,6 +118,16 @@ class LandmarkDataset:
         self.seed, self.epoch, self.strict, self.max_pixels = seed, 0, strict, max_pixels
         self.min_side = 2 * int(image_size)
 
+    @classmethod
+    def from_config(cls, df: pd.DataFrame, cfg, train: bool, split: str = "train") -> "LandmarkDataset":
+        """The dataset of `df` as the config says: cfg.data's transform (training or eval form), folder,
+        strictness, pixel cap and image size (decode scale), and cfg.seed."""
+        from kit.data.augment import transforms_for
+
+        d = cfg.data
+        return cls(df, d.data_dir, transforms_for(cfg, train), split=split, seed=cfg.seed, strict=d.strict,
+                   max_pixels=d.max_pixels, image_size=d.image_size)
+
     def __len__(self) -> int:
         return len(self.ids)
 
@@ -205,15 +215,11 @@ def per_rank_batch(batch_size: int, world_size: int) -> int:
 def make_loaders(cfg, fold: int, world_size: int = 1, rank: int = 0, device_type: str = "cpu",
                  split: FoldSplit | None = None) -> Loaders:
     """Train/val DataLoaders of fold N (val sharded over ranks under DDP, unshuffled)."""
-    from kit.data.augment import transforms_for
-
     split = split or split_fold(cfg, fold)
     d = cfg.data
     bs = per_rank_batch(d.batch_size, world_size)
-    train_ds = LandmarkDataset(split.train, d.data_dir, transforms_for(cfg, True),
-                               seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels, image_size=d.image_size)
-    val_ds = LandmarkDataset(split.val, d.data_dir, transforms_for(cfg, False),
-                             seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels, image_size=d.image_size)
+    train_ds = LandmarkDataset.from_config(split.train, cfg, train=True)
+    val_ds = LandmarkDataset.from_config(split.val, cfg, train=False)
     return Loaders(make_loader(train_ds, bs, True, cfg.seed, d.num_workers, device_type, world_size, rank),
                    make_loader(val_ds, bs, False, cfg.seed, d.num_workers, device_type, world_size, rank),
                    split)

@@ -83,7 +83,6 @@ def pretrained_model(cfg, device):
 def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = True) -> Predictions:
     """Load runs/<name>/fold<N>/best.pt (or `checkpoint`) and predict the split's images in batches.
     checkpoint="pretrained": no trained run, embeddings of the pretrained backbone (`pretrained_model`)."""
-    from kit.data.augment import transforms_for
     from kit.models.checkpoint import load_model
     from kit.data.dataset import LandmarkDataset, make_loader
     from kit.inference.engine import predict_loader, use_low_precision
@@ -98,10 +97,8 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
         log.warning("predicting at %d px, the model was trained at %d px", cfg.data.image_size,
                     trained_cfg.data.image_size)
     rows, folder = split_rows(cfg, fold, split)
-    d = cfg.data
-    ds = LandmarkDataset(rows, d.data_dir, transforms_for(cfg, False), split=folder,
-                         seed=cfg.seed, strict=d.strict, max_pixels=d.max_pixels, image_size=d.image_size)
-    loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, d.num_workers, device.type)
+    ds = LandmarkDataset.from_config(rows, cfg, train=False, split=folder)
+    loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, cfg.data.num_workers, device.type)
     pred = predict_loader(model, loader, label_map, cfg.predict.topk, device, tta=build_tta(cfg),
                           amp=use_low_precision(cfg.predict.precision, device, cfg.optim.amp), progress=progress,
                           desc=f"predict {split}", embedding=cfg.predict.embedding,

@@ -182,15 +182,12 @@ def write_oof(model, cfg, fold: int, split, dist: Dist, amp: bool):
     """Predictions of `model` (the best checkpoint) on the fold's val rows -> predictions/<name>/oof_foldN.npz."""
     from pathlib import Path
 
-    from kit.data.augment import transforms_for
     from kit.data.dataset import LandmarkDataset, make_loader
     from kit.inference.engine import predict_loader
     from kit.predictions import save_predictions
 
-    d = cfg.data
-    ds = LandmarkDataset(split.val, d.data_dir, transforms_for(cfg, False), seed=cfg.seed, max_pixels=d.max_pixels,
-                         strict=d.strict, image_size=d.image_size)
-    loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, d.num_workers, dist.device.type)
+    ds = LandmarkDataset.from_config(split.val, cfg, train=False)
+    loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, cfg.data.num_workers, dist.device.type)
     pred = predict_loader(unwrap(model), loader, split.label_map, cfg.predict.topk, dist.device, amp=amp,
                           desc="oof")
     return save_predictions(pred, Path(cfg.predictions_dir) / cfg.name / f"oof_fold{fold}.npz")
