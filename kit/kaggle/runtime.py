@@ -1,18 +1,14 @@
-"""What the offline inference notebook does: find its inputs and the packaged files (uploaded as folders
-or as zips), choose quick or full, build the steps and run them through kit's own CLI parser."""
+"""What the offline inference notebook does: find its inputs and the packaged stages (uploaded as a
+folder or a zip), choose quick or full, and run the packaged recipe through kit's one runner."""
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.kaggle import KAGGLE_INPUT, KAGGLE_WORKING, MANIFEST, PREDICT_DEFAULTS  # noqa: F401 (the notebook reads them here)
-
-PACKAGED = ("runs", "params")  # the folders of a models dataset (uploaded as runs.zip, params.zip)
+from kit.kaggle import KAGGLE_INPUT, KAGGLE_WORKING, MANIFEST  # noqa: F401 (the notebook reads them here)
 
 
 def find_input(env_var: str, marker: str, default: Path | None = None, env=None) -> Path:
@@ -42,21 +38,20 @@ def load_manifest(models: str | os.PathLike) -> dict:
     return manifest
 
 
-def packaged_file(models: str | os.PathLike, folder: str, rel: str, work: str | os.PathLike) -> Path:
-    """MODELS/<folder>/<rel> in whichever form the dataset arrived: the folder itself, Kaggle's unpacked
-    zip (MODELS/<folder>/, MODELS/<folder>/<folder>/ or MODELS/ itself), or the zip as uploaded
-    (`kaggle datasets create --dir-mode zip` sends <folder>.zip), extracted once into WORK/<folder>/."""
+def packaged_dir(models: str | os.PathLike, folder: str, work: str | os.PathLike) -> Path:
+    """MODELS/<folder> in whichever form the dataset arrived: the folder itself, Kaggle's unpacked zip
+    (MODELS/<folder>/<folder>/) or the zip as uploaded (`kaggle datasets create --dir-mode zip` sends
+    <folder>.zip), extracted once into WORK/<folder>/."""
     models, work = Path(models), Path(work)
-    for base in (models / folder, models / folder / folder, models, work / folder):
-        if (base / rel).exists():
-            return base / rel
+    for base in (models / folder / folder, models / folder, work / folder):
+        if base.is_dir():
+            return base
     archive = models / f"{folder}.zip"
     if archive.is_file():
         shutil.unpack_archive(archive, work / folder)
-        if (work / folder / rel).exists():
-            return work / folder / rel
+        return work / folder
     have = ", ".join(sorted(p.name for p in models.iterdir())) if models.is_dir() else "no such folder"
-    raise KitError(f"{models}: no {folder}/{rel} (has: {have}); upload the models dataset with --dir-mode zip")
+    raise KitError(f"{models}: no {folder}/ (has: {have}); upload the models dataset with --dir-mode zip")
 
 
 def choose_mode(n_test: int, public_test_count: int = 0, env=None) -> str:
@@ -80,82 +75,27 @@ def quick_submission(sample: str | os.PathLike, out: str | os.PathLike) -> Path:
     return write_submission(read_submission(sample, sample_ids=read_sample_ids(sample)), out)
 
 
-def predict_settings(manifest: dict, **changes) -> dict:
-    """Config overrides for every predict step: kit's Kaggle defaults < the manifest's < `changes`."""
-    return {**PREDICT_DEFAULTS, **(manifest.get("predict") or {}), **changes}
+def check_manifest(manifest: dict, where) -> dict:
+    """The packaged recipe and its file list; a file outside the models dataset is refused."""
+    files = manifest.get("files") or []
+    for f in files:
+        parts = Path(str(f)).parts
+        if not isinstance(f, str) or Path(f).is_absolute() or ".." in parts:
+            raise KitError(f"{where}: file '{f}' is outside the models dataset")
+    if not isinstance(manifest.get("recipe"), dict):
+        raise KitError(f"{where}: no packaged recipe (build the models dataset with `kit kaggle package --recipe`)")
+    return manifest["recipe"]
 
 
-def _fill(args: list[str], where: dict) -> list[str]:
-    """Placeholders of packaged specs: {params}/NAME (a packaged file), {data}, {work}."""
-    out = []
-    for a in args:
-        if a.startswith("{params}/"):
-            a = str(where["params"](a[len("{params}/"):]))
-        out.append(a.replace("{data}", str(where["data"])).replace("{work}", str(where["work"])))
-    return out
+def run_packaged(manifest: dict, models: str | os.PathLike, data: str | os.PathLike, work: str | os.PathLike,
+                 overrides=(), log=print) -> list[tuple[str, float]]:
+    """The packaged recipe through kit's one runner, test images only, the home-made parts from the
+    models dataset -> [(stage, seconds)]."""
+    from kit.pipeline import stages  # noqa: F401  (registers the stages)
+    from kit.pipeline.recipe import load_recipe
+    from kit.pipeline.runner import run_recipe
 
-
-def inference_plan(manifest: dict, models: str | os.PathLike, data: str | os.PathLike, work: str | os.PathLike,
-                   settings: dict | None = None, runs: list[str] | None = None) -> list[tuple[str, list[str]]]:
-    """The kit commands of the full run: predict each packaged run (or the `runs` subset, "exp/foldN") with
-    `settings` (config overrides, default predict_settings) -> ensemble (soft, equal weights unless the
-    manifest says) -> filters -> submission.csv with one row per sample id."""
-    models, data, work = Path(models), Path(data), Path(work)
-    settings = predict_settings(manifest) if settings is None else settings
-    chosen = [r for r in manifest["runs"] if runs is None or f"{r['exp']}/fold{r['fold']}" in runs]
-    if not chosen:
-        raise KitError(f"no packaged run among {runs} (packaged: "
-                       + ", ".join(f"{r['exp']}/fold{r['fold']}" for r in manifest["runs"]) + ")")
-    where = {"params": lambda rel: packaged_file(models, "params", rel, work), "data": data, "work": work}
-    steps, preds = [], []
-    for r in chosen:
-        run = packaged_file(models, "runs", f"{r['exp']}/fold{r['fold']}", work)
-        preds.append(str(work / "predictions" / r["exp"] / f"test_fold{r['fold']}.npz"))
-        steps.append((f"predict {r['exp']} fold{r['fold']}",
-                      ["predict", "--config", str(run / "config.yaml"), "--fold", str(r["fold"]), "--split", "test",
-                       "--checkpoint", str(run / "best.pt"), "--out", preds[-1], f"runs_dir={run.parent.parent}",
-                       f"data.data_dir={data}", f"predictions_dir={work / 'predictions'}",
-                       *(f"{k}={v}" for k, v in settings.items())]))
-    current = preds[0]
-    if len(preds) > 1:
-        method, *rest = _fill(manifest.get("ensemble") or ["soft"], where)
-        if len(chosen) < len(manifest["runs"]) and "--weights" in rest:  # weights were for all runs
-            i = rest.index("--weights")
-            rest = rest[:i] + [a for a in rest[i + 1:] if a.startswith("--")]
-        current = str(work / "ensembles" / f"{method}.npz")
-        steps.append((f"ensemble {method}", ["ensemble", method, *preds, *rest, "--out", str(work / "ensemble.csv"),
-                                             "--ensembles-dir", str(work / "ensembles")]))
-    for i, spec in enumerate(manifest.get("filters") or []):
-        name, *rest = _fill(spec, where)
-        nxt = str(work / f"filtered{i}_{name}.npz")
-        steps.append((f"filter {name}", ["filter", name, current, *rest, "--out", nxt]))
-        current = nxt
-    steps.append(("submission", ["to-submission", current, "--sample", str(data / "sample_submission.csv"),
-                                 "--out", str(work / "submission.csv")]))
-    return steps
-
-
-def parse_step(argv: list[str]):
-    """argv parsed by kit's own CLI parser (the one `run_plan` runs it with) -> Namespace; a bad step is
-    a one-line KitError quoting argparse's message instead of usage text and an exit."""
-    from kit.cli import build_parser
-
-    err = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(err):
-            return build_parser().parse_args([str(a) for a in argv])
-    except SystemExit:
-        lines = err.getvalue().strip().splitlines() or ["error: invalid arguments"]
-        raise KitError(f"{argv[0] if argv else 'kit'}: {lines[-1].split('error: ', 1)[-1]}") from None
-
-
-def run_plan(steps: list[tuple[str, list[str]]]) -> list[tuple[str, float]]:
-    """Run each step in this process through kit's CLI; stop at the first failure. -> [(name, seconds)]."""
-    from kit.runner import run_kit
-
-    for name, argv in steps:  # every step parses before the first one runs (minutes of GPU time)
-        try:
-            parse_step(argv)
-        except KitError as e:
-            raise KitError(f"step '{name}': {e}") from None
-    return [(name, run_kit(*argv, name=name)) for name, argv in steps]
+    recipe = load_recipe(check_manifest(manifest, Path(models) / MANIFEST), overrides)
+    shipped = packaged_dir(models, "stages", work)
+    result = run_recipe(recipe, data, work, splits=("test",), shipped=shipped, inference=True, log=log)
+    return list(result["seconds"].items())

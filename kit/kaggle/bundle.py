@@ -1,0 +1,145 @@
+"""What a recipe's inference needs in the notebook, taken from a finished `kit run` work folder.
+
+The packaged recipe keeps the stages the submission depends on (a `select` stage is replaced by the
+input it chose at home). "prepare" stages (folds, train) ship their outputs; infer stages ship what they
+fitted at home (ensemble weights, a fitted filter, a pick) and, for a predict stage whose `index` is
+"shipped", the index embeddings (fp16 when its index_dtype is float16). Everything lands under
+MODELS/stages/<stage id>/ with the stage.json the runner reads."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from kit.errors import KitError
+from kit.io import atomic_path, write_json
+from kit.pipeline.recipe import Recipe, load_recipe
+from kit.pipeline.runner import DONE, encode, finished
+
+FITTED = {"ensemble": ("weights.json",), "filter": ("filter.json",)}   # files an infer stage fits at home
+
+
+def needed_stages(recipe: Recipe, work: Path) -> tuple[list, dict]:
+    """The stages the last one depends on, with each `select` replaced by its choice -> (specs, renames)."""
+    renames = {}
+    for spec in recipe.stages:
+        if spec.stage.name == "select":
+            choice = work / spec.id / "choice.json"
+            if not choice.is_file():
+                raise KitError(f"{choice}: not found (run the recipe first: kit run {recipe.source} --work {work})")
+            renames[spec.id] = json.loads(choice.read_text())["choice"]
+    keep = set()
+    stack = [recipe.stages[-1].id]
+    while stack:
+        sid = stack.pop()
+        sid = renames.get(sid, sid)
+        if sid in keep:
+            continue
+        keep.add(sid)
+        stack += recipe.spec(sid).refs()
+    return [s for s in recipe.stages if s.id in keep], renames
+
+
+def packaged_recipe(recipe: Recipe, work: Path) -> dict:
+    """The recipe as the notebook runs it: needed stages only, references to a select stage redirected."""
+    specs, renames = needed_stages(recipe, work)
+    data = recipe.to_dict()
+    keep = {s.id for s in specs}
+    stages = []
+    for item in data["stages"]:
+        (name, settings), = item.items()
+        sid = settings.get("id", name)
+        if sid not in keep:
+            continue
+        for key, value in settings.items():
+            if isinstance(value, list):
+                settings[key] = [renames.get(v, v) if isinstance(v, str) else v for v in value]
+            elif isinstance(value, str) and key != "id":
+                settings[key] = renames.get(value, value)
+        if name == "predict":   # the splits it wrote at home, so the notebook finds the shipped ones
+            done = finished(work / sid, None)
+            settings["splits"] = list(done["splits"]) if done else settings.get("splits", [])
+        stages.append({name: settings})
+    data["stages"] = stages
+    load_recipe(data)   # the packaged recipe is valid before anything is copied
+    return data
+
+
+def _copy(src: Path, dest: Path) -> Path:
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return dest
+
+
+def _fp16_copy(src: Path, dest: Path) -> Path:
+    """A prediction file with its embeddings stored as float16 (half the upload; the values kit run used
+    when the predict stage's index_dtype is float16)."""
+    with np.load(src, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    if "embeddings" in arrays:
+        arrays["embeddings"] = arrays["embeddings"].astype(np.float16)
+    with atomic_path(dest) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    return dest
+
+
+def ship_stage(spec, work: Path, out: Path) -> list[str]:
+    """Copy what the notebook needs of one stage into OUT/<id>/ (+ its stage.json) -> the files copied."""
+    folder = work / spec.id
+    outputs = finished(folder, None)
+    if outputs is None:
+        raise KitError(f"{folder}: stage '{spec.id}' has not finished (run the recipe first)")
+    dest, copied = out / spec.id, []
+    name = spec.stage.name
+    if name == "folds":
+        files = {"folds": outputs["folds"], "val_solution": outputs["val_solution"]}
+    elif name == "train":
+        files = {"checkpoint": outputs["checkpoint"], "config": outputs["config"]}
+        files["run"] = Path(outputs["run"])
+    elif name == "predict" and spec.settings.index == "shipped":
+        files = {"splits": {s: p for s, p in outputs["splits"].items() if s != "test"}}
+    else:
+        files = {}
+    shipped = {}
+    for key, value in files.items():
+        if key == "run":
+            continue
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for split, src in items:
+            src = Path(src)
+            rel = src.resolve().relative_to(folder.resolve())
+            target = dest / rel
+            (_fp16_copy if src.suffix == ".npz" and spec.settings.index_dtype == "float16" else _copy)(src, target)
+            copied.append(str(target.relative_to(out)))
+            if split is None:
+                shipped[key] = target
+            else:
+                shipped.setdefault(key, {})[split] = target
+    if name == "train":
+        shipped["run"] = dest / Path(outputs["run"]).resolve().relative_to(folder.resolve())
+    for fname in FITTED.get(name, ()):
+        if (folder / fname).is_file():
+            copied.append(str(_copy(folder / fname, dest / fname).relative_to(out)))
+    if copied or spec.stage.kind == "prepare":
+        write_json({"stage": name, "settings": dataclasses.asdict(spec.settings), "outputs": encode(shipped, dest)},
+                   dest / DONE)
+    return copied
+
+
+def bundle(recipe, work: Path, out: Path, overrides=()) -> dict:
+    """Package `recipe` (finished in `work`) into OUT/stages/ + OUT/recipe.yaml -> {"recipe", "files"}."""
+    from kit.pipeline import stages  # noqa: F401  (registers the stages)
+    from kit.pipeline.recipe import save_recipe
+
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    data = packaged_recipe(recipe, Path(work))
+    packaged = load_recipe(data)
+    shutil.rmtree(out / "stages", ignore_errors=True)   # a re-package must not ship stages of an earlier one
+    files = []
+    for spec in packaged.stages:
+        files += ship_stage(spec, Path(work), out / "stages")
+    save_recipe(data, out / "recipe.yaml")
+    return {"recipe": data, "files": files}

@@ -1,0 +1,199 @@
+"""The one runner: a recipe's stages in order, each cached under WORK/<stage id>/, with progress and times.
+
+A stage is skipped when its fingerprint (stage, settings, run settings, data files, the fingerprints of
+the stages it reads) matches the one saved when it finished (WORK/<id>/stage.json, written last and
+atomically), so a re-run after a kill loses at most the stage that was running; a training stage that was
+killed resumes from its last checkpoint. One `kit run` at a time per work folder (a lock file)."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from kit import __version__
+from kit.errors import KitError
+from kit.io import write_json
+from kit.pipeline.recipe import Recipe, load_recipe
+from kit.pipeline.stage import Context
+
+DATA_FILES = ("train.csv", "train_clean.csv", "sample_submission.csv", "distractors.csv")
+DONE, STARTED, LOCK = "stage.json", "started.json", ".kit-run.lock"
+
+
+def data_fingerprint(data: Path | None) -> list:
+    """The data folder's identity: its CSVs' sizes and modification times (images are not hashed)."""
+    if data is None:
+        return []
+    out = []
+    for name in DATA_FILES:
+        p = Path(data) / name
+        if p.is_file():
+            st = p.stat()
+            out.append([name, st.st_size, st.st_mtime_ns])
+    return [str(Path(data).resolve()), out]
+
+
+def fingerprint(spec, run, upstream: list[str], data_fp: list, splits) -> str:
+    text = json.dumps({"kit": __version__, "stage": spec.stage.name, "settings": dataclasses.asdict(spec.settings),
+                       "seed": run.seed, "device": run.device, "val_fold": run.val_fold, "data": data_fp,
+                       "upstream": upstream, "splits": list(splits) if splits else None}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def encode(value, root: Path):
+    """Outputs as JSON: paths relative to the stage folder (a shipped stage folder works anywhere)."""
+    if isinstance(value, Path):
+        return {"path": os.path.relpath(value, root)}
+    if isinstance(value, dict):
+        return {k: encode(v, root) for k, v in value.items()}
+    return value
+
+
+def decode(value, root: Path):
+    if isinstance(value, dict) and set(value) == {"path"}:
+        return root / value["path"]
+    if isinstance(value, dict):
+        return {k: decode(v, root) for k, v in value.items()}
+    return value
+
+
+def finished(folder: Path, fp: str | None) -> dict | None:
+    """The saved outputs of a stage folder when it finished with fingerprint `fp` (None: any) and every
+    file it names still exists."""
+    try:
+        done = json.loads((folder / DONE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(done, dict) or (fp is not None and done.get("fingerprint") != fp):
+        return None
+    outputs = decode(done.get("outputs") or {}, folder)
+
+    def paths(v):
+        return [v] if isinstance(v, Path) else [p for x in v.values() for p in paths(x)] if isinstance(v, dict) else []
+    return outputs if all(p.exists() for p in paths(outputs)) else None
+
+
+@contextlib.contextmanager
+def work_lock(work: Path):
+    """Refuse a second `kit run` on the same work folder (both would write the same files)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(work / LOCK, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            raise KitError(f"{work}: another kit run is using this work folder ({f.read().strip() or 'pid ?'}); "
+                           "wait for it or give another --work") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_recipe(recipe, data=None, work="work", overrides=(), splits=None, shipped: Path | None = None,
+               inference: bool = False, log=print) -> dict:
+    """Run `recipe` (a Recipe, a file, a shipped recipe's name or a dict) on the GLDv2-layout folder `data`
+    in `work`. `splits=("test",)` and `inference=True` (the Kaggle notebook): "prepare" stages are not run,
+    their outputs come from `shipped/<id>/`; infer stages find their fitted files there.
+    -> {"outputs", "seconds", "submission", "gap", "val_gap"}."""
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    if data is None and not any(s.stage.name == "synth" for s in recipe.stages):
+        raise KitError(f"{recipe.source}: give --data DIR (a GLDv2-layout folder: train.csv, train/, test/, "
+                       "sample_submission.csv)")
+    if data is not None and not Path(data).is_dir():
+        raise KitError(f"{data}: data folder not found")
+    with work_lock(work):
+        return _run(recipe, Path(data) if data is not None else None, work, splits, shipped, inference, log)
+
+
+def _run(recipe: Recipe, data, work: Path, splits, shipped, inference: bool, log) -> dict:
+    outputs, fps, seconds = {}, {}, {}
+    n = len(recipe.stages)
+    log(f"recipe {recipe.name}: {n} stages, work {work}" + (f", data {data}" if data else ""))
+    for i, spec in enumerate(recipe.stages, 1):
+        folder = work / spec.id
+        fp = fingerprint(spec, recipe.run, [fps[r] for r in spec.refs()], data_fingerprint(data), splits)
+        fps[spec.id] = fp
+        ship = shipped / spec.id if shipped is not None and (shipped / spec.id).is_dir() else None
+        head = f"[{i}/{n}] {spec.id}" + (f" ({spec.stage.name})" if spec.id != spec.stage.name else "")
+        if inference and spec.stage.kind == "prepare":
+            got = finished(ship, None) if ship is not None else None
+            if got is None:
+                raise KitError(f"stage '{spec.id}': its packaged outputs are missing from {shipped} "
+                               "(package the recipe with `kit kaggle package --recipe`)")
+            outputs[spec.id] = got
+            log(f"{head}: packaged")
+            continue
+        got = finished(folder, fp)
+        if got is not None:
+            outputs[spec.id] = got
+            seconds[spec.id] = 0.0
+            log(f"{head}: done before, skipped")
+        else:
+            outputs[spec.id], seconds[spec.id] = run_stage(spec, recipe, data, work, folder, fp, outputs, splits,
+                                                           ship, log, head)
+        if spec.stage.name == "synth":
+            data = Path(outputs[spec.id]["data"])
+    return finish(recipe, data, work, outputs, seconds, log)
+
+
+def run_stage(spec, recipe, data, work, folder, fp, outputs, splits, ship, log, head):
+    """Run one stage in its folder: a folder left by other settings is cleared first, one left by a
+    killed run with the same settings is kept (training resumes from its last checkpoint)."""
+    try:
+        started = json.loads((folder / STARTED).read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        started = None
+    if folder.exists() and started != fp:
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / DONE).unlink(missing_ok=True)
+    write_json({"fingerprint": fp}, folder / STARTED)
+    log(f"{head} ...")
+    ctx = Context(data=data, work=work, dir=folder, run=recipe.run, outputs=outputs, splits=splits,
+                  shipped=ship, log=log)
+    t0 = time.perf_counter()
+    out = spec.stage.run(spec.settings, ctx) or {}
+    sec = time.perf_counter() - t0
+    write_json({"fingerprint": fp, "stage": spec.stage.name, "settings": dataclasses.asdict(spec.settings),
+                "seconds": round(sec, 3), "outputs": encode(out, folder)}, folder / DONE)
+    log(f"{head}: {sec:.1f} s")
+    return out, sec
+
+
+def finish(recipe: Recipe, data, work: Path, outputs: dict, seconds: dict, log) -> dict:
+    """WORK/submission.csv from the last stage that wrote one; validation and test GAP when known."""
+    from kit.truth import load_truth, score_gap
+
+    result = {"outputs": outputs, "seconds": seconds, "recipe": recipe.name}
+    last = next((o for o in reversed(list(outputs.values())) if isinstance(o, dict) and "submission" in o), None)
+    if last is None:
+        return result
+    result["submission"] = sub = Path(last["submission"])
+    log(f"wrote {sub}")
+    val = last.get("val_gap")
+    if val is not None:
+        result["val_gap"] = val
+        log(f"validation GAP {val:.6f}")
+    solution = Path(data) / "test_solution.csv" if data is not None else None
+    if solution is not None and solution.is_file():
+        from kit.ensemble.rules import load_any
+
+        result["gap"] = score_gap(load_any(last["predictions"]), load_truth(solution))
+        log(f"GAP {result['gap']:.6f}")
+    return result

@@ -1,0 +1,110 @@
+"""A pipeline stage: a function of (typed settings, context) -> outputs, registered by name.
+
+Stages write only under their own folder `ctx.dir` (WORK/<stage id>/), each file atomically, and return
+what they wrote: `{"splits": {split: path}}` for per-split prediction files, plus any named files.
+`kind` says where a stage runs: "prepare" stages (synth, folds, train) run at home and are shipped by
+`kit kaggle package`; "infer" stages also run in the Kaggle notebook."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from kit.errors import KitError
+from kit.registry import Registry
+
+STAGES = Registry("stage")
+SPLITS = ("train", "val", "test", "distractors")   # image sets a stage can produce predictions for
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable
+    settings: type
+    kind: str = "infer"   # "prepare" | "infer"
+    help: str = ""
+    check: Callable | None = None   # extra validation of the settings, run when the recipe is loaded
+
+
+def stage(name: str, settings: type, kind: str = "infer", check: Callable | None = None):
+    """Decorator registering a stage function under `name` with its settings dataclass; `check(settings)`
+    raises a KitError for a bad combination, when the recipe is loaded (before any stage runs)."""
+    def add(fn):
+        doc = (fn.__doc__ or "").strip().splitlines()
+        STAGES.register(name)(Stage(name, fn, settings, kind, doc[0] if doc else "", check))
+        return fn
+    return add
+
+
+def ref(default: str = "", many: bool = False, stages: tuple = (), help: str = ""):
+    """A setting that names an earlier stage by id; `stages`: the stage names it may be (any if empty)."""
+    meta = {"ref": stages or True, "help": help}
+    if many:
+        return field(default_factory=list, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def choice(default: str, registry: Callable[[], typing.Iterable[str]], help: str = ""):
+    """A setting whose value must be a name of `registry()` (called lazily: registries import torch)."""
+    return field(default=default, metadata={"choices": registry, "help": help})
+
+
+@dataclass
+class RunSettings:
+    """Settings of the whole run (recipe top level, `key=value` on `kit run`)."""
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 2          # DataLoader worker processes and matching threads
+    cache_dir: str = ""       # local-feature cache; "" = WORK/cache
+    val_fold: int = 0         # the fold that is validation (the index of a test query = every fold)
+
+
+@dataclass
+class Context:
+    """Where a stage runs: the data folder, the work folder, its own folder and the earlier outputs."""
+    data: Path
+    work: Path
+    dir: Path
+    run: RunSettings
+    outputs: dict = field(default_factory=dict)    # stage id -> its returned outputs
+    splits: tuple | None = None                    # None: every split; ("test",): inference only
+    shipped: Path | None = None                    # this stage's files packaged at home (Kaggle notebook)
+    log: Callable = print
+
+    def of(self, stage_id: str) -> dict:
+        return self.outputs[stage_id]
+
+    def split_files(self, stage_id: str) -> dict[str, Path]:
+        """{split: prediction file} written by an earlier stage."""
+        files = self.outputs[stage_id].get("splits")
+        if not files:
+            raise KitError(f"stage '{stage_id}' wrote no prediction files")
+        return {k: Path(v) for k, v in files.items()}
+
+    def wants(self, split: str) -> bool:
+        return self.splits is None or split in self.splits
+
+    def shipped_file(self, name: str) -> Path | None:
+        """A file of this stage packaged at home (fitted weights, a fitted filter, an index), if any."""
+        if self.shipped is not None and (self.shipped / name).is_file():
+            return self.shipped / name
+        return None
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.run.cache_dir) if self.run.cache_dir else self.work / "cache"
+
+
+def fields_of(cls) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def settings_dict(obj) -> dict:
+    return dataclasses.asdict(obj)
+
+
+def relative(path: Path, root: Path) -> str:
+    return str(Path(path).resolve().relative_to(Path(root).resolve()))

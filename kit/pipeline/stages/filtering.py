@@ -1,0 +1,96 @@
+"""The non-landmark filter stage (`kit filter`): rescore predictions so non-landmark photos rank last,
+its parameters fitted on the validation set (validation fold + distractors) unless packaged."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kit.errors import KitError
+from kit.pipeline.stage import ref, stage
+from kit.pipeline.stages.combine import PREDICTIONS
+
+
+@dataclass
+class FilterSettings:
+    input: str = ref("", stages=PREDICTIONS)
+    name: str = "sift+distractor"     # registry names joined by + (kit.filters.FILTERS)
+    embeddings: str = ref("", stages=("predict",))   # its train / distractors embeddings feed the filters
+    fit: bool = True                  # fit the parameters on the validation set (else the filters' defaults)
+    mode: str = "demote"              # demote failing rows below every passing row, or drop (empty) them
+    params: dict[str, str] = field(default_factory=dict)   # parameters set by hand, e.g. {threshold: 12}
+    neighbours: int = 0               # local features: training images of the predicted class verified (0 = default)
+    ratio: float = 0.0                # Lowe's ratio (0 = the filter's default)
+    transform: str = ""               # RANSAC model ("" = default)
+    image_size: int = 0               # extractor working size (0 = default)
+    max_keypoints: int = 0
+    k: int = 0                        # distractor: neighbours averaged (0 = default)
+    folds: str = ref("folds", stages=("folds",))
+
+
+def check_filter(s: FilterSettings) -> None:
+    from kit.filters import FILTERS
+
+    for part in s.name.split("+"):
+        if part.strip() not in FILTERS:
+            raise KitError(f"name: unknown filter '{part}' (valid: {', '.join(FILTERS)}, joined by +)")
+    if s.mode not in ("demote", "drop"):
+        raise KitError(f"mode '{s.mode}' (valid: demote, drop)")
+    if not s.input:
+        raise KitError("input: name the stage whose predictions are filtered")
+
+
+def filter_options(s: FilterSettings, ctx) -> dict:
+    """The chain's settings: the run's images and cache, the embeddings stage's files, given options."""
+    opts = {"data_dir": str(ctx.data), "cache_dir": str(ctx.cache_dir), "n_jobs": ctx.run.workers,
+            "train_labels": str(ctx.of(s.folds)["folds"])}
+    if s.embeddings:
+        emb = ctx.split_files(s.embeddings)
+        opts.update({k: str(emb[split]) for k, split in (("train_pred", "train"), ("distractors", "distractors"))
+                     if split in emb})
+    given = {"neighbours": s.neighbours, "ratio": s.ratio, "transform": s.transform, "k": s.k}
+    opts.update({k: v for k, v in given.items() if v})
+    ext = {"image_size": s.image_size, "max_keypoints": s.max_keypoints}
+    opts["extractor_kw"] = {k: v for k, v in ext.items() if v}
+    return opts
+
+
+@stage("filter", FilterSettings, check=check_filter)
+def filter_stage(s: FilterSettings, ctx) -> dict:
+    """Fit (or load) the filter chain and rescore every split of the input -> SPLIT.npz, filter.json."""
+    from kit.ensemble.rules import load_any
+    from kit.filters.chain import build_filter, load_filter, save_filter
+    from kit.predictions import Predictions, save_predictions
+    from kit.truth import load_truth, true_top1
+
+    files = ctx.split_files(s.input)
+    emb = ctx.split_files(s.embeddings) if s.embeddings else {}
+
+    def with_embeddings(split):
+        p = load_any(files[split])
+        if p.embeddings is None and split in emb:
+            p = Predictions(p.ids, p.labels, p.scores, load_any(emb[split]).reindex(p.ids).embeddings)
+        return p
+
+    opts = filter_options(s, ctx)
+    shipped = ctx.shipped_file("filter.json")
+    chain = load_filter(shipped, opts) if shipped is not None else build_filter(s.name, s.mode, opts)
+    if shipped is None and s.fit and "val" in files:
+        import numpy as np
+
+        parts = [with_embeddings(x) for x in ("val", "distractors") if x in files]
+        fit = Predictions(np.concatenate([p.ids for p in parts]), np.concatenate([p.labels[:, :1] for p in parts]),
+                          np.concatenate([p.scores[:, :1] for p in parts]),
+                          np.concatenate([p.embeddings for p in parts]) if all(p.embeddings is not None
+                                                                               for p in parts) else None)
+        chain.fit_rescore(fit, true_top1(fit, load_truth(ctx.of(s.folds)["val_solution"])))
+        for f in chain.filters:
+            ctx.log(f"  fit {f.name}: GAP {f.fit_report['gap_before']:.4f} -> {f.fit_report['gap_after']:.4f} "
+                    f"with {f.fit_report['params']}")
+    for f in chain.filters:
+        f.params.update({k: float(v) for k, v in s.params.items() if k in f.params})
+    out = {}
+    for split in files:
+        if split == "train" or not ctx.wants(split):
+            continue
+        out[split] = save_predictions(chain.rescore(with_embeddings(split)), ctx.dir / f"{split}.npz")
+    save_filter(chain, ctx.dir / "filter.json")
+    return {"splits": out, "filter": ctx.dir / "filter.json"}

@@ -1,0 +1,114 @@
+"""Model stages: train a fold (`kit train`) and predict image sets (`kit predict`: top-k + embeddings).
+
+Both take a kit config (a preset name or YAML file) and `set:` overrides (dotted keys, as `key=value` on
+the CLI); the stage fills in what the run decides: data folder, folds file, seed, device, workers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kit.errors import KitError
+from kit.pipeline.stage import SPLITS, ref, stage
+
+
+def stage_config(config: str, overrides: dict, ctx=None, folds_csv=None, name: str = "model"):
+    """A validated kit Config: preset/YAML <- `set:` overrides <- what the run decides."""
+    from kit.config import load_config
+
+    given = [f"{k}={v}" for k, v in overrides.items()]
+    if ctx is not None:
+        given += [f"name={name}", f"seed={ctx.run.seed}", f"device={ctx.run.device}",
+                  f"data.num_workers={ctx.run.workers}", f"runs_dir={ctx.work}", f"predictions_dir={ctx.work}"]
+        if ctx.data is not None:
+            given.append(f"data.data_dir={ctx.data}")
+        if folds_csv is not None:
+            given.append(f"data.folds_csv={folds_csv}")
+    return load_config(config, given)
+
+
+@dataclass
+class TrainSettings:
+    config: str = "top2k"                              # preset (kit/configs) or YAML file
+    set: dict[str, str] = field(default_factory=dict)  # config overrides, e.g. {optim.epochs: 3}
+    folds: str = ref("folds", stages=("folds",))
+
+
+def check_train(s: TrainSettings) -> None:
+    stage_config(s.config, s.set)
+
+
+@stage("train", TrainSettings, kind="prepare", check=check_train)
+def train(s: TrainSettings, ctx) -> dict:
+    """Train on every fold but the validation fold; resumes from the last checkpoint of a killed run."""
+    from kit.train.loop import train as train_fold
+
+    cfg = stage_config(s.config, s.set, ctx, ctx.of(s.folds)["folds"], name=ctx.dir.name)
+    resume = (cfg.run_dir(ctx.run.val_fold) / "last.pt").is_file()
+    result = train_fold(cfg, ctx.run.val_fold, resume=resume)
+    best = result["best"]
+    ctx.log(f"best epoch {best['epoch']}: val_gap {best['val_gap']:.4f}")
+    run = cfg.run_dir(ctx.run.val_fold)
+    return {"run": run, "checkpoint": run / "best.pt", "config": run / "config.yaml"}
+
+
+@dataclass
+class PredictSettings:
+    model: str = ref("", stages=("train",))            # a train stage; "" = `checkpoint`
+    checkpoint: str = "pretrained"                     # without a model: 'pretrained' (ImageNet) or a .pt file
+    config: str = "retrieval"                          # preset or YAML (the model's own config wins for a run)
+    set: dict[str, str] = field(default_factory=dict)  # config overrides, e.g. {data.image_size: 384}
+    splits: list[str] = field(default_factory=list)    # [] = train, val, test (+ distractors when DATA has them)
+    folds: str = ref("folds", stages=("folds",))
+    index_dtype: str = "float32"                       # float16: the index embeddings (train, val) are rounded
+                                                       # to fp16, as `kit kaggle package` ships them
+    index: str = "shipped"                             # Kaggle notebook: index embeddings shipped in the models
+                                                       # dataset, or "embed"ded there from the train images
+
+
+def check_predict(s: PredictSettings) -> None:
+    stage_config(s.config, s.set)
+    bad = [x for x in s.splits if x not in SPLITS]
+    if bad:
+        raise KitError(f"splits: unknown split '{bad[0]}' (valid: {', '.join(SPLITS)})")
+    if s.index_dtype not in ("float32", "float16"):
+        raise KitError(f"index_dtype '{s.index_dtype}' (valid: float32, float16)")
+    if s.index not in ("shipped", "embed"):
+        raise KitError(f"index '{s.index}' (valid: shipped, embed)")
+
+
+def wanted_splits(s: PredictSettings, data: Path) -> list[str]:
+    if s.splits:
+        return list(s.splits)
+    return ["train", "val", "test"] + (["distractors"] if (data / "distractors.csv").is_file() else [])
+
+
+INDEX_SPLITS = ("train", "val")   # labelled images: the retrieval index
+
+
+@stage("predict", PredictSettings, check=check_predict)
+def predict(s: PredictSettings, ctx) -> dict:
+    """Top-k classes and embeddings of each split -> SPLIT.npz; index splits may come packaged."""
+    from kit.inference.predict import run_predict
+    from kit.predictions import load_predictions, save_predictions
+
+    folds = ctx.of(s.folds)["folds"]
+    checkpoint = ctx.of(s.model)["checkpoint"] if s.model else s.checkpoint
+    files = {}
+    for split in wanted_splits(s, ctx.data):
+        out = ctx.dir / f"{split}.npz"
+        packaged = ctx.shipped_file(f"{split}.npz")
+        if packaged is not None:
+            files[split] = packaged
+            continue
+        if not ctx.wants(split) and not (s.index == "embed" and split in INDEX_SPLITS):
+            continue
+        cfg = stage_config(s.config, s.set, ctx, folds, name=ctx.dir.name)
+        run_predict(cfg, ctx.run.val_fold, split, checkpoint=checkpoint, out=out, log=ctx.log)
+        if s.index_dtype == "float16" and split in INDEX_SPLITS:
+            p = load_predictions(out)
+            p.embeddings = p.embeddings.astype(np.float16).astype(np.float32)
+            save_predictions(p, out)
+        files[split] = out
+    return {"splits": files}

@@ -1,0 +1,129 @@
+"""Retrieval stages: kNN / centroid votes over the labelled images (`kit retrieve`) and spatial re-ranking
+with local features (`kit rerank`). The index of a validation query is the training folds; the index of
+any other query (test, distractors) is every labelled image (training folds + validation fold)."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from kit.errors import KitError
+from kit.inference.rerank import RerankConfig
+from kit.pipeline.stage import choice, ref, stage
+
+
+def retrievers():
+    from kit.inference.retrieval import RETRIEVERS
+
+    return RETRIEVERS
+
+
+def index_files(files: dict, split: str) -> list:
+    """The index of queries of `split`: train (+ val unless the queries are the validation fold)."""
+    if "train" not in files:
+        raise KitError(f"the embeddings stage wrote no train split (it has: {', '.join(files)})")
+    return [files["train"]] + ([files["val"]] if split != "val" and "val" in files else [])
+
+
+def query_splits(files: dict, ctx) -> list[str]:
+    return [s for s in files if s != "train" and ctx.wants(s)]
+
+
+@dataclass
+class RetrieveSettings:
+    embeddings: str = ref("predict", stages=("predict", "ensemble"))
+    method: str = choice("knn", retrievers)
+    k: int = 10                     # knn: neighbours that vote
+    power: float = 1.0              # knn: vote = similarity ** power
+    agg: str = "max"                # knn: a class's vote = max (best neighbour) or sum over its neighbours
+    qe: int = 0                     # knn: alpha query expansion with K neighbours (0 = off)
+    qe_alpha: float = 3.0
+    dba: int = 0                    # knn: database-side augmentation with K neighbours (0 = off)
+    dba_alpha: float = 3.0
+    topk: int = 5
+    distance_threshold: float = 0.5  # centroids: cosine distance cut of the clustering
+    min_cluster_size: int = 50      # centroids
+    threshold: float = -1.0         # centroids: similarity below it = no landmark (-1 = off)
+    backend: str = "auto"
+    folds: str = ref("folds", stages=("folds",))
+
+
+@stage("retrieve", RetrieveSettings)
+def retrieve(s: RetrieveSettings, ctx) -> dict:
+    """kNN or centroid predictions of every query split from its index -> SPLIT.npz."""
+    from kit.inference.retrieval import fit_retriever, load_index
+    from kit.predictions import load_predictions, save_predictions
+
+    files, labels = ctx.split_files(s.embeddings), ctx.of(s.folds)["folds"]
+    if s.method == "knn":
+        kw = dict(k=s.k, power=s.power, agg=s.agg, qe=s.qe, qe_alpha=s.qe_alpha, dba=s.dba, dba_alpha=s.dba_alpha)
+    else:
+        kw = dict(distance_threshold=s.distance_threshold, min_cluster_size=s.min_cluster_size,
+                  threshold=None if s.threshold < 0 else s.threshold, n_jobs=ctx.run.workers)
+    out, models = {}, {}
+    for split in query_splits(files, ctx):
+        key = tuple(map(str, index_files(files, split)))
+        if key not in models:
+            models[key] = fit_retriever(s.method, load_index(list(key)), labels, backend=s.backend, **kw)
+        query = load_predictions(files[split])
+        if query.embeddings is None:
+            raise KitError(f"{files[split]}: no embeddings in this prediction file")
+        out[split] = save_predictions(models[key].predict(query.ids, query.embeddings, topk=s.topk),
+                                      ctx.dir / f"{split}.npz")
+    return {"splits": out}
+
+
+@dataclass
+class RerankSettings(RerankConfig):
+    embeddings: str = ref("predict", stages=("predict",))
+    folds: str = ref("folds", stages=("folds",))
+    image_size: int = 0             # local-feature working size (0 = the verifier's: sift 512, delf 320)
+    max_keypoints: int = 0          # sift: keypoints per image (0 = 1000)
+    delf: str = ""                  # delf: attention head from `kit train-delf` ("" = feature-norm scores)
+    agg: str = "max"                # the kNN search, as in the retrieve stage
+    qe: int = 0
+    qe_alpha: float = 3.0
+    dba: int = 0
+    dba_alpha: float = 3.0
+    topk: int = 5
+
+
+def rerank_config(s: RerankSettings) -> RerankConfig:
+    names = {f.name for f in dataclasses.fields(RerankConfig)}
+    cfg = RerankConfig(**{k: v for k, v in dataclasses.asdict(s).items() if k in names})
+    extra = {"image_size": s.image_size or None, "max_keypoints": s.max_keypoints or None, "delf": s.delf or None}
+    cfg.extractor_kw = {**cfg.extractor_kw, **{k: v for k, v in extra.items() if v is not None}}
+    return cfg
+
+
+@stage("rerank", RerankSettings, check=lambda s: rerank_config(s).extractor_settings())
+def rerank(s: RerankSettings, ctx) -> dict:
+    """Verify each query's nearest index images with local features + RANSAC and re-score its classes
+    -> SPLIT.npz and SPLIT.inliers.npz (verified pairs, for non-landmark scoring)."""
+    from kit.inference.rerank import spatial_rerank
+    from kit.inference.retrieval import fit_retriever, load_index
+    from kit.io import atomic_path, write_json
+    from kit.predictions import load_predictions, save_predictions
+
+    files, labels, cfg = ctx.split_files(s.embeddings), ctx.of(s.folds)["folds"], rerank_config(s)
+    splits = query_splits(files, ctx)
+    # the reference set of the unverified rows' score: the queries' own collection (test: itself;
+    # validation: the validation fold + the fitting distractors, the validation set as a whole)
+    own = [files[x] for x in splits if x != "test"]
+    out = {}
+    for split in splits:
+        index = load_index(index_files(files, split))
+        knn = fit_retriever("knn", index, labels, k=cfg.top_n, agg=s.agg, qe=s.qe, qe_alpha=s.qe_alpha,
+                            dba=s.dba, dba_alpha=s.dba_alpha)
+        query = load_predictions(files[split])
+        refs = load_index(own) if split != "test" and own else None
+        r = spatial_rerank(query, knn, index.ids, cfg, ctx.data, ctx.cache_dir, topk=s.topk, references=refs)
+        out[split] = save_predictions(r.predictions, ctx.dir / f"{split}.npz")
+        with atomic_path(ctx.dir / f"{split}.inliers.npz") as tmp, open(tmp, "wb") as f:
+            extra = {} if r.reference is None else {"reference": r.reference}
+            np.savez(f, ids=r.predictions.ids, neighbours=r.neighbours, inliers=r.inliers,
+                     top_inliers=r.top_inliers, **extra)
+        write_json({**r.seconds, "images": len(query)}, ctx.dir / f"{split}.seconds.json")
+        ctx.log(f"  {split}: {len(query)} images, {r.seconds['pairs']} pairs verified")
+    return {"splits": out}

@@ -1,0 +1,37 @@
+"""The last stage: test predictions -> WORK/submission.csv in Kaggle's format, one row per sample id."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kit.pipeline.stage import ref, stage
+from kit.pipeline.stages.combine import PREDICTIONS, validation_gap
+
+
+@dataclass
+class SubmissionSettings:
+    input: str = ref("", stages=PREDICTIONS)
+    folds: str = ref("", stages=("folds",))    # "" = no validation score
+
+
+def check_submission(s: SubmissionSettings) -> None:
+    from kit.errors import KitError
+
+    if not s.input:
+        raise KitError("input: name the stage whose test predictions are submitted")
+
+
+@stage("submission", SubmissionSettings, check=check_submission)
+def submission(s: SubmissionSettings, ctx) -> dict:
+    """The input's test predictions, every sample id (images without a prediction stay empty)."""
+    from kit.ensemble.rules import load_any
+    from kit.errors import KitError
+    from kit.submission import read_sample_ids, write_submission
+
+    files = ctx.split_files(s.input)
+    if "test" not in files:
+        raise KitError(f"stage '{s.input}' has no test predictions (splits: {', '.join(files)})")
+    pred = load_any(files["test"])
+    out = write_submission(pred.reindex(read_sample_ids(ctx.data / "sample_submission.csv")),
+                           ctx.work / "submission.csv")
+    val = validation_gap(files, ctx.of(s.folds).get("val_solution")) if s.folds else None
+    return {"submission": out, "predictions": files["test"], "val_gap": val}

@@ -1,0 +1,37 @@
+"""One registry type for every name a user picks (stage, backbone, head, loss, ensemble rule, filter, ...).
+
+A `Registry` is a dict with one lookup and one error: `HEADS["arcface"]` returns the entry, an unknown
+name raises a KitError listing the valid ones (timm's `register_model` / `model_entrypoint` idea)."""
+from __future__ import annotations
+
+from kit.errors import KitError
+
+
+class Registry(dict):
+    """name -> entry, for the choices of one kind (`kind` names it in errors: "unknown head 'x'")."""
+
+    def __init__(self, kind: str, entries: dict | None = None):
+        super().__init__(entries or {})
+        self.kind = kind
+
+    def register(self, name: str | None = None):
+        """Decorator: add a function or class under `name` (default: its __name__)."""
+        def add(obj):
+            key = name or obj.__name__
+            if key in self:
+                raise KitError(f"{self.kind} '{key}' is registered twice")
+            self[key] = obj
+            return obj
+        return add
+
+    def __missing__(self, name):
+        raise KitError(f"unknown {self.kind} '{name}' (valid: {', '.join(self.names())})")
+
+    def names(self) -> list[str]:
+        return list(self)
+
+    def check(self, name: str, where: str = "") -> str:
+        """`name` if registered, else the one error (prefixed with `where`, e.g. the file and key)."""
+        if name not in self:
+            raise KitError(f"{where}unknown {self.kind} '{name}' (valid: {', '.join(self.names())})")
+        return name
