@@ -3,6 +3,7 @@ counted), never a traceback, never silent corruption; plus the cases that alread
 Code execution from checkpoints is in test_hostile_loaders.py."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import struct
@@ -525,12 +526,25 @@ def test_kaggle_package_holds_no_credentials(tmp_path, monkeypatch):
     monkeypatch.setenv("KAGGLE_API_TOKEN", secret)
     (tmp_path / "home" / ".kaggle").mkdir(parents=True)
     (tmp_path / "home" / ".kaggle" / "kaggle.json").write_text(f'{{"username": "alice", "key": "{secret}"}}')
-    run = tmp_path / "runs" / "e" / "fold0"
-    run.mkdir(parents=True)
-    (run / "config.yaml").write_text("name: e\n")
-    (run / "best.pt").write_bytes(b"weights")
-    assert main(["kaggle", "package", "--out", str(tmp_path / "pkg"), "--runs", str(run), "--user", "alice",
-                 "--no-wheels"]) == 0
+    # a finished `kit run` of a one-model recipe, its files made by hand
+    work = tmp_path / "work"
+    outputs = {"folds": {"folds": "folds.csv", "val_solution": "val_solution.csv"},
+               "model": {"run": "fold0", "checkpoint": "fold0/best.pt", "config": "fold0/config.yaml"},
+               "predict": {"splits": {"test": "test.npz"}}, "submission": {"submission": "../submission.csv"}}
+    for sid, files in outputs.items():
+        for key, rel in (files["splits"] if "splits" in files else files).items():
+            if key == "run":
+                continue
+            (work / sid / rel).parent.mkdir(parents=True, exist_ok=True)
+            (work / sid / rel).write_bytes(b"x")
+        enc = {k: ({s: {"path": r} for s, r in v.items()} if isinstance(v, dict) else {"path": v})
+               for k, v in files.items()}
+        (work / sid / "stage.json").write_text(json.dumps({"outputs": enc}))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("stages:\n  - folds: {}\n  - train: {id: model}\n"
+                      "  - predict: {model: model, splits: [test]}\n  - submission: {input: predict}\n")
+    assert main(["kaggle", "package", "--out", str(tmp_path / "pkg"), "--recipe", str(recipe), "--work", str(work),
+                 "--user", "alice", "--no-wheels"]) == 0
     files = [p for p in (tmp_path / "pkg").rglob("*") if p.is_file()]
     assert len(files) >= 5
     assert not [p for p in files if secret.encode() in p.read_bytes()]

@@ -155,23 +155,31 @@ def test_report_saliency_section(tmp_path):
     assert not marker.exists()
 
 
-def test_kaggle_notebook_predict_steps(tmp_path, capsys):
-    """The notebook runs kit.kaggle.runtime's plan; its predict step loads models/runs/<exp>/fold<N>/best.pt."""
-    from kit.kaggle.runtime import inference_plan, run_plan
+def test_kaggle_notebook_predict_stage(tmp_path, capsys):
+    """The notebook runs the packaged recipe; its predict stage loads stages/<train id>/fold0/best.pt."""
+    import json
+
+    from kit.config import save_config
+    from kit.kaggle.runtime import run_packaged
 
     marker = tmp_path / "pwned"
     make_gldv2(tmp_path)
-    models, run = tmp_path / "models", tmp_path / "models" / "runs" / "e" / "fold0"
+    stages = tmp_path / "models" / "stages"
+    run = stages / "e" / "fold0"
     cfg = load_config(None, [*TINY, "name=e", f"data.folds_csv={tmp_path / 'folds.csv'}"])
     evil_checkpoint(run / "best.pt", marker, config=config_to_dict(cfg))
-    from kit.config import save_config
-
     save_config(cfg, run / "config.yaml")
+    (stages / "e" / "stage.json").write_text(json.dumps({"outputs": {
+        "run": {"path": "fold0"}, "checkpoint": {"path": "fold0/best.pt"}, "config": {"path": "fold0/config.yaml"}}}))
+    (stages / "folds").mkdir()
+    (stages / "folds" / "folds.csv").write_text((tmp_path / "folds.csv").read_text())
+    (stages / "folds" / "stage.json").write_text(json.dumps({"outputs": {"folds": {"path": "folds.csv"}}}))
     pd.DataFrame({"id": ["abc1"], "landmarks": [""]}).to_csv(tmp_path / "sample_submission.csv", index=False)
-    steps = inference_plan({"runs": [{"exp": "e", "fold": 0}]}, models, tmp_path, tmp_path / "work")
-    with pytest.raises(KitError, match="step 'predict e fold0' failed"):
-        run_plan(steps)
-    assert "best.pt: refusing to load checkpoint" in capsys.readouterr().err
+    recipe = {"name": "evil", "stages": [{"folds": {}}, {"train": {"id": "e"}},
+                                         {"predict": {"model": "e", "splits": ["test"]}},
+                                         {"submission": {"input": "predict"}}]}
+    with pytest.raises(KitError, match="best.pt: refusing to load checkpoint"):
+        run_packaged({"recipe": recipe, "files": []}, tmp_path / "models", tmp_path, tmp_path / "work")
     assert not marker.exists()
 
 

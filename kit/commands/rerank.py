@@ -59,45 +59,20 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
-
-    from kit.errors import KitError
-    from kit.inference.rerank import RerankConfig, spatial_rerank
-    from kit.inference.retrieval import fit_retriever, load_index
-    from kit.io import atomic_path, write_json
-    from kit.predictions import load_predictions, save_predictions
+    from kit.pipeline.stages.retrieval import RerankSettings, rerank_files
     from kit.submission import write_submission
 
-    ext = {k: v for k, v in (("image_size", args.image_size), ("max_keypoints", args.max_keypoints),
-                             ("delf", args.delf)) if v is not None}
-    cfg = RerankConfig(verifier=args.verifier, top_n=args.top_n, classes=args.classes, per_class=args.per_class,
+    s = RerankSettings(verifier=args.verifier, top_n=args.top_n, classes=args.classes, per_class=args.per_class,
                        weight=args.weight, cap=args.cap, min_inliers=args.min_inliers, margin=args.margin,
-                       ratio=args.ratio,
-                       transform=args.transform, ransac_threshold=args.ransac_threshold, robust=args.robust,
-                       n_jobs=args.jobs, extractor_kw=ext, reference_k=args.reference_k,
-                       reference_weight=args.reference_weight)
-    index = load_index(args.index)
-    knn = fit_retriever("knn", index, args.labels, k=args.top_n, agg=args.agg, qe=args.qe, qe_alpha=args.qe_alpha,
-                        dba=args.dba, dba_alpha=args.dba_alpha)
-    query = load_predictions(args.query)
-    if query.embeddings is None:
-        raise KitError(f"{args.query}: no embeddings in this prediction file")
-    if query.embeddings.shape[1] != index.embeddings.shape[1]:
-        raise KitError(f"{args.query}: {query.embeddings.shape[1]}-d embeddings, the index has {index.embeddings.shape[1]}")
-    refs = load_index(args.references) if args.references else None
-    if refs is not None and refs.embeddings.shape[1] != query.embeddings.shape[1]:
-        raise KitError(f"{args.references[0]}: {refs.embeddings.shape[1]}-d embeddings, the queries have "
-                       f"{query.embeddings.shape[1]}")
-    r = spatial_rerank(query, knn, index.ids, cfg, args.data_dir, args.cache_dir, topk=args.topk, references=refs)
-    save_predictions(r.predictions, args.out)
-    side = str(args.out)[:-4] + ".inliers.npz" if str(args.out).endswith(".npz") else str(args.out) + ".inliers.npz"
-    with atomic_path(side) as tmp:
-        with open(tmp, "wb") as f:
-            extra = {} if r.reference is None else {"reference": r.reference}
-            np.savez(f, ids=r.predictions.ids, neighbours=r.neighbours, inliers=r.inliers, top_inliers=r.top_inliers,
-                     **extra)
-    write_json({**r.seconds, "config": vars(cfg), "images": len(query)}, side[:-4] + ".json")
-    print(f"wrote {args.out} and {side} ({len(query)} images, {r.seconds['pairs']} pairs verified, "
+                       ratio=args.ratio, transform=args.transform, ransac_threshold=args.ransac_threshold,
+                       robust=args.robust, n_jobs=args.jobs, reference_k=args.reference_k,
+                       reference_weight=args.reference_weight, image_size=args.image_size or 0,
+                       max_keypoints=args.max_keypoints or 0, delf=args.delf or "", agg=args.agg, qe=args.qe,
+                       qe_alpha=args.qe_alpha, dba=args.dba, dba_alpha=args.dba_alpha, topk=args.topk)
+    r = rerank_files(s, args.index, args.labels, args.query, args.data_dir, args.cache_dir, args.references or (),
+                     args.out)
+    side = (str(args.out)[:-4] if str(args.out).endswith(".npz") else str(args.out)) + ".inliers.npz"
+    print(f"wrote {args.out} and {side} ({len(r.predictions)} images, {r.seconds['pairs']} pairs verified, "
           f"features {r.seconds['search_and_features']:.1f} s, matching {r.seconds['matching']:.1f} s)")
     if args.submission:
         write_submission(r.predictions, args.submission)

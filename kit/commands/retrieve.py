@@ -41,25 +41,17 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def knn_kwargs(args) -> dict:
-    return {"k": args.k, "power": args.power, "agg": args.agg, "qe": args.qe, "qe_alpha": args.qe_alpha,
-            "dba": args.dba, "dba_alpha": args.dba_alpha}
-
-
 def run(args) -> int:
-    from kit.errors import KitError
-    from kit.inference.retrieval import fit_retriever, load_index
-    from kit.predictions import load_predictions, save_predictions
+    from kit.pipeline.stages.retrieval import RetrieveSettings, fit_index, query_embeddings
+    from kit.predictions import save_predictions
     from kit.submission import write_submission
 
-    kw = (knn_kwargs(args) if args.method == "knn" else
-          {"distance_threshold": args.distance_threshold, "min_cluster_size": args.min_cluster_size,
-           "threshold": args.threshold, "n_jobs": args.jobs})
-    kw["backend"] = args.backend
-    model = fit_retriever(args.method, load_index(args.index), args.labels, **kw)
-    query = load_predictions(args.query)
-    if query.embeddings is None:
-        raise KitError(f"{args.query}: no embeddings in this prediction file")
+    s = RetrieveSettings(method=args.method, k=args.k, power=args.power, agg=args.agg, qe=args.qe,
+                         qe_alpha=args.qe_alpha, dba=args.dba, dba_alpha=args.dba_alpha, topk=args.topk,
+                         distance_threshold=args.distance_threshold, min_cluster_size=args.min_cluster_size,
+                         threshold=-1.0 if args.threshold is None else args.threshold, backend=args.backend)
+    model = fit_index(s, args.index, args.labels, args.jobs)
+    query = query_embeddings(args.query)
     pred = model.predict(query.ids, query.embeddings, topk=args.topk)
     save_predictions(pred, args.out)
     print(f"wrote {args.out} ({len(pred)} images, {args.method} over {len(model.index)} vectors, {model.index.kind})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -49,26 +50,39 @@ class RetrieveSettings:
     folds: str = ref("folds", stages=("folds",))
 
 
-@stage("retrieve", RetrieveSettings)
-def retrieve(s: RetrieveSettings, ctx) -> dict:
-    """kNN or centroid predictions of every query split from its index -> SPLIT.npz."""
+def fit_index(s: RetrieveSettings, index: list, labels, jobs: int = 1):
+    """The retriever of `s` fitted on the index prediction files (`kit retrieve`, the retrieve stage)."""
     from kit.inference.retrieval import fit_retriever, load_index
-    from kit.predictions import load_predictions, save_predictions
 
-    files, labels = ctx.split_files(s.embeddings), ctx.of(s.folds)["folds"]
     if s.method == "knn":
         kw = dict(k=s.k, power=s.power, agg=s.agg, qe=s.qe, qe_alpha=s.qe_alpha, dba=s.dba, dba_alpha=s.dba_alpha)
     else:
         kw = dict(distance_threshold=s.distance_threshold, min_cluster_size=s.min_cluster_size,
-                  threshold=None if s.threshold < 0 else s.threshold, n_jobs=ctx.run.workers)
+                  threshold=None if s.threshold < 0 else s.threshold, n_jobs=jobs)
+    return fit_retriever(s.method, load_index(list(index)), labels, backend=s.backend, **kw)
+
+
+def query_embeddings(path):
+    from kit.predictions import load_predictions
+
+    query = load_predictions(path)
+    if query.embeddings is None:
+        raise KitError(f"{path}: no embeddings in this prediction file")
+    return query
+
+
+@stage("retrieve", RetrieveSettings)
+def retrieve(s: RetrieveSettings, ctx) -> dict:
+    """kNN or centroid predictions of every query split from its index -> SPLIT.npz."""
+    from kit.predictions import save_predictions
+
+    files, labels = ctx.split_files(s.embeddings), ctx.of(s.folds)["folds"]
     out, models = {}, {}
     for split in query_splits(files, ctx):
         key = tuple(map(str, index_files(files, split)))
         if key not in models:
-            models[key] = fit_retriever(s.method, load_index(list(key)), labels, backend=s.backend, **kw)
-        query = load_predictions(files[split])
-        if query.embeddings is None:
-            raise KitError(f"{files[split]}: no embeddings in this prediction file")
+            models[key] = fit_index(s, key, labels, ctx.run.workers)
+        query = query_embeddings(files[split])
         out[split] = save_predictions(models[key].predict(query.ids, query.embeddings, topk=s.topk),
                                       ctx.dir / f"{split}.npz")
     return {"splits": out}
@@ -97,33 +111,49 @@ def rerank_config(s: RerankSettings) -> RerankConfig:
     return cfg
 
 
+def rerank_files(s: RerankSettings, index: list, labels, query_file, data, cache_dir, references=(), out=None):
+    """Re-rank one query file against the index files (`kit rerank`, the rerank stage): writes OUT.npz,
+    OUT.inliers.npz (verified pairs, for non-landmark scoring) and OUT.seconds.json -> the Reranked."""
+    from kit.inference.rerank import spatial_rerank
+    from kit.inference.retrieval import fit_retriever, load_index
+    from kit.io import atomic_path, write_json
+    from kit.predictions import save_predictions
+
+    cfg = rerank_config(s)
+    idx = load_index(list(index))
+    knn = fit_retriever("knn", idx, labels, k=cfg.top_n, agg=s.agg, qe=s.qe, qe_alpha=s.qe_alpha, dba=s.dba,
+                        dba_alpha=s.dba_alpha)
+    query = query_embeddings(query_file)
+    refs = load_index(list(references)) if references else None
+    for name, p in (("index", idx), ("references", refs)):
+        if p is not None and p.embeddings.shape[1] != query.embeddings.shape[1]:
+            raise KitError(f"{query_file}: {query.embeddings.shape[1]}-d embeddings, the {name} has "
+                           f"{p.embeddings.shape[1]}")
+    r = spatial_rerank(query, knn, idx.ids, cfg, data, cache_dir, topk=s.topk, references=refs)
+    out = Path(out)
+    save_predictions(r.predictions, out)
+    stem = str(out)[:-4] if str(out).endswith(".npz") else str(out)
+    with atomic_path(stem + ".inliers.npz") as tmp, open(tmp, "wb") as f:
+        extra = {} if r.reference is None else {"reference": r.reference}
+        np.savez(f, ids=r.predictions.ids, neighbours=r.neighbours, inliers=r.inliers, top_inliers=r.top_inliers,
+                 **extra)
+    write_json({**r.seconds, "images": len(query), "config": dataclasses.asdict(cfg)}, stem + ".seconds.json")
+    return r
+
+
 @stage("rerank", RerankSettings, check=lambda s: rerank_config(s).extractor_settings())
 def rerank(s: RerankSettings, ctx) -> dict:
     """Verify each query's nearest index images with local features + RANSAC and re-score its classes
     -> SPLIT.npz and SPLIT.inliers.npz (verified pairs, for non-landmark scoring)."""
-    from kit.inference.rerank import spatial_rerank
-    from kit.inference.retrieval import fit_retriever, load_index
-    from kit.io import atomic_path, write_json
-    from kit.predictions import load_predictions, save_predictions
-
-    files, labels, cfg = ctx.split_files(s.embeddings), ctx.of(s.folds)["folds"], rerank_config(s)
+    files, labels = ctx.split_files(s.embeddings), ctx.of(s.folds)["folds"]
     splits = query_splits(files, ctx)
     # the reference set of the unverified rows' score: the queries' own collection (test: itself;
     # validation: the validation fold + the fitting distractors, the validation set as a whole)
     own = [files[x] for x in splits if x != "test"]
     out = {}
     for split in splits:
-        index = load_index(index_files(files, split))
-        knn = fit_retriever("knn", index, labels, k=cfg.top_n, agg=s.agg, qe=s.qe, qe_alpha=s.qe_alpha,
-                            dba=s.dba, dba_alpha=s.dba_alpha)
-        query = load_predictions(files[split])
-        refs = load_index(own) if split != "test" and own else None
-        r = spatial_rerank(query, knn, index.ids, cfg, ctx.data, ctx.cache_dir, topk=s.topk, references=refs)
-        out[split] = save_predictions(r.predictions, ctx.dir / f"{split}.npz")
-        with atomic_path(ctx.dir / f"{split}.inliers.npz") as tmp, open(tmp, "wb") as f:
-            extra = {} if r.reference is None else {"reference": r.reference}
-            np.savez(f, ids=r.predictions.ids, neighbours=r.neighbours, inliers=r.inliers,
-                     top_inliers=r.top_inliers, **extra)
-        write_json({**r.seconds, "images": len(query)}, ctx.dir / f"{split}.seconds.json")
-        ctx.log(f"  {split}: {len(query)} images, {r.seconds['pairs']} pairs verified")
+        out[split] = ctx.dir / f"{split}.npz"
+        r = rerank_files(s, index_files(files, split), labels, files[split], ctx.data, ctx.cache_dir,
+                         own if split != "test" else (), out[split])
+        ctx.log(f"  {split}: {len(r.predictions)} images, {r.seconds['pairs']} pairs verified")
     return {"splits": out}
