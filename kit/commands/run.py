@@ -28,7 +28,7 @@ def run(args) -> int:
     from kit.pipeline.recipe import load_recipe
     from kit.pipeline.runner import run_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = load_recipe(args.recipe, args.overrides, deep=args.check)   # the runner checks deeply when a stage runs
     if args.check:
         for i, s in enumerate(recipe.stages, 1):
             print(f"[{i}/{len(recipe.stages)}] {s.id} ({s.stage.name}): {s.stage.help}")

@@ -51,6 +51,7 @@ class Recipe:
     stages: list[StageSpec]
     run: RunSettings = field(default_factory=RunSettings)
     description: str = ""
+    data: dict = field(default_factory=dict, repr=False)   # the validated source, for check_deep
 
     def spec(self, stage_id: str) -> StageSpec:
         return next(s for s in self.stages if s.id == stage_id)
@@ -96,16 +97,24 @@ def read_recipe_file(path: Path) -> dict:
     return data
 
 
-def load_recipe(source, overrides: list[str] | tuple = ()) -> Recipe:
+def load_recipe(source, overrides: list[str] | tuple = (), deep: bool = True) -> Recipe:
     """A Recipe from a file, a shipped recipe's name or a dict, with `stage.key=value` / `key=value`
-    overrides applied, every stage validated."""
+    overrides applied, every stage validated. deep=False skips the checks that import torch, timm and
+    albumentations (registry names, kit configs): the runner does them only when a stage has to run."""
     if isinstance(source, dict):
         data, where = copy.deepcopy(source), f"recipe '{source.get('name', '?')}'"
     else:
         path = recipe_path(source)
         data, where = read_recipe_file(path), str(path)
     apply_overrides(data, overrides, where)
-    return validate(data, where)
+    recipe = validate(data, where, deep)
+    recipe.data = data
+    return recipe
+
+
+def check_deep(recipe: Recipe) -> None:
+    """The checks load_recipe(deep=False) left out (registry names, kit configs), for every stage."""
+    validate(recipe.data, recipe.source, True)
 
 
 def apply_overrides(data: dict, overrides, where: str) -> None:
@@ -138,7 +147,7 @@ def apply_overrides(data: dict, overrides, where: str) -> None:
             node[name] = yaml.safe_load(value) if value else value
 
 
-def validate(data: dict, where: str) -> Recipe:
+def validate(data: dict, where: str, deep: bool = True) -> Recipe:
     known = {"name", "description", "stages"} | set(fields_of(RunSettings))
     unknown = sorted(set(map(str, data)) - known)
     if unknown:
@@ -153,11 +162,11 @@ def validate(data: dict, where: str) -> Recipe:
                        f"(stages: {', '.join(STAGES.names())})")
     specs: list[StageSpec] = []
     for i, item in enumerate(items):
-        specs.append(stage_spec(item, i, specs, where))
+        specs.append(stage_spec(item, i, specs, where, deep))
     return Recipe(str(data.get("name") or Path(where).stem), where, specs, run, str(data.get("description") or ""))
 
 
-def stage_spec(item, i: int, earlier: list[StageSpec], where: str) -> StageSpec:
+def stage_spec(item, i: int, earlier: list[StageSpec], where: str, deep: bool = True) -> StageSpec:
     if not isinstance(item, dict) or len(item) != 1:
         raise KitError(f"{where}: stages[{i}] must be one {{STAGE: {{settings}}}} mapping, got {str(item)[:80]!r}")
     name, values = next(iter(item.items()))
@@ -180,7 +189,7 @@ def stage_spec(item, i: int, earlier: list[StageSpec], where: str) -> StageSpec:
             raise KitError(f"{at}: unknown key '{key}' (valid: id, {', '.join(fields)})")
         value = coerce(value, hints[key], f"{at}: {key}")
         meta = fields[key].metadata
-        if "choices" in meta:
+        if "choices" in meta and deep:
             names = list(meta["choices"]())
             for v in value if isinstance(value, list) else [value]:
                 if v not in names:
@@ -201,7 +210,7 @@ def stage_spec(item, i: int, earlier: list[StageSpec], where: str) -> StageSpec:
             if r and kinds is not True and match.stage.name not in kinds:
                 raise KitError(f"{at}: {key} '{r}' is a {match.stage.name} stage; it must be one of: "
                                f"{', '.join(kinds)}")
-    if st.check is not None:
+    if st.check is not None and deep:
         try:
             st.check(settings)
         except KitError as e:

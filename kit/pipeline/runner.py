@@ -18,7 +18,7 @@ from pathlib import Path
 from kit import __version__
 from kit.errors import KitError
 from kit.io import write_json
-from kit.pipeline.recipe import Recipe, load_recipe
+from kit.pipeline.recipe import Recipe, check_deep, load_recipe
 from kit.pipeline.stage import Context
 
 DATA_FILES = ("train.csv", "train_clean.csv", "sample_submission.csv", "distractors.csv")
@@ -109,7 +109,7 @@ def run_recipe(recipe, data=None, work="work", overrides=(), splits=None, shippe
     in `work`. `splits=("test",)` and `inference=True` (the Kaggle notebook): "prepare" stages are not run,
     their outputs come from `shipped/<id>/`; infer stages find their fitted files there.
     -> {"outputs", "seconds", "submission", "gap", "val_gap"}."""
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides, deep=False)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     if data is None and not any(s.stage.name == "synth" for s in recipe.stages):
@@ -121,14 +121,28 @@ def run_recipe(recipe, data=None, work="work", overrides=(), splits=None, shippe
         return _run(recipe, Path(data) if data is not None else None, work, splits, shipped, inference, log)
 
 
+def fingerprints(recipe: Recipe, data, splits) -> dict:
+    """stage id -> fingerprint. A synth stage's data is fixed by its settings; later stages read it."""
+    fps, data_fp = {}, data_fingerprint(data)
+    for spec in recipe.stages:
+        fps[spec.id] = fingerprint(spec, recipe.run, [fps[r] for r in spec.refs()],
+                                   [] if spec.stage.name == "synth" else data_fp, splits)
+        if spec.stage.name == "synth":
+            data_fp = [fps[spec.id]]
+    return fps
+
+
 def _run(recipe: Recipe, data, work: Path, splits, shipped, inference: bool, log) -> dict:
-    outputs, fps, seconds = {}, {}, {}
+    outputs, seconds = {}, {}
     n = len(recipe.stages)
+    fps = fingerprints(recipe, data, splits)
+    if any(finished(work / s.id, fps[s.id]) is None for s in recipe.stages
+           if not (inference and s.stage.kind == "prepare")):
+        check_deep(recipe)   # a stage will run: every name and config checked first
     log(f"recipe {recipe.name}: {n} stages, work {work}" + (f", data {data}" if data else ""))
     for i, spec in enumerate(recipe.stages, 1):
         folder = work / spec.id
-        fp = fingerprint(spec, recipe.run, [fps[r] for r in spec.refs()], data_fingerprint(data), splits)
-        fps[spec.id] = fp
+        fp = fps[spec.id]
         ship = shipped / spec.id if shipped is not None and (shipped / spec.id).is_dir() else None
         head = f"[{i}/{n}] {spec.id}" + (f" ({spec.stage.name})" if spec.id != spec.stage.name else "")
         if inference and spec.stage.kind == "prepare":

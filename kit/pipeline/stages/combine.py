@@ -59,8 +59,10 @@ def check_ensemble(s: EnsembleSettings) -> None:
 
 @stage("ensemble", EnsembleSettings, check=check_ensemble)
 def ensemble(s: EnsembleSettings, ctx) -> dict:
-    """Combine the inputs' predictions per split (report 001's max / correct / boost / weighted, or a
-    soft average); weights fitted on the validation set unless given -> SPLIT.npz, weights.json."""
+    """Combine the inputs' predictions per split -> SPLIT.npz, weights.json.
+
+    Report 001's max / correct / boost / weighted, or a soft average; weights fitted on the validation
+    set unless given."""
     from kit.ensemble.rules import ENSEMBLES, fit_soft_weights, load_any
     from kit.predictions import save_predictions
     from kit.truth import load_truth, score_gap
@@ -102,8 +104,10 @@ class SelectSettings:
 
 @stage("select", SelectSettings, check=lambda s: check_ensemble(EnsembleSettings(inputs=s.inputs)))
 def select(s: SelectSettings, ctx) -> dict:
-    """Pick one input by validation GAP: the first listed wins unless another leads it by more than
-    `tolerance` (a near-tie is decided by the order, not by noise) -> choice.json."""
+    """Pick the input with the best validation GAP -> choice.json.
+
+    The first listed wins unless another leads it by more than `tolerance`: a near-tie is decided by
+    the order, not by noise."""
     shipped = ctx.shipped_file("choice.json")
     if shipped is not None:
         chosen, scores = json.loads(shipped.read_text())["choice"], {}

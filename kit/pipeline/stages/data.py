@@ -46,8 +46,9 @@ def check_folds(s: FoldsSettings) -> None:
 
 @stage("folds", FoldsSettings, kind="prepare", check=check_folds)
 def folds(s: FoldsSettings, ctx) -> dict:
-    """Class subset + stratified folds of DATA/train.csv -> folds.csv, and the validation truth of the
-    validation fold (+ DATA/distractors.csv as non-landmarks) -> val_solution.csv."""
+    """Class subset + stratified folds of DATA/train.csv -> folds.csv and val_solution.csv.
+
+    val_solution.csv: the validation fold's truth, with DATA/distractors.csv as non-landmarks."""
     from kit.data.folds import fold_summary, folds_from_csv, write_folds
 
     clean = ctx.data / "train_clean.csv" if s.clean else None

@@ -55,7 +55,7 @@ def filter_options(s: FilterSettings, ctx) -> dict:
 
 @stage("filter", FilterSettings, check=check_filter)
 def filter_stage(s: FilterSettings, ctx) -> dict:
-    """Fit (or load) the filter chain and rescore every split of the input -> SPLIT.npz, filter.json."""
+    """Non-landmark filter chain fitted on validation (or packaged), every split rescored -> SPLIT.npz."""
     from kit.ensemble.rules import load_any
     from kit.filters.chain import build_filter, load_filter, save_filter
     from kit.predictions import Predictions, save_predictions

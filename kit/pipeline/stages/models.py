@@ -41,7 +41,7 @@ def check_train(s: TrainSettings) -> None:
 
 @stage("train", TrainSettings, kind="prepare", check=check_train)
 def train(s: TrainSettings, ctx) -> dict:
-    """Train on every fold but the validation fold; resumes from the last checkpoint of a killed run."""
+    """Train on every fold but the validation fold (a killed run resumes from its last checkpoint)."""
     from kit.train.loop import train as train_fold
 
     cfg = stage_config(s.config, s.set, ctx, ctx.of(s.folds)["folds"], name=ctx.dir.name)
@@ -89,7 +89,7 @@ INDEX_SPLITS = ("train", "val")   # labelled images: the retrieval index
 
 @stage("predict", PredictSettings, check=check_predict)
 def predict(s: PredictSettings, ctx) -> dict:
-    """Top-k classes and embeddings of each split -> SPLIT.npz; index splits may come packaged."""
+    """Top-k classes and embeddings of each split -> SPLIT.npz (index splits may come packaged)."""
     from kit.inference.predict import run_predict
     from kit.predictions import load_predictions, save_predictions
 

@@ -143,8 +143,9 @@ def rerank_files(s: RerankSettings, index: list, labels, query_file, data, cache
 
 @stage("rerank", RerankSettings, check=lambda s: rerank_config(s).extractor_settings())
 def rerank(s: RerankSettings, ctx) -> dict:
-    """Verify each query's nearest index images with local features + RANSAC and re-score its classes
-    -> SPLIT.npz and SPLIT.inliers.npz (verified pairs, for non-landmark scoring)."""
+    """Spatial re-ranking: nearest index images verified with local features + RANSAC -> SPLIT.npz.
+
+    Also SPLIT.inliers.npz (the verified pairs, for non-landmark scoring)."""
     files, labels = ctx.split_files(s.embeddings), ctx.of(s.folds)["folds"]
     splits = query_splits(files, ctx)
     # the reference set of the unverified rows' score: the queries' own collection (test: itself;

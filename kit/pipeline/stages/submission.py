@@ -22,7 +22,7 @@ def check_submission(s: SubmissionSettings) -> None:
 
 @stage("submission", SubmissionSettings, check=check_submission)
 def submission(s: SubmissionSettings, ctx) -> dict:
-    """The input's test predictions, every sample id (images without a prediction stay empty)."""
+    """The input's test predictions as WORK/submission.csv, one row per sample id."""
     from kit.ensemble.rules import load_any
     from kit.errors import KitError
     from kit.submission import read_sample_ids, write_submission
