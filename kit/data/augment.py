@@ -18,6 +18,7 @@ import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
 from kit.errors import KitError
+from kit.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -82,15 +83,14 @@ def _retrieval(size: int, train: bool) -> list:
     ]
 
 
-PIPELINES = {"none": _none, "light": _light, "pipeline1": _pipeline1, "pipeline2": _pipeline2,
-             "retrieval": _retrieval}
+PIPELINES = Registry("pipeline", {"none": _none, "light": _light, "pipeline1": _pipeline1,
+                                               "pipeline2": _pipeline2, "retrieval": _retrieval})
 
 
 def build_transforms(name: str, image_size: int, train: bool, mean=None, std=None) -> A.Compose:
     """Pipeline `name` (PIPELINES) for training or, train=False, its deterministic validation form;
     ends in Normalize(mean, std) + ToTensorV2 (float32 CHW tensor under key "image")."""
-    if name not in PIPELINES:
-        raise KitError(f"data.augment: unknown pipeline '{name}' (valid: {', '.join(PIPELINES)})")
+    PIPELINES.check(name, "data.augment: ")
     if int(image_size) < 8:
         raise KitError(f"data.image_size={image_size} is too small (>= 8)")
     steps = PIPELINES[name](int(image_size), train)

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from kit.errors import KitError
+from kit.registry import Registry
 from kit.predictions import Predictions
 
 log = logging.getLogger("kit.inference.engine")
@@ -37,8 +38,8 @@ def tta_multiscale(scales: Sequence[float] = (0.707, 1.0, 1.414)) -> Callable:
     return views
 
 
-TTAS: dict[str, Callable] = {"none": lambda **kw: tta_none, "hflip": lambda **kw: tta_hflip,
-                             "multiscale": lambda scales=(0.707, 1.0, 1.414), **kw: tta_multiscale(scales)}
+TTAS = Registry("TTA", {"none": lambda **kw: tta_none, "hflip": lambda **kw: tta_hflip,
+                        "multiscale": lambda scales=(0.707, 1.0, 1.414), **kw: tta_multiscale(scales)})
 
 
 def get_tta(tta=None, **kw) -> Callable:
@@ -47,8 +48,6 @@ def get_tta(tta=None, **kw) -> Callable:
         return tta_none
     if callable(tta):
         return tta
-    if tta not in TTAS:
-        raise KitError(f"unknown TTA '{tta}' (valid: {', '.join(TTAS)})")
     return TTAS[tta](**kw)
 
 
@@ -75,8 +74,8 @@ def _concat(out):
 
 
 # which vector of the model output is the image's embedding (cfg.predict.embedding)
-EMBEDDINGS: dict[str, Callable] = {"neck": lambda out: out["embeddings"], "pooled": lambda out: out["pooled"],
-                                   "concat": _concat}
+EMBEDDINGS = Registry("embedding", {"neck": lambda out: out["embeddings"], "pooled": lambda out: out["pooled"],
+                                   "concat": _concat})
 
 
 PRECISIONS = ("auto", "fp32", "low")
@@ -100,8 +99,7 @@ def forward_views(model, images, tta: Callable, amp: bool = False, embedding: st
     import torch
     import torch.nn.functional as F
 
-    if embedding not in EMBEDDINGS:
-        raise KitError(f"predict.embedding: unknown embedding '{embedding}' (valid: {', '.join(EMBEDDINGS)})")
+    EMBEDDINGS.check(embedding, "predict.embedding: ")
     probs, embs = 0.0, 0.0
     views = tta(images)
     low = torch.float16 if images.device.type == "cuda" else torch.bfloat16

@@ -56,7 +56,7 @@ def encode(value, root: Path):
 
 def decode(value, root: Path):
     if isinstance(value, dict) and set(value) == {"path"}:
-        return root / value["path"]
+        return Path(os.path.normpath(root / value["path"]))
     if isinstance(value, dict):
         return {k: decode(v, root) for k, v in value.items()}
     return value
