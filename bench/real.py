@@ -173,7 +173,7 @@ class Bench:
         from kit.truth import load_truth
 
         self.args, self.s, self.work = args, s, Path(args.work)
-        for sub in ("pipeline", "repro", "cache"):
+        for sub in ("repro",) if args.keep_work else ("pipeline", "repro", "cache"):
             if (self.work / sub).exists():
                 shutil.rmtree(self.work / sub)
         self.data, self.data_info = prepare_data(args, self.work)
@@ -183,8 +183,8 @@ class Bench:
         self.stages: dict[str, dict] = {}     # stage id -> its {STAGE: settings} item, in the order added
         self.cache = self.work / "cache"
 
-    def stage(self, name: str, sid: str, **settings) -> str:
-        self.stages[sid] = {name: {"id": sid, **settings}}
+    def stage(self, kind: str, sid: str, **settings) -> str:
+        self.stages[sid] = {kind: {"id": sid, **settings}}
         return sid
 
     def recipe(self, last: str) -> dict:
@@ -487,6 +487,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-readme", action="store_true", help="do not rewrite the README table (full runs do)")
+    p.add_argument("--keep-work", action="store_true",
+                   help="reuse the stages a previous run of this work folder finished (their seconds are then 0)")
     p.add_argument("--recipe-out", help="the picked row's recipe (default bench/results/real[.quick].recipe.yaml)")
     args = p.parse_args(argv)
     if not args.data_dir and not Path(args.shared).is_dir():

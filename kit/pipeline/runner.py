@@ -25,8 +25,12 @@ DATA_FILES = ("train.csv", "train_clean.csv", "sample_submission.csv", "distract
 DONE, STARTED, LOCK = "stage.json", "started.json", ".kit-run.lock"
 
 
+HASH_BYTES = 64 << 20   # CSVs up to this size are hashed; larger ones are known by size and modification time
+
+
 def data_fingerprint(data: Path | None) -> list:
-    """The data folder's identity: its CSVs' sizes and modification times (images are not hashed)."""
+    """The data folder's identity: its CSVs' contents (images are not hashed), so a rebuilt but equal
+    folder keeps every finished stage."""
     if data is None:
         return []
     out = []
@@ -34,7 +38,11 @@ def data_fingerprint(data: Path | None) -> list:
         p = Path(data) / name
         if p.is_file():
             st = p.stat()
-            out.append([name, st.st_size, st.st_mtime_ns])
+            if st.st_size <= HASH_BYTES:
+                with open(p, "rb") as f:
+                    out.append([name, hashlib.file_digest(f, "sha1").hexdigest()])
+            else:
+                out.append([name, st.st_size, st.st_mtime_ns])
     return [str(Path(data).resolve()), out]
 
 
