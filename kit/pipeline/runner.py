@@ -39,8 +39,7 @@ def data_fingerprint(data: Path | None) -> list:
         if p.is_file():
             st = p.stat()
             if st.st_size <= HASH_BYTES:
-                with open(p, "rb") as f:
-                    out.append([name, hashlib.file_digest(f, "sha1").hexdigest()])
+                out.append([name, hashlib.sha1(p.read_bytes()).hexdigest()])
             else:
                 out.append([name, st.st_size, st.st_mtime_ns])
     return [str(Path(data).resolve()), out]
