@@ -59,16 +59,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    import dataclasses
+
     from kit.pipeline.stages.retrieval import RerankSettings, rerank_files
     from kit.submission import write_submission
 
-    s = RerankSettings(verifier=args.verifier, top_n=args.top_n, classes=args.classes, per_class=args.per_class,
-                       weight=args.weight, cap=args.cap, min_inliers=args.min_inliers, margin=args.margin,
-                       ratio=args.ratio, transform=args.transform, ransac_threshold=args.ransac_threshold,
-                       robust=args.robust, n_jobs=args.jobs, reference_k=args.reference_k,
-                       reference_weight=args.reference_weight, image_size=args.image_size or 0,
-                       max_keypoints=args.max_keypoints or 0, delf=args.delf or "", agg=args.agg, qe=args.qe,
-                       qe_alpha=args.qe_alpha, dba=args.dba, dba_alpha=args.dba_alpha, topk=args.topk)
+    names = {f.name for f in dataclasses.fields(RerankSettings)}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    s = RerankSettings(**given, n_jobs=args.jobs)   # the flags are the settings' fields (jobs: n_jobs)
     r = rerank_files(s, args.index, args.labels, args.query, args.data_dir, args.cache_dir, args.references or (),
                      args.out)
     side = (str(args.out)[:-4] if str(args.out).endswith(".npz") else str(args.out)) + ".inliers.npz"
