@@ -66,7 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
     command = argv[0] if argv and not argv[0].startswith("-") else None  # `kit -h`, `kit --version`: every command
-    args = build_parser(command).parse_args(argv)
+    parser = build_parser(command)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also follow options (`kit run RECIPE --data D seed=1`); argparse only takes
+    # positionals in one run, so the later ones come back here
+    if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
+        args.overrides = list(args.overrides or []) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "opencv", True):
         _single_threaded_opencv()
     try:

@@ -154,3 +154,14 @@ def test_kill_9_at_a_stage_boundary_then_rerun_gives_the_same_submission(data, t
     proc.wait()
     assert kit_run(work).wait() == 0
     assert (work / "submission.csv").read_text() == (ref / "submission.csv").read_text()
+
+
+def test_shipped_retrieval_recipe_runs_on_a_plain_gldv2_folder(data, tmp_path, capsys):
+    """Nothing prepared: train.csv, train/, test/, sample_submission.csv (+ a solution to score)."""
+    work = tmp_path / "w"
+    assert main(["run", "retrieval", "--data", str(data), "--work", str(work), "predict.set.data.image_size=64",
+                 "rerank.image_size=64", "rerank.top_n=3"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("GAP ") and (work / "submission.csv").is_file()
+    assert [line.split(":")[0] for line in lines if line.startswith("[") and line.endswith(" s")] == \
+        ["[1/4] folds", "[2/4] predict", "[3/4] rerank", "[4/4] submission"]
