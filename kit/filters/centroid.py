@@ -42,9 +42,9 @@ class CentroidFilter(Filter):
                 out[rows] = (pred.embeddings[rows] @ mine.T).max(axis=1)
         return out
 
-    def apply(self, pred, signal, eta=-1.0, **_):
-        self.last_passed = signal >= eta
-        return rescore(pred, self.last_passed, self.mode)
+    def _rescore(self, pred, signal, p):
+        passed = signal >= p["eta"]
+        return rescore(pred, passed, self.mode), passed
 
     def grid(self, signal):
         return [{"eta": float(t)} for t in np.concatenate([[-1.0], candidates(signal)])]

@@ -1,13 +1,15 @@
 """Filters chained by name (`delf+distractor`), built from the FILTERS registry; saved and loaded as JSON."""
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from kit.errors import KitError
 from kit.filters import FILTERS
-from kit.filters.base import Filter
+from kit.filters.base import Filter, FilterResult
 from kit.predictions import Predictions
 
 
@@ -18,17 +20,28 @@ class Chain:
         self.filters = filters
         self.name = "+".join(f.name for f in filters)
 
-    def rescore(self, pred: Predictions) -> Predictions:
+    def apply(self, pred: Predictions) -> FilterResult:
+        """Each filter applied to the output of the previous one; a row passes when it passes every filter
+        and still has a prediction."""
+        t0, stages = time.perf_counter(), []
         for f in self.filters:
-            pred = f.rescore(pred)
-        return pred
+            stages.append(f.apply(pred if not stages else stages[-1].predictions))
+        return self._result(stages, t0)
 
-    def fit_rescore(self, pred: Predictions, true: np.ndarray) -> Predictions:
-        """Fit and return the rescored fit set (each filter's signal computed once)."""
+    def fit(self, pred: Predictions, true: np.ndarray) -> FilterResult:
+        """Fit each filter on the output of the previous ones (each signal computed once); the fit set's result."""
+        t0, stages = time.perf_counter(), []
         for f in self.filters:
-            signal = f.signal(pred)
-            pred = f.fit(pred, true, signal).rescore(pred, signal)
-        return pred
+            current = pred if not stages else stages[-1].predictions
+            signal, seconds = f.measure(current)
+            stages.append(replace(f.fit(current, true, signal).apply(current, signal), seconds=seconds))
+        return self._result(stages, t0)
+
+    @staticmethod
+    def _result(stages: list[FilterResult], t0: float) -> FilterResult:
+        out = stages[-1].predictions
+        passed = np.logical_and.reduce([r.passed for r in stages]) & (out.labels[:, 0] >= 0)
+        return FilterResult(out, passed, {"total": time.perf_counter() - t0}, stages=stages)
 
     def to_dict(self) -> dict:
         return {"filter": self.name, "stages": [f.to_dict() for f in self.filters]}

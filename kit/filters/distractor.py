@@ -41,12 +41,12 @@ class DistractorFilter(Filter):
                            f"{self.settings['distractors']} has {dist.embeddings.shape[1]}")
         return reference_similarity(pred.embeddings, pred.ids, dist.embeddings, dist.ids, k)
 
-    def apply(self, pred, signal, alpha=0.0, tau=float("inf"), **_):
+    def _rescore(self, pred, signal, p):
         has = pred.labels >= 0
-        shifted = Predictions(pred.ids, pred.labels, np.where(has, pred.scores - alpha * signal[:, None], 0.0),
+        shifted = Predictions(pred.ids, pred.labels, np.where(has, pred.scores - p["alpha"] * signal[:, None], 0.0),
                               pred.embeddings)
-        self.last_passed = signal <= tau
-        return rescore(shifted, self.last_passed, self.mode)
+        passed = signal <= p["tau"]
+        return rescore(shifted, passed, self.mode), passed
 
     def grid(self, signal):
         taus = [float("inf")] + [float(t) for t in candidates(signal, 32)]
