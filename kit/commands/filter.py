@@ -67,7 +67,7 @@ def add_parser(subparsers) -> None:
 
 
 def parse_scales(text: str) -> list[float]:
-    from kit.localfeatures.delf import CHEAP_SCALES, DELF_SCALES
+    from kit.localfeatures.delf.extractor import CHEAP_SCALES, DELF_SCALES
     from kit.errors import KitError
 
     named = {"cheap": CHEAP_SCALES, "delf": DELF_SCALES}
