@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.config import read_yaml_mapping
 from kit.errors import KitError
 from kit.predictions import Predictions, load_predictions
 from kit.truth import load_truth, score_gap
@@ -44,6 +43,8 @@ def latest_test_files(predictions_dir: str | Path = "predictions") -> list[Path]
 def validation_gap(exp_dir: str | Path, truth=None, runs_dir: str | Path = "runs") -> float | None:
     """Mean GAP over folds of an experiment's `val_fold<N>.npz` (else `oof_fold<N>.npz`) files, against
     `truth` if given, else the folds CSV named in `runs/<exp>/fold<N>/config.yaml`. None if no file."""
+    from kit.config import read_yaml_mapping  # yaml: not imported for `kit --help`
+
     exp_dir = Path(exp_dir)
     files = sorted(exp_dir.glob("val_fold*.npz")) or sorted(exp_dir.glob("oof_fold*.npz"))
     gaps = []

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from kit.errors import KitError
-from kit.predictions import Predictions
+from kit.predictions import Predictions, load_predictions
 from kit.truth import gap_top1
 
 log = logging.getLogger("kit.filters")
@@ -157,10 +157,9 @@ class TrainIndex:
     def load(train_pred: str | None, train_labels: str | None, data_dir: str = ".") -> "TrainIndex":
         """Embeddings from a train prediction file; true labels from a CSV with id,landmark_id
         (a folds CSV or train.csv; default DATA/train.csv). Without train_pred: every labelled image."""
-        from kit.data.train_csv import read_train
-        from kit.predictions import load_predictions
-
         import pandas as pd
+
+        from kit.data.train_csv import read_train  # pandas: not imported for `kit --help`
 
         csv = Path(train_labels) if train_labels else Path(data_dir) / "train.csv"
         df = read_train(csv)  # ids stripped and checked (they become image paths), unique

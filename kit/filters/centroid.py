@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from kit.filters.base import Filter, TrainIndex, candidates, need_embeddings, rescore
+from kit.inference.retrieval import CentroidPredictor
 
 
 class CentroidFilter(Filter):
@@ -21,8 +22,6 @@ class CentroidFilter(Filter):
         self._centroids = None
 
     def centroids(self):
-        from kit.inference.retrieval import CentroidPredictor
-
         if self._centroids is None:
             s = self.settings
             idx = TrainIndex.load(s["train_pred"], s["train_labels"], s["data_dir"])

@@ -1,6 +1,8 @@
 """Filters chained by name (`delf+distractor`), built from the FILTERS registry; saved and loaded as JSON."""
 from __future__ import annotations
 
+import inspect
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -9,7 +11,8 @@ import numpy as np
 
 from kit.errors import KitError
 from kit.filters import FILTERS
-from kit.filters.base import Filter, FilterResult
+from kit.filters.base import MODES, Filter, FilterResult
+from kit.io import write_json
 from kit.predictions import Predictions
 
 
@@ -58,22 +61,16 @@ def build_filter(spec: str, mode: str = "demote", settings: dict | None = None) 
 
 def _accepted(name: str, settings: dict) -> dict:
     """The settings one filter takes (distractor ignores train_pred, ...), so one CLI dict serves a chain."""
-    import inspect
-
     keys = {k for c in FILTERS[name].__mro__ if "__init__" in vars(c) for k in inspect.signature(c.__init__).parameters}
     return {k: v for k, v in settings.items() if k in keys and k != "mode"}
 
 
 def save_filter(chain: Chain, path: str | Path) -> Path:
-    from kit.io import write_json
-
     return write_json(chain.to_dict(), path)
 
 
 def load_filter(path: str | Path, overrides: dict | None = None) -> Chain:
     """A fitted chain from its JSON; `overrides` replace settings (e.g. paths on another machine)."""
-    import json
-
     path = Path(path)
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
@@ -95,8 +92,6 @@ def load_filter(path: str | Path, overrides: dict | None = None) -> Chain:
 
 def _defaults(name: str) -> dict:
     """Default values of a filter's constructor arguments (what types its settings must have)."""
-    import inspect
-
     out = {}
     for c in reversed(FILTERS[name].__mro__):
         if "__init__" in vars(c):
@@ -107,8 +102,6 @@ def _defaults(name: str) -> dict:
 
 def check_filter_dict(path, d) -> list[dict]:
     """The stages of a filter JSON, each checked for types; KitError naming the file, stage and value."""
-    from kit.filters.base import MODES
-
     if not isinstance(d, dict) or not isinstance(d.get("stages"), list) or not d["stages"]:
         got = type(d.get("stages")).__name__ if isinstance(d, dict) else type(d).__name__
         raise KitError(f"{path}: not a kit filter file ('stages' must be a non-empty list, got {got})")

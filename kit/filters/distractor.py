@@ -5,7 +5,8 @@ import numpy as np
 
 from kit.errors import KitError
 from kit.filters.base import Filter, candidates, need_embeddings, rescore
-from kit.predictions import Predictions
+from kit.inference.search import reference_similarity
+from kit.predictions import Predictions, load_predictions
 
 
 class DistractorFilter(Filter):
@@ -21,8 +22,6 @@ class DistractorFilter(Filter):
         self._distractors = None
 
     def distractor_set(self) -> Predictions:
-        from kit.predictions import load_predictions
-
         if self._distractors is None:
             path = self.settings["distractors"]
             if not path:
@@ -32,8 +31,6 @@ class DistractorFilter(Filter):
         return self._distractors
 
     def signal(self, pred):
-        from kit.inference.search import reference_similarity
-
         dist, k = self.distractor_set(), int(self.settings["k"])
         need_embeddings(pred, "prediction file")
         if pred.embeddings.shape[1] != dist.embeddings.shape[1]:

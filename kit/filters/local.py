@@ -8,6 +8,9 @@ import numpy as np
 from kit.errors import KitError
 from kit.filters.base import Filter, TrainIndex, candidates, rescore
 from kit.io import find_image
+from kit.localfeatures import build_extractor
+from kit.localfeatures.base import cached_features, resolve_cache_dir
+from kit.localfeatures.matching import ClassRows, verify_pairs
 from kit.predictions import Predictions
 
 
@@ -15,8 +18,6 @@ def select_candidates(pred: Predictions, idx: TrainIndex, rows, n: int, emb="ind
     """Per row i of `rows`: the ids of the `n` training images of its predicted class nearest by global
     embedding (the image itself excluded); the index is grouped by class once (`ClassRows`), so each row
     costs its class's size, not the whole index."""
-    from kit.localfeatures.matching import ClassRows
-
     if isinstance(emb, str):
         emb = pred.embeddings if idx.embeddings is not None else None
     by_class = ClassRows(idx.landmarks)
@@ -50,8 +51,6 @@ class LocalFilter(Filter):
 
     @property
     def extractor(self):
-        from kit.localfeatures import build_extractor
-
         if self._extractor is None:
             self._extractor = build_extractor(self.settings["extractor"], **self.settings["extractor_kw"])
         return self._extractor
@@ -68,10 +67,7 @@ class LocalFilter(Filter):
 
     def measure(self, pred: Predictions) -> tuple[np.ndarray, dict]:
         """Max inliers per row, and the seconds spent on features (extraction or cache) and on matching."""
-        from kit.progress import progress
-
-        from kit.localfeatures.base import cached_features, resolve_cache_dir
-        from kit.localfeatures.matching import verify_pairs
+        from kit.progress import progress  # tqdm: not imported for `kit --help`
 
         s, idx = self.settings, self.index
         emb = pred.embeddings if idx.embeddings is not None else None

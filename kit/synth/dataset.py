@@ -17,6 +17,10 @@ import pandas as pd
 
 from kit.errors import KitError
 from kit.io import atomic_path, image_path, write_csv, write_json
+from kit.progress import progress as progress_bar
+from kit.synth.scenes import SCENES
+from kit.synth.structures import make_structure
+from kit.synth.views import SUPERSAMPLE, photometric, render_view
 
 SPLIT_CODE = {"train": 1, "test": 2, "distractors": 3}
 LANDMARK_ID_RANGE = 200_000       # landmark ids are sparse ints, like GLDv2's 0..203093
@@ -55,7 +59,6 @@ def make_ids(rng: np.random.Generator, n: int) -> list[str]:
 
 @functools.lru_cache(maxsize=512)
 def _structure(class_key: int, family: int, seed: int, size: int):
-    from kit.synth.structures import make_structure
     return make_structure(class_key, seed, size, return_mask=True, family=family)
 
 
@@ -63,9 +66,6 @@ def render_image(seed: int, split: str, index: int, size: int, class_key: int | 
                  scene: str | None) -> np.ndarray:
     """The size x size RGB image number `index` of `split`: a view of structure `class_key` or a scene."""
     import cv2
-
-    from kit.synth.scenes import SCENES
-    from kit.synth.views import SUPERSAMPLE, photometric, render_view
 
     rng = np.random.default_rng([seed, SPLIT_CODE[split], index])
     if class_key is not None:
@@ -192,7 +192,6 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
     Images of an earlier run with another seed are not deleted.
     """
     from joblib import Parallel, delayed
-    from kit.progress import progress as progress_bar
 
     _check(classes, images, test_images, size, nonlandmark_frac, train_noise, zipf, quality)
     if not 0.0 < family_frac <= 1.0:

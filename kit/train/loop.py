@@ -20,9 +20,11 @@ import torch
 from kit.config import config_to_dict, save_config
 from kit.data.dataset import LandmarkDataset, make_loader, make_loaders, set_epoch, split_fold
 from kit.errors import KitError
+from kit.inference.engine import predict_loader
 from kit.models.checkpoint import load_checkpoint, save_checkpoint
 from kit.models.losses import build_loss
 from kit.models.model import build_model, parse_stages, set_trainable, stage_at, unwrap
+from kit.predictions import save_predictions
 from kit.train.distributed import Dist, all_gather, barrier, setup_distributed, wrap_ddp
 from kit.train.epoch import evaluate, micro_batches, train_one_epoch
 from kit.train.log import TrainLog
@@ -41,9 +43,6 @@ def checkpoint_state(model, cfg, split, epoch: int, metrics: dict) -> dict:
 
 def write_oof(model, cfg, fold: int, split, dist: Dist, amp: bool):
     """Predictions of `model` (the best checkpoint) on the fold's val rows -> predictions/<name>/oof_foldN.npz."""
-    from kit.inference.engine import predict_loader
-    from kit.predictions import save_predictions
-
     ds = LandmarkDataset.from_config(split.val, cfg, train=False)
     loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, cfg.data.num_workers, dist.device.type)
     pred = predict_loader(unwrap(model), loader, split.label_map, cfg.predict.topk, dist.device, amp=amp,
