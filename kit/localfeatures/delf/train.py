@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch.nn.functional as F
 from torch import nn
 
 from kit.config import config_to_dict
@@ -19,16 +18,10 @@ from kit.localfeatures.delf.file import DelfPCA
 from kit.localfeatures.delf.nets import DelfModel
 from kit.models.backbones import backbone_mean_std, create_backbone
 from kit.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from kit.models.losses import CrossEntropyLoss
 from kit.train.loop import Job, fit
 
 log = logging.getLogger("kit.localfeatures.delf")
-
-
-class LogitsLoss(nn.Module):
-    """Cross-entropy of the head's logits."""
-
-    def forward(self, out: dict, labels):
-        return F.cross_entropy(out["logits"], labels)
 
 
 def source_backbone(cfg, fold: int) -> tuple[nn.Module, str]:
@@ -50,7 +43,7 @@ def train_delf(cfg, fold: int, epochs: int = 3, lr: float = 1e-3, hidden: int = 
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, optimizer="adamw", lr=lr, epochs=epochs,
                                                              weight_decay=1e-4, stages=""))
     backbone, source = source_backbone(cfg, fold)
-    job = Job(lambda split: (DelfModel(backbone, len(split.label_map), hidden, stride), LogitsLoss()),
+    job = Job(lambda split: (DelfModel(backbone, len(split.label_map), hidden, stride), CrossEntropyLoss()),
               ["head"] * epochs, cfg.run_dir(fold) / "delf")
     result = fit(cfg, fold, job, resume)
     path = Path(out) if out else cfg.run_dir(fold) / "delf.pt"
