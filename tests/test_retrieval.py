@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import kit.inference.retrieval as R
-import kit.inference.backends as B
+import kit.inference.torch_index as B
 import kit.inference.search as S
 
 

@@ -478,13 +478,13 @@ def test_seeded_hash_of_arrow_ids_equals_the_string_path():
 def test_local_filter_loads_features_of_each_chunk_only(monkeypatch):
     """select_candidates runs once for all rows; each chunk must still request only its own rows'
     images and their candidates (as the per-chunk loop did)."""
-    import kit.localfeatures.base as LB
+    import kit.filters.local as FL
     import kit.localfeatures.matching as LM
     from kit.filters.base import TrainIndex
     from kit.filters.local import LocalFilter
 
     requested = []
-    monkeypatch.setattr(LB, "cached_features", lambda ex, ids, paths, cache, progress=True, **kw:
+    monkeypatch.setattr(FL, "cached_features", lambda ex, ids, paths, cache, progress=True, **kw:
                         requested.append(list(ids)) or {i: i for i in ids})
     monkeypatch.setattr(LM, "count_inliers", lambda a, b, **kw: float(len(b)))
     idx = TrainIndex(np.array([f"trn{i}" for i in range(12)]), np.repeat([1, 2, 3], 4), None)

@@ -1,6 +1,6 @@
 """Nearest-neighbour search over L2-normalised embeddings: the one index every retrieval, expansion, filter and
-report step uses. `choose_backend` picks the index from the data's size and the hardware (a pure function);
-the backends themselves (faiss Flat/IVF, exact torch scans) are in kit.inference.backends."""
+report step uses. `choose_backend` picks the backend from the data's size and the hardware (a pure function):
+`FaissIndex` (Flat or IVF) here, or an exact torch scan (kit.inference.torch_index)."""
 from __future__ import annotations
 
 import functools
@@ -47,12 +47,13 @@ class Hardware:
     bf16: bool = False
 
 
-def detect_hardware(gpu: bool | None = None) -> Hardware:
-    """The Hardware here; `gpu=False` hides the GPUs, `gpu=True` asks faiss for one even if it counts none."""
+def detect_hardware(gpu: bool | None = None, probe_torch: bool = True) -> Hardware:
+    """The Hardware here; `gpu=False` hides the GPUs, `gpu=True` asks faiss for one even if it counts none.
+    With probe_torch=False torch is not imported and CUDA and bf16 read as absent."""
     faiss = _faiss()
     faiss_gpu = faiss is not None and hasattr(faiss, "StandardGpuResources") and bool(
         faiss.get_num_gpus() > 0 if gpu is None else gpu)
-    return Hardware(faiss is not None, faiss_gpu, _torch_cuda(gpu), cpu_has_bf16())
+    return Hardware(faiss is not None, faiss_gpu, probe_torch and _torch_cuda(gpu), probe_torch and cpu_has_bf16())
 
 
 def choose_backend(rows: int, dim: int, hw: Hardware, backend: str = "auto", precision: str = "auto",
@@ -91,13 +92,23 @@ class SearchIndex:
                  nprobe: int = 16, gpu: bool | None = None, seed: int = 0, backend: str = "auto",
                  add_batch: int = 262_144, gpu_flat_gb: float = 8.0, precision: str = "auto",
                  low_min: int = 100_000):
-        from kit.inference import backends  # imports torch: on first use, so `kit --help` stays fast
-
         self.n, dim = np.shape(xb)
-        kind = choose_backend(self.n, dim, detect_hardware(gpu), backend, precision, ivf_threshold,
+        faiss = _faiss()  # torch takes seconds to import: probed only where the choice depends on it
+        probe = backend == "torch" or faiss is None or (backend == "auto" and self.n > ivf_threshold)
+        kind = choose_backend(self.n, dim, detect_hardware(gpu, probe), backend, precision, ivf_threshold,
                               gpu_flat_gb, low_min)
-        self.index = backends.build(kind, xb, faiss=_faiss(), nlist=nlist, nprobe=nprobe, seed=seed,
-                                    add_batch=add_batch)
+        if kind in ("flat", "ivf", "flat-gpu", "ivf-gpu"):
+            self.index = FaissIndex(faiss, xb, kind.startswith("ivf"), kind.endswith("-gpu"), nlist, nprobe, seed,
+                                    add_batch)
+        else:
+            from kit.inference import torch_index  # imports torch (seconds): only for a torch backend
+
+            if kind == "torch-bfloat16":  # the rows' norms, in chunks: no normalised fp32 copy
+                raw = np.asarray(xb, np.float32)
+                norms = np.concatenate([row_norms(raw[a:a + add_batch]) for a in range(0, max(self.n, 1), add_batch)])
+                self.index = torch_index.Bf16Index(xb, norms.reshape(-1, 1), add_batch)
+            else:
+                self.index = torch_index.TorchIndex(l2n(xb), kind.startswith("torch-cuda"), kind.endswith("float16"))
         self.kind = self.index.kind
 
     def __len__(self) -> int:
@@ -111,6 +122,35 @@ class SearchIndex:
         if not out:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         return np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out]).astype(np.int64)
+
+
+class FaissIndex:
+    """faiss inner-product index: Flat (exact) or IVF-Flat (`nlist` lists, default sqrt(N); `nprobe` searched;
+    trained on 64 * nlist rows drawn with `seed`), moved to GPU 0 with `gpu`."""
+
+    def __init__(self, faiss, xb: np.ndarray, ivf: bool, gpu: bool, nlist: int | None = None, nprobe: int = 16,
+                 seed: int = 0, add_batch: int = 262_144):
+        n, d = np.shape(xb)
+        if ivf:
+            nlist = nlist or int(np.sqrt(n))
+            self._quantizer = faiss.IndexFlatIP(d)  # kept referenced: the IVF index does not own it
+            index = faiss.IndexIVFFlat(self._quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+            train = np.sort(np.random.default_rng(seed).choice(n, min(n, 64 * nlist), replace=False))
+            index.train(l2n(xb[train]))
+            index.nprobe = nprobe
+            self.kind = f"ivf{nlist}"
+        else:
+            index, self.kind = faiss.IndexFlatIP(d), "flat"
+        if gpu:
+            self._res = faiss.StandardGpuResources()
+            index = faiss.index_cpu_to_gpu(self._res, 0, index)
+            self.kind += "-gpu"
+        for i in range(0, n, add_batch):  # normalised in chunks: no second full copy beside faiss's
+            index.add(l2n(xb[i:i + add_batch]))
+        self.index = index
+
+    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.search(xq, k)
 
 
 def reference_similarity(query_emb: np.ndarray, query_ids, ref_emb: np.ndarray, ref_ids, k: int) -> np.ndarray:
