@@ -1,5 +1,8 @@
 """`kit train`: fit one model on one fold, evaluate every epoch, keep the best, write OOF predictions.
 
+`fit` trains any `Job` (a model and loss built from the fold's split, a stage per epoch, a run directory):
+`train` builds kit's landmark model; DELF's attention head (kit.localfeatures.delf.train) is another Job.
+
 One loop for CPU and CUDA (AMP and channels_last only on CUDA), single process or DDP under
 torchrun (gloo on CPU, NCCL on CUDA; cfg.data.batch_size is the GLOBAL batch, split over ranks;
 only rank 0 writes). The data order and augmentation are functions of (seed, epoch) and
