@@ -10,12 +10,22 @@ passing row, or emptied with --drop. Prints seconds per image.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+import numpy as np
+
+from kit.device import DEVICES
+from kit.ensemble.rules import load_any
+from kit.errors import KitError
+from kit.filters import FILTERS
+from kit.filters.chain import build_filter, load_filter, save_filter
+from kit.localfeatures.matching import TRANSFORMS
+from kit.predictions import Predictions, save_predictions
+from kit.truth import gap_top1, load_truth, true_top1
 
 
 def filter_spec(text: str) -> str:
     """argparse type: registry names (kit.filters.FILTERS) joined by +."""
-    from kit.filters import FILTERS
-
     bad = [n for n in text.split("+") if n.strip() not in FILTERS]
     if bad or not text.strip():
         raise argparse.ArgumentTypeError(f"unknown filter '{bad[0] if bad else text}' "
@@ -24,10 +34,6 @@ def filter_spec(text: str) -> str:
 
 
 def add_parser(subparsers) -> None:
-    from kit.device import DEVICES
-    from kit.filters import FILTERS
-    from kit.localfeatures.matching import TRANSFORMS
-
     p = subparsers.add_parser("filter", help=f"non-landmark filter: rescore predictions ({', '.join(FILTERS)})",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", metavar="NAME", type=filter_spec,
@@ -67,8 +73,7 @@ def add_parser(subparsers) -> None:
 
 
 def parse_scales(text: str) -> list[float]:
-    from kit.localfeatures.delf.extractor import CHEAP_SCALES, DELF_SCALES
-    from kit.errors import KitError
+    from kit.localfeatures.delf.extractor import CHEAP_SCALES, DELF_SCALES  # torch: only when asked for
 
     named = {"cheap": CHEAP_SCALES, "delf": DELF_SCALES}
     if text in named:
@@ -80,8 +85,6 @@ def parse_scales(text: str) -> list[float]:
 
 
 def parse_params(items: list[str]) -> dict:
-    from kit.errors import KitError
-
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -110,13 +113,6 @@ def settings_from(args) -> dict:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from kit.ensemble.rules import load_any
-    from kit.filters.chain import save_filter
-    from kit.predictions import save_predictions
-    from kit.truth import load_truth
-
     chain = build_chain(args)
     truth = load_truth(args.solution) if args.solution else None
     if args.fit_on:
@@ -138,9 +134,6 @@ def run(args) -> int:
 
 def build_chain(args):
     """The chain named on the command line, or loaded with --load, in the mode asked for."""
-    from kit.errors import KitError
-    from kit.filters.chain import build_filter, load_filter
-
     mode = "drop" if args.drop else "demote"
     if args.load and args.fit_on:
         raise KitError("filter: give --load (a fitted filter) or --fit-on (fit one now), not both")
@@ -156,8 +149,6 @@ def build_chain(args):
 
 def set_params(chain, params: dict) -> None:
     """--param values, each set on the filters that have it (KitError naming any no filter has)."""
-    from kit.errors import KitError
-
     for f in chain.filters:
         f.params.update({k: v for k, v in params.items() if k in f.params})
     unknown = set(params) - {k for f in chain.filters for k in f.params}
@@ -167,12 +158,6 @@ def set_params(chain, params: dict) -> None:
 
 def fit_chain(chain, files: list[str], truth, solution: str) -> None:
     """Fit `chain` on the top-1 predictions of `files` (ids missing from the truth are non-landmarks)."""
-    import numpy as np
-
-    from kit.ensemble.rules import load_any
-    from kit.predictions import Predictions
-    from kit.truth import true_top1
-
     fit = [load_any(p) for p in files]
     emb = [f.embeddings for f in fit]
     fit = Predictions(np.concatenate([f.ids for f in fit]),
@@ -191,8 +176,7 @@ def fit_chain(chain, files: list[str], truth, solution: str) -> None:
 def print_result(chain, pred, result, truth) -> None:
     """Rows passed, seconds per image (features and matching for delf/sift) and, with a truth, GAP before and
     after with the sensitivity and specificity of the pass/fail decision."""
-    from kit.metrics import sensitivity_specificity
-    from kit.truth import gap_top1, true_top1
+    from kit.metrics import sensitivity_specificity  # pandas: not imported for `kit --help`
 
     seconds = result.seconds["total"]
     print(f"{chain.name}: {int(result.passed.sum())} of {len(pred)} predictions pass; "
