@@ -138,13 +138,13 @@ def run(quick: bool) -> dict:
         f = chain.filters[0]
         if name == "delf":
             f.extractor  # build (load weights) outside the timings
-        _, t_fit = timed(lambda: chain.fit_rescore(val, val_true))
-        out, t_query = timed(lambda: chain.rescore(test))
+        _, t_fit = timed(lambda: chain.fit(val, val_true))
+        out, t_query = timed(lambda: chain.apply(test).predictions)
         if name in ("sift", "delf"):  # best of 2 on a shared machine: drop the test features, time again
             for i in test.ids:
                 cache_path(settings["cache_dir"], f.extractor, i).unlink(missing_ok=True)
-            t_query = min(t_query, timed(lambda: chain.rescore(test))[1])
-        _, t_warm = timed(lambda: chain.rescore(test))
+            t_query = min(t_query, timed(lambda: chain.apply(test))[1])
+        _, t_warm = timed(lambda: chain.apply(test))
         sig = f.signal(test)
         results[key] = {
             "fit_s_per_image": t_fit / len(val), "query_s_per_image": t_query / len(test),

@@ -360,7 +360,7 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
         rng = np.random.default_rng(0)  # inliers: high for correct rows, low otherwise (matching excluded)
         signal = np.where(true == pred.labels[:, 0], rng.poisson(30, len(pred)), rng.poisson(4, len(pred)))
         f = LocalFilter().fit(pred, true, signal.astype(np.float32))
-        f.rescore(pred, signal.astype(np.float32))
+        f.apply(pred, signal.astype(np.float32))
         return {"grid": len(f.grid(signal)), **{k: float(v) for k, v in f.fit_report.items() if k != "params"}}
     if name == "to_submission":
         cli("to-submission", files[0], "--out", out / "sub.csv", "--sample", d / "sample_submission.csv")

@@ -6,7 +6,10 @@ import torch
 
 from kit.models.backbones import packaged_state_dict
 from kit.config import load_config
-from kit.localfeatures.delf import DELF_SCALES, DelfAttention, DelfExtractor, attention_pool, load_delf, train_delf
+from kit.localfeatures.delf.extractor import DELF_SCALES, DelfExtractor
+from kit.localfeatures.delf.file import load_delf
+from kit.localfeatures.delf.nets import DelfAttention, attention_pool
+from kit.localfeatures.delf.train import train_delf
 from kit.io import image_path
 from kit.localfeatures.matching import count_inliers
 from kit.synth import make_ids, make_structure, random_homography, warp_view
@@ -78,7 +81,7 @@ def test_train_delf_freezes_backbone_and_saves_head_and_pca(tmp_path):
     cfg = load_config(None, [f"data.data_dir={tmp_path}", f"data.folds_csv={folds}", "data.image_size=64",
                              "data.batch_size=4", "data.num_workers=0", "optim.max_steps_per_epoch=2",
                              f"runs_dir={tmp_path / 'runs'}", "name=t", "device=cpu"])
-    path = train_delf(cfg, fold=0, epochs=1, hidden=8, pca_dim=6, pca_images=4, progress=False)
+    path = train_delf(cfg, fold=0, epochs=1, hidden=8, pca_dim=6, pca_images=4)
     assert path == tmp_path / "runs" / "t" / "fold0" / "delf.pt"
     state = load_delf(path)
     assert state["label_map"] == [100, 101] and state["stride"] == 16
@@ -86,7 +89,11 @@ def test_train_delf_freezes_backbone_and_saves_head_and_pca(tmp_path):
     packaged = packaged_state_dict("tf_efficientnet_lite0")
     assert all(torch.equal(v, packaged[k]) for k, v in state["backbone"].items() if k in packaged)  # frozen
     assert state["head"]["attention.conv1.weight"].shape == (8, 112, 1, 1)
-    assert state["pca"]["components"].shape[0] == 6 and state["pca"]["whiten"]  # tensors: loads weights-only
+    pca = state["pca"]  # plain tensors: loads weights-only
+    assert set(pca) == {"mean", "components", "scale"} and pca["components"].shape == (6, 112)
+    assert not torch.all(pca["scale"] == 1)  # whitened
+    run = tmp_path / "runs" / "t" / "fold0" / "delf"  # kit.train.loop's checkpoints and metrics
+    assert (run / "last.pt").is_file() and (run / "best.pt").is_file() and len(pd.read_csv(run / "metrics.csv")) == 1
     mean, std = state["mean_std"]  # the loader's Normalize: extraction normalises as training did
     # lite weights were trained on inputs scaled to [-1, 1]: mean = std = 0.5, not ImageNet's
     assert np.allclose(mean, 0.5) and np.allclose(std, 0.5)
@@ -94,3 +101,5 @@ def test_train_delf_freezes_backbone_and_saves_head_and_pca(tmp_path):
     (f,) = ex.extract([view(0, 99, 64)])
     assert f.descriptors.shape[1] == 6
     assert np.allclose(np.linalg.norm(f.descriptors, axis=1), 1, atol=1e-5)
+    train_delf(cfg, fold=0, epochs=2, hidden=8, pca_dim=0, resume=True)  # one more epoch, from last.pt
+    assert pd.read_csv(run / "metrics.csv")["epoch"].tolist() == [1, 2] and load_delf(path)["pca"] is None

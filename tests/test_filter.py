@@ -49,7 +49,7 @@ def test_fitting_the_inlier_threshold_raises_gap_on_a_hand_made_case():
     assert gap_top1(p, true) == pytest.approx(5 / 12)
     f = LocalFilter(extractor="sift").fit(p, true, signal=inliers)
     assert 2 < f.params["threshold"] <= 25 and f.fit_report["gap_after"] == pytest.approx(1.0)
-    out = f.rescore(p, inliers)
+    out = f.apply(p, inliers).predictions
     assert gap(out.labels[:, 0], out.scores[:, 0], true) == pytest.approx(1.0)
     assert f.fit_report["gap_before"] == pytest.approx(5 / 12)
 
@@ -64,11 +64,11 @@ def test_distractor_signal_excludes_the_same_image_and_fit_subtracts_it():
     sig = f.signal(q)
     # d0 (itself a distractor): its own row is skipped -> mean(0.8, 0) ; q1: mean(0.6, 0) ; q2: mean(1, 0.8)
     assert np.allclose(sig, [0.4, 0.3, 0.9])
-    out = f.apply(q, sig, alpha=1.0)
+    out = f.apply(q, sig, alpha=1.0).predictions
     assert np.allclose(out.scores[:, 0], [0.5, 0.3, -0.4])
     true = np.array([-1, 2, -1])
     f.fit(q, true, sig)
-    assert gap_top1(f.rescore(q, sig), true) == pytest.approx(1.0) and f.params["alpha"] > 0
+    assert gap_top1(f.apply(q, sig).predictions, true) == pytest.approx(1.0) and f.params["alpha"] > 0
 
 
 def test_centroid_signal_is_cosine_to_the_predicted_class_centroid():
@@ -76,8 +76,10 @@ def test_centroid_signal_is_cosine_to_the_predicted_class_centroid():
     f._centroids = (np.array([[1, 0], [0, 1], [0.6, 0.8]], np.float32), np.array([7, 8, 8]))
     q = preds([7, 8, -1], [0.9, 0.5, 0], np.array([[0.6, 0.8], [1, 0], [1, 0]], np.float32))
     assert np.allclose(f.signal(q), [0.6, 0.6, -1.0])                       # class 8: max(0, 0.6)
-    out = f.apply(q, f.signal(q), eta=0.7)
-    assert out.scores[:2, 0].max() < 0 and f.last_passed.tolist() == [False, False, False]
+    result = f.apply(q, eta=0.7)  # the signal computed, and timed
+    assert result.predictions.scores[:2, 0].max() < 0 and result.passed.tolist() == [False, False, False]
+    assert np.allclose(result.signal, [0.6, 0.6, -1.0]) and set(result.seconds) == {"signal"}
+    assert f.params == {"eta": -1.0} and f.apply(q, result.signal).passed.tolist() == [True, True, True]
 
 
 def test_save_and_load_filter_round_trip(tmp_path):

@@ -107,7 +107,8 @@ def test_model_weights_file(tmp_path):
 
 
 def test_delf_file_and_filter_command(tmp_path, capsys):
-    from kit.localfeatures.delf import DelfExtractor, load_delf
+    from kit.localfeatures.delf.extractor import DelfExtractor
+    from kit.localfeatures.delf.file import load_delf
 
     marker = tmp_path / "pwned"
     path = tmp_path / "delf.pt"
@@ -211,20 +212,27 @@ def test_rng_state_round_trip_through_a_weights_only_file():
     assert (np.random.rand(3).tolist(), np.random.randn(), random.random(), torch.rand(2).tolist()) == expected
 
 
-def test_delf_pca_stored_as_tensors_transforms_like_sklearn():
+@pytest.mark.parametrize("whiten", [True, False])
+def test_delf_pca_as_plain_tensors_transforms_as_sklearn_to_the_bit(whiten):
     from sklearn.decomposition import PCA
 
-    from kit.localfeatures.delf import pca_from_state, pca_to_state
+    from kit.localfeatures.delf.file import DelfPCA
 
     x = np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32)
-    fitted = PCA(n_components=5, whiten=True, random_state=0).fit(x)
+    fitted = PCA(n_components=5, whiten=whiten, random_state=0).fit(x)
     buf = io.BytesIO()
-    torch.save(pca_to_state(fitted), buf)
+    torch.save(DelfPCA.fit(x, 5, whiten).to_state(), buf)
     buf.seek(0)
-    back = pca_from_state(torch.load(buf, weights_only=True))
-    assert np.allclose(back.transform(x), fitted.transform(x), atol=1e-4)
+    back = DelfPCA.from_state(torch.load(buf, weights_only=True))
+    fitted.components_, fitted.mean_ = fitted.components_.astype(np.float64), fitted.mean_.astype(np.float64)
+    fitted.explained_variance_ = fitted.explained_variance_.astype(np.float64)  # as stored: float64
+    np.testing.assert_array_equal(back.transform(x), fitted.transform(x))
+    earlier = {"components": torch.from_numpy(fitted.components_.astype(np.float32)), "whiten": whiten,
+               "mean": torch.from_numpy(fitted.mean_.astype(np.float32)),
+               "explained_variance": torch.from_numpy(fitted.explained_variance_.astype(np.float32))}
+    assert np.allclose(DelfPCA.from_state(earlier).transform(x), fitted.transform(x), atol=1e-4)  # the earlier form
     with pytest.raises(KitError, match="not kit's tensor form"):
-        pca_from_state(["not", "tensors"], "delf.pt")
+        DelfPCA.from_state(["not", "tensors"], "delf.pt")
 
 
 def test_prediction_npz_with_pickled_object_array_is_refused(tmp_path):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import kit.inference.retrieval as R
+import kit.inference.torch_index as B
 import kit.inference.search as S
 
 
@@ -179,7 +180,7 @@ def test_torch_scan_equals_numpy_argsort(n, q, k, qblock, dblock, low):
     rng = np.random.default_rng(n + k)
     xb, xq = S.l2n(rng.normal(size=(n, 16))), S.l2n(rng.normal(size=(q, 16)))
     t = torch.from_numpy(xb)
-    sims, idx = S.torch_search(t, t.bfloat16() if low else None, xq, k, qblock=qblock, dblock=dblock)
+    sims, idx = B.torch_search(t, t.bfloat16() if low else None, xq, k, qblock=qblock, dblock=dblock)
     full = xq @ xb.T
     ref = np.argsort(-full, axis=1, kind="stable")[:, :k]
     np.testing.assert_array_equal(idx, ref)
@@ -196,17 +197,18 @@ def test_cpu_bf16_index_rescores_from_the_rows_as_given_bit_identically():
     xb[11] = 0  # a zero row stays zero
     xq = rng.normal(size=(70, 24)).astype(np.float32)
     si = S.SearchIndex(xb, backend="torch", gpu=False, precision="low", add_batch=1000)
-    assert si.kind == "torch-bfloat16" and isinstance(si.xb, S._UnitRows) and np.shares_memory(si.xb.raw.numpy(), xb)
+    rows = si.index.rows
+    assert si.kind == "torch-bfloat16" and isinstance(rows, B.UnitRows) and np.shares_memory(rows.raw.numpy(), xb)
     unit = torch.from_numpy(S.l2n(xb))
-    assert torch.equal(si.xb_low, unit.bfloat16())
+    assert torch.equal(si.index.low, unit.bfloat16())
     sims, idx = si.search(xq, 7)
-    ref_s, ref_i = S.torch_search(unit, unit.bfloat16(), S.l2n(xq), 7)
+    ref_s, ref_i = B.torch_search(unit, unit.bfloat16(), S.l2n(xq), 7)
     np.testing.assert_array_equal(idx, ref_i)
     np.testing.assert_array_equal(sims.view(np.int32), ref_s.view(np.int32))
-    assert torch.equal(si.xb[torch.tensor([[11, 3], [0, 3000]])], unit[torch.tensor([[11, 3], [0, 3000]])])
+    assert torch.equal(rows[torch.tensor([[11, 3], [0, 3000]])], unit[torch.tensor([[11, 3], [0, 3000]])])
 
 
-def test_merge_group_bound_equals_plain_topk():
+def test_merge_topk_equals_one_topk_over_the_concatenation():
     import torch
 
     rng = np.random.default_rng(1)
@@ -214,12 +216,44 @@ def test_merge_group_bound_equals_plain_topk():
     idx = torch.from_numpy(rng.permutation(1000)[:48].reshape(6, 8).astype(np.int64))
     s = torch.from_numpy(rng.uniform(-1, 0.8, (6, 256)).astype(np.float32))
     s[2, 17], s[2, 200], s[5, 3] = 0.95, 0.86, 0.7  # a few entries above the rows' 8th best
-    top, rows = S._merge(vals, idx, s, 5000, 8, group=32)
+    top, rows = B.merge_topk(vals, idx, s, 5000, 8)
     v, i = torch.cat([vals, s], 1), torch.cat([idx, torch.arange(5000, 5256).expand(6, -1)], 1)
     ref_v, j = v.topk(8, dim=1)
     np.testing.assert_array_equal(top.numpy(), ref_v.numpy())
     np.testing.assert_array_equal(rows.numpy(), i.gather(1, j).numpy())
     assert rows[2, 0] == 5017 and 5200 in rows[2].tolist()
+    first, first_rows = B.merge_topk(None, None, s, 7, 3)  # the first block: its own top-k
+    assert first_rows[2].tolist() == [24, 207, int(s[2].argsort(descending=True)[2]) + 7]
+
+
+CPU, BF16, CUDA, FAISS_GPU = S.Hardware(), S.Hardware(bf16=True), S.Hardware(cuda=True), S.Hardware(faiss_gpu=True)
+
+
+@pytest.mark.parametrize("rows,hw,backend,precision,kind", [
+    (1000, CPU, "auto", "auto", "flat"),
+    (300_000, CPU, "auto", "auto", "ivf"),                      # IVF above ivf_threshold on a plain CPU
+    (300_000, BF16, "auto", "auto", "torch-bfloat16"),          # the exact bf16 scan beats IVF there
+    (300_000, BF16, "faiss", "auto", "ivf"),                    # unless faiss is asked for
+    (300_000, CUDA, "auto", "auto", "torch-cuda-float16"),      # torch CUDA without faiss-gpu
+    (300_000, CUDA, "auto", "fp32", "torch-cuda"),
+    (300_000, FAISS_GPU, "auto", "auto", "flat-gpu"),           # 300k x 64 floats fit in gpu_flat_gb
+    (50_000_000, FAISS_GPU, "auto", "auto", "ivf-gpu"),         # 12.8 GB do not
+    (1000, S.Hardware(faiss=False), "auto", "auto", "torch"),   # no faiss: the scan
+    (150_000, CPU, "torch", "auto", "torch"),                   # above low_min, but bf16 is emulated here
+    (150_000, BF16, "torch", "auto", "torch-bfloat16"),
+    (1000, CPU, "torch", "low", "torch-bfloat16"),              # asked for
+    (1000, CUDA, "torch", "auto", "torch-cuda"),
+])
+def test_choose_backend_from_size_and_hardware(rows, hw, backend, precision, kind):
+    assert S.choose_backend(rows, 64, hw, backend, precision) == kind
+    assert kind in S.KINDS
+
+
+@pytest.mark.parametrize("backend,precision,message", [("annoy", "auto", "unknown backend 'annoy'"),
+                                                       ("torch", "int4", "unknown precision 'int4'")])
+def test_choose_backend_rejects_unknown_names(backend, precision, message):
+    with pytest.raises(S.KitError, match=message):
+        S.choose_backend(10, 4, CPU, backend, precision)
 
 
 def test_search_index_low_precision_and_k_above_n(data):
@@ -233,13 +267,3 @@ def test_search_index_low_precision_and_k_above_n(data):
     assert R.SearchIndex(xb, backend="torch", gpu=False).kind == "torch"  # small: fp32 unless asked
     with pytest.raises(S.KitError, match="precision"):
         R.SearchIndex(xb, backend="torch", precision="int4")
-
-
-@pytest.mark.parametrize("bf16,cuda,kind", [(True, False, "torch-bfloat16"), (False, False, "ivf4"),
-                                             (False, True, "torch")])  # (CUDA mocked: the tensors stay on CPU)
-def test_auto_backend_is_the_torch_scan_only_on_bf16_cpus_or_cuda(data, monkeypatch, bf16, cuda, kind):
-    monkeypatch.setattr(S, "cpu_has_bf16", lambda: bf16)
-    monkeypatch.setattr(S, "_torch_cuda", lambda gpu: cuda)
-    xb, _ = data
-    assert R.SearchIndex(xb, backend="auto", ivf_threshold=100, nlist=4, gpu=False, low_min=100).kind == kind
-    assert R.SearchIndex(xb, backend="auto", ivf_threshold=1000, gpu=False).kind == "flat"  # small: faiss

@@ -9,6 +9,7 @@ import pytest
 from kit.errors import KitError
 
 import kit.ensemble.rules as E
+import kit.ensemble.soft as ES
 import kit.inference.retrieval as R
 import kit.inference.search as S
 from kit.predictions import Predictions
@@ -22,7 +23,7 @@ def align_ref(preds):
 
 def soft_average_ref(preds, weights=None, topk=None):
     preds = align_ref(preds)
-    w = E._weights(weights, len(preds))
+    w = ES.check_weights(weights, len(preds))
     topk = topk or max(p.labels.shape[1] for p in preds)
     labels = np.concatenate([p.labels for p in preds], axis=1)
     contrib = np.concatenate([wj * np.where(p.labels >= 0, p.scores, 0.0) for wj, p in zip(w, preds)], axis=1)
@@ -126,7 +127,7 @@ def test_fit_soft_weights_unchanged_by_the_plan():
     def score(w):  # the old search: soft_average + score_gap per grid point
         return E.score_gap(soft_average_ref(preds, w), truth)
 
-    grid = [np.array(c, float) / 4 for c in E._compositions(4, 3)]
+    grid = [np.array(c, float) / 4 for c in ES._compositions(4, 3)]
     gaps = [score(w) for w in grid]
     np.testing.assert_array_equal(got, grid[int(np.argmax(gaps))])
     assert len(set(np.round(gaps, 12))) > 1  # the grid is not flat: the choice means something
@@ -228,7 +229,7 @@ def test_soft_plan_top1_path_equals_the_full_ranking(seed):
     pool = np.array([f"{i:016x}" for i in range(300)])
     preds = [random_preds(rng, 250, 5, 6, pool, empty=0.3, tie_scores=True) for _ in range(3)]
     preds[0].scores[:5] = np.nan  # NaN totals rank last in the sort; the fast path must agree
-    plan = E.SoftPlan(preds)
+    plan = ES.SoftPlan(preds)
     for w in (None, [0.2, 0.5, 0.3], [1.0, 0.0, 0.0]):
         full, top1 = plan(w, topk=5), plan(w, topk=1)
         np.testing.assert_array_equal(top1.labels[:, 0], full.labels[:, 0])
@@ -477,13 +478,13 @@ def test_seeded_hash_of_arrow_ids_equals_the_string_path():
 def test_local_filter_loads_features_of_each_chunk_only(monkeypatch):
     """select_candidates runs once for all rows; each chunk must still request only its own rows'
     images and their candidates (as the per-chunk loop did)."""
-    import kit.localfeatures.base as LB
+    import kit.filters.local as FL
     import kit.localfeatures.matching as LM
     from kit.filters.base import TrainIndex
     from kit.filters.local import LocalFilter
 
     requested = []
-    monkeypatch.setattr(LB, "cached_features", lambda ex, ids, paths, cache, progress=True, **kw:
+    monkeypatch.setattr(FL, "cached_features", lambda ex, ids, paths, cache, progress=True, **kw:
                         requested.append(list(ids)) or {i: i for i in ids})
     monkeypatch.setattr(LM, "count_inliers", lambda a, b, **kw: float(len(b)))
     idx = TrainIndex(np.array([f"trn{i}" for i in range(12)]), np.repeat([1, 2, 3], 4), None)

@@ -10,12 +10,22 @@ passing row, or emptied with --drop. Prints seconds per image.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+import numpy as np
+
+from kit.device import DEVICES
+from kit.ensemble.rules import load_any
+from kit.errors import KitError
+from kit.filters import FILTERS
+from kit.filters.chain import build_filter, load_filter, save_filter
+from kit.localfeatures.matching import TRANSFORMS
+from kit.predictions import Predictions, save_predictions
+from kit.truth import gap_top1, load_truth, true_top1
 
 
 def filter_spec(text: str) -> str:
     """argparse type: registry names (kit.filters.FILTERS) joined by +."""
-    from kit.filters import FILTERS
-
     bad = [n for n in text.split("+") if n.strip() not in FILTERS]
     if bad or not text.strip():
         raise argparse.ArgumentTypeError(f"unknown filter '{bad[0] if bad else text}' "
@@ -24,10 +34,6 @@ def filter_spec(text: str) -> str:
 
 
 def add_parser(subparsers) -> None:
-    from kit.device import DEVICES
-    from kit.filters import FILTERS
-    from kit.localfeatures.matching import TRANSFORMS
-
     p = subparsers.add_parser("filter", help=f"non-landmark filter: rescore predictions ({', '.join(FILTERS)})",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", metavar="NAME", type=filter_spec,
@@ -67,8 +73,7 @@ def add_parser(subparsers) -> None:
 
 
 def parse_scales(text: str) -> list[float]:
-    from kit.localfeatures.delf import CHEAP_SCALES, DELF_SCALES
-    from kit.errors import KitError
+    from kit.localfeatures.delf.extractor import CHEAP_SCALES, DELF_SCALES  # torch: only when asked for
 
     named = {"cheap": CHEAP_SCALES, "delf": DELF_SCALES}
     if text in named:
@@ -80,8 +85,6 @@ def parse_scales(text: str) -> list[float]:
 
 
 def parse_params(items: list[str]) -> dict:
-    from kit.errors import KitError
-
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -110,76 +113,79 @@ def settings_from(args) -> dict:
 
 
 def run(args) -> int:
-    import time
-    from pathlib import Path
+    chain = build_chain(args)
+    truth = load_truth(args.solution) if args.solution else None
+    if args.fit_on:
+        fit_chain(chain, args.fit_on, truth, args.solution)
+    set_params(chain, parse_params(args.param))
+    pred = load_any(args.pred)
+    result = chain.apply(pred)
+    save_predictions(result.predictions, args.out)
+    if args.submission:
+        from kit.submission import write_submission
 
-    import numpy as np
+        write_submission(result.predictions, args.submission)
+    if args.fit_on or args.param or args.save:
+        save_filter(chain, args.save or Path(args.out).with_suffix(".filter.json"))
+    print_result(chain, pred, result, truth)
+    print(f"wrote {args.out}" + (f" and {args.submission}" if args.submission else ""))
+    return 0
 
-    from kit.ensemble.rules import load_any
-    from kit.truth import gap_top1, load_truth, true_top1
-    from kit.errors import KitError
-    from kit.filters.chain import build_filter, load_filter, save_filter
-    from kit.metrics import sensitivity_specificity
-    from kit.predictions import Predictions, save_predictions
 
+def build_chain(args):
+    """The chain named on the command line, or loaded with --load, in the mode asked for."""
     mode = "drop" if args.drop else "demote"
     if args.load and args.fit_on:
         raise KitError("filter: give --load (a fitted filter) or --fit-on (fit one now), not both")
     if args.fit_on and not args.solution:
         raise KitError("filter: --fit-on needs --solution (the truth of the fit-on images)")
-    if args.load:
-        chain = load_filter(args.load, settings_from(args))
-        for f in chain.filters:
-            f.mode = mode
-    else:
-        chain = build_filter(args.name, mode, settings_from(args))
-    params = parse_params(args.param)
-    truth = load_truth(args.solution) if args.solution else None
+    if not args.load:
+        return build_filter(args.name, mode, settings_from(args))
+    chain = load_filter(args.load, settings_from(args))
+    for f in chain.filters:
+        f.mode = mode
+    return chain
 
-    if args.fit_on:
-        fit = [load_any(p) for p in args.fit_on]
-        emb = [f.embeddings for f in fit]
-        fit = Predictions(np.concatenate([f.ids for f in fit]),
-                          np.concatenate([f.labels[:, :1] for f in fit]), np.concatenate([f.scores[:, :1] for f in fit]),
-                          None if any(e is None for e in emb) else np.concatenate(emb))
-        true = true_top1(fit, truth)
-        absent = len(set(fit.ids) - set(truth["id"]))
-        if absent:
-            print(f"fit: {absent} of {len(fit)} ids are not in {args.solution}: counted as non-landmarks")
-        t0 = time.perf_counter()
-        chain.fit_rescore(fit, true)
-        per = (time.perf_counter() - t0) / max(len(fit), 1)
-        for f in chain.filters:
-            r = f.fit_report
-            print(f"fit {f.name}: GAP {r['gap_before']:.4f} -> {r['gap_after']:.4f} with {r['params']} "
-                  f"({per:.3f} s/image)")
+
+def set_params(chain, params: dict) -> None:
+    """--param values, each set on the filters that have it (KitError naming any no filter has)."""
     for f in chain.filters:
         f.params.update({k: v for k, v in params.items() if k in f.params})
     unknown = set(params) - {k for f in chain.filters for k in f.params}
     if unknown:
         raise KitError(f"--param: unknown parameter(s) {', '.join(sorted(unknown))} for {chain.name}")
 
-    pred = load_any(args.pred)
-    t0 = time.perf_counter()
-    out = chain.rescore(pred)
-    seconds = time.perf_counter() - t0
-    save_predictions(out, args.out)
-    if args.submission:
-        from kit.submission import write_submission
 
-        write_submission(out, args.submission)
-    if args.fit_on or args.param or args.save:
-        save_filter(chain, args.save or Path(args.out).with_suffix(".filter.json"))
-    passed = np.logical_and.reduce([f.last_passed for f in chain.filters]) & (out.labels[:, 0] >= 0)
-    print(f"{chain.name}: {int(passed.sum())} of {len(pred)} predictions pass; "
-          f"{seconds / max(len(pred), 1):.4f} s/image ({seconds:.1f} s for {len(pred)} images)")
+def fit_chain(chain, files: list[str], truth, solution: str) -> None:
+    """Fit `chain` on the top-1 predictions of `files` (ids missing from the truth are non-landmarks)."""
+    fit = [load_any(p) for p in files]
+    emb = [f.embeddings for f in fit]
+    fit = Predictions(np.concatenate([f.ids for f in fit]),
+                      np.concatenate([f.labels[:, :1] for f in fit]), np.concatenate([f.scores[:, :1] for f in fit]),
+                      None if any(e is None for e in emb) else np.concatenate(emb))
+    absent = len(set(fit.ids) - set(truth["id"]))
+    if absent:
+        print(f"fit: {absent} of {len(fit)} ids are not in {solution}: counted as non-landmarks")
+    per = chain.fit(fit, true_top1(fit, truth)).seconds["total"] / max(len(fit), 1)
     for f in chain.filters:
-        if getattr(f, "seconds", None):
-            print(f"  {f.name}: features {f.seconds['features']:.1f} s, matching {f.seconds['matching']:.1f} s")
+        r = f.fit_report
+        print(f"fit {f.name}: GAP {r['gap_before']:.4f} -> {r['gap_after']:.4f} with {r['params']} "
+              f"({per:.3f} s/image)")
+
+
+def print_result(chain, pred, result, truth) -> None:
+    """Rows passed, seconds per image (features and matching for delf/sift) and, with a truth, GAP before and
+    after with the sensitivity and specificity of the pass/fail decision."""
+    from kit.metrics import sensitivity_specificity  # pandas: not imported for `kit --help`
+
+    seconds = result.seconds["total"]
+    print(f"{chain.name}: {int(result.passed.sum())} of {len(pred)} predictions pass; "
+          f"{seconds / max(len(pred), 1):.4f} s/image ({seconds:.1f} s for {len(pred)} images)")
+    for f, stage in zip(chain.filters, result.stages):
+        if "features" in stage.seconds:
+            print(f"  {f.name}: features {stage.seconds['features']:.1f} s, matching {stage.seconds['matching']:.1f} s")
     if truth is not None and set(pred.ids) & set(truth["id"]):
-        true = true_top1(pred, truth)
-        sens, spec = sensitivity_specificity(passed, true >= 0)
+        true, out = true_top1(pred, truth), result.predictions
+        sens, spec = sensitivity_specificity(result.passed, true >= 0)
         print(f"GAP {gap_top1(pred, true):.4f} -> {gap_top1(out, true_top1(out, truth)):.4f}; "
               f"sensitivity {sens:.3f}, specificity {spec:.3f}")
-    print(f"wrote {args.out}" + (f" and {args.submission}" if args.submission else ""))
-    return 0

@@ -15,13 +15,14 @@ passing row, order kept) or, with mode="drop", emptied (label -1).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from kit.errors import KitError
-from kit.predictions import Predictions
+from kit.predictions import Predictions, load_predictions
 from kit.truth import gap_top1
 
 log = logging.getLogger("kit.filters")
@@ -64,8 +65,24 @@ def candidates(signal: np.ndarray, n: int = MAX_CANDIDATES) -> np.ndarray:
     return np.concatenate([u[:1], (u[1:] + u[:-1]) / 2])
 
 
+@dataclass
+class FilterResult:
+    """What a filter (or a chain) computed: the rescored predictions, the rows that passed, the seconds spent
+    (a filter: "signal", plus "features" and "matching" for delf/sift, none when the signal was given; a chain:
+    "total") and, for a filter, its signal; for a chain, each filter's result in order."""
+
+    predictions: Predictions
+    passed: np.ndarray  # bool [N]
+    seconds: dict
+    signal: np.ndarray | None = None
+    stages: list = field(default_factory=list)
+
+
 class Filter:
-    """A filter: `signal(pred)` (the costly part) -> `apply(pred, signal)` with fitted `params`."""
+    """A filter: `signal(pred)` (the costly part) -> `apply(pred, signal)` with the fitted `params`.
+
+    `defaults` is the one place a filter's parameters and their default values are written; `_rescore`
+    reads them from the dict it is given."""
 
     name = "base"
     defaults: dict = {}
@@ -76,19 +93,30 @@ class Filter:
         self.settings = settings
         self.params = {**self.defaults, **(params or {})}
         self.fit_report: dict = {}
-        self.last_passed: np.ndarray | None = None  # rows that passed the latest apply
 
     def signal(self, pred: Predictions) -> np.ndarray:
         raise NotImplementedError
 
-    def apply(self, pred: Predictions, signal: np.ndarray, **params) -> Predictions:
+    def measure(self, pred: Predictions) -> tuple[np.ndarray, dict]:
+        """The signal and the seconds it took."""
+        t0 = time.perf_counter()
+        signal = self.signal(pred)
+        return signal, {"signal": time.perf_counter() - t0}
+
+    def _rescore(self, pred: Predictions, signal: np.ndarray, p: dict) -> tuple[Predictions, np.ndarray]:
+        """(rescored predictions, rows that passed) under params `p`."""
         raise NotImplementedError
 
     def grid(self, signal: np.ndarray) -> list[dict]:
         raise NotImplementedError
 
-    def rescore(self, pred: Predictions, signal: np.ndarray | None = None) -> Predictions:
-        return self.apply(pred, self.signal(pred) if signal is None else signal, **self.params)
+    def apply(self, pred: Predictions, signal: np.ndarray | None = None, **params) -> FilterResult:
+        """Rescore `pred` with the fitted params (`params` override them); the signal is computed unless given."""
+        seconds = {}
+        if signal is None:
+            signal, seconds = self.measure(pred)
+        out, passed = self._rescore(pred, signal, {**self.params, **params})
+        return FilterResult(out, passed, seconds, signal)
 
     def fit(self, pred: Predictions, true: np.ndarray, signal: np.ndarray | None = None) -> "Filter":
         """Choose the params of `grid` with the highest GAP on (pred, true). When several values of the
@@ -97,7 +125,7 @@ class Filter:
         signal = self.signal(pred) if signal is None else signal
         before = gap_top1(pred, true)
         grid = self.grid(signal)
-        gaps = np.array([gap_top1(self.apply(pred, signal, **p), true) for p in grid])
+        gaps = np.array([gap_top1(self._rescore(pred, signal, {**self.params, **p})[0], true) for p in grid])
         first = int(np.argmax(gaps))
         best, best_gap = grid[first], float(gaps[first])
         key = self.threshold_key
@@ -112,7 +140,7 @@ class Filter:
 
     def to_dict(self) -> dict:
         d = {"name": self.name, "mode": self.mode, "params": self.params, "settings": self.settings}
-        if getattr(self, "fit_report", None):
+        if self.fit_report:
             d["fit"] = {k: v for k, v in self.fit_report.items() if k != "params"}  # GAP on the fit set
         return d
 
@@ -129,10 +157,9 @@ class TrainIndex:
     def load(train_pred: str | None, train_labels: str | None, data_dir: str = ".") -> "TrainIndex":
         """Embeddings from a train prediction file; true labels from a CSV with id,landmark_id
         (a folds CSV or train.csv; default DATA/train.csv). Without train_pred: every labelled image."""
-        from kit.data.train_csv import read_train
-        from kit.predictions import load_predictions
-
         import pandas as pd
+
+        from kit.data.train_csv import read_train  # pandas: not imported for `kit --help`
 
         csv = Path(train_labels) if train_labels else Path(data_dir) / "train.csv"
         df = read_train(csv)  # ids stripped and checked (they become image paths), unique

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from kit.filters.base import Filter, TrainIndex, candidates, need_embeddings, rescore
+from kit.inference.retrieval import CentroidPredictor
 
 
 class CentroidFilter(Filter):
@@ -21,8 +22,6 @@ class CentroidFilter(Filter):
         self._centroids = None
 
     def centroids(self):
-        from kit.inference.retrieval import CentroidPredictor
-
         if self._centroids is None:
             s = self.settings
             idx = TrainIndex.load(s["train_pred"], s["train_labels"], s["data_dir"])
@@ -42,9 +41,9 @@ class CentroidFilter(Filter):
                 out[rows] = (pred.embeddings[rows] @ mine.T).max(axis=1)
         return out
 
-    def apply(self, pred, signal, eta=-1.0, **_):
-        self.last_passed = signal >= eta
-        return rescore(pred, self.last_passed, self.mode)
+    def _rescore(self, pred, signal, p):
+        passed = signal >= p["eta"]
+        return rescore(pred, passed, self.mode), passed
 
     def grid(self, signal):
         return [{"eta": float(t)} for t in np.concatenate([[-1.0], candidates(signal)])]

@@ -1,13 +1,18 @@
 """Filters chained by name (`delf+distractor`), built from the FILTERS registry; saved and loaded as JSON."""
 from __future__ import annotations
 
+import inspect
+import json
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from kit.errors import KitError
 from kit.filters import FILTERS
-from kit.filters.base import Filter
+from kit.filters.base import MODES, Filter, FilterResult
+from kit.io import write_json
 from kit.predictions import Predictions
 
 
@@ -18,17 +23,28 @@ class Chain:
         self.filters = filters
         self.name = "+".join(f.name for f in filters)
 
-    def rescore(self, pred: Predictions) -> Predictions:
+    def apply(self, pred: Predictions) -> FilterResult:
+        """Each filter applied to the output of the previous one; a row passes when it passes every filter
+        and still has a prediction."""
+        t0, stages = time.perf_counter(), []
         for f in self.filters:
-            pred = f.rescore(pred)
-        return pred
+            stages.append(f.apply(pred if not stages else stages[-1].predictions))
+        return self._result(stages, t0)
 
-    def fit_rescore(self, pred: Predictions, true: np.ndarray) -> Predictions:
-        """Fit and return the rescored fit set (each filter's signal computed once)."""
+    def fit(self, pred: Predictions, true: np.ndarray) -> FilterResult:
+        """Fit each filter on the output of the previous ones (each signal computed once); the fit set's result."""
+        t0, stages = time.perf_counter(), []
         for f in self.filters:
-            signal = f.signal(pred)
-            pred = f.fit(pred, true, signal).rescore(pred, signal)
-        return pred
+            current = pred if not stages else stages[-1].predictions
+            signal, seconds = f.measure(current)
+            stages.append(replace(f.fit(current, true, signal).apply(current, signal), seconds=seconds))
+        return self._result(stages, t0)
+
+    @staticmethod
+    def _result(stages: list[FilterResult], t0: float) -> FilterResult:
+        out = stages[-1].predictions
+        passed = np.logical_and.reduce([r.passed for r in stages]) & (out.labels[:, 0] >= 0)
+        return FilterResult(out, passed, {"total": time.perf_counter() - t0}, stages=stages)
 
     def to_dict(self) -> dict:
         return {"filter": self.name, "stages": [f.to_dict() for f in self.filters]}
@@ -45,22 +61,16 @@ def build_filter(spec: str, mode: str = "demote", settings: dict | None = None) 
 
 def _accepted(name: str, settings: dict) -> dict:
     """The settings one filter takes (distractor ignores train_pred, ...), so one CLI dict serves a chain."""
-    import inspect
-
     keys = {k for c in FILTERS[name].__mro__ if "__init__" in vars(c) for k in inspect.signature(c.__init__).parameters}
     return {k: v for k, v in settings.items() if k in keys and k != "mode"}
 
 
 def save_filter(chain: Chain, path: str | Path) -> Path:
-    from kit.io import write_json
-
     return write_json(chain.to_dict(), path)
 
 
 def load_filter(path: str | Path, overrides: dict | None = None) -> Chain:
     """A fitted chain from its JSON; `overrides` replace settings (e.g. paths on another machine)."""
-    import json
-
     path = Path(path)
     try:
         d = json.loads(path.read_text(encoding="utf-8"))
@@ -82,8 +92,6 @@ def load_filter(path: str | Path, overrides: dict | None = None) -> Chain:
 
 def _defaults(name: str) -> dict:
     """Default values of a filter's constructor arguments (what types its settings must have)."""
-    import inspect
-
     out = {}
     for c in reversed(FILTERS[name].__mro__):
         if "__init__" in vars(c):
@@ -94,8 +102,6 @@ def _defaults(name: str) -> dict:
 
 def check_filter_dict(path, d) -> list[dict]:
     """The stages of a filter JSON, each checked for types; KitError naming the file, stage and value."""
-    from kit.filters.base import MODES
-
     if not isinstance(d, dict) or not isinstance(d.get("stages"), list) or not d["stages"]:
         got = type(d.get("stages")).__name__ if isinstance(d, dict) else type(d).__name__
         raise KitError(f"{path}: not a kit filter file ('stages' must be a non-empty list, got {got})")

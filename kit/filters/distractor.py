@@ -5,7 +5,8 @@ import numpy as np
 
 from kit.errors import KitError
 from kit.filters.base import Filter, candidates, need_embeddings, rescore
-from kit.predictions import Predictions
+from kit.inference.search import reference_similarity
+from kit.predictions import Predictions, load_predictions
 
 
 class DistractorFilter(Filter):
@@ -21,8 +22,6 @@ class DistractorFilter(Filter):
         self._distractors = None
 
     def distractor_set(self) -> Predictions:
-        from kit.predictions import load_predictions
-
         if self._distractors is None:
             path = self.settings["distractors"]
             if not path:
@@ -32,8 +31,6 @@ class DistractorFilter(Filter):
         return self._distractors
 
     def signal(self, pred):
-        from kit.inference.search import reference_similarity
-
         dist, k = self.distractor_set(), int(self.settings["k"])
         need_embeddings(pred, "prediction file")
         if pred.embeddings.shape[1] != dist.embeddings.shape[1]:
@@ -41,12 +38,12 @@ class DistractorFilter(Filter):
                            f"{self.settings['distractors']} has {dist.embeddings.shape[1]}")
         return reference_similarity(pred.embeddings, pred.ids, dist.embeddings, dist.ids, k)
 
-    def apply(self, pred, signal, alpha=0.0, tau=float("inf"), **_):
+    def _rescore(self, pred, signal, p):
         has = pred.labels >= 0
-        shifted = Predictions(pred.ids, pred.labels, np.where(has, pred.scores - alpha * signal[:, None], 0.0),
+        shifted = Predictions(pred.ids, pred.labels, np.where(has, pred.scores - p["alpha"] * signal[:, None], 0.0),
                               pred.embeddings)
-        self.last_passed = signal <= tau
-        return rescore(shifted, self.last_passed, self.mode)
+        passed = signal <= p["tau"]
+        return rescore(shifted, passed, self.mode), passed
 
     def grid(self, signal):
         taus = [float("inf")] + [float(t) for t in candidates(signal, 32)]

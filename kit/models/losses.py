@@ -49,33 +49,29 @@ def num_centers(num_classes: int, nonlandmark_label: int = -1) -> int:
 
 
 class CrossEntropyLoss(nn.Module):
-    """Softmax cross-entropy with optional label smoothing."""
+    """Softmax cross-entropy of outputs["logits"] (float32) with optional label smoothing; subclasses swap
+    `loss` and the model-config fields (`options`: keyword -> ModelConfig field) it takes."""
 
-    def __init__(self, label_smoothing: float = 0.0, **_):
+    loss = staticmethod(F.cross_entropy)
+    options = {"label_smoothing": "label_smoothing"}
+
+    def __init__(self, **kw):
         super().__init__()
-        self.label_smoothing = label_smoothing
+        self.kw = kw
 
     @classmethod
     def from_config(cls, model_cfg) -> "CrossEntropyLoss":
-        return cls(label_smoothing=model_cfg.label_smoothing)
+        return cls(**{k: getattr(model_cfg, field) for k, field in cls.options.items()})
 
     def forward(self, outputs: dict, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(outputs["logits"].float(), labels, label_smoothing=self.label_smoothing)
+        return self.loss(outputs["logits"].float(), labels, **self.kw)
 
 
-class FocalLoss(nn.Module):
+class FocalLoss(CrossEntropyLoss):
     """Focal loss; report 001 compares gamma 0.5 and 2.0 against cross-entropy."""
 
-    def __init__(self, gamma: float = 2.0, **_):
-        super().__init__()
-        self.gamma = gamma
-
-    @classmethod
-    def from_config(cls, model_cfg) -> "FocalLoss":
-        return cls(gamma=model_cfg.focal_gamma)
-
-    def forward(self, outputs: dict, labels: torch.Tensor) -> torch.Tensor:
-        return focal_loss(outputs["logits"], labels, self.gamma)
+    loss = staticmethod(focal_loss)
+    options = {"gamma": "focal_gamma"}
 
 
 class WithCenterLoss(nn.Module):

@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kit.inference.search import SearchIndex
 from kit.io import read_csv
+from kit.metrics import accuracy, gap_by_frequency
 from kit.predictions import Predictions, load_predictions
+from kit.truth import load_truth, summarize, truth_by_id
 
 MAILRU_RARE_BELOW = 100          # Mail.ru report, section 4: fewer than 100 images = "rare"
 _FOLD_FILE = re.compile(r"^(oof|val|test|train)_fold(\d+)\.npz$")
@@ -37,8 +40,6 @@ class Inputs:
 def truth_and_counts(folds: Path | None, solution: Path | None) -> tuple[dict[str, tuple[int, ...]], pd.Series | None]:
     """id -> true landmark ids, from the folds CSV (train ids) and the solution (test ids) (kit.truth);
     and the number of training images per landmark_id (from the folds CSV)."""
-    from kit.truth import load_truth, truth_by_id
-
     truth: dict[str, tuple[int, ...]] = {}
     counts = None
     if folds is not None and Path(folds).is_file():
@@ -69,9 +70,6 @@ def score_by_bucket(pred: Predictions, truth: dict, counts: dict, threshold: int
     landmark images of frequent / rare classes (kit.metrics.gap_by_frequency; an image's class is its
     first true landmark, classes absent from `counts` are rare); top-1 accuracy on landmark images and
     the Mail.ru sensitivity / specificity (landmark kept / non-landmark rejected)."""
-    from kit.metrics import accuracy, gap_by_frequency
-    from kit.truth import summarize
-
     p = pred.subset(np.flatnonzero([i in truth for i in pred.ids]))
     label, score = p.top1
     true = [truth[i] for i in p.ids]
@@ -155,8 +153,6 @@ def gallery_rows(test: Predictions, train: Predictions, train_landmarks: dict, p
                  k: int = 5) -> list[GalleryRow]:
     """Rows `picks` of the test predictions, each with its `k` nearest training images by cosine
     similarity of the embeddings (faiss, kit.inference.retrieval)."""
-    from kit.inference.search import SearchIndex
-
     sims, idx = SearchIndex(train.embeddings).search(test.embeddings[picks], k)
     rows = []
     for r, i in enumerate(picks):

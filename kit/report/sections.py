@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import image_path, read_csv
+from kit.io import decode_image, image_path, read_csv
 from kit.predictions import load_predictions
 from kit.report.collect import (GalleryRow, Inputs, experiments, filtered_file, fold_files, gallery_picks, gallery_rows,
                                 gallery_source, rare_threshold, score_by_bucket, verdict)
@@ -134,9 +134,8 @@ def section_saliency(inp: Inputs, exp: str | None, ids: list[str], n: int, devic
         return note(f"No saliency maps: no test images under {inp.data_dir}/test.")
     import cv2
 
-    from kit.data.augment import transforms_for
+    from kit.data.augment import transforms_for  # albumentations, torch: only for a report with saliency maps
     from kit.models.checkpoint import load_model
-    from kit.io import decode_image
     from kit.report.saliency import overlay, saliency_map
 
     model, cfg, label_map = load_model(runs[0], device=device)

@@ -17,6 +17,10 @@ import pandas as pd
 
 from kit.errors import KitError
 from kit.io import atomic_path, image_path, write_csv, write_json
+from kit.progress import progress as progress_bar
+from kit.synth.scenes import SCENES
+from kit.synth.structures import make_structure
+from kit.synth.views import SUPERSAMPLE, photometric, render_view
 
 SPLIT_CODE = {"train": 1, "test": 2, "distractors": 3}
 LANDMARK_ID_RANGE = 200_000       # landmark ids are sparse ints, like GLDv2's 0..203093
@@ -55,7 +59,6 @@ def make_ids(rng: np.random.Generator, n: int) -> list[str]:
 
 @functools.lru_cache(maxsize=512)
 def _structure(class_key: int, family: int, seed: int, size: int):
-    from kit.synth.structures import make_structure
     return make_structure(class_key, seed, size, return_mask=True, family=family)
 
 
@@ -63,9 +66,6 @@ def render_image(seed: int, split: str, index: int, size: int, class_key: int | 
                  scene: str | None) -> np.ndarray:
     """The size x size RGB image number `index` of `split`: a view of structure `class_key` or a scene."""
     import cv2
-
-    from kit.synth.scenes import SCENES
-    from kit.synth.views import SUPERSAMPLE, photometric, render_view
 
     rng = np.random.default_rng([seed, SPLIT_CODE[split], index])
     if class_key is not None:
@@ -191,9 +191,6 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
     With force=False an out_dir whose synth.json holds the same parameters is reused as is.
     Images of an earlier run with another seed are not deleted.
     """
-    from joblib import Parallel, delayed
-    from kit.progress import progress as progress_bar
-
     _check(classes, images, test_images, size, nonlandmark_frac, train_noise, zipf, quality)
     if not 0.0 < family_frac <= 1.0:
         raise KitError(f"synth: --family-frac must be in (0, 1] (got {family_frac})")
@@ -209,26 +206,10 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
     t0 = time.perf_counter()
     train, test = plan(classes, images, test_images, nonlandmark_frac, train_noise, zipf, seed, family_frac)
     extra = plan_distractors(distractors, classes, seed, family_frac)
-    jobs = _jobs(train, "train") + _jobs(test, "test") + _jobs(extra, "distractors")
     workers = workers or min(os.cpu_count() or 1, 8)
-    chunk = max(8, math.ceil(len(jobs) / (workers * 8)))
-    chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-    run = Parallel(n_jobs=workers, return_as="generator_unordered")(
-        delayed(_render_chunk)(str(out), seed, size, quality, c) for c in chunks)
-    with progress_bar(total=len(jobs), desc="synth", unit="img", disable=not progress, leave=False) as bar:
-        for n in run:
-            bar.update(n)
-
-    url = "https://synth.invalid/{}/".format
-    write_csv(pd.DataFrame({"id": train.id, "url": url("train") + train.id + ".jpg", "landmark_id": train.landmark_id}),
-              out / "train.csv")
-    clean = train[~train.noise].groupby("landmark_id").id.agg(" ".join).reset_index(name="images")
-    write_csv(clean, out / "train_clean.csv")
-    write_csv(pd.DataFrame({"id": test.id, "landmarks": ""}), out / "sample_submission.csv")
-    write_csv(extra[["id"]], out / "distractors.csv")
-    solution = np.where(test.landmark_id >= 0, test.landmark_id.astype(str), "")
-    write_csv(pd.DataFrame({"id": test.id, "landmarks": solution}), out / "test_solution.csv")
-
+    render_all(out, seed, size, quality, _jobs(train, "train") + _jobs(test, "test") + _jobs(extra, "distractors"),
+               workers, progress)
+    write_tables(out, train, test, extra)
     per_class = train.landmark_id.value_counts()
     summary = {
         "out_dir": str(out), "classes": classes, "train_images": images, "train_noise_images": int(train.noise.sum()),
@@ -247,3 +228,29 @@ def summary_line(s: dict) -> str:
             f"median {s['per_class_median']:g} / min {s['per_class_min']}, {s['train_noise_images']} noisy), "
             f"{s['test_images']} test images ({s['test_nonlandmark_images']} non-landmark) at {s['size']} px "
             f"-> {s['out_dir']} in {s['seconds']:.1f} s" + (" (reused)" if s.get("reused") else ""))
+
+
+def render_all(out: Path, seed: int, size: int, quality: int, jobs: list, workers: int, progress: bool) -> None:
+    """Render and save every image of `jobs` in `workers` processes, in chunks (about 8 per worker)."""
+    from joblib import Parallel, delayed
+
+    chunk = max(8, math.ceil(len(jobs) / (workers * 8)))
+    chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
+    run = Parallel(n_jobs=workers, return_as="generator_unordered")(
+        delayed(_render_chunk)(str(out), seed, size, quality, c) for c in chunks)
+    with progress_bar(total=len(jobs), desc="synth", unit="img", disable=not progress, leave=False) as bar:
+        for n in run:
+            bar.update(n)
+
+
+def write_tables(out: Path, train: pd.DataFrame, test: pd.DataFrame, extra: pd.DataFrame) -> None:
+    """train.csv, train_clean.csv, sample_submission.csv, distractors.csv and test_solution.csv."""
+    url = "https://synth.invalid/{}/".format
+    write_csv(pd.DataFrame({"id": train.id, "url": url("train") + train.id + ".jpg", "landmark_id": train.landmark_id}),
+              out / "train.csv")
+    clean = train[~train.noise].groupby("landmark_id").id.agg(" ".join).reset_index(name="images")
+    write_csv(clean, out / "train_clean.csv")
+    write_csv(pd.DataFrame({"id": test.id, "landmarks": ""}), out / "sample_submission.csv")
+    write_csv(extra[["id"]], out / "distractors.csv")
+    solution = np.where(test.landmark_id >= 0, test.landmark_id.astype(str), "")
+    write_csv(pd.DataFrame({"id": test.id, "landmarks": solution}), out / "test_solution.csv")

@@ -140,3 +140,39 @@ def window_grid(img, rng, x0: int, y0: int, x1: int, y1: int, rows: int, cols: i
             # curtains, shutters and lit rooms differ window to window: breaks the repetition
             glass = shade(pal["glass"], rng.uniform(0.5, 1.8)) if rng.random() < 0.4 else pal["glass"]
             window(img, x, y, w, h, style, glass, pal["detail"], t, mullion)
+
+
+def decals(img, mask, rng, S, pal) -> None:
+    """Small class-specific marks (emblems, plaques, stains) on the structure: distinctive keypoints."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return
+    for _ in range(int(rng.integers(12, 28))):
+        i = int(rng.integers(len(ys)))
+        c, r = (int(xs[i]), int(ys[i])), int(rng.integers(max(2, S // 40), max(3, S // 11)))
+        colour = pal["detail"] if rng.random() < 0.5 else pick_colour(rng)
+        kind = rng.integers(5)
+        if kind == 0:
+            cv2.circle(img, c, r, colour, -1, AA)
+            cv2.circle(img, c, max(1, r // 2), pal["dark"], -1, AA)
+        elif kind == 1:
+            cv2.rectangle(img, (c[0] - r, c[1] - r // 2), (c[0] + r, c[1] + r // 2), colour, -1)
+        elif kind == 2:
+            cv2.line(img, (c[0] - r, c[1]), (c[0] + r, c[1]), colour, 2, AA)
+            cv2.line(img, (c[0], c[1] - r), (c[0], c[1] + r), colour, 2, AA)
+        elif kind == 3:
+            pts = np.array([(c[0], c[1] - r), (c[0] + r, c[1]), (c[0], c[1] + r), (c[0] - r, c[1])], np.int32)
+            cv2.fillPoly(img, [pts], colour, AA)
+        else:
+            t0 = rng.uniform(0, np.pi)
+            star = np.array([(c[0] + r * np.cos(t), c[1] + r * np.sin(t)) for t in t0 + np.linspace(0, 4 * np.pi, 6)], np.int32)
+            cv2.polylines(img, [star], False, colour, 1, AA)
+    img[mask == 0] = 0
+
+
+def class_palette(rng: np.random.Generator) -> dict:
+    """Base / accent / detail / glass / dark colours of one structure, all from the shared palette."""
+    base = pick_colour(rng)
+    accent, detail = pick_colour(rng), pick_colour(rng)
+    glass = shade(pick_colour(rng, 30.0), rng.uniform(0.3, 0.6))
+    return {"base": base, "accent": accent, "detail": detail, "glass": glass, "dark": shade(base, rng.uniform(0.2, 0.4))}
