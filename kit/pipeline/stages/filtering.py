@@ -81,7 +81,7 @@ def filter_stage(s: FilterSettings, ctx) -> dict:
                           np.concatenate([p.scores[:, :1] for p in parts]),
                           np.concatenate([p.embeddings for p in parts]) if all(p.embeddings is not None
                                                                                for p in parts) else None)
-        chain.fit_rescore(fit, true_top1(fit, load_truth(ctx.of(s.folds)["val_solution"])))
+        chain.fit(fit, true_top1(fit, load_truth(ctx.of(s.folds)["val_solution"])))
         for f in chain.filters:
             ctx.log(f"  fit {f.name}: GAP {f.fit_report['gap_before']:.4f} -> {f.fit_report['gap_after']:.4f} "
                     f"with {f.fit_report['params']}")
@@ -91,6 +91,6 @@ def filter_stage(s: FilterSettings, ctx) -> dict:
     for split in files:
         if split == "train" or not ctx.wants(split):
             continue
-        out[split] = save_predictions(chain.rescore(with_embeddings(split)), ctx.dir / f"{split}.npz")
+        out[split] = save_predictions(chain.apply(with_embeddings(split)).predictions, ctx.dir / f"{split}.npz")
     save_filter(chain, ctx.dir / "filter.json")
     return {"splits": out, "filter": ctx.dir / "filter.json"}
