@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from kit.errors import KitError  # noqa: E402
-from kit.io import write_json  # noqa: E402
+from kit.atomic import write_json  # noqa: E402
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_WORK = ROOT / "bench" / "work" / "real"
@@ -189,7 +189,7 @@ class Bench:
         self.has_distractors = (self.data / "distractors.csv").is_file()
         self.distractor_ids = None
         if self.has_distractors:
-            from kit.io import read_csv
+            from kit.csvfiles import read_csv
 
             self.distractor_ids = read_csv(self.data / "distractors.csv", dtype={"id": str})["id"].str.strip()
         sol = self.data / "test_solution.csv"
@@ -256,7 +256,8 @@ def make_folds(b: Bench) -> None:
     if b.has_distractors:   # the validation set: fold 0 + the fitting distractors (empty landmarks)
         import pandas as pd
 
-        from kit.io import read_csv, write_csv
+        from kit.atomic import write_csv
+        from kit.csvfiles import read_csv
 
         val = read_csv(b.val_solution, dtype=str, keep_default_na=False)
         extra = pd.DataFrame({"id": b.distractor_ids, "landmarks": ""})

@@ -567,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
             results[key][name] = median_run(rs)
     derived = derive(results)
     env = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
-    from kit.io import write_json
+    from kit.atomic import write_json
 
     command = "python bench/scale.py" + (" --quick" if args.quick else "") + \
         (f" --sizes {args.sizes}" if args.sizes else "") + (f" --only {args.only}" if args.only else "") + \

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit.io import write_csv, write_json
+from kit.atomic import write_csv, write_json
 
 
 @dataclass

@@ -7,7 +7,7 @@ import torch
 from kit.models.backbones import packaged_state_dict
 from kit.config import load_config
 from kit.localfeatures.delf import DELF_SCALES, DelfAttention, DelfExtractor, attention_pool, load_delf, train_delf
-from kit.io import image_path
+from kit.layout import image_path
 from kit.localfeatures.matching import count_inliers
 from kit.synth import make_ids, make_structure, random_homography, warp_view
 

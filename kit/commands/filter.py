@@ -134,7 +134,7 @@ def run(args) -> int:
     else:
         chain = build_filter(args.name, mode, settings_from(args))
     params = parse_params(args.param)
-    truth = load_truth(args.solution) if args.solution else None
+    truth = load_truth(args.solution).frame if args.solution else None
 
     if args.fit_on:
         fit = [load_any(p) for p in args.fit_on]

@@ -64,7 +64,7 @@ def run(args) -> int:
     from kit.errors import KitError
     from kit.inference.rerank import RerankConfig, spatial_rerank
     from kit.inference.retrieval import fit_retriever, load_index
-    from kit.io import atomic_path, write_json
+    from kit.atomic import atomic_path, write_json
     from kit.predictions import load_predictions, save_predictions
     from kit.submission import write_submission
 

@@ -52,7 +52,7 @@ def _accepted(name: str, settings: dict) -> dict:
 
 
 def save_filter(chain: Chain, path: str | Path) -> Path:
-    from kit.io import write_json
+    from kit.atomic import write_json
 
     return write_json(chain.to_dict(), path)
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from kit.errors import KitError
 from kit.filters.base import Filter, TrainIndex, candidates, rescore
-from kit.io import find_image
+from kit.layout import find_image
 from kit.predictions import Predictions
 
 

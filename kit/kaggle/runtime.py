@@ -47,8 +47,13 @@ def packaged_file(models: str | os.PathLike, folder: str, rel: str, work: str | 
     zip (MODELS/<folder>/, MODELS/<folder>/<folder>/ or MODELS/ itself), or the zip as uploaded
     (`kaggle datasets create --dir-mode zip` sends <folder>.zip), extracted once into WORK/<folder>/."""
     models, work = Path(models), Path(work)
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or ".." in parts:
+        raise KitError(f"{models / MANIFEST}: {folder}/{rel} is outside the models dataset")
     for base in (models / folder, models / folder / folder, models, work / folder):
         if (base / rel).exists():
+            if not (base / rel).resolve().is_relative_to(base.resolve()):  # a link out of the dataset
+                raise KitError(f"{models / MANIFEST}: {folder}/{rel} is outside the models dataset")
             return base / rel
     archive = models / f"{folder}.zip"
     if archive.is_file():
@@ -88,7 +93,10 @@ def predict_settings(manifest: dict, **changes) -> dict:
 def _fill(args: list[str], where: dict) -> list[str]:
     """Placeholders of packaged specs: {params}/NAME (a packaged file), {data}, {work}."""
     out = []
-    for a in args:
+    for a in map(str, args):
+        if Path(a).is_absolute() or ".." in Path(a).parts:
+            raise KitError(f"{where['manifest']}: step argument {a!r} is outside the models dataset "
+                           "(name a packaged file {params}/NAME)")
         if a.startswith("{params}/"):
             a = str(where["params"](a[len("{params}/"):]))
         out.append(a.replace("{data}", str(where["data"])).replace("{work}", str(where["work"])))
@@ -106,7 +114,8 @@ def inference_plan(manifest: dict, models: str | os.PathLike, data: str | os.Pat
     if not chosen:
         raise KitError(f"no packaged run among {runs} (packaged: "
                        + ", ".join(f"{r['exp']}/fold{r['fold']}" for r in manifest["runs"]) + ")")
-    where = {"params": lambda rel: packaged_file(models, "params", rel, work), "data": data, "work": work}
+    where = {"params": lambda rel: packaged_file(models, "params", rel, work), "data": data, "work": work,
+             "manifest": models / MANIFEST}
     steps, preds = [], []
     for r in chosen:
         run = packaged_file(models, "runs", f"{r['exp']}/fold{r['fold']}", work)

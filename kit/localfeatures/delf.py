@@ -291,7 +291,7 @@ def train_delf(cfg, fold: int, epochs: int = 3, lr: float = 1e-3, hidden: int = 
     from kit.models.checkpoint import save_checkpoint
     from kit.config import config_to_dict
     from kit.data.dataset import make_loaders, set_epoch
-    from kit.io import decode_image
+    from kit.images import decode_image
 
     torch.manual_seed(cfg.seed)
     device = choose_device(cfg.device)
@@ -335,7 +335,7 @@ def train_delf(cfg, fold: int, epochs: int = 3, lr: float = 1e-3, hidden: int = 
         save_checkpoint(state, path)  # the extractor reads it back to fit the PCA
         ext = DelfExtractor(path, image_size=cfg.data.image_size, device=str(device))
         rows = loaders.split.train.sample(min(pca_images, len(loaders.split.train)), random_state=cfg.seed)
-        from kit.io import image_path
+        from kit.layout import image_path
 
         images = [im for im in (decode_image(image_path(cfg.data.data_dir, "train", i)) for i in rows["id"])
                   if im is not None]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit.io import read_csv
+from kit.csvfiles import read_csv
 from kit.predictions import Predictions, load_predictions
 
 MAILRU_RARE_BELOW = 100          # Mail.ru report, section 4: fewer than 100 images = "rare"

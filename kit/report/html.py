@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit.io import image_path
+from kit.layout import image_path
 
 
 def note(text: str) -> str:
@@ -46,7 +46,7 @@ def thumbnail(data_dir: Path | None, split: str, image_id: str, size: int = 96) 
     """An inlined thumbnail (longest side `size`) of a GLDv2 image, or a grey box if it is missing."""
     import cv2
 
-    from kit.io import decode_image
+    from kit.images import decode_image
 
     rgb = decode_image(image_path(data_dir, split, image_id)) if data_dir is not None else None
     if rgb is None:

@@ -7,7 +7,8 @@ import json
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import image_path, read_csv
+from kit.csvfiles import read_csv
+from kit.layout import image_path
 from kit.predictions import load_predictions
 from kit.report.collect import (GalleryRow, Inputs, experiments, filtered_file, fold_files, gallery_picks, gallery_rows,
                                 gallery_source, rare_threshold, score_by_bucket, verdict)
@@ -136,7 +137,7 @@ def section_saliency(inp: Inputs, exp: str | None, ids: list[str], n: int, devic
 
     from kit.data.augment import transforms_for
     from kit.models.checkpoint import load_model
-    from kit.io import decode_image
+    from kit.images import decode_image
     from kit.report.saliency import overlay, saliency_map
 
     model, cfg, label_map = load_model(runs[0], device=device)

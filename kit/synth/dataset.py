@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import atomic_path, image_path, write_csv, write_json
+from kit.atomic import atomic_path, write_csv, write_json
+from kit.layout import image_path
 
 SPLIT_CODE = {"train": 1, "test": 2, "distractors": 3}
 LANDMARK_ID_RANGE = 200_000       # landmark ids are sparse ints, like GLDv2's 0..203093
