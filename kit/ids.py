@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from kit.errors import KitError
+
+if TYPE_CHECKING:  # imported where used: `kit --help` and single-id checks need neither
+    import pandas as pd
+    import pyarrow as pa
 
 SAFE_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}"  # plus: no ".." anywhere
 _SAFE_ID = re.compile(SAFE_ID)
@@ -44,18 +46,24 @@ def safe_file_stem(image_id) -> str:
 
 def _strings(ids) -> pd.Series:
     """ids (Series, array, list) as an Arrow-backed string Series; missing values stay missing."""
+    import pandas as pd
+
     s = ids if isinstance(ids, pd.Series) else pd.Series(ids, copy=False)
     return s if isinstance(s.array, pd.arrays.ArrowStringArray) else s.astype("string[pyarrow]")
 
 
 def arrow_ids(ids) -> pa.Array:
     """ids as one pyarrow string array (for pyarrow.compute kernels)."""
+    import pyarrow as pa
+
     arr = pa.array(_strings(ids).array)
     return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
 def safe_ids(ids) -> np.ndarray:
     """check_id over a column: a bool per id, True where it is a safe file name (False for missing)."""
+    import pyarrow.compute as pc
+
     arr = arrow_ids(ids)
     ok = pc.and_(pc.match_substring_regex(arr, f"^{SAFE_ID}$"), pc.invert(pc.match_substring(arr, "..")))
     return ok.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)

@@ -4,9 +4,9 @@ Classes: the K most frequent (ties: landmark_id ascending) or all with >= N imag
 top-2k, each >= 183 images; top-18k, each >= 50). `label` is contiguous 0..C-1 in ascending
 landmark_id order.
 
-Folds are stratified and NESTED: within each class, rows are put in a seeded order (a hash of the
-image id) and row r of class c gets fold (r + o_c) mod F, o_c a seeded hash of the landmark id. Every
-class is split as evenly as possible (fold sizes differ by at most 1; a class with fewer images than
+Folds are stratified and NESTED: within each class, rows are put in a seeded order (pandas' hash of
+the image id and the seed) and row r of class c gets fold (r + o_c) mod F, o_c a seeded hash of the
+landmark id. Every class is split as evenly as possible (fold sizes differ by at most 1; a class with fewer images than
 folds lands in fewer folds), the folds overall are balanced up to the random offsets, and an image's
 fold depends only on its own class, never on which other classes are kept: the top-2k file's fold 0
 is a subset of the top-18k file's fold 0, so models trained on either can be validated (and
