@@ -3,7 +3,7 @@
 An id names files (DATA/train/a/b/c/<id>.jpg, cache entries), so it must be a safe file name: 1-200
 of letters, digits, `_ . -`, starting with a letter or digit, no `..`. `SAFE_ID` states the rule
 once; single ids are checked with Python's `re`, columns with pyarrow's regex kernel (RE2, the same
-pattern), and uniqueness always with pandas' hash table (`first_duplicate`).
+pattern), and uniqueness always by `first_duplicate`.
 """
 from __future__ import annotations
 
@@ -70,9 +70,14 @@ def safe_ids(ids) -> np.ndarray:
 
 
 def first_duplicate(ids) -> int:
-    """Row of the first id that repeats an earlier one, or -1."""
-    dup = _strings(ids).duplicated().to_numpy(bool)
-    return int(np.argmax(dup)) if dup.any() else -1
+    """Row of the first id that repeats an earlier one, or -1 (pyarrow's count of distinct ids; pandas'
+    `duplicated` finds the row when there is one)."""
+    import pyarrow.compute as pc
+
+    arr = arrow_ids(ids)
+    if pc.count_distinct(arr, mode="all").as_py() == len(arr):
+        return -1
+    return int(np.argmax(_strings(ids).duplicated().to_numpy(bool)))
 
 
 def clean_ids(path, ids: pd.Series, column: str = "id") -> pd.Series:

@@ -62,20 +62,19 @@ def seeded_hash(values, seed: int) -> np.ndarray:
 
 def _class_cycle_positions(labels: np.ndarray, cycle: int, seed: int, ids=None, landmark_ids=None) -> np.ndarray:
     """Per row: (its rank within its class, in a seeded order by id hash, plus a seeded per-class offset) mod
-    `cycle`. Depends only on (seed, the row's class, the ids of that class), not on the other classes kept."""
+    `cycle`. Depends only on (seed, the row's class, the ids of that class), not on the other classes kept.
+    landmark_ids: one per class (default: the labels)."""
     n = len(labels)
     ids = np.arange(n) if ids is None else ids
     keys = labels if landmark_ids is None else np.asarray(landmark_ids)
-    order = np.lexsort((seeded_hash(ids, seed), labels))  # by class, within it by id hash
-    counts = np.bincount(labels)
-    class_key = np.zeros(len(counts), keys.dtype)
+    order = np.argsort(seeded_hash(ids, seed), kind="stable")  # every row in a seeded order (ties: row order)
+    in_order = labels[order]
+    rank = np.empty(n, np.int64)
+    rank[order] = pd.Series(in_order).groupby(in_order, sort=False).cumcount().to_numpy()  # rows of its class before it
+    class_key = np.zeros(int(labels.max()) + 1 if n else 0, keys.dtype)
     class_key[labels] = keys
     offset = (seeded_hash(class_key, seed + 1) % np.uint64(cycle)).astype(np.int64)
-    sorted_labels = labels[order]
-    rank = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
-    out = np.empty(n, np.int64)
-    out[order] = (rank + offset[sorted_labels]) % cycle
-    return out
+    return (rank + offset[labels]) % cycle
 
 
 def assign_folds(labels: np.ndarray, n_folds: int, seed: int = 0, ids=None, landmark_ids=None) -> np.ndarray:
