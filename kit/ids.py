@@ -2,8 +2,9 @@
 
 An id names files (DATA/train/a/b/c/<id>.jpg, cache entries), so it must be a safe file name: 1-200
 of letters, digits, `_ . -`, starting with a letter or digit, no `..`. `SAFE_ID` states the rule
-once; single ids are checked with Python's `re`, columns with pyarrow's regex kernel (RE2, the same
-pattern), and uniqueness always by `first_duplicate`.
+once: single ids are checked with Python's `re`, columns with pandas' string methods (pyarrow's RE2
+kernel where pyarrow is installed, Python's `re` otherwise: the same pattern), and uniqueness always by
+`first_duplicate`.
 """
 from __future__ import annotations
 
@@ -15,9 +16,8 @@ import numpy as np
 
 from kit.errors import KitError
 
-if TYPE_CHECKING:  # imported where used: `kit --help` and single-id checks need neither
+if TYPE_CHECKING:  # imported where used: `kit --help` and single-id checks need no pandas
     import pandas as pd
-    import pyarrow as pa
 
 SAFE_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}"  # plus: no ".." anywhere
 _SAFE_ID = re.compile(SAFE_ID)
@@ -45,39 +45,28 @@ def safe_file_stem(image_id) -> str:
 
 
 def _strings(ids) -> pd.Series:
-    """ids (Series, array, list) as an Arrow-backed string Series; missing values stay missing."""
+    """ids (Series, array, list) as a pandas string Series (Arrow-backed where pyarrow is installed, so
+    the checks below run in its kernels; Python's `re` otherwise); missing values stay missing."""
     import pandas as pd
 
     s = ids if isinstance(ids, pd.Series) else pd.Series(ids, copy=False)
-    return s if isinstance(s.array, pd.arrays.ArrowStringArray) else s.astype("string[pyarrow]")
-
-
-def arrow_ids(ids) -> pa.Array:
-    """ids as one pyarrow string array (for pyarrow.compute kernels)."""
-    import pyarrow as pa
-
-    arr = pa.array(_strings(ids).array)
-    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    return s if isinstance(s.dtype, pd.StringDtype) else s.astype("string")
 
 
 def safe_ids(ids) -> np.ndarray:
     """check_id over a column: a bool per id, True where it is a safe file name (False for missing)."""
-    import pyarrow.compute as pc
-
-    arr = arrow_ids(ids)
-    ok = pc.and_(pc.match_substring_regex(arr, f"^{SAFE_ID}$"), pc.invert(pc.match_substring(arr, "..")))
-    return ok.fill_null(False).to_numpy(zero_copy_only=False).astype(bool)
+    s = _strings(ids)
+    ok = s.str.fullmatch(SAFE_ID) & ~s.str.contains("..", regex=False)
+    return ok.fillna(False).to_numpy(bool)
 
 
 def first_duplicate(ids) -> int:
-    """Row of the first id that repeats an earlier one, or -1 (pyarrow's count of distinct ids; pandas'
-    `duplicated` finds the row when there is one)."""
-    import pyarrow.compute as pc
-
-    arr = arrow_ids(ids)
-    if pc.count_distinct(arr, mode="all").as_py() == len(arr):
+    """Row of the first id that repeats an earlier one, or -1 (pandas' hash table: a count of distinct
+    ids, then the row where there is a repeat)."""
+    s = _strings(ids)
+    if s.nunique(dropna=False) == len(s):
         return -1
-    return int(np.argmax(_strings(ids).duplicated().to_numpy(bool)))
+    return int(np.argmax(s.duplicated().to_numpy(bool)))
 
 
 def clean_ids(path, ids: pd.Series, column: str = "id") -> pd.Series:

@@ -612,14 +612,37 @@ def test_kaggle_client_uploads_every_packaged_file(tmp_path, monkeypatch, capsys
     assert "Skipping folder: runs; use '--dir-mode' to upload folders" in capsys.readouterr().out
 
 
-def test_index_in_and_first_duplicate():
-    from kit.ids import first_duplicate
-    from kit.metrics import index_in
+def test_index_in_and_first_duplicate_without_pyarrow(monkeypatch):
+    """Kaggle's image need not have pyarrow: pandas gives the same rows (first match, -1 absent)."""
+    import pandas as pd
+
+    from kit.ids import first_duplicate, safe_ids
+    from kit.metrics import _index_in_pandas, index_in
 
     keys, values = ["b", "a", "c", "a"], ["a", "z", "c", "b", "a"]
     assert index_in(values, keys).tolist() == [1, -1, 2, 0, 1]
+    assert index_in(pd.Series(values, dtype="str"), pd.Series(keys, dtype=object)).tolist() == [1, -1, 2, 0, 1]
+    assert _index_in_pandas(values, keys).tolist() == [1, -1, 2, 0, 1]
+    ids = ["abc", "a.b-c_d", "/x", "a..b", ".abc", "", "x" * 201, None, "a\0b", "ab\n"]
+    with_arrow = safe_ids(ids).tolist()
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
     assert index_in(np.array(values, dtype=object), keys).tolist() == [1, -1, 2, 0, 1]
     assert first_duplicate(keys) == 3 and first_duplicate(["x", "y"]) == -1
+    assert safe_ids(np.array(ids, dtype=object)).tolist() == with_arrow == [True, True] + [False] * 8
+
+
+def test_write_folds_without_pyarrow(tmp_path, monkeypatch):
+    """`kit folds` inside a Kaggle notebook without pyarrow: pandas writes the same bytes."""
+    import pandas as pd
+
+    from kit.data.folds import write_folds
+
+    folds = pd.DataFrame({"id": ["00a1", "00b2"], "landmark_id": [7, 9], "label": [0, 1], "fold": [1, -1]})
+    write_folds(folds, tmp_path / "arrow.csv")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    write_folds(folds, tmp_path / "pandas.csv")
+    assert (tmp_path / "pandas.csv").read_text() == (tmp_path / "arrow.csv").read_text() == \
+        "id,landmark_id,label,fold\n00a1,7,0,1\n00b2,9,1,-1\n"
 
 
 def test_write_folds_writes_the_bytes_of_to_csv(tmp_path):
