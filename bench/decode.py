@@ -1,4 +1,4 @@
-"""Bench: phone-size photos decoded at the scale kit needs (kit.io.read_image's min_side) vs at full size.
+"""Bench: phone-size photos decoded at the scale kit needs (kit.images.read_image's min_side) vs at full size.
 
     .venv/bin/python bench/decode.py        # -> bench/results/decode.json (about 2 minutes here)
 
@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kit.io import write_json  # noqa: E402
+from kit.atomic import write_json  # noqa: E402
 
 DEFAULT_SHARED = ROOT.parent / "shared" / "data"
 OUT = ROOT / "bench" / "results" / "decode.json"
@@ -41,7 +41,7 @@ def phone_photos(shared: Path, folder: Path, pairs: int, side: int = 4032, seed:
     import cv2
     import pandas as pd
 
-    from kit.io import image_path
+    from kit.layout import image_path
 
     labels = pd.read_csv(shared / "oxford_paris" / "labels.csv", dtype={"id": str})
     train = labels[(labels["split"] == "train") & labels["landmark_id"].notna()].sort_values(["landmark_id", "id"])
@@ -82,7 +82,7 @@ def network_rows(folder: Path, paths: list[Path], sizes, repeat: int) -> list[di
 
     from kit.data.augment import build_transforms
     from kit.data.dataset import LandmarkDataset
-    from kit.io import read_image
+    from kit.images import read_image
     from kit.models.backbones import backbone_mean_std, create_backbone
     from kit.models.layers import GeM
 
@@ -118,7 +118,7 @@ def network_rows(folder: Path, paths: list[Path], sizes, repeat: int) -> list[di
 
 def sift_row(pairs: list[tuple[Path, Path]], repeat: int) -> dict:
     from kit.inference.rerank import RerankConfig
-    from kit.io import decode_image
+    from kit.images import decode_image
     from kit.localfeatures.matching import count_inliers
     from kit.localfeatures.sift import SiftExtractor
 

@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from kit.filters.chain import build_filter  # noqa: E402
 from kit.truth import gap_top1 as score_gap  # noqa: E402
-from kit.io import image_path, write_json  # noqa: E402
+from kit.atomic import write_json  # noqa: E402
+from kit.layout import image_path  # noqa: E402
 from kit.localfeatures.base import cache_path  # noqa: E402
 from kit.predictions import Predictions, save_predictions  # noqa: E402
 from kit.synth import SCENES, make_ids, make_structure, photometric, render_view  # noqa: E402

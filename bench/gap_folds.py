@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from kit.data.folds import make_folds, write_folds  # noqa: E402
 from kit.data.train_csv import read_train  # noqa: E402
-from kit.io import write_json  # noqa: E402
+from kit.atomic import write_json  # noqa: E402
 from kit.metrics import gap, gap_frames, gap_reference  # noqa: E402
 from kit.submission import read_submission, write_submission  # noqa: E402
 

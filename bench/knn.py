@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     from sklearn.neighbors import NearestNeighbors
     from threadpoolctl import threadpool_limits
 
-    from kit.io import write_json
+    from kit.atomic import write_json
     from kit.inference.search import SearchIndex
 
     faiss.omp_set_num_threads(args.threads)

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from kit.errors import KitError  # noqa: E402
-from kit.io import write_json  # noqa: E402
+from kit.atomic import write_json
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_WORK = ROOT / "bench" / "work" / "real"
@@ -178,7 +178,7 @@ class Bench:
                 shutil.rmtree(self.work / sub)
         self.data, self.data_info = prepare_data(args, self.work)
         sol = self.data / "test_solution.csv"
-        self.test_truth = load_truth(sol) if sol.is_file() else None
+        self.test_truth = load_truth(sol).frame if sol.is_file() else None
         self.table, self.val_preds, self.recipes = {}, {}, {}
         self.stages: dict[str, dict] = {}     # stage id -> its {STAGE: settings} item, in the order added
         self.cache = self.work / "cache"
@@ -316,7 +316,7 @@ def run(args) -> dict:
     run_recipe({"name": "folds", "seed": args.seed, "stages": [b.stages["folds"]]}, b.data, b.work / "pipeline",
                log=quiet)
     b.val_solution = b.work / "pipeline" / "folds" / "val_solution.csv"
-    b.val_truth = load_truth(b.val_solution)
+    b.val_truth = load_truth(b.val_solution).frame
 
     print("\n== 3. zero training: ImageNet embeddings + kNN / re-rank ==")
     b.stage("predict", "imagenet", checkpoint="pretrained", **predict_settings(b, s.backbone, s.image_size))

@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import image_path, read_csv, write_csv, write_json
+from kit.atomic import write_csv, write_json
+from kit.csvfiles import read_csv
+from kit.layout import image_path
 
 
 def hex_id(name: str) -> str:

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     import yaml
 
     from kit.cli import main as kit
-    from kit.io import write_json
+    from kit.atomic import write_json
     from kit.pipeline import stages  # noqa: F401
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -58,6 +58,7 @@ STEPS = ("read_csv_full", "folds_full", "read_csv_clean", "folds_clean", "pred_i
          "knn_ivf", "knn_torch", "knn_exact", "ensemble_max", "ensemble_correct", "ensemble_boost", "ensemble_weighted",
          "ensemble_soft", "soft_fit", "filter_candidates", "filter_fit", "to_submission", "score", "train_step")
 TARGET_S, TARGET_GB = 60.0, 8.0
+FOLDS_TARGET_S = 5.0  # `kit folds` on all 4.1M rows: simple library calls, within 5 s on 2 cores
 NPROBES = (8, 16, 32, 64, 128, 256)  # recall / time on the first --exact-queries queries
 NO_TARGET = ("knn_ivf", "knn_torch", "knn_exact", "train_step", "read_csv_full", "read_csv_clean")
 
@@ -567,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
             results[key][name] = median_run(rs)
     derived = derive(results)
     env = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
-    from kit.io import write_json
+    from kit.atomic import write_json
 
     command = "python bench/scale.py" + (" --quick" if args.quick else "") + \
         (f" --sizes {args.sizes}" if args.sizes else "") + (f" --only {args.only}" if args.only else "") + \
@@ -575,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     merged = prev.get("commands", [prev["command"]] if "command" in prev else []) if args.only or args.sizes else []
     commands = [c for c in merged if c != command] + [command]  # a partial rerun (--only/--sizes) merges
     write_json({"command": commands[0], "commands": commands, "quick": args.quick, "env": env, "gldv2": GLDV2, "exact_queries": args.exact_queries,
-                "targets": {"seconds": TARGET_S, "peak_gb": TARGET_GB, "folds_vs_read_csv": 3.0,
+                "targets": {"seconds": TARGET_S, "peak_gb": TARGET_GB, "folds_full_s": FOLDS_TARGET_S,
                             "knn_search_s": 900, "knn_recall_at_1": 0.99},
                 "results": results, "derived": derived}, out)
     plot(results, out.with_suffix(".png"))
@@ -586,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def derive(results: dict) -> dict:
-    """Ratios the targets are stated in: folds / bare read_csv, per size."""
+    """Folds / bare read_csv per size (the folds target itself is in seconds: FOLDS_TARGET_S at 100%)."""
     out = {}
     for key, r in results.items():
         ok = lambda n: r.get(n, {}).get("status") == "ok"  # noqa: E731

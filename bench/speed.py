@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing kit
 
-from kit.io import write_json  # noqa: E402
+from kit.atomic import write_json  # noqa: E402
 
 BENCHES = ("gap_folds", "train_speed", "knn", "filter_speed")
 # smaller sizes for --quick, for benches whose own parser has no --quick

@@ -95,7 +95,7 @@ def main() -> None:
     import timm
 
     from kit.config import load_config
-    from kit.io import write_json
+    from kit.atomic import write_json
     from kit.models.losses import build_loss
     from kit.models.model import build_model
     from kit.train.distributed import Dist

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from kit.errors import KitError
-from kit.io import write_text
+from kit.atomic import write_text
 
 PRESET_DIR = Path(__file__).parent / "configs"
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
-from kit.idbytes import index_in_bytes
+from kit.ids import first_duplicate
 
 
 def _ranked(scores: np.ndarray, id_key: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -97,21 +97,20 @@ def _usage_mask(sol_df: pd.DataFrame) -> np.ndarray:
 def index_in(values, keys) -> np.ndarray:
     """Row in `keys` of each of `values` (first match; -1 = absent), for string ids.
 
-    pyarrow's C++ hash lookup is ~3x faster than pandas' get_indexer (and ~15x faster than
-    Series.isin on Arrow strings) on 1M ids; without pyarrow (Kaggle's image need not have it)
-    pandas' hash table gives the same answer.
+    pyarrow's C++ hash lookup is ~3x faster than pandas' get_indexer on 1M ids; without pyarrow (Kaggle's
+    image need not have it) pandas' hash table gives the same answer.
     """
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
     except ImportError:
         return _index_in_pandas(values, keys)
-    pos = index_in_bytes(values, keys)  # GLDv2's 16-character ids as Arrow strings: a uint64 lookup, ~2x faster
-    if pos is not None:
-        return pos
-    keys = keys if isinstance(keys, pa.Array) else pa.array(np.asarray(keys, dtype=object), type=pa.string())
-    values = values if isinstance(values, pa.Array) else pa.array(np.asarray(values, dtype=object), type=pa.string())
-    return pc.index_in(values, value_set=keys).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def arrow(ids):  # a Series' Arrow strings as they are; anything else through Python strings
+        arr = pa.array(ids.array) if isinstance(ids, pd.Series) else pa.array(np.asarray(ids, dtype=object))
+        return (arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr).cast(pa.string())
+
+    return pc.index_in(arrow(values), value_set=arrow(keys)).fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _index_in_pandas(values, keys) -> np.ndarray:
@@ -121,12 +120,6 @@ def _index_in_pandas(values, keys) -> np.ndarray:
     rows = np.flatnonzero(first)
     pos = keys[first].get_indexer(pd.Index(np.asarray(values, dtype=object).ravel()))
     return np.where(pos >= 0, rows[pos], -1).astype(np.int64)
-
-
-def first_duplicate(ids) -> int:
-    """Index of the first id that repeats an earlier one, or -1."""
-    dup = index_in(ids, ids) != np.arange(len(ids))
-    return int(np.flatnonzero(dup)[0]) if dup.any() else -1
 
 
 def _align(sol_ids: np.ndarray, sub_ids: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from kit.errors import KitError
-from kit.io import atomic_path
+from kit.atomic import atomic_path
 
 
 @dataclass
@@ -114,7 +114,7 @@ def load_predictions(path: str | Path) -> Predictions:
 
 def check_arrays(path, a: dict) -> None:
     """Shapes, dtypes, finite scores and unique, non-blank, safe ids of a prediction file's arrays."""
-    from kit.io import safe_ids
+    from kit.ids import safe_ids
 
     ids, labels, scores, emb = a["ids"], a["labels"], a["scores"], a.get("embeddings")
     if ids.ndim != 1 or ids.dtype.kind not in "US":
@@ -132,10 +132,9 @@ def check_arrays(path, a: dict) -> None:
     if len(bad):
         i = int(bad[0])
         raise KitError(f"{path}: row {i + 1}: id {ids[i][:80]!r} is blank, padded or not a safe file name")
-    from kit.io import surely_unique
-    from kit.metrics import first_duplicate
+    from kit.ids import first_duplicate
 
-    d = -1 if surely_unique(ids) else first_duplicate(ids)
+    d = first_duplicate(ids)
     if d >= 0:
         first = int(np.flatnonzero(ids == ids[d])[0])
         raise KitError(f"{path}: row {d + 1}: duplicate id {ids[d]} (first at row {first + 1})")

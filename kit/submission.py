@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import read_csv, safe_ids as unsafe_free, write_csv
-from kit.metrics import first_duplicate, index_in
+from kit.atomic import write_csv
+from kit.csvfiles import read_csv
+from kit.ids import first_duplicate, safe_ids as unsafe_free
+from kit.metrics import index_in
 from kit.predictions import Predictions
 
 

@@ -1,10 +1,11 @@
-"""Ground truth and scoring summaries: the one reader of truth files (a solution CSV or any CSV with
+"""Ground truth and scoring summaries: the one reader of truth files (Truth: a solution CSV or any CSV with
 `id,landmark_id`) and the one summary (GAP, top-1 accuracy, sensitivity/specificity) that `kit score`,
 `kit filter`, the report and the benches print."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -13,54 +14,79 @@ from kit.predictions import Predictions
 if TYPE_CHECKING:
     import pandas as pd
 
+KINDS = ("solution", "labels")
 
-def load_truth(path: str | Path) -> pd.DataFrame:
-    """Ground truth as DataFrame[id, landmarks(list[int])]: a solution CSV (`id,landmarks`) or any CSV
-    with `id,landmark_id` (folds CSV, train.csv), e.g. for OOF predictions."""
-    from kit.io import read_csv
+
+@dataclass(frozen=True)
+class Truth:
+    """Ground truth `frame` [id, landmarks (list[int], [] = non-landmark)] and its kind, which decides
+    what a prediction file is scored against:
+
+    - "solution" (a Kaggle solution CSV): the whole test set; ids the predictions lack count as misses.
+    - "labels" (a folds CSV or train.csv): labels of more images than one prediction file holds (the
+      OOF predictions of one fold), so only the predicted ids are scored.
+
+    The kind lives here, not on the frame, so filtering, concatenating or merging `frame` and wrapping
+    the result again scores the same. A bare DataFrame given where a Truth is expected is a solution.
+    """
+    frame: pd.DataFrame
+    kind: Literal["solution", "labels"] = "solution"
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"truth kind must be one of {KINDS} (got {self.kind!r})")
+
+
+def as_truth(truth: Truth | pd.DataFrame) -> Truth:
+    """A Truth as is; a bare frame [id, landmarks] is a solution."""
+    return truth if isinstance(truth, Truth) else Truth(truth, "solution")
+
+
+def load_truth(path: str | Path) -> Truth:
+    """A solution CSV (`id,landmarks`) -> Truth(kind="solution"); any CSV with `id,landmark_id` (folds CSV,
+    train.csv; landmark_id -1 = non-landmark), e.g. for OOF predictions -> Truth(kind="labels")."""
+    from kit.csvfiles import read_csv
     from kit.submission import read_solution
 
     path = Path(path)
     head = read_csv(path, nrows=0)
     if "landmarks" in head.columns:
-        return read_solution(path)
+        return Truth(read_solution(path), "solution")
     from kit.data.train_csv import read_train
 
     df = read_train(path, none_ok=True)  # ids stripped and checked, landmark ids integers >= -1
     df = df.assign(landmarks=[[int(x)] if x >= 0 else [] for x in df["landmark_id"]])[["id", "landmarks"]]
-    df.attrs["from_labels"] = True
-    return df
+    return Truth(df, "labels")
 
 
-def truth_by_id(truth: pd.DataFrame) -> dict[str, tuple[int, ...]]:
+def truth_by_id(truth: Truth | pd.DataFrame) -> dict[str, tuple[int, ...]]:
     """id -> tuple of true landmark ids (() = non-landmark)."""
-    return dict(zip(truth["id"].astype(str), (tuple(int(v) for v in ls) for ls in truth["landmarks"])))
+    frame = as_truth(truth).frame
+    return dict(zip(frame["id"].astype(str), (tuple(int(v) for v in ls) for ls in frame["landmarks"])))
 
 
-def score_gap(pred: Predictions, truth: pd.DataFrame) -> float:
-    """GAP of the top-1 predictions against `truth` (a `load_truth` frame). A truth from a folds/train
-    CSV covers more ids than an OOF file predicts, so only the predicted ids are scored then; a
-    solution CSV is used whole (its ids the predictions lack count as misses)."""
+def score_gap(pred: Predictions, truth: Truth | pd.DataFrame) -> float:
+    """GAP of the top-1 predictions against `truth` (see Truth for what each kind scores)."""
     from kit.metrics import gap_frames
     from kit.submission import predictions_to_frame
 
     return float(gap_frames(predictions_to_frame(pred), truth_for(pred, truth)))
 
 
-def truth_for(pred: Predictions, truth: pd.DataFrame) -> pd.DataFrame:
-    """The truth rows `score_gap` scores `pred` against: a truth from labels is cut to the predicted
-    ids (done once when many predictions of the same ids are scored); a solution is used whole."""
-    if not truth.attrs.get("from_labels", False):
-        return truth
-    cut = truth[truth["id"].isin(set(pred.ids))].copy()
-    cut.attrs = {}
-    return cut
+def truth_for(pred: Predictions, truth: Truth | pd.DataFrame) -> pd.DataFrame:
+    """The truth rows `score_gap` scores `pred` against: labels are cut to the predicted ids (done once
+    when many predictions of the same ids are scored); a solution is used whole."""
+    truth = as_truth(truth)
+    if truth.kind == "solution":
+        return truth.frame
+    return truth.frame[truth.frame["id"].isin(set(pred.ids))]
 
 
-def true_top1(pred: Predictions, truth: pd.DataFrame) -> np.ndarray:
+def true_top1(pred: Predictions, truth: Truth | pd.DataFrame) -> np.ndarray:
     """One true label per row for kit.metrics.gap: the predicted label when the truth lists it (an image
     may show several landmarks), else its first landmark, else -1. Ids absent from the truth -> -1."""
-    lookup = dict(zip(truth["id"].astype(str), truth["landmarks"]))
+    frame = as_truth(truth).frame
+    lookup = dict(zip(frame["id"].astype(str), frame["landmarks"]))
     out = np.full(len(pred), -1, np.int64)
     for i, (image_id, label) in enumerate(zip(pred.ids, pred.labels[:, 0])):
         lms = lookup.get(image_id) or []
@@ -76,12 +102,13 @@ def gap_top1(pred: Predictions, true: np.ndarray) -> float:
     return gap(pred.labels[:, 0], pred.scores[:, 0], true, pred.ids)
 
 
-def summarize(sub: pd.DataFrame, sol: pd.DataFrame, passed: set | None = None) -> dict:
+def summarize(sub: pd.DataFrame, sol: Truth | pd.DataFrame, passed: set | None = None) -> dict:
     """GAP, top-1 accuracy on landmark images and sensitivity/specificity (Mail.ru's offline test: landmark
     images kept / non-landmark images rejected) of a submission frame against a solution frame. With
     `passed` (ids that passed a filter), only those count as 'predicted landmark'."""
     from kit.metrics import gap_frames, match_frames, sensitivity_specificity
 
+    sol = as_truth(sol).frame
     m = match_frames(sub, sol)
     landmark = m["is_landmark"].to_numpy()
     predicted = m["label"].to_numpy() >= 0

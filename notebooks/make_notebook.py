@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from kit.io import write_text
+from kit.atomic import write_text
 
 OUT = Path(__file__).with_name("inference.ipynb")
 

@@ -12,7 +12,8 @@ import torch
 from kit.config import load_config
 from kit.data.dataset import LandmarkDataset, collate, make_loaders, read_folds, set_epoch, split_fold
 from kit.errors import KitError
-from kit.io import image_path, read_image
+from kit.images import read_image
+from kit.layout import image_path
 
 torch.set_num_threads(1)
 

@@ -10,7 +10,7 @@ from kit.localfeatures.delf.extractor import DELF_SCALES, DelfExtractor
 from kit.localfeatures.delf.file import load_delf
 from kit.localfeatures.delf.nets import DelfAttention, attention_pool
 from kit.localfeatures.delf.train import train_delf
-from kit.io import image_path
+from kit.layout import image_path
 from kit.localfeatures.matching import count_inliers
 from kit.synth import make_ids, make_structure, random_homography, warp_view
 

@@ -11,7 +11,7 @@ from kit.filters.chain import build_filter, load_filter, save_filter
 from kit.filters.distractor import DistractorFilter
 from kit.filters.local import LocalFilter
 from kit.truth import gap_top1
-from kit.io import image_path
+from kit.layout import image_path
 from kit.localfeatures.base import cache_path, cached_features
 from kit.localfeatures.sift import SiftExtractor
 from kit.metrics import gap

@@ -158,15 +158,15 @@ def test_clean_csv_label_mismatch_and_holdout_cli(tmp_path, capsys):
 
 def cycle_positions_ref(labels, seed, cycle, ids, landmark_ids):
     """The module docstring's rule, per class: rank by (id hash, row), plus the class's seeded offset."""
-    from kit.data.folds import _seeded_hash
+    from kit.data.folds import seeded_hash
 
-    h = _seeded_hash(ids, seed)
-    off = (_seeded_hash(np.asarray(landmark_ids), seed + 1) % np.uint64(1 << 31)).astype(np.int64)
+    h = seeded_hash(ids, seed)
     out = np.empty(len(labels), np.int64)
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
         rows = rows[np.lexsort((rows, h[rows]))]
-        out[rows] = (np.arange(len(rows)) + off[rows]) % cycle  # off: per row (a class may hold several ids)
+        offset = int(seeded_hash(np.asarray(landmark_ids)[rows[:1]], seed + 1)[0] % np.uint64(cycle))
+        out[rows] = (np.arange(len(rows)) + offset) % cycle
     return out
 
 
@@ -178,7 +178,7 @@ def test_fold_positions_equal_the_per_class_rule(seed):
     n = int(rng.integers(1, 4000))
     labels = np.unique(rng.integers(0, int(rng.integers(1, 80)), n), return_inverse=True)[1]
     ids = np.array([f"{x:016x}" for x in rng.integers(0, 2**62, n)], dtype=object)
-    lid = labels * 7 + 3 if seed % 2 else rng.integers(0, 5, n)  # odd seeds: several landmark ids in a class
+    lid = labels * 7 + 3
     n_folds = int(rng.integers(2, 9))
     got = assign_folds(labels, n_folds, seed, ids=ids, landmark_ids=lid)
     np.testing.assert_array_equal(got, cycle_positions_ref(labels, seed, n_folds, ids, lid))
@@ -190,7 +190,7 @@ def test_fold_positions_equal_the_per_class_rule(seed):
 @pytest.mark.parametrize("case", ["plain", "padded ids", "padded ids, clean csv", "bad id", "duplicate id",
                                   "padded ids, no class kept unless stripped"])
 def test_folds_from_csv_equals_make_folds_of_read_train(tmp_path, case):
-    """kit folds checks ids in a second thread while it folds: same frame, same first error as read_train."""
+    """kit folds = make_folds of read_train (restricted to the clean CSV): same frame, same first error."""
     from kit.data.folds import folds_from_csv, make_folds
     from kit.data.train_csv import read_clean, read_train, restrict_to_clean
     from kit.errors import KitError
@@ -227,61 +227,8 @@ def test_folds_from_csv_equals_make_folds_of_read_train(tmp_path, case):
     assert n_rows == 40
 
 
-def _arrow_ids(strings):
-    return pd.Series(pd.array(list(strings), dtype="string[pyarrow]"))
-
-
-def test_index_in_bytes_equals_index_in_or_declines(monkeypatch):
-    """The uint64 lookup of GLDv2-style ids = Arrow's string lookup (absent ids -1); it declines (None) where it
-    cannot answer exactly: repeated keys, other widths, several chunks, two ids sharing a hash."""
-    import kit.idbytes as B
-    from kit.metrics import index_in
-
-    rng = np.random.default_rng(4)
-    pool = np.array([f"{x:016x}" for x in rng.integers(0, 2**63, 6000)])
-    pool = np.unique(pool)
-    keys, values = pool[:2500], np.concatenate([pool[1000:4000], pool[:10]])
-    rng.shuffle(values)
-    got = B.index_in_bytes(_arrow_ids(values), _arrow_ids(keys))
-    want = index_in(values.astype(object), keys.astype(object))
-    np.testing.assert_array_equal(got, want)
-    assert got.dtype == np.int64 and (got >= 0).sum() == 1510
-    assert B.index_in_bytes(_arrow_ids(values), _arrow_ids(np.append(keys, keys[5]))) is None  # first listing
-    assert B.index_in_bytes(_arrow_ids([v[:15] for v in values]), _arrow_ids([k[:15] for k in keys])) is None
-    assert B.index_in_bytes(_arrow_ids(values), _arrow_ids([k[:8] for k in keys])) is None  # other width
-    import pyarrow as pa
-
-    two = pd.Series(pd.arrays.ArrowStringArray(pa.chunked_array([values[:9].tolist(), values[9:].tolist()])))
-    assert B.index_in_bytes(two, _arrow_ids(keys)) is None
-    monkeypatch.setattr(B, "word_hash", lambda cols: np.concatenate([c.view(np.uint64)[:, 0] for c in cols]))
-    clash = np.array([keys[0][:8] + "zzzzzzzz"])  # shares keys[0]'s first word (its "hash" here), not the id
-    assert B.index_in_bytes(_arrow_ids(clash), _arrow_ids(keys)) is None
-
-
-def test_clean_restriction_fast_path_equals_the_string_lookup(tmp_path, monkeypatch):
-    """kit folds --clean-csv on 16-character ids: the uint64 lookup and Arrow's string lookup give the same folds."""
-    import kit.metrics as T  # index_in's fast path
-    from kit.data.folds import folds_from_csv
-
-    rng = np.random.default_rng(2)
-    ids = np.unique([f"{x:016x}" for x in rng.integers(0, 2**63, 3000)])
-    rng.shuffle(ids)
-    lids = rng.integers(0, 40, len(ids))
-    train_csv(tmp_path / "train.csv", lids.tolist(), ids.tolist())
-    listed = pd.DataFrame({"id": ids[::3], "landmark_id": lids[::3]}).groupby("landmark_id")["id"].agg(" ".join)
-    listed.rename("images").reset_index().to_csv(tmp_path / "clean.csv", index=False)
-    calls = []
-    real = T.index_in_bytes
-    monkeypatch.setattr(T, "index_in_bytes", lambda v, k: calls.append(real(v, k)) or calls[-1])
-    fast, n = folds_from_csv(tmp_path / "train.csv", tmp_path / "clean.csv", min_images=1)
-    assert calls[0] is not None and len(fast) == 1000 and n == 3000
-    monkeypatch.setattr(T, "index_in_bytes", lambda v, k: None)
-    slow, _ = folds_from_csv(tmp_path / "train.csv", tmp_path / "clean.csv", min_images=1)
-    pd.testing.assert_frame_equal(fast, slow)
-
-
 def test_clean_csv_read_beside_train_keeps_the_error_order(tmp_path):
-    """The clean CSV is read in a second thread: a bad train.csv is still the error reported first."""
+    """A bad train.csv is the error reported first, then a bad clean CSV."""
     from kit.data.folds import folds_from_csv
 
     (tmp_path / "clean.csv").write_text("landmark_id\n3\n")  # no images column
@@ -291,3 +238,16 @@ def test_clean_csv_read_beside_train_keeps_the_error_order(tmp_path):
     train_csv(tmp_path / "train.csv", [3, 3])
     with pytest.raises(KitError, match="clean.csv"):
         folds_from_csv(tmp_path / "train.csv", tmp_path / "clean.csv", min_images=1)
+
+
+def test_seeded_fold_assignment_is_pinned():
+    """The folds of a given train.csv and seed never change silently (models validated on fold 0 of an
+    older folds file must still see the same images): pandas' hash of (id, seed), pinned here."""
+    from kit.data.folds import make_folds, seeded_hash
+
+    train = pd.DataFrame({"id": [f"{i:016x}" for i in range(0, 12 * 7919, 7919)], "landmark_id": [5] * 7 + [2] * 5})
+    assert make_folds(train, min_images=1, n_folds=3)["fold"].tolist() == [0, 0, 2, 2, 1, 1, 2, 1, 1, 0, 2, 2]
+    assert make_folds(train, min_images=1, n_folds=3, seed=1)["fold"].tolist() == [0, 2, 1, 0, 1, 0, 2, 0, 1, 1, 2, 0]
+    assert make_folds(train, min_images=1, holdout=True)["fold"].tolist() == [1, -1] + [1] * 10
+    assert seeded_hash(["0123456789abcdef"], 0).tolist() == [5295032900694423351]
+    assert seeded_hash(np.array([7]), 1).tolist() == [9236991274687748858]

@@ -22,7 +22,9 @@ import torch
 from kit.cli import main
 from kit.config import load_config
 from kit.errors import KitError
-from kit.io import atomic_path, decode_image, image_path, read_image, write_text
+from kit.atomic import atomic_path, write_text
+from kit.images import decode_image, read_image
+from kit.layout import image_path
 from kit.predictions import Predictions, load_predictions, save_predictions
 from test_data import make_gldv2
 
@@ -361,7 +363,7 @@ def test_filter_json_with_wrong_types(tmp_path, capsys, doc, message):
 
 # ------------------------------------------------------------------------------- ids as paths
 def test_ids_never_become_paths_outside_their_folders(tmp_path):
-    from kit.io import safe_file_stem, safe_ids
+    from kit.ids import safe_file_stem, safe_ids
     from kit.localfeatures.base import cache_path
 
     class Ext:
@@ -437,11 +439,13 @@ def test_failed_write_keeps_the_old_file_and_no_temp(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
 
 
-def test_temp_file_of_a_killed_write_is_cleaned_on_the_next_write(tmp_path):
+def test_temps_of_killed_writes_are_swept_once_per_folder(tmp_path, monkeypatch):
+    """A write never scans its folder: the first write into a folder removes the temps of dead writers
+    (of any file there); later writes in the same process do not look again."""
     target = tmp_path / "sub.csv"
     code = textwrap.dedent(f"""
         import sys, time
-        from kit.io import atomic_path
+        from kit.atomic import atomic_path
         with atomic_path({str(target)!r}) as tmp:
             tmp.write_text("partial")
             print("ready", flush=True)
@@ -454,9 +458,80 @@ def test_temp_file_of_a_killed_write_is_cleaned_on_the_next_write(tmp_path):
     proc.wait()
     leftovers = [p.name for p in tmp_path.iterdir()]
     assert len(leftovers) == 1 and leftovers[0].startswith(".sub.csv.")  # the kill left its temp file
-    (tmp_path / ".other.csv.999999999-x.tmp.csv").write_text("another file's temp: not ours to delete")
+    kept = [f".live.csv.{os.getppid()}-abcd1234.tmp.csv", ".notes.tmp", "keep.csv.999999999-abcd1234.tmp"]
+    for name in [".other.csv.999999999-abcd1234.tmp.csv", *kept]:  # a dead writer's temp; a live one's; others
+        (tmp_path / name).write_text("x")
+    scans = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda path=".": scans.append(str(path)) or real_scandir(path))
     write_text("id,landmarks\n", target)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.csv.999999999-x.tmp.csv", "sub.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "sub.csv"])
+    (tmp_path / ".later.csv.999999999-abcd1234.tmp").write_text("x")
+    for i in range(5):
+        write_text(str(i), tmp_path / f"more{i}.txt")
+    assert scans == [str(tmp_path)]  # one scan for six writes
+    assert (tmp_path / ".later.csv.999999999-abcd1234.tmp").exists()  # swept by the next process only
+
+
+def test_atomic_writes_from_threads_change_no_process_wide_state(tmp_path, monkeypatch):
+    """8 threads write while another creates folders: every folder and file gets 0777/0666 minus the umask
+    (the umask is never set, not even briefly, so no other thread can create a file in a 0000 window)."""
+    import threading
+
+    old = os.umask(0o027)
+    try:
+        def no_umask(mask):
+            raise AssertionError("os.umask called while other threads create files")
+
+        monkeypatch.setattr(os, "umask", no_umask)
+        stop, dirs, modes = threading.Event(), [], []
+
+        def make_dirs():
+            i = 0
+            while not stop.is_set():
+                d = tmp_path / f"d{i}"
+                d.mkdir()
+                dirs.append(d)
+                modes.append(d.stat().st_mode & 0o777)
+                i += 1
+
+        def write(k):
+            for i in range(40):
+                write_text("x", tmp_path / f"w{k}" / f"{i}.txt")
+                save = tmp_path / f"w{k}" / f"{i}.bin"
+                with atomic_path(save, durable=False) as tmp:
+                    tmp.write_bytes(b"y")
+
+        maker = threading.Thread(target=make_dirs)
+        maker.start()
+        writers = [threading.Thread(target=write, args=(k,)) for k in range(8)]
+        for t in writers:
+            t.start()
+        for t in writers:
+            t.join()
+        stop.set()
+        maker.join()
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    files = [p for k in range(8) for p in (tmp_path / f"w{k}").iterdir()]
+    assert len(files) == 8 * 80 and dirs
+    assert set(modes) == {0o750} and {p.stat().st_mode & 0o777 for p in files} == {0o640}
+    assert {(tmp_path / f"w{k}").stat().st_mode & 0o777 for k in range(8)} == {0o750}
+
+
+def test_cache_writes_are_atomic_but_not_fsynced(tmp_path, monkeypatch):
+    from kit.localfeatures.base import LocalFeatures, load_features, save_features
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real(fd))
+    feat = LocalFeatures(np.ones((3, 2), np.float32), np.ones((3, 4), np.float32), np.ones(3, np.float32))
+    save_features(feat, tmp_path / "ab" / "abc.npz")
+    assert synced == [] and sorted(p.name for p in (tmp_path / "ab").iterdir()) == ["abc.npz"]
+    assert np.array_equal(load_features(tmp_path / "ab" / "abc.npz").descriptors, feat.descriptors)
+    write_text("out", tmp_path / "out.txt")  # outputs: file and folder fsynced
+    assert len(synced) == 2
 
 
 # -------------------------------------------------------------------------- checkpoints, broken
@@ -550,29 +625,106 @@ def test_kaggle_package_holds_no_credentials(tmp_path, monkeypatch):
     assert not [p for p in files if secret.encode() in p.read_bytes()]
 
 
-def test_write_chunks_writes_every_byte_and_a_failed_stream_keeps_the_old_file(tmp_path, monkeypatch):
-    from kit.io import write_chunks
+# ------------------------------------------------------------------------ local-feature cache entries
+def _cache_ext():
+    from kit.localfeatures.base import LocalFeatures
 
-    advised = []
-    real = os.posix_fadvise
-    monkeypatch.setattr(os, "posix_fadvise", lambda fd, a, n, how: (advised.append((a, n)), real(fd, a, n, how)))
-    chunks = [bytes([i % 251]) * (1000 + 37 * i) for i in range(300)]  # 1.9 MB in uneven pieces
-    write_chunks(tmp_path / "out.bin", iter(chunks), writeback=1 << 18)
-    assert (tmp_path / "out.bin").read_bytes() == b"".join(chunks)
-    assert advised and advised[0][0] == 0 and all(a + n == b for (a, n), (b, _) in zip(advised, advised[1:]))
+    class Ext:
+        name = "fake"
+        calls = 0
 
-    def broken():
-        yield b"half"
-        raise RuntimeError("formatting failed")
+        def config(self):
+            return {}
 
-    with pytest.raises(RuntimeError):
-        write_chunks(tmp_path / "out.bin", broken())
-    assert (tmp_path / "out.bin").read_bytes() == b"".join(chunks)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+        def extract(self, images):
+            Ext.calls += len(images)
+            return [LocalFeatures(np.full((5, 2), 2, np.float32), np.full((5, 8), 0.5, np.float32),
+                                  np.arange(5, dtype=np.float32)) for _ in images]
+    return Ext()
 
-    def refuse(*a):  # a file system without the hint: the write goes on
-        raise OSError(22, "Invalid argument")
 
-    monkeypatch.setattr(os, "posix_fadvise", refuse)
-    write_chunks(tmp_path / "other.bin", iter(chunks), writeback=1 << 18)
-    assert (tmp_path / "other.bin").read_bytes() == b"".join(chunks)
+def _broken_entries(entry: bytes) -> dict:
+    """What a crash, a disk or a user can leave at a cache path, each a file kit must not trust."""
+    import io
+    import pickle
+
+    def npz(**arrays):
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    flipped = bytearray(entry)
+    flipped[len(entry) // 2] ^= 0xFF  # inside the descriptors: only the zip's CRC-32 can tell
+    ok = dict(keypoints=np.zeros((5, 2), np.float32), descriptors=np.zeros((5, 8), np.float32),
+              scores=np.zeros(5, np.float32))
+    npy = io.BytesIO()
+    np.save(npy, np.zeros((5, 2), np.float32))
+    return {"empty": b"", "truncated": entry[: len(entry) // 2], "one byte flipped": bytes(flipped),
+            "an .npy": npy.getvalue(), "a pickle": pickle.dumps({"keypoints": [1, 2]}), "text": b"features\n",
+            "object arrays": npz(**{**ok, "scores": np.array([object()] * 5)}),
+            "missing key": npz(keypoints=ok["keypoints"], scores=ok["scores"]),
+            "wrong shape": npz(**{**ok, "keypoints": np.zeros((5, 3), np.float32)}),
+            "rows disagree": npz(**{**ok, "scores": np.zeros(4, np.float32)}),
+            "wrong dtype": npz(**{**ok, "descriptors": np.zeros((5, 8), np.float64)})}
+
+
+def test_broken_cache_entries_are_extracted_again_and_replaced(tmp_path):
+    """A cache entry is read back whole or not at all: a truncated, corrupt or foreign file at its path is
+    extracted again (same features as a fresh run) and replaced; nothing else in the cache changes."""
+    from kit.localfeatures.base import cache_path, cached_features, load_features
+
+    ext, img = _cache_ext(), tmp_path / "img.jpg"
+    img.write_bytes(jpeg_bytes())
+    cache = tmp_path / "cache"
+    fresh = cached_features(ext, ["abc1", "abd2"], [img, img], cache, progress=False)["abc1"]
+    entry = cache_path(cache, ext, "abc1")
+    good = entry.read_bytes()
+    other = cache_path(cache, ext, "abd2").read_bytes()
+    for why, data in _broken_entries(good).items():
+        entry.write_bytes(data)
+        assert load_features(entry) is None, why
+        before = ext.calls
+        got = cached_features(ext, ["abc1", "abd2"], [img, img], cache, progress=False)["abc1"]
+        assert ext.calls == before + 1, why  # only the broken entry was extracted again
+        for a, b in zip((got.keypoints, got.descriptors, got.scores), (fresh.keypoints, fresh.descriptors, fresh.scores)):
+            assert np.array_equal(a, b), why
+        assert load_features(entry) is not None and cache_path(cache, ext, "abd2").read_bytes() == other, why
+    assert sorted(p.name for p in entry.parent.iterdir()) == ["abc1.npz", "abd2.npz"]  # no temp left behind
+
+
+def test_cache_entry_replaced_by_a_directory_is_one_line(tmp_path):
+    from kit.localfeatures.base import cache_path, cached_features
+
+    ext, img = _cache_ext(), tmp_path / "img.jpg"
+    img.write_bytes(jpeg_bytes())
+    entry = cache_path(tmp_path / "cache", ext, "abc1")
+    (entry / "inside").mkdir(parents=True)
+    with pytest.raises(KitError) as e:
+        cached_features(ext, ["abc1"], [img], tmp_path / "cache", progress=False)
+    assert str(e.value) == f"{entry}: is a directory; give a file name to write"
+    assert (entry / "inside").is_dir()  # nothing of the user's is removed
+
+
+# ---------------------------------------------------------------------------- Kaggle manifests
+@pytest.mark.parametrize("spec,runs", [
+    (["distractor", "--load", "{params}/../../secret.json"], None),
+    (["distractor", "--load", "/etc/passwd"], None),
+    (["distractor", "--load", "{data}/../secret.json"], None),
+    (["distractor", "--load", "{params}/link.json"], None),  # a link inside params/ to a file outside
+    (None, [{"exp": "../../outside", "fold": 0}]),
+])
+def test_kaggle_manifest_naming_a_file_outside_the_models_dataset_is_one_line(tmp_path, spec, runs):
+    from kit.kaggle import MANIFEST
+    from kit.kaggle.runtime import inference_plan
+
+    models = tmp_path / "models"
+    for run in ("runs/a/fold0", "outside/fold0"):
+        (tmp_path / ("models/" if run.startswith("runs") else "") / run).mkdir(parents=True)
+    (models / "params").mkdir()
+    (tmp_path / "secret.json").write_text("{}")
+    (models / "params" / "link.json").symlink_to(tmp_path / "secret.json")
+    manifest = {"runs": runs or [{"exp": "a", "fold": 0}], "filters": [spec] if spec else []}
+    with pytest.raises(KitError) as e:
+        inference_plan(manifest, models, tmp_path / "data", tmp_path / "work")
+    msg = str(e.value)
+    assert msg.startswith(f"{models / MANIFEST}: ") and "outside the models dataset" in msg and "\n" not in msg

@@ -92,3 +92,29 @@ def test_accuracy_topk_sensitivity_specificity():
 def test_gap_by_frequency():
     out = gap_by_frequency([1, 5, 2, 7], [0.9, 0.8, 0.7, 0.6], [1, 1, 2, -1], {1: 100, 2: 3}, threshold=50)
     assert out == {"frequent": pytest.approx(0.5), "n_frequent": 2, "rare": pytest.approx(1.0), "n_rare": 1}
+
+
+def test_truth_kind_survives_frame_operations(tmp_path):
+    """The kind of truth (solution or labels) is part of the Truth, not of the frame: the same labels after
+    concat, merge, copy or a filter score the same GAP; only the kind changes what is scored."""
+    from kit.predictions import Predictions
+    from kit.truth import Truth, load_truth, score_gap
+
+    pd.DataFrame({"id": ["a", "b", "c", "d", "e", "f"], "landmark_id": [1, 5, 9, 4, 8, -1]}).to_csv(
+        tmp_path / "labels.csv", index=False)
+    truth = load_truth(tmp_path / "labels.csv")
+    assert truth.kind == "labels"
+    pred = Predictions(np.array(["a", "b", "c", "d"]), np.array([[1], [5], [3], [4]]), np.array([[.9], [.8], [.5], [.7]]))
+    want = score_gap(pred, truth)
+    assert want == pytest.approx(0.75)  # e is not predicted: not scored (4 landmarks, 3 right)
+    f = truth.frame
+    others = {"concat": pd.concat([f.iloc[:3], f.iloc[3:]]),
+              "merge": f.merge(pd.DataFrame({"id": f["id"], "extra": 1}), on="id"),
+              "copy": f.copy(), "deep copy": f.copy(deep=True), "filter": f[f["id"] != "zz"],
+              "reset": f.reset_index(drop=True), "astype": f.astype({"id": object})}
+    for name, frame in others.items():
+        assert score_gap(pred, Truth(frame, truth.kind)) == want, name
+    solution = Truth(f, "solution")  # the same rows as a whole test set: e's missing prediction counts
+    assert score_gap(pred, solution) == pytest.approx(3 / 5) and score_gap(pred, f) == score_gap(pred, solution)
+    with pytest.raises(ValueError, match="truth kind"):
+        Truth(f, "from_labels")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kit.cli import main
-from kit.io import image_path
+from kit.layout import image_path
 from kit.predictions import load_predictions
 
 LANDMARKS = [10, 20, 30]
@@ -56,7 +56,7 @@ def _direct(model, data, folder, ids, flip=False):
     """Softmax probabilities and embeddings of the model run by hand on the val transform."""
     from kit.data.augment import build_transforms
     from kit.models.backbones import backbone_mean_std
-    from kit.io import decode_image
+    from kit.images import decode_image
 
     mean, std = backbone_mean_std("test_resnet")  # the normalisation the backbone's weights expect
     tf = build_transforms("none", 32, False, mean=mean, std=std)

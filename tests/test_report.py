@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from kit.errors import KitError
-from kit.io import image_path
+from kit.layout import image_path
 from kit.predictions import Predictions, save_predictions
 from kit.report.collect import gallery_picks, rare_threshold, score_by_bucket
 from kit.report.render import build_report

@@ -10,7 +10,7 @@ from kit.errors import KitError
 from kit.inference import expansion as X
 from kit.inference import retrieval as R
 from kit.inference.rerank import RerankConfig, class_candidates, class_scores, spatial_rerank
-from kit.io import image_path
+from kit.layout import image_path
 from kit.predictions import Predictions, load_predictions, save_predictions
 from kit.synth import make_structure, random_homography, warp_view
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from kit.cli import main
-from kit.io import image_path
+from kit.layout import image_path
 from kit.synth import (generate, long_tail_counts, make_ids, make_structure, plan, random_homography,
                        render_view, warp_view)
 

@@ -12,6 +12,7 @@ import kit.ensemble.rules as E
 import kit.ensemble.soft as ES
 import kit.inference.retrieval as R
 import kit.inference.search as S
+import kit.truth as T
 from kit.predictions import Predictions
 
 
@@ -121,7 +122,7 @@ def test_fit_soft_weights_unchanged_by_the_plan():
     ids = E.align(preds)[0].ids
     truth = pd.DataFrame({"id": ids.astype(object), "landmark_id": rng.integers(-1, 8, len(ids))})
     truth = truth.assign(landmarks=[[int(x)] if x >= 0 else [] for x in truth["landmark_id"]])[["id", "landmarks"]]
-    truth.attrs["from_labels"] = True
+    truth = T.Truth(truth, "labels")
     got = E.fit_soft_weights(preds, truth, step=0.25)
 
     def score(w):  # the old search: soft_average + score_gap per grid point
@@ -353,21 +354,6 @@ def test_read_clean_arrow_split_equals_python_split(tmp_path, seed):
     assert got["landmark_id"].tolist() == ref["landmark_id"].tolist()
 
 
-@pytest.mark.parametrize("n_classes,n", [(1, 5000), (2, 5000), (7, 5000), (1000, 5000), (2**20, 5000),
-                                         (2**50, 5000), (300, 140_001), (2**50, 140_001)])  # 2**50: no room for rows
-def test_class_hash_sort_equals_lexsort(n_classes, n):
-    """140k rows: the key building and tie detection run in 3 blocks of 64k."""
-    from kit.data.folds import _lexsort_class_hash
-
-    rng = np.random.default_rng(n_classes)
-    labels = rng.integers(0, n_classes, n)
-    h = rng.integers(0, 2**63, n, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, n, dtype=np.uint64)
-    h[:300] = h[300:600]  # duplicate ids (equal hashes), some in the same class
-    labels[:150] = labels[300:450]
-    h[600:700] = (h[600:700] >> np.uint64(50)) << np.uint64(50)  # equal in the top bits only
-    np.testing.assert_array_equal(_lexsort_class_hash(labels, h, n_classes), np.lexsort((h, labels)))
-
-
 def test_faiss_gpu_path_is_exact_when_the_vectors_fit(monkeypatch):
     """With a GPU (faked: faiss.get_num_gpus() > 0, index_cpu_to_gpu = identity) the index is Flat
     (exact) above ivf_threshold while it fits in gpu_flat_gb, IVF beyond; on CPU IVF as before."""
@@ -391,85 +377,21 @@ def test_faiss_gpu_path_is_exact_when_the_vectors_fit(monkeypatch):
     np.testing.assert_array_equal(idx, ref)
 
 
-@pytest.mark.parametrize("ids", [np.array([5, 3, 5, 0, 9, 3, 3]), np.array([10**12, 7, 7]), np.array([], np.int64),
-                                 np.array([2, 2], np.int32)])
-def test_class_counts_equal_np_unique(ids):
-    from kit.data.folds import _class_counts
-
-    got, ref = _class_counts(ids), np.unique(ids, return_counts=True)
-    for g, r in zip(got, ref):
-        np.testing.assert_array_equal(g, r)
-        assert g.dtype == r.dtype
-
-
-def test_blockwise_splitmix_and_chunked_fnv_equal_whole_column_formulas():
-    """The in-place splitmix (blocks of 64k) = the textbook whole-column expression; FNV over a list of chunk
-    matrices (Arrow chunks viewed in place) = FNV over the one concatenated matrix = the textbook byte loop."""
-    from kit.data.folds import _splitmix_inplace
-    from kit.idbytes import fnv1a_bytes
-
-    rng = np.random.default_rng(3)
-    h = rng.integers(0, 2**64, 200_003, dtype=np.uint64)
-    key = np.uint64(0x9E3779B97F4A7C15)
-    ref = h ^ key
-    ref = (ref ^ (ref >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    ref = (ref ^ (ref >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    ref = ref ^ (ref >> np.uint64(31))
-    _splitmix_inplace(h, key)
-    np.testing.assert_array_equal(h, ref)
-    cols = rng.integers(48, 58, (600_001, 16), dtype=np.uint8)
-    cuts = [0, 1, 70_000, 70_001, 333_333, 600_001]
-    whole = fnv1a_bytes(cols)
-    np.testing.assert_array_equal(fnv1a_bytes([cols[a:b] for a, b in zip(cuts[:-1], cuts[1:])]), whole)
-    assert len(np.unique(whole)) == len(np.unique(cols.view("S16")))
-
-    def fnv1a(data: bytes) -> int:  # the textbook byte loop
-        x = 0xCBF29CE484222325
-        for byte in data:
-            x = ((x ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-        return x
-
-    rows = [0, 16_383, 16_384, 16_385, 69_999, 70_000, 600_000] + rng.integers(0, 600_001, 50).tolist()
-    assert [int(whole[r]) for r in rows] == [fnv1a(cols[r].tobytes()) for r in rows]
-    assert int(fnv1a_bytes(np.frombuffer(b"a", np.uint8).reshape(1, 1))[0]) == 0xAF63DC4C8601EC8C  # FNV's vector
-
-
-@pytest.mark.parametrize("width", [16, 8, 15, 24])
-def test_surely_unique_bytes_agrees_with_a_set_for_word_and_fnv_widths(width):
-    """word_hash (widths of whole 8-byte words) or FNV (others): True exactly when the ids are distinct
-    (no 64-bit collision in these draws), over one matrix or a list of chunks, bytes or UTF-32 code points."""
-    from kit.idbytes import surely_unique_bytes, word_hash
-
-    rng = np.random.default_rng(width)
-    cols = rng.integers(48, 58, (50_000, width), dtype=np.uint8)
-    cols = cols[np.unique(cols.view(f"S{width}").ravel(), return_index=True)[1]]  # distinct rows
-    assert (word_hash(cols) is not None) == (width % 8 == 0)
-    chunks = [cols[:7], cols[7:20_001], cols[20_001:]]
-    assert surely_unique_bytes(cols) and surely_unique_bytes(chunks)
-    dup = cols.copy()
-    dup[-1] = dup[123]
-    assert not surely_unique_bytes(dup) and not surely_unique_bytes([dup[:7], dup[7:]])
-    points = np.ascontiguousarray(cols.astype(np.uint32))  # UTF-32 code points: 4 bytes per character
-    assert surely_unique_bytes(points) and not surely_unique_bytes(np.ascontiguousarray(dup.astype(np.uint32)))
-    if width % 8 == 0:  # equal rows hash equal; the hash is a function of the row only
-        h = word_hash(chunks)
-        np.testing.assert_array_equal(h, word_hash(cols))
-        assert (word_hash(dup)[-1] == word_hash(dup)[123])
-
-
-def test_seeded_hash_of_arrow_ids_equals_the_string_path():
+def test_seeded_hash_of_arrow_ids_equals_the_object_path():
+    """However the ids were read (Arrow strings in one or several chunks, a slice, Python strings), the same
+    ids get the same hashes, so the folds do not depend on the reader."""
     import pandas as pd
     import pyarrow as pa
 
-    from kit.data.folds import _seeded_hash
+    from kit.data.folds import seeded_hash as _seeded_hash
 
     rng = np.random.default_rng(0)
     hexes = np.frombuffer(rng.bytes(8 * 500).hex().encode(), dtype="S16").astype(str)
-    cases = [pd.Series(hexes, dtype="str"),                                   # GLDv2-like: fast path
+    cases = [pd.Series(hexes, dtype="str"),
              pd.Series(hexes, dtype="str").iloc[37:400].reset_index(drop=True),  # a slice (buffer offset)
              pd.Series(pd.arrays.ArrowExtensionArray(pa.chunked_array([hexes[:100], hexes[100:]]))),
-             pd.Series(["a", "bb", "ccc"], dtype="str"),                      # ragged: slow path
-             pd.Series(["é1", "zz"], dtype="str")]                            # non-ASCII: slow path
+             pd.Series(["a", "bb", "ccc"], dtype="str"),
+             pd.Series(["é1", "zz"], dtype="str")]
     for s in cases:
         np.testing.assert_array_equal(_seeded_hash(s, 42), _seeded_hash(s.to_numpy(dtype=object), 42))
     assert len(set(_seeded_hash(cases[0], 42).tolist())) == 500

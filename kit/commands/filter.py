@@ -163,7 +163,7 @@ def fit_chain(chain, files: list[str], truth, solution: str) -> None:
     fit = Predictions(np.concatenate([f.ids for f in fit]),
                       np.concatenate([f.labels[:, :1] for f in fit]), np.concatenate([f.scores[:, :1] for f in fit]),
                       None if any(e is None for e in emb) else np.concatenate(emb))
-    absent = len(set(fit.ids) - set(truth["id"]))
+    absent = len(set(fit.ids) - set(truth.frame["id"]))
     if absent:
         print(f"fit: {absent} of {len(fit)} ids are not in {solution}: counted as non-landmarks")
     per = chain.fit(fit, true_top1(fit, truth)).seconds["total"] / max(len(fit), 1)
@@ -184,7 +184,7 @@ def print_result(chain, pred, result, truth) -> None:
     for f, stage in zip(chain.filters, result.stages):
         if "features" in stage.seconds:
             print(f"  {f.name}: features {stage.seconds['features']:.1f} s, matching {stage.seconds['matching']:.1f} s")
-    if truth is not None and set(pred.ids) & set(truth["id"]):
+    if truth is not None and set(pred.ids) & set(truth.frame["id"]):
         true, out = true_top1(pred, truth), result.predictions
         sens, spec = sensitivity_specificity(result.passed, true >= 0)
         print(f"GAP {gap_top1(pred, true):.4f} -> {gap_top1(out, true_top1(out, truth)):.4f}; "

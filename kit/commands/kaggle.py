@@ -67,7 +67,7 @@ def run_package(args: argparse.Namespace) -> int:
                     public_test_count=args.public_test_count, notebook=args.notebook)
     if args.estimate:
         from kit.kaggle.estimate import estimate
-        from kit.io import write_json
+        from kit.atomic import write_json
 
         est = estimate(paths["manifest"], paths["models"], Path(args.data), args.estimate, args.test_size,
                        args.index_size, args.time_limit)

@@ -5,7 +5,7 @@ DistributedSampler seeded with cfg.seed (one replica when not distributed) and e
 albumentations random state is derived from (seed, epoch, index). So a resumed run, a run with a
 different number of workers and a DDP run all see the same batches as an uninterrupted run.
 Missing images are found up front (one directory walk) and dropped with a count; unreadable,
-truncated or oversized ones (kit.io.decode_image) are found at decode time, dropped in `collate` and
+truncated or oversized ones (kit.images.decode_image) are found at decode time, dropped in `collate` and
 counted (batch["skipped"] lists their ids). With `strict` both raise a one-line KitError naming the
 file instead, also from DataLoader workers (kit.errors.KitError drops the worker's traceback).
 """
@@ -21,7 +21,10 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import MAX_PIXELS, clean_ids, decode_image, image_path, read_csv
+from kit.csvfiles import read_csv
+from kit.ids import clean_ids
+from kit.images import MAX_PIXELS, decode_image
+from kit.layout import image_path
 
 log = logging.getLogger("kit.data.dataset")
 FOLD_COLUMNS = ("id", "landmark_id", "label", "fold")

@@ -1,8 +1,8 @@
 """GLDv2's train.csv and GLDv2-clean CSV -> checked (id, landmark_id) frames: the readers every command shares.
 
-Ids are stripped and checked (safe file names, unique), landmark ids are integers; errors name the file and row.
-Fast paths read ids as Arrow strings and check them over their bytes in place (kit.idbytes); each falls back to
-the exact, slower parser where the fast one could differ, and tests compare the two.
+Ids are stripped and checked (safe file names, unique: kit.ids), landmark ids are integers; errors name the
+file and row. A fast path reads with pandas' default types and falls back to the exact, slower parser where
+the fast one could differ; tests compare the two.
 """
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import clean_ids, read_csv
+from kit.csvfiles import read_csv
+from kit.ids import clean_ids
 
 
 def _check_landmark_ids(path, col: pd.Series, none_ok: bool = False) -> np.ndarray:
@@ -36,13 +37,6 @@ def read_train(path, none_ok: bool = False) -> pd.DataFrame:
     """train.csv (or any id,landmark_id CSV) -> DataFrame[id (str), landmark_id (int64)]; other columns
     are dropped. Ids are stripped; blank, unsafe or duplicate ids and bad landmark ids are KitErrors
     naming the row (none_ok: landmark_id -1 = non-landmark allowed, for truth files)."""
-    df = read_train_unchecked(path, none_ok)
-    df["id"] = clean_ids(path, df["id"])  # stripped; blank, unsafe or duplicate ids are errors
-    return df
-
-
-def read_train_unchecked(path, none_ok: bool = False) -> pd.DataFrame:
-    """read_train before its id checks (landmark ids checked): id as read, landmark_id int64."""
     read_csv(path, required=("id", "landmark_id"), nrows=0)
     df = _default_read(path)
     if df is None:  # ids the default types would mangle (all digits, "NA"), blanks, non-integer landmark ids
@@ -52,6 +46,7 @@ def read_train_unchecked(path, none_ok: bool = False) -> pd.DataFrame:
     values = _check_landmark_ids(path, df["landmark_id"], none_ok)
     if df["landmark_id"].dtype != np.int64:  # int64 already: the column as read (no 33 MB copy at GLDv2 size)
         df["landmark_id"] = values
+    df["id"] = clean_ids(path, df["id"])  # stripped; blank, unsafe or duplicate ids are errors
     return df
 
 
@@ -120,7 +115,7 @@ def restrict_to_clean(train: pd.DataFrame, clean: pd.DataFrame, path="clean csv"
     """Keep train rows whose id is listed in the clean CSV; a listed id under another landmark is an error."""
     from kit.metrics import index_in
 
-    pos = index_in(_arrow_or_object(train["id"]), _arrow_or_object(clean["id"]))  # first listing of each id
+    pos = index_in(train["id"], clean["id"])  # first listing of each id
     kept = train[pos >= 0]
     clean_lid = clean["landmark_id"].to_numpy()[pos[pos >= 0]]
     bad = kept["landmark_id"].to_numpy() != clean_lid
@@ -129,34 +124,3 @@ def restrict_to_clean(train: pd.DataFrame, clean: pd.DataFrame, path="clean csv"
         raise KitError(f"{path}: image {kept['id'].iloc[i]} is listed under landmark {clean_lid[i]}, "
                        f"train.csv says {kept['landmark_id'].iloc[i]}")
     return kept.reset_index(drop=True)
-
-
-def one_arrow_chunk(ids: pd.Series) -> pd.Series:
-    """Arrow-backed ids in one chunk (pandas' parallel reader leaves ~100): one copy, after which a hash lookup and
-    a row filter over them are ~1.3x / ~3x faster. The plain fold path skips it (kit.idbytes views each chunk)."""
-    try:
-        import pyarrow as pa
-
-        arr = ids.array.__arrow_array__()
-        if not isinstance(arr, pa.ChunkedArray) or arr.num_chunks <= 1:
-            return ids
-        return pd.Series(type(ids.array)(pa.chunked_array([arr.combine_chunks()]), dtype=ids.dtype), name=ids.name,
-                         index=ids.index)
-    except (ImportError, AttributeError, TypeError, ValueError):
-        return ids
-
-
-def _arrow_or_object(ids: pd.Series):
-    """The id column as one pyarrow string array when it is arrow-backed (no Python strings built), else
-    an object array (kit.metrics.index_in takes both)."""
-    try:
-        import pyarrow as pa
-
-        arr = ids.array.__arrow_array__()
-        if isinstance(arr, pa.ChunkedArray):  # combine_chunks copies even a single chunk
-            arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
-        if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
-            return arr.cast(pa.string())
-        return ids.to_numpy(dtype=object)
-    except (ImportError, AttributeError, TypeError, ValueError):
-        return ids.to_numpy(dtype=object)

@@ -12,7 +12,7 @@ import numpy as np
 from kit.errors import KitError
 from kit.filters import FILTERS
 from kit.filters.base import MODES, Filter, FilterResult
-from kit.io import write_json
+from kit.atomic import write_json
 from kit.predictions import Predictions
 
 

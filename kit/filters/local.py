@@ -7,7 +7,7 @@ import numpy as np
 
 from kit.errors import KitError
 from kit.filters.base import Filter, TrainIndex, candidates, rescore
-from kit.io import find_image
+from kit.layout import find_image
 from kit.localfeatures import build_extractor
 from kit.localfeatures.base import cached_features, resolve_cache_dir
 from kit.localfeatures.matching import ClassRows, verify_pairs

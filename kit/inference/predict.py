@@ -43,7 +43,8 @@ def split_rows(cfg, fold: int, split: str) -> tuple[pd.DataFrame, str]:
 
         rows, folder = pd.DataFrame({"id": read_sample_ids(sample)}), "test"
     elif split == "distractors":
-        from kit.io import clean_ids, read_csv
+        from kit.csvfiles import read_csv
+        from kit.ids import clean_ids
 
         path = Path(cfg.data.data_dir) / "distractors.csv"
         rows = read_csv(path, ("id",), dtype={"id": str}, keep_default_na=False)[["id"]]

@@ -180,7 +180,7 @@ def load_pairs(path) -> dict:
 
 
 def save_pairs(path, pairs: dict) -> None:
-    from kit.io import atomic_path
+    from kit.atomic import atomic_path
 
     if path is None or not pairs:
         return
@@ -209,7 +209,7 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
     import time
 
     from kit.inference.search import l2n
-    from kit.io import find_image
+    from kit.layout import find_image
     from kit.localfeatures import build_extractor
     from kit.localfeatures.matching import verify_pairs
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from kit.errors import KitError
-from kit.io import atomic_path, write_json
+from kit.atomic import atomic_path, write_json
 from kit.pipeline.recipe import Recipe, load_recipe
 from kit.pipeline.runner import DONE, encode, finished
 

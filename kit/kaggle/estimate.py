@@ -14,7 +14,7 @@ TEST_SIZE, INDEX_SIZE, LIMIT_HOURS = 117_577, 1_580_470, 9.0
 
 def sample_data(data: Path, n: int, dest: Path) -> Path:
     """DEST: the first `n` rows of DATA/sample_submission.csv, DATA's images and CSVs linked."""
-    from kit.io import write_text
+    from kit.atomic import write_text
 
     lines = (data / "sample_submission.csv").read_text().splitlines()
     if len(lines) < 2:

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.io import atomic_path, write_json
+from kit.atomic import atomic_path, write_json
 from kit.kaggle import COMPETITION, DEFAULT_DEPS, MANIFEST, NOT_NEEDED, PREINSTALLED
 
 

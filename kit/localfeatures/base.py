@@ -5,7 +5,7 @@ output; hashed into the cache key) and
 `extract(images: list[uint8 RGB HxWx3]) -> list[LocalFeatures]`, keypoints in the extractor's working
 frame (the image resized to `image_size` on its longest side, or square for DELF), so one RANSAC pixel
 threshold means the same whatever the photo's resolution; a large JPEG is decoded at a reduced scale that
-keeps its shorter side >= `image_size` (kit.io.read_image's min_side).
+keeps its shorter side >= `image_size` (kit.images.read_image's min_side).
 `cached_features` extracts only what the cache lacks, so a second run is nearly free.
 """
 from __future__ import annotations
@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.io import MAX_PIXELS, atomic_path, decode_image, safe_file_stem
+from kit.atomic import atomic_path
+from kit.ids import safe_file_stem
+from kit.images import MAX_PIXELS, decode_image
 
 log = logging.getLogger("kit.localfeatures")
 
@@ -38,21 +40,29 @@ class LocalFeatures:
 
 
 def save_features(feat: LocalFeatures, path: str | Path) -> Path:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, keypoints=feat.keypoints, descriptors=feat.descriptors, scores=feat.scores)
+    """One cache entry: an .npz written to a temp file and renamed, not fsynced (an entry lost in a power
+    cut is extracted again; a half-written one is never read: see load_features)."""
+    with atomic_path(path, durable=False) as tmp, open(tmp, "wb") as f:
+        np.savez(f, keypoints=feat.keypoints, descriptors=feat.descriptors, scores=feat.scores)
     return Path(path)
 
 
 def load_features(path: str | Path) -> LocalFeatures | None:
-    """Cached features, or None when the cache file is broken (truncated, wrong keys): re-extracted."""
+    """A cache entry, or None when it is broken (then it is extracted again): truncated or corrupt (the
+    zip's sizes and CRC-32 are checked as it is read), not an .npz, or arrays of the wrong kind or shape."""
     import zipfile
 
     try:
         with np.load(path, allow_pickle=False) as z:
-            return LocalFeatures(z["keypoints"], z["descriptors"], z["scores"])
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            feat = LocalFeatures(z["keypoints"], z["descriptors"], z["scores"])
+    except (OSError, ValueError, KeyError, EOFError, AttributeError, TypeError, zipfile.BadZipFile):
+        return None  # AttributeError, TypeError: an .npy or a pickle, not an .npz (no context manager)
+    n = len(feat.keypoints)
+    if any(a.dtype != np.float32 for a in (feat.keypoints, feat.descriptors, feat.scores)) \
+            or feat.keypoints.shape != (n, 2) or feat.descriptors.ndim != 2 or len(feat.descriptors) != n \
+            or feat.scores.shape != (n,):
         return None
+    return feat
 
 
 def cache_key(extractor) -> str:
@@ -76,7 +86,7 @@ def resolve_cache_dir(cache_dir: str | Path | None) -> Path | None:
 
 def cache_path(cache_dir: str | Path, extractor, image_id: str) -> Path:
     """CACHE/<key>/<2 chars>/<stem>.npz; the stem is the id only when it is a safe file name, else a
-    hash of it (kit.io.safe_file_stem), so an id can never point outside the cache directory."""
+    hash of it (kit.ids.safe_file_stem), so an id can never point outside the cache directory."""
     stem = safe_file_stem(image_id)
     return Path(cache_dir) / cache_key(extractor) / stem[:2] / f"{stem}.npz"
 

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.io import atomic_path
+from kit.atomic import atomic_path
 from kit.models.safe_load import load_torch_file
 
 REQUIRED_KEYS = ("model", "config", "label_map")

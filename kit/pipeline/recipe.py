@@ -238,7 +238,7 @@ def coerce(value, tp, where: str):
 
 
 def save_recipe(recipe: Recipe | dict, path: str | Path) -> Path:
-    from kit.io import write_text
+    from kit.atomic import write_text
 
     data = recipe.to_dict() if isinstance(recipe, Recipe) else recipe
     return write_text(yaml.safe_dump(data, sort_keys=False), path)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kit import __version__
 from kit.errors import KitError
-from kit.io import write_json
+from kit.atomic import write_json
 from kit.pipeline.recipe import Recipe, check_deep, load_recipe
 from kit.pipeline.stage import Context
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from kit.inference.search import SearchIndex
-from kit.io import read_csv
+from kit.csvfiles import read_csv
 from kit.metrics import accuracy, gap_by_frequency
 from kit.predictions import Predictions, load_predictions
 from kit.truth import load_truth, summarize, truth_by_id

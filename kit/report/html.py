@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit.io import decode_image, image_path
+from kit.images import decode_image
+
+from kit.layout import image_path
 
 
 def note(text: str) -> str:

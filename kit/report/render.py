@@ -17,7 +17,7 @@ import datetime
 from pathlib import Path
 
 from kit.errors import KitError
-from kit.io import write_text
+from kit.atomic import write_text
 from kit.report.collect import MAILRU_RARE_BELOW, Inputs, truth_and_counts
 from kit.report.html import note
 from kit.report.sections import section_buckets, section_curves, section_ensembles, section_gallery, section_saliency

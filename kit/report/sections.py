@@ -7,7 +7,9 @@ import json
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import decode_image, image_path, read_csv
+from kit.csvfiles import read_csv
+from kit.images import decode_image
+from kit.layout import image_path
 from kit.predictions import load_predictions
 from kit.report.collect import (GalleryRow, Inputs, experiments, filtered_file, fold_files, gallery_picks, gallery_rows,
                                 gallery_source, rare_threshold, score_by_bucket, verdict)

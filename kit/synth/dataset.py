@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import atomic_path, image_path, write_csv, write_json
+from kit.atomic import atomic_path, write_csv, write_json
+from kit.layout import image_path
 from kit.progress import progress as progress_bar
 from kit.synth.scenes import SCENES
 from kit.synth.structures import make_structure

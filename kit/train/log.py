@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit.io import atomic_path, write_csv
+from kit.atomic import atomic_path, write_csv
 
 log = logging.getLogger("kit.train.loop")
 

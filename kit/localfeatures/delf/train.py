@@ -12,7 +12,8 @@ from torch import nn
 
 from kit.config import config_to_dict
 from kit.data.dataset import split_fold
-from kit.io import decode_image, image_path
+from kit.images import decode_image
+from kit.layout import image_path
 from kit.localfeatures.delf.extractor import DelfExtractor
 from kit.localfeatures.delf.file import DelfPCA
 from kit.localfeatures.delf.nets import DelfModel

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from kit.errors import KitError
-from kit.io import write_json
+from kit.atomic import write_json
 from kit.pipeline.stage import choice, ref, stage
 
 PREDICTIONS = ("predict", "retrieve", "rerank", "ensemble", "filter", "select")   # stages writing SPLIT.npz

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from kit.errors import KitError
-from kit.io import write_csv
+from kit.atomic import write_csv
 from kit.pipeline.stage import stage
 
 
@@ -62,7 +62,7 @@ def folds(s: FoldsSettings, ctx) -> dict:
 def val_solution(folds_csv: Path, ctx) -> Path:
     """Kaggle's solution format (id,landmarks) for the validation fold, plus the distractors (empty):
     validation GAP, like test GAP, then rewards ranking non-landmarks low."""
-    from kit.io import read_csv
+    from kit.csvfiles import read_csv
 
     df = read_csv(folds_csv, dtype={"id": str})
     df = df[df["fold"] == ctx.run.val_fold]

@@ -116,7 +116,7 @@ def rerank_files(s: RerankSettings, index: list, labels, query_file, data, cache
     OUT.inliers.npz (verified pairs, for non-landmark scoring) and OUT.seconds.json -> the Reranked."""
     from kit.inference.rerank import spatial_rerank
     from kit.inference.retrieval import fit_retriever, load_index
-    from kit.io import atomic_path, write_json
+    from kit.atomic import atomic_path, write_json
     from kit.predictions import save_predictions
 
     cfg = rerank_config(s)

@@ -1,0 +1,140 @@
+"""Atomic file writes: a reader sees the old file or the new one, never a half-written one.
+
+`atomic_path` yields a temp file beside the target and renames it onto the target when the block
+succeeds. Durable writes (the default, for outputs) fsync the file before the rename and the folder
+after it, as git does for its objects; `durable=False` (caches, which can be recomputed) skips both.
+
+No write scans its folder: temp files left by killed writers are swept once per folder per process,
+at its first write there, so a write costs the same in an empty folder and in one with 100k files.
+Temp files are created with `os.open(..., 0o666)`, so the kernel applies the umask: nothing
+process-wide is changed while other threads create files.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from kit.errors import KitError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# .<target name>.<writer pid>-<8 random characters>.tmp[.ext]: the temp file of a write in progress
+TEMP_NAME = re.compile(r"^\..+\.(\d+)-[a-z0-9_]{8}\.tmp(\.[^.]*)?$")
+_swept: set[str] = set()
+_swept_lock = threading.Lock()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: alive, another user's
+        return True
+    return True
+
+
+def clean_stale_temps(folder: str | os.PathLike) -> int:
+    """Remove the temp files in `folder` whose writer process is gone (killed mid-write) -> count.
+    Temps of this process and of live writers are kept."""
+    removed = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            m = TEMP_NAME.match(entry.name)
+            if not m or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+def _sweep_once(folder: Path) -> None:
+    """clean_stale_temps(folder) at the first write into it by this process."""
+    key = os.path.abspath(folder)
+    with _swept_lock:
+        if key in _swept:
+            return
+        _swept.add(key)
+    clean_stale_temps(folder)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _new_temp(path: Path) -> Path:
+    """An empty temp file beside `path`, mode 0666 minus the umask (applied by the kernel)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp{''.join(path.suffixes[-1:])}")
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise KitError(f"{path}: cannot write here ({e.strerror or e})") from None
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
+    """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds. A crash leaves
+    the old file intact. durable: fsync the file before the rename and the folder after it (outputs);
+    False for caches, whose entries may then be lost in a power cut (never half-written: readers check)."""
+    path = Path(path)
+    if path.is_dir():
+        raise KitError(f"{path}: is a directory; give a file name to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise KitError(f"{path.parent}: cannot create output directory ({e.strerror or e})") from None
+    _sweep_once(path.parent)
+    tmp = _new_temp(path)
+    try:
+        yield tmp
+        if durable:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+        if durable:
+            _fsync_dir(path.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(obj, path: str | os.PathLike) -> Path:
+    """Write JSON atomically, pretty-printed."""
+    return write_text(json.dumps(obj, indent=2, default=str) + "\n", path)
+
+
+def write_csv(df: pd.DataFrame, path: str | os.PathLike, **kw) -> Path:
+    """Write a DataFrame as CSV atomically (no index)."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, **kw)
+    return Path(path)
