@@ -706,25 +706,21 @@ def test_cache_entry_replaced_by_a_directory_is_one_line(tmp_path):
 
 
 # ---------------------------------------------------------------------------- Kaggle manifests
-@pytest.mark.parametrize("spec,runs", [
-    (["distractor", "--load", "{params}/../../secret.json"], None),
-    (["distractor", "--load", "/etc/passwd"], None),
-    (["distractor", "--load", "{data}/../secret.json"], None),
-    (["distractor", "--load", "{params}/link.json"], None),  # a link inside params/ to a file outside
-    (None, [{"exp": "../../outside", "fold": 0}]),
-])
-def test_kaggle_manifest_naming_a_file_outside_the_models_dataset_is_one_line(tmp_path, spec, runs):
-    from kit.kaggle import MANIFEST
-    from kit.kaggle.runtime import inference_plan
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "link"])
+def test_kaggle_packaged_stage_naming_a_file_outside_the_models_dataset_is_one_line(tmp_path, how):
+    from kit.kaggle.runtime import run_packaged
 
     models = tmp_path / "models"
-    for run in ("runs/a/fold0", "outside/fold0"):
-        (tmp_path / ("models/" if run.startswith("runs") else "") / run).mkdir(parents=True)
-    (models / "params").mkdir()
-    (tmp_path / "secret.json").write_text("{}")
-    (models / "params" / "link.json").symlink_to(tmp_path / "secret.json")
-    manifest = {"runs": runs or [{"exp": "a", "fold": 0}], "filters": [spec] if spec else []}
+    stage = models / "stages" / "folds"
+    stage.mkdir(parents=True)
+    (tmp_path / "secret.csv").write_text("id,landmark_id\n")
+    target = {"dotdot": "../../../secret.csv", "absolute": str(tmp_path / "secret.csv"), "link": "folds.csv"}[how]
+    if how == "link":
+        (stage / "folds.csv").symlink_to(tmp_path / "secret.csv")
+    (stage / "stage.json").write_text(json.dumps({"outputs": {"folds": {"path": target}}}))
+    recipe = {"name": "r", "stages": [{"folds": {}}, {"predict": {"splits": ["test"]}},
+                                      {"submission": {"input": "predict"}}]}
+    (tmp_path / "data").mkdir()
     with pytest.raises(KitError) as e:
-        inference_plan(manifest, models, tmp_path / "data", tmp_path / "work")
-    msg = str(e.value)
-    assert msg.startswith(f"{models / MANIFEST}: ") and "outside the models dataset" in msg and "\n" not in msg
+        run_packaged({"recipe": recipe, "files": []}, models, tmp_path / "data", tmp_path / "work")
+    assert "outside the models dataset" in str(e.value) and "\n" not in str(e.value)

@@ -85,6 +85,18 @@ def finished(folder: Path, fp: str | None) -> dict | None:
     return outputs if all(p.exists() for p in paths(outputs)) else None
 
 
+def inside(outputs, root: Path, where: Path):
+    """`outputs` when every path in them (links followed) lies under `root`, else one KitError: a packaged
+    stage may only name files of the models dataset."""
+    def paths(v):
+        return [v] if isinstance(v, Path) else [p for x in v.values() for p in paths(x)] if isinstance(v, dict) else []
+    base = Path(root).resolve()
+    for p in paths(outputs):
+        if not Path(p).resolve().is_relative_to(base):
+            raise KitError(f"{where}: '{p}' is outside the models dataset")
+    return outputs
+
+
 @contextlib.contextmanager
 def work_lock(work: Path):
     """Refuse a second `kit run` on the same work folder (both would write the same files)."""
@@ -157,7 +169,7 @@ def _run(recipe: Recipe, data, work: Path, splits, shipped, inference: bool, log
             if got is None:
                 raise KitError(f"stage '{spec.id}': its packaged outputs are missing from {shipped} "
                                "(package the recipe with `kit kaggle package --recipe`)")
-            outputs[spec.id] = got
+            outputs[spec.id] = inside(got, shipped, ship / DONE)
             log(f"{head}: packaged")
             continue
         got = finished(folder, fp)

@@ -89,9 +89,12 @@ class Context:
 
     def shipped_file(self, name: str) -> Path | None:
         """A file of this stage packaged at home (fitted weights, a fitted filter, an index), if any."""
-        if self.shipped is not None and (self.shipped / name).is_file():
-            return self.shipped / name
-        return None
+        path = None if self.shipped is None else self.shipped / name
+        if path is None or not path.is_file():
+            return None
+        if not path.resolve().is_relative_to(self.shipped.resolve()):
+            raise KitError(f"{path}: a link to a file outside the models dataset")
+        return path
 
     @property
     def cache_dir(self) -> Path:
