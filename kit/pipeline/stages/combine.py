@@ -31,7 +31,7 @@ def validation_set(files: dict):
     return concat(parts)
 
 
-def validation_gap(files: dict, solution) -> float | None:
+def val_gap_of(files: dict, solution) -> float | None:
     """GAP of a stage's validation set against the folds stage's val_solution.csv (None without one)."""
     from kit.truth import load_truth, score_gap
 
@@ -113,7 +113,7 @@ def select(s: SelectSettings, ctx) -> dict:
         chosen, scores = json.loads(shipped.read_text())["choice"], {}
     else:
         sol = ctx.of(s.folds).get("val_solution")
-        scores = {i: validation_gap(ctx.split_files(i), sol) for i in s.inputs}
+        scores = {i: val_gap_of(ctx.split_files(i), sol) for i in s.inputs}
         if any(v is None for v in scores.values()):
             raise KitError("select: every input needs validation predictions (a val split) to be compared")
         chosen = s.inputs[0]

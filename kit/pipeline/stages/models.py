@@ -40,7 +40,7 @@ def check_train(s: TrainSettings) -> None:
 
 
 @stage("train", TrainSettings, kind="prepare", check=check_train)
-def train(s: TrainSettings, ctx) -> dict:
+def train_stage(s: TrainSettings, ctx) -> dict:
     """Train on every fold but the validation fold (a killed run resumes from its last checkpoint)."""
     from kit.train.loop import train as train_fold
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kit.pipeline.stage import ref, stage
-from kit.pipeline.stages.combine import PREDICTIONS, validation_gap
+from kit.pipeline.stages.combine import PREDICTIONS, val_gap_of
 
 
 @dataclass
@@ -33,5 +33,5 @@ def submission(s: SubmissionSettings, ctx) -> dict:
     pred = load_any(files["test"])
     out = write_submission(pred.reindex(read_sample_ids(ctx.data / "sample_submission.csv")),
                            ctx.work / "submission.csv")
-    val = validation_gap(files, ctx.of(s.folds).get("val_solution")) if s.folds else None
+    val = val_gap_of(files, ctx.of(s.folds).get("val_solution")) if s.folds else None
     return {"submission": out, "predictions": files["test"], "val_gap": val}
