@@ -294,3 +294,21 @@ def test_spatial_rerank_unverified_row_is_the_knn_row(views):
     np.testing.assert_allclose(r.predictions.scores[1], before.scores[1], atol=1e-6)
     with pytest.raises(KitError, match="unknown fusion"):
         spatial_rerank(q, knn, idx.ids, RerankConfig(fusion="vote"), data, root / "cache", progress=False)
+
+
+def test_spatial_rerank_second_look_near_the_cut(views):
+    """Queries whose best pair falls just short of min_inliers verify more candidates; others do not."""
+    root, data, index, query = views
+    idx = R.load_index([index])
+    knn = R.fit_retriever("knn", idx, data / "train.csv", k=4, agg="max")
+    q = load_predictions(query)
+    base = dict(verifier="sift", top_n=1, classes=0, n_jobs=2, extractor_kw={"image_size": 160})
+    one = spatial_rerank(q, knn, idx.ids, RerankConfig(**base), data, root / "cache", topk=2, progress=False)
+    best = one.inliers.max(axis=1)
+    cut = int(best.max()) + 1     # every query is "near": below this cut, at or above the near cut 0+1
+    cfg = RerankConfig(**base, min_inliers=cut, near_cut=max(1, int(best.min())), near_top_n=4, near_per_class=0)
+    two = spatial_rerank(q, knn, idx.ids, cfg, data, root / "cache", topk=2, progress=False)
+    near = (best >= cfg.near_cut) & (best < cut)
+    assert two.seconds["second_look"] == int(near.sum()) >= 1
+    assert two.inliers.shape == (2, 1 + 4)
+    assert ((two.neighbours[:, 1:] != "").sum(axis=1) == np.where(near, 4, 0)).all()

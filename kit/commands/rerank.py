@@ -44,6 +44,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--switch-margin", type=float, default=d.switch_margin,
                    help=f"evidence fusion: inlier margin a verified class needs to replace the kNN class "
                         f"({d.switch_margin:g})")
+    p.add_argument("--near-cut", type=int, default=d.near_cut,
+                   help=f"queries whose best pair has NEAR_CUT..min-inliers-1 inliers get a second look: their "
+                        f"--near-top-n neighbours and --near-per-class images of each top class (0 = off) ({d.near_cut})")
+    p.add_argument("--near-top-n", type=int, default=d.near_top_n, help=f"({d.near_top_n})")
+    p.add_argument("--near-per-class", type=int, default=d.near_per_class, help=f"({d.near_per_class})")
     p.add_argument("--ratio", type=float, default=d.ratio, help=f"Lowe's ratio test ({d.ratio})")
     p.add_argument("--transform", choices=TRANSFORMS, default=d.transform, help=f"({d.transform})")
     p.add_argument("--robust", choices=ROBUST, default=d.robust, help=f"robust estimator ({d.robust})")
@@ -82,6 +87,7 @@ def run(args) -> int:
     cfg = RerankConfig(verifier=args.verifier, top_n=args.top_n, classes=args.classes, per_class=args.per_class,
                        weight=args.weight, cap=args.cap, min_inliers=args.min_inliers, margin=args.margin,
                        fusion=args.fusion, switch_margin=args.switch_margin, ratio=args.ratio,
+                       near_cut=args.near_cut, near_top_n=args.near_top_n, near_per_class=args.near_per_class,
                        transform=args.transform, ransac_threshold=args.ransac_threshold, robust=args.robust,
                        n_jobs=args.jobs, extractor_kw=ext, reference_k=args.reference_k,
                        reference_weight=args.reference_weight)

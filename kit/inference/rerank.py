@@ -55,6 +55,9 @@ class RerankConfig:
     fusion: str = "evidence"         # "evidence": verification only adds to the kNN result (`evidence_fusion`);
                                      # "sum": classes re-ranked by max(sim + inlier term) (`class_scores`)
     switch_margin: float = 10.0      # evidence: the inlier margin a verified class needs to replace the kNN class
+    near_cut: int = 0                # queries whose best pair has near_cut..min_inliers-1 inliers (0 = off) also
+    near_top_n: int = 30             # verify their near_top_n neighbours and the near_per_class most similar
+    near_per_class: int = 10         # images of each of their top `classes` classes
     reference_k: int = 10            # unverified rows: score - reference_weight * mean cosine of the
     reference_weight: float = 0.0    # reference_k most similar reference images (0 = off; `unverified_penalty`)
 
@@ -291,31 +294,57 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
     cfg.check()   # before any feature is extracted
     index_ids = np.asarray(index_ids).astype(str)
     t0 = time.perf_counter()
-    sims, rows = knn.search(query.embeddings, cfg.top_n)
+    qemb = l2n(query.embeddings)
+    sims, rows = knn.search(query.embeddings, max(cfg.top_n, cfg.near_top_n if cfg.near_cut > 0 else 0))
+    wide_sims, wide_rows = sims, rows
+    sims, rows = sims[:, :cfg.top_n], rows[:, :cfg.top_n]
     n_knn = rows.shape[1]   # the kNN neighbours; class candidates are appended after them
-    sims, rows = class_candidates(l2n(query.embeddings), sims, rows, knn.xb, knn.labels, cfg.classes, cfg.per_class)
-    nbr_labels = np.where(rows >= 0, knn.labels[np.maximum(rows, 0)], -1)
-    nbr_ids = np.where(rows >= 0, index_ids[np.maximum(rows, 0)], "")
-    same = nbr_ids == query.ids[:, None]     # an index image never verifies itself
-    nbr_labels[same] = -1
+    sims, rows = class_candidates(qemb, sims, rows, knn.xb, knn.labels, cfg.classes, cfg.per_class)
     settings = cfg.extractor_settings()
     extractor = build_extractor(settings.pop("extractor"), **settings)
-    todo = np.argwhere(nbr_labels >= 0)
     known_file = pair_cache_file(cache_dir, extractor, cfg)
     known = load_pairs(known_file)     # pairs verified by an earlier run (e.g. another embedding's neighbours)
-    keys = [f"{query.ids[q]}|{nbr_ids[q, n]}" for q, n in todo]
-    new = [tuple(k.split("|")) for k in dict.fromkeys(keys) if k not in known]
-    need = list(dict.fromkeys(i for pair in new for i in pair))
-    feats = parallel_features(extractor, need, [find_image(data_dir, i) for i in need], cache_dir, cfg.n_jobs, progress)
-    t1 = time.perf_counter()
-    if new:
-        counts = verify_pairs(new, feats, cfg.n_jobs, ratio=cfg.ratio, transform=cfg.transform,
-                              threshold=cfg.ransac_threshold, robust=cfg.robust)
-        known.update(zip(("|".join(p) for p in new), counts.tolist()))
-        save_pairs(known_file, known)
-    inliers = np.zeros(sims.shape, np.int32)
-    if len(todo):
-        inliers[todo[:, 0], todo[:, 1]] = [known[k] for k in keys]
+    clock = {"features": 0.0, "matching": 0.0, "pairs": 0, "pairs_matched": 0}
+
+    def verify(sims, rows, only=None):
+        """Labels, ids and inliers of the candidates (rows [Q, N]); `only` [Q] bool: the queries verified."""
+        t = time.perf_counter()
+        nbr_labels = np.where(rows >= 0, knn.labels[np.maximum(rows, 0)], -1)
+        nbr_ids = np.where(rows >= 0, index_ids[np.maximum(rows, 0)], "")
+        nbr_labels[nbr_ids == query.ids[:, None]] = -1     # an index image never verifies itself
+        if only is not None:
+            nbr_labels[~only] = -1
+        todo = np.argwhere(nbr_labels >= 0)
+        keys = [f"{query.ids[q]}|{nbr_ids[q, n]}" for q, n in todo]
+        new = [tuple(k.split("|")) for k in dict.fromkeys(keys) if k not in known]
+        need = list(dict.fromkeys(i for pair in new for i in pair))
+        feats = parallel_features(extractor, need, [find_image(data_dir, i) for i in need], cache_dir, cfg.n_jobs,
+                                  progress)
+        t1 = time.perf_counter()
+        if new:
+            counts = verify_pairs(new, feats, cfg.n_jobs, ratio=cfg.ratio, transform=cfg.transform,
+                                  threshold=cfg.ransac_threshold, robust=cfg.robust)
+            known.update(zip(("|".join(p) for p in new), counts.tolist()))
+            save_pairs(known_file, known)
+        inliers = np.zeros(sims.shape, np.int32)
+        if len(todo):
+            inliers[todo[:, 0], todo[:, 1]] = [known[k] for k in keys]
+        clock["features"] += t1 - t
+        clock["matching"] += time.perf_counter() - t1
+        clock["pairs"] += len(todo)
+        clock["pairs_matched"] += len(new)
+        return nbr_labels, nbr_ids, inliers
+
+    nbr_labels, nbr_ids, inliers = verify(sims, rows)
+    near = None
+    if cfg.near_cut > 0:   # a second look for the queries whose best pair fell just short of the cut
+        best = inliers.max(axis=1, initial=0)
+        near = (best >= cfg.near_cut) & (best < cfg.min_inliers)
+        if near.any():
+            s2, r2 = class_candidates(qemb, wide_sims, wide_rows, knn.xb, knn.labels, cfg.classes, cfg.near_per_class)
+            l2, i2, n2 = verify(s2, r2, near)
+            sims, nbr_labels = np.concatenate([sims, s2], 1), np.concatenate([nbr_labels, l2], 1)
+            nbr_ids, inliers = np.concatenate([nbr_ids, i2], 1), np.concatenate([inliers, n2], 1)
     t2 = time.perf_counter()
     switched = None
     if cfg.fusion == "evidence":
@@ -341,6 +370,7 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
         scores = unverified_penalty(scores, labels, top, reference, cfg.min_inliers, cfg.reference_weight)
     pred = Predictions(query.ids, labels, scores, query.embeddings)
     return Reranked(pred, inliers, nbr_ids, top.astype(np.int32),
-                    {"search_and_features": t1 - t0, "matching": t2 - t1, "pairs": int(len(todo)),
-                     "pairs_matched": len(new),
+                    {"search_and_features": t2 - t0 - clock["matching"], "matching": clock["matching"],
+                     "pairs": int(clock["pairs"]), "pairs_matched": int(clock["pairs_matched"]),
+                     "second_look": None if near is None else int(near.sum()),
                      "switched": None if switched is None else int(switched.sum())}, reference)
