@@ -93,7 +93,26 @@ def score(pred, truth, passed=None) -> dict:
     frame = frame[frame["id"].isin(set(truth["id"]))]
     ok = None if passed is None else set(np.asarray(pred.ids)[np.asarray(passed, bool)])
     s = summarize(frame, truth, ok)
-    return {k: round(s[k], 6) for k in ("gap", "accuracy", "sensitivity", "specificity")}
+    out = {k: round(s[k], 6) for k in ("gap", "accuracy", "sensitivity", "specificity")}
+    out["sens_at_spec98"] = round(sensitivity_at_specificity(frame, truth, 0.98), 6)
+    return out
+
+
+def sensitivity_at_specificity(frame, truth, specificity: float = 0.98) -> float:
+    """Share of landmark images given their right class with a score above the cut that keeps `specificity`
+    of the non-landmark images below it (at most floor((1 - specificity) x n) non-landmarks above it): how many
+    landmarks a row recognises at a fixed false-positive rate, whatever its score scale."""
+    from kit.metrics import match_frames
+
+    m = match_frames(frame, truth)
+    landmark = m["is_landmark"].to_numpy()
+    score_ = np.where(m["label"].to_numpy() >= 0, m["score"].to_numpy(np.float64), -np.inf)
+    neg = np.sort(score_[~landmark])[::-1]
+    if not landmark.any():
+        return 0.0
+    allowed = int(np.floor((1 - specificity) * len(neg) + 1e-9))
+    cut = neg[allowed] if allowed < len(neg) else -np.inf
+    return float(np.mean(m["correct"].to_numpy()[landmark] & (score_[landmark] > cut)))
 
 
 def halves(ids) -> np.ndarray:
@@ -147,8 +166,61 @@ def pick_row(val_preds: dict, truth, default: str = DEFAULT_ROW, n_boot: int = 5
                     "rule": "one-standard-error rule vs kit's default path (paired bootstrap, 500 resamples)"}
 
 
+def pick_agreement(test_preds: dict, truth, table: dict, picked: str, candidates: list, n_boot: int = 500,
+                   seed: int = 0) -> dict:
+    """Does validation rank the rows as test does? The picked row agrees when its test GAP is within the
+    standard error of its paired difference to the best test row (the pick rule's own tolerance; bootstrap
+    over test images); also the rank correlation of validation and test GAP over the candidates."""
+    from scipy.stats import spearmanr
+
+    from kit.metrics import gap
+    from kit.truth import true_top1
+
+    rows = [k for k in candidates if k in test_preds and "val" in table[k]]
+    if picked not in rows:
+        return {}
+    test = {k: table[k]["test"]["gap"] for k in rows}
+    best = max(test, key=test.get)
+    ids = truth["id"].to_numpy().astype(str)
+    arrays = {}
+    for k in (best, picked):
+        p = test_preds[k].reindex(ids)
+        arrays[k] = (p.labels[:, 0], p.scores[:, 0], true_top1(p, truth))
+    lead, se = test[best] - test[picked], 0.0
+    if best != picked:
+        samples = np.random.default_rng(seed).integers(0, len(ids), (n_boot, len(ids)))
+        diff = [gap(*[a[s] for a in arrays[best]], ids[s]) - gap(*[a[s] for a in arrays[picked]], ids[s])
+                for s in samples]
+        se = float(np.std(diff, ddof=1))
+    rho = spearmanr([table[k]["val"]["gap"] for k in rows], [test[k] for k in rows]).correlation
+    return {"best_on_test": best, "test_lead_over_picked": round(lead, 6), "test_paired_se": round(se, 6),
+            "picked_within_se": bool(lead <= se), "spearman_val_test": round(float(rho), 4), "rows": len(rows)}
+
+
 # ---------------------------------------------------------------------------------------- the run
 def prepare_data(args, work: Path) -> tuple[Path, dict]:
+    data, info = prepare_test_data(args, work)
+    if args.caltech_validation or not Path(args.shared).is_dir():
+        return data, info
+    from real_data import add_negatives, validation_negatives
+
+    # validation negatives like a GLR test's non-landmarks: everyday photos, other buildings, landmarks not
+    # in the index, from the pools of --shared that are not this run's own photos (bench/real_data.py)
+    if args.data_dir:
+        own = Path(args.data_dir).resolve() == (Path(args.shared) / "porto").resolve()
+        exclude, kept, view = ({"everyday", "porto_landmarks"} if own else set()), None, work / "data_view"
+    else:
+        from kit.csvfiles import read_csv
+
+        ids = read_csv(data / "id_map.csv", dtype={"original": str})
+        kept = set(ids.loc[ids["landmark_id"] >= 0, "landmark_id"].astype(int))
+        exclude, view = {"other_buildings"}, data
+    counts = add_negatives(data, view, validation_negatives(args.shared, exclude, op_kept=kept))
+    print(f"  validation negatives: {counts}")
+    return view, {**info, "validation_negatives": counts}
+
+
+def prepare_test_data(args, work: Path) -> tuple[Path, dict]:
     if args.data_dir:
         data = Path(args.data_dir)
         if not (data / "train.csv").is_file():
@@ -181,6 +253,7 @@ class Bench:
         self.test_truth = load_truth(sol).frame if sol.is_file() else None
         self.table, self.val_preds, self.recipes = {}, {}, {}
         self.stages: dict[str, dict] = {}     # stage id -> its {STAGE: settings} item, in the order added
+        self.test_preds: dict = {}  # row -> its test predictions (only to score how well the pick agrees)
         self.cache = self.work / "cache"
 
     def stage(self, kind: str, sid: str, **settings) -> str:
@@ -241,7 +314,8 @@ class Bench:
             self.val_preds[key] = self.val_set(files)
             row["val"] = score(self.val_preds[key], self.val_truth)
         if self.test_truth is not None and "test" in files:
-            row["test"] = score(load_predictions(files["test"]), self.test_truth, passed)
+            self.test_preds[key] = load_predictions(files["test"])
+            row["test"] = score(self.test_preds[key], self.test_truth, passed)
         if seconds is not None:
             row["seconds_per_image"] = round(seconds, 4)
         self.table[key] = row
@@ -341,9 +415,13 @@ def run(args) -> dict:
     b.run_row("recipe kNN", "recipe_knn", "retrieval", embeddings=f"ImageNet {s.recipe_backbone} {s.recipe_size} px")
     for key, sid, extra, kind, note in (
             ("recipe kNN +spatial re-rank", "recipe_rerank", {}, "rerank",
-             "kit's default path: passed = verified (>= min inliers)"),
-            ("recipe kNN +spatial re-rank, no reference term", "recipe_rerank_noref", {"reference_weight": 0},
-             "ablation", "measures the reference term; not a candidate of the pick"),
+             "kit's default path (evidence fusion): passed = verified (>= min inliers)"),
+            ("recipe kNN +spatial re-rank +reference term", "recipe_rerank_ref", {"reference_weight": 1}, "rerank",
+             "unverified rows lose their mean cosine to the 10 most similar images of their own set; a candidate "
+             "of the pick (it reorders the unverified rows: validation decides)"),
+            ("recipe kNN +spatial re-rank, summed fusion", "recipe_rerank_sum", {"fusion": "sum", "reference_weight": 1},
+             "ablation", "the previous default: classes re-ranked by max(sim + inlier term), weak inliers choose "
+             "between classes, + reference term; for comparison, not a candidate"),
             ("recipe kNN +spatial re-rank, no inlier margin", "recipe_rerank_nomargin", {"margin": 0}, "ablation",
              "measures the inlier margin (inliers beyond the best other class's); kit's default path has it")):
         b.stage("rerank", sid, embeddings="recipe", **rerank_settings(s, **extra))
@@ -394,12 +472,15 @@ def run(args) -> dict:
     candidates = {k: v for k, v in b.val_preds.items() if b.table[k]["kind"] != "ablation"}
     best, pick = pick_row(candidates, b.val_truth, DEFAULT_ROW)
     print(f"  best row on validation: {best} ({pick})")
+    if b.test_truth is not None:
+        pick["agreement"] = pick_agreement(b.test_preds, b.test_truth, b.table, best, list(candidates))
+        print(f"  validation vs test: {pick['agreement']}")
     repro = reproduce(b, best, args)
     return {
         "command": "python " + " ".join(shlex.quote(a) for a in [os.path.relpath(__file__, ROOT)] + sys.argv[1:]),
         "quick": args.quick, "settings": asdict(s), "config": b.config,
         "data": b.data_info,
-        "validation": "fold 0 + the fitting distractors", "best_on_validation": best,
+        "validation": "fold 0 + the fitting distractors (+ the validation negatives)", "best_on_validation": best,
         "pick": pick, "recipe": repro, "table": b.table,
         "seconds": round(time.perf_counter() - t_start, 1), "device": str(choose_device(args.device)),
         "torch_threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
@@ -477,6 +558,9 @@ def main(argv=None) -> int:
                                        "smaller real set from the same folder, for a transfer check")
     p.add_argument("--work", default=str(DEFAULT_WORK), help="work folder: data view, runs, predictions (git-ignored default)")
     p.add_argument("--out", help="result JSON (default bench/results/real[.quick].json)")
+    p.add_argument("--caltech-validation", action="store_true",
+                   help="validation non-landmarks = the data's own distractors only (default: also everyday photos, "
+                        "other buildings and landmarks not in the index from --shared, never this run's own photos)")
     p.add_argument("--copy", action="store_true", help="copy the images into the data view instead of symlinking")
     p.add_argument("--backbone", help="timm backbone of both the zero-training and the fine-tuned rows")
     p.add_argument("--image-size", type=int, help="embedding/training size (default 224, quick 160)")

@@ -121,3 +121,75 @@ def build_layout(shared: str | os.PathLike, out: str | os.PathLike, link: bool =
     }
     write_json(counts, out / "layout.json")
     return counts
+
+
+# ------------------------------------------------------------------------ validation negatives
+# A GLR test set is mostly everyday photos and buildings that are not index landmarks; Caltech objects on
+# plain backgrounds are neither. These pools of ../shared/data hold such photos; a run adds those that
+# are NOT part of its own data to its fitting/validation non-landmarks (distractors.csv), never to test.
+NEGATIVE_POOLS = {
+    "everyday": "porto/: COCO 2017 photos (people, rooms, streets, food, animals, vehicles)",
+    "other_buildings": "oxford_paris/: non-landmark queries (other Oxford/Paris buildings and street photos)",
+    "porto_landmarks": "porto/: training photos of 5 Porto landmarks (landmarks that are not in the index)",
+    "op_landmarks": "oxford_paris/: training photos of Oxford/Paris landmarks (not in the index)",
+}
+
+
+def negative_pools(shared: str | os.PathLike, op_kept: set | None = None) -> pd.DataFrame:
+    """One row per candidate validation negative: id (hex, stable), pool, source path. `op_kept`: the
+    Oxford/Paris classes of the run's own index (their photos are never negatives)."""
+    shared = Path(shared)
+    rows = []
+    porto = shared / "porto"
+    if (porto / "provenance.csv").is_file() and (porto / "train.csv").is_file():
+        prov = read_csv(porto / "provenance.csv", dtype={"id": str})
+        for i in prov.loc[prov["kind"] == "non_landmark", "id"]:
+            rows.append(("everyday", f"porto/{i}", image_path(porto, "test", i)))
+        for i in read_csv(porto / "train.csv", dtype={"id": str})["id"]:
+            rows.append(("porto_landmarks", f"porto/{i}", image_path(porto, "train", i)))
+    op = shared / "oxford_paris" / "labels.csv"
+    if op.is_file():
+        labels = read_csv(op, ("id", "landmark_id", "split"), dtype={"id": str})
+        lid = pd.to_numeric(labels["landmark_id"], errors="coerce")
+        for i in labels.loc[lid.isna() & (labels["split"] == "query"), "id"]:
+            rows.append(("other_buildings", f"oxford_paris/{i}", shared / "oxford_paris" / "images" / f"{i}.jpg"))
+        other = lid.notna() & (labels["split"] == "train") & ~lid.isin(op_kept or set())
+        for i in labels.loc[other, "id"]:
+            rows.append(("op_landmarks", f"oxford_paris/{i}", shared / "oxford_paris" / "images" / f"{i}.jpg"))
+    frame = pd.DataFrame(rows, columns=["pool", "original", "source"])
+    frame.insert(0, "id", [hex_id(f"negative/{o}") for o in frame["original"]])
+    return frame
+
+
+def validation_negatives(shared, exclude=(), per_pool: int = 100, op_kept: set | None = None) -> pd.DataFrame:
+    """The first `per_pool` images (in id order: a fixed, class-blind draw) of every pool not in `exclude`."""
+    pools = negative_pools(shared, op_kept)
+    pools = pools[~pools["pool"].isin(set(exclude))]
+    pools = pools.sort_values(["pool", "id"], kind="stable").groupby("pool", sort=False).head(per_pool)
+    return pools[[Path(s).is_file() for s in pools["source"]]].reset_index(drop=True)
+
+
+def add_negatives(data: str | os.PathLike, out: str | os.PathLike, negatives: pd.DataFrame) -> dict:
+    """A GLDv2-layout view of `data` (symlinks) whose distractors.csv = data's own distractors + `negatives`
+    (their images linked under out/distractors/). `out` may be `data` itself (a view built by
+    `build_layout`). -> counts per pool."""
+    data, out = Path(data).resolve(), Path(out)
+    own = pd.DataFrame({"id": []})
+    if (data / "distractors.csv").is_file():
+        own = read_csv(data / "distractors.csv", dtype={"id": str})[["id"]]
+    if out.resolve() != data:
+        out.mkdir(parents=True, exist_ok=True)
+        for entry in data.iterdir():
+            if entry.name in ("distractors", "distractors.csv"):
+                continue
+            _place(entry, out / entry.name, True)
+        for i in own["id"]:
+            _place(image_path(data, "distractors", i).resolve(), image_path(out, "distractors", i), True)
+    clash = set(own["id"]) & set(negatives["id"])
+    if clash:
+        raise KitError(f"{data}: validation negative id {sorted(clash)[0]} is already a distractor")
+    for i, src in zip(negatives["id"], negatives["source"]):
+        _place(Path(src).resolve(), image_path(out, "distractors", i), True)
+    write_csv(pd.concat([own, negatives[["id"]]], ignore_index=True), out / "distractors.csv")
+    write_csv(negatives[["id", "pool", "original"]], out / "validation_negatives.csv")
+    return {"caltech_distractors": len(own), **negatives["pool"].value_counts().sort_index().to_dict()}

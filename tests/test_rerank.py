@@ -186,11 +186,15 @@ def test_kit_rerank_and_retrieve_commands(views, capsys):
                  "--cache-dir", str(root / "cache")]) == 0
     side2 = np.load(root / "rr2.inliers.npz")
     assert (side2["neighbours"] != "").sum(axis=1).tolist() == [4, 4]
-    assert side2["reference"].shape == (2,) and "reference" in side.files   # the reference term is on by default
+    assert "reference" not in side2.files and "reference" not in side.files   # the reference term is off by default
     assert main(["rerank", "--query", str(query), "--index", str(index), "--labels", str(data / "train.csv"),
                  "--data-dir", str(data), "--out", str(root / "rr3.npz"), "--top-n", "3", "--image-size", "160",
-                 "--cache-dir", str(root / "cache"), "--reference-weight", "0", "--references", str(index)]) == 0
-    assert "reference" not in np.load(root / "rr3.inliers.npz").files
+                 "--cache-dir", str(root / "cache"), "--reference-weight", "1", "--references", str(index)]) == 0
+    assert np.load(root / "rr3.inliers.npz")["reference"].shape == (2,)
+    assert main(["rerank", "--query", str(query), "--index", str(index), "--labels", str(data / "train.csv"),
+                 "--data-dir", str(data), "--out", str(root / "rr4.npz"), "--top-n", "3", "--image-size", "160",
+                 "--cache-dir", str(root / "cache"), "--fusion", "sum", "--switch-margin", "5"]) == 0
+    assert load_predictions(root / "rr4.npz").labels[0, 0] == 0
     assert main(["retrieve", "knn", "--index", str(index), str(index), "--labels", str(data / "train.csv"),
                  "--query", str(query), "--out", str(root / "knn.npz"), "--agg", "max", "--k", "2", "--dba", "2"]) == 0
     assert load_predictions(root / "knn.npz").labels[:, 0].tolist() == [1, 1]
@@ -232,13 +236,79 @@ def test_spatial_rerank_reference_term(views):
     off = spatial_rerank(q, knn, idx.ids, RerankConfig(**base, reference_weight=0), data, root / "cache", topk=2,
                          progress=False)
     assert off.reference is None
-    on = spatial_rerank(q, knn, idx.ids, RerankConfig(**base, reference_k=1), data, root / "cache", topk=2,
+    on = spatial_rerank(q, knn, idx.ids, RerankConfig(**base, reference_k=1, reference_weight=1.0), data,
+                        root / "cache", topk=2,
                         progress=False)
     cos = float(q.embeddings[0] @ q.embeddings[1])                   # each query's reference: the other query
     np.testing.assert_allclose(on.reference, [cos, cos], atol=1e-5)
     np.testing.assert_allclose(on.predictions.scores[0], off.predictions.scores[0])          # verified row kept
     np.testing.assert_allclose(on.predictions.scores[1], off.predictions.scores[1] - cos, atol=1e-5)
     refs = Predictions(["r"], -np.ones((1, 1)), np.zeros((1, 1)), R.l2n(np.array([[0, 0, 1]], np.float32)))
-    other = spatial_rerank(q, knn, idx.ids, RerankConfig(**base), data, root / "cache", topk=2, progress=False,
+    other = spatial_rerank(q, knn, idx.ids, RerankConfig(**base, reference_weight=1.0), data, root / "cache", topk=2,
+                           progress=False,
                            references=refs)
     np.testing.assert_allclose(other.reference, q.embeddings[:, 2], atol=1e-5)   # cosine to the one reference
+
+
+def test_evidence_fusion_only_adds_to_the_knn_result():
+    """Unverified rows keep their kNN class and score (so their order); weak evidence for another class
+    changes nothing; the kNN class verified lifts its row; only strong evidence re-classifies."""
+    from kit.inference.rerank import evidence_fusion
+
+    base_l = np.array([[4, 5], [4, 5], [1, 2], [1, 2], [7, 8]])
+    base_s = np.array([[0.6, 0.55], [0.7, 0.5], [0.5, 0.4], [0.5, 0.4], [0.3, 0.2]], np.float32)
+    nl = np.array([[4, 5, -1], [4, 5, 4], [1, 2, 2], [1, 2, 2], [7, 8, 8]])
+    sims = np.array([[0.6, 0.55, 0], [0.7, 0.5, 0.3], [0.5, 0.4, 0.3], [0.5, 0.4, 0.3], [0.3, 0.2, 0.1]])
+    inl = np.array([[2, 8, 0],       # weak inliers for class 5: not verified
+                    [3, 14, 0],      # class 5 verified, but only 11 inliers beyond class 4 < switch margin 12
+                    [25, 6, 4],      # the kNN class verified with a margin of 19
+                    [7, 31, 9],      # class 2 verified with a margin of 24 >= 12: it replaces class 1
+                    [0, 0, 0]])      # nothing
+    labels, scores, top, switched = evidence_fusion(base_l, base_s, sims, inl, nl, weight=1.0, cap=30,
+                                                    min_inliers=10, margin=1.0, switch_margin=12)
+    for r in (0, 1, 4):   # the kNN row, unchanged
+        np.testing.assert_array_equal(labels[r], base_l[r])
+        np.testing.assert_allclose(scores[r], base_s[r], atol=1e-6)
+    np.testing.assert_array_equal(labels[2], [1, 2])
+    np.testing.assert_allclose(scores[2], [0.5 + 19 / 30, 0.4], atol=1e-6)
+    np.testing.assert_array_equal(labels[3], [2, 1])
+    np.testing.assert_allclose(scores[3], [0.5 + 24 / 30, 0.5], atol=1e-6)   # kNN score + 24 / 30; class 1 next
+    assert switched.tolist() == [False, False, False, True, False]
+    assert top.tolist() == [2, 3, 25, 31, 0]
+    # the previous fusion (sum) re-classified the weakly matched rows 0 and 1
+    old, _, _ = class_scores(sims, inl, nl, 1.0, 30, 2, min_inliers=10, margin=1.0)
+    assert old[0, 0] == 5 and old[1, 0] == 5
+    assert (scores[:, 0] >= base_s[:, 0] - 1e-6).all()     # a row never falls below its kNN score
+
+
+def test_spatial_rerank_unverified_row_is_the_knn_row(views):
+    root, data, index, query = views
+    idx = R.load_index([index])
+    knn = R.fit_retriever("knn", idx, data / "train.csv", k=4, agg="max")
+    q = load_predictions(query)
+    before = knn.predict(q.ids, q.embeddings, topk=2)
+    cfg = RerankConfig(verifier="sift", top_n=4, n_jobs=2, extractor_kw={"image_size": 160})
+    r = spatial_rerank(q, knn, idx.ids, cfg, data, root / "cache", topk=2, progress=False)
+    assert r.inliers[1].max() < cfg.min_inliers
+    np.testing.assert_array_equal(r.predictions.labels[1], before.labels[1])
+    np.testing.assert_allclose(r.predictions.scores[1], before.scores[1], atol=1e-6)
+    with pytest.raises(KitError, match="unknown fusion"):
+        spatial_rerank(q, knn, idx.ids, RerankConfig(fusion="vote"), data, root / "cache", progress=False)
+
+
+def test_spatial_rerank_second_look_near_the_cut(views):
+    """Queries whose best pair falls just short of min_inliers verify more candidates; others do not."""
+    root, data, index, query = views
+    idx = R.load_index([index])
+    knn = R.fit_retriever("knn", idx, data / "train.csv", k=4, agg="max")
+    q = load_predictions(query)
+    base = dict(verifier="sift", top_n=1, classes=0, n_jobs=2, extractor_kw={"image_size": 160})
+    one = spatial_rerank(q, knn, idx.ids, RerankConfig(**base), data, root / "cache", topk=2, progress=False)
+    best = one.inliers.max(axis=1)
+    cut = int(best.max()) + 1     # every query is "near": below this cut, at or above the near cut 0+1
+    cfg = RerankConfig(**base, min_inliers=cut, near_cut=max(1, int(best.min())), near_top_n=4, near_per_class=0)
+    two = spatial_rerank(q, knn, idx.ids, cfg, data, root / "cache", topk=2, progress=False)
+    near = (best >= cfg.near_cut) & (best < cut)
+    assert two.seconds["second_look"] == int(near.sum()) >= 1
+    assert two.inliers.shape == (2, 1 + 4)
+    assert ((two.neighbours[:, 1:] != "").sum(axis=1) == np.where(near, 4, 0)).all()

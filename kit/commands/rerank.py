@@ -2,18 +2,21 @@
 
 Spatial re-ranking (kit.inference.rerank): each query's --top-n nearest index images (global embeddings,
 with the same --agg/--qe/--dba switches as `kit retrieve knn`) are verified with local features + RANSAC
-(--verifier sift | delf); a class scores max(sim + weight * min(inliers, cap) / cap) over its verified
-neighbours, which is also the confidence, so verified landmarks rank above unverified photos.
-Unverified rows then lose --reference-weight x their mean cosine to the --reference-k most similar
---references images (default: the other queries; a test set is mostly non-landmarks), GLR 2020's
-out-of-domain scoring. Also writes OUT.inliers.npz (ids, neighbours, inliers [Q, N], top_inliers = best
+(--verifier sift | delf). --fusion evidence (default): verification only adds to the kNN result: a row whose
+kNN class is verified (>= --min-inliers) rises to its kNN score + weight * min(e, cap) / cap (e = inliers
+beyond the best other class's: the inlier margin); another class replaces the kNN class only when it is
+verified with e >= --switch-margin; every other row is the kNN row, unchanged (same class, same score).
+--fusion sum: classes re-ranked by max(sim + weight * min(e, cap) / cap) over their neighbours.
+With --reference-weight > 0, unverified rows then lose that x their mean cosine to the --reference-k most
+similar --references images (default: the other queries), GLR 2020's out-of-domain scoring (off by
+default: it reorders the unverified rows). Also writes OUT.inliers.npz (ids, neighbours, inliers [Q, N], top_inliers = best
 inliers of the predicted class, reference) for non-landmark scoring.
 """
 from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
-    from kit.inference.rerank import VERIFIERS, RerankConfig
+    from kit.inference.rerank import FUSIONS, VERIFIERS, RerankConfig
     from kit.localfeatures.matching import ROBUST, TRANSFORMS
 
     d = RerankConfig()
@@ -35,6 +38,17 @@ def add_parser(subparsers) -> None:
                    help=f"fewer inliers: the class is not verified ({d.min_inliers})")
     p.add_argument("--margin", type=float, default=d.margin,
                    help=f"inlier evidence = inliers - MARGIN x the best other class's inliers (0 = raw) ({d.margin})")
+    p.add_argument("--fusion", choices=FUSIONS, default=d.fusion,
+                   help=f"evidence: verification only lifts or (on strong evidence) re-classifies the kNN result; "
+                        f"sum: classes re-ranked by similarity + inlier term ({d.fusion})")
+    p.add_argument("--switch-margin", type=float, default=d.switch_margin,
+                   help=f"evidence fusion: inlier margin a verified class needs to replace the kNN class "
+                        f"({d.switch_margin:g})")
+    p.add_argument("--near-cut", type=int, default=d.near_cut,
+                   help=f"queries whose best pair has NEAR_CUT..min-inliers-1 inliers get a second look: their "
+                        f"--near-top-n neighbours and --near-per-class images of each top class (0 = off) ({d.near_cut})")
+    p.add_argument("--near-top-n", type=int, default=d.near_top_n, help=f"({d.near_top_n})")
+    p.add_argument("--near-per-class", type=int, default=d.near_per_class, help=f"({d.near_per_class})")
     p.add_argument("--ratio", type=float, default=d.ratio, help=f"Lowe's ratio test ({d.ratio})")
     p.add_argument("--transform", choices=TRANSFORMS, default=d.transform, help=f"({d.transform})")
     p.add_argument("--robust", choices=ROBUST, default=d.robust, help=f"robust estimator ({d.robust})")

@@ -29,6 +29,7 @@ import numpy as np
 from kit.errors import KitError
 from kit.predictions import Predictions
 
+FUSIONS = ("evidence", "sum")
 VERIFIERS = {
     "sift": {"extractor": "sift", "image_size": 512, "max_keypoints": 1000},
     "delf": {"extractor": "delf", "image_size": 320},
@@ -51,8 +52,26 @@ class RerankConfig:
     robust: str = "magsac"           # kit.localfeatures.matching.ROBUST
     n_jobs: int = 2
     extractor_kw: dict = field(default_factory=dict)  # overrides of VERIFIERS[verifier]
+    fusion: str = "evidence"         # "evidence": verification only adds to the kNN result (`evidence_fusion`);
+                                     # "sum": classes re-ranked by max(sim + inlier term) (`class_scores`)
+    switch_margin: float = 10.0      # evidence: the inlier margin a verified class needs to replace the kNN class
+    near_cut: int = 0                # queries whose best pair has near_cut..min_inliers-1 inliers (0 = off) also
+    near_top_n: int = 30             # verify their near_top_n neighbours and the near_per_class most similar
+    near_per_class: int = 10         # images of each of their top `classes` classes
     reference_k: int = 10            # unverified rows: score - reference_weight * mean cosine of the
-    reference_weight: float = 1.0    # reference_k most similar reference images (0 = off; `unverified_penalty`)
+    reference_weight: float = 0.0    # reference_k most similar reference images (0 = off; `unverified_penalty`)
+
+    def check(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise KitError(f"rerank: unknown fusion '{self.fusion}' (valid: {', '.join(FUSIONS)})")
+        if self.top_n < 1:
+            raise KitError(f"rerank: top_n={self.top_n} (must be >= 1)")
+        if self.margin < 0:
+            raise KitError(f"rerank: margin={self.margin} (must be >= 0)")
+        if self.switch_margin <= 0:
+            raise KitError(f"rerank: switch_margin={self.switch_margin} (must be > 0)")
+        if self.cap <= 0:
+            raise KitError(f"rerank: cap={self.cap} (must be > 0)")
 
     def extractor_settings(self) -> dict:
         if self.verifier not in VERIFIERS:
@@ -129,6 +148,63 @@ def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, 
     best_sim = np.where(hit, sims[:, None, :], -np.inf).max(axis=2, initial=-np.inf)
     scores = np.where((raw < min_inliers) & (labels >= 0), best_sim, scores).astype(np.float32)
     return labels, scores, raw.astype(np.int32)
+
+
+def evidence_fusion(base_labels: np.ndarray, base_scores: np.ndarray, sims: np.ndarray, inliers: np.ndarray,
+                    nbr_labels: np.ndarray, weight: float, cap: float, min_inliers: int, margin: float,
+                    switch_margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Verification as added evidence on top of a kNN result (base_labels/base_scores [Q, topk], best first).
+
+    Per query, a class's evidence is E = its most inliers - margin x the most inliers of any other candidate
+    class (the inlier margin; margin 0: raw counts). A class is verified when its most inliers reach
+    `min_inliers`. Then:
+    - the kNN class is verified: it stays, and the row's score rises to kNN score + weight * min(E+, cap) / cap;
+    - another class is verified with E >= `switch_margin` (its lead over every other class, the kNN class
+      included, clears this cut): it becomes the first class, scored kNN score + the same lift; the kNN
+      classes follow with their kNN scores;
+    - otherwise (nothing verified, or weaker evidence for another class) the row is the kNN row, unchanged:
+      same classes, same scores, so unverified rows keep their kNN order among themselves.
+    A row's score never falls below its kNN score, and only evidence reorders classes.
+    sims, inliers, nbr_labels: [Q, N] verified candidates (label -1 = none).
+    -> (labels, scores [Q, topk], raw inliers of each row's first class [Q], switched [Q] bool)."""
+    from kit.inference.retrieval import knn_vote
+
+    if cap <= 0:
+        raise KitError(f"rerank: cap={cap} (must be > 0)")
+    labels = np.array(base_labels, np.int64, copy=True)
+    scores = np.array(base_scores, np.float64, copy=True)
+    nbr_labels = np.asarray(nbr_labels)
+    q = len(labels)
+    switched = np.zeros(q, bool)
+    top_raw = np.zeros(q, np.int32)
+    if q == 0 or labels.shape[1] == 0:
+        return labels, scores.astype(np.float32), top_raw, switched
+    inl = np.where(nbr_labels >= 0, np.asarray(inliers), 0)
+    # every candidate class's most inliers, [Q, C] over the classes present in the candidates
+    width = max(1, nbr_labels.shape[1])
+    cls, most = knn_vote(inl.astype(np.float64), nbr_labels, width, power=1.0, agg="max")
+    most = np.where(cls >= 0, most, 0.0)
+    first = labels[:, 0]
+    base_raw = np.where(cls == first[:, None], most, 0.0).max(axis=1)
+    best_other = np.where((cls != first[:, None]) & (cls >= 0), most, 0.0).max(axis=1)
+    v, v_raw = cls[:, 0], most[:, 0]        # the class with the most inliers and its count
+    second = most[:, 1] if most.shape[1] > 1 else np.zeros(q)
+    lift = lambda e: weight * np.minimum(np.maximum(e, 0.0), cap) / cap   # noqa: E731
+    agree = (first >= 0) & (base_raw >= min_inliers)
+    e_base = base_raw - margin * best_other
+    switch = ((v >= 0) & (v != first) & (v_raw >= min_inliers) & (v_raw - margin * second >= switch_margin)
+              & (v_raw > base_raw))
+    knn_top = scores[:, 0].copy()
+    scores[:, 0] = np.where(agree & ~switch, knn_top + lift(e_base), knn_top)
+    top_raw[:] = np.where(switch, v_raw, base_raw).astype(np.int32)
+    for i in np.flatnonzero(switch):
+        rest = [(c, s) for c, s in zip(labels[i], scores[i]) if c != v[i] and c >= 0]
+        new = [(int(v[i]), knn_top[i] + lift(v_raw[i] - margin * second[i]))] + rest
+        new = (new + [(-1, 0.0)] * labels.shape[1])[:labels.shape[1]]
+        labels[i] = [c for c, _ in new]
+        scores[i] = [s for _, s in new]
+    switched[:] = switch
+    return labels, scores.astype(np.float32), top_raw, switched
 
 
 def unverified_penalty(scores: np.ndarray, labels: np.ndarray, top_inliers: np.ndarray, reference: np.ndarray,
@@ -215,40 +291,74 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
 
     if query.embeddings is None:
         raise KitError("rerank: the query prediction file has no embeddings")
-    if cfg.top_n < 1:
-        raise KitError(f"rerank: top_n={cfg.top_n} (must be >= 1)")
-    if cfg.margin < 0:   # before any feature is extracted
-        raise KitError(f"rerank: margin={cfg.margin} (must be >= 0)")
+    cfg.check()   # before any feature is extracted
     index_ids = np.asarray(index_ids).astype(str)
     t0 = time.perf_counter()
-    sims, rows = knn.search(query.embeddings, cfg.top_n)
-    sims, rows = class_candidates(l2n(query.embeddings), sims, rows, knn.xb, knn.labels, cfg.classes, cfg.per_class)
-    nbr_labels = np.where(rows >= 0, knn.labels[np.maximum(rows, 0)], -1)
-    nbr_ids = np.where(rows >= 0, index_ids[np.maximum(rows, 0)], "")
-    same = nbr_ids == query.ids[:, None]     # an index image never verifies itself
-    nbr_labels[same] = -1
+    qemb = l2n(query.embeddings)
+    sims, rows = knn.search(query.embeddings, max(cfg.top_n, cfg.near_top_n if cfg.near_cut > 0 else 0))
+    wide_sims, wide_rows = sims, rows
+    sims, rows = sims[:, :cfg.top_n], rows[:, :cfg.top_n]
+    n_knn = rows.shape[1]   # the kNN neighbours; class candidates are appended after them
+    sims, rows = class_candidates(qemb, sims, rows, knn.xb, knn.labels, cfg.classes, cfg.per_class)
     settings = cfg.extractor_settings()
     extractor = build_extractor(settings.pop("extractor"), **settings)
-    todo = np.argwhere(nbr_labels >= 0)
     known_file = pair_cache_file(cache_dir, extractor, cfg)
     known = load_pairs(known_file)     # pairs verified by an earlier run (e.g. another embedding's neighbours)
-    keys = [f"{query.ids[q]}|{nbr_ids[q, n]}" for q, n in todo]
-    new = [tuple(k.split("|")) for k in dict.fromkeys(keys) if k not in known]
-    need = list(dict.fromkeys(i for pair in new for i in pair))
-    feats = parallel_features(extractor, need, [find_image(data_dir, i) for i in need], cache_dir, cfg.n_jobs, progress)
-    t1 = time.perf_counter()
-    if new:
-        counts = verify_pairs(new, feats, cfg.n_jobs, ratio=cfg.ratio, transform=cfg.transform,
-                              threshold=cfg.ransac_threshold, robust=cfg.robust)
-        known.update(zip(("|".join(p) for p in new), counts.tolist()))
-        save_pairs(known_file, known)
-    inliers = np.zeros(sims.shape, np.int32)
-    if len(todo):
-        inliers[todo[:, 0], todo[:, 1]] = [known[k] for k in keys]
+    clock = {"features": 0.0, "matching": 0.0, "pairs": 0, "pairs_matched": 0}
+
+    def verify(sims, rows, only=None):
+        """Labels, ids and inliers of the candidates (rows [Q, N]); `only` [Q] bool: the queries verified."""
+        t = time.perf_counter()
+        nbr_labels = np.where(rows >= 0, knn.labels[np.maximum(rows, 0)], -1)
+        nbr_ids = np.where(rows >= 0, index_ids[np.maximum(rows, 0)], "")
+        nbr_labels[nbr_ids == query.ids[:, None]] = -1     # an index image never verifies itself
+        if only is not None:
+            nbr_labels[~only] = -1
+        todo = np.argwhere(nbr_labels >= 0)
+        keys = [f"{query.ids[q]}|{nbr_ids[q, n]}" for q, n in todo]
+        new = [tuple(k.split("|")) for k in dict.fromkeys(keys) if k not in known]
+        need = list(dict.fromkeys(i for pair in new for i in pair))
+        feats = parallel_features(extractor, need, [find_image(data_dir, i) for i in need], cache_dir, cfg.n_jobs,
+                                  progress)
+        t1 = time.perf_counter()
+        if new:
+            counts = verify_pairs(new, feats, cfg.n_jobs, ratio=cfg.ratio, transform=cfg.transform,
+                                  threshold=cfg.ransac_threshold, robust=cfg.robust)
+            known.update(zip(("|".join(p) for p in new), counts.tolist()))
+            save_pairs(known_file, known)
+        inliers = np.zeros(sims.shape, np.int32)
+        if len(todo):
+            inliers[todo[:, 0], todo[:, 1]] = [known[k] for k in keys]
+        clock["features"] += t1 - t
+        clock["matching"] += time.perf_counter() - t1
+        clock["pairs"] += len(todo)
+        clock["pairs_matched"] += len(new)
+        return nbr_labels, nbr_ids, inliers
+
+    nbr_labels, nbr_ids, inliers = verify(sims, rows)
+    near = None
+    if cfg.near_cut > 0:   # a second look for the queries whose best pair fell just short of the cut
+        best = inliers.max(axis=1, initial=0)
+        near = (best >= cfg.near_cut) & (best < cfg.min_inliers)
+        if near.any():
+            s2, r2 = class_candidates(qemb, wide_sims, wide_rows, knn.xb, knn.labels, cfg.classes, cfg.near_per_class)
+            l2, i2, n2 = verify(s2, r2, near)
+            sims, nbr_labels = np.concatenate([sims, s2], 1), np.concatenate([nbr_labels, l2], 1)
+            nbr_ids, inliers = np.concatenate([nbr_ids, i2], 1), np.concatenate([inliers, n2], 1)
     t2 = time.perf_counter()
-    labels, scores, raw = class_scores(sims, inliers, nbr_labels, cfg.weight, cfg.cap, topk, cfg.min_inliers,
-                                       cfg.margin)
-    top = raw[:, 0] if raw.shape[1] else np.zeros(len(labels), np.int32)
+    switched = None
+    if cfg.fusion == "evidence":
+        from kit.inference.retrieval import knn_vote
+
+        base_labels, base_scores = knn_vote(sims[:, :n_knn], nbr_labels[:, :n_knn], topk,
+                                            power=getattr(knn, "power", 1.0), agg=getattr(knn, "agg", "max"))
+        labels, scores, top, switched = evidence_fusion(base_labels, base_scores, sims, inliers, nbr_labels,
+                                                        cfg.weight, cfg.cap, cfg.min_inliers, cfg.margin,
+                                                        cfg.switch_margin)
+    else:
+        labels, scores, raw = class_scores(sims, inliers, nbr_labels, cfg.weight, cfg.cap, topk, cfg.min_inliers,
+                                           cfg.margin)
+        top = raw[:, 0] if raw.shape[1] else np.zeros(len(labels), np.int32)
     reference = None
     if cfg.reference_weight > 0 and cfg.reference_k > 0:
         from kit.inference.search import reference_similarity
@@ -260,5 +370,7 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
         scores = unverified_penalty(scores, labels, top, reference, cfg.min_inliers, cfg.reference_weight)
     pred = Predictions(query.ids, labels, scores, query.embeddings)
     return Reranked(pred, inliers, nbr_ids, top.astype(np.int32),
-                    {"search_and_features": t1 - t0, "matching": t2 - t1, "pairs": int(len(todo)),
-                     "pairs_matched": len(new)}, reference)
+                    {"search_and_features": t2 - t0 - clock["matching"], "matching": clock["matching"],
+                     "pairs": int(clock["pairs"]), "pairs_matched": int(clock["pairs_matched"]),
+                     "second_look": None if near is None else int(near.sum()),
+                     "switched": None if switched is None else int(switched.sum())}, reference)
