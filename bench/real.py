@@ -104,7 +104,7 @@ def sensitivity_at_specificity(frame, truth, specificity: float = 0.98) -> float
     landmarks a row recognises at a fixed false-positive rate, whatever its score scale."""
     from kit.metrics import match_frames
 
-    m = match_frames(frame, truth)
+    m = match_frames(frame, getattr(truth, "frame", truth))   # a kit.truth.Truth or its frame
     landmark = m["is_landmark"].to_numpy()
     score_ = np.where(m["label"].to_numpy() >= 0, m["score"].to_numpy(np.float64), -np.inf)
     neg = np.sort(score_[~landmark])[::-1]

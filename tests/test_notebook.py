@@ -176,7 +176,7 @@ def test_full_run_in_a_kaggle_like_venv(tmp_path, monkeypatch):
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     settings = next(c for c in nb.cells if 'SETTINGS = ["workers=4"]' in c.source)
-    settings.source = settings.source.replace('SETTINGS = ["workers=4"]', 'SETTINGS = ["workers=1", "p1.set.predict.batch_size=3"]')
+    settings.source = settings.source.replace('SETTINGS = ["workers=4"]', 'SETTINGS = ["workers=1"]')
     monkeypatch.delenv("PYTHONPATH", raising=False)
     for var in ("KIT_MODE", "KIT_FORCE_INSTALL"):
         monkeypatch.delenv(var, raising=False)
@@ -190,7 +190,8 @@ def test_full_run_in_a_kaggle_like_venv(tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     site = tmp_path / "venv" / "lib"
     assert f"kit 0.1.0 from {site}" in text  # installed from the wheels into the venv, not the checkout
-    assert "mode: full" in text and "recipe overrides: workers=1 p1.set.predict.batch_size=3" in text
+    # the same batches as at home (another batch size changes the last digits of the scores)
+    assert "mode: full" in text and "recipe overrides: workers=1" in text
     assert "[2/8] nb (train): packaged" in text and "[8/8] submission" in text and "total (with install)" in text
     assert (tmp_path / "work/submission.csv").read_text() == (tmp_path / "home/submission.csv").read_text()
     sample_ids = read_sample_ids(tmp_path / "data/sample_submission.csv")
