@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import real  # noqa: E402
 import real_data  # noqa: E402
-from kit.io import image_path  # noqa: E402
+from kit.layout import image_path  # noqa: E402
 from kit.predictions import Predictions  # noqa: E402
 
 

@@ -18,6 +18,7 @@ from kit.ensemble.soft import align, check_weights, fit_soft_weights, soft_avera
 from kit.errors import KitError
 from kit.predictions import Predictions, save_predictions
 from kit.truth import load_truth, score_gap
+from kit.registry import Registry
 
 __all__ = ["ENSEMBLES", "align", "fit_soft_weights", "load_any", "run_ensemble", "soft_average"]
 
@@ -100,13 +101,13 @@ def ens_soft(preds: list[Predictions], weights=None, topk: int | None = None, fi
     return soft_average(preds, weights, topk)
 
 
-ENSEMBLES = {
+ENSEMBLES = Registry("ensemble", {
     "max": ens_max,
     "correct": ens_correct,
     "boost": ens_boost,
     "weighted": ens_weighted,
     "soft": ens_soft,
-}
+})
 
 
 def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weights=None, alpha: float = 0.5,
@@ -120,8 +121,7 @@ def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weig
     FILES) against `solution`, or, when FILES were discovered, each experiment's validation GAP
     (`validation_gap`); for `soft`, simplex weights fitted on `fit_on` (else FILES) against `solution`.
     """
-    if method not in ENSEMBLES:
-        raise KitError(f"unknown ensemble '{method}' (valid: {', '.join(ENSEMBLES)})")
+    ENSEMBLES.check(method, "")
     truth = load_truth(solution) if solution else None
     discovered = not files
     files = [Path(f) for f in files] or latest_test_files(predictions_dir)

@@ -4,5 +4,7 @@ chain (names joined by +, JSON save/load). FILTERS is the registry every builder
 from kit.filters.centroid import CentroidFilter
 from kit.filters.distractor import DistractorFilter
 from kit.filters.local import DelfFilter, SiftFilter
+from kit.registry import Registry
 
-FILTERS = {"delf": DelfFilter, "sift": SiftFilter, "distractor": DistractorFilter, "centroid": CentroidFilter}
+FILTERS = Registry("filter", {"delf": DelfFilter, "sift": SiftFilter, "distractor": DistractorFilter,
+                             "centroid": CentroidFilter})

@@ -78,7 +78,7 @@ EMBEDDINGS = Registry("embedding", {"neck": lambda out: out["embeddings"], "pool
                                    "concat": _concat})
 
 
-PRECISIONS = ("auto", "fp32", "low")
+PRECISIONS = Registry("precision", dict.fromkeys(("auto", "fp32", "low")))
 
 
 def use_low_precision(precision: str, device, amp: bool = True) -> bool:

@@ -28,12 +28,13 @@ import numpy as np
 
 from kit.errors import KitError
 from kit.predictions import Predictions
+from kit.registry import Registry
 
-FUSIONS = ("evidence", "sum")
-VERIFIERS = {
+FUSIONS = Registry("fusion", dict.fromkeys(("evidence", "sum")))
+VERIFIERS = Registry("verifier", {
     "sift": {"extractor": "sift", "image_size": 512, "max_keypoints": 1000},
     "delf": {"extractor": "delf", "image_size": 320},
-}
+})
 
 
 @dataclass
@@ -62,8 +63,7 @@ class RerankConfig:
     reference_weight: float = 0.0    # reference_k most similar reference images (0 = off; `unverified_penalty`)
 
     def check(self) -> None:
-        if self.fusion not in FUSIONS:
-            raise KitError(f"rerank: unknown fusion '{self.fusion}' (valid: {', '.join(FUSIONS)})")
+        FUSIONS.check(self.fusion, "rerank: ")
         if self.top_n < 1:
             raise KitError(f"rerank: top_n={self.top_n} (must be >= 1)")
         if self.margin < 0:
@@ -74,8 +74,7 @@ class RerankConfig:
             raise KitError(f"rerank: cap={self.cap} (must be > 0)")
 
     def extractor_settings(self) -> dict:
-        if self.verifier not in VERIFIERS:
-            raise KitError(f"rerank: unknown verifier '{self.verifier}' (valid: {', '.join(VERIFIERS)})")
+        VERIFIERS.check(self.verifier, "rerank: ")
         return {**VERIFIERS[self.verifier], **self.extractor_kw}
 
 

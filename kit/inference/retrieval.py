@@ -20,9 +20,10 @@ import numpy as np
 from kit.errors import KitError
 from kit.inference.search import SearchIndex, l2n
 from kit.predictions import Predictions, top_per_row
+from kit.registry import Registry
 
 
-AGGREGATIONS = ("sum", "max")
+AGGREGATIONS = Registry("aggregation", dict.fromkeys(("sum", "max")))
 
 
 def knn_vote(sims: np.ndarray, neighbour_labels: np.ndarray, topk: int, power: float = 1.0, agg: str = "sum"):
@@ -30,8 +31,7 @@ def knn_vote(sims: np.ndarray, neighbour_labels: np.ndarray, topk: int, power: f
     class. "max" is 1-NN per class: unlike "sum" it does not favour the classes with the most images.
 
     `neighbour_labels` [Q, k] (-1 = no neighbour). Returns (labels [Q, topk], scores [Q, topk])."""
-    if agg not in AGGREGATIONS:
-        raise KitError(f"knn: unknown aggregation '{agg}' (valid: {', '.join(AGGREGATIONS)})")
+    AGGREGATIONS.check(agg, "knn: ")
     q, k = neighbour_labels.shape
     votes = np.where(neighbour_labels >= 0, np.clip(sims, 0, None) ** power, 0.0)
     keep = np.flatnonzero(neighbour_labels.ravel() >= 0)
@@ -160,7 +160,7 @@ def first_per_owner(sims: np.ndarray, owners: np.ndarray, valid: np.ndarray, top
     return labels, scores
 
 
-RETRIEVERS = {"knn": KnnPredictor, "centroids": CentroidPredictor}
+RETRIEVERS = Registry("retriever", {"knn": KnnPredictor, "centroids": CentroidPredictor})
 
 
 def index_labels(ids, labels_csv) -> np.ndarray:
@@ -177,8 +177,7 @@ def index_labels(ids, labels_csv) -> np.ndarray:
 
 def fit_retriever(name: str, index: Predictions, labels_csv, **kw):
     """RETRIEVERS[name](**kw) fitted on a prediction file's embeddings and their true landmark ids."""
-    if name not in RETRIEVERS:
-        raise KitError(f"unknown retriever '{name}' (valid: {', '.join(RETRIEVERS)})")
+    RETRIEVERS.check(name, "")
     if index.embeddings is None:
         raise KitError("retrieval: the index prediction file has no embeddings")
     return RETRIEVERS[name](**kw).fit(index.embeddings, index_labels(index.ids, labels_csv))

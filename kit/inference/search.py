@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from kit.errors import KitError
+from kit.registry import Registry
 
 
 def l2n(x: np.ndarray) -> np.ndarray:
@@ -32,8 +33,8 @@ def _faiss():
     return faiss
 
 
-BACKENDS = ("faiss", "torch", "auto")
-PRECISIONS = ("auto", "fp32", "low")
+BACKENDS = Registry("backend", dict.fromkeys(("faiss", "torch", "auto")))
+PRECISIONS = Registry("precision", dict.fromkeys(("auto", "fp32", "low")))
 KINDS = ("flat", "ivf", "flat-gpu", "ivf-gpu", "torch", "torch-bfloat16", "torch-cuda", "torch-cuda-float16")
 
 
@@ -68,10 +69,8 @@ def choose_backend(rows: int, dim: int, hw: Hardware, backend: str = "auto", pre
     precision="low" scans in fp16 (CUDA) / bf16 (CPU) and re-scores the candidates in fp32; "auto" does so
     above `low_min` rows on CUDA or on a bf16 CPU (elsewhere bf16 is emulated, slower); "fp32" never.
     """
-    if backend not in BACKENDS:
-        raise KitError(f"retrieval: unknown backend '{backend}' (valid: {', '.join(BACKENDS)})")
-    if precision not in PRECISIONS:
-        raise KitError(f"retrieval: unknown precision '{precision}' (valid: {', '.join(PRECISIONS)})")
+    BACKENDS.check(backend, "retrieval: ")
+    PRECISIONS.check(precision, "retrieval: ")
     big = rows > ivf_threshold
     scan_wins = backend == "auto" and big and not hw.faiss_gpu and (hw.cuda or hw.bf16)
     if hw.faiss and backend != "torch" and not scan_wins:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from kit.errors import KitError
 from kit.localfeatures.sift import SiftExtractor
+from kit.registry import Registry
 
 
 def _delf(**kw):
@@ -13,10 +14,9 @@ def _delf(**kw):
     return DelfExtractor(**kw)
 
 
-EXTRACTORS = {"delf": _delf, "sift": SiftExtractor}
+EXTRACTORS = Registry("extractor", {"delf": _delf, "sift": SiftExtractor})
 
 
 def build_extractor(name: str, **kw):
-    if name not in EXTRACTORS:
-        raise KitError(f"local features: unknown extractor '{name}' (valid: {', '.join(EXTRACTORS)})")
+    EXTRACTORS.check(name, "local features: ")
     return EXTRACTORS[name](**kw)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from kit.errors import KitError
+from kit.registry import Registry
 
-TRANSFORMS = ("homography", "affine")
-ROBUST = ("ransac", "magsac")  # cv2.RANSAC, or cv2.USAC_MAGSAC (homography only; faster, fewer false inliers)
+TRANSFORMS = Registry("transform", dict.fromkeys(("homography", "affine")))
+ROBUST = Registry("robust estimator", dict.fromkeys(("ransac", "magsac")))  # cv2.RANSAC, or cv2.USAC_MAGSAC (homography only; faster, fewer false inliers)
 
 
 def match_descriptors(d1: np.ndarray, d2: np.ndarray, ratio: float = 0.8, mutual: bool = True) -> np.ndarray:
@@ -43,10 +44,8 @@ def ransac_inliers(pts1: np.ndarray, pts2: np.ndarray, transform: str = "affine"
     """Number of point pairs consistent with the best RANSAC `transform` (0 when too few points)."""
     import cv2
 
-    if transform not in TRANSFORMS:
-        raise KitError(f"matching: unknown transform '{transform}' (valid: {', '.join(TRANSFORMS)})")
-    if robust not in ROBUST:
-        raise KitError(f"matching: unknown robust estimator '{robust}' (valid: {', '.join(ROBUST)})")
+    TRANSFORMS.check(transform, "matching: ")
+    ROBUST.check(robust, "matching: ")
     need = 4 if transform == "homography" else 3
     if len(pts1) < need:
         return 0

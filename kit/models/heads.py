@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kit.errors import KitError
+from kit.registry import Registry
 
 
 def dynamic_margins(class_counts, margin_min: float, margin_max: float) -> torch.Tensor:
@@ -122,11 +123,10 @@ class SubCenterArcFaceHead(ArcFaceHead):
         return cls(in_features, num_classes, subcenters=model_cfg.subcenters, **kw)
 
 
-HEADS = {"linear": LinearHead, "arcface": ArcFaceHead, "subcenter_arcface": SubCenterArcFaceHead}
+HEADS = Registry("head", {"linear": LinearHead, "arcface": ArcFaceHead, "subcenter_arcface": SubCenterArcFaceHead})
 
 
 def build_head(model_cfg, in_features: int, num_classes: int, class_counts=None) -> nn.Module:
     """The head HEADS[model_cfg.head] builds from the config: a new head is one registry entry."""
-    if model_cfg.head not in HEADS:
-        raise KitError(f"model.head: unknown head '{model_cfg.head}' (valid: {', '.join(HEADS)})")
+    HEADS.check(model_cfg.head, "model.head: ")
     return HEADS[model_cfg.head].from_config(model_cfg, in_features, num_classes, class_counts)

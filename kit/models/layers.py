@@ -6,6 +6,7 @@ from timm.layers import SEModule
 from torch import nn
 
 from kit.errors import KitError
+from kit.registry import Registry
 
 
 def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> torch.Tensor:
@@ -55,13 +56,12 @@ class MaxPool(AvgPool):
     reduce = "amax"
 
 
-POOLS = {"gem": GeM, "avg": AvgPool, "max": MaxPool}
+POOLS = Registry("pool", {"gem": GeM, "avg": AvgPool, "max": MaxPool})
 
 
 def build_pool(name: str, gem_p: float = 3.0) -> nn.Module:
     """Pooling layer by name (POOLS); `gem_p` is GeM's initial p."""
-    if name not in POOLS:
-        raise KitError(f"model.pool: unknown pool '{name}' (valid: {', '.join(POOLS)})")
+    POOLS.check(name, "model.pool: ")
     return POOLS[name].from_config(gem_p)
 
 

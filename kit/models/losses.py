@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kit.errors import KitError
+from kit.registry import Registry
 
 
 def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
@@ -88,14 +89,13 @@ class WithCenterLoss(nn.Module):
         return self.base(outputs, labels) + self.weight * extra
 
 
-LOSSES = {"ce": CrossEntropyLoss, "focal": FocalLoss}
+LOSSES = Registry("loss", {"ce": CrossEntropyLoss, "focal": FocalLoss})
 
 
 def build_loss(model_cfg, num_classes: int, class_counts=None) -> nn.Module:
     """Loss named by model_cfg.loss, plus center loss when model_cfg.center_weight > 0."""
     name = model_cfg.loss
-    if name not in LOSSES:
-        raise KitError(f"model.loss: unknown loss '{name}' (valid: {', '.join(LOSSES)})")
+    LOSSES.check(name, "model.loss: ")
     loss = LOSSES[name].from_config(model_cfg)
     if model_cfg.center_weight > 0:
         nl = model_cfg.nonlandmark_label

@@ -8,11 +8,12 @@ import torch
 from kit.errors import KitError
 from kit.models.model import unwrap
 from kit.train.schedule import lr_factor
+from kit.registry import Registry
 
-OPTIMIZERS = {  # name -> (param groups, optim config) -> optimizer
+OPTIMIZERS = Registry("optimizer", {  # name -> (param groups, optim config) -> optimizer
     "sgd": lambda groups, o: torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay),
     "adamw": lambda groups, o: torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay),
-}
+})
 
 
 def backbone_groups(backbone, optim_cfg) -> list[dict]:
@@ -39,8 +40,7 @@ def build_optimizer(model, optim_cfg) -> torch.optim.Optimizer:
     """OPTIMIZERS[optim.optimizer] with param groups per model part, lr = optim.lr x optim.lr_<part>
     (Mail.ru); the backbone optionally split further by optim.layer_decay."""
     o = optim_cfg
-    if o.optimizer not in OPTIMIZERS:
-        raise KitError(f"optim.optimizer: unknown optimizer '{o.optimizer}' (valid: {', '.join(OPTIMIZERS)})")
+    OPTIMIZERS.check(o.optimizer, "optim.optimizer: ")
     mult = {"neck": o.lr_neck, "head": o.lr_head}
     parts = unwrap(model).param_groups()
     groups = backbone_groups(unwrap(model).backbone, o)

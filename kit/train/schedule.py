@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 from kit.errors import KitError
+from kit.registry import Registry
 
 def cosine_factor(step: int, total_steps: int, warmup_steps: int = 0, floor: float = 0.0) -> float:
     """Linear warmup from ~0 to 1 over `warmup_steps`, then half a cosine down to `floor`."""
@@ -27,16 +28,15 @@ def step_factor(step: int, steps_per_epoch: int, step_size: int, gamma: float = 
     return gamma ** (epoch // max(1, step_size))
 
 
-SCHEDULES = {  # name -> (step, steps_per_epoch, epochs, warmup steps, step_size, gamma) -> factor
+SCHEDULES = Registry("schedule", {  # name -> (step, steps_per_epoch, epochs, warmup steps, step_size, gamma) -> factor
     "cosine": lambda step, spe, epochs, warmup, step_size, gamma: cosine_factor(step, epochs * spe, warmup),
     "step": lambda step, spe, epochs, warmup, step_size, gamma: step_factor(step, spe, step_size, gamma, warmup),
-}
+})
 
 
 def lr_factor(step: int, schedule: str, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0,
               step_size: int = 10, gamma: float = 0.1) -> float:
     """The lr multiplier at optimizer step `step` (0-based) for a schedule named in SCHEDULES."""
-    if schedule not in SCHEDULES:
-        raise KitError(f"optim.schedule: unknown schedule '{schedule}' (valid: {', '.join(SCHEDULES)})")
+    SCHEDULES.check(schedule, "optim.schedule: ")
     warmup = int(round(warmup_epochs * steps_per_epoch))
     return SCHEDULES[schedule](step, steps_per_epoch, epochs, warmup, step_size, gamma)
