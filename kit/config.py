@@ -221,10 +221,14 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     return validate_config(cfg)
 
 
-def read_yaml_mapping(path: str | Path) -> dict:
-    """A YAML file whose top level is a mapping (safe_load: no Python objects), else KitError naming it."""
+def read_yaml_mapping(path: str | Path, what: str = "config sections", max_bytes: int = 0) -> dict:
+    """A YAML file whose top level is a mapping of `what` (safe_load: no Python objects), else KitError
+    naming it; a file over `max_bytes` (0 = no limit) is refused before it is read."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if max_bytes and size > max_bytes:
+            raise KitError(f"{path}: {size} bytes; a small YAML file is expected (at most {max_bytes} bytes)")
         values = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         raise KitError(f"{path}: not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r})") from None
@@ -235,7 +239,7 @@ def read_yaml_mapping(path: str | Path) -> dict:
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise KitError(f"{path}: top level must be a mapping of config sections, not a {type(values).__name__}")
+        raise KitError(f"{path}: top level must be a mapping of {what}, not a {type(values).__name__}")
     return values
 
 

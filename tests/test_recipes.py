@@ -66,7 +66,7 @@ BAD = [
     ("stages:\n  - folds: {}\n  - train: {config: nosuch}\n", "config 'nosuch': no such file or preset"),
     ("stages:\n  - folds: [1, 2]\n", "settings must be a mapping, not a list"),
     ("seed: 0\nstagez: []\n", "unknown key 'stagez' (valid: "),
-    ("- folds: {}\n", "a recipe is a mapping with 'stages', not a list"),
+    ("- folds: {}\n", "top level must be a mapping of recipe keys with 'stages', not a list"),
     ("stages: []\n", "'stages' must be a non-empty list"),
     ("stages:\n  - folds: {\n", "invalid YAML"),
 ]
@@ -86,7 +86,7 @@ def test_huge_recipe_file_is_refused_before_reading(tmp_path, capsys):
     with open(path, "wb") as f:   # a sparse 1 GB file: refused from its size, never read
         f.truncate(1 << 30)
     assert main(["run", str(path), "--check"]) == 2
-    assert "a recipe is a small YAML file" in capsys.readouterr().err
+    assert "a small YAML file is expected" in capsys.readouterr().err
 
 
 def test_overrides_reach_stages_and_bad_ones_name_the_stage(tmp_path):

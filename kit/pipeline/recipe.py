@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from kit.config import _coerce, read_yaml_mapping
 from kit.errors import KitError
 from kit.pipeline.stage import STAGES, RunSettings, Stage, fields_of
 
@@ -81,20 +82,7 @@ def recipe_path(name_or_path: str | Path) -> Path:
 
 
 def read_recipe_file(path: Path) -> dict:
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise KitError(f"{path}: {size} bytes; a recipe is a small YAML file (at most {MAX_BYTES} bytes)")
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise KitError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except yaml.YAMLError as e:
-        raise KitError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
-    except OSError as e:
-        raise KitError(f"{path}: cannot read ({e.strerror or e})") from None
-    if not isinstance(data, dict):
-        raise KitError(f"{path}: a recipe is a mapping with 'stages', not a {type(data).__name__}")
-    return data
+    return read_yaml_mapping(path, "recipe keys with 'stages'", MAX_BYTES)
 
 
 def load_recipe(source, overrides: list[str] | tuple = (), deep: bool = True) -> Recipe:
@@ -220,8 +208,6 @@ def stage_spec(item, i: int, earlier: list[StageSpec], where: str, deep: bool = 
 
 def coerce(value, tp, where: str):
     """A YAML value as the setting's declared type (int, float, str, bool, list[...], dict[str, str])."""
-    from kit.config import _coerce
-
     origin = typing.get_origin(tp)
     if origin is dict:
         if not isinstance(value, dict):
