@@ -164,17 +164,21 @@ def parse_overrides(overrides: list[str]) -> dict:
     return tree
 
 
-def resolve_config_path(name_or_path: str | None) -> Path | None:
-    if not name_or_path:
-        return None
+def named_file(name_or_path: str, folder: Path, kind: str) -> Path:
+    """A file, or the name of one shipped in `folder` (`top2k` -> folder/top2k.yaml); else a KitError
+    listing the shipped names."""
     p = Path(name_or_path)
     if p.is_file():
         return p
-    preset = PRESET_DIR / f"{name_or_path}.yaml"
-    if preset.is_file():
-        return preset
-    presets = sorted(x.stem for x in PRESET_DIR.glob("*.yaml"))
-    raise KitError(f"config '{name_or_path}': no such file or preset (presets: {', '.join(presets)})")
+    shipped = folder / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = ", ".join(sorted(x.stem for x in folder.glob("*.yaml")))
+    raise KitError(f"{kind} '{name_or_path}': no such file or shipped {kind} (shipped: {names})")
+
+
+def resolve_config_path(name_or_path: str | None) -> Path | None:
+    return named_file(name_or_path, PRESET_DIR, "config") if name_or_path else None
 
 
 def registries() -> dict[str, typing.Iterable[str]]:

@@ -63,7 +63,7 @@ BAD = [
     ("stages:\n  - folds: {id: ../../etc}\n", "id must be letters, digits"),
     ("stages:\n  - folds: {}\n  - folds: {}\n", "a second stage with id 'folds'"),
     ("stages:\n  - folds: {}\n  - train: {config: top2k, set: {optim.lr: fast}}\n", "optim.lr='fast' is not a valid float"),
-    ("stages:\n  - folds: {}\n  - train: {config: nosuch}\n", "config 'nosuch': no such file or preset"),
+    ("stages:\n  - folds: {}\n  - train: {config: nosuch}\n", "config 'nosuch': no such file or shipped config (shipped: "),
     ("stages:\n  - folds: [1, 2]\n", "settings must be a mapping, not a list"),
     ("seed: 0\nstagez: []\n", "unknown key 'stagez' (valid: "),
     ("- folds: {}\n", "top level must be a mapping of recipe keys with 'stages', not a list"),

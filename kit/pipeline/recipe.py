@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from kit.config import _coerce, read_yaml_mapping
+from kit.config import _coerce, named_file, read_yaml_mapping
 from kit.errors import KitError
 from kit.pipeline.stage import STAGES, RunSettings, Stage, fields_of
 
@@ -71,14 +71,7 @@ class Recipe:
 
 def recipe_path(name_or_path: str | Path) -> Path:
     """A recipe file, or the name of a shipped one (`retrieval` -> kit/recipes/retrieval.yaml)."""
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    shipped = RECIPE_DIR / f"{name_or_path}.yaml"
-    if shipped.is_file():
-        return shipped
-    names = ", ".join(sorted(x.stem for x in RECIPE_DIR.glob("*.yaml")))
-    raise KitError(f"{name_or_path}: no such recipe file (shipped recipes: {names})")
+    return named_file(str(name_or_path), RECIPE_DIR, "recipe")
 
 
 def read_recipe_file(path: Path) -> dict:
