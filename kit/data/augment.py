@@ -38,36 +38,24 @@ def _light(size: int, train: bool) -> list:
     ]
 
 
+def _flips_and_colour(brightness_p: float) -> list:
+    """The flips and photometric steps report 003's two pipelines share."""
+    return [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.1), A.HueSaturationValue(),
+            A.RandomBrightnessContrast(p=brightness_p), A.CLAHE(), A.Blur()]
+
+
 def _pipeline1(size: int, train: bool) -> list:
     if not train:
         return [A.Resize(size, size)]
-    return [
-        A.RandomResizedCrop(size=(size, size)),
-        A.HorizontalFlip(p=0.5),
-        A.VerticalFlip(p=0.1),
-        A.HueSaturationValue(),
-        A.RandomBrightnessContrast(p=0.2),
-        A.CLAHE(),
-        A.Blur(),
-        A.ImageCompression(quality_range=(99, 100)),
-    ]
+    return [A.RandomResizedCrop(size=(size, size)), *_flips_and_colour(0.2),
+            A.ImageCompression(quality_range=(99, 100))]
 
 
 def _pipeline2(size: int, train: bool) -> list:
     resize = A.SmallestMaxSize(max_size=round(size * 288 / 256))
     if not train:
         return [resize, A.CenterCrop(size, size)]
-    return [
-        resize,
-        A.RandomCrop(size, size),
-        A.HorizontalFlip(p=0.5),
-        A.VerticalFlip(p=0.1),
-        A.HueSaturationValue(),
-        A.RandomBrightnessContrast(p=0.3),
-        A.CLAHE(),
-        A.Blur(),
-        A.Sharpen(alpha=(0.1, 0.3), p=0.2),
-    ]
+    return [resize, A.RandomCrop(size, size), *_flips_and_colour(0.3), A.Sharpen(alpha=(0.1, 0.3), p=0.2)]
 
 
 def _retrieval(size: int, train: bool) -> list:
