@@ -103,11 +103,3 @@ class Context:
 
 def fields_of(cls) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls)}
-
-
-def settings_dict(obj) -> dict:
-    return dataclasses.asdict(obj)
-
-
-def relative(path: Path, root: Path) -> str:
-    return str(Path(path).resolve().relative_to(Path(root).resolve()))
