@@ -68,10 +68,12 @@ class Predictions:
 
 def concat(preds: list[Predictions], k: int | None = None) -> Predictions:
     """Rows of several prediction sets stacked (e.g. validation + distractors), their first `k` columns
-    (default: the narrowest set's), without embeddings."""
+    (default: the narrowest set's); embeddings kept when every set has them."""
     k = min(p.labels.shape[1] for p in preds) if k is None else k
+    emb = [p.embeddings for p in preds]
     return Predictions(np.concatenate([p.ids for p in preds]), np.concatenate([p.labels[:, :k] for p in preds]),
-                       np.concatenate([p.scores[:, :k] for p in preds]))
+                       np.concatenate([p.scores[:, :k] for p in preds]),
+                       None if any(e is None for e in emb) else np.concatenate(emb))
 
 
 def save_predictions(pred: Predictions, path: str | Path) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 
 from kit.device import DEVICES
 from kit.ensemble.rules import load_any
@@ -20,7 +19,7 @@ from kit.errors import KitError
 from kit.filters import FILTERS
 from kit.filters.chain import build_filter, load_filter, save_filter
 from kit.localfeatures.matching import TRANSFORMS
-from kit.predictions import Predictions, save_predictions
+from kit.predictions import concat, save_predictions
 from kit.truth import gap_top1, load_truth, true_top1
 
 
@@ -158,11 +157,7 @@ def set_params(chain, params: dict) -> None:
 
 def fit_chain(chain, files: list[str], truth, solution: str) -> None:
     """Fit `chain` on the top-1 predictions of `files` (ids missing from the truth are non-landmarks)."""
-    fit = [load_any(p) for p in files]
-    emb = [f.embeddings for f in fit]
-    fit = Predictions(np.concatenate([f.ids for f in fit]),
-                      np.concatenate([f.labels[:, :1] for f in fit]), np.concatenate([f.scores[:, :1] for f in fit]),
-                      None if any(e is None for e in emb) else np.concatenate(emb))
+    fit = concat([load_any(p) for p in files], k=1)
     absent = len(set(fit.ids) - set(truth.frame["id"]))
     if absent:
         print(f"fit: {absent} of {len(fit)} ids are not in {solution}: counted as non-landmarks")

@@ -79,19 +79,21 @@ def finished(folder: Path, fp: str | None) -> dict | None:
     if not isinstance(done, dict) or (fp is not None and done.get("fingerprint") != fp):
         return None
     outputs = decode(done.get("outputs") or {}, folder)
+    return outputs if all(p.exists() for p in paths_in(outputs)) else None
 
-    def paths(v):
-        return [v] if isinstance(v, Path) else [p for x in v.values() for p in paths(x)] if isinstance(v, dict) else []
-    return outputs if all(p.exists() for p in paths(outputs)) else None
+
+def paths_in(outputs) -> list[Path]:
+    """Every path in a stage's outputs (nested dicts of paths and plain values)."""
+    if isinstance(outputs, Path):
+        return [outputs]
+    return [p for v in outputs.values() for p in paths_in(v)] if isinstance(outputs, dict) else []
 
 
 def inside(outputs, root: Path, where: Path):
     """`outputs` when every path in them (links followed) lies under `root`, else one KitError: a packaged
     stage may only name files of the models dataset."""
-    def paths(v):
-        return [v] if isinstance(v, Path) else [p for x in v.values() for p in paths(x)] if isinstance(v, dict) else []
     base = Path(root).resolve()
-    for p in paths(outputs):
+    for p in paths_in(outputs):
         if not Path(p).resolve().is_relative_to(base):
             raise KitError(f"{where}: '{p}' is outside the models dataset")
     return outputs

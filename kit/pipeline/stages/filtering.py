@@ -58,7 +58,7 @@ def filter_stage(s: FilterSettings, ctx) -> dict:
     """Non-landmark filter chain fitted on validation (or packaged), every split rescored -> SPLIT.npz."""
     from kit.ensemble.rules import load_any
     from kit.filters.chain import build_filter, load_filter, save_filter
-    from kit.predictions import Predictions, save_predictions
+    from kit.predictions import Predictions, concat, save_predictions
     from kit.truth import load_truth, true_top1
 
     files = ctx.split_files(s.input)
@@ -74,13 +74,7 @@ def filter_stage(s: FilterSettings, ctx) -> dict:
     shipped = ctx.shipped_file("filter.json")
     chain = load_filter(shipped, opts) if shipped is not None else build_filter(s.name, s.mode, opts)
     if shipped is None and s.fit and "val" in files:
-        import numpy as np
-
-        parts = [with_embeddings(x) for x in ("val", "distractors") if x in files]
-        fit = Predictions(np.concatenate([p.ids for p in parts]), np.concatenate([p.labels[:, :1] for p in parts]),
-                          np.concatenate([p.scores[:, :1] for p in parts]),
-                          np.concatenate([p.embeddings for p in parts]) if all(p.embeddings is not None
-                                                                               for p in parts) else None)
+        fit = concat([with_embeddings(x) for x in ("val", "distractors") if x in files], k=1)
         chain.fit(fit, true_top1(fit, load_truth(ctx.of(s.folds)["val_solution"])))
         for f in chain.filters:
             ctx.log(f"  fit {f.name}: GAP {f.fit_report['gap_before']:.4f} -> {f.fit_report['gap_after']:.4f} "
