@@ -18,7 +18,7 @@ another building) ranks below a distinctive one.
 
 Verifiers (VERIFIERS, by name) are local-feature settings of kit.localfeatures: "sift" (RootSIFT at the
 photo's native size, weight-free) and "delf" (DELF on the packaged backbone or a trained attention head).
-Features are cached on disk per image id; matching runs in `n_jobs` threads (OpenCV releases the GIL).
+Features are cached on disk per image id; matching runs in `threads` threads (OpenCV releases the GIL).
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ VERIFIERS = Registry("verifier", {
 @dataclass
 class RerankConfig:
     verifier: str = "sift"
-    top_n: int = 10                  # neighbours verified per query
+    candidates: int = 10             # nearest index images verified per query
     classes: int = 3                 # ... plus the `per_class` most similar images of each of the top
     per_class: int = 5               # `classes` classes (0 = off): other views of a likely class get a chance
     weight: float = 1.0              # inlier term: weight * min(inliers, cap) / cap
@@ -51,21 +51,21 @@ class RerankConfig:
     transform: str = "homography"    # kit.localfeatures.matching.TRANSFORMS
     ransac_threshold: float = 8.0    # pixels in the verifier's working frame
     robust: str = "magsac"           # kit.localfeatures.matching.ROBUST
-    n_jobs: int = 2
+    threads: int = 2
     extractor_kw: dict = field(default_factory=dict)  # overrides of VERIFIERS[verifier]
     fusion: str = "evidence"         # "evidence": verification only adds to the kNN result (`evidence_fusion`);
                                      # "sum": classes re-ranked by max(sim + inlier term) (`class_scores`)
     switch_margin: float = 10.0      # evidence: the inlier margin a verified class needs to replace the kNN class
     near_cut: int = 0                # queries whose best pair has near_cut..min_inliers-1 inliers (0 = off) also
-    near_top_n: int = 30             # verify their near_top_n neighbours and the near_per_class most similar
+    near_candidates: int = 30        # verify their near_candidates neighbours and the near_per_class most similar
     near_per_class: int = 10         # images of each of their top `classes` classes
     reference_k: int = 10            # unverified rows: score - reference_weight * mean cosine of the
     reference_weight: float = 0.0    # reference_k most similar reference images (0 = off; `unverified_penalty`)
 
     def check(self) -> None:
         FUSIONS.check(self.fusion, "rerank: ")
-        if self.top_n < 1:
-            raise KitError(f"rerank: top_n={self.top_n} (must be >= 1)")
+        if self.candidates < 1:
+            raise KitError(f"rerank: candidates={self.candidates} (must be >= 1)")
         if self.margin < 0:
             raise KitError(f"rerank: margin={self.margin} (must be >= 0)")
         if self.switch_margin <= 0:
@@ -294,9 +294,9 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
     index_ids = np.asarray(index_ids).astype(str)
     t0 = time.perf_counter()
     qemb = l2n(query.embeddings)
-    sims, rows = knn.search(query.embeddings, max(cfg.top_n, cfg.near_top_n if cfg.near_cut > 0 else 0))
+    sims, rows = knn.search(query.embeddings, max(cfg.candidates, cfg.near_candidates if cfg.near_cut > 0 else 0))
     wide_sims, wide_rows = sims, rows
-    sims, rows = sims[:, :cfg.top_n], rows[:, :cfg.top_n]
+    sims, rows = sims[:, :cfg.candidates], rows[:, :cfg.candidates]
     n_knn = rows.shape[1]   # the kNN neighbours; class candidates are appended after them
     sims, rows = class_candidates(qemb, sims, rows, knn.xb, knn.labels, cfg.classes, cfg.per_class)
     settings = cfg.extractor_settings()
@@ -317,11 +317,11 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
         keys = [f"{query.ids[q]}|{nbr_ids[q, n]}" for q, n in todo]
         new = [tuple(k.split("|")) for k in dict.fromkeys(keys) if k not in known]
         need = list(dict.fromkeys(i for pair in new for i in pair))
-        feats = parallel_features(extractor, need, [find_image(data_dir, i) for i in need], cache_dir, cfg.n_jobs,
+        feats = parallel_features(extractor, need, [find_image(data_dir, i) for i in need], cache_dir, cfg.threads,
                                   progress)
         t1 = time.perf_counter()
         if new:
-            counts = verify_pairs(new, feats, cfg.n_jobs, ratio=cfg.ratio, transform=cfg.transform,
+            counts = verify_pairs(new, feats, cfg.threads, ratio=cfg.ratio, transform=cfg.transform,
                                   threshold=cfg.ransac_threshold, robust=cfg.robust)
             known.update(zip(("|".join(p) for p in new), counts.tolist()))
             save_pairs(known_file, known)
