@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     command = argv[0] if argv and not argv[0].startswith("-") else None  # `kit -h`, `kit --version`: every command
     parser = build_parser(command)
     args, extra = parser.parse_known_args(argv)
-    # key=value overrides may also follow options (`kit run RECIPE --data D seed=1`); argparse only takes
+    # key=value overrides may also follow options (`kit run RECIPE --data-dir D seed=1`); argparse only takes
     # positionals in one run, so the later ones come back here
     if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
         args.overrides = list(args.overrides or []) + extra
