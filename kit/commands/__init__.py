@@ -16,7 +16,7 @@ def add_config_arguments(p, fold_help: str = "fold N (default 0)") -> None:
                    help=f"preset name (kit/configs) or YAML file (default {DEFAULT_CONFIG})")
     p.add_argument("--fold", type=int, default=0, help=fold_help)
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="config overrides, e.g. optim.lr=0.02 data.image_size=96 model.head=arcface (default: none)")
+                   help="config overrides, e.g. `optim.lr=0.02` `data.image_size=96` `model.head=arcface` (default: none)")
     p.epilog = config_names   # called when help is shown (see kit.cli.Parser)
 
 

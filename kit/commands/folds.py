@@ -8,8 +8,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("folds", help="class subset + stratified folds -> folds/NAME.csv", description=__doc__)
     p.add_argument("--labels", required=True, help="GLDv2 train.csv or any CSV with id,landmark_id (required)")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--top", type=int, metavar="K", help="keep the K most frequent classes (ties: lower landmark_id); this or --min-images")
-    which.add_argument("--min-images", type=int, metavar="N", help="keep every class with >= N images; this or --top")
+    which.add_argument("--top", type=int, metavar="K", help="keep the K most frequent classes (ties: lower landmark_id; required: this or --min-images)")
+    which.add_argument("--min-images", type=int, metavar="N", help="keep every class with >= N images (required: this or --top)")
     p.add_argument("--n-folds", type=int, default=5, metavar="F", help="number of stratified folds (default 5)")
     p.add_argument("--holdout", action="store_true",
                    help="report 001's 90/6/4 split instead: fold 1 = train, 0 = val, -1 = holdout (default: off)")
