@@ -63,7 +63,7 @@ def add_parser(subparsers) -> None:
     # saved setting, so only what is given here overrides it
     g = p.add_argument_group("resources")
     g.add_argument("--data-dir", help="images: DATA/{test,train}/a/b/c/<id>.jpg or DATA/[images/]<id>.jpg (default .)")
-    g.add_argument("--index", help="prediction .npz with embeddings of labelled images (neighbours, centroids; "
+    g.add_argument("--index", help="prediction .npz with embeddings of labelled images (delf, sift, centroids; "
                    "default: none)")
     g.add_argument("--labels", help="CSV id,landmark_id of the --index images (default DATA/train.csv)")
     g.add_argument("--distractors", help="prediction .npz with embeddings of non-landmark images (default: none)")
