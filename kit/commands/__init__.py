@@ -20,6 +20,19 @@ def add_config_arguments(p, fold_help: str = "fold N (default 0)") -> None:
     p.epilog = config_names   # called when help is shown (see kit.cli.Parser)
 
 
+def add_knn_arguments(p) -> None:
+    """The kNN search switches of `kit retrieve knn` and `kit rerank` (the same names and defaults)."""
+    from kit.inference.retrieval import AGGREGATIONS
+
+    p.add_argument("--topk", type=int, default=5, help="predictions kept per image")
+    p.add_argument("--agg", choices=AGGREGATIONS, default="max",
+                   help="knn: class vote = max (its best neighbour's) or sum of its neighbours'")
+    p.add_argument("--qe", type=int, default=0, help="knn: alpha query expansion with K neighbours (0 = off)")
+    p.add_argument("--qe-alpha", type=float, default=3.0, help="knn: QE weight = sim ** alpha")
+    p.add_argument("--dba", type=int, default=0, help="knn: database-side augmentation with K neighbours (0 = off)")
+    p.add_argument("--dba-alpha", type=float, default=3.0, help="knn: DBA weight = sim ** alpha")
+
+
 def config_names() -> str:
     """The valid names of each config key that names a registry entry, for `--help` of the commands that
     read a config (imported only when help is shown: the registries pull in torch)."""

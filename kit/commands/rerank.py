@@ -14,12 +14,11 @@ inliers of the predicted class, reference) for non-landmark scoring.
 """
 from __future__ import annotations
 
-from kit.commands import renamed
+from kit.commands import add_knn_arguments, renamed
 
 
 def add_parser(subparsers) -> None:
     from kit.inference.rerank import FUSIONS, VERIFIERS, RerankConfig
-    from kit.inference.retrieval import AGGREGATIONS
     from kit.localfeatures.matching import ROBUST, TRANSFORMS
 
     d = RerankConfig()
@@ -65,12 +64,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--reference-k", type=int, default=d.reference_k, help="nearest references averaged")
     p.add_argument("--reference-weight", type=float, default=d.reference_weight,
                    help="weight of the reference term on unverified rows (0 = off)")
-    p.add_argument("--topk", type=int, default=5, help="predictions kept per image")
-    p.add_argument("--agg", default="max", choices=AGGREGATIONS, help="knn search switches as in `kit retrieve`")
-    p.add_argument("--qe", type=int, default=0, help="knn: alpha query expansion with K neighbours (0 = off)")
-    p.add_argument("--qe-alpha", type=float, default=3.0, help="knn: QE weight = sim ** alpha")
-    p.add_argument("--dba", type=int, default=0, help="knn: database-side augmentation with K neighbours (0 = off)")
-    p.add_argument("--dba-alpha", type=float, default=3.0, help="knn: DBA weight = sim ** alpha")
+    add_knn_arguments(p)
     renamed(p, top_n="--candidates", near_top_n="--near-candidates", jobs="--threads")
     p.set_defaults(func=run)
 

@@ -10,11 +10,11 @@ gives their images' landmark ids (the run's folds CSV or train.csv: id,landmark_
 """
 from __future__ import annotations
 
-from kit.commands import renamed
+from kit.commands import add_knn_arguments, renamed
 
 
 def add_parser(subparsers) -> None:
-    from kit.inference.retrieval import AGGREGATIONS, RETRIEVERS
+    from kit.inference.retrieval import RETRIEVERS
     from kit.inference.search import BACKENDS
 
     p = subparsers.add_parser("retrieve", help="kNN / centroid predictions from embeddings", description=__doc__)
@@ -24,15 +24,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--query", required=True, help="prediction .npz with embeddings of the images to label")
     p.add_argument("--out", required=True, help="prediction .npz to write")
     p.add_argument("--submission", help="also write the top-1 as a submission CSV (default: none)")
-    p.add_argument("--topk", type=int, default=5, help="predictions kept per image")
     p.add_argument("--k", type=int, default=10, help="knn: neighbours that vote")
     p.add_argument("--power", type=float, default=1.0, help="knn: vote = similarity ** power")
-    p.add_argument("--agg", choices=AGGREGATIONS, default="max",
-                   help="knn: class vote = max (its best neighbour's) or sum of its neighbours'")
-    p.add_argument("--qe", type=int, default=0, help="knn: alpha query expansion with K neighbours (0 = off)")
-    p.add_argument("--qe-alpha", type=float, default=3.0, help="knn: QE weight = sim ** alpha")
-    p.add_argument("--dba", type=int, default=0, help="knn: database-side augmentation with K neighbours (0 = off)")
-    p.add_argument("--dba-alpha", type=float, default=3.0, help="knn: DBA weight = sim ** alpha")
+    add_knn_arguments(p)
     p.add_argument("--distance-threshold", type=float, default=0.5,
                    help="centroids: cosine distance cut of the complete-linkage clustering")
     p.add_argument("--min-cluster-size", type=int, default=50, help="centroids: members of a valid cluster")
