@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="run the whole pipeline on synthetic data and print the final GAP",
                        description=__doc__)
     p.add_argument("--out-dir", default="demo", help="work folder (default: demo)")
-    p.add_argument("--quick", action="store_true", help="tiny data and 3 training steps (a minute; for tests; default: off)")
+    p.add_argument("--quick", action="store_true", help="tiny data and 3 training steps (a minute; for tests)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, folds and training (default 0)")
     renamed(p, out="--out-dir")
     p.set_defaults(func=run)

@@ -25,7 +25,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("method", choices=list(ENSEMBLES), help="ensemble rule (see above)")
     p.add_argument("files", nargs="*", help="prediction .npz files or submission CSVs (none: discover, see above)")
     p.add_argument("--out", default="submission.csv", help="submission CSV to write (default submission.csv)")
-    p.add_argument("--weights", type=float, nargs="+", help="one weight per file, space-separated: `--weights 0.6 0.4` (weighted, soft; default: fitted or GAP, see above)")
+    p.add_argument("--weights", type=float, nargs="+", help="one per file: `--weights 0.6 0.4` (default: see above)")
     p.add_argument("--alpha", type=float, default=0.5, help="boost: scale of the agreeing models' scores")
     p.add_argument("--solution", help="truth: solution CSV (id,landmarks) or folds/train CSV (id,landmark_id) (default: none)")
     p.add_argument("--fit-on", nargs="+", default=[], metavar="FILE",

@@ -51,20 +51,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--query", help="prediction .npz (or submission .csv) to rescore (required)")
     p.add_argument("--out", required=True, help="rescored prediction .npz to write")
     p.add_argument("--submission", help="also write this submission CSV (default: none)")
-    p.add_argument("--fit-on", nargs="+", default=[], metavar="FILE",
-                   help="predictions to fit parameters on (default: none, use --load or the defaults)")
+    p.add_argument("--fit-on", nargs="+", default=[], metavar="FILE", help="predictions to fit parameters on (default: none)")
     p.add_argument("--solution", help="truth of --fit-on (and of --query, to print GAP before/after; default: none)")
     p.add_argument("--load", metavar="JSON", help="a fitted filter saved by an earlier run (default: none)")
     p.add_argument("--save", metavar="JSON", help="where to save the fitted filter (default OUT.filter.json)")
-    p.add_argument("--param", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="set parameters by hand (default: fitted, loaded or the filter's)")
+    p.add_argument("--param", nargs="+", default=[], metavar="KEY=VALUE", help="set parameters by hand (default: none)")
     p.add_argument("--drop", action="store_true", help="empty failing rows instead of demoting them")
     # resource/extractor options default to None: the filter's own default applies, or with --load the
     # saved setting, so only what is given here overrides it
     g = p.add_argument_group("resources")
     g.add_argument("--data-dir", help="images: DATA/{test,train}/a/b/c/<id>.jpg or DATA/[images/]<id>.jpg (default .)")
-    g.add_argument("--index", help="prediction .npz with embeddings of labelled images (delf, sift, centroids; "
-                   "default: none)")
+    g.add_argument("--index", help="prediction .npz with embeddings of labelled images (default: none)")
     g.add_argument("--labels", help="CSV id,landmark_id of the --index images (default DATA/train.csv)")
     g.add_argument("--distractors", help="prediction .npz with embeddings of non-landmark images (default: none)")
     g.add_argument("--k", type=int, help="distractor: nearest distractors averaged (default 5)")

@@ -12,7 +12,7 @@ def add_parser(subparsers) -> None:
     which.add_argument("--min-images", type=int, metavar="N", help="keep every class with >= N images (required: this or --top)")
     p.add_argument("--n-folds", type=int, default=5, metavar="F", help="number of stratified folds (default 5)")
     p.add_argument("--holdout", action="store_true",
-                   help="report 001's 90/6/4 split instead: fold 1 = train, 0 = val, -1 = holdout (default: off)")
+                   help="report 001's 90/6/4 split instead: fold 1 = train, 0 = val, -1 = holdout")
     p.add_argument("--clean-csv", help="GLDv2-clean CSV (landmark_id,images): keep only the images it lists (default: keep all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the fold assignment (default 0)")
     p.add_argument("--out", required=True, help="output CSV, e.g. folds/top2k.csv (id,landmark_id,label,fold; required)")

@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data-dir", help="GLDv2-layout folder: train.csv, train/, test/, sample_submission.csv "
                    "(default: none, for a recipe that makes its data: demo)")
     p.add_argument("--work-dir", default="work", help="work folder for every stage's outputs (default: work)")
-    p.add_argument("--check", action="store_true", help="validate the recipe and list its stages; run nothing (default: off)")
+    p.add_argument("--check", action="store_true", help="validate the recipe and list its stages; run nothing")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="run settings (seed=1) or STAGE.key=value")
     renamed(p, data="--data-dir", work="--work-dir")
     p.set_defaults(func=run)

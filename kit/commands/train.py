@@ -13,7 +13,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a model on one fold (checkpoints, metrics, OOF predictions)",
                               description=__doc__)
     add_config_arguments(p, fold_help="validation fold N: train on the other folds (default 0)")
-    p.add_argument("--resume", action="store_true", help="continue from runs/<name>/fold<N>/last.pt (default: off)")
+    p.add_argument("--resume", action="store_true", help="continue from runs/<name>/fold<N>/last.pt")
     p.add_argument("--strict", action="store_true", help="missing/corrupt images are an error, not skipped")
     p.set_defaults(func=run)
 
