@@ -39,7 +39,7 @@ def visible(parser):
 
 
 ALL = list(commands())
-COMMANDS = [(" ".join(path), p) for path, p in ALL if path]
+COMMANDS = [(" ".join(path) or "kit", p) for path, p in ALL]
 
 
 def help_of(action) -> str:
@@ -51,7 +51,7 @@ def test_every_command_and_flag_has_help_that_states_its_default(name, parser):
     assert (parser.description or "").strip(), f"kit {name}: no description"
     for a in visible(parser):
         assert (a.help or "").strip(), f"kit {name} {a.option_strings or a.dest}: no help"
-        if a.option_strings and not isinstance(a, argparse._HelpAction):
+        if a.option_strings and not isinstance(a, (argparse._HelpAction, argparse._VersionAction)):
             text = help_of(a)
             assert "default" in text or "required" in text, f"kit {name} {a.option_strings}: help states no default"
 
