@@ -14,8 +14,6 @@ oof_fold<N>.npz) files, scored against --solution or the folds CSV in runs/<exp>
 """
 from __future__ import annotations
 
-import argparse
-
 
 def add_parser(subparsers) -> None:
     from kit.ensemble.rules import ENSEMBLES
