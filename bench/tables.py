@@ -1,6 +1,6 @@
 """The result tables of bench/README.md, made from bench/results/*.json.
 
-    python bench/tables.py           # rewrite every table between its markers in bench/README.md
+    python bench/tables.py           # rewrite every table between its markers in bench/README.md and README.md
     python bench/tables.py --check   # exit 1 when a table differs from its JSON (tests/test_bench_tables.py)
 
 Each table sits between `<!-- NAME table: begin -->` and `<!-- NAME table: end -->`. The transfer table
@@ -16,6 +16,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 README = HERE / "README.md"
+TOP_README = HERE.parent / "README.md"
+SETS = {"real.json": "Oxford/Paris: 407 train images, 21 landmarks; 1127 test images, 140 landmark",
+        "real.porto.json": "Porto: 150 train images, 5 landmarks; 327 test images, 75 landmark"}
 
 
 def load(name: str) -> dict:
@@ -98,15 +101,29 @@ def writes_table() -> str:
     return rows(["what", "measured", "ratio"], body)
 
 
+def results_table() -> str:
+    """README.md's real-photo table: zero-training kNN, recipe kNN and the row picked on validation, per set."""
+    def cell(row: dict) -> str:
+        return f"{row['test']['gap']:.3f} / {row['test']['accuracy']:.3f}"
+
+    body = []
+    for name, what in SETS.items():
+        r = load(name)
+        picked = r["best_on_validation"]
+        body.append([what, cell(r["table"]["zero-training kNN"]), cell(r["table"]["recipe kNN"]),
+                     f"{picked}: {cell(r['table'][picked])}"])
+    return rows(["set", "zero-training kNN (Lite0, 224 px)", "recipe kNN (Lite1, 384 px)", "picked on validation"], body)
+
+
 TABLES = {"real.json": real_table, "speed": speed_table, "scale": scale_table, "decode": decode_table,
           "writes": writes_table}
 
 
-def render(text: str) -> str:
-    for name, make in TABLES.items():
+def render(text: str, tables: dict = TABLES) -> str:
+    for name, make in tables.items():
         begin, end = f"<!-- {name} table: begin -->", f"<!-- {name} table: end -->"
         if begin not in text or end not in text:
-            raise SystemExit(f"{README}: no markers for the {name} table")
+            raise SystemExit(f"no markers for the {name} table")
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
         text = f"{head}{begin}\n{make()}\n{end}{tail}"
@@ -117,16 +134,18 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true", help="only check that the tables match the JSONs")
     args = p.parse_args(argv)
-    text = README.read_text()
-    new = render(text)
-    if args.check:
-        if new != text:
-            print(f"{README}: tables differ from bench/results/*.json; run python bench/tables.py")
-            return 1
-        return 0
-    README.write_text(new)
-    print(f"wrote the tables of {README}")
-    return 0
+    status = 0
+    for path, tables in ((README, TABLES), (TOP_README, {"results": results_table})):
+        text = path.read_text()
+        new = render(text, tables)
+        if args.check:
+            if new != text:
+                print(f"{path}: tables differ from bench/results/*.json; run python bench/tables.py")
+                status = 1
+        elif new != text:
+            path.write_text(new)
+            print(f"wrote the tables of {path}")
+    return status
 
 
 if __name__ == "__main__":
