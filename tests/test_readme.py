@@ -106,13 +106,12 @@ def test_every_named_path_pattern_is_found():
 
 @pytest.mark.slow
 def test_tutorial_blocks_run_in_order(tmp_path):
-    from kit.cli import main
+    from kit.synth import generate
 
     text = tutorial_section(README.read_text())
     blocks = runnable_blocks(text)
-    data = tmp_path / "data"
-    assert main(["synth", "--out", str(data), "--classes", "6", "--images", "90", "--test-images", "20",
-                 "--distractors", "4", "--size", "64", "--jobs", "1"]) == 0
+    data = tmp_path / "data"       # the library call, not `kit synth`: independent of the CLI's flag names
+    generate(data, classes=6, images=90, test_images=20, distractors=4, size=64, workers=1)
     work = tmp_path / "w"
     fake = tmp_path / "bin"
     work.mkdir()
