@@ -130,6 +130,8 @@ def test_tutorial_blocks_run_in_order(tmp_path):
     markers = [line for line in r.stderr.splitlines() if line.startswith("### README block")]
     assert r.returncode == 0, f"{markers[-1:]} failed (exit {r.returncode}):\n{r.stderr[-3000:]}"
     assert len(markers) == len(blocks)
+    stale = [line for line in r.stderr.splitlines() if line.startswith("kit") and "deprecat" in line.lower()]
+    assert not stale, f"the README uses old names: {stale}"           # old flag names warn for one release
     out = r.stdout.splitlines()
     assert any(line.startswith("GAP ") for line in out)                       # kit score / kit run
     assert "submission 2: complete, public score 0.1234" in out             # kit submit --kernel --wait
