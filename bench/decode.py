@@ -149,7 +149,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     if not (args.shared / "oxford_paris" / "labels.csv").is_file():
-        print(f"{args.shared}: no oxford_paris/labels.csv (real photos are not on this machine): nothing to measure")
+        print(f"{args.shared}: no oxford_paris/labels.csv (no real photos here): nothing to measure")
         return 0
     import cv2
     import torch

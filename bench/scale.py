@@ -1,4 +1,4 @@
-"""GLDv2 scale bench (issue 12): time and peak RSS of every step after the network, at 3 data sizes.
+"""GLDv2 scale bench: time and peak RSS of every step after the network, at 3 data sizes.
 
     python bench/scale.py            # sizes 1%, 10%, 100% of GLDv2 -> bench/results/scale.json + scale.png
     python bench/scale.py --quick    # sizes 0.2%, 0.5%, 1%      -> scale.quick.json + scale.quick.png

@@ -7,7 +7,7 @@ param groups, LambdaLR, GradScaler, accumulation/clip logic, tqdm) against a pla
 forward/backward/step. The loops alternate in short rounds (2 steps; kit's per-epoch setup, tqdm
 included, is paid every round, which overstates its cost), the order flipping every round. Every
 step is timed from one batch request to the next, in wall-clock and in CPU time of this process
-(all its threads). This machine is shared with other jobs, whose load swings wall-clock step times
+(all its threads). On a machine shared with other jobs, load swings wall-clock step times
 by up to 15x, so the overhead (target <= 1.10) is the ratio of CPU seconds per step, kit / bare;
 wall-clock images/s of each loop's fastest step (its speed when it had the cores) and the paired
 per-round wall-clock ratios are reported beside it. A bare

@@ -1,4 +1,4 @@
-"""Issue 14: broken and hostile inputs get one line naming the file/row/value (or are skipped and
+"""Broken and hostile inputs get one line naming the file/row/value (or are skipped and
 counted), never a traceback, never silent corruption; plus the cases that already held, so none regresses.
 Code execution from checkpoints is in test_hostile_loaders.py."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 14, code execution: a crafted .pt whose unpickling would run code is refused by EVERY loader
+"""Code execution: a crafted .pt whose unpickling would run code is refused by EVERY loader
 (checkpoint, --resume, model.weights=FILE, DELF file, report, the Kaggle notebook's predict steps) with
 one line naming the file; the payload provably runs under plain pickle, so these tests can fail."""
 from __future__ import annotations

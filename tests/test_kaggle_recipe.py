@@ -91,6 +91,20 @@ def test_packaging_an_unfinished_run_names_the_stage(finished, tmp_path, capsys)
     assert "choice.json: not found (run the recipe first" in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_package_failing_half_way_leaves_the_last_good_models_dataset(finished, tmp_path, capsys):
+    root, data, work, recipe = finished
+    out, broken = tmp_path / "o", tmp_path / "work"
+    args = ["kaggle", "package", "--recipe", str(recipe), "--out-dir", str(out), "--user", "a", "--no-wheels"]
+    assert main([*args, "--work-dir", str(work)]) == 0
+    before = sorted(p.relative_to(out) for p in (out / "kit-models").rglob("*"))
+    shutil.copytree(work, broken)
+    (broken / "predict" / "stage.json").unlink()   # folds and train ship, then predict fails
+    assert main([*args, "--work-dir", str(broken)]) == 2
+    assert "stage 'predict' has not finished" in capsys.readouterr().err
+    assert sorted(p.relative_to(out) for p in (out / "kit-models").rglob("*")) == before
+    assert not list(out.glob(".*partial"))
+
+
 @pytest.mark.parametrize("bad", ["../../etc/passwd", "/etc/passwd", "stages/../../x"])
 def test_manifest_naming_a_file_outside_the_models_dataset_is_refused(tmp_path, bad):
     manifest = {"recipe": {"name": "x", "stages": [{"folds": {}}]}, "files": [bad]}

@@ -66,7 +66,7 @@ def test_quick_path_writes_the_sample(tmp_path, monkeypatch):
 
 def _closure(names) -> list:
     """The installed distributions `names` and everything they require, extras included (torch needs
-    cuda-toolkit[cufile,...]), as installed on this machine."""
+    cuda-toolkit[cufile,...]), as installed here."""
     import importlib.metadata as md
     import re
 

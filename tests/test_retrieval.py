@@ -165,7 +165,7 @@ def test_retrieve_command_knn_and_centroids(tmp_path, capsys):
     assert "1 index id(s) have no landmark_id (first: i17)" in capsys.readouterr().err
 
 
-# ------------------------------------------------------------------- blocked torch scan (issue 12)
+# ------------------------------------------------------------------- blocked torch scan
 @pytest.mark.parametrize("n,q,k,qblock,dblock", [
     (1000, 50, 5, 4096, 16384),  # one block each way, fewer queries than a block
     (1000, 50, 40, 7, 16),       # k > database block, many query blocks

@@ -1,4 +1,4 @@
-"""The vectorised ensemble / retrieval / filter paths (issue 12) against naive per-row copies of the code
+"""The vectorised ensemble / retrieval / filter paths against naive per-row copies of the code
 they replaced, on random cases with score ties, repeated labels and -1 (empty) slots: results must be
 bit-identical, not just close."""
 import itertools
@@ -216,7 +216,7 @@ def test_train_index_load_matches_dict_lookup(tmp_path):
     (tmp_path / "labels.csv").write_text("id,landmark_id\na,1\nb,2\na,3\nc,4\n")
     save_predictions(Predictions(["c", "x", "a"], [[0], [0], [0]], [[1], [1], [1]], np.eye(3, dtype=np.float32)),
                      tmp_path / "train.npz")
-    with pytest.raises(KitError, match=r"labels.csv: row 3 \(line 4\): duplicate id a"):  # issue 14: no silent pick
+    with pytest.raises(KitError, match=r"labels.csv: row 3 \(line 4\): duplicate id a"):  # no silent pick
         TrainIndex.load(str(tmp_path / "train.npz"), str(tmp_path / "labels.csv"))
     (tmp_path / "labels.csv").write_text("id,landmark_id\na,3\nb,2\nc,4\n")
     idx = TrainIndex.load(str(tmp_path / "train.npz"), str(tmp_path / "labels.csv"))
@@ -247,7 +247,7 @@ def read_train_ref(path):
     from kit.data.train_csv import _check_landmark_ids
 
     df = pd.read_csv(path, usecols=["id", "landmark_id"], dtype={"id": str})
-    df["id"] = df["id"].str.strip().astype(object)  # issue 14: ids are stripped
+    df["id"] = df["id"].str.strip().astype(object)  # ids are stripped
     df["landmark_id"] = _check_landmark_ids(path, df["landmark_id"])
     return df
 

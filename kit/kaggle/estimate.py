@@ -1,5 +1,5 @@
 """`kit kaggle package --estimate N`: the packaged inference timed on N test images here, projected to the
-competition's test and index sizes. An estimate: one small run, on this machine's device."""
+competition's test and index sizes. An estimate: one small run, on the local device."""
 from __future__ import annotations
 
 import os

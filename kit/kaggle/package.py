@@ -81,7 +81,7 @@ def _copy(src: str | os.PathLike, dest: Path) -> Path:
 
 def wheel_from_installed(name: str, out: Path) -> Path | None:
     """A wheel rebuilt from the installed distribution `name` (its RECORD files, tags from its WHEEL file):
-    the exact version this machine trained with, offline. None when it is not installed from a wheel."""
+    the exact version the models were trained with, offline. None when it is not installed from a wheel."""
     import base64
     import hashlib
     import importlib.metadata as md
@@ -167,8 +167,13 @@ def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, 
     notebook = Path(notebook) if notebook else project_root() / "notebooks" / "inference.ipynb"
     if not notebook.is_file():
         raise KitError(f"{notebook}: notebook not found (python notebooks/make_notebook.py writes it)")
-    mdir = out / f"{prefix}-models"
-    shipped = bundle(recipe, Path(work), mdir, overrides)
+    mdir, partial = out / f"{prefix}-models", out / f".{prefix}-models.partial"
+    shutil.rmtree(partial, ignore_errors=True)  # built aside and swapped in: a failed run leaves no half dataset
+    try:
+        shipped = bundle(recipe, Path(work), partial, overrides)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     manifest = {"kit_version": __version__, "competition": competition, "public_test_count": int(public_test_count),
                 "recipe": shipped["recipe"], "files": shipped["files"]}
     deps = list(dict.fromkeys([*deps, *recipe_deps(shipped["recipe"])]))
@@ -184,8 +189,10 @@ def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, 
         paths["wheels"], paths["skipped"], paths["wheel_files"] = wdir, skipped, built
     shipped_names = [w.split("-")[0] for w in paths["wheel_files"]] if wheels else ["kit", *deps]
     manifest["environment"] = environment(shipped_names)
-    write_json(manifest, mdir / MANIFEST)
-    write_json(dataset_metadata(user, f"{prefix}-models", f"{prefix} models"), mdir / "dataset-metadata.json")
+    write_json(manifest, partial / MANIFEST)
+    write_json(dataset_metadata(user, f"{prefix}-models", f"{prefix} models"), partial / "dataset-metadata.json")
+    shutil.rmtree(mdir, ignore_errors=True)
+    partial.rename(mdir)
     kdir = out / "kernel"
     _copy(notebook, kdir / "inference.ipynb")
     write_json(kernel_metadata(user, f"{prefix}-inference", f"{prefix} inference", datasets, competition),
