@@ -69,6 +69,7 @@ BAD = [
     ("- folds: {}\n", "top level must be a mapping of recipe keys with 'stages', not a list"),
     ("stages: []\n", "'stages' must be a non-empty list"),
     ("stages:\n  - folds: {\n", "invalid YAML"),
+    ("threads: 0\nstages:\n  - folds: {}\n", "threads must be >= 1 and workers >= 0 (threads=0, workers=2)"),
 ]
 
 

@@ -141,6 +141,8 @@ def validate(data: dict, where: str, deep: bool = True) -> Recipe:
     for key in fields_of(RunSettings):
         if key in data:
             setattr(run, key, coerce(data[key], typing.get_type_hints(RunSettings)[key], f"{where}: {key}"))
+    if run.threads < 1 or run.workers < 0:
+        raise KitError(f"{where}: threads must be >= 1 and workers >= 0 (threads={run.threads}, workers={run.workers})")
     items = data.get("stages")
     if not isinstance(items, list) or not items:
         raise KitError(f"{where}: 'stages' must be a non-empty list of {{STAGE: {{settings}}}} items "
