@@ -9,13 +9,15 @@ Rows with labels[:, 0] == -1 have no prediction (an empty `landmarks` cell in a 
 """
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from kit.errors import KitError
 from kit.atomic import atomic_path
+from kit.errors import KitError
+from kit.ids import first_duplicate, safe_ids
 
 
 @dataclass
@@ -90,8 +92,6 @@ def save_predictions(pred: Predictions, path: str | Path) -> Path:
 
 def load_predictions(path: str | Path) -> Predictions:
     """Read and check a prediction file; every problem is a KitError naming this file (and the row)."""
-    import zipfile
-
     path = Path(path)
     if not path.is_file():
         raise KitError(f"{path}: prediction file not found")
@@ -116,8 +116,6 @@ def load_predictions(path: str | Path) -> Predictions:
 
 def check_arrays(path, a: dict) -> None:
     """Shapes, dtypes, finite scores and unique, non-blank, safe ids of a prediction file's arrays."""
-    from kit.ids import safe_ids
-
     ids, labels, scores, emb = a["ids"], a["labels"], a["scores"], a.get("embeddings")
     if ids.ndim != 1 or ids.dtype.kind not in "US":
         raise KitError(f"{path}: 'ids' must be a 1-D string array (got {ids.dtype} {ids.shape})")
@@ -134,8 +132,6 @@ def check_arrays(path, a: dict) -> None:
     if len(bad):
         i = int(bad[0])
         raise KitError(f"{path}: row {i + 1}: id {ids[i][:80]!r} is blank, padded or not a safe file name")
-    from kit.ids import first_duplicate
-
     d = first_duplicate(ids)
     if d >= 0:
         first = int(np.flatnonzero(ids == ids[d])[0])

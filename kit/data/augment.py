@@ -18,6 +18,7 @@ import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
 from kit.errors import KitError
+from kit.models.backbones import backbone_mean_std
 from kit.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -89,7 +90,5 @@ def build_transforms(name: str, image_size: int, train: bool, mean=None, std=Non
 def transforms_for(cfg, train: bool) -> A.Compose:
     """build_transforms for a kit Config: cfg.data.augment at cfg.data.image_size, normalised with
     the mean/std that cfg.model.backbone's pretrained weights expect (0.5/0.5 for the lite models)."""
-    from kit.models.backbones import backbone_mean_std
-
     mean, std = backbone_mean_std(cfg.model.backbone)
     return build_transforms(cfg.data.augment, cfg.data.image_size, train, mean=mean, std=std)

@@ -19,9 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, default_collate
 
-from kit.errors import KitError
 from kit.csvfiles import read_csv
+from kit.data.augment import transforms_for
+from kit.errors import KitError
 from kit.ids import clean_ids
 from kit.images import MAX_PIXELS, decode_image
 from kit.layout import image_path
@@ -125,8 +128,6 @@ class LandmarkDataset:
     def from_config(cls, df: pd.DataFrame, cfg, train: bool, split: str = "train") -> "LandmarkDataset":
         """The dataset of `df` as the config says: cfg.data's transform (training or eval form), folder,
         strictness, pixel cap and image size (decode scale), and cfg.seed."""
-        from kit.data.augment import transforms_for
-
         d = cfg.data
         return cls(df, d.data_dir, transforms_for(cfg, train), split=split, seed=cfg.seed, strict=d.strict,
                    max_pixels=d.max_pixels, image_size=d.image_size)
@@ -152,8 +153,6 @@ class LandmarkDataset:
 def collate(items):
     """default_collate over the decodable items, plus "skipped": ids of the undecodable ones.
     A batch of only undecodable images is {"skipped": [...]} (no "image": see `has_images`)."""
-    from torch.utils.data import default_collate
-
     skipped = [x["skipped"] for x in items if x is not None and "skipped" in x]
     good = [x for x in items if x is not None and "skipped" not in x]
     batch = default_collate(good) if good else {}
@@ -169,8 +168,6 @@ def has_images(batch) -> bool:
 def _worker_init(_):
     # No cv2.setNumThreads here: in a forked worker it deadlocks when the parent has used OpenCV's
     # thread pool (kit.cli sets OpenCV to 0 threads at start, which workers inherit).
-    import torch
-
     torch.set_num_threads(1)
 
 
@@ -180,8 +177,6 @@ def make_loader(dataset, batch_size: int, train: bool, seed: int, num_workers: i
 
     Validation loaders are unshuffled and sharded without padding (rank r gets rows r, r+W, ...).
     """
-    from torch.utils.data import DataLoader, DistributedSampler
-
     drop_last = train and len(dataset) >= batch_size * world_size
     if train:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,

@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kit.errors import KitError
 from kit.csvfiles import read_csv
+from kit.errors import KitError
 from kit.ids import clean_ids
+from kit.metrics import index_in
 
 
 def _check_landmark_ids(path, col: pd.Series, none_ok: bool = False) -> np.ndarray:
@@ -113,8 +114,6 @@ def _split_ascii_ids(images: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
 
 def restrict_to_clean(train: pd.DataFrame, clean: pd.DataFrame, path="clean csv") -> pd.DataFrame:
     """Keep train rows whose id is listed in the clean CSV; a listed id under another landmark is an error."""
-    from kit.metrics import index_in
-
     pos = index_in(train["id"], clean["id"])  # first listing of each id
     kept = train[pos >= 0]
     clean_lid = clean["landmark_id"].to_numpy()[pos[pos >= 0]]

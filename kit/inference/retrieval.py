@@ -15,11 +15,14 @@ native bf16. Without faiss, that torch scan takes its place, on CUDA when torch 
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from kit.errors import KitError
+from kit.inference.expansion import alpha_qe, dba
 from kit.inference.search import SearchIndex, l2n
-from kit.predictions import Predictions, top_per_row
+from kit.predictions import Predictions, load_predictions, top_per_row
 from kit.registry import Registry
 
 
@@ -58,8 +61,6 @@ class KnnPredictor:
         self.qe, self.qe_alpha, self.dba, self.dba_alpha = qe, qe_alpha, dba, dba_alpha
 
     def fit(self, embeddings: np.ndarray, labels: np.ndarray) -> "KnnPredictor":
-        from kit.inference.expansion import dba
-
         self.labels = np.asarray(labels, np.int64)
         if len(self.labels) != len(embeddings) or len(embeddings) == 0:
             raise KitError(f"knn: {len(embeddings)} embeddings for {len(self.labels)} labels")
@@ -69,8 +70,6 @@ class KnnPredictor:
 
     def search(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(sims, rows) of the k nearest index images of each query (after alpha-QE when on)."""
-        from kit.inference.expansion import alpha_qe
-
         return self.index.search(alpha_qe(embeddings, self.xb, self.qe, self.qe_alpha, self.index), k)
 
     def predict(self, ids, embeddings: np.ndarray, topk: int = 5) -> Predictions:
@@ -165,7 +164,7 @@ RETRIEVERS = Registry("retriever", {"knn": KnnPredictor, "centroids": CentroidPr
 
 def index_labels(ids, labels_csv) -> np.ndarray:
     """Landmark id of each index image from a CSV with id,landmark_id (folds CSV, train.csv)."""
-    from kit.data.train_csv import read_train
+    from kit.data.train_csv import read_train  # pandas: not imported for `kit --help`
 
     df = read_train(labels_csv)  # ids stripped; blank/duplicate ids, bad landmark ids: one-line errors
     lab = df.set_index("id")["landmark_id"].reindex(np.asarray(ids).astype(str))
@@ -186,10 +185,6 @@ def fit_retriever(name: str, index: Predictions, labels_csv, **kw):
 def load_index(paths) -> Predictions:
     """The retrieval index from one or more prediction files (e.g. a run's train and val predictions):
     their rows stacked, each id once (first file wins)."""
-    import os
-
-    from kit.predictions import load_predictions
-
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     parts = [load_predictions(p) for p in paths]
     if any(p.embeddings is None for p in parts):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.errors import KitError
 from kit.registry import Registry
 
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from kit.errors import KitError
 from kit.atomic import atomic_path, write_json
-from kit.pipeline.recipe import Recipe, load_recipe
+import kit.pipeline.stages  # noqa: F401  (registers the stages)
+from kit.pipeline.recipe import Recipe, load_recipe, save_recipe
 from kit.pipeline.runner import DONE, encode, finished
 
 FITTED = {"ensemble": ("weights.json",), "filter": ("filter.json",)}   # files an infer stage fits at home
@@ -131,9 +132,6 @@ def ship_stage(spec, work: Path, out: Path) -> list[str]:
 
 def bundle(recipe, work: Path, out: Path, overrides=()) -> dict:
     """Package `recipe` (finished in `work`) into OUT/stages/ + OUT/recipe.yaml -> {"recipe", "files"}."""
-    from kit.pipeline import stages  # noqa: F401  (registers the stages)
-    from kit.pipeline.recipe import save_recipe
-
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     data = packaged_recipe(recipe, Path(work))
     packaged = load_recipe(data)

@@ -1,17 +1,24 @@
 """`kit kaggle package`: offline wheels, a models dataset (checkpoints + manifest) and a kernel folder."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.metadata as md
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
-from kit.errors import KitError
+from kit import __version__
 from kit.atomic import atomic_path, write_json
+from kit.errors import KitError
 from kit.kaggle import COMPETITION, DEFAULT_DEPS, MANIFEST, NOT_NEEDED, PREINSTALLED
+from kit.kaggle.bundle import bundle
 
 
 def project_root() -> Path:
@@ -82,11 +89,6 @@ def _copy(src: str | os.PathLike, dest: Path) -> Path:
 def wheel_from_installed(name: str, out: Path) -> Path | None:
     """A wheel rebuilt from the installed distribution `name` (its RECORD files, tags from its WHEEL file):
     the exact version this machine trained with, offline. None when it is not installed from a wheel."""
-    import base64
-    import hashlib
-    import importlib.metadata as md
-    import zipfile
-
     try:
         dist = md.distribution(name)
     except md.PackageNotFoundError:
@@ -115,13 +117,9 @@ def wheel_from_installed(name: str, out: Path) -> Path | None:
 
 def _requirements() -> list[str]:
     """kit's declared runtime dependencies (names), from pyproject.toml (installed metadata on Python 3.10)."""
-    import re
-
     try:
         import tomllib
     except ImportError:  # Python 3.10
-        import importlib.metadata as md
-
         deps = [d for d in md.requires("kit") or [] if "extra ==" not in d]
     else:
         deps = tomllib.loads((project_root() / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -160,9 +158,6 @@ def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, 
             prefix: str = "kit", public_test_count: int = 0, notebook: str | os.PathLike | None = None) -> dict:
     """Build OUT/{prefix}-wheels, OUT/{prefix}-models (the packaged recipe + what its inference needs,
     from the finished `kit run` in `work`) and OUT/kernel (notebook) -> their paths."""
-    from kit import __version__
-    from kit.kaggle.bundle import bundle
-
     out = Path(out)
     notebook = Path(notebook) if notebook else project_root() / "notebooks" / "inference.ipynb"
     if not notebook.is_file():

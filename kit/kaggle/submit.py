@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from kit.errors import KitError
+from kit.submission import read_sample_ids, read_submission
 
 MIN_POLL = 10  # seconds between polls of a submission's status
 WAIT_MAX = 12 * 3600  # --wait 0: as long as a notebook may run
@@ -74,8 +75,6 @@ def _api_error(e: Exception, what: str) -> KitError:
 
 def validate_submission(file: str | os.PathLike, sample: str | os.PathLike | None) -> dict:
     """Check `file` as a submission (format, and the same ids as `sample` when given) -> counts."""
-    from kit.submission import read_sample_ids, read_submission
-
     ids = read_sample_ids(sample) if sample else None
     df = read_submission(file, sample_ids=ids)
     return {"rows": len(df), "predicted": int((df["label"] >= 0).sum()), "ids_checked": ids is not None}

@@ -10,15 +10,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kit.errors import KitError
+import torch
+
 from kit.atomic import atomic_path
+from kit.config import config_from_dict
+from kit.errors import KitError
+from kit.models.model import build_model
 from kit.models.safe_load import load_torch_file
 
 REQUIRED_KEYS = ("model", "config", "label_map")
+
+
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """torch.save to a temp file, then rename: a kill mid-write never leaves a broken checkpoint."""
-    import torch
-
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return Path(path)
@@ -49,11 +53,7 @@ def load_checkpoint(path_or_run_dir: str | os.PathLike, name: str = "best.pt", m
 
 def load_model(path_or_run_dir: str | os.PathLike, device="cpu"):
     """-> (model in eval mode on `device`, cfg, label_map) from a .pt file or a run dir (best.pt)."""
-    from kit.models.model import build_model
-
     state = load_checkpoint(path_or_run_dir)
-    from kit.config import config_from_dict
-
     try:
         cfg = config_from_dict(state["config"])
     except KitError as e:

@@ -5,7 +5,6 @@ import torch
 from timm.layers import SEModule
 from torch import nn
 
-from kit.errors import KitError
 from kit.registry import Registry
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from kit.atomic import write_text
 from kit.config import _coerce, named_file, read_yaml_mapping
 from kit.errors import KitError
 from kit.pipeline.stage import STAGES, RunSettings, Stage, fields_of
@@ -225,7 +226,5 @@ def coerce(value, tp, where: str):
 
 
 def save_recipe(recipe: Recipe | dict, path: str | Path) -> Path:
-    from kit.atomic import write_text
-
     data = recipe.to_dict() if isinstance(recipe, Recipe) else recipe
     return write_text(yaml.safe_dump(data, sort_keys=False), path)

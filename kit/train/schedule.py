@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 
-from kit.errors import KitError
 from kit.registry import Registry
 
 def cosine_factor(step: int, total_steps: int, warmup_steps: int = 0, floor: float = 0.0) -> float:
