@@ -1,14 +1,8 @@
 """Atomic file writes: a reader sees the old file or the new one, never a half-written one.
 
 `atomic_path` yields a temp file beside the target and renames it onto the target when the block
-succeeds. Durable writes (the default, for outputs) fsync the file before the rename and the folder
-after it, as git does for its objects; `durable=False` (caches, which can be recomputed) skips both.
-
-No write scans its folder: temp files left by killed writers are swept once per folder per process,
-at its first write there, so a write costs the same in an empty folder and in one with 100k files.
-Temp files are created with `os.open(..., 0o666)`, so the kernel applies the umask: nothing
-process-wide is changed while other threads create files.
-"""
+succeeds; durable writes (the default) fsync the file and the folder, `durable=False` (caches) skips
+that. Temp files of killed writers are swept once per folder per process, so no write scans its folder."""
 from __future__ import annotations
 
 import contextlib

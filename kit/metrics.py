@@ -1,17 +1,11 @@
 """Competition metrics: GAP exactly as Kaggle's GLR scores it, plus accuracy and the Mail.ru offline test.
 
-GAP (Global Average Precision, a.k.a. micro-AP): each test image has at most one prediction
-(label, score). All predictions are sorted by score descending (ties: id ascending, then label,
-the official convention of tensorflow/models delf `GlobalAveragePrecision`). Walking down the list,
-every prediction counts in the precision denominator, including predictions on non-landmark
-images; a correct one adds the precision at its rank. The sum is divided by M, the number of test
-images whose ground truth holds at least one landmark; an image without a prediction still counts
-in M. Ground truth may list several landmarks per image: a prediction is correct if it is any of them.
-
-`gap` is the fast path for aligned arrays (one true label per image); `gap_frames` handles submission
-and solution frames (several true landmarks). `gap_reference` is a plain-Python transcription of the
-definition, used by tests and bench/ to prove the vectorised versions equal it.
-"""
+GAP (micro-AP): each test image has at most one prediction (label, score). Predictions are sorted by
+score descending (ties: id ascending, then label, as tensorflow/models delf `GlobalAveragePrecision`);
+every prediction counts in the precision denominator, a correct one adds the precision at its rank, and
+the sum is divided by M, the number of test images with at least one true landmark. A prediction is
+correct if it is any of the image's landmarks. `gap_reference` is the definition in plain Python, which
+tests and bench/ compare the vectorised versions against."""
 from __future__ import annotations
 
 import numpy as np

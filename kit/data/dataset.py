@@ -1,14 +1,8 @@
 """Images of one fold as torch DataLoaders: the folds CSV + GLDv2 image layout -> (image, label, id).
 
-Data order and augmentation are functions of (seed, epoch, index) only: the sampler is a
-DistributedSampler seeded with cfg.seed (one replica when not distributed) and each sample's
-albumentations random state is derived from (seed, epoch, index). So a resumed run, a run with a
-different number of workers and a DDP run all see the same batches as an uninterrupted run.
-Missing images are found up front (one directory walk) and dropped with a count; unreadable,
-truncated or oversized ones (kit.images.decode_image) are found at decode time, dropped in `collate` and
-counted (batch["skipped"] lists their ids). With `strict` both raise a one-line KitError naming the
-file instead, also from DataLoader workers (kit.errors.KitError drops the worker's traceback).
-"""
+Data order and augmentation are functions of (seed, epoch, index) only, so a resumed run, another
+worker count and a DDP run see the same batches. Missing images are dropped up front with a count;
+undecodable ones are dropped in `collate` (batch["skipped"]); with `strict` both are a KitError."""
 from __future__ import annotations
 
 import logging

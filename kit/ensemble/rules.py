@@ -1,12 +1,8 @@
 """Ensembles of prediction files: report 001's four rules (max, correct, boost, weighted) plus `soft`.
 
-Every rule is a pure function `ENSEMBLES[name](preds: list[Predictions], **kw) -> Predictions` over
-inputs first aligned to the union of their ids (`align`): an id a model did not predict has an empty
-row there (label -1), so it is never dropped. The "base" of a rule is the first model, in the rule's
-order, that predicted the id; when the named base model did not predict an id, the next one that did
-takes its place (so the output has a prediction wherever any input has one). `run_ensemble` runs a rule
-over files (what `kit ensemble` calls); soft voting and its weight fitting are in kit.ensemble.soft.
-"""
+Each rule is `ENSEMBLES[name](preds, **kw) -> Predictions` over inputs aligned to the union of their ids
+(an id a model did not predict is an empty row, never dropped). A rule's "base" model for an id is the
+first, in the rule's order, that predicted it."""
 from __future__ import annotations
 
 from pathlib import Path

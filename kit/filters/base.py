@@ -1,17 +1,10 @@
-"""Non-landmark filters, the shared part: rescore a prediction file so that predictions on images without a landmark
+"""Non-landmark filters, the shared part: rescore predictions so that those on images without a landmark
 rank below the verified ones (GAP punishes every wrong prediction ranked above a right one).
 
-Each filter computes one number per image (its *signal*: RANSAC inliers, similarity to distractors,
-similarity to the predicted class's centroids) and maps (score, signal) to a new score with a few
-parameters that `fit` chooses on validation images plus non-landmark distractors to maximise GAP.
-FILTERS: "delf" / "sift" (local features + geometric verification against the predicted class's
-nearest training images), "distractor" (GLR 2020: subtract alpha * similarity to a non-landmark set),
-"centroids" (Mail.ru: cosine to the predicted class's centroids below eta = no landmark). Names joined by
-"+" chain filters (`delf+distractor`). A fitted filter is saved as JSON (`save_filter`/`load_filter`).
-
-Failing rows are demoted (every score of the row minus 1 + the score range, so they rank below every
-passing row, order kept) or, with mode="drop", emptied (label -1).
-"""
+A filter computes one *signal* per image (RANSAC inliers, similarity to distractors or to the predicted
+class's centroids) and maps (score, signal) to a new score with parameters that `fit` chooses on
+validation images plus distractors to maximise GAP. Failing rows are demoted below every passing row
+(order kept) or, with mode="drop", emptied."""
 from __future__ import annotations
 
 import logging

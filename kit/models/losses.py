@@ -1,10 +1,5 @@
-"""Losses by name (pytorch-metric-learning style): small classes over pure functions.
-
-Every loss is called as `loss(outputs, labels) -> scalar`, `outputs` being the model's dict
-("logits", "embeddings", and "centers" when the model has center-loss centers). Center loss
-(Mail.ru report) is added to the softmax loss when model.center_weight > 0; its centers live in the
-model (so the optimizer, checkpoints and DDP treat them like any other model parameter).
-"""
+"""Losses by name: `loss(outputs, labels) -> scalar` over the model's output dict. Center loss (Mail.ru)
+is added to the softmax loss when model.center_weight > 0; its centers are model parameters."""
 from __future__ import annotations
 
 import torch

@@ -1,10 +1,7 @@
 """The landmark model: backbone -> [SE attention] -> pool -> [FC -> BN neck] -> head.
 
-`build_model(cfg.model, num_classes, class_counts)`; `model(images, labels=None)` returns
-{"embeddings": [B, D], "pooled": [B, C_backbone], "logits": [B, C]} (+ "centers" with center loss). Embeddings are the raw
-neck output; predict L2-normalises them. Parameters split into backbone / neck / head groups for
-per-part learning rates (Mail.ru), and `set_trainable` gives report 001's stage fine-tuning.
-"""
+`model(images, labels=None)` returns {"embeddings", "pooled", "logits"} (+ "centers" with center loss);
+parameters split into backbone / neck / head groups for per-part learning rates (Mail.ru)."""
 from __future__ import annotations
 
 import torch

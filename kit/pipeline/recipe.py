@@ -1,16 +1,14 @@
 """Recipe files: load, apply `key=value` overrides, validate every stage before any of them runs.
 
     name: retrieval
-    seed: 0                      # run settings (RunSettings): seed, device, workers, threads, cache_dir, val_fold
+    seed: 0                      # run settings (RunSettings)
     stages:                      # in order; each item is {STAGE: {settings}}, `id` defaults to STAGE
       - folds: {min_images: 1}
       - predict: {checkpoint: pretrained, set: {model.backbone: tf_efficientnet_lite1}}
-      - rerank: {embeddings: predict, candidates: 10}
-      - submission: {input: rerank}
+      - submission: {input: predict}
 
-A mistake (unknown stage, key or name, wrong type, a reference to a stage that is not earlier) is one
-KitError naming the file, the stage, the key and the valid choices. A renamed key keeps working for one
-release (RENAMED_KEYS) with one deprecation line."""
+A mistake is one KitError naming the file, the stage, the key and the valid choices; a renamed key keeps
+working for one release (RENAMED_KEYS) with one deprecation line."""
 from __future__ import annotations
 
 import copy

@@ -1,8 +1,4 @@
-"""Saliency maps (report 001, section 5.4.1): which pixels move the top class score.
-
-The map is |d logit_top / d pixel|, max over the colour channels (Simonyan et al.), computed for one
-image with a kit model whose forward returns {"logits": [B, C], ...}.
-"""
+"""Saliency maps (report 001): |d logit_top / d pixel|, max over the colour channels (Simonyan et al.)."""
 from __future__ import annotations
 
 import numpy as np

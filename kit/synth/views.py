@@ -1,9 +1,5 @@
 """Perspective "photos" of a canonical structure: random homography, clutter, occlusion, lighting.
-
-`H = random_homography(rng, size, src_size)` maps structure pixel coordinates to view pixel
-coordinates; `warp_view(structure, H, size)` renders exactly that view, so two views v1, v2 of one
-structure are related by the known homography H2 @ inv(H1) (what DELF/SIFT + RANSAC should recover).
-"""
+Two views of one structure are related by the known homography H2 @ inv(H1), what RANSAC should recover."""
 from __future__ import annotations
 
 import cv2

@@ -1,8 +1,4 @@
-"""Where a training process runs: device choice and, under torchrun, the DDP process group.
-
-`setup_distributed` joins the group when WORLD_SIZE > 1 (gloo on CPU, NCCL on CUDA); the small
-collective helpers are no-ops in a single process, so the training loop has one code path.
-"""
+"""Under torchrun, the DDP process group; the collective helpers are no-ops in a single process."""
 from __future__ import annotations
 
 import os

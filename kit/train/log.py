@@ -1,8 +1,5 @@
-"""Per-epoch training records: metrics.csv, TensorBoard scalars (if installed) and curves.png.
-
-All files are rewritten atomically from the full history each epoch, so a kill never leaves a
-half-written file and a resumed run (which restores the history) continues the same files.
-"""
+"""Per-epoch training records: metrics.csv, TensorBoard scalars (if installed) and curves.png, rewritten
+atomically from the full history each epoch."""
 from __future__ import annotations
 
 import logging

@@ -1,14 +1,9 @@
 """`kit train`: fit one model on one fold, evaluate every epoch, keep the best, write OOF predictions.
 
-`fit` trains any `Job` (a model and loss built from the fold's split, a stage per epoch, a run directory):
-`train` builds kit's landmark model; DELF's attention head (kit.localfeatures.delf.train) is another Job.
-
-One loop for CPU and CUDA (AMP and channels_last only on CUDA), single process or DDP under
-torchrun (gloo on CPU, NCCL on CUDA; cfg.data.batch_size is the GLOBAL batch, split over ranks;
-only rank 0 writes). The data order and augmentation are functions of (seed, epoch) and
-last.pt holds every other piece of state (weights, optimizer, scheduler, scaler, RNGs, history), so
-`--resume` after a kill reproduces the uninterrupted run.
-"""
+`fit` trains any `Job` (kit's landmark model here, DELF's attention head in kit.localfeatures.delf.train),
+on CPU or CUDA, single process or DDP under torchrun (cfg.data.batch_size is the global batch; only rank 0
+writes). Data order and augmentation depend on (seed, epoch) only and last.pt holds every other piece of
+state, so `--resume` after a kill reproduces the uninterrupted run."""
 from __future__ import annotations
 
 import logging

@@ -1,8 +1,4 @@
-"""Learning-rate schedules as pure functions of the optimizer step.
-
-`lr_factor` multiplies each param group's base lr (torch LambdaLR calls it once per optimizer
-step), so a resumed run that restores the step count gets exactly the same learning rates.
-"""
+"""Learning-rate schedules as pure functions of the optimizer step, so a resumed run gets the same rates."""
 from __future__ import annotations
 
 import math
