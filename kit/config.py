@@ -1,8 +1,7 @@
 """Typed experiment configs: dataclasses filled from a preset or YAML file, then `key=value` overrides.
 
 `load_config("top2k", ["optim.lr=0.02", "data.image_size=96"])` -> Config. The resolved config is
-saved (YAML) beside every output so a result can be traced to what made it.
-"""
+saved (YAML) beside every output so a result can be traced to what made it."""
 from __future__ import annotations
 
 import dataclasses

@@ -19,8 +19,7 @@ def _ranked(scores: np.ndarray, id_key: np.ndarray, labels: np.ndarray) -> np.nd
     """Order of predictions: score descending, ties by id ascending, then label ascending.
 
     Sorting by score alone is cheap; only rows whose score is tied get the (id, label) tie-break,
-    which matters because string sorts cost several times a float sort.
-    """
+    which matters because string sorts cost several times a float sort."""
     neg = -scores
     order = np.argsort(neg, kind="stable")
     s = neg[order]
@@ -65,8 +64,7 @@ def gap(pred_labels, pred_scores, true_labels, ids=None) -> float:
     """GAP for aligned arrays, one row per test image.
 
     pred_labels -1 = no prediction (not counted anywhere but M); true_labels -1 = non-landmark image.
-    `ids` (str or int) break score ties ascending; without them, row order breaks ties.
-    """
+    `ids` (str or int) break score ties ascending; without them, row order breaks ties."""
     pred = np.asarray(pred_labels, dtype=np.int64).ravel()
     score = np.asarray(pred_scores, dtype=np.float64).ravel()
     true = np.asarray(true_labels, dtype=np.int64).ravel()
@@ -92,8 +90,7 @@ def index_in(values, keys) -> np.ndarray:
     """Row in `keys` of each of `values` (first match; -1 = absent), for string ids.
 
     pyarrow's C++ hash lookup is ~3x faster than pandas' get_indexer on 1M ids; without pyarrow (Kaggle's
-    image need not have it) pandas' hash table gives the same answer.
-    """
+    image need not have it) pandas' hash table gives the same answer."""
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -190,8 +187,7 @@ def match_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> pd.DataFrame:
 
     Returns one row per solution id (solution order): id, label, score, correct, is_landmark.
     Solution rows with usage 'Ignored' (Kaggle's solution files) are dropped together with their
-    predictions, as the official scorer does. Submission ids absent from the solution are an error.
-    """
+    predictions, as the official scorer does. Submission ids absent from the solution are an error."""
     return pd.DataFrame(_match(sub_df, sol_df))
 
 
@@ -205,8 +201,7 @@ def gap_reference(predictions: dict, solution: dict) -> float:
     """Naive GAP, a line-by-line transcription of the definition (slow; for tests and bench only).
 
     predictions: {id: (label, score)} (absent or label -1 = no prediction);
-    solution: {id: list of landmark ids} (empty = non-landmark).
-    """
+    solution: {id: list of landmark ids} (empty = non-landmark)."""
     items = [(i, lab, sc) for i, (lab, sc) in predictions.items() if lab != -1]
     items.sort(key=lambda x: (-x[2], x[0], x[1]))
     total = correct = 0
@@ -248,8 +243,7 @@ def gap_by_frequency(pred_labels, pred_scores, true_labels, class_counts: dict, 
     """GAP on landmark test images of frequent (train count >= threshold) vs rare classes.
 
     Each bucket is scored as its own test set of landmark images only (non-landmark images are left
-    out so the rare bucket is not swamped by them); shows whether a model ignores the long tail.
-    """
+    out so the rare bucket is not swamped by them); shows whether a model ignores the long tail."""
     pred = np.asarray(pred_labels, dtype=np.int64).ravel()
     score = np.asarray(pred_scores, dtype=np.float64).ravel()
     true = np.asarray(true_labels, dtype=np.int64).ravel()

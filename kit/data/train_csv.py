@@ -2,8 +2,7 @@
 
 Ids are stripped and checked (safe file names, unique: kit.ids), landmark ids are integers; errors name the
 file and row. A fast path reads with pandas' default types and falls back to the exact, slower parser where
-the fast one could differ; tests compare the two.
-"""
+the fast one could differ; tests compare the two."""
 from __future__ import annotations
 
 import numpy as np

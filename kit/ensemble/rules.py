@@ -115,8 +115,7 @@ def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weig
 
     Weights: `weights` if given; else for `weighted`, each model's GAP (on `fit_on` files, else on
     FILES) against `solution`, or, when FILES were discovered, each experiment's validation GAP
-    (`validation_gap`); for `soft`, simplex weights fitted on `fit_on` (else FILES) against `solution`.
-    """
+    (`validation_gap`); for `soft`, simplex weights fitted on `fit_on` (else FILES) against `solution`."""
     ENSEMBLES.check(method, "")
     truth = load_truth(solution) if solution else None
     discovered = not files

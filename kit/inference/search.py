@@ -66,8 +66,7 @@ def choose_backend(rows: int, dim: int, hw: Hardware, backend: str = "auto", pre
     multiplies bf16 natively: there the exact scan is faster than IVF (bench/scale.py: GLDv2 size in 14 min
     at recall 1.0 on 2 shared cores, faiss IVF 17.5 min at 0.66).
     precision="low" scans in fp16 (CUDA) / bf16 (CPU) and re-scores the candidates in fp32; "auto" does so
-    above `low_min` rows on CUDA or on a bf16 CPU (elsewhere bf16 is emulated, slower); "fp32" never.
-    """
+    above `low_min` rows on CUDA or on a bf16 CPU (elsewhere bf16 is emulated, slower); "fp32" never."""
     BACKENDS.check(backend, "retrieval: ")
     PRECISIONS.check(precision, "retrieval: ")
     big = rows > ivf_threshold

@@ -1,8 +1,7 @@
 """`kit submit`: validate a submission against the sample, then send it (or a notebook version) to Kaggle.
 
 `kaggle` authenticates when imported and prints help on failure, so it is imported only inside
-`_kaggle_api`, after a credential check that gives one clear line instead.
-"""
+`_kaggle_api`, after a credential check that gives one clear line instead."""
 from __future__ import annotations
 
 import contextlib
@@ -114,8 +113,7 @@ def submit(competition: str, file: str | os.PathLike = "submission.csv", message
 
     The same as `kaggle_command(...)`; a dry run logs that command and sends nothing. With `wait`
     (seconds, 0 = up to WAIT_MAX), polls the submission until Kaggle scores it and logs the public
-    score. Returns Kaggle's message ("" in a dry run). Never modifies `file`.
-    """
+    score. Returns Kaggle's message ("" in a dry run). Never modifies `file`."""
     if (kernel is None) != (version is None):
         raise KitError("--kernel and --version go together (code competitions: the notebook and its version)")
     if kernel is not None and kernel.count("/") != 1:

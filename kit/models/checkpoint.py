@@ -3,8 +3,7 @@
 A .pt is a dict: model (state_dict), config (dict), label_map, class_counts, epoch, metrics, and in
 last.pt also optimizer/scheduler/scaler/rng state so `kit train --resume` continues exactly.
 Every .pt kit reads goes through `load_torch_file`: `torch.load(weights_only=True)`, so a crafted
-file cannot run code; kit stores only tensors, numbers, strings and plain containers.
-"""
+file cannot run code; kit stores only tensors, numbers, strings and plain containers."""
 from __future__ import annotations
 
 import os

@@ -33,8 +33,7 @@ def arc_margin_logits(cosine: torch.Tensor, labels: torch.Tensor, margin, scale:
     """ArcFace logits: s * cos(theta + m) at the label, s * cos(theta) elsewhere.
 
     `margin` is a float or a per-class tensor [C]. Where theta + m would pass pi (cos(theta + m) no
-    longer decreasing), the usual fallback cos(theta) - m * sin(m) keeps the logit monotonic.
-    """
+    longer decreasing), the usual fallback cos(theta) - m * sin(m) keeps the logit monotonic."""
     m = torch.as_tensor(margin, dtype=cosine.dtype, device=cosine.device)
     m = m[labels] if m.ndim else m.expand(labels.shape)
     cos_t = cosine.gather(1, labels[:, None]).squeeze(1)

@@ -1,8 +1,7 @@
 """Weights-only loading of every .pt file kit reads (checkpoints, weight files, DELF files).
 
 `torch.load(weights_only=True)` unpickles tensors, numbers, strings and plain containers only, so a
-crafted file cannot run code; anything else is a one-line KitError naming the file and what it holds.
-"""
+crafted file cannot run code; anything else is a one-line KitError naming the file and what it holds."""
 from __future__ import annotations
 
 import os

@@ -55,8 +55,7 @@ def rare_threshold(counts: pd.Series, rare_below: int = MAILRU_RARE_BELOW) -> tu
     """Train-count threshold below which a landmark is "rare" (Mail.ru: fewer than 100 images), and why.
 
     When every class falls on one side of `rare_below` (small data sets), the median class count becomes
-    the threshold so that both buckets are populated.
-    """
+    the threshold so that both buckets are populated."""
     threshold, why = int(rare_below), f"Mail.ru split: rare = fewer than {rare_below} training images"
     if len(counts) and ((counts >= threshold).all() or (counts < threshold).all()):
         threshold = max(int(np.median(counts.to_numpy())), int(counts.min()) + 1)

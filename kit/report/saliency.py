@@ -7,8 +7,7 @@ import numpy as np
 def saliency_map(model, image) -> tuple[np.ndarray, int]:
     """(saliency [H, W] float32, index of the top logit) for one CHW image tensor.
 
-    Gradients are taken w.r.t. the input only, so the model's parameter .grad fields stay untouched.
-    """
+    Gradients are taken w.r.t. the input only, so the model's parameter .grad fields stay untouched."""
     import torch
 
     model.eval()

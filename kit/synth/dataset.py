@@ -1,8 +1,7 @@
 """Assemble the synthetic GLDv2-layout data set: class sizes, ids, splits, parallel rendering, CSVs.
 
 Every image's pixels depend only on (seed, split, index), never on worker count or chunking, so a
-seed reproduces the data set byte for byte.
-"""
+seed reproduces the data set byte for byte."""
 from __future__ import annotations
 
 import functools
@@ -33,8 +32,7 @@ NOISE_KINDS = ("texture", "objects", "face", "indoor", "street")
 def long_tail_counts(total: int, classes: int, exponent: float = 1.1, min_count: int = 2) -> np.ndarray:
     """Images per class by frequency rank: min_count each plus a Zipf(exponent) share of the rest.
 
-    Sums to `total` exactly (largest-remainder rounding); rank 0 is the most frequent class.
-    """
+    Sums to `total` exactly (largest-remainder rounding); rank 0 is the most frequent class."""
     if classes < 1 or total < min_count * classes:
         raise KitError(f"synth: --images {total} is too few for {classes} classes (need >= {min_count * classes})")
     w = np.arange(1, classes + 1, dtype=np.float64) ** -exponent
@@ -123,8 +121,7 @@ def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandm
     train: landmark_id of its class (class sizes long-tailed); a `train_noise` share are off-topic
     scenes still labelled with the class (like GLDv2's noisy train set), flagged by `noise`.
     test: landmark_id -1 for non-landmarks (scenes or unseen structures), else a new view of a class,
-    classes drawn with probability ~ sqrt(train count) so both frequent and rare classes appear.
-    """
+    classes drawn with probability ~ sqrt(train count) so both frequent and rare classes appear."""
     rng = np.random.default_rng([seed, 0])
     landmark_ids = np.sort(rng.choice(LANDMARK_ID_RANGE, classes, replace=False))
     counts = np.empty(classes, np.int64)
@@ -190,8 +187,7 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
     test_solution.csv (id,landmarks; empty = non-landmark), distractors.csv + distractors/a/b/c/<id>.jpg
     (non-landmark images for fitting filters), synth.json (parameters + summary).
     With force=False an out_dir whose synth.json holds the same parameters is reused as is.
-    Images of an earlier run with another seed are not deleted.
-    """
+    Images of an earlier run with another seed are not deleted."""
     _check(classes, images, test_images, size, nonlandmark_frac, train_noise, zipf, quality)
     if not 0.0 < family_frac <= 1.0:
         raise KitError(f"synth: --family-frac must be in (0, 1] (got {family_frac})")

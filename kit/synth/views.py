@@ -15,8 +15,7 @@ def random_homography(rng: np.random.Generator, size: int, src_size: int | None 
     """A 3x3 homography taking a src_size square structure into a size x size view.
 
     The structure square lands at a random scale (above 1 = cropped), position and in-plane rotation,
-    with yaw/tilt foreshortening and some corner jitter: a real perspective view of a planar object.
-    """
+    with yaw/tilt foreshortening and some corner jitter: a real perspective view of a planar object."""
     S = float(src_size or size)
     src = np.array([(0, 0), (S, 0), (S, S), (0, S)], np.float32)
     L = size * rng.uniform(*scale)
@@ -59,8 +58,7 @@ def warp_view(structure: np.ndarray, H: np.ndarray, size: int, rng: np.random.Ge
 
     `mask` (uint8 silhouette) composites the structure over the background; without it the whole
     structure square is opaque. With `rng`, adds foreground occluders and lighting changes; with
-    rng=None the warp is clean (clutter, if on, comes from a fixed seed), for exact geometry tests.
-    """
+    rng=None the warp is clean (clutter, if on, comes from a fixed seed), for exact geometry tests."""
     f = SUPERSAMPLE
     big = f * size
     A = np.array([[f, 0, (f - 1) / 2.0], [0, f, (f - 1) / 2.0], [0, 0, 1]], np.float64)
@@ -88,8 +86,7 @@ def render_view(structure: np.ndarray, rng: np.random.Generator, size: int, mask
     """A random cluttered, occluded, relit photo of `structure` and its homography H (structure -> view).
 
     Homographies are re-drawn until at least `min_visible` of the structure lies in the frame and it
-    covers at least `min_cover` of the frame, so every photo really shows its landmark.
-    """
+    covers at least `min_cover` of the frame, so every photo really shows its landmark."""
     S = structure.shape[0]
     if mask is not None:
         ys, xs = np.nonzero(mask)
