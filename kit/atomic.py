@@ -63,16 +63,12 @@ def _sweep_once(folder: Path) -> None:
 
 def _fsync_dir(directory: Path) -> None:
     """Make a rename in `directory` durable (POSIX); a no-op where directories cannot be opened."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _new_temp(path: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import json
 
+import cv2
 import pandas as pd
 
 from kit.errors import KitError
@@ -134,8 +135,6 @@ def section_saliency(inp: Inputs, exp: str | None, ids: list[str], n: int, devic
         ids = sorted(p.stem for p in (inp.data_dir / "test").glob("*/*/*/*.jpg"))
     if not ids:
         return note(f"No saliency maps: no test images under {inp.data_dir}/test.")
-    import cv2
-
     from kit.data.augment import transforms_for  # albumentations, torch: only for a report with saliency maps
     from kit.models.checkpoint import load_model
     from kit.report.saliency import overlay, saliency_map

@@ -46,13 +46,8 @@ def long_tail_counts(total: int, classes: int, exponent: float = 1.1, min_count:
 def make_ids(rng: np.random.Generator, n: int) -> list[str]:
     """n unique 16-hex-digit ids (GLDv2 style), deterministic from rng."""
     out: list[str] = []
-    seen: set[str] = set()
-    while len(out) < n:
-        for v in rng.integers(0, 2**63, n - len(out), dtype=np.int64):
-            s = f"{int(v):016x}"
-            if s not in seen:
-                seen.add(s)
-                out.append(s)
+    while len(out) < n:  # first occurrences kept, in draw order
+        out = list(dict.fromkeys(out + [f"{int(v):016x}" for v in rng.integers(0, 2**63, n - len(out), dtype=np.int64)]))
     return out
 
 
@@ -95,21 +90,17 @@ def _render_chunk(out_dir: str, seed: int, size: int, quality: int, jobs: list[t
     return len(jobs)
 
 
-def _check(classes, images, test_images, size, nonlandmark_frac, train_noise, zipf, quality) -> None:
-    if classes < 1:
-        raise KitError(f"synth: --classes must be >= 1 (got {classes})")
-    if test_images < 0:
-        raise KitError(f"synth: --test-images must be >= 0 (got {test_images})")
-    if size < 32:
-        raise KitError(f"synth: --size must be >= 32 (got {size})")
-    if not 0.0 <= nonlandmark_frac <= 1.0:
-        raise KitError(f"synth: --nonlandmark-frac must be in [0, 1] (got {nonlandmark_frac})")
-    if not 0.0 <= train_noise < 1.0:
-        raise KitError(f"synth: --train-noise must be in [0, 1) (got {train_noise})")
-    if zipf < 0:
-        raise KitError(f"synth: --zipf must be >= 0 (got {zipf})")
-    if not 1 <= quality <= 100:
-        raise KitError(f"synth: JPEG quality must be in 1..100 (got {quality})")
+def _check(**values) -> None:
+    """KitError naming the first setting outside its range."""
+    rules = {"classes": (lambda v: v >= 1, "must be >= 1"), "test_images": (lambda v: v >= 0, "must be >= 0"),
+             "size": (lambda v: v >= 32, "must be >= 32"), "nonlandmark_frac": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+             "train_noise": (lambda v: 0 <= v < 1, "must be in [0, 1)"), "zipf": (lambda v: v >= 0, "must be >= 0"),
+             "family_frac": (lambda v: 0 < v <= 1, "must be in (0, 1]"), "quality": (lambda v: 1 <= v <= 100, "must be in 1..100")}
+    for name, value in values.items():
+        ok, text = rules[name]
+        if not ok(value):
+            what = "JPEG quality" if name == "quality" else "--" + name.replace("_", "-")
+            raise KitError(f"synth: {what} {text} (got {value})")
 
 
 def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandmark_frac: float = 0.8,
@@ -188,9 +179,8 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
     (non-landmark images for fitting filters), synth.json (parameters + summary).
     With force=False an out_dir whose synth.json holds the same parameters is reused as is.
     Images of an earlier run with another seed are not deleted."""
-    _check(classes, images, test_images, size, nonlandmark_frac, train_noise, zipf, quality)
-    if not 0.0 < family_frac <= 1.0:
-        raise KitError(f"synth: --family-frac must be in (0, 1] (got {family_frac})")
+    _check(classes=classes, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
+           train_noise=train_noise, zipf=zipf, family_frac=family_frac, quality=quality)
     out = Path(out_dir)
     params = dict(classes=classes, images=images, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
                   train_noise=train_noise, zipf=zipf, seed=seed, family_frac=family_frac, quality=quality,
