@@ -183,11 +183,9 @@ def _match(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> dict:
 
 
 def match_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> pd.DataFrame:
-    """Align a submission (id, label, score; label -1 = empty) to a solution (id, landmarks: list[int]).
-
-    Returns one row per solution id (solution order): id, label, score, correct, is_landmark.
-    Solution rows with usage 'Ignored' (Kaggle's solution files) are dropped together with their
-    predictions, as the official scorer does. Submission ids absent from the solution are an error."""
+    """Align a submission (id, label, score; label -1 = empty) to a solution (id, landmarks: list[int]) -> one
+    row per solution id: id, label, score, correct, is_landmark. Rows with usage 'Ignored' are dropped with
+    their predictions, as the official scorer does; ids absent from the solution are an error."""
     return pd.DataFrame(_match(sub_df, sol_df))
 
 
@@ -198,10 +196,8 @@ def gap_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> float:
 
 
 def gap_reference(predictions: dict, solution: dict) -> float:
-    """Naive GAP, a line-by-line transcription of the definition (slow; for tests and bench only).
-
-    predictions: {id: (label, score)} (absent or label -1 = no prediction);
-    solution: {id: list of landmark ids} (empty = non-landmark)."""
+    """GAP transcribed line by line from the definition (slow; tests and bench): predictions {id: (label,
+    score)} (label -1 = none), solution {id: list of landmark ids}."""
     items = [(i, lab, sc) for i, (lab, sc) in predictions.items() if lab != -1]
     items.sort(key=lambda x: (-x[2], x[0], x[1]))
     total = correct = 0
@@ -240,10 +236,8 @@ def sensitivity_specificity(pred_is_landmark, true_is_landmark) -> tuple[float, 
 
 def gap_by_frequency(pred_labels, pred_scores, true_labels, class_counts: dict, threshold: int = 50,
                      ids=None) -> dict:
-    """GAP on landmark test images of frequent (train count >= threshold) vs rare classes.
-
-    Each bucket is scored as its own test set of landmark images only (non-landmark images are left
-    out so the rare bucket is not swamped by them); shows whether a model ignores the long tail."""
+    """GAP on the landmark images of frequent (train count >= threshold) vs rare classes, each bucket scored
+    as its own test set: does a model ignore the long tail?"""
     pred = np.asarray(pred_labels, dtype=np.int64).ravel()
     score = np.asarray(pred_scores, dtype=np.float64).ravel()
     true = np.asarray(true_labels, dtype=np.int64).ravel()

@@ -103,11 +103,8 @@ def split_fold(cfg, fold: int) -> FoldSplit:
 
 
 class LandmarkDataset:
-    """Map-style dataset over rows (id, label); item = dict(image, label, id) or None if undecodable.
-
-    `epoch` is set by the training loop before each epoch; with `seed` it fixes each sample's
-    augmentation, so results do not depend on workers, resumes or DDP ranks. With `image_size` a large
-    JPEG is decoded at a reduced scale that keeps its shorter side >= 2 x image_size (crops keep detail)."""
+    """Map-style dataset over rows (id, label): dict(image, label, id), or {"skipped": id} if undecodable.
+    Each sample's augmentation is seeded by (seed, epoch, index); large JPEGs decode at >= 2 x image_size."""
 
     def __init__(self, df: pd.DataFrame, data_dir, transform, split: str = "train", seed: int = 0,
                  strict: bool = False, max_pixels: int = MAX_PIXELS, image_size: int = 0):
@@ -166,9 +163,8 @@ def _worker_init(_):
 
 def make_loader(dataset, batch_size: int, train: bool, seed: int, num_workers: int, device_type: str,
                 world_size: int = 1, rank: int = 0):
-    """A DataLoader whose order is a function of (seed, epoch): DistributedSampler even for one process.
-
-    Validation loaders are unshuffled and sharded without padding (rank r gets rows r, r+W, ...)."""
+    """A DataLoader whose order is a function of (seed, epoch); validation is unshuffled and sharded without
+    padding (rank r gets rows r, r+W, ...)."""
     drop_last = train and len(dataset) >= batch_size * world_size
     if train:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,

@@ -110,12 +110,8 @@ def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weig
                  solution=None, fit_on=(), topk: int | None = None, step: float = 0.1,
                  ensembles_dir: str | Path = "ensembles", predictions_dir: str | Path = "predictions",
                  runs_dir: str | Path = "runs", log=print) -> dict:
-    """Load FILES (or the latest test file of every experiment), pick weights, print GAPs where a
-    solution covers the scored files, write `ensembles/<method>.npz` and the submission CSV `out`.
-
-    Weights: `weights` if given; else for `weighted`, each model's GAP (on `fit_on` files, else on
-    FILES) against `solution`, or, when FILES were discovered, each experiment's validation GAP
-    (`validation_gap`); for `soft`, simplex weights fitted on `fit_on` (else FILES) against `solution`."""
+    """Load FILES (or the latest test file of every experiment), pick weights (`default_weights` unless
+    given), print GAPs where `solution` covers them, write `ensembles/<method>.npz` and the submission `out`."""
     ENSEMBLES.check(method, "")
     truth = load_truth(solution) if solution else None
     discovered = not files

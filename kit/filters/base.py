@@ -72,10 +72,8 @@ class FilterResult:
 
 
 class Filter:
-    """A filter: `signal(pred)` (the costly part) -> `apply(pred, signal)` with the fitted `params`.
-
-    `defaults` is the one place a filter's parameters and their default values are written; `_rescore`
-    reads them from the dict it is given."""
+    """A filter: `signal(pred)` (the costly part) -> `apply(pred, signal)` with the fitted `params`
+    (`defaults` holds their names and default values)."""
 
     name = "base"
     defaults: dict = {}

@@ -112,10 +112,8 @@ def forward_views(model, images, tta: Callable, amp: bool = False, embedding: st
 def predict_loader(model, loader, label_map, topk: int = 5, device="cpu", tta=None, amp: bool = False,
                    progress: bool = True, desc: str = "predict", embedding: str = "neck",
                    channels_last: bool = False) -> Predictions:
-    """Run `model` over a loader of dict(image, id) batches -> Predictions (ids in loader order).
-    `amp`: autocast (`forward_views`); `channels_last`: NHWC model and batches (+40-60% on CPU here).
-    Images the loader could not decode (batch["skipped"]) get an empty prediction (no landmark, zero
-    embedding) after the others, with one warning giving their count."""
+    """Run `model` over a loader of dict(image, id) batches -> Predictions (ids in loader order); undecodable
+    images (batch["skipped"]) get an empty prediction after the others, with one warning."""
     import torch
     from kit.progress import progress as progress_bar
 

@@ -18,10 +18,8 @@ AGGREGATIONS = Registry("aggregation", dict.fromkeys(("sum", "max")))
 
 
 def knn_vote(sims: np.ndarray, neighbour_labels: np.ndarray, topk: int, power: float = 1.0, agg: str = "sum"):
-    """Per query, classes ranked by the sum (or max) of max(sim, 0) ** power over its neighbours of that
-    class. "max" is 1-NN per class: unlike "sum" it does not favour the classes with the most images.
-
-    `neighbour_labels` [Q, k] (-1 = no neighbour). Returns (labels [Q, topk], scores [Q, topk])."""
+    """Per query, classes ranked by the sum (or max: 1-NN per class, not favouring big classes) of
+    max(sim, 0) ** power over its neighbours of that class -> (labels [Q, topk], scores [Q, topk])."""
     AGGREGATIONS.check(agg, "knn: ")
     votes = np.where(neighbour_labels >= 0, np.clip(sims, 0, None) ** power, 0.0).ravel()
     keep, group, g_rows, g_lab = group_rows(neighbour_labels)  # (query, class) groups

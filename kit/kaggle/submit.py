@@ -109,11 +109,8 @@ def submit(competition: str, file: str | os.PathLike = "submission.csv", message
            sample: str | os.PathLike | None = None, kernel: str | None = None, version: int | None = None,
            dry_run: bool = False, wait: int | None = None, poll_interval: int = 60, log=print,
            sleep=time.sleep) -> str:
-    """Validate and submit `file` (or, with `kernel`, that notebook version's output `file`).
-
-    The same as `kaggle_command(...)`; a dry run logs that command and sends nothing. With `wait`
-    (seconds, 0 = up to WAIT_MAX), polls the submission until Kaggle scores it and logs the public
-    score. Returns Kaggle's message ("" in a dry run). Never modifies `file`."""
+    """Validate and submit `file` (or, with `kernel`, that notebook version's output), as `kaggle_command(...)`
+    would; a dry run sends nothing. With `wait` (seconds, 0 = up to WAIT_MAX) polls until Kaggle scores it."""
     if (kernel is None) != (version is None):
         raise KitError("--kernel and --version go together (code competitions: the notebook and its version)")
     if kernel is not None and kernel.count("/") != 1:

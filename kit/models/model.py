@@ -51,10 +51,6 @@ class LandmarkModel(nn.Module):
         """Backbone feature map [B, C, H, W] (after the optional attention block)."""
         return self.attention(self.backbone(images))
 
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Embeddings [B, D] (pool + neck), float32."""
-        return self.neck(self.pool(self.features(images)))
-
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
         pooled = self.pool(self.features(images))
         emb = self.neck(pooled)

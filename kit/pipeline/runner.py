@@ -128,10 +128,9 @@ def work_lock(work: Path):
 
 def run_recipe(recipe, data=None, work="work", overrides=(), splits=None, shipped: Path | None = None,
                inference: bool = False, log=print) -> dict:
-    """Run `recipe` (a Recipe, a file, a shipped recipe's name or a dict) on the GLDv2-layout folder `data`
-    in `work`. `splits=("test",)` and `inference=True` (the Kaggle notebook): "prepare" stages are not run,
-    their outputs come from `shipped/<id>/`; infer stages find their fitted files there.
-    -> {"outputs", "seconds", "submission", "gap", "val_gap"}."""
+    """Run `recipe` (a Recipe, file, shipped name or dict) on the GLDv2-layout folder `data` in `work`. With
+    `inference=True` (the Kaggle notebook) "prepare" stages come from `shipped/<id>/` -> {"outputs", "seconds",
+    "submission", "gap", "val_gap"}."""
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides, deep=False)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)

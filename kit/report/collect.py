@@ -52,10 +52,8 @@ def truth_and_counts(folds: Path | None, solution: Path | None) -> tuple[dict[st
 
 
 def rare_threshold(counts: pd.Series, rare_below: int = MAILRU_RARE_BELOW) -> tuple[int, str]:
-    """Train-count threshold below which a landmark is "rare" (Mail.ru: fewer than 100 images), and why.
-
-    When every class falls on one side of `rare_below` (small data sets), the median class count becomes
-    the threshold so that both buckets are populated."""
+    """Train-count threshold below which a landmark is "rare" (Mail.ru: fewer than 100 images), and why;
+    the median class count when every class is on one side of `rare_below`, so both buckets are populated."""
     threshold, why = int(rare_below), f"Mail.ru split: rare = fewer than {rare_below} training images"
     if len(counts) and ((counts >= threshold).all() or (counts < threshold).all()):
         threshold = max(int(np.median(counts.to_numpy())), int(counts.min()) + 1)
@@ -65,10 +63,8 @@ def rare_threshold(counts: pd.Series, rare_below: int = MAILRU_RARE_BELOW) -> tu
 
 
 def score_by_bucket(pred: Predictions, truth: dict, counts: dict, threshold: int) -> pd.DataFrame:
-    """Scores of the ids with known truth: GAP over all of them (non-landmarks included), and GAP over the
-    landmark images of frequent / rare classes (kit.metrics.gap_by_frequency; an image's class is its
-    first true landmark, classes absent from `counts` are rare); top-1 accuracy on landmark images and
-    the Mail.ru sensitivity / specificity (landmark kept / non-landmark rejected)."""
+    """Scores of the ids with known truth: all of them, and the landmark images of frequent / rare classes
+    (an image's class is its first true landmark)."""
     p = pred.subset(np.flatnonzero([i in truth for i in pred.ids]))
     label, score = p.top1
     true = [truth[i] for i in p.ids]

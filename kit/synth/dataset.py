@@ -47,7 +47,8 @@ def make_ids(rng: np.random.Generator, n: int) -> list[str]:
     """n unique 16-hex-digit ids (GLDv2 style), deterministic from rng."""
     out: list[str] = []
     while len(out) < n:  # first occurrences kept, in draw order
-        out = list(dict.fromkeys(out + [f"{int(v):016x}" for v in rng.integers(0, 2**63, n - len(out), dtype=np.int64)]))
+        drawn = rng.integers(0, 2**63, n - len(out), dtype=np.int64)
+        out = list(dict.fromkeys(out + [f"{int(v):016x}" for v in drawn]))
     return out
 
 
@@ -93,9 +94,11 @@ def _render_chunk(out_dir: str, seed: int, size: int, quality: int, jobs: list[t
 def _check(**values) -> None:
     """KitError naming the first setting outside its range."""
     rules = {"classes": (lambda v: v >= 1, "must be >= 1"), "test_images": (lambda v: v >= 0, "must be >= 0"),
-             "size": (lambda v: v >= 32, "must be >= 32"), "nonlandmark_frac": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+             "size": (lambda v: v >= 32, "must be >= 32"),
+             "nonlandmark_frac": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
              "train_noise": (lambda v: 0 <= v < 1, "must be in [0, 1)"), "zipf": (lambda v: v >= 0, "must be >= 0"),
-             "family_frac": (lambda v: 0 < v <= 1, "must be in (0, 1]"), "quality": (lambda v: 1 <= v <= 100, "must be in 1..100")}
+             "family_frac": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+             "quality": (lambda v: 1 <= v <= 100, "must be in 1..100")}
     for name, value in values.items():
         ok, text = rules[name]
         if not ok(value):
@@ -106,13 +109,9 @@ def _check(**values) -> None:
 def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandmark_frac: float = 0.8,
          train_noise: float = 0.05, zipf: float = 1.1, seed: int = 0,
          family_frac: float = 0.6) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Decide every image without drawing it: (train, test) frames with id, landmark_id, class_key,
-    family, scene. Structures fall into round(family_frac * classes) look-alike families.
-
-    train: landmark_id of its class (class sizes long-tailed); a `train_noise` share are off-topic
-    scenes still labelled with the class (like GLDv2's noisy train set), flagged by `noise`.
-    test: landmark_id -1 for non-landmarks (scenes or unseen structures), else a new view of a class,
-    classes drawn with probability ~ sqrt(train count) so both frequent and rare classes appear."""
+    """Every image decided without drawing it: (train, test) frames of id, landmark_id, class_key, family,
+    scene. A `train_noise` share of train are off-topic scenes (GLDv2's noise); test classes are drawn with
+    probability ~ sqrt(train count); landmark_id -1 marks non-landmarks (scenes or unseen structures)."""
     rng = np.random.default_rng([seed, 0])
     landmark_ids = np.sort(rng.choice(LANDMARK_ID_RANGE, classes, replace=False))
     counts = np.empty(classes, np.int64)
@@ -171,14 +170,9 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
              size: int = 128, nonlandmark_frac: float = 0.8, train_noise: float = 0.05, zipf: float = 1.1,
              seed: int = 0, family_frac: float = 0.6, workers: int | None = None, quality: int = 90, force: bool = True,
              progress: bool = True, distractors: int = 200) -> dict:
-    """Write the synthetic GLDv2-layout data set to out_dir and return a summary dict.
-
-    Files: train.csv (id,url,landmark_id), train_clean.csv (landmark_id,images: the non-noise ids,
-    like GLDv2-clean), train/a/b/c/<id>.jpg, test/a/b/c/<id>.jpg, sample_submission.csv and
-    test_solution.csv (id,landmarks; empty = non-landmark), distractors.csv + distractors/a/b/c/<id>.jpg
-    (non-landmark images for fitting filters), synth.json (parameters + summary).
-    With force=False an out_dir whose synth.json holds the same parameters is reused as is.
-    Images of an earlier run with another seed are not deleted."""
+    """Write the synthetic GLDv2-layout data set to out_dir -> a summary dict: train.csv, train_clean.csv,
+    test_solution.csv, sample_submission.csv, distractors.csv, images under train/, test/, distractors/, and
+    synth.json. With force=False an out_dir whose synth.json has the same parameters is reused."""
     _check(classes=classes, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
            train_noise=train_noise, zipf=zipf, family_frac=family_frac, quality=quality)
     out = Path(out_dir)

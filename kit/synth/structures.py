@@ -266,12 +266,8 @@ def structure_kind(class_id: int, seed: int, family: int | None = None) -> str:
 
 
 def make_structure(class_id: int, seed: int, size: int, return_mask: bool = False, family: int | None = None):
-    """Canonical size x size uint8 RGB image of landmark `class_id` (black where there is no structure).
-
-    Classes of one `family` share kind, palette and textures and differ only in geometry and details
-    (look-alike landmarks, a fine-grained confusion); family=None gives the class its own look.
-    With return_mask=True also returns the uint8 silhouette (255 = structure), which the view renderer
-    uses to composite the structure over a cluttered background."""
+    """Canonical size x size uint8 RGB image of landmark `class_id` (black off the structure), and with
+    return_mask its silhouette. Classes of one `family` share kind, palette and textures (look-alikes)."""
     fam = np.random.default_rng([seed, 13, class_id if family is None else family])
     rng = np.random.default_rng([seed, 1, class_id])
     S = int(size)

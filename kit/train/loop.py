@@ -50,10 +50,8 @@ def write_oof(model, cfg, fold: int, split, dist: Dist, amp: bool):
 
 @dataclass
 class Job:
-    """What `fit` trains on one fold. `build(split)` returns (model, loss): the model maps (images, labels) to
-    a dict with "logits" and has `backbone` and `param_groups()` (kit.train.optim). `stages` names the stage of
-    each epoch, given with the model to `set_stage` as the epoch starts; checkpoints and logs go to `run_dir`;
-    with `oof`, the best model's predictions on the fold's validation rows are written."""
+    """What `fit` trains on one fold: `build(split)` -> (model, loss), the stage of each epoch (`stages`,
+    `set_stage`), the `run_dir`, and with `oof` the best model's predictions on the validation rows."""
 
     build: Callable
     stages: list[str]
