@@ -77,10 +77,6 @@ def recipe_path(name_or_path: str | Path) -> Path:
     return named_file(str(name_or_path), RECIPE_DIR, "recipe")
 
 
-def read_recipe_file(path: Path) -> dict:
-    return read_yaml_mapping(path, "recipe keys with 'stages'", MAX_BYTES)
-
-
 def load_recipe(source, overrides: list[str] | tuple = (), deep: bool = True) -> Recipe:
     """A Recipe from a file, a shipped recipe's name or a dict, with `stage.key=value` / `key=value`
     overrides applied, every stage validated. deep=False skips the checks that import torch, timm and
@@ -89,7 +85,7 @@ def load_recipe(source, overrides: list[str] | tuple = (), deep: bool = True) ->
         data, where = copy.deepcopy(source), f"recipe '{source.get('name', '?')}'"
     else:
         path = recipe_path(source)
-        data, where = read_recipe_file(path), str(path)
+        data, where = read_yaml_mapping(path, "recipe keys with 'stages'", MAX_BYTES), str(path)
     apply_overrides(data, overrides, where)
     recipe = validate(data, where, deep)
     recipe.data = data

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from kit.ensemble.rules import load_any
 from kit.errors import KitError
-from kit.filters import FILTERS
-from kit.filters.chain import build_filter, load_filter, save_filter
+from kit.filters.base import MODES
+from kit.filters.chain import build_filter, filter_names, load_filter, save_filter
 from kit.pipeline.stage import ref, stage
 from kit.pipeline.stages.combine import PREDICTIONS
 from kit.predictions import Predictions, concat, save_predictions
@@ -32,11 +32,9 @@ class FilterSettings:
 
 
 def check_filter(s: FilterSettings) -> None:
-    for part in s.name.split("+"):
-        if part.strip() not in FILTERS:
-            raise KitError(f"name: unknown filter '{part}' (valid: {', '.join(FILTERS)}, joined by +)")
-    if s.mode not in ("demote", "drop"):
-        raise KitError(f"mode '{s.mode}' (valid: demote, drop)")
+    filter_names(s.name)
+    if s.mode not in MODES:
+        raise KitError(f"mode '{s.mode}' (valid: {', '.join(MODES)})")
     if not s.input:
         raise KitError("input: name the stage whose predictions are filtered")
 
