@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -110,6 +111,13 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def copy_file(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy a file atomically (checkpoints are large: no half-written copy after an interrupt)."""
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dest)
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:

@@ -66,9 +66,8 @@ def first_duplicate(ids) -> int:
 
 
 def clean_ids(path, ids: pd.Series, column: str = "id") -> pd.Series:
-    """An id column stripped of surrounding whitespace; KitError naming the file, row and value for a
-    blank, unsafe (see check_id) or duplicate id. Rows are 1-based data rows (line = row + 1). A column
-    that needs no change comes back as the same object."""
+    """An id column stripped of surrounding whitespace (the same object when nothing changes); a blank, unsafe
+    or duplicate id is a KitError naming the file, the 1-based data row and the value."""
     s, ok = ids, safe_ids(ids)
     if not ok.all():
         s = _strings(ids).str.strip()

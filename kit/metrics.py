@@ -16,10 +16,8 @@ from kit.ids import first_duplicate
 
 
 def _ranked(scores: np.ndarray, id_key: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Order of predictions: score descending, ties by id ascending, then label ascending.
-
-    Sorting by score alone is cheap; only rows whose score is tied get the (id, label) tie-break,
-    which matters because string sorts cost several times a float sort."""
+    """Order of predictions: score descending, ties by id, then label, ascending. Only tied rows get the
+    (id, label) sort: string sorts cost several times a float sort."""
     neg = -scores
     order = np.argsort(neg, kind="stable")
     s = neg[order]
@@ -61,10 +59,8 @@ def _check_scores(scores: np.ndarray, what: str = "scores") -> None:
 
 
 def gap(pred_labels, pred_scores, true_labels, ids=None) -> float:
-    """GAP for aligned arrays, one row per test image.
-
-    pred_labels -1 = no prediction (not counted anywhere but M); true_labels -1 = non-landmark image.
-    `ids` (str or int) break score ties ascending; without them, row order breaks ties."""
+    """GAP for aligned arrays, one row per test image: pred_labels -1 = no prediction, true_labels -1 =
+    non-landmark; `ids` break score ties (ascending), else row order does."""
     pred = np.asarray(pred_labels, dtype=np.int64).ravel()
     score = np.asarray(pred_scores, dtype=np.float64).ravel()
     true = np.asarray(true_labels, dtype=np.int64).ravel()
@@ -87,10 +83,8 @@ def _usage_mask(sol_df: pd.DataFrame) -> np.ndarray:
 
 
 def index_in(values, keys) -> np.ndarray:
-    """Row in `keys` of each of `values` (first match; -1 = absent), for string ids.
-
-    pyarrow's C++ hash lookup is ~3x faster than pandas' get_indexer on 1M ids; without pyarrow (Kaggle's
-    image need not have it) pandas' hash table gives the same answer."""
+    """Row in `keys` of each of `values` (first match; -1 = absent), for string ids: pyarrow's hash lookup
+    (~3x pandas' get_indexer on 1M ids), or pandas where pyarrow is missing (Kaggle's image)."""
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -124,10 +118,8 @@ def _align(sol_ids: np.ndarray, sub_ids: np.ndarray) -> np.ndarray:
 
 
 class Matcher:
-    """The solution side of `match_frames`, prepared once for a fixed list of submission ids: usage
-    filtering, alignment and the exploded ground truth. Calling it with the submission's labels and
-    scores gives match_frames' columns; scoring many label/score sets of the same ids (ensemble weight
-    fitting) then costs no string work."""
+    """The solution side of `match_frames`, prepared once for fixed submission ids, so scoring many label/score
+    sets of the same ids (ensemble weight fitting) costs no string work."""
 
     def __init__(self, sol_df: pd.DataFrame, sub_ids):
         keep = _usage_mask(sol_df)

@@ -5,6 +5,8 @@ file and row. A fast path reads with pandas' default types and falls back to the
 the fast one could differ; tests compare the two."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -34,9 +36,8 @@ def _check_landmark_ids(path, col: pd.Series, none_ok: bool = False) -> np.ndarr
 
 
 def read_train(path, none_ok: bool = False) -> pd.DataFrame:
-    """train.csv (or any id,landmark_id CSV) -> DataFrame[id (str), landmark_id (int64)]; other columns
-    are dropped. Ids are stripped; blank, unsafe or duplicate ids and bad landmark ids are KitErrors
-    naming the row (none_ok: landmark_id -1 = non-landmark allowed, for truth files)."""
+    """train.csv (or any id,landmark_id CSV) -> DataFrame[id (str), landmark_id (int64)], every bad id or
+    landmark id a KitError naming the row (none_ok: -1 = non-landmark allowed, for truth files)."""
     read_csv(path, required=("id", "landmark_id"), nrows=0)
     df = _default_read(path)
     if df is None:  # ids the default types would mangle (all digits, "NA"), blanks, non-integer landmark ids
@@ -55,8 +56,6 @@ def _default_read(path) -> pd.DataFrame | None:
     pd.read_csv (pandas 3 keeps string ids as Arrow strings; usecols, dtype={"id": str} or pyarrow's threaded
     reader measured 1.3-4x slower on GLDv2's 4.1M rows here). None unless that gave string ids with no
     missing value and integer landmark ids: then the caller re-reads with the exact, slower parser."""
-    import warnings
-
     try:
         with warnings.catch_warnings():   # mixed-type chunks (DtypeWarning): caught by the checks below
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)

@@ -75,17 +75,14 @@ class SoftPlan:
 
 
 def soft_average(preds: list[Predictions], weights=None, topk: int | None = None) -> Predictions:
-    """Weighted average of the top-k scores over the union of labels (a label absent from a model's
-    top-k counts 0 for it); returns the top-k labels of the average (ties: smaller label first).
-    Vectorised over rows (one lexsort + bincount), equal to the per-row loop it replaced (tests)."""
+    """Weighted average of the top-k scores over the union of labels (absent from a model's top-k = 0)
+    -> the top-k labels of the average (ties: smaller label first)."""
     return SoftPlan(preds)(weights, topk)
 
 
 def fit_soft_weights(preds: list[Predictions], solution, step: float = 0.1) -> np.ndarray:
-    """Simplex weights (sum 1, grid `step`) maximising GAP of `soft_average` on OOF predictions.
-
-    Exhaustive over the grid while it has <= 2000 points, else coordinate search over the same grid
-    from equal weights; deterministic (first best wins)."""
+    """Simplex weights (sum 1, grid `step`) maximising GAP of `soft_average` on OOF predictions: exhaustive
+    up to 2000 grid points, else coordinate search from equal weights (first best wins)."""
     m = len(preds)
     if m == 1:
         return np.ones(1)

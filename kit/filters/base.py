@@ -60,9 +60,8 @@ def candidates(signal: np.ndarray, n: int = MAX_CANDIDATES) -> np.ndarray:
 
 @dataclass
 class FilterResult:
-    """What a filter (or a chain) computed: the rescored predictions, the rows that passed, the seconds spent
-    (a filter: "signal", plus "features" and "matching" for delf/sift, none when the signal was given; a chain:
-    "total") and, for a filter, its signal; for a chain, each filter's result in order."""
+    """What a filter or chain computed: rescored predictions, the rows that passed, the seconds spent and,
+    for a filter, its signal; for a chain, each filter's result in order."""
 
     predictions: Predictions
     passed: np.ndarray  # bool [N]

@@ -91,9 +91,8 @@ def use_low_precision(precision: str, device, amp: bool = True) -> bool:
 
 
 def forward_views(model, images, tta: Callable, amp: bool = False, embedding: str = "neck"):
-    """Averaged softmax probabilities [B,C] and L2-normalised embeddings [B,D] over the TTA views;
-    `embedding` names the vector in EMBEDDINGS (neck output, backbone GeM, or both). `amp` autocasts
-    the network: fp16 on CUDA, bf16 on CPU (outputs are accumulated in fp32)."""
+    """Softmax probabilities [B,C] and L2-normalised embeddings [B,D] (`embedding` names which vector)
+    averaged over the TTA views; `amp` autocasts (fp16 on CUDA, bf16 on CPU), accumulating in fp32."""
     import torch
     import torch.nn.functional as F
 

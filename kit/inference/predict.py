@@ -63,9 +63,8 @@ def build_tta(cfg):
 
 
 def pretrained_model(cfg, device):
-    """No training: the config's backbone with its pretrained weights (model.weights) + its pooling, no
-    neck (embedding_dim 0) and a dummy one-class head. Its embeddings are the zero-training baseline of
-    retrieval; its labels are blanked by `predict_split`."""
+    """No training: the config's pretrained backbone and pooling, no neck and a dummy one-class head: the
+    zero-training retrieval baseline (its labels are blanked by `predict_split`)."""
     import copy
 
     from kit.models.model import build_model

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from kit.errors import KitError
-from kit.atomic import atomic_path, write_json
+from kit.atomic import atomic_path, copy_file, write_json
 import kit.pipeline.stages  # noqa: F401  (registers the stages)
 from kit.pipeline.recipe import Recipe, load_recipe, save_recipe
 from kit.pipeline.runner import DONE, encode, finished
@@ -65,12 +65,6 @@ def packaged_recipe(recipe: Recipe, work: Path) -> dict:
     return data
 
 
-def _copy(src: Path, dest: Path) -> Path:
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(src, tmp)
-    return dest
-
-
 def _fp16_copy(src: Path, dest: Path) -> Path:
     """A prediction file with its embeddings stored as float16 (half the upload; the values kit run used
     when the predict stage's index_dtype is float16)."""
@@ -95,21 +89,18 @@ def ship_stage(spec, work: Path, out: Path) -> list[str]:
         files = {"folds": outputs["folds"], "val_solution": outputs["val_solution"]}
     elif name == "train":
         files = {"checkpoint": outputs["checkpoint"], "config": outputs["config"]}
-        files["run"] = Path(outputs["run"])
     elif name == "predict" and spec.settings.index == "shipped":
         files = {"splits": {s: p for s, p in outputs["splits"].items() if s != "test"}}
     else:
         files = {}
     shipped = {}
     for key, value in files.items():
-        if key == "run":
-            continue
         items = value.items() if isinstance(value, dict) else [(None, value)]
         for split, src in items:
             src = Path(src)
             rel = src.resolve().relative_to(folder.resolve())
             target = dest / rel
-            (_fp16_copy if src.suffix == ".npz" and spec.settings.index_dtype == "float16" else _copy)(src, target)
+            (_fp16_copy if src.suffix == ".npz" and spec.settings.index_dtype == "float16" else copy_file)(src, target)
             copied.append(str(target.relative_to(out)))
             if split is None:
                 shipped[key] = target
@@ -119,7 +110,7 @@ def ship_stage(spec, work: Path, out: Path) -> list[str]:
         shipped["run"] = dest / Path(outputs["run"]).resolve().relative_to(folder.resolve())
     for fname in FITTED.get(name, ()):
         if (folder / fname).is_file():
-            copied.append(str(_copy(folder / fname, dest / fname).relative_to(out)))
+            copied.append(str(copy_file(folder / fname, dest / fname).relative_to(out)))
     if copied or spec.stage.kind == "prepare":
         write_json({"stage": name, "settings": dataclasses.asdict(spec.settings), "outputs": encode(shipped, dest)},
                    dest / DONE)

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 
 from kit import __version__
-from kit.atomic import atomic_path, write_json
+from kit.atomic import atomic_path, copy_file, write_json
 from kit.errors import KitError
 from kit.kaggle import COMPETITION, DEFAULT_DEPS, MANIFEST, NOT_NEEDED, PREINSTALLED
 from kit.kaggle.bundle import bundle
@@ -47,7 +47,7 @@ def build_kit_wheel(out: Path) -> Path:
         if r.returncode or not wheels:
             tail = (r.stderr.strip().splitlines() or ["no wheel written"])[-1]
             raise KitError(f"cannot build kit's wheel: {tail}")
-        return _copy(wheels[0], out / wheels[0].name)
+        return copy_file(wheels[0], out / wheels[0].name)
 
 
 def fetch_wheel(spec: str, out: Path, find_links=()) -> bool:
@@ -77,13 +77,6 @@ def kernel_metadata(user: str, slug: str, title: str, datasets: list[str], compe
             "kernel_type": "notebook", "is_private": True, "enable_gpu": True, "enable_tpu": False,
             "enable_internet": False, "dataset_sources": datasets, "competition_sources": [competition],
             "kernel_sources": [], "model_sources": []}
-
-
-def _copy(src: str | os.PathLike, dest: Path) -> Path:
-    """Copy a file atomically (checkpoints are large: no half-written best.pt after an interrupt)."""
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(src, tmp)
-    return dest
 
 
 def wheel_from_installed(name: str, out: Path) -> Path | None:
@@ -182,7 +175,7 @@ def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, 
     write_json(manifest, mdir / MANIFEST)
     write_json(dataset_metadata(user, f"{prefix}-models", f"{prefix} models"), mdir / "dataset-metadata.json")
     kdir = out / "kernel"
-    _copy(notebook, kdir / "inference.ipynb")
+    copy_file(notebook, kdir / "inference.ipynb")
     write_json(kernel_metadata(user, f"{prefix}-inference", f"{prefix} inference", datasets, competition),
                kdir / "kernel-metadata.json")
     paths.update(models=mdir, kernel=kdir, manifest=manifest)

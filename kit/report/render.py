@@ -6,6 +6,8 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+import jinja2
+
 from kit.errors import KitError
 from kit.atomic import write_text
 from kit.report.collect import MAILRU_RARE_BELOW, Inputs, truth_and_counts
@@ -70,7 +72,5 @@ def build_report(out: str | Path = "report/index.html", runs_dir: str | Path = "
 
 
 def _template():
-    import jinja2
-
     env = jinja2.Environment(loader=jinja2.PackageLoader("kit.report", ""), autoescape=True)
     return env.get_template("page.html.j2")

@@ -11,11 +11,13 @@ import os
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 
-from kit.errors import KitError
 from kit.atomic import atomic_path, write_csv, write_json
+from kit.errors import KitError
 from kit.layout import image_path
 from kit.progress import progress as progress_bar
 from kit.synth.scenes import SCENES
@@ -60,8 +62,6 @@ def _structure(class_key: int, family: int, seed: int, size: int):
 def render_image(seed: int, split: str, index: int, size: int, class_key: int | None, family: int | None,
                  scene: str | None) -> np.ndarray:
     """The size x size RGB image number `index` of `split`: a view of structure `class_key` or a scene."""
-    import cv2
-
     rng = np.random.default_rng([seed, SPLIT_CODE[split], index])
     if class_key is not None:
         structure, mask = _structure(int(class_key), family, seed, SUPERSAMPLE * size)
@@ -72,8 +72,6 @@ def render_image(seed: int, split: str, index: int, size: int, class_key: int | 
 
 def write_jpeg(path: Path, img: np.ndarray, quality: int = 90) -> None:
     """Encode RGB uint8 as JPEG and write it atomically."""
-    import cv2
-
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise KitError(f"{path}: JPEG encoding failed")
@@ -82,8 +80,6 @@ def write_jpeg(path: Path, img: np.ndarray, quality: int = 90) -> None:
 
 
 def _render_chunk(out_dir: str, seed: int, size: int, quality: int, jobs: list[tuple]) -> int:
-    import cv2
-
     cv2.setNumThreads(1)
     for split, index, image_id, class_key, family, scene in jobs:
         img = render_image(seed, split, index, size, class_key, family, scene)
@@ -213,8 +209,6 @@ def summary_line(s: dict) -> str:
 
 def render_all(out: Path, seed: int, size: int, quality: int, jobs: list, workers: int, progress: bool) -> None:
     """Render and save every image of `jobs` in `workers` processes, in chunks (about 8 per worker)."""
-    from joblib import Parallel, delayed
-
     chunk = max(8, math.ceil(len(jobs) / (workers * 8)))
     chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
     run = Parallel(n_jobs=workers, return_as="generator_unordered")(

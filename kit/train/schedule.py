@@ -5,6 +5,7 @@ import math
 
 from kit.registry import Registry
 
+
 def cosine_factor(step: int, total_steps: int, warmup_steps: int = 0, floor: float = 0.0) -> float:
     """Linear warmup from ~0 to 1 over `warmup_steps`, then half a cosine down to `floor`."""
     if warmup_steps > 0 and step < warmup_steps:
