@@ -23,7 +23,6 @@ MODES = ("demote", "drop")
 MAX_CANDIDATES = 64
 
 
-# ------------------------------------------------------------------------------------ pure maths
 def demote_offset(scores: np.ndarray) -> float:
     """1 + (max - min) of the present top-1 scores: subtracting it puts a row below every other row."""
     s = scores[np.isfinite(scores)]

@@ -35,8 +35,6 @@ class Inputs:
     train_counts: pd.Series | None = None                              # landmark_id -> train images
 
 
-
-# ------------------------------------------------------------------------------------------- truth
 def truth_and_counts(folds: Path | None, solution: Path | None) -> tuple[dict[str, tuple[int, ...]], pd.Series | None]:
     """id -> true landmark ids, from the folds CSV (train ids) and the solution (test ids) (kit.truth);
     and the number of training images per landmark_id (from the folds CSV)."""
@@ -86,7 +84,6 @@ def score_by_bucket(pred: Predictions, truth: dict, counts: dict, threshold: int
     return pd.DataFrame(rows)
 
 
-# -------------------------------------------------------------------------------- file discovery
 def experiments(inp: Inputs) -> list[str]:
     if inp.exp:
         return [inp.exp]

@@ -84,7 +84,6 @@ def section_buckets(inp: Inputs, rare_below: int) -> str:
     return "".join(parts) + table(pd.concat(frames, ignore_index=True))
 
 
-
 def section_gallery(inp: Inputs, n: int) -> tuple[str, list[GalleryRow], str | None]:
     src = gallery_source(inp)
     if src is None:
