@@ -3,6 +3,7 @@ on-disk cache), sift (OpenCV RootSIFT), delf (attention-selected CNN features + 
 (descriptor matching + RANSAC). EXTRACTORS is the registry of extractors by name."""
 from __future__ import annotations
 
+from kit.errors import KitError
 from kit.localfeatures.sift import SiftExtractor
 from kit.registry import Registry
 

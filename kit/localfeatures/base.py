@@ -1,8 +1,13 @@
 """Local feature extractors behind one interface, and an on-disk cache of their output per image id.
 
-An extractor has `name`, `config()` (what changes its output, hashed into the cache key) and
-`extract(images) -> list[LocalFeatures]`, keypoints in its working frame (the image resized to
-`image_size`), so one RANSAC pixel threshold means the same at any resolution."""
+An extractor (registry EXTRACTORS in kit.localfeatures) has `name`, `config() -> dict` (what changes its
+output; hashed into the cache key) and
+`extract(images: list[uint8 RGB HxWx3]) -> list[LocalFeatures]`, keypoints in the extractor's working
+frame (the image resized to `image_size` on its longest side, or square for DELF), so one RANSAC pixel
+threshold means the same whatever the photo's resolution; a large JPEG is decoded at a reduced scale that
+keeps its shorter side >= `image_size` (kit.images.read_image's min_side).
+`cached_features` extracts only what the cache lacks, so a second run is nearly free.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -93,7 +98,8 @@ def cached_features(extractor, ids, paths, cache_dir: str | Path | None = None, 
 
     A missing, undecodable or oversized image gets empty features (it cannot verify anything, so its
     prediction fails the check: no landmark), is not cached and is counted in one warning; with
-    `strict` it is a KitError naming the file."""
+    `strict` it is a KitError naming the file.
+    """
     from kit.progress import progress as progress_bar
 
     out: dict[str, LocalFeatures] = {}

@@ -26,7 +26,8 @@ class DelfExtractor:
     Without a trained head the score of a location is its feature's L2 norm (a weight-free saliency
     proxy) and no PCA is applied. Images are resized to `image_size` square (keypoints are in that
     frame; the per-image aspect change is an affine map that RANSAC absorbs), so a whole batch runs
-    through each pyramid scale at once."""
+    through each pyramid scale at once.
+    """
 
     name = "delf"
 
