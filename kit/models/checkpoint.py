@@ -1,9 +1,7 @@
 """Checkpoints `runs/<exp>/fold<N>/{last,best}.pt`: atomic save, checked load, model rebuild.
 
-A .pt is a dict: model (state_dict), config (dict), label_map, class_counts, epoch, metrics, and in
-last.pt also optimizer/scheduler/scaler/rng state so `kit train --resume` continues exactly.
-Every .pt kit reads goes through `load_torch_file`: `torch.load(weights_only=True)`, so a crafted
-file cannot run code; kit stores only tensors, numbers, strings and plain containers."""
+A .pt is a dict: model (state_dict), config, label_map, class_counts, epoch, metrics, and in last.pt the
+optimizer/scheduler/scaler/rng state `kit train --resume` needs; it loads with weights_only=True."""
 from __future__ import annotations
 
 import os

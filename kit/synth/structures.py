@@ -1,9 +1,6 @@
-"""Procedural landmark structures: one rigid, richly textured planar drawing per class.
-
-`make_structure(class_id, seed, size)` renders the canonical image of a landmark once; every photo of
-it is a perspective warp of that image (kit/synth/views.py), so local features + RANSAC can match two
-photos of one landmark. Colours come from one shared palette and the kinds repeat across classes, so
-neither colour nor silhouette type alone names a class: the geometry, texture and details do."""
+"""Procedural landmark structures: one rigid, richly textured planar drawing per class, which every photo
+of it warps (kit/synth/views.py). Palette and kinds are shared across classes, so neither colour nor
+silhouette alone names a class: the geometry, texture and details do."""
 from __future__ import annotations
 
 import cv2
