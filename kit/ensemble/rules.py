@@ -88,13 +88,7 @@ def ens_weighted(preds: list[Predictions], weights=None) -> Predictions:
     return _result(preds[0].ids, label, (w[:, None] * scores * agree).sum(axis=0) / w.sum())
 
 
-def ens_soft(preds: list[Predictions], weights=None, topk: int | None = None, fit_on=None, solution=None,
-             step: float = 0.1) -> Predictions:
-    """`soft_average` with given weights, or weights fitted on OOF predictions `fit_on` (same models,
-    same order) against `solution` to maximise GAP (`fit_soft_weights`); equal weights otherwise."""
-    if weights is None and fit_on is not None and solution is not None:
-        weights = fit_soft_weights(fit_on, solution, step=step)
-    return soft_average(preds, weights, topk)
+ens_soft = soft_average  # weights given (fitted by the caller with `fit_soft_weights`) or equal
 
 
 ENSEMBLES = Registry("ensemble", {
