@@ -1,14 +1,8 @@
 """Atomic file writes: a reader sees the old file or the new one, never a half-written one.
 
 `atomic_path` yields a temp file beside the target and renames it onto the target when the block
-succeeds. Durable writes (the default, for outputs) fsync the file before the rename and the folder
-after it, as git does for its objects; `durable=False` (caches, which can be recomputed) skips both.
-
-No write scans its folder: temp files left by killed writers are swept once per folder per process,
-at its first write there, so a write costs the same in an empty folder and in one with 100k files.
-Temp files are created with `os.open(..., 0o666)`, so the kernel applies the umask: nothing
-process-wide is changed while other threads create files.
-"""
+succeeds; durable writes (the default) fsync the file and the folder, `durable=False` (caches) skips
+that. Temp files of killed writers are swept once per folder per process, so no write scans its folder."""
 from __future__ import annotations
 
 import contextlib
@@ -16,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -69,16 +64,12 @@ def _sweep_once(folder: Path) -> None:
 
 def _fsync_dir(directory: Path) -> None:
     """Make a rename in `directory` durable (POSIX); a no-op where directories cannot be opened."""
-    try:
+    with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _new_temp(path: Path) -> Path:
@@ -120,6 +111,13 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def copy_file(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy a file atomically (checkpoints are large: no half-written copy after an interrupt)."""
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dest)
 
 
 def write_text(text: str, path: str | os.PathLike) -> Path:

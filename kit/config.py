@@ -1,8 +1,7 @@
 """Typed experiment configs: dataclasses filled from a preset or YAML file, then `key=value` overrides.
 
 `load_config("top2k", ["optim.lr=0.02", "data.image_size=96"])` -> Config. The resolved config is
-saved (YAML) beside every output so a result can be traced to what made it.
-"""
+saved (YAML) beside every output so a result can be traced to what made it."""
 from __future__ import annotations
 
 import dataclasses
@@ -102,19 +101,15 @@ class Config:
         return Path(self.runs_dir) / self.name / f"fold{fold}"
 
 
+BOOLS = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(("0", "false", "no", "off"), False)
+
+
 def _coerce(value, tp, key: str):
     """Convert a YAML/CLI value to the field's declared type, or raise a KitError naming the key."""
     origin = typing.get_origin(tp)
     try:
         if tp is bool:
-            if isinstance(value, str):
-                low = value.lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
+            return BOOLS[value.lower()] if isinstance(value, str) else bool(value)
         if tp in (int, float, str):
             if tp is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
@@ -124,7 +119,7 @@ def _coerce(value, tp, key: str):
             if isinstance(value, str):
                 value = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")
             return [_coerce(v, inner, key) for v in value]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, KeyError):
         raise KitError(f"config: {key}={value!r} is not a valid {getattr(tp, '__name__', tp)}") from None
     return value
 
@@ -177,10 +172,6 @@ def named_file(name_or_path: str, folder: Path, kind: str) -> Path:
     raise KitError(f"{kind} '{name_or_path}': no such file or shipped {kind} (shipped: {names})")
 
 
-def resolve_config_path(name_or_path: str | None) -> Path | None:
-    return named_file(name_or_path, PRESET_DIR, "config") if name_or_path else None
-
-
 def registries() -> dict[str, typing.Iterable[str]]:
     """Config key -> the registry its value must name. The builders look names up in these same dicts,
     so a new entry is all a new choice needs. Imported here, lazily: they pull in torch/albumentations."""
@@ -217,9 +208,8 @@ def validate_config(cfg: Config) -> Config:
 def load_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults <- preset/YAML file <- key=value overrides, then validated (validate_config)."""
     cfg = Config()
-    path = resolve_config_path(name_or_path)
-    if path is not None:
-        _fill(cfg, read_yaml_mapping(path))
+    if name_or_path:
+        _fill(cfg, read_yaml_mapping(named_file(name_or_path, PRESET_DIR, "config")))
     _fill(cfg, parse_overrides(overrides or []))
     check_ranges(cfg)
     return validate_config(cfg)

@@ -7,8 +7,7 @@ class KitError(Exception):
     """A problem with the user's input (file, row, value) that the user can fix.
 
     A KitError raised in a DataLoader worker comes back to the main process re-created from a message
-    holding the worker's whole traceback; only its last line (the original message) is kept.
-    """
+    holding the worker's whole traceback; only its last line (the original message) is kept."""
 
     def __init__(self, message: str = "", *args):
         message = str(message)

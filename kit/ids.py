@@ -1,11 +1,7 @@
 """Image ids: the one rule for a safe id, and the checks of whole id columns (safe, stripped, unique).
 
-An id names files (DATA/train/a/b/c/<id>.jpg, cache entries), so it must be a safe file name: 1-200
-of letters, digits, `_ . -`, starting with a letter or digit, no `..`. `SAFE_ID` states the rule
-once: single ids are checked with Python's `re`, columns with pandas' string methods (pyarrow's RE2
-kernel where pyarrow is installed, Python's `re` otherwise: the same pattern), and uniqueness always by
-`first_duplicate`.
-"""
+An id names files (DATA/train/a/b/c/<id>.jpg, cache entries), so it must be a safe file name: `SAFE_ID`
+states the rule once, for single ids (Python's `re`) and columns (pandas' string methods)."""
 from __future__ import annotations
 
 import hashlib
@@ -70,9 +66,8 @@ def first_duplicate(ids) -> int:
 
 
 def clean_ids(path, ids: pd.Series, column: str = "id") -> pd.Series:
-    """An id column stripped of surrounding whitespace; KitError naming the file, row and value for a
-    blank, unsafe (see check_id) or duplicate id. Rows are 1-based data rows (line = row + 1). A column
-    that needs no change comes back as the same object."""
+    """An id column stripped of surrounding whitespace (the same object when nothing changes); a blank, unsafe
+    or duplicate id is a KitError naming the file, the 1-based data row and the value."""
     s, ok = ids, safe_ids(ids)
     if not ok.all():
         s = _strings(ids).str.strip()

@@ -1,9 +1,5 @@
-"""Image files: the header-only pixel count, JPEG truncation, and the one decode path of kit.
-
-Every reader decodes with `decode_image` (or `read_image`, which raises): the pixel count is read from
-the header before anything is decoded, so a decompression bomb costs nothing, and a JPEG cut short is
-refused instead of being grey-filled by OpenCV.
-"""
+"""Image files: the one decode path of kit. The pixel count is read from the header before decoding (a
+decompression bomb costs nothing) and a JPEG cut short is refused instead of grey-filled."""
 from __future__ import annotations
 
 import io

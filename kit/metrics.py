@@ -1,17 +1,11 @@
 """Competition metrics: GAP exactly as Kaggle's GLR scores it, plus accuracy and the Mail.ru offline test.
 
-GAP (Global Average Precision, a.k.a. micro-AP): each test image has at most one prediction
-(label, score). All predictions are sorted by score descending (ties: id ascending, then label,
-the official convention of tensorflow/models delf `GlobalAveragePrecision`). Walking down the list,
-every prediction counts in the precision denominator, including predictions on non-landmark
-images; a correct one adds the precision at its rank. The sum is divided by M, the number of test
-images whose ground truth holds at least one landmark; an image without a prediction still counts
-in M. Ground truth may list several landmarks per image: a prediction is correct if it is any of them.
-
-`gap` is the fast path for aligned arrays (one true label per image); `gap_frames` handles submission
-and solution frames (several true landmarks). `gap_reference` is a plain-Python transcription of the
-definition, used by tests and bench/ to prove the vectorised versions equal it.
-"""
+GAP (micro-AP): each test image has at most one prediction (label, score). Predictions are sorted by
+score descending (ties: id ascending, then label, as tensorflow/models delf `GlobalAveragePrecision`);
+every prediction counts in the precision denominator, a correct one adds the precision at its rank, and
+the sum is divided by M, the number of test images with at least one true landmark. A prediction is
+correct if it is any of the image's landmarks. `gap_reference` is the definition in plain Python, which
+tests and bench/ compare the vectorised versions against."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,11 +16,8 @@ from kit.ids import first_duplicate
 
 
 def _ranked(scores: np.ndarray, id_key: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Order of predictions: score descending, ties by id ascending, then label ascending.
-
-    Sorting by score alone is cheap; only rows whose score is tied get the (id, label) tie-break,
-    which matters because string sorts cost several times a float sort.
-    """
+    """Order of predictions: score descending, ties by id, then label, ascending. Only tied rows get the
+    (id, label) sort: string sorts cost several times a float sort."""
     neg = -scores
     order = np.argsort(neg, kind="stable")
     s = neg[order]
@@ -68,11 +59,8 @@ def _check_scores(scores: np.ndarray, what: str = "scores") -> None:
 
 
 def gap(pred_labels, pred_scores, true_labels, ids=None) -> float:
-    """GAP for aligned arrays, one row per test image.
-
-    pred_labels -1 = no prediction (not counted anywhere but M); true_labels -1 = non-landmark image.
-    `ids` (str or int) break score ties ascending; without them, row order breaks ties.
-    """
+    """GAP for aligned arrays, one row per test image: pred_labels -1 = no prediction, true_labels -1 =
+    non-landmark; `ids` break score ties (ascending), else row order does."""
     pred = np.asarray(pred_labels, dtype=np.int64).ravel()
     score = np.asarray(pred_scores, dtype=np.float64).ravel()
     true = np.asarray(true_labels, dtype=np.int64).ravel()
@@ -95,11 +83,8 @@ def _usage_mask(sol_df: pd.DataFrame) -> np.ndarray:
 
 
 def index_in(values, keys) -> np.ndarray:
-    """Row in `keys` of each of `values` (first match; -1 = absent), for string ids.
-
-    pyarrow's C++ hash lookup is ~3x faster than pandas' get_indexer on 1M ids; without pyarrow (Kaggle's
-    image need not have it) pandas' hash table gives the same answer.
-    """
+    """Row in `keys` of each of `values` (first match; -1 = absent), for string ids: pyarrow's hash lookup
+    (~3x pandas' get_indexer on 1M ids), or pandas where pyarrow is missing (Kaggle's image)."""
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -133,10 +118,8 @@ def _align(sol_ids: np.ndarray, sub_ids: np.ndarray) -> np.ndarray:
 
 
 class Matcher:
-    """The solution side of `match_frames`, prepared once for a fixed list of submission ids: usage
-    filtering, alignment and the exploded ground truth. Calling it with the submission's labels and
-    scores gives match_frames' columns; scoring many label/score sets of the same ids (ensemble weight
-    fitting) then costs no string work."""
+    """The solution side of `match_frames`, prepared once for fixed submission ids, so scoring many label/score
+    sets of the same ids (ensemble weight fitting) costs no string work."""
 
     def __init__(self, sol_df: pd.DataFrame, sub_ids):
         keep = _usage_mask(sol_df)
@@ -192,12 +175,9 @@ def _match(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> dict:
 
 
 def match_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> pd.DataFrame:
-    """Align a submission (id, label, score; label -1 = empty) to a solution (id, landmarks: list[int]).
-
-    Returns one row per solution id (solution order): id, label, score, correct, is_landmark.
-    Solution rows with usage 'Ignored' (Kaggle's solution files) are dropped together with their
-    predictions, as the official scorer does. Submission ids absent from the solution are an error.
-    """
+    """Align a submission (id, label, score; label -1 = empty) to a solution (id, landmarks: list[int]) -> one
+    row per solution id: id, label, score, correct, is_landmark. Rows with usage 'Ignored' are dropped with
+    their predictions, as the official scorer does; ids absent from the solution are an error."""
     return pd.DataFrame(_match(sub_df, sol_df))
 
 
@@ -208,11 +188,8 @@ def gap_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> float:
 
 
 def gap_reference(predictions: dict, solution: dict) -> float:
-    """Naive GAP, a line-by-line transcription of the definition (slow; for tests and bench only).
-
-    predictions: {id: (label, score)} (absent or label -1 = no prediction);
-    solution: {id: list of landmark ids} (empty = non-landmark).
-    """
+    """GAP transcribed line by line from the definition (slow; tests and bench): predictions {id: (label,
+    score)} (label -1 = none), solution {id: list of landmark ids}."""
     items = [(i, lab, sc) for i, (lab, sc) in predictions.items() if lab != -1]
     items.sort(key=lambda x: (-x[2], x[0], x[1]))
     total = correct = 0
@@ -251,11 +228,8 @@ def sensitivity_specificity(pred_is_landmark, true_is_landmark) -> tuple[float, 
 
 def gap_by_frequency(pred_labels, pred_scores, true_labels, class_counts: dict, threshold: int = 50,
                      ids=None) -> dict:
-    """GAP on landmark test images of frequent (train count >= threshold) vs rare classes.
-
-    Each bucket is scored as its own test set of landmark images only (non-landmark images are left
-    out so the rare bucket is not swamped by them); shows whether a model ignores the long tail.
-    """
+    """GAP on the landmark images of frequent (train count >= threshold) vs rare classes, each bucket scored
+    as its own test set: does a model ignore the long tail?"""
     pred = np.asarray(pred_labels, dtype=np.int64).ravel()
     score = np.asarray(pred_scores, dtype=np.float64).ravel()
     true = np.asarray(true_labels, dtype=np.int64).ravel()

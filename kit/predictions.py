@@ -1,21 +1,17 @@
-"""The prediction file: the one format passed from train (OOF) / predict to ensemble, filter and submit.
-
-A `.npz` file (numpy only, no pickle) holding, for N image ids:
-  ids         str   [N]     image ids (GLDv2 16-hex-digit ids)
-  labels      int64 [N, k]  top-k ORIGINAL landmark ids, best first; -1 = no prediction in that slot
-  scores      f32   [N, k]  confidences for `labels` (descending per row); 0 where labels == -1
-  embeddings  f32   [N, D]  optional global descriptors (L2-normalised), for retrieval and filters
-Rows with labels[:, 0] == -1 have no prediction (an empty `landmarks` cell in a submission).
-"""
+"""The prediction file passed from train / predict to ensemble, filter and submit: a `.npz` (no pickle) of
+ids str [N], labels int64 [N, k] (top-k original landmark ids, -1 = none), scores f32 [N, k] (descending)
+and optionally embeddings f32 [N, D] (L2-normalised)."""
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from kit.errors import KitError
 from kit.atomic import atomic_path
+from kit.errors import KitError
+from kit.ids import first_duplicate, safe_ids
 
 
 @dataclass
@@ -90,8 +86,6 @@ def save_predictions(pred: Predictions, path: str | Path) -> Path:
 
 def load_predictions(path: str | Path) -> Predictions:
     """Read and check a prediction file; every problem is a KitError naming this file (and the row)."""
-    import zipfile
-
     path = Path(path)
     if not path.is_file():
         raise KitError(f"{path}: prediction file not found")
@@ -116,8 +110,6 @@ def load_predictions(path: str | Path) -> Predictions:
 
 def check_arrays(path, a: dict) -> None:
     """Shapes, dtypes, finite scores and unique, non-blank, safe ids of a prediction file's arrays."""
-    from kit.ids import safe_ids
-
     ids, labels, scores, emb = a["ids"], a["labels"], a["scores"], a.get("embeddings")
     if ids.ndim != 1 or ids.dtype.kind not in "US":
         raise KitError(f"{path}: 'ids' must be a 1-D string array (got {ids.dtype} {ids.shape})")
@@ -134,8 +126,6 @@ def check_arrays(path, a: dict) -> None:
     if len(bad):
         i = int(bad[0])
         raise KitError(f"{path}: row {i + 1}: id {ids[i][:80]!r} is blank, padded or not a safe file name")
-    from kit.ids import first_duplicate
-
     d = first_duplicate(ids)
     if d >= 0:
         first = int(np.flatnonzero(ids == ids[d])[0])
@@ -150,6 +140,21 @@ def check_arrays(path, a: dict) -> None:
     if emb is not None and not np.isfinite(emb).all():
         i = int(np.flatnonzero(~np.isfinite(emb).all(axis=1))[0])
         raise KitError(f"{path}: row {i + 1}: non-finite embedding")
+
+
+def group_rows(labels: np.ndarray):
+    """The present (row, label) pairs of labels [N, K] (-1 = absent) as groups ordered by (row, label) ->
+    (flat positions kept, group of each, row and label of each group). Within a group the entries keep
+    column order, so a bincount over groups sums them as a per-row loop would."""
+    n, k = labels.shape
+    flat = labels.ravel()
+    keep = np.flatnonzero(flat >= 0)
+    rows, lab = keep // max(k, 1), flat[keep]
+    order = np.lexsort((lab, rows))  # stable: equal (row, label) keep column order
+    keep, rows, lab = keep[order], rows[order], lab[order]
+    new = np.ones(len(keep), bool)
+    new[1:] = (rows[1:] != rows[:-1]) | (lab[1:] != lab[:-1])
+    return keep, np.cumsum(new) - 1, rows[new], lab[new]
 
 
 def top_per_row(totals: np.ndarray, g_rows: np.ndarray, g_labels: np.ndarray, n: int, topk: int):

@@ -1,11 +1,8 @@
 """Submission and solution files: the one reader/writer/validator for Kaggle's `id,landmarks` CSVs.
 
-Submission: one row per test id; `landmarks` = "<landmark_id> <score>" or empty (no prediction).
-In memory it is a DataFrame[id, label, score] with label -1 for an empty cell.
-Solution: `id,landmarks` with space-separated landmark ids (empty = non-landmark image), optionally
-Kaggle's `Usage` column (Public/Private/Ignored), kept as `usage` so scoring can drop Ignored rows.
-Errors name the file, the 1-based data row and its line number (header = line 1), and what is wrong.
-"""
+Submission: `landmarks` = "<landmark_id> <score>" or empty; in memory a DataFrame[id, label, score] with
+label -1 for an empty cell. Solution: space-separated landmark ids (empty = non-landmark) and optionally
+Kaggle's `Usage` column. Errors name the file, the data row and its line."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,6 @@
-"""Ground truth and scoring summaries: the one reader of truth files (Truth: a solution CSV or any CSV with
-`id,landmark_id`) and the one summary (GAP, top-1 accuracy, sensitivity/specificity) that `kit score`,
-`kit filter`, the report and the benches print."""
+"""Ground truth and scoring summaries: the one reader of truth files (a solution CSV or any CSV with
+`id,landmark_id`) and the one summary that `kit score`, `kit filter`, the report and the benches print.
+kit.metrics and the CSV readers import pandas, so they are imported where used: `kit --help` reads this."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,16 +19,9 @@ KINDS = ("solution", "labels")
 
 @dataclass(frozen=True)
 class Truth:
-    """Ground truth `frame` [id, landmarks (list[int], [] = non-landmark)] and its kind, which decides
-    what a prediction file is scored against:
-
-    - "solution" (a Kaggle solution CSV): the whole test set; ids the predictions lack count as misses.
-    - "labels" (a folds CSV or train.csv): labels of more images than one prediction file holds (the
-      OOF predictions of one fold), so only the predicted ids are scored.
-
-    The kind lives here, not on the frame, so filtering, concatenating or merging `frame` and wrapping
-    the result again scores the same. A bare DataFrame given where a Truth is expected is a solution.
-    """
+    """Ground truth `frame` [id, landmarks (list[int], [] = non-landmark)] and its kind: a "solution" (Kaggle's
+    CSV) is the whole test set, ids the predictions lack count as misses; "labels" (a folds CSV, train.csv)
+    cover more images than one prediction file, so only the predicted ids are scored."""
     frame: pd.DataFrame
     kind: Literal["solution", "labels"] = "solution"
 
@@ -74,8 +67,7 @@ def score_gap(pred: Predictions, truth: Truth | pd.DataFrame) -> float:
 
 
 def truth_for(pred: Predictions, truth: Truth | pd.DataFrame) -> pd.DataFrame:
-    """The truth rows `score_gap` scores `pred` against: labels are cut to the predicted ids (done once
-    when many predictions of the same ids are scored); a solution is used whole."""
+    """The truth rows `score_gap` scores `pred` against: labels cut to the predicted ids, a solution whole."""
     truth = as_truth(truth)
     if truth.kind == "solution":
         return truth.frame
@@ -95,17 +87,15 @@ def true_top1(pred: Predictions, truth: Truth | pd.DataFrame) -> np.ndarray:
 
 
 def gap_top1(pred: Predictions, true: np.ndarray) -> float:
-    """GAP of the top-1 predictions against one true label per row (`true_top1`): the fast path filters
-    use while sweeping thresholds."""
+    """GAP of the top-1 predictions against one true label per row (`true_top1`), for threshold sweeps."""
     from kit.metrics import gap
 
     return gap(pred.labels[:, 0], pred.scores[:, 0], true, pred.ids)
 
 
 def summarize(sub: pd.DataFrame, sol: Truth | pd.DataFrame, passed: set | None = None) -> dict:
-    """GAP, top-1 accuracy on landmark images and sensitivity/specificity (Mail.ru's offline test: landmark
-    images kept / non-landmark images rejected) of a submission frame against a solution frame. With
-    `passed` (ids that passed a filter), only those count as 'predicted landmark'."""
+    """GAP, top-1 accuracy on landmark images and sensitivity/specificity of a submission frame against a
+    solution frame; with `passed` (ids that passed a filter), only those count as predicted landmarks."""
     from kit.metrics import gap_frames, match_frames, sensitivity_specificity
 
     sol = as_truth(sol).frame

@@ -4,6 +4,7 @@ import pytest
 import kit.inference.retrieval as R
 import kit.inference.torch_index as B
 import kit.inference.search as S
+from kit.errors import KitError
 
 
 def _unit(x):
@@ -252,7 +253,7 @@ def test_choose_backend_from_size_and_hardware(rows, hw, backend, precision, kin
 @pytest.mark.parametrize("backend,precision,message", [("annoy", "auto", "unknown backend 'annoy'"),
                                                        ("torch", "int4", "unknown precision 'int4'")])
 def test_choose_backend_rejects_unknown_names(backend, precision, message):
-    with pytest.raises(S.KitError, match=message):
+    with pytest.raises(KitError, match=message):
         S.choose_backend(10, 4, CPU, backend, precision)
 
 
@@ -265,5 +266,5 @@ def test_search_index_low_precision_and_k_above_n(data):
     np.testing.assert_array_equal(idx, ref_i)
     np.testing.assert_allclose(sims, ref_s, atol=1e-5)
     assert R.SearchIndex(xb, backend="torch", gpu=False).kind == "torch"  # small: fp32 unless asked
-    with pytest.raises(S.KitError, match="precision"):
+    with pytest.raises(KitError, match="precision"):
         R.SearchIndex(xb, backend="torch", precision="int4")

@@ -1,23 +1,15 @@
 """Albumentations pipelines by name: uint8 HWC RGB image -> normalised float CHW tensor.
 
-- "none": resize + normalise.
-- "light": flip + colour jitter (report 001).
-- "retrieval": random resized crop (40-100%) + flip + colour, for embedding training (kNN).
-- "pipeline1" / "pipeline2": report 003, Table 1. Probabilities the table leaves out are
-  albumentations' defaults; the report's text adds that vertical flips are rare (p=0.1 here).
-  Pipeline 2's SmallestMaxSize(288) is for 256 px crops and scales with image_size (9/8 of it).
-  Both normalise with ImageNet statistics (pipeline 1's "default normalisation" is
-  A.Normalize()'s default, which is ImageNet's).
-Names use albumentations 2.x arguments (1.x names such as quality_lower are rejected, not ignored).
-Mean/std default to ImageNet; pass the backbone's own (kit.models.backbones.backbone_mean_std) to match
-its pretrained weights.
-"""
+"none" (resize), "light" (flip + colour, report 001), "retrieval" (random resized crop + flip + colour),
+"pipeline1" / "pipeline2" (report 003, Table 1; probabilities the table leaves out are albumentations'
+defaults, vertical flips rare as its text says). Arguments are albumentations 2.x names."""
 from __future__ import annotations
 
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
 
 from kit.errors import KitError
+from kit.models.backbones import backbone_mean_std
 from kit.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -89,7 +81,5 @@ def build_transforms(name: str, image_size: int, train: bool, mean=None, std=Non
 def transforms_for(cfg, train: bool) -> A.Compose:
     """build_transforms for a kit Config: cfg.data.augment at cfg.data.image_size, normalised with
     the mean/std that cfg.model.backbone's pretrained weights expect (0.5/0.5 for the lite models)."""
-    from kit.models.backbones import backbone_mean_std
-
     mean, std = backbone_mean_std(cfg.model.backbone)
     return build_transforms(cfg.data.augment, cfg.data.image_size, train, mean=mean, std=std)

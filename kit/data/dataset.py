@@ -1,14 +1,8 @@
 """Images of one fold as torch DataLoaders: the folds CSV + GLDv2 image layout -> (image, label, id).
 
-Data order and augmentation are functions of (seed, epoch, index) only: the sampler is a
-DistributedSampler seeded with cfg.seed (one replica when not distributed) and each sample's
-albumentations random state is derived from (seed, epoch, index). So a resumed run, a run with a
-different number of workers and a DDP run all see the same batches as an uninterrupted run.
-Missing images are found up front (one directory walk) and dropped with a count; unreadable,
-truncated or oversized ones (kit.images.decode_image) are found at decode time, dropped in `collate` and
-counted (batch["skipped"] lists their ids). With `strict` both raise a one-line KitError naming the
-file instead, also from DataLoader workers (kit.errors.KitError drops the worker's traceback).
-"""
+Data order and augmentation are functions of (seed, epoch, index) only, so a resumed run, another
+worker count and a DDP run see the same batches. Missing images are dropped up front with a count;
+undecodable ones are dropped in `collate` (batch["skipped"]); with `strict` both are a KitError."""
 from __future__ import annotations
 
 import logging
@@ -19,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, default_collate
 
-from kit.errors import KitError
 from kit.csvfiles import read_csv
+from kit.data.augment import transforms_for
+from kit.errors import KitError
 from kit.ids import clean_ids
 from kit.images import MAX_PIXELS, decode_image
 from kit.layout import image_path
@@ -106,12 +103,8 @@ def split_fold(cfg, fold: int) -> FoldSplit:
 
 
 class LandmarkDataset:
-    """Map-style dataset over rows (id, label); item = dict(image, label, id) or None if undecodable.
-
-    `epoch` is set by the training loop before each epoch; with `seed` it fixes each sample's
-    augmentation, so results do not depend on workers, resumes or DDP ranks. With `image_size` a large
-    JPEG is decoded at a reduced scale that keeps its shorter side >= 2 x image_size (crops keep detail).
-    """
+    """Map-style dataset over rows (id, label): dict(image, label, id), or {"skipped": id} if undecodable.
+    Each sample's augmentation is seeded by (seed, epoch, index); large JPEGs decode at >= 2 x image_size."""
 
     def __init__(self, df: pd.DataFrame, data_dir, transform, split: str = "train", seed: int = 0,
                  strict: bool = False, max_pixels: int = MAX_PIXELS, image_size: int = 0):
@@ -125,8 +118,6 @@ class LandmarkDataset:
     def from_config(cls, df: pd.DataFrame, cfg, train: bool, split: str = "train") -> "LandmarkDataset":
         """The dataset of `df` as the config says: cfg.data's transform (training or eval form), folder,
         strictness, pixel cap and image size (decode scale), and cfg.seed."""
-        from kit.data.augment import transforms_for
-
         d = cfg.data
         return cls(df, d.data_dir, transforms_for(cfg, train), split=split, seed=cfg.seed, strict=d.strict,
                    max_pixels=d.max_pixels, image_size=d.image_size)
@@ -152,8 +143,6 @@ class LandmarkDataset:
 def collate(items):
     """default_collate over the decodable items, plus "skipped": ids of the undecodable ones.
     A batch of only undecodable images is {"skipped": [...]} (no "image": see `has_images`)."""
-    from torch.utils.data import default_collate
-
     skipped = [x["skipped"] for x in items if x is not None and "skipped" in x]
     good = [x for x in items if x is not None and "skipped" not in x]
     batch = default_collate(good) if good else {}
@@ -169,19 +158,13 @@ def has_images(batch) -> bool:
 def _worker_init(_):
     # No cv2.setNumThreads here: in a forked worker it deadlocks when the parent has used OpenCV's
     # thread pool (kit.cli sets OpenCV to 0 threads at start, which workers inherit).
-    import torch
-
     torch.set_num_threads(1)
 
 
 def make_loader(dataset, batch_size: int, train: bool, seed: int, num_workers: int, device_type: str,
                 world_size: int = 1, rank: int = 0):
-    """A DataLoader whose order is a function of (seed, epoch): DistributedSampler even for one process.
-
-    Validation loaders are unshuffled and sharded without padding (rank r gets rows r, r+W, ...).
-    """
-    from torch.utils.data import DataLoader, DistributedSampler
-
+    """A DataLoader whose order is a function of (seed, epoch); validation is unshuffled and sharded without
+    padding (rank r gets rows r, r+W, ...)."""
     drop_last = train and len(dataset) >= batch_size * world_size
     if train:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,

@@ -1,23 +1,12 @@
 """Class subsets and stratified folds for GLDv2's train.csv -> folds CSV `id,landmark_id,label,fold`.
 
-Classes: the K most frequent (ties: landmark_id ascending) or all with >= N images (report 001:
-top-2k, each >= 183 images; top-18k, each >= 50). `label` is contiguous 0..C-1 in ascending
-landmark_id order.
-
-Folds are stratified and NESTED: within each class, rows are put in a seeded order (pandas' hash of
-the image id and the seed) and row r of class c gets fold (r + o_c) mod F, o_c a seeded hash of the
-landmark id. Every class is split as evenly as possible (fold sizes differ by at most 1; a class with fewer images than
-folds lands in fewer folds), the folds overall are balanced up to the random offsets, and an image's
-fold depends only on its own class, never on which other classes are kept: the top-2k file's fold 0
-is a subset of the top-18k file's fold 0, so models trained on either can be validated (and
-ensembled) on one common fold without leakage. sklearn's StratifiedKFold allocates the same way per
-class but neither nests nor scales: it takes minutes on GLDv2's 18k-class subset (bench/gap_folds.py).
-
-`--holdout` is report 001's 90/6/4 split: the same class-sorted order walks a 50-slot pattern of
-45 train (fold 1), 3 val (fold 0) and 2 holdout (fold -1) slots, interleaved as evenly as
-possible, so every class with >= 50 images gets exactly 90/6/4 per 50 images and small classes
-get a window of the pattern (mostly train) while the totals stay 90/6/4.
-"""
+Classes: the K most frequent (ties: landmark_id ascending) or all with >= N images; `label` is 0..C-1 in
+landmark_id order. Folds are stratified and NESTED: within a class, rows in a seeded hash order get fold
+(rank + a seeded per-class offset) mod F, so an image's fold depends only on its own class: the top-2k
+file's fold 0 is a subset of the top-18k file's, and models trained on either share one validation fold
+without leakage. sklearn's StratifiedKFold neither nests nor scales to 18k classes (bench/gap_folds.py).
+`--holdout` is report 001's 90/6/4 split: the same order walks a 50-slot pattern of 45 train (fold 1),
+3 val (fold 0) and 2 holdout (fold -1) slots."""
 from __future__ import annotations
 
 import numpy as np

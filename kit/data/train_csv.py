@@ -2,16 +2,18 @@
 
 Ids are stripped and checked (safe file names, unique: kit.ids), landmark ids are integers; errors name the
 file and row. A fast path reads with pandas' default types and falls back to the exact, slower parser where
-the fast one could differ; tests compare the two.
-"""
+the fast one could differ; tests compare the two."""
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pandas as pd
 
-from kit.errors import KitError
 from kit.csvfiles import read_csv
+from kit.errors import KitError
 from kit.ids import clean_ids
+from kit.metrics import index_in
 
 
 def _check_landmark_ids(path, col: pd.Series, none_ok: bool = False) -> np.ndarray:
@@ -34,9 +36,8 @@ def _check_landmark_ids(path, col: pd.Series, none_ok: bool = False) -> np.ndarr
 
 
 def read_train(path, none_ok: bool = False) -> pd.DataFrame:
-    """train.csv (or any id,landmark_id CSV) -> DataFrame[id (str), landmark_id (int64)]; other columns
-    are dropped. Ids are stripped; blank, unsafe or duplicate ids and bad landmark ids are KitErrors
-    naming the row (none_ok: landmark_id -1 = non-landmark allowed, for truth files)."""
+    """train.csv (or any id,landmark_id CSV) -> DataFrame[id (str), landmark_id (int64)], every bad id or
+    landmark id a KitError naming the row (none_ok: -1 = non-landmark allowed, for truth files)."""
     read_csv(path, required=("id", "landmark_id"), nrows=0)
     df = _default_read(path)
     if df is None:  # ids the default types would mangle (all digits, "NA"), blanks, non-integer landmark ids
@@ -55,8 +56,6 @@ def _default_read(path) -> pd.DataFrame | None:
     pd.read_csv (pandas 3 keeps string ids as Arrow strings; usecols, dtype={"id": str} or pyarrow's threaded
     reader measured 1.3-4x slower on GLDv2's 4.1M rows here). None unless that gave string ids with no
     missing value and integer landmark ids: then the caller re-reads with the exact, slower parser."""
-    import warnings
-
     try:
         with warnings.catch_warnings():   # mixed-type chunks (DtypeWarning): caught by the checks below
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)
@@ -113,8 +112,6 @@ def _split_ascii_ids(images: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
 
 def restrict_to_clean(train: pd.DataFrame, clean: pd.DataFrame, path="clean csv") -> pd.DataFrame:
     """Keep train rows whose id is listed in the clean CSV; a listed id under another landmark is an error."""
-    from kit.metrics import index_in
-
     pos = index_in(train["id"], clean["id"])  # first listing of each id
     kept = train[pos >= 0]
     clean_lid = clean["landmark_id"].to_numpy()[pos[pos >= 0]]

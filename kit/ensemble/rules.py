@@ -1,12 +1,8 @@
 """Ensembles of prediction files: report 001's four rules (max, correct, boost, weighted) plus `soft`.
 
-Every rule is a pure function `ENSEMBLES[name](preds: list[Predictions], **kw) -> Predictions` over
-inputs first aligned to the union of their ids (`align`): an id a model did not predict has an empty
-row there (label -1), so it is never dropped. The "base" of a rule is the first model, in the rule's
-order, that predicted the id; when the named base model did not predict an id, the next one that did
-takes its place (so the output has a prediction wherever any input has one). `run_ensemble` runs a rule
-over files (what `kit ensemble` calls); soft voting and its weight fitting are in kit.ensemble.soft.
-"""
+Each rule is `ENSEMBLES[name](preds, **kw) -> Predictions` over inputs aligned to the union of their ids
+(an id a model did not predict is an empty row, never dropped). A rule's "base" model for an id is the
+first, in the rule's order, that predicted it."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -92,13 +88,7 @@ def ens_weighted(preds: list[Predictions], weights=None) -> Predictions:
     return _result(preds[0].ids, label, (w[:, None] * scores * agree).sum(axis=0) / w.sum())
 
 
-def ens_soft(preds: list[Predictions], weights=None, topk: int | None = None, fit_on=None, solution=None,
-             step: float = 0.1) -> Predictions:
-    """`soft_average` with given weights, or weights fitted on OOF predictions `fit_on` (same models,
-    same order) against `solution` to maximise GAP (`fit_soft_weights`); equal weights otherwise."""
-    if weights is None and fit_on is not None and solution is not None:
-        weights = fit_soft_weights(fit_on, solution, step=step)
-    return soft_average(preds, weights, topk)
+ens_soft = soft_average  # weights given (fitted by the caller with `fit_soft_weights`) or equal
 
 
 ENSEMBLES = Registry("ensemble", {
@@ -114,13 +104,8 @@ def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weig
                  solution=None, fit_on=(), topk: int | None = None, step: float = 0.1,
                  ensembles_dir: str | Path = "ensembles", predictions_dir: str | Path = "predictions",
                  runs_dir: str | Path = "runs", log=print) -> dict:
-    """Load FILES (or the latest test file of every experiment), pick weights, print GAPs where a
-    solution covers the scored files, write `ensembles/<method>.npz` and the submission CSV `out`.
-
-    Weights: `weights` if given; else for `weighted`, each model's GAP (on `fit_on` files, else on
-    FILES) against `solution`, or, when FILES were discovered, each experiment's validation GAP
-    (`validation_gap`); for `soft`, simplex weights fitted on `fit_on` (else FILES) against `solution`.
-    """
+    """Load FILES (or the latest test file of every experiment), pick weights (`default_weights` unless
+    given), print GAPs where `solution` covers them, write `ensembles/<method>.npz` and the submission `out`."""
     ENSEMBLES.check(method, "")
     truth = load_truth(solution) if solution else None
     discovered = not files

@@ -9,7 +9,7 @@ from math import comb
 import numpy as np
 
 from kit.errors import KitError
-from kit.predictions import Predictions, top_per_row
+from kit.predictions import Predictions, group_rows, top_per_row
 from kit.truth import truth_for
 
 
@@ -32,22 +32,6 @@ def check_weights(weights, m: int) -> np.ndarray:
     return w
 
 
-def _group_rows(labels: np.ndarray):
-    """Group the present (row, label) pairs of labels [N, K]: (flat positions kept, group of each kept
-    entry, row and label of each group). Groups are ordered by (row, label); within a group the kept
-    entries stay in column order, so a bincount over groups sums them in the order a per-row loop would."""
-    n, k = labels.shape
-    flat = labels.ravel()
-    keep = np.flatnonzero(flat >= 0)
-    rows, lab = keep // k, flat[keep]
-    order = np.lexsort((lab, rows))  # stable: equal (row, label) keep column order
-    keep, rows, lab = keep[order], rows[order], lab[order]
-    new = np.ones(len(keep), bool)
-    new[1:] = (rows[1:] != rows[:-1]) | (lab[1:] != lab[:-1])
-    group = np.cumsum(new) - 1
-    return keep, group, rows[new], lab[new]
-
-
 class SoftPlan:
     """`soft_average` prepared for many weight vectors on the same aligned inputs (weight fitting):
     the (row, label) grouping is computed once, each call is a bincount and a sort."""
@@ -55,7 +39,7 @@ class SoftPlan:
     def __init__(self, preds: list[Predictions]):
         self.preds = align(preds)
         self.labels = np.concatenate([p.labels for p in self.preds], axis=1)  # [N, sum k]
-        self.keep, self.group, self.g_rows, self.g_labels = _group_rows(self.labels)
+        self.keep, self.group, self.g_rows, self.g_labels = group_rows(self.labels)
         self.rows, self.starts = np.unique(self.g_rows, return_index=True)  # rows with >= 1 label
 
     def totals(self, weights=None) -> np.ndarray:
@@ -91,17 +75,14 @@ class SoftPlan:
 
 
 def soft_average(preds: list[Predictions], weights=None, topk: int | None = None) -> Predictions:
-    """Weighted average of the top-k scores over the union of labels (a label absent from a model's
-    top-k counts 0 for it); returns the top-k labels of the average (ties: smaller label first).
-    Vectorised over rows (one lexsort + bincount), equal to the per-row loop it replaced (tests)."""
+    """Weighted average of the top-k scores over the union of labels (absent from a model's top-k = 0)
+    -> the top-k labels of the average (ties: smaller label first)."""
     return SoftPlan(preds)(weights, topk)
 
 
 def fit_soft_weights(preds: list[Predictions], solution, step: float = 0.1) -> np.ndarray:
-    """Simplex weights (sum 1, grid `step`) maximising GAP of `soft_average` on OOF predictions.
-
-    Exhaustive over the grid while it has <= 2000 points, else coordinate search over the same grid
-    from equal weights; deterministic (first best wins)."""
+    """Simplex weights (sum 1, grid `step`) maximising GAP of `soft_average` on OOF predictions: exhaustive
+    up to 2000 grid points, else coordinate search from equal weights (first best wins)."""
     m = len(preds)
     if m == 1:
         return np.ones(1)

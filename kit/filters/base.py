@@ -1,17 +1,10 @@
-"""Non-landmark filters, the shared part: rescore a prediction file so that predictions on images without a landmark
+"""Non-landmark filters, the shared part: rescore predictions so that those on images without a landmark
 rank below the verified ones (GAP punishes every wrong prediction ranked above a right one).
 
-Each filter computes one number per image (its *signal*: RANSAC inliers, similarity to distractors,
-similarity to the predicted class's centroids) and maps (score, signal) to a new score with a few
-parameters that `fit` chooses on validation images plus non-landmark distractors to maximise GAP.
-FILTERS: "delf" / "sift" (local features + geometric verification against the predicted class's
-nearest training images), "distractor" (GLR 2020: subtract alpha * similarity to a non-landmark set),
-"centroids" (Mail.ru: cosine to the predicted class's centroids below eta = no landmark). Names joined by
-"+" chain filters (`delf+distractor`). A fitted filter is saved as JSON (`save_filter`/`load_filter`).
-
-Failing rows are demoted (every score of the row minus 1 + the score range, so they rank below every
-passing row, order kept) or, with mode="drop", emptied (label -1).
-"""
+A filter computes one *signal* per image (RANSAC inliers, similarity to distractors or to the predicted
+class's centroids) and maps (score, signal) to a new score with parameters that `fit` chooses on
+validation images plus distractors to maximise GAP. Failing rows are demoted below every passing row
+(order kept) or, with mode="drop", emptied."""
 from __future__ import annotations
 
 import logging
@@ -30,7 +23,6 @@ MODES = ("demote", "drop")
 MAX_CANDIDATES = 64
 
 
-# ------------------------------------------------------------------------------------ pure maths
 def demote_offset(scores: np.ndarray) -> float:
     """1 + (max - min) of the present top-1 scores: subtracting it puts a row below every other row."""
     s = scores[np.isfinite(scores)]
@@ -67,9 +59,8 @@ def candidates(signal: np.ndarray, n: int = MAX_CANDIDATES) -> np.ndarray:
 
 @dataclass
 class FilterResult:
-    """What a filter (or a chain) computed: the rescored predictions, the rows that passed, the seconds spent
-    (a filter: "signal", plus "features" and "matching" for delf/sift, none when the signal was given; a chain:
-    "total") and, for a filter, its signal; for a chain, each filter's result in order."""
+    """What a filter or chain computed: rescored predictions, the rows that passed, the seconds spent and,
+    for a filter, its signal; for a chain, each filter's result in order."""
 
     predictions: Predictions
     passed: np.ndarray  # bool [N]
@@ -79,10 +70,8 @@ class FilterResult:
 
 
 class Filter:
-    """A filter: `signal(pred)` (the costly part) -> `apply(pred, signal)` with the fitted `params`.
-
-    `defaults` is the one place a filter's parameters and their default values are written; `_rescore`
-    reads them from the dict it is given."""
+    """A filter: `signal(pred)` (the costly part) -> `apply(pred, signal)` with the fitted `params`
+    (`defaults` holds their names and default values)."""
 
     name = "base"
     defaults: dict = {}

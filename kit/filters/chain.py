@@ -50,13 +50,18 @@ class Chain:
         return {"filter": self.name, "stages": [f.to_dict() for f in self.filters]}
 
 
-def build_filter(spec: str, mode: str = "demote", settings: dict | None = None) -> Chain:
-    """`spec` = registry names joined by '+'; `settings` go to every filter (each takes what it knows)."""
+def filter_names(spec: str) -> list[str]:
+    """The registry names of a chain `spec` (names joined by '+'), else a KitError listing the valid ones."""
     names = [n.strip() for n in spec.split("+") if n.strip()]
     bad = [n for n in names if n not in FILTERS]
     if not names or bad:
         raise KitError(f"filter: unknown filter '{bad[0] if bad else spec}' (valid: {', '.join(FILTERS)}, joined by +)")
-    return Chain([FILTERS[n](mode=mode, **_accepted(n, settings or {})) for n in names])
+    return names
+
+
+def build_filter(spec: str, mode: str = "demote", settings: dict | None = None) -> Chain:
+    """`spec` = registry names joined by '+'; `settings` go to every filter (each takes what it knows)."""
+    return Chain([FILTERS[n](mode=mode, **_accepted(n, settings or {})) for n in filter_names(spec)])
 
 
 def _accepted(name: str, settings: dict) -> dict:
@@ -79,8 +84,6 @@ def load_filter(path: str | Path, overrides: dict | None = None) -> Chain:
     stages = check_filter_dict(path, d)
     filters = []
     for st in stages:
-        if st.get("name") not in FILTERS:
-            raise KitError(f"{path}: unknown filter '{st.get('name')}' (valid: {', '.join(FILTERS)})")
         saved, given = st.get("settings") or {}, _accepted(st["name"], overrides or {})
         settings = {**saved, **given}
         if "extractor_kw" in saved:  # merge: a given --image-size keeps the saved scales

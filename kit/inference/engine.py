@@ -1,9 +1,7 @@
 """Batched inference of a kit model: top-k original landmark ids, softmax confidences, embeddings.
 
-Used by `kit train` (out-of-fold predictions of the best checkpoint) and `kit predict`. Test-time
-augmentation is pluggable: a callable mapping an image batch to a list of views (batches); the
-views' softmax probabilities and embeddings are averaged (embeddings re-normalised).
-"""
+Test-time augmentation is a callable mapping an image batch to a list of views; the views' probabilities
+and embeddings are averaged (embeddings re-normalised)."""
 from __future__ import annotations
 
 import logging
@@ -93,9 +91,8 @@ def use_low_precision(precision: str, device, amp: bool = True) -> bool:
 
 
 def forward_views(model, images, tta: Callable, amp: bool = False, embedding: str = "neck"):
-    """Averaged softmax probabilities [B,C] and L2-normalised embeddings [B,D] over the TTA views;
-    `embedding` names the vector in EMBEDDINGS (neck output, backbone GeM, or both). `amp` autocasts
-    the network: fp16 on CUDA, bf16 on CPU (outputs are accumulated in fp32)."""
+    """Softmax probabilities [B,C] and L2-normalised embeddings [B,D] (`embedding` names which vector)
+    averaged over the TTA views; `amp` autocasts (fp16 on CUDA, bf16 on CPU), accumulating in fp32."""
     import torch
     import torch.nn.functional as F
 
@@ -114,10 +111,8 @@ def forward_views(model, images, tta: Callable, amp: bool = False, embedding: st
 def predict_loader(model, loader, label_map, topk: int = 5, device="cpu", tta=None, amp: bool = False,
                    progress: bool = True, desc: str = "predict", embedding: str = "neck",
                    channels_last: bool = False) -> Predictions:
-    """Run `model` over a loader of dict(image, id) batches -> Predictions (ids in loader order).
-    `amp`: autocast (`forward_views`); `channels_last`: NHWC model and batches (+40-60% on CPU here).
-    Images the loader could not decode (batch["skipped"]) get an empty prediction (no landmark, zero
-    embedding) after the others, with one warning giving their count."""
+    """Run `model` over a loader of dict(image, id) batches -> Predictions (ids in loader order); undecodable
+    images (batch["skipped"]) get an empty prediction after the others, with one warning."""
     import torch
     from kit.progress import progress as progress_bar
 

@@ -1,11 +1,8 @@
 """Query expansion (alpha-QE) and database-side augmentation (DBA) of L2-normalised global descriptors.
 
-Both replace a vector by a similarity-weighted sum of itself and its nearest index vectors (Radenovic et
-al. 2018, "Fine-tuning CNN image retrieval", section 4; used by the GLR 2019-2020 winners): weights are
-max(sim, 0) ** alpha, so close neighbours dominate and alpha = 0 is plain average QE. DBA applies this to
-every index vector (neighbours from the index itself, the vector included as its own first neighbour);
-alpha-QE to every query (the query plus its k nearest index vectors, after DBA when both are on).
-"""
+Both replace a vector by itself plus its nearest index vectors weighted by max(sim, 0) ** alpha
+(Radenovic et al. 2018, section 4; used by the GLR 2019-2020 winners): DBA every index vector, alpha-QE
+every query."""
 from __future__ import annotations
 
 import numpy as np

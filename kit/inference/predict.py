@@ -1,15 +1,9 @@
-"""The prediction stage: a trained fold's best checkpoint over val, test or train images -> a prediction file.
+"""The prediction stage: a trained fold's best checkpoint over val, test, train or distractor images.
 
-`run_predict(cfg, fold, split)` writes `predictions/<name>/<split>_fold<N>.npz` (kit.predictions
-format: top-k original landmark ids, softmax confidences, L2-normalised embeddings) and the resolved
-config beside it (`<split>_fold<N>.yaml`). Which images:
-  val   rows of the folds CSV with fold == N (prints their GAP)
-  train the fold's training rows (fold not in {N, -1}): embeddings for the retrieval index
-  test  every id of DATA/sample_submission.csv, images under DATA/test
-Images whose file is missing are skipped (logged; an error with data.strict); undecodable, truncated
-or oversized ones get an empty prediction (no landmark) and a warning count. Test-time augmentation
-by name (cfg.predict.tta): none, hflip, multiscale (cfg.predict.scales) from kit.inference.engine.TTAS.
-"""
+`run_predict(cfg, fold, split)` writes `predictions/<name>/<split>_fold<N>.npz` (kit.predictions format)
+and the resolved config beside it. val: the fold's rows (prints their GAP); train: the other folds' rows
+(the retrieval index); test: every id of DATA/sample_submission.csv. Missing images are skipped (an error
+with data.strict); undecodable ones get an empty prediction."""
 from __future__ import annotations
 
 import logging
@@ -69,9 +63,8 @@ def build_tta(cfg):
 
 
 def pretrained_model(cfg, device):
-    """No training: the config's backbone with its pretrained weights (model.weights) + its pooling, no
-    neck (embedding_dim 0) and a dummy one-class head. Its embeddings are the zero-training baseline of
-    retrieval; its labels are blanked by `predict_split`."""
+    """No training: the config's pretrained backbone and pooling, no neck and a dummy one-class head: the
+    zero-training retrieval baseline (its labels are blanked by `predict_split`)."""
     import copy
 
     from kit.models.model import build_model

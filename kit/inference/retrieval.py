@@ -1,25 +1,16 @@
-"""Retrieval predictors over embeddings, writing the same `Predictions` as the classifiers.
-
-- `KnnPredictor` (report 002): a faiss inner-product index over L2-normalised train embeddings; each
-  query's k neighbours vote for their class with sum(max(sim, 0) ** power).
-- `CentroidPredictor` (Mail.ru report 004, section 3.4): several centroids per class from complete-
-  linkage agglomerative clustering (cosine distance threshold; clusters smaller than `min_cluster_size`
-  are dropped, the largest is kept if none is big enough); a class scores the max cosine similarity
-  to its centroids; slots below `threshold` become "no landmark" (label -1).
-
-faiss is used on GPU when `faiss.get_num_gpus() > 0` (Kaggle's faiss-gpu): there the search is exact
-(a GPU scans GLDv2's 1.58M x 512 train set for 117,577 queries in about a minute, so IVF's recall loss
-buys nothing) unless the vectors pass `gpu_flat_gb`; on CPU it is an IVF index above `ivf_threshold`
-vectors, or (backend="auto", `kit retrieve`'s default) the exact blocked torch scan where the CPU has
-native bf16. Without faiss, that torch scan takes its place, on CUDA when torch sees a GPU.
-"""
+"""Retrieval predictors over embeddings, writing the same `Predictions` as the classifiers: kNN class
+votes (report 002) and nearest class centroids (Mail.ru report 004, section 3.4). The search backend
+(faiss or torch, CPU or GPU) is kit.inference.search's choice."""
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from kit.errors import KitError
+from kit.inference.expansion import alpha_qe, dba
 from kit.inference.search import SearchIndex, l2n
-from kit.predictions import Predictions, top_per_row
+from kit.predictions import Predictions, group_rows, load_predictions, top_per_row
 from kit.registry import Registry
 
 
@@ -27,25 +18,16 @@ AGGREGATIONS = Registry("aggregation", dict.fromkeys(("sum", "max")))
 
 
 def knn_vote(sims: np.ndarray, neighbour_labels: np.ndarray, topk: int, power: float = 1.0, agg: str = "sum"):
-    """Per query, classes ranked by the sum (or max) of max(sim, 0) ** power over its neighbours of that
-    class. "max" is 1-NN per class: unlike "sum" it does not favour the classes with the most images.
-
-    `neighbour_labels` [Q, k] (-1 = no neighbour). Returns (labels [Q, topk], scores [Q, topk])."""
+    """Per query, classes ranked by the sum (or max: 1-NN per class, not favouring big classes) of
+    max(sim, 0) ** power over its neighbours of that class -> (labels [Q, topk], scores [Q, topk])."""
     AGGREGATIONS.check(agg, "knn: ")
-    q, k = neighbour_labels.shape
-    votes = np.where(neighbour_labels >= 0, np.clip(sims, 0, None) ** power, 0.0)
-    keep = np.flatnonzero(neighbour_labels.ravel() >= 0)
-    rows, lab = keep // max(k, 1), neighbour_labels.ravel()[keep]
-    order = np.lexsort((lab, rows))  # groups (query, class); stable, so each sums in column order
-    keep, rows, lab = keep[order], rows[order], lab[order]
-    new = np.ones(len(keep), bool)
-    new[1:] = (rows[1:] != rows[:-1]) | (lab[1:] != lab[:-1])
-    g_rows, g_lab = rows[new], lab[new]
+    votes = np.where(neighbour_labels >= 0, np.clip(sims, 0, None) ** power, 0.0).ravel()
+    keep, group, g_rows, g_lab = group_rows(neighbour_labels)  # (query, class) groups
     if agg == "sum" or not len(keep):
-        total = np.bincount(np.cumsum(new) - 1, weights=votes.ravel()[keep], minlength=len(g_rows))
+        total = np.bincount(group, weights=votes[keep], minlength=len(g_rows))
     else:  # best neighbour of each (query, class) group
-        total = np.maximum.reduceat(votes.ravel()[keep], np.flatnonzero(new))
-    return top_per_row(total, g_rows, g_lab, q, topk)
+        total = np.maximum.reduceat(votes[keep], np.flatnonzero(np.diff(group, prepend=-1)))
+    return top_per_row(total, g_rows, g_lab, len(neighbour_labels), topk)
 
 
 class KnnPredictor:
@@ -58,8 +40,6 @@ class KnnPredictor:
         self.qe, self.qe_alpha, self.dba, self.dba_alpha = qe, qe_alpha, dba, dba_alpha
 
     def fit(self, embeddings: np.ndarray, labels: np.ndarray) -> "KnnPredictor":
-        from kit.inference.expansion import dba
-
         self.labels = np.asarray(labels, np.int64)
         if len(self.labels) != len(embeddings) or len(embeddings) == 0:
             raise KitError(f"knn: {len(embeddings)} embeddings for {len(self.labels)} labels")
@@ -69,8 +49,6 @@ class KnnPredictor:
 
     def search(self, embeddings: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(sims, rows) of the k nearest index images of each query (after alpha-QE when on)."""
-        from kit.inference.expansion import alpha_qe
-
         return self.index.search(alpha_qe(embeddings, self.xb, self.qe, self.qe_alpha, self.index), k)
 
     def predict(self, ids, embeddings: np.ndarray, topk: int = 5) -> Predictions:
@@ -165,7 +143,7 @@ RETRIEVERS = Registry("retriever", {"knn": KnnPredictor, "centroids": CentroidPr
 
 def index_labels(ids, labels_csv) -> np.ndarray:
     """Landmark id of each index image from a CSV with id,landmark_id (folds CSV, train.csv)."""
-    from kit.data.train_csv import read_train
+    from kit.data.train_csv import read_train  # pandas: not imported for `kit --help`
 
     df = read_train(labels_csv)  # ids stripped; blank/duplicate ids, bad landmark ids: one-line errors
     lab = df.set_index("id")["landmark_id"].reindex(np.asarray(ids).astype(str))
@@ -186,10 +164,6 @@ def fit_retriever(name: str, index: Predictions, labels_csv, **kw):
 def load_index(paths) -> Predictions:
     """The retrieval index from one or more prediction files (e.g. a run's train and val predictions):
     their rows stacked, each id once (first file wins)."""
-    import os
-
-    from kit.predictions import load_predictions
-
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     parts = [load_predictions(p) for p in paths]
     if any(p.embeddings is None for p in parts):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.errors import KitError
 from kit.registry import Registry
 
 
@@ -59,16 +58,11 @@ def detect_hardware(gpu: bool | None = None, probe_torch: bool = True) -> Hardwa
 
 def choose_backend(rows: int, dim: int, hw: Hardware, backend: str = "auto", precision: str = "auto",
                    ivf_threshold: int = 200_000, gpu_flat_gb: float = 8.0, low_min: int = 100_000) -> str:
-    """The index kind (one of KINDS) for `rows` vectors of `dim` floats on `hw`.
-
-    faiss: Flat (exact), or IVF-Flat above `ivf_threshold` rows unless a faiss GPU holds the vectors in
-    `gpu_flat_gb`. backend="torch" (or no faiss) is an exact blocked scan, on CUDA when there is one.
-    backend="auto" is faiss except above `ivf_threshold` without a faiss GPU when torch has CUDA or the CPU
-    multiplies bf16 natively: there the exact scan is faster than IVF (bench/scale.py: GLDv2 size in 14 min
-    at recall 1.0 on 2 shared cores, faiss IVF 17.5 min at 0.66).
-    precision="low" scans in fp16 (CUDA) / bf16 (CPU) and re-scores the candidates in fp32; "auto" does so
-    above `low_min` rows on CUDA or on a bf16 CPU (elsewhere bf16 is emulated, slower); "fp32" never.
-    """
+    """The index kind (one of KINDS) for `rows` vectors of `dim` floats on `hw`: faiss Flat, or IVF above
+    `ivf_threshold` rows unless a faiss GPU holds them in `gpu_flat_gb`; the exact blocked torch scan without
+    faiss, for backend="torch", or for "auto" above `ivf_threshold` where torch has CUDA or the CPU has native
+    bf16 (bench/scale.py: GLDv2 size in 14 min at recall 1.0, IVF 17.5 min at 0.66). precision="low" scans
+    in fp16/bf16 and re-scores in fp32 ("auto": above `low_min` rows on CUDA or a bf16 CPU)."""
     BACKENDS.check(backend, "retrieval: ")
     PRECISIONS.check(precision, "retrieval: ")
     big = rows > ivf_threshold
@@ -83,9 +77,8 @@ def choose_backend(rows: int, dim: int, hw: Hardware, backend: str = "auto", pre
 
 
 class SearchIndex:
-    """Inner-product kNN over the rows of `xb` (normalised here), with the backend `choose_backend` picks for
-    them on this hardware (`gpu=False` keeps it on the CPU); `kind` names it ("ivf<nlist>" for IVF, `nlist`
-    ~ sqrt(N) by default, `nprobe` lists searched). Vectors are added to faiss in `add_batch` chunks."""
+    """Inner-product kNN over the rows of `xb` (normalised here) with the backend `choose_backend` picks;
+    `kind` names it ("ivf<nlist>" for IVF)."""
 
     def __init__(self, xb: np.ndarray, ivf_threshold: int = 200_000, nlist: int | None = None,
                  nprobe: int = 16, gpu: bool | None = None, seed: int = 0, backend: str = "auto",
@@ -153,9 +146,8 @@ class FaissIndex:
 
 
 def reference_similarity(query_emb: np.ndarray, query_ids, ref_emb: np.ndarray, ref_ids, k: int) -> np.ndarray:
-    """[Q] mean cosine of each query's k most similar reference images, its own id excluded (a set can be
-    its own reference without leaking); 0 where no reference is left. GLR 2020's non-landmark signal: how
-    much an image looks like photos of the reference set (non-landmarks, or a test set, mostly non-landmarks)."""
+    """[Q] mean cosine of each query's k most similar reference images, its own id excluded (0 where none is
+    left): GLR 2020's non-landmark signal, how much an image looks like the (mostly non-landmark) reference set."""
     query_ids, ref_ids = np.asarray(query_ids).astype(str), np.asarray(ref_ids).astype(str)
     if len(ref_ids) == 0 or len(query_ids) == 0 or k <= 0:
         return np.zeros(len(query_ids), np.float32)

@@ -1,10 +1,6 @@
-"""What a recipe's inference needs in the notebook, taken from a finished `kit run` work folder.
-
-The packaged recipe keeps the stages the submission depends on (a `select` stage is replaced by the
-input it chose at home). "prepare" stages (folds, train) ship their outputs; infer stages ship what they
-fitted at home (ensemble weights, a fitted filter, a pick) and, for a predict stage whose `index` is
-"shipped", the index embeddings (fp16 when its index_dtype is float16). Everything lands under
-MODELS/stages/<stage id>/ with the stage.json the runner reads."""
+"""What a recipe's inference needs in the notebook, taken from a finished `kit run` work folder: the stages
+the submission depends on (a `select` replaced by its choice), the outputs of "prepare" stages, what infer
+stages fitted at home, and shipped index embeddings, under MODELS/stages/<stage id>/."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from kit.errors import KitError
-from kit.atomic import atomic_path, write_json
-from kit.pipeline.recipe import Recipe, load_recipe
+from kit.atomic import atomic_path, copy_file, write_json
+import kit.pipeline.stages  # noqa: F401  (registers the stages)
+from kit.pipeline.recipe import Recipe, load_recipe, save_recipe
 from kit.pipeline.runner import DONE, encode, finished
 
 FITTED = {"ensemble": ("weights.json",), "filter": ("filter.json",)}   # files an infer stage fits at home
@@ -68,12 +65,6 @@ def packaged_recipe(recipe: Recipe, work: Path) -> dict:
     return data
 
 
-def _copy(src: Path, dest: Path) -> Path:
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(src, tmp)
-    return dest
-
-
 def _fp16_copy(src: Path, dest: Path) -> Path:
     """A prediction file with its embeddings stored as float16 (half the upload; the values kit run used
     when the predict stage's index_dtype is float16)."""
@@ -98,21 +89,18 @@ def ship_stage(spec, work: Path, out: Path) -> list[str]:
         files = {"folds": outputs["folds"], "val_solution": outputs["val_solution"]}
     elif name == "train":
         files = {"checkpoint": outputs["checkpoint"], "config": outputs["config"]}
-        files["run"] = Path(outputs["run"])
     elif name == "predict" and spec.settings.index == "shipped":
         files = {"splits": {s: p for s, p in outputs["splits"].items() if s != "test"}}
     else:
         files = {}
     shipped = {}
     for key, value in files.items():
-        if key == "run":
-            continue
         items = value.items() if isinstance(value, dict) else [(None, value)]
         for split, src in items:
             src = Path(src)
             rel = src.resolve().relative_to(folder.resolve())
             target = dest / rel
-            (_fp16_copy if src.suffix == ".npz" and spec.settings.index_dtype == "float16" else _copy)(src, target)
+            (_fp16_copy if src.suffix == ".npz" and spec.settings.index_dtype == "float16" else copy_file)(src, target)
             copied.append(str(target.relative_to(out)))
             if split is None:
                 shipped[key] = target
@@ -122,7 +110,7 @@ def ship_stage(spec, work: Path, out: Path) -> list[str]:
         shipped["run"] = dest / Path(outputs["run"]).resolve().relative_to(folder.resolve())
     for fname in FITTED.get(name, ()):
         if (folder / fname).is_file():
-            copied.append(str(_copy(folder / fname, dest / fname).relative_to(out)))
+            copied.append(str(copy_file(folder / fname, dest / fname).relative_to(out)))
     if copied or spec.stage.kind == "prepare":
         write_json({"stage": name, "settings": dataclasses.asdict(spec.settings), "outputs": encode(shipped, dest)},
                    dest / DONE)
@@ -131,9 +119,6 @@ def ship_stage(spec, work: Path, out: Path) -> list[str]:
 
 def bundle(recipe, work: Path, out: Path, overrides=()) -> dict:
     """Package `recipe` (finished in `work`) into OUT/stages/ + OUT/recipe.yaml -> {"recipe", "files"}."""
-    from kit.pipeline import stages  # noqa: F401  (registers the stages)
-    from kit.pipeline.recipe import save_recipe
-
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     data = packaged_recipe(recipe, Path(work))
     packaged = load_recipe(data)

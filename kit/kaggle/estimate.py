@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from kit.atomic import write_text
+from kit.device import choose_device
 from kit.errors import KitError
 
 # GLR 2021 (landmark-recognition-2021): hidden test set, GLDv2 train images, notebook limit
@@ -14,8 +16,6 @@ TEST_SIZE, INDEX_SIZE, LIMIT_HOURS = 117_577, 1_580_470, 9.0
 
 def sample_data(data: Path, n: int, dest: Path) -> Path:
     """DEST: the first `n` rows of DATA/sample_submission.csv, DATA's images and CSVs linked."""
-    from kit.atomic import write_text
-
     lines = (data / "sample_submission.csv").read_text().splitlines()
     if len(lines) < 2:
         raise KitError(f"{data / 'sample_submission.csv'}: no test rows to time")
@@ -32,8 +32,7 @@ def estimate(manifest: dict, models: Path, data: Path, n: int, test_size: int = 
     """Per-stage seconds per test image on `n` images and the projected notebook hours."""
     import torch
 
-    from kit.device import choose_device
-    from kit.kaggle.runtime import run_packaged
+    from kit.kaggle.runtime import run_packaged  # the pipeline: `kit kaggle --help` reads this module's sizes
 
     with tempfile.TemporaryDirectory() as tmp:
         small = sample_data(Path(data), n, Path(tmp) / "data")

@@ -1,17 +1,24 @@
 """`kit kaggle package`: offline wheels, a models dataset (checkpoints + manifest) and a kernel folder."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import importlib.metadata as md
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
+from kit import __version__
+from kit.atomic import atomic_path, copy_file, write_json
 from kit.errors import KitError
-from kit.atomic import atomic_path, write_json
 from kit.kaggle import COMPETITION, DEFAULT_DEPS, MANIFEST, NOT_NEEDED, PREINSTALLED
+from kit.kaggle.bundle import bundle
 
 
 def project_root() -> Path:
@@ -40,7 +47,7 @@ def build_kit_wheel(out: Path) -> Path:
         if r.returncode or not wheels:
             tail = (r.stderr.strip().splitlines() or ["no wheel written"])[-1]
             raise KitError(f"cannot build kit's wheel: {tail}")
-        return _copy(wheels[0], out / wheels[0].name)
+        return copy_file(wheels[0], out / wheels[0].name)
 
 
 def fetch_wheel(spec: str, out: Path, find_links=()) -> bool:
@@ -72,21 +79,9 @@ def kernel_metadata(user: str, slug: str, title: str, datasets: list[str], compe
             "kernel_sources": [], "model_sources": []}
 
 
-def _copy(src: str | os.PathLike, dest: Path) -> Path:
-    """Copy a file atomically (checkpoints are large: no half-written best.pt after an interrupt)."""
-    with atomic_path(dest) as tmp:
-        shutil.copyfile(src, tmp)
-    return dest
-
-
 def wheel_from_installed(name: str, out: Path) -> Path | None:
     """A wheel rebuilt from the installed distribution `name` (its RECORD files, tags from its WHEEL file):
     the exact version the models were trained with, offline. None when it is not installed from a wheel."""
-    import base64
-    import hashlib
-    import importlib.metadata as md
-    import zipfile
-
     try:
         dist = md.distribution(name)
     except md.PackageNotFoundError:
@@ -115,13 +110,9 @@ def wheel_from_installed(name: str, out: Path) -> Path | None:
 
 def _requirements() -> list[str]:
     """kit's declared runtime dependencies (names), from pyproject.toml (installed metadata on Python 3.10)."""
-    import re
-
     try:
         import tomllib
     except ImportError:  # Python 3.10
-        import importlib.metadata as md
-
         deps = [d for d in md.requires("kit") or [] if "extra ==" not in d]
     else:
         deps = tomllib.loads((project_root() / "pyproject.toml").read_text())["project"]["dependencies"]
@@ -160,9 +151,6 @@ def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, 
             prefix: str = "kit", public_test_count: int = 0, notebook: str | os.PathLike | None = None) -> dict:
     """Build OUT/{prefix}-wheels, OUT/{prefix}-models (the packaged recipe + what its inference needs,
     from the finished `kit run` in `work`) and OUT/kernel (notebook) -> their paths."""
-    from kit import __version__
-    from kit.kaggle.bundle import bundle
-
     out = Path(out)
     notebook = Path(notebook) if notebook else project_root() / "notebooks" / "inference.ipynb"
     if not notebook.is_file():
@@ -194,7 +182,7 @@ def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, 
     shutil.rmtree(mdir, ignore_errors=True)
     partial.rename(mdir)
     kdir = out / "kernel"
-    _copy(notebook, kdir / "inference.ipynb")
+    copy_file(notebook, kdir / "inference.ipynb")
     write_json(kernel_metadata(user, f"{prefix}-inference", f"{prefix} inference", datasets, competition),
                kdir / "kernel-metadata.json")
     paths.update(models=mdir, kernel=kdir, manifest=manifest)

@@ -9,6 +9,10 @@ from pathlib import Path
 
 from kit.errors import KitError
 from kit.kaggle import KAGGLE_INPUT, KAGGLE_WORKING, MANIFEST  # noqa: F401 (the notebook reads them here)
+import kit.pipeline.stages  # noqa: F401  (registers the stages)
+from kit.pipeline.recipe import load_recipe
+from kit.pipeline.runner import run_recipe
+from kit.submission import read_sample_ids, read_submission, write_submission
 
 
 def find_input(env_var: str, marker: str, default: Path | None = None, env=None) -> Path:
@@ -70,8 +74,6 @@ def choose_mode(n_test: int, public_test_count: int = 0, env=None) -> str:
 
 def quick_submission(sample: str | os.PathLike, out: str | os.PathLike) -> Path:
     """The sample submission, validated and rewritten as `out` (the fast path of `choose_mode`)."""
-    from kit.submission import read_sample_ids, read_submission, write_submission
-
     return write_submission(read_submission(sample, sample_ids=read_sample_ids(sample)), out)
 
 
@@ -91,10 +93,6 @@ def run_packaged(manifest: dict, models: str | os.PathLike, data: str | os.PathL
                  overrides=(), log=print) -> list[tuple[str, float]]:
     """The packaged recipe through kit's one runner, test images only, the home-made parts from the
     models dataset -> [(stage, seconds)]."""
-    from kit.pipeline import stages  # noqa: F401  (registers the stages)
-    from kit.pipeline.recipe import load_recipe
-    from kit.pipeline.runner import run_recipe
-
     recipe = load_recipe(check_manifest(manifest, Path(models) / MANIFEST), overrides)
     shipped = packaged_dir(models, "stages", work)
     result = run_recipe(recipe, data, work, splits=("test",), shipped=shipped, inference=True, log=log)

@@ -1,8 +1,7 @@
 """`kit submit`: validate a submission against the sample, then send it (or a notebook version) to Kaggle.
 
 `kaggle` authenticates when imported and prints help on failure, so it is imported only inside
-`_kaggle_api`, after a credential check that gives one clear line instead.
-"""
+`_kaggle_api`, after a credential check that gives one clear line instead."""
 from __future__ import annotations
 
 import contextlib
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 from kit.errors import KitError
+from kit.submission import read_sample_ids, read_submission
 
 MIN_POLL = 10  # seconds between polls of a submission's status
 WAIT_MAX = 12 * 3600  # --wait 0: as long as a notebook may run
@@ -74,8 +74,6 @@ def _api_error(e: Exception, what: str) -> KitError:
 
 def validate_submission(file: str | os.PathLike, sample: str | os.PathLike | None) -> dict:
     """Check `file` as a submission (format, and the same ids as `sample` when given) -> counts."""
-    from kit.submission import read_sample_ids, read_submission
-
     ids = read_sample_ids(sample) if sample else None
     df = read_submission(file, sample_ids=ids)
     return {"rows": len(df), "predicted": int((df["label"] >= 0).sum()), "ids_checked": ids is not None}
@@ -111,12 +109,8 @@ def submit(competition: str, file: str | os.PathLike = "submission.csv", message
            sample: str | os.PathLike | None = None, kernel: str | None = None, version: int | None = None,
            dry_run: bool = False, wait: int | None = None, poll_interval: int = 60, log=print,
            sleep=time.sleep) -> str:
-    """Validate and submit `file` (or, with `kernel`, that notebook version's output `file`).
-
-    The same as `kaggle_command(...)`; a dry run logs that command and sends nothing. With `wait`
-    (seconds, 0 = up to WAIT_MAX), polls the submission until Kaggle scores it and logs the public
-    score. Returns Kaggle's message ("" in a dry run). Never modifies `file`.
-    """
+    """Validate and submit `file` (or, with `kernel`, that notebook version's output), as `kaggle_command(...)`
+    would; a dry run sends nothing. With `wait` (seconds, 0 = up to WAIT_MAX) polls until Kaggle scores it."""
     if (kernel is None) != (version is None):
         raise KitError("--kernel and --version go together (code competitions: the notebook and its version)")
     if kernel is not None and kernel.count("/") != 1:

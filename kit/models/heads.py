@@ -1,10 +1,7 @@
 """Classification heads on the embedding: linear, ArcFace and sub-center ArcFace.
 
-Margin maths are pure functions; the heads are thin modules. A margin head applies its margin only
-when `labels` are given (training loss); without labels it returns scale * cosine (prediction).
-Dynamic margins (GLR 2020 winners): rarer classes get larger margins, m_c = a * n_c^(-1/4) + b,
-with a, b chosen so the margins span [arc_margin_min, arc_margin].
-"""
+Margin maths are pure functions; a margin head applies its margin only when given labels (training).
+Dynamic margins (GLR 2020 winners): m_c = a * n_c^(-1/4) + b, spanning [arc_margin_min, arc_margin]."""
 from __future__ import annotations
 
 import math
@@ -36,8 +33,7 @@ def arc_margin_logits(cosine: torch.Tensor, labels: torch.Tensor, margin, scale:
     """ArcFace logits: s * cos(theta + m) at the label, s * cos(theta) elsewhere.
 
     `margin` is a float or a per-class tensor [C]. Where theta + m would pass pi (cos(theta + m) no
-    longer decreasing), the usual fallback cos(theta) - m * sin(m) keeps the logit monotonic.
-    """
+    longer decreasing), the usual fallback cos(theta) - m * sin(m) keeps the logit monotonic."""
     m = torch.as_tensor(margin, dtype=cosine.dtype, device=cosine.device)
     m = m[labels] if m.ndim else m.expand(labels.shape)
     cos_t = cosine.gather(1, labels[:, None]).squeeze(1)

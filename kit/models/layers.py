@@ -5,15 +5,13 @@ import torch
 from timm.layers import SEModule
 from torch import nn
 
-from kit.errors import KitError
 from kit.registry import Registry
 
 
 def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> torch.Tensor:
     """Generalised mean pooling [B, C, H, W] -> [B, C]: (mean(x^p))^(1/p); p=1 average, p->inf max.
 
-    Computed in float32: x^p overflows float16 under autocast for activations above ~40 (p=3).
-    """
+    Computed in float32: x^p overflows float16 under autocast for activations above ~40 (p=3)."""
     x = x.float().clamp(min=eps).pow(p)
     return x.mean(dim=(-2, -1)).pow(1.0 / p)
 

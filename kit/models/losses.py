@@ -1,10 +1,5 @@
-"""Losses by name (pytorch-metric-learning style): small classes over pure functions.
-
-Every loss is called as `loss(outputs, labels) -> scalar`, `outputs` being the model's dict
-("logits", "embeddings", and "centers" when the model has center-loss centers). Center loss
-(Mail.ru report) is added to the softmax loss when model.center_weight > 0; its centers live in the
-model (so the optimizer, checkpoints and DDP treat them like any other model parameter).
-"""
+"""Losses by name: `loss(outputs, labels) -> scalar` over the model's output dict. Center loss (Mail.ru)
+is added to the softmax loss when model.center_weight > 0; its centers are model parameters."""
 from __future__ import annotations
 
 import torch
@@ -24,11 +19,8 @@ def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0) -
 
 
 def center_index(labels: torch.Tensor, nonlandmark_label: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mask of samples that have a center, their row in the centers matrix).
-
-    With a non-landmark class (label index `nonlandmark_label` >= 0) there is no center for it and the
-    centers matrix has C - 1 rows: classes after it shift down by one.
-    """
+    """(mask of samples that have a center, their row in the centers matrix): the non-landmark class
+    (`nonlandmark_label` >= 0) has none, so the classes after it shift down by one."""
     if nonlandmark_label < 0:
         return torch.ones_like(labels, dtype=torch.bool), labels
     keep = labels != nonlandmark_label

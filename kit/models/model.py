@@ -1,10 +1,7 @@
 """The landmark model: backbone -> [SE attention] -> pool -> [FC -> BN neck] -> head.
 
-`build_model(cfg.model, num_classes, class_counts)`; `model(images, labels=None)` returns
-{"embeddings": [B, D], "pooled": [B, C_backbone], "logits": [B, C]} (+ "centers" with center loss). Embeddings are the raw
-neck output; predict L2-normalises them. Parameters split into backbone / neck / head groups for
-per-part learning rates (Mail.ru), and `set_trainable` gives report 001's stage fine-tuning.
-"""
+`model(images, labels=None)` returns {"embeddings", "pooled", "logits"} (+ "centers" with center loss);
+parameters split into backbone / neck / head groups for per-part learning rates (Mail.ru)."""
 from __future__ import annotations
 
 import torch
@@ -53,10 +50,6 @@ class LandmarkModel(nn.Module):
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Backbone feature map [B, C, H, W] (after the optional attention block)."""
         return self.attention(self.backbone(images))
-
-    def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Embeddings [B, D] (pool + neck), float32."""
-        return self.neck(self.pool(self.features(images)))
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
         pooled = self.pool(self.features(images))

@@ -1,13 +1,17 @@
 """Weights-only loading of every .pt file kit reads (checkpoints, weight files, DELF files).
 
 `torch.load(weights_only=True)` unpickles tensors, numbers, strings and plain containers only, so a
-crafted file cannot run code; anything else is a one-line KitError naming the file and what it holds.
-"""
+crafted file cannot run code; anything else is a one-line KitError naming the file and what it holds."""
 from __future__ import annotations
 
 import os
+import pickle
 import re
+import zipfile
 from pathlib import Path
+
+import numpy as np
+import torch
 
 from kit.errors import KitError
 
@@ -17,8 +21,6 @@ _UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL (\S+)|but got <class '([^
 def _numpy_globals() -> list:
     """Exact numpy types that checkpoints written before kit stored RNG state as tensors contain
     (arrays and scalars: data only, rebuilt without calling user code)."""
-    import numpy as np
-
     core = getattr(np, "_core", None) or np.core
     dtypes = [getattr(np.dtypes, n) for n in ("UInt32DType", "Int64DType", "Int32DType", "Float64DType",
                                                "Float32DType", "BoolDType") if hasattr(np, "dtypes")]
@@ -28,11 +30,6 @@ def _numpy_globals() -> list:
 def load_torch_file(path: str | os.PathLike, what: str = "checkpoint", map_location="cpu"):
     """`torch.load(path, weights_only=True)`: tensors, numbers, strings and plain containers only, so a
     crafted file cannot run code. KitError (one line, naming the file) when it holds anything else."""
-    import pickle
-    import zipfile
-
-    import torch
-
     path = Path(path)
     try:
         with torch.serialization.safe_globals(_numpy_globals()):

@@ -1,16 +1,14 @@
 """Recipe files: load, apply `key=value` overrides, validate every stage before any of them runs.
 
     name: retrieval
-    seed: 0                      # run settings (RunSettings): seed, device, workers, threads, cache_dir, val_fold
+    seed: 0                      # run settings (RunSettings)
     stages:                      # in order; each item is {STAGE: {settings}}, `id` defaults to STAGE
       - folds: {min_images: 1}
       - predict: {checkpoint: pretrained, set: {model.backbone: tf_efficientnet_lite1}}
-      - rerank: {embeddings: predict, candidates: 10}
-      - submission: {input: rerank}
+      - submission: {input: predict}
 
-A mistake (unknown stage, key or name, wrong type, a reference to a stage that is not earlier) is one
-KitError naming the file, the stage, the key and the valid choices. A renamed key keeps working for one
-release (RENAMED_KEYS) with one deprecation line."""
+A mistake is one KitError naming the file, the stage, the key and the valid choices; a renamed key keeps
+working for one release (RENAMED_KEYS) with one deprecation line."""
 from __future__ import annotations
 
 import copy
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from kit.atomic import write_text
 from kit.config import _coerce, named_file, read_yaml_mapping
 from kit.errors import KitError
 from kit.pipeline.stage import STAGES, RunSettings, Stage, fields_of
@@ -78,10 +77,6 @@ def recipe_path(name_or_path: str | Path) -> Path:
     return named_file(str(name_or_path), RECIPE_DIR, "recipe")
 
 
-def read_recipe_file(path: Path) -> dict:
-    return read_yaml_mapping(path, "recipe keys with 'stages'", MAX_BYTES)
-
-
 def load_recipe(source, overrides: list[str] | tuple = (), deep: bool = True) -> Recipe:
     """A Recipe from a file, a shipped recipe's name or a dict, with `stage.key=value` / `key=value`
     overrides applied, every stage validated. deep=False skips the checks that import torch, timm and
@@ -90,7 +85,7 @@ def load_recipe(source, overrides: list[str] | tuple = (), deep: bool = True) ->
         data, where = copy.deepcopy(source), f"recipe '{source.get('name', '?')}'"
     else:
         path = recipe_path(source)
-        data, where = read_recipe_file(path), str(path)
+        data, where = read_yaml_mapping(path, "recipe keys with 'stages'", MAX_BYTES), str(path)
     apply_overrides(data, overrides, where)
     recipe = validate(data, where, deep)
     recipe.data = data
@@ -227,7 +222,5 @@ def coerce(value, tp, where: str):
 
 
 def save_recipe(recipe: Recipe | dict, path: str | Path) -> Path:
-    from kit.atomic import write_text
-
     data = recipe.to_dict() if isinstance(recipe, Recipe) else recipe
     return write_text(yaml.safe_dump(data, sort_keys=False), path)

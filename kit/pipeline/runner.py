@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 
 from kit import __version__
-from kit.errors import KitError
 from kit.atomic import write_json
+from kit.ensemble.rules import load_any
+from kit.errors import KitError
 from kit.pipeline.recipe import Recipe, check_deep, load_recipe
 from kit.pipeline.stage import Context
+from kit.truth import load_truth, score_gap
 
 DATA_FILES = ("train.csv", "train_clean.csv", "sample_submission.csv", "distractors.csv")
 DONE, STARTED, LOCK = "stage.json", "started.json", ".kit-run.lock"
@@ -126,10 +128,9 @@ def work_lock(work: Path):
 
 def run_recipe(recipe, data=None, work="work", overrides=(), splits=None, shipped: Path | None = None,
                inference: bool = False, log=print) -> dict:
-    """Run `recipe` (a Recipe, a file, a shipped recipe's name or a dict) on the GLDv2-layout folder `data`
-    in `work`. `splits=("test",)` and `inference=True` (the Kaggle notebook): "prepare" stages are not run,
-    their outputs come from `shipped/<id>/`; infer stages find their fitted files there.
-    -> {"outputs", "seconds", "submission", "gap", "val_gap"}."""
+    """Run `recipe` (a Recipe, file, shipped name or dict) on the GLDv2-layout folder `data` in `work`. With
+    `inference=True` (the Kaggle notebook) "prepare" stages come from `shipped/<id>/` -> {"outputs", "seconds",
+    "submission", "gap", "val_gap"}."""
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides, deep=False)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -213,8 +214,6 @@ def run_stage(spec, recipe, data, work, folder, fp, outputs, splits, ship, log, 
 
 def finish(recipe: Recipe, data, work: Path, outputs: dict, seconds: dict, log) -> dict:
     """WORK/submission.csv from the last stage that wrote one; validation and test GAP when known."""
-    from kit.truth import load_truth, score_gap
-
     result = {"outputs": outputs, "seconds": seconds, "recipe": recipe.name}
     last = next((o for o in reversed(list(outputs.values())) if isinstance(o, dict) and "submission" in o), None)
     if last is None:
@@ -227,8 +226,6 @@ def finish(recipe: Recipe, data, work: Path, outputs: dict, seconds: dict, log) 
         log(f"validation GAP {val:.6f}")
     solution = Path(data) / "test_solution.csv" if data is not None else None
     if solution is not None and solution.is_file():
-        from kit.ensemble.rules import load_any
-
         result["gap"] = score_gap(load_any(last["predictions"]), load_truth(solution))
         log(f"GAP {result['gap']:.6f}")
     return result

@@ -1,9 +1,8 @@
 """A pipeline stage: a function of (typed settings, context) -> outputs, registered by name.
 
-Stages write only under their own folder `ctx.dir` (WORK/<stage id>/), each file atomically, and return
-what they wrote: `{"splits": {split: path}}` for per-split prediction files, plus any named files.
-`kind` says where a stage runs: "prepare" stages (synth, folds, train) run at home and are shipped by
-`kit kaggle package`; "infer" stages also run in the Kaggle notebook."""
+Stages write only under `ctx.dir` (WORK/<stage id>/) and return what they wrote (`{"splits": {split:
+path}}` plus named files). "prepare" stages run at home and are shipped; "infer" stages also run in
+the Kaggle notebook."""
 from __future__ import annotations
 
 import dataclasses

@@ -35,8 +35,6 @@ class Inputs:
     train_counts: pd.Series | None = None                              # landmark_id -> train images
 
 
-
-# ------------------------------------------------------------------------------------------- truth
 def truth_and_counts(folds: Path | None, solution: Path | None) -> tuple[dict[str, tuple[int, ...]], pd.Series | None]:
     """id -> true landmark ids, from the folds CSV (train ids) and the solution (test ids) (kit.truth);
     and the number of training images per landmark_id (from the folds CSV)."""
@@ -52,11 +50,8 @@ def truth_and_counts(folds: Path | None, solution: Path | None) -> tuple[dict[st
 
 
 def rare_threshold(counts: pd.Series, rare_below: int = MAILRU_RARE_BELOW) -> tuple[int, str]:
-    """Train-count threshold below which a landmark is "rare" (Mail.ru: fewer than 100 images), and why.
-
-    When every class falls on one side of `rare_below` (small data sets), the median class count becomes
-    the threshold so that both buckets are populated.
-    """
+    """Train-count threshold below which a landmark is "rare" (Mail.ru: fewer than 100 images), and why;
+    the median class count when every class is on one side of `rare_below`, so both buckets are populated."""
     threshold, why = int(rare_below), f"Mail.ru split: rare = fewer than {rare_below} training images"
     if len(counts) and ((counts >= threshold).all() or (counts < threshold).all()):
         threshold = max(int(np.median(counts.to_numpy())), int(counts.min()) + 1)
@@ -66,10 +61,8 @@ def rare_threshold(counts: pd.Series, rare_below: int = MAILRU_RARE_BELOW) -> tu
 
 
 def score_by_bucket(pred: Predictions, truth: dict, counts: dict, threshold: int) -> pd.DataFrame:
-    """Scores of the ids with known truth: GAP over all of them (non-landmarks included), and GAP over the
-    landmark images of frequent / rare classes (kit.metrics.gap_by_frequency; an image's class is its
-    first true landmark, classes absent from `counts` are rare); top-1 accuracy on landmark images and
-    the Mail.ru sensitivity / specificity (landmark kept / non-landmark rejected)."""
+    """Scores of the ids with known truth: all of them, and the landmark images of frequent / rare classes
+    (an image's class is its first true landmark)."""
     p = pred.subset(np.flatnonzero([i in truth for i in pred.ids]))
     label, score = p.top1
     true = [truth[i] for i in p.ids]
@@ -91,7 +84,6 @@ def score_by_bucket(pred: Predictions, truth: dict, counts: dict, threshold: int
     return pd.DataFrame(rows)
 
 
-# -------------------------------------------------------------------------------- file discovery
 def experiments(inp: Inputs) -> list[str]:
     if inp.exp:
         return [inp.exp]

@@ -7,11 +7,11 @@ import io
 import re
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
 from kit.images import decode_image
-
 from kit.layout import image_path
 
 
@@ -36,8 +36,6 @@ def figure_png(fig) -> bytes:
 
 
 def rgb_png(rgb: np.ndarray) -> bytes:
-    import cv2
-
     ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError("cannot encode thumbnail")
@@ -46,8 +44,6 @@ def rgb_png(rgb: np.ndarray) -> bytes:
 
 def thumbnail(data_dir: Path | None, split: str, image_id: str, size: int = 96) -> str:
     """An inlined thumbnail (longest side `size`) of a GLDv2 image, or a grey box if it is missing."""
-    import cv2
-
     rgb = decode_image(image_path(data_dir, split, image_id)) if data_dir is not None else None
     if rgb is None:
         return f'<div class="missing" title="{html.escape(image_id)}">no image</div>'

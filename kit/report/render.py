@@ -1,20 +1,12 @@
-"""`kit report`: render one self-contained HTML page (PNG images inlined as base64) for a run.
-
-Sections, each replaced by a note when its inputs are absent:
-  1. learning curves from runs/<exp>/fold<N>/metrics.csv;
-  2. GAP by class frequency: "frequent" vs "rare" landmarks by train count in the folds CSV (the Mail.ru
-     report's split: rare = fewer than 100 training images), for every prediction file with known truth;
-  3. a gallery of test images with their top-5 nearest training images by embedding (report 003's
-     demo), predicted label, score, truth and the filter's verdict;
-  4. saliency maps |d top-logit / d pixel| (report 001) from the experiment's best checkpoint;
-  5. the ensemble comparison table (a JSON the demo writes, or ensembles/*.npz scored on the truth).
-Truth comes from the folds CSV (train/OOF/val ids) and `--solution` (test ids). The page is the jinja2
-template page.html.j2 beside this file.
-"""
+"""`kit report`: one self-contained HTML page (images inlined) for a run: learning curves, GAP of frequent vs
+rare classes, a gallery of test images with their nearest training images, saliency maps and the ensemble
+comparison; a section whose inputs are absent is a note. The template is page.html.j2 beside this file."""
 from __future__ import annotations
 
 import datetime
 from pathlib import Path
+
+import jinja2
 
 from kit.errors import KitError
 from kit.atomic import write_text
@@ -80,7 +72,5 @@ def build_report(out: str | Path = "report/index.html", runs_dir: str | Path = "
 
 
 def _template():
-    import jinja2
-
     env = jinja2.Environment(loader=jinja2.PackageLoader("kit.report", ""), autoescape=True)
     return env.get_template("page.html.j2")

@@ -1,20 +1,15 @@
-"""Saliency maps (report 001, section 5.4.1): which pixels move the top class score.
-
-The map is |d logit_top / d pixel|, max over the colour channels (Simonyan et al.), computed for one
-image with a kit model whose forward returns {"logits": [B, C], ...}.
-"""
+"""Saliency maps (report 001): |d logit_top / d pixel|, max over the colour channels (Simonyan et al.)."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
+import torch
 
 
 def saliency_map(model, image) -> tuple[np.ndarray, int]:
     """(saliency [H, W] float32, index of the top logit) for one CHW image tensor.
 
-    Gradients are taken w.r.t. the input only, so the model's parameter .grad fields stay untouched.
-    """
-    import torch
-
+    Gradients are taken w.r.t. the input only, so the model's parameter .grad fields stay untouched."""
     model.eval()
     device = next(model.parameters()).device
     x = image.detach().to(device=device, dtype=torch.float32).unsqueeze(0).requires_grad_(True)
@@ -26,8 +21,6 @@ def saliency_map(model, image) -> tuple[np.ndarray, int]:
 
 def overlay(rgb: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Blend a saliency map (any scale, any size) as a JET heat map over an RGB uint8 image."""
-    import cv2
-
     sal = cv2.resize(np.asarray(saliency, np.float32), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
     top = float(np.percentile(sal, 99)) or 1.0          # robust to a few extreme pixels
     heat = np.clip(sal / top * 255.0, 0, 255).astype(np.uint8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import json
 
+import cv2
 import pandas as pd
 
 from kit.errors import KitError
@@ -14,11 +15,10 @@ from kit.predictions import load_predictions
 from kit.report.collect import (GalleryRow, Inputs, experiments, filtered_file, fold_files, gallery_picks, gallery_rows,
                                 gallery_source, rare_threshold, score_by_bucket, verdict)
 from kit.report.html import fmt_truth, figure_png, note, png_tag, rgb_png, table, thumbnail
+from kit.train.log import curves_figure
 
 
 def section_curves(inp: Inputs) -> str:
-    from matplotlib.figure import Figure
-
     files = [f for e in experiments(inp) for f in sorted((inp.runs_dir / e).glob("fold*/metrics.csv"))]
     if not files:
         return note(f"No learning curves: no {inp.runs_dir}/{inp.exp or '<exp>'}/fold<N>/metrics.csv found.")
@@ -33,25 +33,14 @@ def section_curves(inp: Inputs) -> str:
         if df.empty:
             parts.append(note(f"{run}: metrics.csv is empty."))
             continue
-        x = df["epoch"] if "epoch" in df else pd.Series(range(len(df)))
-        losses = [c for c in df.columns if c.endswith("loss")]
-        scores = [c for c in df.columns if c.endswith(("acc", "gap")) and c != "epoch"]
-        fig = Figure(figsize=(9, 3))
-        for ax, cols, title in zip(fig.subplots(1, 2), (losses, scores), ("loss", "accuracy / GAP")):
-            for c in cols:
-                ax.plot(x, df[c], marker="o", ms=3, label=c)
-            ax.set_title(f"{run}: {title}")
-            ax.set_xlabel("epoch")
-            ax.grid(alpha=0.3)
-            if cols:
-                ax.legend(fontsize=8)
-        parts.append(png_tag(figure_png(fig), alt=f"learning curves {run}", cls="plot"))
+        parts.append(png_tag(figure_png(curves_figure(df, run)), alt=f"learning curves {run}", cls="plot"))
         row = {"run": run, "epochs": len(df)}
-        for c in losses:
+        for c in [c for c in df.columns if c.endswith("loss")]:
             row[f"last {c}"] = float(df[c].iloc[-1])
         if "val_gap" in df and df["val_gap"].notna().any():
             best = int(df["val_gap"].idxmax())
-            row["best val_gap"], row["at epoch"] = float(df["val_gap"][best]), str(x[best])
+            epoch = df["epoch"][best] if "epoch" in df else best
+            row["best val_gap"], row["at epoch"] = float(df["val_gap"][best]), str(epoch)
         summary.append(row)
     return table(pd.DataFrame(summary)) + "".join(parts)
 
@@ -81,7 +70,6 @@ def section_buckets(inp: Inputs, rare_below: int) -> str:
                           "need --solution)."))
         return "".join(parts)
     return "".join(parts) + table(pd.concat(frames, ignore_index=True))
-
 
 
 def section_gallery(inp: Inputs, n: int) -> tuple[str, list[GalleryRow], str | None]:
@@ -134,8 +122,6 @@ def section_saliency(inp: Inputs, exp: str | None, ids: list[str], n: int, devic
         ids = sorted(p.stem for p in (inp.data_dir / "test").glob("*/*/*/*.jpg"))
     if not ids:
         return note(f"No saliency maps: no test images under {inp.data_dir}/test.")
-    import cv2
-
     from kit.data.augment import transforms_for  # albumentations, torch: only for a report with saliency maps
     from kit.models.checkpoint import load_model
     from kit.report.saliency import overlay, saliency_map

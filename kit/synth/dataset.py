@@ -1,8 +1,7 @@
 """Assemble the synthetic GLDv2-layout data set: class sizes, ids, splits, parallel rendering, CSVs.
 
 Every image's pixels depend only on (seed, split, index), never on worker count or chunking, so a
-seed reproduces the data set byte for byte.
-"""
+seed reproduces the data set byte for byte."""
 from __future__ import annotations
 
 import functools
@@ -12,11 +11,13 @@ import os
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 
-from kit.errors import KitError
 from kit.atomic import atomic_path, write_csv, write_json
+from kit.errors import KitError
 from kit.layout import image_path
 from kit.progress import progress as progress_bar
 from kit.synth.scenes import SCENES
@@ -33,8 +34,7 @@ NOISE_KINDS = ("texture", "objects", "face", "indoor", "street")
 def long_tail_counts(total: int, classes: int, exponent: float = 1.1, min_count: int = 2) -> np.ndarray:
     """Images per class by frequency rank: min_count each plus a Zipf(exponent) share of the rest.
 
-    Sums to `total` exactly (largest-remainder rounding); rank 0 is the most frequent class.
-    """
+    Sums to `total` exactly (largest-remainder rounding); rank 0 is the most frequent class."""
     if classes < 1 or total < min_count * classes:
         raise KitError(f"synth: --images {total} is too few for {classes} classes (need >= {min_count * classes})")
     w = np.arange(1, classes + 1, dtype=np.float64) ** -exponent
@@ -48,13 +48,9 @@ def long_tail_counts(total: int, classes: int, exponent: float = 1.1, min_count:
 def make_ids(rng: np.random.Generator, n: int) -> list[str]:
     """n unique 16-hex-digit ids (GLDv2 style), deterministic from rng."""
     out: list[str] = []
-    seen: set[str] = set()
-    while len(out) < n:
-        for v in rng.integers(0, 2**63, n - len(out), dtype=np.int64):
-            s = f"{int(v):016x}"
-            if s not in seen:
-                seen.add(s)
-                out.append(s)
+    while len(out) < n:  # first occurrences kept, in draw order
+        drawn = rng.integers(0, 2**63, n - len(out), dtype=np.int64)
+        out = list(dict.fromkeys(out + [f"{int(v):016x}" for v in drawn]))
     return out
 
 
@@ -66,8 +62,6 @@ def _structure(class_key: int, family: int, seed: int, size: int):
 def render_image(seed: int, split: str, index: int, size: int, class_key: int | None, family: int | None,
                  scene: str | None) -> np.ndarray:
     """The size x size RGB image number `index` of `split`: a view of structure `class_key` or a scene."""
-    import cv2
-
     rng = np.random.default_rng([seed, SPLIT_CODE[split], index])
     if class_key is not None:
         structure, mask = _structure(int(class_key), family, seed, SUPERSAMPLE * size)
@@ -78,8 +72,6 @@ def render_image(seed: int, split: str, index: int, size: int, class_key: int | 
 
 def write_jpeg(path: Path, img: np.ndarray, quality: int = 90) -> None:
     """Encode RGB uint8 as JPEG and write it atomically."""
-    import cv2
-
     ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise KitError(f"{path}: JPEG encoding failed")
@@ -88,8 +80,6 @@ def write_jpeg(path: Path, img: np.ndarray, quality: int = 90) -> None:
 
 
 def _render_chunk(out_dir: str, seed: int, size: int, quality: int, jobs: list[tuple]) -> int:
-    import cv2
-
     cv2.setNumThreads(1)
     for split, index, image_id, class_key, family, scene in jobs:
         img = render_image(seed, split, index, size, class_key, family, scene)
@@ -97,34 +87,27 @@ def _render_chunk(out_dir: str, seed: int, size: int, quality: int, jobs: list[t
     return len(jobs)
 
 
-def _check(classes, images, test_images, size, nonlandmark_frac, train_noise, zipf, quality) -> None:
-    if classes < 1:
-        raise KitError(f"synth: --classes must be >= 1 (got {classes})")
-    if test_images < 0:
-        raise KitError(f"synth: --test-images must be >= 0 (got {test_images})")
-    if size < 32:
-        raise KitError(f"synth: --size must be >= 32 (got {size})")
-    if not 0.0 <= nonlandmark_frac <= 1.0:
-        raise KitError(f"synth: --nonlandmark-frac must be in [0, 1] (got {nonlandmark_frac})")
-    if not 0.0 <= train_noise < 1.0:
-        raise KitError(f"synth: --train-noise must be in [0, 1) (got {train_noise})")
-    if zipf < 0:
-        raise KitError(f"synth: --zipf must be >= 0 (got {zipf})")
-    if not 1 <= quality <= 100:
-        raise KitError(f"synth: JPEG quality must be in 1..100 (got {quality})")
+def _check(**values) -> None:
+    """KitError naming the first setting outside its range."""
+    rules = {"classes": (lambda v: v >= 1, "must be >= 1"), "test_images": (lambda v: v >= 0, "must be >= 0"),
+             "size": (lambda v: v >= 32, "must be >= 32"),
+             "nonlandmark_frac": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
+             "train_noise": (lambda v: 0 <= v < 1, "must be in [0, 1)"), "zipf": (lambda v: v >= 0, "must be >= 0"),
+             "family_frac": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+             "quality": (lambda v: 1 <= v <= 100, "must be in 1..100")}
+    for name, value in values.items():
+        ok, text = rules[name]
+        if not ok(value):
+            what = "JPEG quality" if name == "quality" else "--" + name.replace("_", "-")
+            raise KitError(f"synth: {what} {text} (got {value})")
 
 
 def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandmark_frac: float = 0.8,
          train_noise: float = 0.05, zipf: float = 1.1, seed: int = 0,
          family_frac: float = 0.6) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Decide every image without drawing it: (train, test) frames with id, landmark_id, class_key,
-    family, scene. Structures fall into round(family_frac * classes) look-alike families.
-
-    train: landmark_id of its class (class sizes long-tailed); a `train_noise` share are off-topic
-    scenes still labelled with the class (like GLDv2's noisy train set), flagged by `noise`.
-    test: landmark_id -1 for non-landmarks (scenes or unseen structures), else a new view of a class,
-    classes drawn with probability ~ sqrt(train count) so both frequent and rare classes appear.
-    """
+    """Every image decided without drawing it: (train, test) frames of id, landmark_id, class_key, family,
+    scene. A `train_noise` share of train are off-topic scenes (GLDv2's noise); test classes are drawn with
+    probability ~ sqrt(train count); landmark_id -1 marks non-landmarks (scenes or unseen structures)."""
     rng = np.random.default_rng([seed, 0])
     landmark_ids = np.sort(rng.choice(LANDMARK_ID_RANGE, classes, replace=False))
     counts = np.empty(classes, np.int64)
@@ -183,18 +166,11 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
              size: int = 128, nonlandmark_frac: float = 0.8, train_noise: float = 0.05, zipf: float = 1.1,
              seed: int = 0, family_frac: float = 0.6, workers: int | None = None, quality: int = 90, force: bool = True,
              progress: bool = True, distractors: int = 200) -> dict:
-    """Write the synthetic GLDv2-layout data set to out_dir and return a summary dict.
-
-    Files: train.csv (id,url,landmark_id), train_clean.csv (landmark_id,images: the non-noise ids,
-    like GLDv2-clean), train/a/b/c/<id>.jpg, test/a/b/c/<id>.jpg, sample_submission.csv and
-    test_solution.csv (id,landmarks; empty = non-landmark), distractors.csv + distractors/a/b/c/<id>.jpg
-    (non-landmark images for fitting filters), synth.json (parameters + summary).
-    With force=False an out_dir whose synth.json holds the same parameters is reused as is.
-    Images of an earlier run with another seed are not deleted.
-    """
-    _check(classes, images, test_images, size, nonlandmark_frac, train_noise, zipf, quality)
-    if not 0.0 < family_frac <= 1.0:
-        raise KitError(f"synth: --family-frac must be in (0, 1] (got {family_frac})")
+    """Write the synthetic GLDv2-layout data set to out_dir -> a summary dict: train.csv, train_clean.csv,
+    test_solution.csv, sample_submission.csv, distractors.csv, images under train/, test/, distractors/, and
+    synth.json. With force=False an out_dir whose synth.json has the same parameters is reused."""
+    _check(classes=classes, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
+           train_noise=train_noise, zipf=zipf, family_frac=family_frac, quality=quality)
     out = Path(out_dir)
     params = dict(classes=classes, images=images, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
                   train_noise=train_noise, zipf=zipf, seed=seed, family_frac=family_frac, quality=quality,
@@ -233,8 +209,6 @@ def summary_line(s: dict) -> str:
 
 def render_all(out: Path, seed: int, size: int, quality: int, jobs: list, workers: int, progress: bool) -> None:
     """Render and save every image of `jobs` in `workers` processes, in chunks (about 8 per worker)."""
-    from joblib import Parallel, delayed
-
     chunk = max(8, math.ceil(len(jobs) / (workers * 8)))
     chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
     run = Parallel(n_jobs=workers, return_as="generator_unordered")(

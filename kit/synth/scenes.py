@@ -1,9 +1,5 @@
-"""Backgrounds, occluders and non-landmark scenes for the synthetic data set.
-
-Landmark photos are composited over `street_background` and get `add_occluders`; non-landmark test
-images come from `SCENES` (textures, table-top objects, face-like blobs, indoor clutter, streets).
-Both use the same palette and textures as the structures, so colour alone cannot tell them apart.
-"""
+"""Backgrounds, occluders and non-landmark scenes for the synthetic data set, in the structures' palette
+and textures so colour alone cannot tell a landmark."""
 from __future__ import annotations
 
 import cv2

@@ -1,10 +1,6 @@
-"""Procedural landmark structures: one rigid, richly textured planar drawing per class.
-
-`make_structure(class_id, seed, size)` renders the canonical image of a landmark once; every photo of
-it is a perspective warp of that image (kit/synth/views.py), so local features + RANSAC can match two
-photos of one landmark. Colours come from one shared palette and the kinds repeat across classes, so
-neither colour nor silhouette type alone names a class: the geometry, texture and details do.
-"""
+"""Procedural landmark structures: one rigid, richly textured planar drawing per class, which every photo
+of it warps (kit/synth/views.py). Palette and kinds are shared across classes, so neither colour nor
+silhouette alone names a class: the geometry, texture and details do."""
 from __future__ import annotations
 
 import cv2
@@ -267,13 +263,8 @@ def structure_kind(class_id: int, seed: int, family: int | None = None) -> str:
 
 
 def make_structure(class_id: int, seed: int, size: int, return_mask: bool = False, family: int | None = None):
-    """Canonical size x size uint8 RGB image of landmark `class_id` (black where there is no structure).
-
-    Classes of one `family` share kind, palette and textures and differ only in geometry and details
-    (look-alike landmarks, a fine-grained confusion); family=None gives the class its own look.
-    With return_mask=True also returns the uint8 silhouette (255 = structure), which the view renderer
-    uses to composite the structure over a cluttered background.
-    """
+    """Canonical size x size uint8 RGB image of landmark `class_id` (black off the structure), and with
+    return_mask its silhouette. Classes of one `family` share kind, palette and textures (look-alikes)."""
     fam = np.random.default_rng([seed, 13, class_id if family is None else family])
     rng = np.random.default_rng([seed, 1, class_id])
     S = int(size)

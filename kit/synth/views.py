@@ -1,9 +1,5 @@
 """Perspective "photos" of a canonical structure: random homography, clutter, occlusion, lighting.
-
-`H = random_homography(rng, size, src_size)` maps structure pixel coordinates to view pixel
-coordinates; `warp_view(structure, H, size)` renders exactly that view, so two views v1, v2 of one
-structure are related by the known homography H2 @ inv(H1) (what DELF/SIFT + RANSAC should recover).
-"""
+Two views of one structure are related by the known homography H2 @ inv(H1), what RANSAC should recover."""
 from __future__ import annotations
 
 import cv2
@@ -16,11 +12,8 @@ SUPERSAMPLE = 2  # views are drawn at 2x and area-downsampled: no aliasing, phot
 
 def random_homography(rng: np.random.Generator, size: int, src_size: int | None = None,
                       scale: tuple[float, float] = (0.75, 1.5)) -> np.ndarray:
-    """A 3x3 homography taking a src_size square structure into a size x size view.
-
-    The structure square lands at a random scale (above 1 = cropped), position and in-plane rotation,
-    with yaw/tilt foreshortening and some corner jitter: a real perspective view of a planar object.
-    """
+    """A 3x3 homography taking a src_size square into a size x size view: random scale, position, rotation,
+    yaw/tilt foreshortening and corner jitter."""
     S = float(src_size or size)
     src = np.array([(0, 0), (S, 0), (S, S), (0, S)], np.float32)
     L = size * rng.uniform(*scale)
@@ -59,12 +52,8 @@ def photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def warp_view(structure: np.ndarray, H: np.ndarray, size: int, rng: np.random.Generator | None = None,
               clutter: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
-    """Render the view of `structure` given by homography H (structure px -> view px) as size x size RGB.
-
-    `mask` (uint8 silhouette) composites the structure over the background; without it the whole
-    structure square is opaque. With `rng`, adds foreground occluders and lighting changes; with
-    rng=None the warp is clean (clutter, if on, comes from a fixed seed), for exact geometry tests.
-    """
+    """The view of `structure` under homography H as size x size RGB, composited over clutter through `mask`;
+    with `rng` also occluders and lighting, without it a clean warp (for exact geometry tests)."""
     f = SUPERSAMPLE
     big = f * size
     A = np.array([[f, 0, (f - 1) / 2.0], [0, f, (f - 1) / 2.0], [0, 0, 1]], np.float64)
@@ -89,11 +78,8 @@ def warp_view(structure: np.ndarray, H: np.ndarray, size: int, rng: np.random.Ge
 
 def render_view(structure: np.ndarray, rng: np.random.Generator, size: int, mask: np.ndarray | None = None,
                 min_visible: float = 0.4, min_cover: float = 0.12, tries: int = 12) -> tuple[np.ndarray, np.ndarray]:
-    """A random cluttered, occluded, relit photo of `structure` and its homography H (structure -> view).
-
-    Homographies are re-drawn until at least `min_visible` of the structure lies in the frame and it
-    covers at least `min_cover` of the frame, so every photo really shows its landmark.
-    """
+    """A random photo of `structure` and its homography H, re-drawn until at least `min_visible` of the
+    structure is in the frame and it covers `min_cover` of it."""
     S = structure.shape[0]
     if mask is not None:
         ys, xs = np.nonzero(mask)

@@ -1,14 +1,12 @@
-"""Where a training process runs: device choice and, under torchrun, the DDP process group.
-
-`setup_distributed` joins the group when WORLD_SIZE > 1 (gloo on CPU, NCCL on CUDA); the small
-collective helpers are no-ops in a single process, so the training loop has one code path.
-"""
+"""Under torchrun, the DDP process group; the collective helpers are no-ops in a single process."""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as td
+from torch.nn.parallel import DistributedDataParallel
 
 from kit.device import choose_device
 
@@ -32,8 +30,6 @@ class Dist:
 
 def setup_distributed(pref: str = "auto") -> Dist:
     """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
-    import torch.distributed as td
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = choose_device(pref, local_rank)
@@ -49,7 +45,7 @@ def setup_distributed(pref: str = "auto") -> Dist:
 
 def barrier(dist: Dist) -> None:
     if dist.enabled:
-        torch.distributed.barrier()
+        td.barrier()
 
 
 def all_gather(obj, dist: Dist) -> list:
@@ -57,7 +53,7 @@ def all_gather(obj, dist: Dist) -> list:
     if not dist.enabled:
         return [obj]
     out = [None] * dist.world
-    torch.distributed.all_gather_object(out, obj)
+    td.all_gather_object(out, obj)
     return out
 
 
@@ -65,7 +61,5 @@ def wrap_ddp(model, dist: Dist):
     """DDP wrapper over the currently trainable parameters (rebuilt when the stage changes)."""
     if not dist.enabled:
         return model
-    from torch.nn.parallel import DistributedDataParallel
-
     ids = [dist.device.index] if dist.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)

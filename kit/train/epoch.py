@@ -88,10 +88,7 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, scaler, optim_
 
 @torch.inference_mode()
 def evaluate(model, loader, loss_fn, label_map, dist: Dist, amp: bool, channels_last: bool) -> dict:
-    """Val loss, top-1 accuracy and GAP over the whole val set (shards gathered from all ranks).
-
-    The loss is computed on the inference-time outputs (no labels given to the head, so no margin).
-    """
+    """Val loss (no margin: the head gets no labels), top-1 accuracy and GAP, gathered from every rank."""
     model.eval()
     lm = np.asarray(label_map, dtype=np.int64)
     preds, scores, trues, ids, loss_sum, skipped = [], [], [], [], 0.0, 0

@@ -1,14 +1,12 @@
-"""Per-epoch training records: metrics.csv, TensorBoard scalars (if installed) and curves.png.
-
-All files are rewritten atomically from the full history each epoch, so a kill never leaves a
-half-written file and a resumed run (which restores the history) continues the same files.
-"""
+"""Per-epoch training records: metrics.csv, TensorBoard scalars (if installed) and curves.png, rewritten
+atomically from the full history each epoch."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.figure import Figure
 
 from kit.atomic import atomic_path, write_csv
 
@@ -46,27 +44,24 @@ class TrainLog:
             self.writer.close()
 
 
-def plot_curves(rows: list[dict], path: str | Path) -> Path:
-    """Loss (train/val) and val accuracy/GAP against epoch, as a PNG written atomically."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    df = pd.DataFrame(rows)
-    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(10, 4))
-    for col in ("train_loss", "val_loss"):
-        if col in df:
-            ax_loss.plot(df["epoch"], df[col], marker="o", label=col)
-    for col in ("val_acc", "val_gap"):
-        if col in df:
-            ax_score.plot(df["epoch"], df[col], marker="o", label=col)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_score.set(xlabel="epoch", ylabel="score", title="validation", ylim=(0, 1))
-    for ax in (ax_loss, ax_score):
-        ax.legend()
+def curves_figure(df: pd.DataFrame, run: str = "") -> Figure:
+    """Losses and accuracy/GAP columns of a metrics table against epoch (curves.png, `kit report`)."""
+    x = df["epoch"] if "epoch" in df else pd.Series(range(len(df)))
+    losses = [c for c in df.columns if c.endswith("loss")]
+    scores = [c for c in df.columns if c.endswith(("acc", "gap")) and c != "epoch"]
+    fig = Figure(figsize=(9, 3), layout="tight")
+    for ax, cols, title in zip(fig.subplots(1, 2), (losses, scores), ("loss", "accuracy / GAP")):
+        for c in cols:
+            ax.plot(x, df[c], marker="o", ms=3, label=c)
+        ax.set(title=f"{run}: {title}" if run else title, xlabel="epoch")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+        if cols:
+            ax.legend(fontsize=8)
+    return fig
+
+
+def plot_curves(rows: list[dict], path: str | Path) -> Path:
+    """`curves_figure` of the history as a PNG written atomically."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+        curves_figure(pd.DataFrame(rows)).savefig(tmp, format="png", dpi=80)
     return Path(path)

@@ -1,14 +1,9 @@
 """`kit train`: fit one model on one fold, evaluate every epoch, keep the best, write OOF predictions.
 
-`fit` trains any `Job` (a model and loss built from the fold's split, a stage per epoch, a run directory):
-`train` builds kit's landmark model; DELF's attention head (kit.localfeatures.delf.train) is another Job.
-
-One loop for CPU and CUDA (AMP and channels_last only on CUDA), single process or DDP under
-torchrun (gloo on CPU, NCCL on CUDA; cfg.data.batch_size is the GLOBAL batch, split over ranks;
-only rank 0 writes). The data order and augmentation are functions of (seed, epoch) and
-last.pt holds every other piece of state (weights, optimizer, scheduler, scaler, RNGs, history), so
-`--resume` after a kill reproduces the uninterrupted run.
-"""
+`fit` trains any `Job` (kit's landmark model here, DELF's attention head in kit.localfeatures.delf.train),
+on CPU or CUDA, single process or DDP under torchrun (cfg.data.batch_size is the global batch; only rank 0
+writes). Data order and augmentation depend on (seed, epoch) only and last.pt holds every other piece of
+state, so `--resume` after a kill reproduces the uninterrupted run."""
 from __future__ import annotations
 
 import logging
@@ -55,10 +50,8 @@ def write_oof(model, cfg, fold: int, split, dist: Dist, amp: bool):
 
 @dataclass
 class Job:
-    """What `fit` trains on one fold. `build(split)` returns (model, loss): the model maps (images, labels) to
-    a dict with "logits" and has `backbone` and `param_groups()` (kit.train.optim). `stages` names the stage of
-    each epoch, given with the model to `set_stage` as the epoch starts; checkpoints and logs go to `run_dir`;
-    with `oof`, the best model's predictions on the fold's validation rows are written."""
+    """What `fit` trains on one fold: `build(split)` -> (model, loss), the stage of each epoch (`stages`,
+    `set_stage`), the `run_dir`, and with `oof` the best model's predictions on the validation rows."""
 
     build: Callable
     stages: list[str]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 
 import torch
+from timm.optim import param_groups_layer_decay
 
 from kit.errors import KitError
 from kit.models.model import unwrap
@@ -20,8 +21,6 @@ def backbone_groups(backbone, optim_cfg) -> list[dict]:
     """The backbone's param groups at lr x lr_backbone; with optim.layer_decay < 1, one group per block
     from timm's param_groups_layer_decay (BEiT-style: block i of L gets decay^(L-1-i), so early, generic
     layers barely move; 1-D tensors get no weight decay there)."""
-    from timm.optim import param_groups_layer_decay
-
     o = optim_cfg
     base = o.lr * o.lr_backbone
     params = list(backbone.parameters())

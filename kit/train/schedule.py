@@ -1,14 +1,10 @@
-"""Learning-rate schedules as pure functions of the optimizer step.
-
-`lr_factor` multiplies each param group's base lr (torch LambdaLR calls it once per optimizer
-step), so a resumed run that restores the step count gets exactly the same learning rates.
-"""
+"""Learning-rate schedules as pure functions of the optimizer step, so a resumed run gets the same rates."""
 from __future__ import annotations
 
 import math
 
-from kit.errors import KitError
 from kit.registry import Registry
+
 
 def cosine_factor(step: int, total_steps: int, warmup_steps: int = 0, floor: float = 0.0) -> float:
     """Linear warmup from ~0 to 1 over `warmup_steps`, then half a cosine down to `floor`."""

@@ -7,24 +7,18 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.errors import KitError
 from kit.atomic import write_json
+from kit.ensemble.rules import ENSEMBLES, fit_soft_weights, load_any
+from kit.errors import KitError
 from kit.pipeline.stage import choice, ref, stage
+from kit.predictions import concat, save_predictions
+from kit.truth import load_truth, score_gap
 
 PREDICTIONS = ("predict", "retrieve", "rerank", "ensemble", "filter", "select")   # stages writing SPLIT.npz
 
 
-def ensembles():
-    from kit.ensemble.rules import ENSEMBLES
-
-    return ENSEMBLES
-
-
 def validation_set(files: dict):
     """The validation predictions of a stage: the validation fold + the fitting distractors."""
-    from kit.ensemble.rules import load_any
-    from kit.predictions import concat
-
     parts = [load_any(files[s]) for s in ("val", "distractors") if s in files]
     if not parts:
         raise KitError("no validation predictions (a predict stage with a val split)")
@@ -33,8 +27,6 @@ def validation_set(files: dict):
 
 def val_gap_of(files: dict, solution) -> float | None:
     """GAP of a stage's validation set against the folds stage's val_solution.csv (None without one)."""
-    from kit.truth import load_truth, score_gap
-
     if "val" not in files or solution is None:
         return None
     return score_gap(validation_set(files), load_truth(solution))
@@ -43,7 +35,7 @@ def val_gap_of(files: dict, solution) -> float | None:
 @dataclass
 class EnsembleSettings:
     inputs: list[str] = ref(many=True, stages=PREDICTIONS)
-    method: str = choice("soft", ensembles)
+    method: str = choice("soft", lambda: ENSEMBLES)
     weights: list[float] = field(default_factory=list)   # [] = fitted on validation (weighted, soft) or equal
     alpha: float = 0.5                                   # boost
     topk: int = 0                                        # soft: classes kept per image (0 = all)
@@ -63,10 +55,6 @@ def ensemble(s: EnsembleSettings, ctx) -> dict:
 
     Report 001's max / correct / boost / weighted, or a soft average; weights fitted on the validation
     set unless given."""
-    from kit.ensemble.rules import ENSEMBLES, fit_soft_weights, load_any
-    from kit.predictions import save_predictions
-    from kit.truth import load_truth, score_gap
-
     files = [ctx.split_files(i) for i in s.inputs]
     splits = [x for x in files[0] if all(x in f for f in files) and x != "train" and ctx.wants(x)]
     weights = list(s.weights) or None

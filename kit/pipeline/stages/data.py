@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit.errors import KitError
 from kit.atomic import write_csv
+from kit.csvfiles import read_csv
+from kit.data.folds import fold_summary, folds_from_csv, write_folds
+from kit.errors import KitError
 from kit.pipeline.stage import stage
 
 
@@ -23,7 +25,7 @@ class SynthSettings:
 @stage("synth", SynthSettings, kind="prepare")
 def synth(s: SynthSettings, ctx) -> dict:
     """Generate the embedded synthetic GLDv2-layout data set; later stages read it as the data folder."""
-    from kit.synth import generate, summary_line
+    from kit.synth import generate, summary_line  # cv2: imported when a synth stage runs
 
     summary = generate(ctx.dir / "data", classes=s.classes, images=s.images, test_images=s.test_images,
                        size=s.size, seed=ctx.run.seed, distractors=s.distractor_images, workers=ctx.run.workers)
@@ -49,8 +51,6 @@ def folds(s: FoldsSettings, ctx) -> dict:
     """Class subset + stratified folds of DATA/train.csv -> folds.csv and val_solution.csv.
 
     val_solution.csv: the validation fold's truth, with DATA/distractors.csv as non-landmarks."""
-    from kit.data.folds import fold_summary, folds_from_csv, write_folds
-
     clean = ctx.data / "train_clean.csv" if s.clean else None
     table, n_rows = folds_from_csv(ctx.data / "train.csv", clean, s.top or None, None if s.top else s.min_images,
                                    s.n_folds, False, ctx.run.seed)
@@ -62,8 +62,6 @@ def folds(s: FoldsSettings, ctx) -> dict:
 def val_solution(folds_csv: Path, ctx) -> Path:
     """Kaggle's solution format (id,landmarks) for the validation fold, plus the distractors (empty):
     validation GAP, like test GAP, then rewards ranking non-landmarks low."""
-    from kit.csvfiles import read_csv
-
     df = read_csv(folds_csv, dtype={"id": str})
     df = df[df["fold"] == ctx.run.val_fold]
     sol = pd.DataFrame({"id": df["id"], "landmarks": df["landmark_id"].astype(str)})

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from kit.ensemble.rules import load_any
 from kit.errors import KitError
+from kit.filters.base import MODES
+from kit.filters.chain import build_filter, filter_names, load_filter, save_filter
 from kit.pipeline.stage import ref, stage
 from kit.pipeline.stages.combine import PREDICTIONS
+from kit.predictions import Predictions, concat, save_predictions
+from kit.truth import load_truth, true_top1
 
 
 @dataclass
@@ -27,13 +32,9 @@ class FilterSettings:
 
 
 def check_filter(s: FilterSettings) -> None:
-    from kit.filters import FILTERS
-
-    for part in s.name.split("+"):
-        if part.strip() not in FILTERS:
-            raise KitError(f"name: unknown filter '{part}' (valid: {', '.join(FILTERS)}, joined by +)")
-    if s.mode not in ("demote", "drop"):
-        raise KitError(f"mode '{s.mode}' (valid: demote, drop)")
+    filter_names(s.name)
+    if s.mode not in MODES:
+        raise KitError(f"mode '{s.mode}' (valid: {', '.join(MODES)})")
     if not s.input:
         raise KitError("input: name the stage whose predictions are filtered")
 
@@ -56,11 +57,6 @@ def filter_options(s: FilterSettings, ctx) -> dict:
 @stage("filter", FilterSettings, check=check_filter)
 def filter_stage(s: FilterSettings, ctx) -> dict:
     """Non-landmark filter chain fitted on validation (or packaged), every split rescored -> SPLIT.npz."""
-    from kit.ensemble.rules import load_any
-    from kit.filters.chain import build_filter, load_filter, save_filter
-    from kit.predictions import Predictions, concat, save_predictions
-    from kit.truth import load_truth, true_top1
-
     files = ctx.split_files(s.input)
     emb = ctx.split_files(s.embeddings) if s.embeddings else {}
 

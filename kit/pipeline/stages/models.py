@@ -9,14 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
+from kit.config import load_config
 from kit.errors import KitError
 from kit.pipeline.stage import SPLITS, ref, stage
+from kit.predictions import load_predictions, save_predictions
 
 
 def stage_config(config: str, overrides: dict, ctx=None, folds_csv=None, name: str = "model"):
     """A validated kit Config: preset/YAML <- `set:` overrides <- what the run decides."""
-    from kit.config import load_config
-
     given = [f"{k}={v}" for k, v in overrides.items()]
     if ctx is not None:
         given += [f"name={name}", f"seed={ctx.run.seed}", f"device={ctx.run.device}",
@@ -42,7 +42,7 @@ def check_train(s: TrainSettings) -> None:
 @stage("train", TrainSettings, kind="prepare", check=check_train)
 def train_stage(s: TrainSettings, ctx) -> dict:
     """Train on every fold but the validation fold (a killed run resumes from its last checkpoint)."""
-    from kit.train.loop import train as train_fold
+    from kit.train.loop import train as train_fold  # torch: imported when a model stage runs
 
     cfg = stage_config(s.config, s.set, ctx, ctx.of(s.folds)["folds"], name=ctx.dir.name)
     resume = (cfg.run_dir(ctx.run.val_fold) / "last.pt").is_file()
@@ -90,8 +90,7 @@ INDEX_SPLITS = ("train", "val")   # labelled images: the retrieval index
 @stage("predict", PredictSettings, check=check_predict)
 def predict(s: PredictSettings, ctx) -> dict:
     """Top-k classes and embeddings of each split -> SPLIT.npz (index splits may come packaged)."""
-    from kit.inference.predict import run_predict
-    from kit.predictions import load_predictions, save_predictions
+    from kit.inference.predict import run_predict  # torch: imported when a model stage runs
 
     folds = ctx.of(s.folds)["folds"]
     checkpoint = ctx.of(s.model)["checkpoint"] if s.model else s.checkpoint

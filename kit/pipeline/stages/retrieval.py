@@ -9,15 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from kit.atomic import atomic_path, write_json
 from kit.errors import KitError
-from kit.inference.rerank import RerankConfig
+from kit.inference.rerank import RerankConfig, spatial_rerank
+from kit.inference.retrieval import RETRIEVERS, fit_retriever, load_index
 from kit.pipeline.stage import choice, ref, stage
-
-
-def retrievers():
-    from kit.inference.retrieval import RETRIEVERS
-
-    return RETRIEVERS
+from kit.predictions import load_predictions, save_predictions
 
 
 def index_files(files: dict, split: str) -> list:
@@ -34,7 +31,7 @@ def query_splits(files: dict, ctx) -> list[str]:
 @dataclass
 class RetrieveSettings:
     embeddings: str = ref("predict", stages=("predict", "ensemble"))
-    method: str = choice("knn", retrievers)
+    method: str = choice("knn", lambda: RETRIEVERS)
     k: int = 10                     # knn: neighbours that vote
     power: float = 1.0              # knn: vote = similarity ** power
     agg: str = "max"                # knn: a class's vote = max (best neighbour) or sum over its neighbours
@@ -52,8 +49,6 @@ class RetrieveSettings:
 
 def fit_index(s: RetrieveSettings, index: list, labels, jobs: int = 1):
     """The retriever of `s` fitted on the index prediction files (`kit retrieve`, the retrieve stage)."""
-    from kit.inference.retrieval import fit_retriever, load_index
-
     if s.method == "knn":
         kw = dict(k=s.k, power=s.power, agg=s.agg, qe=s.qe, qe_alpha=s.qe_alpha, dba=s.dba, dba_alpha=s.dba_alpha)
     else:
@@ -63,8 +58,6 @@ def fit_index(s: RetrieveSettings, index: list, labels, jobs: int = 1):
 
 
 def query_embeddings(path):
-    from kit.predictions import load_predictions
-
     query = load_predictions(path)
     if query.embeddings is None:
         raise KitError(f"{path}: no embeddings in this prediction file")
@@ -74,8 +67,6 @@ def query_embeddings(path):
 @stage("retrieve", RetrieveSettings)
 def retrieve(s: RetrieveSettings, ctx) -> dict:
     """kNN or centroid predictions of every query split from its index -> SPLIT.npz."""
-    from kit.predictions import save_predictions
-
     files, labels = ctx.split_files(s.embeddings), ctx.of(s.folds)["folds"]
     out, models = {}, {}
     for split in query_splits(files, ctx):
@@ -114,11 +105,6 @@ def rerank_config(s: RerankSettings) -> RerankConfig:
 def rerank_files(s: RerankSettings, index: list, labels, query_file, data, cache_dir, references=(), out=None):
     """Re-rank one query file against the index files (`kit rerank`, the rerank stage): writes OUT.npz,
     OUT.inliers.npz (verified pairs, for non-landmark scoring) and OUT.seconds.json -> the Reranked."""
-    from kit.inference.rerank import spatial_rerank
-    from kit.inference.retrieval import fit_retriever, load_index
-    from kit.atomic import atomic_path, write_json
-    from kit.predictions import save_predictions
-
     cfg = rerank_config(s)
     idx = load_index(list(index))
     knn = fit_retriever("knn", idx, labels, k=cfg.candidates, agg=s.agg, qe=s.qe, qe_alpha=s.qe_alpha, dba=s.dba,

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kit.ensemble.rules import load_any
+from kit.errors import KitError
 from kit.pipeline.stage import ref, stage
 from kit.pipeline.stages.combine import PREDICTIONS, val_gap_of
+from kit.submission import read_sample_ids, write_submission
 
 
 @dataclass
@@ -14,8 +17,6 @@ class SubmissionSettings:
 
 
 def check_submission(s: SubmissionSettings) -> None:
-    from kit.errors import KitError
-
     if not s.input:
         raise KitError("input: name the stage whose test predictions are submitted")
 
@@ -23,10 +24,6 @@ def check_submission(s: SubmissionSettings) -> None:
 @stage("submission", SubmissionSettings, check=check_submission)
 def submission(s: SubmissionSettings, ctx) -> dict:
     """The input's test predictions as WORK/submission.csv, one row per sample id."""
-    from kit.ensemble.rules import load_any
-    from kit.errors import KitError
-    from kit.submission import read_sample_ids, write_submission
-
     files = ctx.split_files(s.input)
     if "test" not in files:
         raise KitError(f"stage '{s.input}' has no test predictions (splits: {', '.join(files)})")
