@@ -1,7 +1,4 @@
-"""Typed experiment configs: dataclasses filled from a preset or YAML file, then `key=value` overrides.
-
-`load_config("top2k", ["optim.lr=0.02", "data.image_size=96"])` -> Config. The resolved config is
-saved (YAML) beside every output so a result can be traced to what made it."""
+"""Typed experiment configs: dataclasses filled from a preset or YAML file, then `key=value` overrides."""
 from __future__ import annotations
 
 import dataclasses
@@ -173,8 +170,7 @@ def named_file(name_or_path: str, folder: Path, kind: str) -> Path:
 
 
 def registries() -> dict[str, typing.Iterable[str]]:
-    """Config key -> the registry its value must name. The builders look names up in these same dicts,
-    so a new entry is all a new choice needs. Imported here, lazily: they pull in torch/albumentations."""
+    """Config key -> the registry its value must name (the builders use the same dicts); lazy: they pull in torch."""
     from kit.data.augment import PIPELINES
     from kit.device import DEVICES
     from kit.inference.engine import EMBEDDINGS, TTAS

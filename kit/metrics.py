@@ -16,8 +16,7 @@ from kit.ids import first_duplicate
 
 
 def _ranked(scores: np.ndarray, id_key: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Order of predictions: score descending, ties by id, then label, ascending. Only tied rows get the
-    (id, label) sort: string sorts cost several times a float sort."""
+    """Order of predictions: score descending, ties by id, then label (only tied rows get the slower string sort)."""
     neg = -scores
     order = np.argsort(neg, kind="stable")
     s = neg[order]
@@ -175,9 +174,8 @@ def _match(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> dict:
 
 
 def match_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> pd.DataFrame:
-    """Align a submission (id, label, score; label -1 = empty) to a solution (id, landmarks: list[int]) -> one
-    row per solution id: id, label, score, correct, is_landmark. Rows with usage 'Ignored' are dropped with
-    their predictions, as the official scorer does; ids absent from the solution are an error."""
+    """Align a submission (id, label, score; label -1 = empty) to a solution (id, landmarks: list[int]) -> one row per
+    solution id: id, label, score, correct, is_landmark; 'Ignored' usage rows dropped as the official scorer does."""
     return pd.DataFrame(_match(sub_df, sol_df))
 
 

@@ -143,9 +143,8 @@ def check_arrays(path, a: dict) -> None:
 
 
 def group_rows(labels: np.ndarray):
-    """The present (row, label) pairs of labels [N, K] (-1 = absent) as groups ordered by (row, label) ->
-    (flat positions kept, group of each, row and label of each group). Within a group the entries keep
-    column order, so a bincount over groups sums them as a per-row loop would."""
+    """The present (row, label) pairs of labels [N, K] (-1 = absent) as groups ordered by (row, label) -> (flat
+    positions kept, group of each, row and label of each group)."""
     n, k = labels.shape
     flat = labels.ravel()
     keep = np.flatnonzero(flat >= 0)
@@ -158,9 +157,8 @@ def group_rows(labels: np.ndarray):
 
 
 def top_per_row(totals: np.ndarray, g_rows: np.ndarray, g_labels: np.ndarray, n: int, topk: int):
-    """(row, label, total) groups -> per row the `topk` labels with the highest totals, ties by smaller
-    label: labels int64 [n, topk] (-1 = empty) and float32 scores [n, topk]. `g_rows` must be sorted
-    (groups ordered by row). What every vote/ensemble rule ends with, in one vectorised sort."""
+    """(row, label, total) groups -> per row the `topk` labels with the highest totals, ties by smaller label: labels
+    int64 [n, topk] (-1 = empty) and float32 scores [n, topk]."""
     order = np.lexsort((g_labels, -totals, g_rows))
     rows = g_rows[order]
     rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(n))[rows]

@@ -1,6 +1,5 @@
-"""Ground truth and scoring summaries: the one reader of truth files (a solution CSV or any CSV with
-`id,landmark_id`) and the one summary that `kit score`, `kit filter`, the report and the benches print.
-kit.metrics and the CSV readers import pandas, so they are imported where used: `kit --help` reads this."""
+"""Ground truth and scoring summaries: the one reader of truth files (a solution CSV or any CSV with `id,landmark_id`)
+and the one summary that `kit score`, `kit filter`, the report and the benches print."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -45,9 +45,8 @@ def config_names() -> str:
 
 
 def renamed(p, **old_to_new: str) -> None:
-    """Old flag names kept for one release: hidden from --help, each prints one deprecation line and then
-    is the new flag (the same action, so `required` and the parsed value are the new flag's).
-    Keys are the old names without dashes, '_' for '-': renamed(p, train_csv="--labels")."""
+    """Old flag names kept for one release: hidden from --help, each prints one deprecation line and then is the new
+    flag (the same action): renamed(p, train_csv="--labels")."""
     for key, new in old_to_new.items():
         old, action = "--" + key.replace("_", "-"), p._option_string_actions[new]
         p._option_string_actions[old] = action

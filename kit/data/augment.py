@@ -1,8 +1,4 @@
-"""Albumentations pipelines by name: uint8 HWC RGB image -> normalised float CHW tensor.
-
-"none" (resize), "light" (flip + colour, report 001), "retrieval" (random resized crop + flip + colour),
-"pipeline1" / "pipeline2" (report 003, Table 1; probabilities the table leaves out are albumentations'
-defaults, vertical flips rare as its text says). Arguments are albumentations 2.x names."""
+"""Albumentations pipelines by name: uint8 HWC RGB image -> normalised float CHW tensor."""
 from __future__ import annotations
 
 import albumentations as A

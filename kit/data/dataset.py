@@ -1,8 +1,5 @@
-"""Images of one fold as torch DataLoaders: the folds CSV + GLDv2 image layout -> (image, label, id).
-
-Data order and augmentation are functions of (seed, epoch, index) only, so a resumed run, another
-worker count and a DDP run see the same batches. Missing images are dropped up front with a count;
-undecodable ones are dropped in `collate` (batch["skipped"]); with `strict` both are a KitError."""
+"""Images of one fold as torch DataLoaders (folds CSV + GLDv2 layout -> image, label, id); order and augmentation depend
+on (seed, epoch, index) only."""
 from __future__ import annotations
 
 import logging
@@ -103,8 +100,7 @@ def split_fold(cfg, fold: int) -> FoldSplit:
 
 
 class LandmarkDataset:
-    """Map-style dataset over rows (id, label): dict(image, label, id), or {"skipped": id} if undecodable.
-    Each sample's augmentation is seeded by (seed, epoch, index); large JPEGs decode at >= 2 x image_size."""
+    """Map-style dataset over rows (id, label): dict(image, label, id), or {"skipped": id} if undecodable."""
 
     def __init__(self, df: pd.DataFrame, data_dir, transform, split: str = "train", seed: int = 0,
                  strict: bool = False, max_pixels: int = MAX_PIXELS, image_size: int = 0):

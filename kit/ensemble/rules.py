@@ -1,8 +1,4 @@
-"""Ensembles of prediction files: report 001's four rules (max, correct, boost, weighted) plus `soft`.
-
-Each rule is `ENSEMBLES[name](preds, **kw) -> Predictions` over inputs aligned to the union of their ids
-(an id a model did not predict is an empty row, never dropped). A rule's "base" model for an id is the
-first, in the rule's order, that predicted it."""
+"""Ensembles of prediction files: report 001's four rules (max, correct, boost, weighted) plus `soft`."""
 from __future__ import annotations
 
 from pathlib import Path

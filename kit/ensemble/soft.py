@@ -1,6 +1,5 @@
-"""Soft voting: the weighted average of the models' top-k scores over the union of labels, and the simplex
-weights that maximise its GAP on out-of-fold predictions. `align` (every input on the union of ids) and
-`check_weights` serve every ensemble rule."""
+"""Soft voting: the weighted average of the models' top-k scores over the union of labels, and the simplex weights that
+maximise its GAP on out-of-fold predictions."""
 from __future__ import annotations
 
 import itertools

@@ -51,9 +51,8 @@ def build_kit_wheel(out: Path) -> Path:
 
 
 def fetch_wheel(spec: str, out: Path, find_links=()) -> bool:
-    """One wheel of `spec` into `out`: only from `find_links` dirs when given (offline, `pip download
-    --no-deps --no-index`), else rebuilt from the installed copy (`wheel_from_installed`, offline), else
-    from the index. False (and a message) when none works."""
+    """One wheel of `spec` into `out`: only from `find_links` dirs when given (offline, `pip download --no-deps
+    --no-index`), else rebuilt from the installed copy (`wheel_from_installed`, offline), else from the index."""
     if not find_links and wheel_from_installed(spec, out) is not None:
         return True
     index = [a for d in find_links for a in ("--find-links", str(d))]

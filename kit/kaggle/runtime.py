@@ -59,10 +59,8 @@ def packaged_dir(models: str | os.PathLike, folder: str, work: str | os.PathLike
 
 
 def choose_mode(n_test: int, public_test_count: int = 0, env=None) -> str:
-    """'quick' or 'full'. GLR 2020/21 notebooks ran twice: once on the public copy of the test set when
-    saved, then on the hidden set when submitted. Only the second run is scored, so the first can just
-    write the sample submission. Full when Kaggle says it is the rerun (KAGGLE_IS_COMPETITION_RERUN) or
-    the test set differs in size from the public copy; KIT_MODE=full|quick overrides."""
+    """'quick' (write the sample: Kaggle's unscored save run on the public test copy) or 'full' (the rerun, or a test
+    set unlike the public one); KIT_MODE=full|quick overrides."""
     env = os.environ if env is None else env
     forced = env.get("KIT_MODE", "auto")
     if forced in ("full", "quick"):

@@ -1,7 +1,5 @@
-"""`kit submit`: validate a submission against the sample, then send it (or a notebook version) to Kaggle.
-
-`kaggle` authenticates when imported and prints help on failure, so it is imported only inside
-`_kaggle_api`, after a credential check that gives one clear line instead."""
+"""`kit submit`: validate a submission, then send it (or a notebook version) to Kaggle; `kaggle` is imported lazily (it
+authenticates on import)."""
 from __future__ import annotations
 
 import contextlib

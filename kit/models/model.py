@@ -1,7 +1,4 @@
-"""The landmark model: backbone -> [SE attention] -> pool -> [FC -> BN neck] -> head.
-
-`model(images, labels=None)` returns {"embeddings", "pooled", "logits"} (+ "centers" with center loss);
-parameters split into backbone / neck / head groups for per-part learning rates (Mail.ru)."""
+"""The landmark model: backbone -> [SE attention] -> pool -> [FC -> BN neck] -> head -> {"embeddings", "pooled", "logits"}."""
 from __future__ import annotations
 
 import torch
@@ -105,8 +102,7 @@ def last_block_names(backbone: nn.Module) -> list[str]:
 
 
 def set_trainable(model: LandmarkModel, stage: str) -> LandmarkModel:
-    """Report 001's stage fine-tuning. "head": only neck + head train (frozen ImageNet features);
-    "last": also the last two backbone stages; "all": everything."""
+    """Report 001's stage fine-tuning: "head" (neck + head only), "last" (+ last two backbone stages), "all"."""
     if stage not in STAGES:
         raise KitError(f"optim.stages: unknown stage '{stage}' (valid: {', '.join(STAGES)})")
     last = set(last_block_names(model.backbone)) if stage == "last" else set()

@@ -1,7 +1,4 @@
-"""Weights-only loading of every .pt file kit reads (checkpoints, weight files, DELF files).
-
-`torch.load(weights_only=True)` unpickles tensors, numbers, strings and plain containers only, so a
-crafted file cannot run code; anything else is a one-line KitError naming the file and what it holds."""
+"""Weights-only loading (no code in a crafted file runs) of every .pt file kit reads; else a one-line KitError."""
 from __future__ import annotations
 
 import os

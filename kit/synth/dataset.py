@@ -1,7 +1,4 @@
-"""Assemble the synthetic GLDv2-layout data set: class sizes, ids, splits, parallel rendering, CSVs.
-
-Every image's pixels depend only on (seed, split, index), never on worker count or chunking, so a
-seed reproduces the data set byte for byte."""
+"""The synthetic GLDv2-layout data set: sizes, ids, splits, rendering, CSVs; pixels depend on (seed, split, index) only."""
 from __future__ import annotations
 
 import functools
@@ -32,9 +29,7 @@ NOISE_KINDS = ("texture", "objects", "face", "indoor", "street")
 
 
 def long_tail_counts(total: int, classes: int, exponent: float = 1.1, min_count: int = 2) -> np.ndarray:
-    """Images per class by frequency rank: min_count each plus a Zipf(exponent) share of the rest.
-
-    Sums to `total` exactly (largest-remainder rounding); rank 0 is the most frequent class."""
+    """Images per class by frequency rank: min_count each plus a Zipf(exponent) share of the rest."""
     if classes < 1 or total < min_count * classes:
         raise KitError(f"synth: --images {total} is too few for {classes} classes (need >= {min_count * classes})")
     w = np.arange(1, classes + 1, dtype=np.float64) ** -exponent
@@ -105,9 +100,7 @@ def _check(**values) -> None:
 def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandmark_frac: float = 0.8,
          train_noise: float = 0.05, zipf: float = 1.1, seed: int = 0,
          family_frac: float = 0.6) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every image decided without drawing it: (train, test) frames of id, landmark_id, class_key, family,
-    scene. A `train_noise` share of train are off-topic scenes (GLDv2's noise); test classes are drawn with
-    probability ~ sqrt(train count); landmark_id -1 marks non-landmarks (scenes or unseen structures)."""
+    """Every image decided without drawing it: (train, test) frames of id, landmark_id, class_key, family, scene."""
     rng = np.random.default_rng([seed, 0])
     landmark_ids = np.sort(rng.choice(LANDMARK_ID_RANGE, classes, replace=False))
     counts = np.empty(classes, np.int64)

@@ -1,6 +1,5 @@
-"""Procedural landmark structures: one rigid, richly textured planar drawing per class, which every photo
-of it warps (kit/synth/views.py). Palette and kinds are shared across classes, so neither colour nor
-silhouette alone names a class: the geometry, texture and details do."""
+"""Procedural landmark structures: one planar drawing per class (views.py warps it); shared palette and kinds, so
+neither colour nor silhouette alone names a class."""
 from __future__ import annotations
 
 import cv2

@@ -1,5 +1,4 @@
-"""Perspective "photos" of a canonical structure: random homography, clutter, occlusion, lighting.
-Two views of one structure are related by the known homography H2 @ inv(H1), what RANSAC should recover."""
+"""Perspective "photos" of a structure: random homography (two views: H2 @ inv(H1)), clutter, occlusion, lighting."""
 from __future__ import annotations
 
 import cv2

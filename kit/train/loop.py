@@ -1,9 +1,5 @@
-"""`kit train`: fit one model on one fold, evaluate every epoch, keep the best, write OOF predictions.
-
-`fit` trains any `Job` (kit's landmark model here, DELF's attention head in kit.localfeatures.delf.train),
-on CPU or CUDA, single process or DDP under torchrun (cfg.data.batch_size is the global batch; only rank 0
-writes). Data order and augmentation depend on (seed, epoch) only and last.pt holds every other piece of
-state, so `--resume` after a kill reproduces the uninterrupted run."""
+"""`kit train`: fit one model on one fold (CPU/CUDA, DDP under torchrun), keep the best, write OOF; `--resume`
+reproduces an uninterrupted run."""
 from __future__ import annotations
 
 import logging
