@@ -60,8 +60,7 @@ def _jpeg_truncated(data: bytes) -> bool:
 
 
 def _reduced_flag(data: bytes, width: int, height: int, min_side: int) -> int:
-    """cv2.imdecode flag: a JPEG whose shorter side is >= 2 x min_side is decoded at 1/2, 1/4 or 1/8 scale
-    (libjpeg scales in the DCT: a 12 MP photo decodes ~3x faster), keeping that side >= min_side."""
+    """cv2.imdecode flag: a large JPEG decoded at 1/2, 1/4 or 1/8 scale (~3x faster), keeping min_side."""
     import cv2
 
     if min_side > 0 and data[:2] == b"\xff\xd8":  # other formats would be decoded whole and resized
@@ -99,8 +98,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_side: 
 
 def decode_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, strict: bool = False,
                  min_side: int = 0) -> np.ndarray | None:
-    """The one decode path of kit: RGB uint8 HxWx3, or None when the file is missing, truncated, undecodable or over
-    `max_pixels` (callers skip and count it); with `strict` a KitError naming the file."""
+    """The one decode path of kit: RGB uint8 HxWx3, or None when unreadable (callers count it); strict: KitError."""
     try:
         return read_image(path, max_pixels, min_side)
     except (KitError, OSError) as e:

@@ -92,8 +92,7 @@ def predictions_to_frame(pred: Predictions) -> pd.DataFrame:
 
 
 def format_landmarks(label, score) -> np.ndarray:
-    """'<label> <score>' or '' per row. Scores use numpy's shortest round-trip repr of their dtype,
-    so reading the file back gives the same floats and the same GAP (no ties made by rounding)."""
+    """'<label> <score>' or '' per row; shortest round-trip score repr, so reading back gives the same GAP."""
     label = np.asarray(label, dtype=np.int64)
     score = np.asarray(score)
     if not np.issubdtype(score.dtype, np.floating):

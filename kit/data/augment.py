@@ -47,8 +47,7 @@ def _pipeline2(size: int, train: bool) -> list:
 
 
 def _retrieval(size: int, train: bool) -> list:
-    """Embedding training (GLR 2020/21 style, moderate): a random crop of 40-100% of the photo, so a
-    landmark is learnt at several scales and framings, plus flip and colour; validation: the whole photo."""
+    """Embedding training (GLR 2020/21): random crop of 40-100% of the photo, flip and colour; validation: whole photo."""
     if not train:
         return [A.Resize(size, size)]
     return [
@@ -64,8 +63,7 @@ PIPELINES = Registry("pipeline", {"none": _none, "light": _light, "pipeline1": _
 
 
 def build_transforms(name: str, image_size: int, train: bool, mean=None, std=None) -> A.Compose:
-    """Pipeline `name` (PIPELINES) for training or, train=False, its deterministic validation form;
-    ends in Normalize(mean, std) + ToTensorV2 (float32 CHW tensor under key "image")."""
+    """Pipeline `name` for training (or its validation form), ending in Normalize + ToTensorV2 (float32 CHW)."""
     PIPELINES.check(name, "data.augment: ")
     if int(image_size) < 8:
         raise KitError(f"data.image_size={image_size} is too small (>= 8)")
@@ -75,7 +73,6 @@ def build_transforms(name: str, image_size: int, train: bool, mean=None, std=Non
 
 
 def transforms_for(cfg, train: bool) -> A.Compose:
-    """build_transforms for a kit Config: cfg.data.augment at cfg.data.image_size, normalised with
-    the mean/std that cfg.model.backbone's pretrained weights expect (0.5/0.5 for the lite models)."""
+    """build_transforms for a Config, normalised with the mean/std cfg.model.backbone's pretrained weights expect."""
     mean, std = backbone_mean_std(cfg.model.backbone)
     return build_transforms(cfg.data.augment, cfg.data.image_size, train, mean=mean, std=std)

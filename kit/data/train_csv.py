@@ -31,8 +31,7 @@ def _check_landmark_ids(path, col: pd.Series, none_ok: bool = False) -> np.ndarr
 
 
 def read_train(path, none_ok: bool = False) -> pd.DataFrame:
-    """train.csv (or any id,landmark_id CSV) -> DataFrame[id (str), landmark_id (int64)], every bad id or
-    landmark id a KitError naming the row (none_ok: -1 = non-landmark allowed, for truth files)."""
+    """train.csv (any id,landmark_id CSV) -> DataFrame[id, landmark_id]; bad rows a KitError (none_ok: -1 allowed)."""
     read_csv(path, required=("id", "landmark_id"), nrows=0)
     df = _default_read(path)
     if df is None:  # ids the default types would mangle (all digits, "NA"), blanks, non-integer landmark ids
@@ -77,9 +76,7 @@ def read_clean(path) -> pd.DataFrame:
 
 
 def _split_ascii_ids(images: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
-    """str.split() of every cell, flattened, by Arrow kernels (no Python string per id: 0.67 -> 0.3 s for GLDv2-clean's
-    1.58M ids): (ids as Arrow strings, the row of each). None without pyarrow or when a cell holds a byte where Python's
-    whitespace and Arrow's ASCII whitespace differ (non-ASCII, \\x1c-\\x1f): the caller splits in Python."""
+    """Split every cell by Arrow kernels -> (ids, row of each); None without pyarrow or for non-ASCII whitespace."""
     try:
         import pyarrow as pa
         import pyarrow.compute as pc

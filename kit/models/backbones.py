@@ -100,8 +100,7 @@ def _read_weights_file(path: Path) -> dict:
 
 
 def _timm_from_file(name: str, path: Path, kw: dict) -> nn.Module:
-    """timm's own local-file loading (how Kaggle offline notebooks do it): handles .safetensors,
-    timm/HF checkpoints and the model's filter_fn, and drops the classifier for num_classes=0."""
+    """timm's own local-file loading (as Kaggle notebooks do): .safetensors, timm/HF checkpoints, classifier dropped."""
     try:
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kw)
     except (RuntimeError, KeyError, ValueError, OSError) as e:
@@ -109,8 +108,7 @@ def _timm_from_file(name: str, path: Path, kw: dict) -> nn.Module:
 
 
 def backbone_from_file(name: str, path: str | Path, kw: dict) -> nn.Module:
-    """Headless timm `name` with weights from a local file: kit checkpoint (its backbone.* tensors),
-    EfficientNet-PyTorch state dict (remapped), or anything timm loads itself."""
+    """Headless timm `name` from a local file: a kit checkpoint, an EfficientNet-PyTorch state dict, or what timm loads."""
     path = Path(path)
     if not path.is_file():
         raise KitError(f"model.weights: '{path}' is neither a file nor one of {', '.join(WEIGHT_SOURCES)}")
@@ -132,8 +130,7 @@ def backbone_from_file(name: str, path: str | Path, kw: dict) -> nn.Module:
 
 
 def create_backbone(name: str, weights: str = "packaged", drop_rate: float = 0.0) -> nn.Module:
-    """timm model `name` without pooling or classifier ([B, C, H, W], `.num_features` = C); weights
-    "packaged", "timm", "none" or a local file path."""
+    """timm `name` without pool or classifier ([B, C, H, W]); weights "packaged", "timm", "none" or a file path."""
     check_backbone_name(name)
     kw = dict(num_classes=0, global_pool="", drop_rate=drop_rate)
     if weights == "timm":
@@ -155,8 +152,7 @@ def create_backbone(name: str, weights: str = "packaged", drop_rate: float = 0.0
 
 
 def backbone_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Input normalisation the backbone's pretrained weights expect (timm pretrained_cfg); ImageNet
-    statistics when timm has none. tf_efficientnet_lite* use mean = std = 0.5."""
+    """Input mean/std the pretrained weights expect (timm pretrained_cfg, else ImageNet's; 0.5 for tf lite models)."""
     cfg = timm.get_pretrained_cfg(name)
     mean = getattr(cfg, "mean", None) or (0.485, 0.456, 0.406)
     std = getattr(cfg, "std", None) or (0.229, 0.224, 0.225)

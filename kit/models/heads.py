@@ -54,8 +54,7 @@ class LinearHead(nn.Module):
 
 
 class ArcFaceHead(nn.Module):
-    """Additive angular margin head (Deng et al.); `subcenters` > 1 gives sub-center ArcFace
-    (k centers per class, a sample is scored by its closest center)."""
+    """Additive angular margin head (Deng et al.); `subcenters` > 1: sub-center ArcFace (closest of k centers per class)."""
 
     def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, margin=0.3, subcenters: int = 1):
         super().__init__()

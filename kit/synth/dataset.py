@@ -136,8 +136,7 @@ def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandm
 
 
 def plan_distractors(n: int, classes: int, seed: int, family_frac: float = 0.6) -> pd.DataFrame:
-    """A separate set of non-landmark images (scenes and unseen structures), for fitting filter thresholds
-    without touching the test set, the way real competitors used an external distractor set."""
+    """Extra non-landmark images (scenes, unseen structures) to fit filter thresholds without touching the test set."""
     rng = np.random.default_rng([seed, 5])
     kinds = list(NONLANDMARK_KINDS)
     scene = rng.choice(kinds, n, p=list(NONLANDMARK_KINDS.values()))
@@ -159,9 +158,7 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
              size: int = 128, nonlandmark_frac: float = 0.8, train_noise: float = 0.05, zipf: float = 1.1,
              seed: int = 0, family_frac: float = 0.6, workers: int | None = None, quality: int = 90, force: bool = True,
              progress: bool = True, distractors: int = 200) -> dict:
-    """Write the synthetic GLDv2-layout data set to out_dir -> a summary dict: train.csv, train_clean.csv,
-    test_solution.csv, sample_submission.csv, distractors.csv, images under train/, test/, distractors/, and
-    synth.json. With force=False an out_dir whose synth.json has the same parameters is reused."""
+    """Write the synthetic data set (CSVs, images, synth.json) to out_dir -> a summary; force=False reuses a match."""
     _check(classes=classes, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
            train_noise=train_noise, zipf=zipf, family_frac=family_frac, quality=quality)
     out = Path(out_dir)
