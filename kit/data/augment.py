@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN, IMAGENET_DEFAULT_STD as IMAGENET_STD
 
 from kit.errors import KitError
 from kit.models.backbones import backbone_mean_std
 from kit.registry import Registry
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _none(size: int, train: bool) -> list:
@@ -19,11 +17,8 @@ def _none(size: int, train: bool) -> list:
 def _light(size: int, train: bool) -> list:
     if not train:
         return [A.Resize(size, size)]
-    return [
-        A.Resize(size, size),
-        A.HorizontalFlip(p=0.5),
-        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=0.8),
-    ]
+    return [A.Resize(size, size), A.HorizontalFlip(p=0.5),
+            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=0.8)]
 
 
 def _flips_and_colour(brightness_p: float) -> list:
@@ -50,16 +45,12 @@ def _retrieval(size: int, train: bool) -> list:
     """Embedding training (GLR 2020/21): random crop of 40-100% of the photo, flip and colour; validation: whole photo."""
     if not train:
         return [A.Resize(size, size)]
-    return [
-        A.RandomResizedCrop(size=(size, size), scale=(0.4, 1.0), ratio=(0.75, 4 / 3)),
-        A.HorizontalFlip(p=0.5),
-        A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.8),
-        A.ToGray(p=0.05),
-    ]
+    return [A.RandomResizedCrop(size=(size, size), scale=(0.4, 1.0), ratio=(0.75, 4 / 3)), A.HorizontalFlip(p=0.5),
+            A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.8), A.ToGray(p=0.05)]
 
 
-PIPELINES = Registry("pipeline", {"none": _none, "light": _light, "pipeline1": _pipeline1,
-                                               "pipeline2": _pipeline2, "retrieval": _retrieval})
+PIPELINES = Registry("pipeline", {"none": _none, "light": _light, "pipeline1": _pipeline1, "pipeline2": _pipeline2,
+                                  "retrieval": _retrieval})
 
 
 def build_transforms(name: str, image_size: int, train: bool, mean=None, std=None) -> A.Compose:

