@@ -1,5 +1,4 @@
-"""What a report reads: the inputs, truth by id, prediction files found by name, per-bucket scores and
-the gallery rows (which test images, which neighbours, what the filter did). No HTML here."""
+"""What a report reads: inputs, truth, prediction files, per-bucket scores and gallery rows (no HTML here)."""
 from __future__ import annotations
 
 import re
