@@ -1,8 +1,4 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a half-written one.
-
-`atomic_path` yields a temp file beside the target and renames it onto the target when the block
-succeeds; durable writes (the default) fsync the file and the folder, `durable=False` (caches) skips
-that. Temp files of killed writers are swept once per folder per process, so no write scans its folder."""
+"""Atomic file writes: a reader sees the old file or the new one, never a half-written one."""
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +33,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def clean_stale_temps(folder: str | os.PathLike) -> int:
-    """Remove the temp files in `folder` whose writer process is gone (killed mid-write) -> count.
-    Temps of this process and of live writers are kept."""
+    """Remove the temp files in `folder` whose writer process is gone (killed mid-write) -> count."""
     removed = 0
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
@@ -88,9 +83,8 @@ def _new_temp(path: Path) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
-    """Yield a temp path beside `path`; rename it onto `path` only if the block succeeds. A crash leaves
-    the old file intact. durable: fsync the file before the rename and the folder after it (outputs);
-    False for caches, whose entries may then be lost in a power cut (never half-written: readers check)."""
+    """Yield a temp path beside `path`, renamed onto it only if the block succeeds; durable: fsync file and folder
+    (False for caches)."""
     path = Path(path)
     if path.is_dir():
         raise KitError(f"{path}: is a directory; give a file name to write")

@@ -1,7 +1,4 @@
-"""Typed experiment configs: dataclasses filled from a preset or YAML file, then `key=value` overrides.
-
-`load_config("top2k", ["optim.lr=0.02", "data.image_size=96"])` -> Config. The resolved config is
-saved (YAML) beside every output so a result can be traced to what made it."""
+"""Typed experiment configs: dataclasses filled from a preset or YAML file, then `key=value` overrides."""
 from __future__ import annotations
 
 import dataclasses
@@ -160,8 +157,7 @@ def parse_overrides(overrides: list[str]) -> dict:
 
 
 def named_file(name_or_path: str, folder: Path, kind: str) -> Path:
-    """A file, or the name of one shipped in `folder` (`top2k` -> folder/top2k.yaml); else a KitError
-    listing the shipped names."""
+    """A file, or a shipped name (`top2k` -> folder/top2k.yaml); else a KitError listing the shipped names."""
     p = Path(name_or_path)
     if p.is_file():
         return p
@@ -173,8 +169,7 @@ def named_file(name_or_path: str, folder: Path, kind: str) -> Path:
 
 
 def registries() -> dict[str, typing.Iterable[str]]:
-    """Config key -> the registry its value must name. The builders look names up in these same dicts,
-    so a new entry is all a new choice needs. Imported here, lazily: they pull in torch/albumentations."""
+    """Config key -> the registry its value must name (the builders use the same dicts); lazy: they pull in torch."""
     from kit.data.augment import PIPELINES
     from kit.device import DEVICES
     from kit.inference.engine import EMBEDDINGS, TTAS
@@ -190,8 +185,7 @@ def registries() -> dict[str, typing.Iterable[str]]:
 
 
 def validate_config(cfg: Config) -> Config:
-    """Every name in the config is in its registry (and the backbone is a timm model): a typo fails when
-    the config is read, with the valid names, before any data is touched."""
+    """Every registry name and the backbone checked when the config is read, before any data is touched."""
     import timm
 
     for key, names in registries().items():
@@ -216,8 +210,7 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
 
 
 def read_yaml_mapping(path: str | Path, what: str = "config sections", max_bytes: int = 0) -> dict:
-    """A YAML file whose top level is a mapping of `what` (safe_load: no Python objects), else KitError
-    naming it; a file over `max_bytes` (0 = no limit) is refused before it is read."""
+    """A YAML file (safe_load) whose top level is a mapping, else KitError; over `max_bytes` (0 = any) is refused."""
     path = Path(path)
     try:
         size = path.stat().st_size

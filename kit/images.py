@@ -1,5 +1,4 @@
-"""Image files: the one decode path of kit. The pixel count is read from the header before decoding (a
-decompression bomb costs nothing) and a JPEG cut short is refused instead of grey-filled."""
+"""Image files: the one decode path of kit."""
 from __future__ import annotations
 
 import io
@@ -17,8 +16,7 @@ _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
 def image_header_size(data: bytes, path: str | os.PathLike = "") -> tuple[int, int]:
-    """(width, height) from the image header alone (Pillow parses only the header), KitError if unreadable.
-    Past Pillow's own bomb limit only the pixel count is known: (pixels, 1)."""
+    """(width, height) from the image header alone (Pillow parses only the header), KitError if unreadable."""
     from PIL import Image
 
     try:
@@ -37,10 +35,7 @@ _SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # the marker after a scan:
 
 
 def _jpeg_truncated(data: bytes) -> bool:
-    """A JPEG that ends before its end-of-image marker was cut short (OpenCV would grey-fill it).
-    Walks the segments and scans (0xFF inside entropy-coded data is stuffed), so an EOI inside an EXIF
-    thumbnail does not count and data appended after EOI (phone motion photos: a whole video) is fine.
-    A file whose segments cannot be walked falls back to "no EOI in its last 4 KB"."""
+    """A JPEG that ends before its end-of-image marker was cut short (OpenCV would grey-fill it)."""
     if data[:2] != b"\xff\xd8":
         return False
     pos, n = 2, len(data)
@@ -65,8 +60,7 @@ def _jpeg_truncated(data: bytes) -> bool:
 
 
 def _reduced_flag(data: bytes, width: int, height: int, min_side: int) -> int:
-    """cv2.imdecode flag: a JPEG whose shorter side is >= 2 x min_side is decoded at 1/2, 1/4 or 1/8 scale
-    (libjpeg scales in the DCT: a 12 MP photo decodes ~3x faster), keeping that side >= min_side."""
+    """cv2.imdecode flag: a large JPEG decoded at 1/2, 1/4 or 1/8 scale (~3x faster), keeping min_side."""
     import cv2
 
     if min_side > 0 and data[:2] == b"\xff\xd8":  # other formats would be decoded whole and resized
@@ -77,10 +71,8 @@ def _reduced_flag(data: bytes, width: int, height: int, min_side: int) -> int:
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_side: int = 0) -> np.ndarray:
-    """RGB uint8 HxWx3, or KitError("PATH: why") for a missing, truncated, undecodable or oversized file.
-    The file is read once; the pixel count comes from the header before anything is decoded, so a
-    decompression bomb costs nothing. min_side > 0: the caller only needs the shorter side at that many
-    pixels, so a large JPEG is decoded at a reduced scale (0 = full resolution)."""
+    """RGB uint8 HxWx3, or KitError("PATH: why"); pixels counted from the header before decoding; min_side > 0 decodes a
+    large JPEG at reduced scale."""
     import cv2
 
     try:
@@ -106,9 +98,7 @@ def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_side: 
 
 def decode_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, strict: bool = False,
                  min_side: int = 0) -> np.ndarray | None:
-    """The one decode path of kit: RGB uint8 HxWx3, or None when the file is missing, truncated,
-    undecodable or over `max_pixels` (callers skip and count it); with `strict` a KitError naming the file.
-    `min_side`: see read_image (a large JPEG is decoded at a reduced scale when the caller needs less)."""
+    """The one decode path of kit: RGB uint8 HxWx3, or None when unreadable (callers count it); strict: KitError."""
     try:
         return read_image(path, max_pixels, min_side)
     except (KitError, OSError) as e:

@@ -16,8 +16,7 @@ from kit.ids import first_duplicate
 
 
 def _ranked(scores: np.ndarray, id_key: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Order of predictions: score descending, ties by id, then label, ascending. Only tied rows get the
-    (id, label) sort: string sorts cost several times a float sort."""
+    """Order of predictions: score descending, ties by id, then label (only tied rows get the slower string sort)."""
     neg = -scores
     order = np.argsort(neg, kind="stable")
     s = neg[order]
@@ -59,8 +58,7 @@ def _check_scores(scores: np.ndarray, what: str = "scores") -> None:
 
 
 def gap(pred_labels, pred_scores, true_labels, ids=None) -> float:
-    """GAP for aligned arrays, one row per test image: pred_labels -1 = no prediction, true_labels -1 =
-    non-landmark; `ids` break score ties (ascending), else row order does."""
+    """GAP of aligned arrays (pred -1 = none, true -1 = non-landmark); `ids` break score ties, else row order."""
     pred = np.asarray(pred_labels, dtype=np.int64).ravel()
     score = np.asarray(pred_scores, dtype=np.float64).ravel()
     true = np.asarray(true_labels, dtype=np.int64).ravel()
@@ -83,8 +81,7 @@ def _usage_mask(sol_df: pd.DataFrame) -> np.ndarray:
 
 
 def index_in(values, keys) -> np.ndarray:
-    """Row in `keys` of each of `values` (first match; -1 = absent), for string ids: pyarrow's hash lookup
-    (~3x pandas' get_indexer on 1M ids), or pandas where pyarrow is missing (Kaggle's image)."""
+    """Row in `keys` of each value (first match, -1 = absent): pyarrow's hash lookup, pandas without pyarrow."""
     try:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -118,8 +115,7 @@ def _align(sol_ids: np.ndarray, sub_ids: np.ndarray) -> np.ndarray:
 
 
 class Matcher:
-    """The solution side of `match_frames`, prepared once for fixed submission ids, so scoring many label/score
-    sets of the same ids (ensemble weight fitting) costs no string work."""
+    """The solution side of `match_frames` prepared once for fixed submission ids (ensemble weight fitting)."""
 
     def __init__(self, sol_df: pd.DataFrame, sub_ids):
         keep = _usage_mask(sol_df)
@@ -159,7 +155,7 @@ class Matcher:
                 "is_landmark": self.is_landmark}
 
     def gap(self, label_in, score_in) -> float:
-        """GAP of these submission labels/scores (what `gap_frames` returns)."""
+        """GAP of aligned arrays (pred -1 = none, true -1 = non-landmark); `ids` break score ties, else row order."""
         m = self(label_in, score_in)
         has = m["label"] >= 0
         score = m["score"][has]
@@ -175,9 +171,8 @@ def _match(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> dict:
 
 
 def match_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> pd.DataFrame:
-    """Align a submission (id, label, score; label -1 = empty) to a solution (id, landmarks: list[int]) -> one
-    row per solution id: id, label, score, correct, is_landmark. Rows with usage 'Ignored' are dropped with
-    their predictions, as the official scorer does; ids absent from the solution are an error."""
+    """Align a submission (id, label, score; label -1 = empty) to a solution (id, landmarks: list[int]) -> one row per
+    solution id: id, label, score, correct, is_landmark; 'Ignored' usage rows dropped as the official scorer does."""
     return pd.DataFrame(_match(sub_df, sol_df))
 
 
@@ -188,8 +183,7 @@ def gap_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> float:
 
 
 def gap_reference(predictions: dict, solution: dict) -> float:
-    """GAP transcribed line by line from the definition (slow; tests and bench): predictions {id: (label,
-    score)} (label -1 = none), solution {id: list of landmark ids}."""
+    """GAP line by line from the definition (slow): predictions {id: (label, score)}, solution {id: [landmarks]}."""
     items = [(i, lab, sc) for i, (lab, sc) in predictions.items() if lab != -1]
     items.sort(key=lambda x: (-x[2], x[0], x[1]))
     total = correct = 0
@@ -217,8 +211,7 @@ def topk_accuracy(topk_labels, true_labels, k: int) -> float:
 
 
 def sensitivity_specificity(pred_is_landmark, true_is_landmark) -> tuple[float, float]:
-    """Mail.ru offline test: sensitivity = share of landmark images kept as landmark,
-    specificity = share of non-landmark images rejected. 0.0 when a group is empty."""
+    """Mail.ru test: share of landmark images kept, share of non-landmarks rejected (0.0 for an empty group)."""
     p = np.asarray(pred_is_landmark, dtype=bool).ravel()
     t = np.asarray(true_is_landmark, dtype=bool).ravel()
     sens = float(np.mean(p[t])) if t.any() else 0.0
@@ -228,8 +221,7 @@ def sensitivity_specificity(pred_is_landmark, true_is_landmark) -> tuple[float, 
 
 def gap_by_frequency(pred_labels, pred_scores, true_labels, class_counts: dict, threshold: int = 50,
                      ids=None) -> dict:
-    """GAP on the landmark images of frequent (train count >= threshold) vs rare classes, each bucket scored
-    as its own test set: does a model ignore the long tail?"""
+    """GAP of the landmark images of frequent (count >= threshold) vs rare classes, each scored on its own."""
     pred = np.asarray(pred_labels, dtype=np.int64).ravel()
     score = np.asarray(pred_scores, dtype=np.float64).ravel()
     true = np.asarray(true_labels, dtype=np.int64).ravel()

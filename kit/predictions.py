@@ -63,8 +63,7 @@ class Predictions:
 
 
 def concat(preds: list[Predictions], k: int | None = None) -> Predictions:
-    """Rows of several prediction sets stacked (e.g. validation + distractors), their first `k` columns
-    (default: the narrowest set's); embeddings kept when every set has them."""
+    """Prediction sets stacked, their first `k` columns (default: narrowest); embeddings kept when all have them."""
     k = min(p.labels.shape[1] for p in preds) if k is None else k
     emb = [p.embeddings for p in preds]
     return Predictions(np.concatenate([p.ids for p in preds]), np.concatenate([p.labels[:, :k] for p in preds]),
@@ -143,9 +142,7 @@ def check_arrays(path, a: dict) -> None:
 
 
 def group_rows(labels: np.ndarray):
-    """The present (row, label) pairs of labels [N, K] (-1 = absent) as groups ordered by (row, label) ->
-    (flat positions kept, group of each, row and label of each group). Within a group the entries keep
-    column order, so a bincount over groups sums them as a per-row loop would."""
+    """Present (row, label) pairs of labels [N, K] grouped by (row, label) -> (kept, group of each, group rows, labels)."""
     n, k = labels.shape
     flat = labels.ravel()
     keep = np.flatnonzero(flat >= 0)
@@ -158,9 +155,7 @@ def group_rows(labels: np.ndarray):
 
 
 def top_per_row(totals: np.ndarray, g_rows: np.ndarray, g_labels: np.ndarray, n: int, topk: int):
-    """(row, label, total) groups -> per row the `topk` labels with the highest totals, ties by smaller
-    label: labels int64 [n, topk] (-1 = empty) and float32 scores [n, topk]. `g_rows` must be sorted
-    (groups ordered by row). What every vote/ensemble rule ends with, in one vectorised sort."""
+    """Per row the `topk` labels with the highest group totals (ties: smaller label) -> labels [n, topk], scores."""
     order = np.lexsort((g_labels, -totals, g_rows))
     rows = g_rows[order]
     rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(n))[rows]

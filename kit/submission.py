@@ -1,8 +1,4 @@
-"""Submission and solution files: the one reader/writer/validator for Kaggle's `id,landmarks` CSVs.
-
-Submission: `landmarks` = "<landmark_id> <score>" or empty; in memory a DataFrame[id, label, score] with
-label -1 for an empty cell. Solution: space-separated landmark ids (empty = non-landmark) and optionally
-Kaggle's `Usage` column. Errors name the file, the data row and its line."""
+"""Submission and solution files: the one reader/writer/validator for Kaggle's `id,landmarks` CSVs."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,8 +20,7 @@ def _where(path, i: int) -> str:
 
 
 def _read_text_csv(path, required: tuple[str, ...]) -> pd.DataFrame:
-    """All columns as strings, empty cells as '' (never NaN), so validation sees what the file holds.
-    A header without rows is a KitError: there is nothing to score or submit."""
+    """All columns as strings, empty cells as '' (never NaN), so validation sees what the file holds."""
     df = read_csv(path, required=required, dtype=str, keep_default_na=False, na_filter=False)
     if df.empty:
         raise KitError(f"{path}: no data rows (only a header)")
@@ -97,8 +92,7 @@ def predictions_to_frame(pred: Predictions) -> pd.DataFrame:
 
 
 def format_landmarks(label, score) -> np.ndarray:
-    """'<label> <score>' or '' per row. Scores use numpy's shortest round-trip repr of their dtype,
-    so reading the file back gives the same floats and the same GAP (no ties made by rounding)."""
+    """'<label> <score>' or '' per row; shortest round-trip score repr, so reading back gives the same GAP."""
     label = np.asarray(label, dtype=np.int64)
     score = np.asarray(score)
     if not np.issubdtype(score.dtype, np.floating):

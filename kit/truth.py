@@ -1,6 +1,4 @@
-"""Ground truth and scoring summaries: the one reader of truth files (a solution CSV or any CSV with
-`id,landmark_id`) and the one summary that `kit score`, `kit filter`, the report and the benches print.
-kit.metrics and the CSV readers import pandas, so they are imported where used: `kit --help` reads this."""
+"""Ground truth and scoring summaries: the one reader of truth files and the one summary the commands print."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,9 +17,7 @@ KINDS = ("solution", "labels")
 
 @dataclass(frozen=True)
 class Truth:
-    """Ground truth `frame` [id, landmarks (list[int], [] = non-landmark)] and its kind: a "solution" (Kaggle's
-    CSV) is the whole test set, ids the predictions lack count as misses; "labels" (a folds CSV, train.csv)
-    cover more images than one prediction file, so only the predicted ids are scored."""
+    """Truth `frame` [id, landmarks]: a "solution" scores missing ids as misses, "labels" only the predicted ids."""
     frame: pd.DataFrame
     kind: Literal["solution", "labels"] = "solution"
 
@@ -36,8 +32,7 @@ def as_truth(truth: Truth | pd.DataFrame) -> Truth:
 
 
 def load_truth(path: str | Path) -> Truth:
-    """A solution CSV (`id,landmarks`) -> Truth(kind="solution"); any CSV with `id,landmark_id` (folds CSV,
-    train.csv; landmark_id -1 = non-landmark), e.g. for OOF predictions -> Truth(kind="labels")."""
+    """A solution CSV -> Truth("solution"); any `id,landmark_id` CSV (-1 = non-landmark) -> Truth("labels")."""
     from kit.csvfiles import read_csv
     from kit.submission import read_solution
 
@@ -75,8 +70,7 @@ def truth_for(pred: Predictions, truth: Truth | pd.DataFrame) -> pd.DataFrame:
 
 
 def true_top1(pred: Predictions, truth: Truth | pd.DataFrame) -> np.ndarray:
-    """One true label per row for kit.metrics.gap: the predicted label when the truth lists it (an image
-    may show several landmarks), else its first landmark, else -1. Ids absent from the truth -> -1."""
+    """One true label per row: the predicted label if the truth lists it, else its first landmark, else -1."""
     frame = as_truth(truth).frame
     lookup = dict(zip(frame["id"].astype(str), frame["landmarks"]))
     out = np.full(len(pred), -1, np.int64)
@@ -94,8 +88,7 @@ def gap_top1(pred: Predictions, true: np.ndarray) -> float:
 
 
 def summarize(sub: pd.DataFrame, sol: Truth | pd.DataFrame, passed: set | None = None) -> dict:
-    """GAP, top-1 accuracy on landmark images and sensitivity/specificity of a submission frame against a
-    solution frame; with `passed` (ids that passed a filter), only those count as predicted landmarks."""
+    """GAP, accuracy and sensitivity/specificity of a submission; with `passed` only those ids count as landmarks."""
     from kit.metrics import gap_frames, match_frames, sensitivity_specificity
 
     sol = as_truth(sol).frame

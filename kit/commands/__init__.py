@@ -34,8 +34,7 @@ def add_knn_arguments(p) -> None:
 
 
 def config_names() -> str:
-    """The valid names of each config key that names a registry entry, for `--help` of the commands that
-    read a config (imported only when help is shown: the registries pull in torch)."""
+    """Valid names of each registry config key, for --help (called only then: the registries pull in torch)."""
     from kit.config import registries
     from kit.models.backbones import PACKAGED_WEIGHTS
 
@@ -45,9 +44,7 @@ def config_names() -> str:
 
 
 def renamed(p, **old_to_new: str) -> None:
-    """Old flag names kept for one release: hidden from --help, each prints one deprecation line and then
-    is the new flag (the same action, so `required` and the parsed value are the new flag's).
-    Keys are the old names without dashes, '_' for '-': renamed(p, train_csv="--labels")."""
+    """Old flag names kept one release: hidden, one deprecation line, then the new flag: renamed(p, data="--data-dir")."""
     for key, new in old_to_new.items():
         old, action = "--" + key.replace("_", "-"), p._option_string_actions[new]
         p._option_string_actions[old] = action

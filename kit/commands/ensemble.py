@@ -1,16 +1,11 @@
 """`kit ensemble METHOD [FILES...] --out PATH`: combine prediction files / submission CSVs (report 001 + soft).
 
-Methods (kit.ensemble.rules.ENSEMBLES): max, correct (FILES[0] top-18k base, FILES[1] top-2k), boost
-(--alpha), weighted (--weights, or GAP weights), soft (weights fitted to maximise GAP). Writes
-ensembles/<METHOD>.npz and the submission CSV --out.
-
-The output keeps the embeddings of FILES[0] (if it has them), so a filter can use that model's train embeddings.
-Weights (weighted, soft) when --weights is not given: with --solution, each model's GAP (weighted) or
-the GAP-maximising simplex weights (soft), measured on the --fit-on files (OOF/val predictions of the
-same models, same order) or else on FILES. With no FILES, the newest test_*.npz of every experiment
-in predictions/ is used, weighted by its validation GAP: the mean over its val_fold<N>.npz (else
-oof_fold<N>.npz) files, scored against --solution or the folds CSV in runs/<exp>/fold<N>/config.yaml.
---solution also prints each input's GAP and the ensemble's (score on OOF before running on test).
+Methods: max, correct (FILES[0] top-18k base, FILES[1] top-2k), boost (--alpha), weighted, soft (weights fitted to
+maximise GAP). Writes ensembles/<METHOD>.npz (with FILES[0]'s embeddings, for filters) and the submission CSV --out.
+Without --weights: with --solution, each model's GAP (weighted) or the GAP-maximising weights (soft), measured on
+--fit-on (OOF/val predictions of the same models, same order) or FILES; with no FILES, the newest test_*.npz of every
+experiment in predictions/, weighted by its mean validation GAP (val_fold<N>.npz, else oof_fold<N>.npz, against
+--solution or the folds CSV in runs/<exp>/fold<N>/config.yaml). --solution also prints each input's GAP.
 """
 from __future__ import annotations
 

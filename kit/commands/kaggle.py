@@ -1,11 +1,9 @@
 """`kit kaggle package --recipe RECIPE --work-dir DIR --out-dir DIR`: datasets + kernel for an offline Kaggle run.
 
-Writes DIR/<prefix>-wheels/ (kit's wheel and the missing dependencies), DIR/<prefix>-models/ (the
-packaged recipe and what its inference needs from the finished `kit run` in --work-dir: folds, checkpoints,
-fitted weights and filters, the index embeddings; kit-manifest.json) and DIR/kernel/ (inference.ipynb +
-kernel-metadata.json), and prints the commands that upload them whole (`kaggle datasets create -p DIR
---dir-mode zip`: without --dir-mode the client skips the stage folders). --estimate N times the packaged
-inference on N test images of --data-dir here and projects the notebook's run time.
+Writes DIR/<prefix>-wheels/ (kit's wheel, missing dependencies), DIR/<prefix>-models/ (the packaged recipe and what
+its inference needs from the finished `kit run` in --work-dir; kit-manifest.json) and DIR/kernel/ (inference.ipynb),
+and prints the upload commands (`kaggle datasets create -p DIR --dir-mode zip`: without --dir-mode the client skips
+the stage folders). --estimate N times the packaged inference on N test images and projects the notebook's time.
 """
 from __future__ import annotations
 

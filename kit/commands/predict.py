@@ -1,9 +1,8 @@
 """`kit predict --config CONFIG --fold N --split {val,test,train} [key=value ...]`: best checkpoint -> prediction file.
 
-Writes predictions/<name>/<split>_fold<N>.npz (top-k landmark ids, confidences, L2-normalised
-embeddings; see kit/predictions.py) and, with --submission PATH, a submission CSV of the top-1.
-val: the fold's validation rows (prints GAP); train: its training rows (embeddings for `kit retrieve`);
-test: every id of DATA/sample_submission.csv.
+Writes predictions/<name>/<split>_fold<N>.npz (top-k landmark ids, confidences, L2-normalised embeddings) and, with
+--submission PATH, a submission CSV of the top-1. val: the fold's validation rows (prints GAP); train: its training
+rows (embeddings for `kit retrieve`); test: every id of DATA/sample_submission.csv.
 """
 from __future__ import annotations
 

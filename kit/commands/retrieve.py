@@ -1,12 +1,9 @@
 """`kit retrieve {knn,centroids} --index TRAIN.npz [MORE.npz ...] --labels CSV --query QUERY.npz --out PRED.npz`.
 
-Retrieval predictions from embeddings (kit.inference.retrieval), the same file format as a classifier's,
-so they are ensemble, filter and re-rank inputs like any other: `knn` votes among the k nearest index
-images (report 002; --agg max = the best neighbour per class, the default; sum = all of them), optionally with
-database-side augmentation (--dba K) and alpha query expansion (--qe K) (kit.inference.expansion);
-`centroids` scores each class by its nearest centroid (Mail.ru report 004), below --threshold = no
-landmark. The index files are `kit predict --split train` (and --split val) outputs of one run; --labels
-gives their images' landmark ids (the run's folds CSV or train.csv: id,landmark_id).
+Retrieval predictions from embeddings, in a classifier's file format (ensemble, filter and re-rank inputs): `knn`
+votes among the k nearest index images (report 002; --agg max or sum), optionally with DBA (--dba K) and alpha query
+expansion (--qe K); `centroids` scores each class by its nearest centroid (Mail.ru report 004), below --threshold =
+no landmark. The index files are `kit predict --split train` (and val) outputs of one run; --labels: their landmark ids.
 """
 from __future__ import annotations
 

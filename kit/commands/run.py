@@ -1,9 +1,8 @@
 """`kit run RECIPE --data-dir DIR --work-dir DIR [key=value ...]`: run a recipe's stages in order.
 
-RECIPE is a YAML file or a shipped recipe's name (retrieval, classifier, demo; see recipes/). Each stage
-writes under WORK/<stage id>/; a re-run skips the stages whose settings and inputs are unchanged, so a
-killed run resumes where it stopped. Ends with WORK/submission.csv and, when DATA has test_solution.csv,
-the GAP as the last line. Overrides: `seed=1` (run settings) or `STAGE.key=value`, e.g.
+RECIPE: a YAML file or a shipped recipe's name (retrieval, classifier, demo). Each stage writes WORK/<stage id>/; a
+re-run skips unchanged stages, so a killed run resumes. Ends with WORK/submission.csv and, when DATA has
+test_solution.csv, the GAP as the last line. Overrides: `seed=1` or `STAGE.key=value`, e.g.
 `predict.set.data.image_size=256`, `rerank.candidates=20`.
 """
 from __future__ import annotations

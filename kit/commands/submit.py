@@ -1,9 +1,8 @@
 """`kit submit --competition C [--file submission.csv]`: validate against sample_submission.csv, then submit.
 
-The same as `kaggle competitions submit -c C -f FILE -m M`; code competitions: `--kernel user/slug
---version N` submits that notebook version's output. `--dry-run` checks and prints the equivalent
-`kaggle competitions submit ...` command without calling Kaggle; `--wait` polls until the submission is
-scored and prints the public score.
+As `kaggle competitions submit -c C -f FILE -m M`; code competitions: `--kernel user/slug --version N` submits that
+notebook version's output. `--dry-run` checks and prints the equivalent command without calling Kaggle; `--wait`
+polls until the submission is scored and prints the public score.
 """
 from __future__ import annotations
 

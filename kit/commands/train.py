@@ -23,9 +23,7 @@ def run(args) -> int:
 
     from kit.config import load_config
 
-    cfg = load_config(args.config, args.overrides)
-    if args.strict:
-        cfg.data.strict = True
+    cfg = load_config(args.config, args.overrides + (["data.strict=true"] if args.strict else []))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     from kit.train.loop import train

@@ -1,10 +1,8 @@
 """`kit train-delf --config CONFIG --fold N [key=value ...]`: train the DELF attention head.
 
-The backbone of runs/<name>/fold<N>/best.pt (or, with no trained run, the configured pretrained one)
-stays frozen; the attention + a linear classifier train for a few epochs on fold N's training rows with
-`kit train`'s loop (AdamW at --lr, the config's optim.schedule, AMP on CUDA, checkpoints and metrics in
-runs/<name>/fold<N>/delf/, --resume), then a PCA of the selected descriptors is fitted on training images.
-Writes runs/<name>/fold<N>/delf.pt.
+The backbone of runs/<name>/fold<N>/best.pt (else the configured pretrained one) stays frozen; attention + a linear
+classifier train on fold N's training rows with `kit train`'s loop (AdamW at --lr, checkpoints and metrics in
+runs/<name>/fold<N>/delf/, --resume), then a PCA of the descriptors is fitted. Writes runs/<name>/fold<N>/delf.pt.
 """
 from __future__ import annotations
 

@@ -1,19 +1,13 @@
-"""Albumentations pipelines by name: uint8 HWC RGB image -> normalised float CHW tensor.
-
-"none" (resize), "light" (flip + colour, report 001), "retrieval" (random resized crop + flip + colour),
-"pipeline1" / "pipeline2" (report 003, Table 1; probabilities the table leaves out are albumentations'
-defaults, vertical flips rare as its text says). Arguments are albumentations 2.x names."""
+"""Albumentations pipelines by name: uint8 HWC RGB image -> normalised float CHW tensor."""
 from __future__ import annotations
 
 import albumentations as A
 from albumentations.pytorch import ToTensorV2
+from timm.data import IMAGENET_DEFAULT_MEAN as IMAGENET_MEAN, IMAGENET_DEFAULT_STD as IMAGENET_STD
 
 from kit.errors import KitError
 from kit.models.backbones import backbone_mean_std
 from kit.registry import Registry
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _none(size: int, train: bool) -> list:
@@ -23,11 +17,8 @@ def _none(size: int, train: bool) -> list:
 def _light(size: int, train: bool) -> list:
     if not train:
         return [A.Resize(size, size)]
-    return [
-        A.Resize(size, size),
-        A.HorizontalFlip(p=0.5),
-        A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=0.8),
-    ]
+    return [A.Resize(size, size), A.HorizontalFlip(p=0.5),
+            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=0.8)]
 
 
 def _flips_and_colour(brightness_p: float) -> list:
@@ -51,25 +42,19 @@ def _pipeline2(size: int, train: bool) -> list:
 
 
 def _retrieval(size: int, train: bool) -> list:
-    """Embedding training (GLR 2020/21 style, moderate): a random crop of 40-100% of the photo, so a
-    landmark is learnt at several scales and framings, plus flip and colour; validation: the whole photo."""
+    """Embedding training (GLR 2020/21): random crop of 40-100% of the photo, flip and colour; validation: whole photo."""
     if not train:
         return [A.Resize(size, size)]
-    return [
-        A.RandomResizedCrop(size=(size, size), scale=(0.4, 1.0), ratio=(0.75, 4 / 3)),
-        A.HorizontalFlip(p=0.5),
-        A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.8),
-        A.ToGray(p=0.05),
-    ]
+    return [A.RandomResizedCrop(size=(size, size), scale=(0.4, 1.0), ratio=(0.75, 4 / 3)), A.HorizontalFlip(p=0.5),
+            A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=0.8), A.ToGray(p=0.05)]
 
 
-PIPELINES = Registry("pipeline", {"none": _none, "light": _light, "pipeline1": _pipeline1,
-                                               "pipeline2": _pipeline2, "retrieval": _retrieval})
+PIPELINES = Registry("pipeline", {"none": _none, "light": _light, "pipeline1": _pipeline1, "pipeline2": _pipeline2,
+                                  "retrieval": _retrieval})
 
 
 def build_transforms(name: str, image_size: int, train: bool, mean=None, std=None) -> A.Compose:
-    """Pipeline `name` (PIPELINES) for training or, train=False, its deterministic validation form;
-    ends in Normalize(mean, std) + ToTensorV2 (float32 CHW tensor under key "image")."""
+    """Pipeline `name` for training (or its validation form), ending in Normalize + ToTensorV2 (float32 CHW)."""
     PIPELINES.check(name, "data.augment: ")
     if int(image_size) < 8:
         raise KitError(f"data.image_size={image_size} is too small (>= 8)")
@@ -79,7 +64,6 @@ def build_transforms(name: str, image_size: int, train: bool, mean=None, std=Non
 
 
 def transforms_for(cfg, train: bool) -> A.Compose:
-    """build_transforms for a kit Config: cfg.data.augment at cfg.data.image_size, normalised with
-    the mean/std that cfg.model.backbone's pretrained weights expect (0.5/0.5 for the lite models)."""
+    """build_transforms for a Config, normalised with the mean/std cfg.model.backbone's pretrained weights expect."""
     mean, std = backbone_mean_std(cfg.model.backbone)
     return build_transforms(cfg.data.augment, cfg.data.image_size, train, mean=mean, std=std)

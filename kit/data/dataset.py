@@ -1,8 +1,4 @@
-"""Images of one fold as torch DataLoaders: the folds CSV + GLDv2 image layout -> (image, label, id).
-
-Data order and augmentation are functions of (seed, epoch, index) only, so a resumed run, another
-worker count and a DDP run see the same batches. Missing images are dropped up front with a count;
-undecodable ones are dropped in `collate` (batch["skipped"]); with `strict` both are a KitError."""
+"""One fold as torch DataLoaders (folds CSV + GLDv2 layout); order and augmentation depend on (seed, epoch, index)."""
 from __future__ import annotations
 
 import logging
@@ -103,8 +99,7 @@ def split_fold(cfg, fold: int) -> FoldSplit:
 
 
 class LandmarkDataset:
-    """Map-style dataset over rows (id, label): dict(image, label, id), or {"skipped": id} if undecodable.
-    Each sample's augmentation is seeded by (seed, epoch, index); large JPEGs decode at >= 2 x image_size."""
+    """Map-style dataset over rows (id, label): dict(image, label, id), or {"skipped": id} if undecodable."""
 
     def __init__(self, df: pd.DataFrame, data_dir, transform, split: str = "train", seed: int = 0,
                  strict: bool = False, max_pixels: int = MAX_PIXELS, image_size: int = 0):
@@ -116,8 +111,7 @@ class LandmarkDataset:
 
     @classmethod
     def from_config(cls, df: pd.DataFrame, cfg, train: bool, split: str = "train") -> "LandmarkDataset":
-        """The dataset of `df` as the config says: cfg.data's transform (training or eval form), folder,
-        strictness, pixel cap and image size (decode scale), and cfg.seed."""
+        """The dataset of `df` with cfg.data's transform, folder, strictness, pixel cap, image size, and cfg.seed."""
         d = cfg.data
         return cls(df, d.data_dir, transforms_for(cfg, train), split=split, seed=cfg.seed, strict=d.strict,
                    max_pixels=d.max_pixels, image_size=d.image_size)
@@ -141,8 +135,7 @@ class LandmarkDataset:
 
 
 def collate(items):
-    """default_collate over the decodable items, plus "skipped": ids of the undecodable ones.
-    A batch of only undecodable images is {"skipped": [...]} (no "image": see `has_images`)."""
+    """default_collate of the decodable items + "skipped" ids (no "image" when all were undecodable)."""
     skipped = [x["skipped"] for x in items if x is not None and "skipped" in x]
     good = [x for x in items if x is not None and "skipped" not in x]
     batch = default_collate(good) if good else {}
@@ -163,8 +156,7 @@ def _worker_init(_):
 
 def make_loader(dataset, batch_size: int, train: bool, seed: int, num_workers: int, device_type: str,
                 world_size: int = 1, rank: int = 0):
-    """A DataLoader whose order is a function of (seed, epoch); validation is unshuffled and sharded without
-    padding (rank r gets rows r, r+W, ...)."""
+    """DataLoader ordered by (seed, epoch); validation unshuffled, sharded without padding (rank r: rows r, r+W, ...)."""
     drop_last = train and len(dataset) >= batch_size * world_size
     if train:
         sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,

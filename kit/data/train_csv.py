@@ -1,8 +1,4 @@
-"""GLDv2's train.csv and GLDv2-clean CSV -> checked (id, landmark_id) frames: the readers every command shares.
-
-Ids are stripped and checked (safe file names, unique: kit.ids), landmark ids are integers; errors name the
-file and row. A fast path reads with pandas' default types and falls back to the exact, slower parser where
-the fast one could differ; tests compare the two."""
+"""GLDv2's train.csv and GLDv2-clean CSV -> checked (id, landmark_id) frames: the readers every command shares."""
 from __future__ import annotations
 
 import warnings
@@ -17,8 +13,7 @@ from kit.metrics import index_in
 
 
 def _check_landmark_ids(path, col: pd.Series, none_ok: bool = False) -> np.ndarray:
-    """landmark_id column -> int64 array, or KitError naming the first bad data row (1-based).
-    none_ok: -1 (non-landmark, in truth files) is allowed."""
+    """landmark_id column -> int64 array, or KitError naming the first bad data row (1-based)."""
     low = -1 if none_ok else 0
     if pd.api.types.is_integer_dtype(col.dtype):
         values = col.to_numpy(dtype=np.int64)
@@ -36,8 +31,7 @@ def _check_landmark_ids(path, col: pd.Series, none_ok: bool = False) -> np.ndarr
 
 
 def read_train(path, none_ok: bool = False) -> pd.DataFrame:
-    """train.csv (or any id,landmark_id CSV) -> DataFrame[id (str), landmark_id (int64)], every bad id or
-    landmark id a KitError naming the row (none_ok: -1 = non-landmark allowed, for truth files)."""
+    """train.csv (any id,landmark_id CSV) -> DataFrame[id, landmark_id]; bad rows a KitError (none_ok: -1 allowed)."""
     read_csv(path, required=("id", "landmark_id"), nrows=0)
     df = _default_read(path)
     if df is None:  # ids the default types would mangle (all digits, "NA"), blanks, non-integer landmark ids
@@ -52,10 +46,8 @@ def read_train(path, none_ok: bool = False) -> pd.DataFrame:
 
 
 def _default_read(path) -> pd.DataFrame | None:
-    """id and landmark_id by pandas' C parser with its default types, every column read: the cost of a bare
-    pd.read_csv (pandas 3 keeps string ids as Arrow strings; usecols, dtype={"id": str} or pyarrow's threaded
-    reader measured 1.3-4x slower on GLDv2's 4.1M rows here). None unless that gave string ids with no
-    missing value and integer landmark ids: then the caller re-reads with the exact, slower parser."""
+    """id and landmark_id by pandas' default parser (fastest measured); None unless ids are strings without gaps and
+    landmark ids integers: then the caller re-reads with the exact, slower parser."""
     try:
         with warnings.catch_warnings():   # mixed-type chunks (DtypeWarning): caught by the checks below
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)
@@ -84,9 +76,7 @@ def read_clean(path) -> pd.DataFrame:
 
 
 def _split_ascii_ids(images: pd.Series) -> tuple[pd.Series, np.ndarray] | None:
-    """str.split() of every cell, flattened, by Arrow kernels (no Python string per id: 0.67 -> 0.3 s for GLDv2-clean's
-    1.58M ids): (ids as Arrow strings, the row of each). None without pyarrow or when a cell holds a byte where Python's
-    whitespace and Arrow's ASCII whitespace differ (non-ASCII, \\x1c-\\x1f): the caller splits in Python."""
+    """Split every cell by Arrow kernels -> (ids, row of each); None without pyarrow or for non-ASCII whitespace."""
     try:
         import pyarrow as pa
         import pyarrow.compute as pc

@@ -1,2 +1,1 @@
-"""kit.ensemble: combining prediction files. rules (report 001's max/correct/boost/weighted, plus soft with
-weights fitted on OOF) and the file-level runner `kit ensemble` calls; ENSEMBLES is the registry."""
+"""kit.ensemble: combining prediction files: rules (max, correct, boost, weighted, soft) and files."""

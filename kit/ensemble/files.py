@@ -1,5 +1,4 @@
-"""Prediction files for ensembles: a .npz or a submission CSV (`load_any`), the newest test file of every
-experiment, and an experiment's validation GAP (the default weights of the `weighted` rule)."""
+"""Prediction files for ensembles: .npz or submission CSV, each experiment's newest test file, validation GAP."""
 from __future__ import annotations
 
 import re
@@ -41,8 +40,7 @@ def latest_test_files(predictions_dir: str | Path = "predictions") -> list[Path]
 
 
 def validation_gap(exp_dir: str | Path, truth=None, runs_dir: str | Path = "runs") -> float | None:
-    """Mean GAP over folds of an experiment's `val_fold<N>.npz` (else `oof_fold<N>.npz`) files, against
-    `truth` if given, else the folds CSV named in `runs/<exp>/fold<N>/config.yaml`. None if no file."""
+    """Mean GAP of an experiment's val (else oof) fold files against `truth` or each run's folds CSV; None if none."""
     from kit.config import read_yaml_mapping  # yaml: not imported for `kit --help`
 
     exp_dir = Path(exp_dir)

@@ -1,8 +1,4 @@
-"""Ensembles of prediction files: report 001's four rules (max, correct, boost, weighted) plus `soft`.
-
-Each rule is `ENSEMBLES[name](preds, **kw) -> Predictions` over inputs aligned to the union of their ids
-(an id a model did not predict is an empty row, never dropped). A rule's "base" model for an id is the
-first, in the rule's order, that predicted it."""
+"""Ensembles of prediction files: report 001's four rules (max, correct, boost, weighted) plus `soft`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,8 +46,7 @@ def ens_max(preds: list[Predictions]) -> Predictions:
 
 
 def ens_correct(preds: list[Predictions]) -> Predictions:
-    """preds[0] = top-18k base, preds[1] = top-2k model: where both agree on the top-1 label the score
-    becomes preds[1]'s; elsewhere the base is kept (ids the base lacks take preds[1]'s prediction)."""
+    """preds[0] = top-18k base, preds[1] = top-2k: where both agree on top-1 the score is preds[1]'s, else the base."""
     if len(preds) != 2:
         raise KitError(f"ensemble correct: needs exactly 2 inputs (top-18k base, top-2k model), got {len(preds)}")
     preds = align(preds)
@@ -75,8 +70,7 @@ def ens_boost(preds: list[Predictions], alpha: float = 0.5) -> Predictions:
 
 
 def ens_weighted(preds: list[Predictions], weights=None) -> Predictions:
-    """Base = the highest-weight model that predicted the id; score = sum of w_j * s_j over the models
-    agreeing with the base label, divided by the sum of all weights (report 001's weighted confidence)."""
+    """Base = highest-weight model that predicted the id; score = sum of w_j * s_j of those agreeing / sum of weights."""
     preds = align(preds)
     w = check_weights(weights, len(preds))
     labels, scores = _top1(preds)
@@ -91,21 +85,15 @@ def ens_weighted(preds: list[Predictions], weights=None) -> Predictions:
 ens_soft = soft_average  # weights given (fitted by the caller with `fit_soft_weights`) or equal
 
 
-ENSEMBLES = Registry("ensemble", {
-    "max": ens_max,
-    "correct": ens_correct,
-    "boost": ens_boost,
-    "weighted": ens_weighted,
-    "soft": ens_soft,
-})
+ENSEMBLES = Registry("ensemble", {"max": ens_max, "correct": ens_correct, "boost": ens_boost, "weighted": ens_weighted,
+                                  "soft": ens_soft})
 
 
 def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weights=None, alpha: float = 0.5,
                  solution=None, fit_on=(), topk: int | None = None, step: float = 0.1,
                  ensembles_dir: str | Path = "ensembles", predictions_dir: str | Path = "predictions",
                  runs_dir: str | Path = "runs", log=print) -> dict:
-    """Load FILES (or the latest test file of every experiment), pick weights (`default_weights` unless
-    given), print GAPs where `solution` covers them, write `ensembles/<method>.npz` and the submission `out`."""
+    """Ensemble FILES (or each experiment's latest test file), print GAPs, write ensembles/<method>.npz and `out`."""
     ENSEMBLES.check(method, "")
     truth = load_truth(solution) if solution else None
     discovered = not files
@@ -144,8 +132,7 @@ def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weig
 
 
 def default_weights(method: str, files, scored, truth, discovered: bool, runs_dir, step: float):
-    """`weighted`: each model's GAP on `scored` against `truth`, or without a truth for discovered files, each
-    experiment's validation GAP; `soft`: simplex weights fitted on `scored`; None (equal) without a truth."""
+    """weighted: each model's GAP (or validation GAP); soft: fitted simplex weights; None (equal) without a truth."""
     if method == "weighted" and truth is None and discovered:
         weights = [validation_gap(f.parent, None, runs_dir) for f in files]
         missing = [str(f.parent) for f, w in zip(files, weights) if w is None]

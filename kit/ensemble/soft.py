@@ -1,6 +1,4 @@
-"""Soft voting: the weighted average of the models' top-k scores over the union of labels, and the simplex
-weights that maximise its GAP on out-of-fold predictions. `align` (every input on the union of ids) and
-`check_weights` serve every ensemble rule."""
+"""Soft voting: weighted average of top-k scores over the union of labels, and GAP-maximising simplex weights."""
 from __future__ import annotations
 
 import itertools
@@ -33,8 +31,7 @@ def check_weights(weights, m: int) -> np.ndarray:
 
 
 class SoftPlan:
-    """`soft_average` prepared for many weight vectors on the same aligned inputs (weight fitting):
-    the (row, label) grouping is computed once, each call is a bincount and a sort."""
+    """`soft_average` for many weight vectors on the same inputs: grouping once, then a bincount and a sort per call."""
 
     def __init__(self, preds: list[Predictions]):
         self.preds = align(preds)
@@ -59,8 +56,7 @@ class SoftPlan:
         return Predictions(self.preds[0].ids, out_l, out_s)
 
     def _top1(self, totals: np.ndarray):
-        """The rank-0 slot of `top_per_row` without a sort: per row the first group (smallest label)
-        holding the row's highest total (NaN ranks last, as in the sort)."""
+        """Rank 0 of `top_per_row` without a sort: per row the smallest label with the highest total (NaN last)."""
         out_l = np.full((len(self.labels), 1), -1, np.int64)
         out_s = np.zeros((len(self.labels), 1), np.float32)
         if len(totals) == 0:
@@ -75,14 +71,12 @@ class SoftPlan:
 
 
 def soft_average(preds: list[Predictions], weights=None, topk: int | None = None) -> Predictions:
-    """Weighted average of the top-k scores over the union of labels (absent from a model's top-k = 0)
-    -> the top-k labels of the average (ties: smaller label first)."""
+    """Weighted average of top-k scores over the union of labels (absent = 0) -> its top-k (ties: smaller label)."""
     return SoftPlan(preds)(weights, topk)
 
 
 def fit_soft_weights(preds: list[Predictions], solution, step: float = 0.1) -> np.ndarray:
-    """Simplex weights (sum 1, grid `step`) maximising GAP of `soft_average` on OOF predictions: exhaustive
-    up to 2000 grid points, else coordinate search from equal weights (first best wins)."""
+    """Simplex weights (grid `step`) maximising GAP on OOF: exhaustive up to 2000 points, else coordinate search."""
     m = len(preds)
     if m == 1:
         return np.ones(1)

@@ -1,6 +1,4 @@
-"""kit.kaggle: Kaggle glue. submit (validate + send a submission or a notebook version; `kaggle` imported
-lazily: it authenticates on import), package (wheels + models dataset + kernel folder, every packaged step
-checked), runtime (what the offline inference notebook does: inputs, quick vs full run, the packaged recipe)."""
+"""kit.kaggle: Kaggle glue: submit, package (wheels, models dataset, kernel), the notebook runtime."""
 from pathlib import Path
 
 COMPETITION = "landmark-recognition-2021"

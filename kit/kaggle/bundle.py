@@ -1,6 +1,4 @@
-"""What a recipe's inference needs in the notebook, taken from a finished `kit run` work folder: the stages
-the submission depends on (a `select` replaced by its choice), the outputs of "prepare" stages, what infer
-stages fitted at home, and shipped index embeddings, under MODELS/stages/<stage id>/."""
+"""What a recipe's inference needs in the notebook, from a finished `kit run`, under MODELS/stages/<stage id>/."""
 from __future__ import annotations
 
 import dataclasses
@@ -66,8 +64,7 @@ def packaged_recipe(recipe: Recipe, work: Path) -> dict:
 
 
 def _fp16_copy(src: Path, dest: Path) -> Path:
-    """A prediction file with its embeddings stored as float16 (half the upload; the values kit run used
-    when the predict stage's index_dtype is float16)."""
+    """A prediction file with float16 embeddings (half the upload; what kit run used with index_dtype float16)."""
     with np.load(src, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     if "embeddings" in arrays:

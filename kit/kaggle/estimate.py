@@ -1,5 +1,4 @@
-"""`kit kaggle package --estimate N`: the packaged inference timed on N test images here, projected to the
-competition's test and index sizes. An estimate: one small run, on the local device."""
+"""`kit kaggle package --estimate N`: packaged inference timed on N test images, projected to the competition."""
 from __future__ import annotations
 
 import os

@@ -51,9 +51,7 @@ def build_kit_wheel(out: Path) -> Path:
 
 
 def fetch_wheel(spec: str, out: Path, find_links=()) -> bool:
-    """One wheel of `spec` into `out`: only from `find_links` dirs when given (offline, `pip download
-    --no-deps --no-index`), else rebuilt from the installed copy (`wheel_from_installed`, offline), else
-    from the index. False (and a message) when none works."""
+    """One wheel of `spec` into `out`: from `find_links` (offline), else the installed copy, else the index; False if none."""
     if not find_links and wheel_from_installed(spec, out) is not None:
         return True
     index = [a for d in find_links for a in ("--find-links", str(d))]
@@ -80,8 +78,7 @@ def kernel_metadata(user: str, slug: str, title: str, datasets: list[str], compe
 
 
 def wheel_from_installed(name: str, out: Path) -> Path | None:
-    """A wheel rebuilt from the installed distribution `name` (its RECORD files, tags from its WHEEL file):
-    the exact version the models were trained with, offline. None when it is not installed from a wheel."""
+    """A wheel rebuilt offline from the installed distribution `name` (the trained-with version); None if not a wheel."""
     try:
         dist = md.distribution(name)
     except md.PackageNotFoundError:
@@ -120,9 +117,7 @@ def _requirements() -> list[str]:
 
 
 def environment(shipped: list[str]) -> dict:
-    """What the notebook needs from Kaggle: kit's dependencies split into shipped (wheels), preinstalled
-    (PREINSTALLED), not needed on the Kaggle path (NOT_NEEDED) and the rest, which the preinstalled
-    packages bring along (timm needs pyyaml, scikit-learn joblib, ...)."""
+    """kit's dependencies split into shipped, preinstalled, not needed on Kaggle, and those the preinstalled bring."""
     def norm(name: str) -> str:
         return name.lower().replace("_", "-")
 
@@ -149,8 +144,7 @@ def recipe_deps(recipe: dict) -> list[str]:
 def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, overrides=(),
             deps=DEFAULT_DEPS, wheels: bool = True, find_links=(), competition: str = COMPETITION,
             prefix: str = "kit", public_test_count: int = 0, notebook: str | os.PathLike | None = None) -> dict:
-    """Build OUT/{prefix}-wheels, OUT/{prefix}-models (the packaged recipe + what its inference needs,
-    from the finished `kit run` in `work`) and OUT/kernel (notebook) -> their paths."""
+    """Build OUT/{prefix}-wheels, OUT/{prefix}-models (from the finished `kit run`) and OUT/kernel -> their paths."""
     out = Path(out)
     notebook = Path(notebook) if notebook else project_root() / "notebooks" / "inference.ipynb"
     if not notebook.is_file():

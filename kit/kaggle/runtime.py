@@ -1,5 +1,4 @@
-"""What the offline inference notebook does: find its inputs and the packaged stages (uploaded as a
-folder or a zip), choose quick or full, and run the packaged recipe through kit's one runner."""
+"""The offline notebook: find inputs and packaged stages, choose quick or full, run the packaged recipe."""
 from __future__ import annotations
 
 import json
@@ -43,9 +42,7 @@ def load_manifest(models: str | os.PathLike) -> dict:
 
 
 def packaged_dir(models: str | os.PathLike, folder: str, work: str | os.PathLike) -> Path:
-    """MODELS/<folder> in whichever form the dataset arrived: the folder itself, Kaggle's unpacked zip
-    (MODELS/<folder>/<folder>/) or the zip as uploaded (`kaggle datasets create --dir-mode zip` sends
-    <folder>.zip), extracted once into WORK/<folder>/."""
+    """MODELS/<folder> as it arrived: the folder, Kaggle's unpacked zip, or <folder>.zip extracted once into WORK."""
     models, work = Path(models), Path(work)
     for base in (models / folder / folder, models / folder, work / folder):
         if base.is_dir():
@@ -59,10 +56,7 @@ def packaged_dir(models: str | os.PathLike, folder: str, work: str | os.PathLike
 
 
 def choose_mode(n_test: int, public_test_count: int = 0, env=None) -> str:
-    """'quick' or 'full'. GLR 2020/21 notebooks ran twice: once on the public copy of the test set when
-    saved, then on the hidden set when submitted. Only the second run is scored, so the first can just
-    write the sample submission. Full when Kaggle says it is the rerun (KAGGLE_IS_COMPETITION_RERUN) or
-    the test set differs in size from the public copy; KIT_MODE=full|quick overrides."""
+    """'quick' (Kaggle's unscored save run on the public test copy: write the sample) or 'full'; KIT_MODE overrides."""
     env = os.environ if env is None else env
     forced = env.get("KIT_MODE", "auto")
     if forced in ("full", "quick"):
@@ -91,8 +85,7 @@ def check_manifest(manifest: dict, where) -> dict:
 
 def run_packaged(manifest: dict, models: str | os.PathLike, data: str | os.PathLike, work: str | os.PathLike,
                  overrides=(), log=print) -> list[tuple[str, float]]:
-    """The packaged recipe through kit's one runner, test images only, the home-made parts from the
-    models dataset -> [(stage, seconds)]."""
+    """The packaged recipe on the test images, home-made parts from the models dataset -> [(stage, seconds)]."""
     recipe = load_recipe(check_manifest(manifest, Path(models) / MANIFEST), overrides)
     shipped = packaged_dir(models, "stages", work)
     result = run_recipe(recipe, data, work, splits=("test",), shipped=shipped, inference=True, log=log)

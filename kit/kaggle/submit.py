@@ -1,7 +1,4 @@
-"""`kit submit`: validate a submission against the sample, then send it (or a notebook version) to Kaggle.
-
-`kaggle` authenticates when imported and prints help on failure, so it is imported only inside
-`_kaggle_api`, after a credential check that gives one clear line instead."""
+"""`kit submit`: validate, then send a submission or notebook version to Kaggle (`kaggle` imported lazily)."""
 from __future__ import annotations
 
 import contextlib
@@ -109,8 +106,7 @@ def submit(competition: str, file: str | os.PathLike = "submission.csv", message
            sample: str | os.PathLike | None = None, kernel: str | None = None, version: int | None = None,
            dry_run: bool = False, wait: int | None = None, poll_interval: int = 60, log=print,
            sleep=time.sleep) -> str:
-    """Validate and submit `file` (or, with `kernel`, that notebook version's output), as `kaggle_command(...)`
-    would; a dry run sends nothing. With `wait` (seconds, 0 = up to WAIT_MAX) polls until Kaggle scores it."""
+    """Validate and submit `file` (or a notebook version) like `kaggle_command`; dry_run sends nothing; `wait` polls."""
     if (kernel is None) != (version is None):
         raise KitError("--kernel and --version go together (code competitions: the notebook and its version)")
     if kernel is not None and kernel.count("/") != 1:
@@ -156,8 +152,7 @@ def submit(competition: str, file: str | os.PathLike = "submission.csv", message
 
 
 def wait_for_score(api, competition: str, ref, timeout: float, interval: float, log=print, sleep=time.sleep):
-    """Poll submission `ref` until Kaggle finishes scoring -> the submission (public_score logged).
-    KitError when scoring fails or `timeout` seconds pass."""
+    """Poll submission `ref` until scored -> the submission; KitError on failure or after `timeout` seconds."""
     start = time.monotonic()
     while True:
         try:

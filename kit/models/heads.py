@@ -1,7 +1,4 @@
-"""Classification heads on the embedding: linear, ArcFace and sub-center ArcFace.
-
-Margin maths are pure functions; a margin head applies its margin only when given labels (training).
-Dynamic margins (GLR 2020 winners): m_c = a * n_c^(-1/4) + b, spanning [arc_margin_min, arc_margin]."""
+"""Classification heads: linear, ArcFace, sub-center ArcFace; dynamic margins m_c = a * n_c^(-1/4) + b (GLR 2020)."""
 from __future__ import annotations
 
 import math
@@ -30,10 +27,7 @@ def cosine_logits(embeddings: torch.Tensor, weight: torch.Tensor) -> torch.Tenso
 
 
 def arc_margin_logits(cosine: torch.Tensor, labels: torch.Tensor, margin, scale: float) -> torch.Tensor:
-    """ArcFace logits: s * cos(theta + m) at the label, s * cos(theta) elsewhere.
-
-    `margin` is a float or a per-class tensor [C]. Where theta + m would pass pi (cos(theta + m) no
-    longer decreasing), the usual fallback cos(theta) - m * sin(m) keeps the logit monotonic."""
+    """ArcFace logits: s * cos(theta + m) at the label, s * cos(theta) elsewhere (past pi: cos(theta) - m sin(m))."""
     m = torch.as_tensor(margin, dtype=cosine.dtype, device=cosine.device)
     m = m[labels] if m.ndim else m.expand(labels.shape)
     cos_t = cosine.gather(1, labels[:, None]).squeeze(1)
@@ -60,8 +54,7 @@ class LinearHead(nn.Module):
 
 
 class ArcFaceHead(nn.Module):
-    """Additive angular margin head (Deng et al.); `subcenters` > 1 gives sub-center ArcFace
-    (k centers per class, a sample is scored by its closest center)."""
+    """Additive angular margin head (Deng et al.); `subcenters` > 1: sub-center ArcFace (closest of k centers per class)."""
 
     def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, margin=0.3, subcenters: int = 1):
         super().__init__()

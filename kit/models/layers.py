@@ -9,9 +9,7 @@ from kit.registry import Registry
 
 
 def gem(x: torch.Tensor, p: torch.Tensor | float = 3.0, eps: float = 1e-6) -> torch.Tensor:
-    """Generalised mean pooling [B, C, H, W] -> [B, C]: (mean(x^p))^(1/p); p=1 average, p->inf max.
-
-    Computed in float32: x^p overflows float16 under autocast for activations above ~40 (p=3)."""
+    """GeM pooling [B, C, H, W] -> [B, C]: (mean(x^p))^(1/p), in float32 (x^p overflows float16 under autocast)."""
     x = x.float().clamp(min=eps).pow(p)
     return x.mean(dim=(-2, -1)).pow(1.0 / p)
 
@@ -64,9 +62,7 @@ def build_pool(name: str, gem_p: float = 3.0) -> nn.Module:
 
 
 class SEAttention(nn.Module):
-    """Squeeze-excitation attention on the feature map with attention-residual learning
-    (report 001's SE-attention, after Wang et al. 2017): y = x * (1 + gate(x)), so the block starts
-    close to identity and can only re-weight channels, never erase the pretrained features."""
+    """Report 001's SE-attention with attention-residual learning: y = x * (1 + gate(x)), starts near identity."""
 
     def __init__(self, channels: int, rd_ratio: float = 1 / 16):
         super().__init__()

@@ -1,5 +1,4 @@
-"""Losses by name: `loss(outputs, labels) -> scalar` over the model's output dict. Center loss (Mail.ru)
-is added to the softmax loss when model.center_weight > 0; its centers are model parameters."""
+"""Losses by name: `loss(outputs, labels) -> scalar` over the model's output dict."""
 from __future__ import annotations
 
 import torch
@@ -19,8 +18,7 @@ def focal_loss(logits: torch.Tensor, labels: torch.Tensor, gamma: float = 2.0) -
 
 
 def center_index(labels: torch.Tensor, nonlandmark_label: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mask of samples that have a center, their row in the centers matrix): the non-landmark class
-    (`nonlandmark_label` >= 0) has none, so the classes after it shift down by one."""
+    """(mask of samples with a center, their center row): the non-landmark class has none, later classes shift down."""
     if nonlandmark_label < 0:
         return torch.ones_like(labels, dtype=torch.bool), labels
     keep = labels != nonlandmark_label
@@ -29,8 +27,7 @@ def center_index(labels: torch.Tensor, nonlandmark_label: int = -1) -> tuple[tor
 
 def center_loss(embeddings: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor,
                 nonlandmark_label: int = -1) -> torch.Tensor:
-    """Mail.ru's modified center loss: 1/2 * sum over landmark samples of ||x_i - c_{y_i}||^2,
-    divided by the batch size (to match a mean-reduced softmax loss)."""
+    """Mail.ru's center loss: 1/2 * sum over landmark samples of ||x_i - c_{y_i}||^2 / batch size."""
     keep, idx = center_index(labels, nonlandmark_label)
     diff = embeddings.float()[keep] - centers.float()[idx[keep]]
     return 0.5 * diff.pow(2).sum() / max(len(labels), 1)
@@ -42,8 +39,7 @@ def num_centers(num_classes: int, nonlandmark_label: int = -1) -> int:
 
 
 class CrossEntropyLoss(nn.Module):
-    """Softmax cross-entropy of outputs["logits"] (float32) with optional label smoothing; subclasses swap
-    `loss` and the model-config fields (`options`: keyword -> ModelConfig field) it takes."""
+    """Softmax CE of outputs["logits"] (float32), label smoothing; subclasses swap `loss` and `options` (kw -> field)."""
 
     loss = staticmethod(F.cross_entropy)
     options = {"label_smoothing": "label_smoothing"}

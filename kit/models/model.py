@@ -1,7 +1,4 @@
-"""The landmark model: backbone -> [SE attention] -> pool -> [FC -> BN neck] -> head.
-
-`model(images, labels=None)` returns {"embeddings", "pooled", "logits"} (+ "centers" with center loss);
-parameters split into backbone / neck / head groups for per-part learning rates (Mail.ru)."""
+"""The landmark model: backbone -> [SE attention] -> pool -> [FC -> BN neck] -> head -> {"embeddings", "pooled", "logits"}."""
 from __future__ import annotations
 
 import torch
@@ -60,15 +57,13 @@ class LandmarkModel(nn.Module):
         return out
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by part, for per-part learning rates: backbone (pretrained), neck (attention,
-        pool p, FC, BN: new), head (classifier and center-loss centers)."""
+        """Parameters by part for per-part lrs: backbone (pretrained), neck (attention, pool, FC, BN), head (+ centers)."""
         neck = [*self.attention.parameters(), *self.pool.parameters(), *self.neck.parameters()]
         head = [*self.head.parameters()] + ([self.centers] if self.centers is not None else [])
         return {"backbone": list(self.backbone.parameters()), "neck": neck, "head": head}
 
     def train(self, mode: bool = True):
-        """Like nn.Module.train, but BatchNorm layers whose weights are frozen stay in eval mode so
-        frozen features really stay frozen (their running statistics do not drift)."""
+        """nn.Module.train, but BatchNorms with frozen weights stay in eval mode (their running stats must not drift)."""
         super().train(mode)
         if mode:
             for m in self.backbone.modules():
@@ -91,8 +86,7 @@ def build_model(model_cfg, num_classes: int, class_counts=None) -> LandmarkModel
 
 
 def last_block_names(backbone: nn.Module) -> list[str]:
-    """Names of the backbone parameters in its last two reduction stages (ResNet: conv4_x and
-    conv5_x, report 001's stage 3), found from timm's feature_info; the last half when it has none."""
+    """Backbone parameters of its last two reduction stages (timm feature_info; report 001's stage 3), else the last half."""
     names = [n for n, _ in backbone.named_parameters()]
     info = getattr(backbone, "feature_info", None)
     modules = [f["module"] for f in info] if info else []
@@ -105,8 +99,7 @@ def last_block_names(backbone: nn.Module) -> list[str]:
 
 
 def set_trainable(model: LandmarkModel, stage: str) -> LandmarkModel:
-    """Report 001's stage fine-tuning. "head": only neck + head train (frozen ImageNet features);
-    "last": also the last two backbone stages; "all": everything."""
+    """Report 001's stage fine-tuning: "head" (neck + head only), "last" (+ last two backbone stages), "all"."""
     if stage not in STAGES:
         raise KitError(f"optim.stages: unknown stage '{stage}' (valid: {', '.join(STAGES)})")
     last = set(last_block_names(model.backbone)) if stage == "last" else set()

@@ -1,7 +1,4 @@
-"""Weights-only loading of every .pt file kit reads (checkpoints, weight files, DELF files).
-
-`torch.load(weights_only=True)` unpickles tensors, numbers, strings and plain containers only, so a
-crafted file cannot run code; anything else is a one-line KitError naming the file and what it holds."""
+"""Weights-only loading (no code in a crafted file runs) of every .pt file kit reads; else a one-line KitError."""
 from __future__ import annotations
 
 import os
@@ -19,8 +16,7 @@ _UNSUPPORTED = re.compile(r"Unsupported global: GLOBAL (\S+)|but got <class '([^
 
 
 def _numpy_globals() -> list:
-    """Exact numpy types that checkpoints written before kit stored RNG state as tensors contain
-    (arrays and scalars: data only, rebuilt without calling user code)."""
+    """The numpy types of checkpoints from before kit stored RNG state as tensors (data only, no user code)."""
     core = getattr(np, "_core", None) or np.core
     dtypes = [getattr(np.dtypes, n) for n in ("UInt32DType", "Int64DType", "Int32DType", "Float64DType",
                                                "Float32DType", "BoolDType") if hasattr(np, "dtypes")]
@@ -28,8 +24,7 @@ def _numpy_globals() -> list:
 
 
 def load_torch_file(path: str | os.PathLike, what: str = "checkpoint", map_location="cpu"):
-    """`torch.load(path, weights_only=True)`: tensors, numbers, strings and plain containers only, so a
-    crafted file cannot run code. KitError (one line, naming the file) when it holds anything else."""
+    """`torch.load(path, weights_only=True)` (a crafted file cannot run code), else a one-line KitError naming the file."""
     path = Path(path)
     try:
         with torch.serialization.safe_globals(_numpy_globals()):

@@ -1,2 +1,1 @@
-"""kit.report: the `kit report` HTML page. collect (inputs, truth, files, scores: no HTML), html (page
-pieces), sections (one function per section), render (the page from page.html.j2), saliency (report 001)."""
+"""kit.report: the `kit report` HTML page: collect (no HTML), html, sections, render, saliency."""

@@ -1,5 +1,4 @@
-"""What a report reads: the inputs, truth by id, prediction files found by name, per-bucket scores and
-the gallery rows (which test images, which neighbours, what the filter did). No HTML here."""
+"""What a report reads: inputs, truth, prediction files, per-bucket scores and gallery rows (no HTML here)."""
 from __future__ import annotations
 
 import re
@@ -36,8 +35,7 @@ class Inputs:
 
 
 def truth_and_counts(folds: Path | None, solution: Path | None) -> tuple[dict[str, tuple[int, ...]], pd.Series | None]:
-    """id -> true landmark ids, from the folds CSV (train ids) and the solution (test ids) (kit.truth);
-    and the number of training images per landmark_id (from the folds CSV)."""
+    """id -> true landmark ids (folds CSV + solution), and training images per landmark_id (folds CSV)."""
     truth: dict[str, tuple[int, ...]] = {}
     counts = None
     if folds is not None and Path(folds).is_file():
@@ -50,8 +48,7 @@ def truth_and_counts(folds: Path | None, solution: Path | None) -> tuple[dict[st
 
 
 def rare_threshold(counts: pd.Series, rare_below: int = MAILRU_RARE_BELOW) -> tuple[int, str]:
-    """Train-count threshold below which a landmark is "rare" (Mail.ru: fewer than 100 images), and why;
-    the median class count when every class is on one side of `rare_below`, so both buckets are populated."""
+    """(threshold, why): Mail.ru's rare = fewer than 100 train images, else the median when one bucket would be empty."""
     threshold, why = int(rare_below), f"Mail.ru split: rare = fewer than {rare_below} training images"
     if len(counts) and ((counts >= threshold).all() or (counts < threshold).all()):
         threshold = max(int(np.median(counts.to_numpy())), int(counts.min()) + 1)
@@ -61,8 +58,7 @@ def rare_threshold(counts: pd.Series, rare_below: int = MAILRU_RARE_BELOW) -> tu
 
 
 def score_by_bucket(pred: Predictions, truth: dict, counts: dict, threshold: int) -> pd.DataFrame:
-    """Scores of the ids with known truth: all of them, and the landmark images of frequent / rare classes
-    (an image's class is its first true landmark)."""
+    """Scores of the ids with known truth: all, and landmark images of frequent / rare classes (class = first landmark)."""
     p = pred.subset(np.flatnonzero([i in truth for i in pred.ids]))
     label, score = p.top1
     true = [truth[i] for i in p.ids]
@@ -128,8 +124,7 @@ def spread_picks(scores: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarr
 
 
 def gallery_picks(test: Predictions, truth: dict, n: int) -> np.ndarray:
-    """Test rows to show: with known truth, half landmark and half non-landmark images (the test set is
-    mostly non-landmarks), each spread over the score ranking; without truth, spread over all rows."""
+    """Test rows to show, spread over the score ranking: half landmark, half non-landmark where the truth is known."""
     scores = test.scores[:, 0]
     known = np.array([i in truth for i in test.ids], bool)
     if not known.any():
@@ -143,8 +138,7 @@ def gallery_picks(test: Predictions, truth: dict, n: int) -> np.ndarray:
 
 def gallery_rows(test: Predictions, train: Predictions, train_landmarks: dict, picks: np.ndarray,
                  k: int = 5) -> list[GalleryRow]:
-    """Rows `picks` of the test predictions, each with its `k` nearest training images by cosine
-    similarity of the embeddings (faiss, kit.inference.retrieval)."""
+    """Rows `picks` of the test predictions, each with its `k` nearest training images (cosine, SearchIndex)."""
     sims, idx = SearchIndex(train.embeddings).search(test.embeddings[picks], k)
     rows = []
     for r, i in enumerate(picks):

@@ -1,6 +1,4 @@
-"""`kit report`: one self-contained HTML page (images inlined) for a run: learning curves, GAP of frequent vs
-rare classes, a gallery of test images with their nearest training images, saliency maps and the ensemble
-comparison; a section whose inputs are absent is a note. The template is page.html.j2 beside this file."""
+"""`kit report`: one self-contained HTML page (page.html.j2) of a run's sections; absent inputs make a note."""
 from __future__ import annotations
 
 import datetime

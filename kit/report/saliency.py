@@ -7,9 +7,7 @@ import torch
 
 
 def saliency_map(model, image) -> tuple[np.ndarray, int]:
-    """(saliency [H, W] float32, index of the top logit) for one CHW image tensor.
-
-    Gradients are taken w.r.t. the input only, so the model's parameter .grad fields stay untouched."""
+    """(saliency [H, W] float32, index of the top logit) for one CHW image tensor."""
     model.eval()
     device = next(model.parameters()).device
     x = image.detach().to(device=device, dtype=torch.float32).unsqueeze(0).requires_grad_(True)

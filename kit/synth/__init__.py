@@ -1,5 +1,4 @@
-"""`kit synth`: a deterministic procedural landmark data set in the GLDv2 Kaggle layout: structures
-(one per class), views (photos of them), scenes (non-landmarks), dataset (splits, images, CSVs)."""
+"""`kit synth`: a deterministic procedural landmark data set in GLDv2 layout: structures, views, scenes, dataset."""
 from kit.synth.dataset import generate, long_tail_counts, make_ids, plan, render_image, summary_line
 from kit.synth.scenes import SCENES
 from kit.synth.structures import KINDS, make_structure, structure_kind

@@ -1,7 +1,4 @@
-"""Assemble the synthetic GLDv2-layout data set: class sizes, ids, splits, parallel rendering, CSVs.
-
-Every image's pixels depend only on (seed, split, index), never on worker count or chunking, so a
-seed reproduces the data set byte for byte."""
+"""The synthetic GLDv2-layout data set: sizes, ids, splits, rendering, CSVs; pixels depend on (seed, split, index) only."""
 from __future__ import annotations
 
 import functools
@@ -32,9 +29,7 @@ NOISE_KINDS = ("texture", "objects", "face", "indoor", "street")
 
 
 def long_tail_counts(total: int, classes: int, exponent: float = 1.1, min_count: int = 2) -> np.ndarray:
-    """Images per class by frequency rank: min_count each plus a Zipf(exponent) share of the rest.
-
-    Sums to `total` exactly (largest-remainder rounding); rank 0 is the most frequent class."""
+    """Images per class by frequency rank: min_count each plus a Zipf(exponent) share of the rest."""
     if classes < 1 or total < min_count * classes:
         raise KitError(f"synth: --images {total} is too few for {classes} classes (need >= {min_count * classes})")
     w = np.arange(1, classes + 1, dtype=np.float64) ** -exponent
@@ -105,9 +100,7 @@ def _check(**values) -> None:
 def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandmark_frac: float = 0.8,
          train_noise: float = 0.05, zipf: float = 1.1, seed: int = 0,
          family_frac: float = 0.6) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every image decided without drawing it: (train, test) frames of id, landmark_id, class_key, family,
-    scene. A `train_noise` share of train are off-topic scenes (GLDv2's noise); test classes are drawn with
-    probability ~ sqrt(train count); landmark_id -1 marks non-landmarks (scenes or unseen structures)."""
+    """Every image decided without drawing it: (train, test) frames of id, landmark_id, class_key, family, scene."""
     rng = np.random.default_rng([seed, 0])
     landmark_ids = np.sort(rng.choice(LANDMARK_ID_RANGE, classes, replace=False))
     counts = np.empty(classes, np.int64)
@@ -143,8 +136,7 @@ def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandm
 
 
 def plan_distractors(n: int, classes: int, seed: int, family_frac: float = 0.6) -> pd.DataFrame:
-    """A separate set of non-landmark images (scenes and unseen structures), for fitting filter thresholds
-    without touching the test set, the way real competitors used an external distractor set."""
+    """Extra non-landmark images (scenes, unseen structures) to fit filter thresholds without touching the test set."""
     rng = np.random.default_rng([seed, 5])
     kinds = list(NONLANDMARK_KINDS)
     scene = rng.choice(kinds, n, p=list(NONLANDMARK_KINDS.values()))
@@ -166,9 +158,7 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
              size: int = 128, nonlandmark_frac: float = 0.8, train_noise: float = 0.05, zipf: float = 1.1,
              seed: int = 0, family_frac: float = 0.6, workers: int | None = None, quality: int = 90, force: bool = True,
              progress: bool = True, distractors: int = 200) -> dict:
-    """Write the synthetic GLDv2-layout data set to out_dir -> a summary dict: train.csv, train_clean.csv,
-    test_solution.csv, sample_submission.csv, distractors.csv, images under train/, test/, distractors/, and
-    synth.json. With force=False an out_dir whose synth.json has the same parameters is reused."""
+    """Write the synthetic data set (CSVs, images, synth.json) to out_dir -> a summary; force=False reuses a match."""
     _check(classes=classes, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
            train_noise=train_noise, zipf=zipf, family_frac=family_frac, quality=quality)
     out = Path(out_dir)

@@ -1,6 +1,5 @@
-"""Procedural landmark structures: one rigid, richly textured planar drawing per class, which every photo
-of it warps (kit/synth/views.py). Palette and kinds are shared across classes, so neither colour nor
-silhouette alone names a class: the geometry, texture and details do."""
+"""Procedural landmark structures: one planar drawing per class (views.py warps it); shared palette and kinds, so
+neither colour nor silhouette alone names a class."""
 from __future__ import annotations
 
 import cv2
@@ -263,8 +262,7 @@ def structure_kind(class_id: int, seed: int, family: int | None = None) -> str:
 
 
 def make_structure(class_id: int, seed: int, size: int, return_mask: bool = False, family: int | None = None):
-    """Canonical size x size uint8 RGB image of landmark `class_id` (black off the structure), and with
-    return_mask its silhouette. Classes of one `family` share kind, palette and textures (look-alikes)."""
+    """Size x size RGB drawing of class `class_id` (black off it) [+ silhouette]; one `family` shares kind and palette."""
     fam = np.random.default_rng([seed, 13, class_id if family is None else family])
     rng = np.random.default_rng([seed, 1, class_id])
     S = int(size)

@@ -1,5 +1,4 @@
-"""Perspective "photos" of a canonical structure: random homography, clutter, occlusion, lighting.
-Two views of one structure are related by the known homography H2 @ inv(H1), what RANSAC should recover."""
+"""Perspective "photos" of a structure: random homography (two views: H2 @ inv(H1)), clutter, occlusion, lighting."""
 from __future__ import annotations
 
 import cv2
@@ -12,8 +11,7 @@ SUPERSAMPLE = 2  # views are drawn at 2x and area-downsampled: no aliasing, phot
 
 def random_homography(rng: np.random.Generator, size: int, src_size: int | None = None,
                       scale: tuple[float, float] = (0.75, 1.5)) -> np.ndarray:
-    """A 3x3 homography taking a src_size square into a size x size view: random scale, position, rotation,
-    yaw/tilt foreshortening and corner jitter."""
+    """A 3x3 homography from a src_size square into the view: scale, position, rotation, yaw/tilt, corner jitter."""
     S = float(src_size or size)
     src = np.array([(0, 0), (S, 0), (S, S), (0, S)], np.float32)
     L = size * rng.uniform(*scale)
@@ -52,8 +50,7 @@ def photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def warp_view(structure: np.ndarray, H: np.ndarray, size: int, rng: np.random.Generator | None = None,
               clutter: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
-    """The view of `structure` under homography H as size x size RGB, composited over clutter through `mask`;
-    with `rng` also occluders and lighting, without it a clean warp (for exact geometry tests)."""
+    """`structure` warped by H over clutter through `mask`; with `rng` also occluders and lighting, else a clean warp."""
     f = SUPERSAMPLE
     big = f * size
     A = np.array([[f, 0, (f - 1) / 2.0], [0, f, (f - 1) / 2.0], [0, 0, 1]], np.float64)
@@ -78,8 +75,7 @@ def warp_view(structure: np.ndarray, H: np.ndarray, size: int, rng: np.random.Ge
 
 def render_view(structure: np.ndarray, rng: np.random.Generator, size: int, mask: np.ndarray | None = None,
                 min_visible: float = 0.4, min_cover: float = 0.12, tries: int = 12) -> tuple[np.ndarray, np.ndarray]:
-    """A random photo of `structure` and its homography H, re-drawn until at least `min_visible` of the
-    structure is in the frame and it covers `min_cover` of it."""
+    """(photo, H) of `structure`, redrawn until min_visible of it is in frame and it covers min_cover of the view."""
     S = structure.shape[0]
     if mask is not None:
         ys, xs = np.nonzero(mask)

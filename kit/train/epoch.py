@@ -1,5 +1,4 @@
-"""One training epoch (gradient accumulation, AMP, DDP no_sync, gradient clipping) and one evaluation pass
-(loss, top-1 accuracy and GAP gathered from every rank): the two halves of every kit.train.loop epoch."""
+"""One training epoch (accumulation, AMP, DDP no_sync, clipping) and one evaluation pass gathered from every rank."""
 from __future__ import annotations
 
 import contextlib

@@ -1,5 +1,4 @@
-"""Per-epoch training records: metrics.csv, TensorBoard scalars (if installed) and curves.png, rewritten
-atomically from the full history each epoch."""
+"""Per-epoch training records: metrics.csv, TensorBoard (if installed), curves.png; rewritten atomically each epoch."""
 from __future__ import annotations
 
 import logging

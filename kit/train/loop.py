@@ -1,9 +1,4 @@
-"""`kit train`: fit one model on one fold, evaluate every epoch, keep the best, write OOF predictions.
-
-`fit` trains any `Job` (kit's landmark model here, DELF's attention head in kit.localfeatures.delf.train),
-on CPU or CUDA, single process or DDP under torchrun (cfg.data.batch_size is the global batch; only rank 0
-writes). Data order and augmentation depend on (seed, epoch) only and last.pt holds every other piece of
-state, so `--resume` after a kill reproduces the uninterrupted run."""
+"""`kit train`: fit one model on one fold (DDP under torchrun), keep the best, write OOF; resume reproduces the run."""
 from __future__ import annotations
 
 import logging
@@ -50,8 +45,7 @@ def write_oof(model, cfg, fold: int, split, dist: Dist, amp: bool):
 
 @dataclass
 class Job:
-    """What `fit` trains on one fold: `build(split)` -> (model, loss), the stage of each epoch (`stages`,
-    `set_stage`), the `run_dir`, and with `oof` the best model's predictions on the validation rows."""
+    """What `fit` trains: `build(split)` -> (model, loss), each epoch's stage, `run_dir`, and whether to write OOF."""
 
     build: Callable
     stages: list[str]
@@ -83,8 +77,7 @@ def train(cfg, fold: int, resume: bool = False) -> dict:
 
 
 def fit(cfg, fold: int, job: Job, resume: bool = False) -> dict:
-    """Train `job` on fold `fold` (single process or DDP): every epoch evaluated, the best kept in best.pt,
-    last.pt holding everything `resume` needs; returns the best epoch's metrics and the output paths."""
+    """Train `job` on `fold`: best epoch in best.pt, resume state in last.pt -> best metrics and output paths."""
     dist = setup_distributed(cfg.device)
     try:
         return _fit(cfg, fold, job, resume, dist)

@@ -18,9 +18,7 @@ OPTIMIZERS = Registry("optimizer", {  # name -> (param groups, optim config) -> 
 
 
 def backbone_groups(backbone, optim_cfg) -> list[dict]:
-    """The backbone's param groups at lr x lr_backbone; with optim.layer_decay < 1, one group per block
-    from timm's param_groups_layer_decay (BEiT-style: block i of L gets decay^(L-1-i), so early, generic
-    layers barely move; 1-D tensors get no weight decay there)."""
+    """Backbone param groups at lr x lr_backbone; layer_decay < 1: timm's per-block param_groups_layer_decay."""
     o = optim_cfg
     base = o.lr * o.lr_backbone
     params = list(backbone.parameters())
@@ -36,8 +34,7 @@ def backbone_groups(backbone, optim_cfg) -> list[dict]:
 
 
 def build_optimizer(model, optim_cfg) -> torch.optim.Optimizer:
-    """OPTIMIZERS[optim.optimizer] with param groups per model part, lr = optim.lr x optim.lr_<part>
-    (Mail.ru); the backbone optionally split further by optim.layer_decay."""
+    """OPTIMIZERS[optim.optimizer] over per-part groups, lr = optim.lr x optim.lr_<part> (Mail.ru)."""
     o = optim_cfg
     OPTIMIZERS.check(o.optimizer, "optim.optimizer: ")
     mult = {"neck": o.lr_neck, "head": o.lr_head}
