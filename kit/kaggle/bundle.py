@@ -19,7 +19,7 @@ from kit.atomic import atomic_path, write_json
 from kit.pipeline.recipe import Recipe, load_recipe
 from kit.pipeline.runner import DONE, encode, finished
 
-FITTED = {"ensemble": ("weights.json",), "filter": ("filter.json",)}   # files an infer stage fits at home
+FITTED = {"ensemble": ("weights.json",), "filter": ("filter.json",), "rerank": ("calibration.json",)}   # files an infer stage fits at home
 
 
 def needed_stages(recipe: Recipe, work: Path) -> tuple[list, dict]:
