@@ -314,3 +314,28 @@ def test_spatial_rerank_second_look_near_the_cut(views):
     assert two.seconds["second_look"] == int(near.sum()) >= 1
     assert two.inliers.shape == (2, 1 + 4)
     assert ((two.neighbours[:, 1:] != "").sum(axis=1) == np.where(near, 4, 0)).all()
+
+
+def test_one_verification_setting_for_rerank_and_filters():
+    """`kit rerank` and `kit filter sift|delf` verify pairs with one Verification and its defaults (the
+    re-rank's: ratio 0.9, homography, MAGSAC, RootSIFT at 512 px, 1000 keypoints); the filter's own
+    threshold stays its own."""
+    import dataclasses
+
+    from kit.filters.local import DelfFilter, SiftFilter
+    from kit.localfeatures.verification import Verification
+
+    d = Verification()
+    assert (d.ratio, d.transform, d.robust, d.ransac_threshold) == (0.9, "homography", "magsac", 8.0)
+    assert d.extractor_settings() == {"extractor": "sift", "image_size": 512, "max_keypoints": 1000}
+    shared = {f.name for f in dataclasses.fields(Verification)} - {"n_jobs"}
+    r = RerankConfig()
+    assert isinstance(r, Verification) and all(getattr(r, k) == getattr(d, k) for k in shared)
+    f = SiftFilter()
+    v = f.verification
+    assert all(getattr(v, k) == getattr(d, k) for k in shared)
+    assert f.defaults["threshold"] == 10.0                      # the filter's own cut
+    assert DelfFilter().verification.extractor_settings() == {"extractor": "delf", "image_size": 320}
+    given = SiftFilter(ratio=0.8, transform="affine", robust="ransac", extractor_kw={"image_size": 256}).verification
+    assert (given.ratio, given.transform, given.robust, given.extractor_settings()["image_size"]) == (
+        0.8, "affine", "ransac", 256)

@@ -1,0 +1,92 @@
+"""The transfer table of bench/README.md from the real-photo results (bench/results/real*.json).
+
+    python bench/transfer_table.py            # rewrite the table between the README markers
+    python bench/transfer_table.py --print    # print it only
+
+One line per set and run (full, quick): the zero-training kNN row, the recipe kNN row, the row picked on
+validation, the pick's lead over both, sensitivity at specificity 0.98 and whether validation's pick
+agrees with test (within one paired standard error of the best candidate on test). A result file that
+is absent is listed as not measured; one from an older bench (no pick agreement) says so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "bench" / "README.md"
+BEGIN, END = "<!-- transfer table: begin -->", "<!-- transfer table: end -->"
+SETS = (("Oxford/Paris", "real"), ("Oxford only", "real.oxford"), ("Paris only", "real.paris"),
+        ("Porto", "real.porto"))
+ZERO, RECIPE = "zero-training kNN", "recipe kNN"
+
+
+def _pair(row: dict | None) -> str:
+    t = (row or {}).get("test", {})
+    return f"{t['gap']:.3f} / {t['accuracy']:.3f}" if "gap" in t else "-"
+
+
+def _sens(row: dict | None) -> str:
+    v = (row or {}).get("test", {}).get("sens_at_spec98")
+    return "-" if v is None else f"{v:.3f}"
+
+
+def line(name: str, run: str, result: dict | None) -> str:
+    if result is None:
+        return f"| {name} | {run} | not measured | | | | | | |"
+    table, picked = result["table"], result["best_on_validation"]
+    zero, recipe, pick = table.get(ZERO), table.get(RECIPE), table.get(picked)
+    gap = lambda r: (r or {}).get("test", {}).get("gap")   # noqa: E731
+    top1 = lambda r: (r or {}).get("test", {}).get("accuracy")   # noqa: E731
+    lead = "-"
+    if None not in (gap(pick), gap(zero), gap(recipe)):
+        lead = (f"{gap(pick) - gap(zero):+.3f} / {gap(pick) - gap(recipe):+.3f} GAP, "
+                f"{top1(pick) - top1(recipe):+.3f} top-1")
+    a = result.get("pick", {}).get("agreement")
+    if not a:
+        agree = "not recorded (older bench)"
+    elif a["best_on_test"] == picked:
+        agree = f"yes: best on test (Spearman {a['spearman_val_test']:.2f})"
+    else:
+        agree = (f"{'yes' if a['picked_within_se'] else 'no'}: best on test {a['best_on_test']} by "
+                 f"{a['test_lead_over_picked']:.3f}, SE {a['test_paired_se']:.3f} (Spearman "
+                 f"{a['spearman_val_test']:.2f})")
+    return (f"| {name} | {run} | {_pair(zero)} | {_pair(recipe)} | {picked} | {_pair(pick)} | {lead} | "
+            f"{_sens(recipe)} -> {_sens(pick)} | {agree} |")
+
+
+def markdown(results: Path = RESULTS) -> str:
+    out = ["| set | run | zero-training kNN (GAP / top-1) | recipe kNN | picked on validation | picked | "
+           "lead vs zero-training / vs recipe kNN | sens@spec0.98 (recipe kNN -> picked) | validation pick agrees |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for name, stem in SETS:
+        for run, suffix in (("full", ""), ("quick", ".quick")):
+            path = results / f"{stem}{suffix}.json"
+            out.append(line(name, run, json.loads(path.read_text()) if path.is_file() else None))
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--print", action="store_true", help="print the table, do not rewrite the README")
+    args = p.parse_args(argv)
+    table = markdown()
+    if args.print:
+        print(table)
+        return 0
+    text = README.read_text()
+    if BEGIN not in text or END not in text:
+        print(f"{README}: no transfer table markers", file=sys.stderr)
+        return 2
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    README.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+    print(f"rewrote the transfer table in {README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
