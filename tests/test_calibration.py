@@ -87,3 +87,18 @@ def test_calibrated_ranking_pads_to_topk():
     assert labels.tolist() == [[7, 4, -1, -1, -1]]
     np.testing.assert_allclose(scores[0, :2], [1 / (1 + np.exp(-3)), 1 / (1 + np.exp(-1))], rtol=1e-6)
     assert scores[0, 2:].tolist() == [0, 0, 0]
+
+
+def test_only_a_verified_class_replaces_the_knn_class():
+    """An unverified class keeps its place behind the kNN class whatever its P (similarity alone is what
+    the kNN order measured); a verified class with a higher P than the kNN class's takes first place."""
+    coef = [0, 1, 0, 0, 0, 0, 0]       # P rises with the similarity margin only
+    model = Calibration([0.0] * len(FEATURES), [1.0] * len(FEATURES), coef, 0.0, 10)
+    classes = np.array([[3, 5, 8], [3, 5, 8]])
+    f = np.zeros((2, 3, len(FEATURES)))
+    f[:, 0, FEATURES.index("is_knn_class")] = 1
+    f[:, :, 1] = [0.0, 2.0, 1.0]                      # class 5 has the highest P, class 8 the next
+    f[1, 2, FEATURES.index("verified")] = 1           # query 1: class 8 is verified
+    labels, scores = calibrated_ranking(model, classes, f, topk=3)
+    assert labels[:, 0].tolist() == [3, 8]
+    np.testing.assert_allclose(scores[1, 0], 1 / (1 + np.exp(-1)), rtol=1e-6)

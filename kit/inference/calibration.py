@@ -11,7 +11,8 @@ photo like many others is more likely a street or another building). The model i
 validation queries' candidates (label: c is the query's landmark; every candidate of a non-landmark
 photo is a negative), so it weighs similarity against inliers on photos like the test's: what a
 verified switch of class is worth, how far an unverified row should fall, measured rather than set.
-A query's classes are then ranked by P and P is its score. On the validation set itself the scores are
+A query's classes are then ranked by P and P is its score; only a verified class may take the kNN
+class's first place (when its P is higher). On the validation set itself the scores are
 cross-fitted (each half of the queries by the model of the other half), so a pick on validation does
 not favour the calibrated row for having seen its own labels. Too small a validation set (fewer than
 `min_examples` right candidates or non-landmark queries): None, and the caller falls back to the
@@ -122,7 +123,10 @@ def calibrated_ranking(model: Calibration, classes: np.ndarray, feats: np.ndarra
                        topk: int) -> tuple[np.ndarray, np.ndarray]:
     """Candidate classes ranked by the model's P(right) -> (labels [Q, topk], scores [Q, topk], -1 / 0 padded)."""
     p = np.where(classes >= 0, model.probability(feats), -1.0)
-    order = np.argsort(-p, axis=1, kind="stable")[:, :topk]
+    # only a verified class may take the kNN class's place (when its P is higher): an unverified class's
+    # P rests on similarity alone, which the kNN order already measured
+    first = np.asarray(feats[..., FEATURES.index("is_knn_class")] > 0) | (feats[..., FEATURES.index("verified")] > 0)
+    order = np.argsort(-np.where(first & (classes >= 0), p + 2.0, p), axis=1, kind="stable")[:, :topk]
     labels = np.take_along_axis(classes, order, 1)
     scores = np.take_along_axis(p, order, 1)
     pad = max(0, topk - labels.shape[1])
