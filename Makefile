@@ -14,7 +14,7 @@ $(BIN)/kit: pyproject.toml
 setup: $(BIN)/kit
 
 demo: $(BIN)/kit
-	$(BIN)/kit demo --out demo
+	$(BIN)/kit demo --out-dir demo
 
 test: $(BIN)/kit
 	$(BIN)/python -m pytest -W error::UserWarning:albumentations

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/real.py            # full run -> bench/results/real.json (+ README table)
     .venv/bin/python bench/real.py --quick    # short run -> bench/results/real.quick.json
-    python bench/real.py --data-dir /kaggle/input/my-gldv2-subset --work /kaggle/working/real   # any GLDv2 folder
+    python bench/real.py --data-dir /kaggle/input/my-gldv2-subset --work-dir /kaggle/working/real   # any GLDv2 folder
 
 One run, every row measured on the same data, each step a `kit` command run in-process (printed as typed):
  1. data: a GLDv2-layout view of ../shared/data (bench/real_data.py; symlinks, never in the repo) or --data-dir.
@@ -46,6 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from kit.commands import renamed  # noqa: E402
 from kit.errors import KitError  # noqa: E402
 from kit.atomic import write_json
 
@@ -66,17 +67,17 @@ class Settings:
     knn_k: int = 10
     dba: int = 3                    # DBA neighbours of the "+DBA" row
     qe: int = 2                     # alpha-QE neighbours of the "+QE" row
-    top_n: int = 10                 # neighbours verified per query
+    candidates: int = 10            # nearest images verified per query
     sift_size: int = 512            # RootSIFT working size (the photos are <= 512 px: native resolution)
     sift_keypoints: int = 1000
     min_inliers: int = 10
-    filter_neighbours: int = 3
+    filter_candidates: int = 3
     max_steps: int = 0
     recipe_backbone: str = "tf_efficientnet_lite1"   # kit's retrieval recipe: ImageNet embeddings, no training,
     recipe_size: int = 384                           # at the photos' scale (chosen on validation, README)
 
 
-QUICK = Settings(image_size=160, epochs=1, top_n=5, sift_size=384, sift_keypoints=600, recipe_size=256)
+QUICK = Settings(image_size=160, epochs=1, candidates=5, sift_size=384, sift_keypoints=600, recipe_size=256)
 
 def rounded(x, digits):
     return None if x is None else round(x, digits)
@@ -244,7 +245,7 @@ class Bench:
     def __init__(self, args, s: Settings):
         from kit.truth import load_truth
 
-        self.args, self.s, self.work = args, s, Path(args.work)
+        self.args, self.s, self.work = args, s, Path(args.work_dir)
         for sub in ("repro",) if args.keep_work else ("pipeline", "repro", "cache"):
             if (self.work / sub).exists():
                 shutil.rmtree(self.work / sub)
@@ -350,8 +351,8 @@ def note_fusion(b: Bench, key: str, sid: str) -> None:
 
 
 def rerank_settings(s: Settings, **extra) -> dict:
-    return {"verifier": "sift", "top_n": s.top_n, "min_inliers": s.min_inliers, "image_size": s.sift_size,
-            "max_keypoints": s.sift_keypoints, "n_jobs": 2, **extra}
+    return {"verifier": "sift", "candidates": s.candidates, "min_inliers": s.min_inliers, "image_size": s.sift_size,
+            "max_keypoints": s.sift_keypoints, "threads": 2, **extra}
 
 
 def predict_settings(b: Bench, backbone: str, size: int, **extra) -> dict:
@@ -390,7 +391,7 @@ def run(args) -> dict:
     t_start = time.perf_counter()
     s = QUICK if args.quick else Settings()
     given = {"image_size": args.image_size, "epochs": args.epochs, "max_steps": args.max_steps,
-             "backbone": args.backbone, "top_n": args.top_n}
+             "backbone": args.backbone, "candidates": args.candidates}
     s = replace(s, **{k: v for k, v in given.items() if v is not None})
     b = Bench(args, s)
     b.test_ids = read_sample_ids(b.data / "sample_submission.csv")
@@ -479,7 +480,7 @@ def run(args) -> dict:
         key = "filter:sift on classifier+kNN"
         try:
             b.stage("filter", "filter_sift", input=ens_knn, name="sift", embeddings="tuned",
-                    neighbours=s.filter_neighbours, image_size=s.sift_size,
+                    candidates=s.filter_candidates, image_size=s.sift_size,
                     max_keypoints=s.sift_keypoints)
             row = b.run_row(key, "filter_sift", "filter")
             saved = json.loads((b.work / "pipeline" / "filter_sift" / "filter.json").read_text())
@@ -534,7 +535,7 @@ def reproduce(b: Bench, row: str, args) -> dict:
     path = Path(args.recipe_out) if args.recipe_out else ROOT / "bench" / "results" / (
         f"real{'.quick' if args.quick else ''}.recipe.yaml")
     save_recipe(recipe, path)
-    print(f"\n== 7. kit run {os.path.relpath(path, ROOT)} --data {os.path.relpath(b.data, ROOT)} (fresh work folder) ==")
+    print(f"\n== 7. kit run {os.path.relpath(path, ROOT)} --data-dir {os.path.relpath(b.data, ROOT)} (fresh work folder) ==")
     t0 = time.perf_counter()
     result = run_recipe(path, b.data, b.work / "repro", overrides=[f"cache_dir={b.cache}"], log=quiet)
     gap = result.get("gap")
@@ -579,7 +580,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-dir", help="an existing GLDv2-layout folder instead of building one from --shared")
     p.add_argument("--landmarks", help="only the classes whose name starts with this (e.g. ox_, pa_): a second, "
                                        "smaller real set from the same folder, for a transfer check")
-    p.add_argument("--work", default=str(DEFAULT_WORK), help="work folder: data view, runs, predictions (git-ignored default)")
+    p.add_argument("--work-dir", default=str(DEFAULT_WORK), help="work folder: data view, runs, predictions (git-ignored default)")
     p.add_argument("--out", help="result JSON (default bench/results/real[.quick].json)")
     p.add_argument("--caltech-validation", action="store_true",
                    help="validation non-landmarks = the data's own distractors only (default: also everyday photos, "
@@ -588,7 +589,7 @@ def main(argv=None) -> int:
     p.add_argument("--backbone", help="timm backbone of both the zero-training and the fine-tuned rows")
     p.add_argument("--image-size", type=int, help="embedding/training size (default 224, quick 160)")
     p.add_argument("--epochs", type=int, help="fine-tuning epochs (default 8, quick 1)")
-    p.add_argument("--top-n", type=int, help="neighbours verified per query (default 10, quick 5)")
+    p.add_argument("--candidates", type=int, help="nearest images verified per query (default 10, quick 5)")
     p.add_argument("--max-steps", type=int, help="cap steps per epoch (0 = full epochs)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
@@ -597,6 +598,7 @@ def main(argv=None) -> int:
     p.add_argument("--keep-work", action="store_true",
                    help="reuse the stages a previous run of this work folder finished (their seconds are then 0)")
     p.add_argument("--recipe-out", help="the picked row's recipe (default bench/results/real[.quick].recipe.yaml)")
+    renamed(p, top_n="--candidates", work="--work-dir")
     args = p.parse_args(argv)
     if not args.data_dir and not Path(args.shared).is_dir():
         print(f"{args.shared}: shared data folder absent; nothing to benchmark (give --data-dir for a GLDv2-layout folder)")

@@ -68,8 +68,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = tmp / "data"
-        kit(["synth", "--out", str(data), "--classes", "4", "--images", "48", "--test-images", "12", "--size", "64",
-             "--distractors", "4", "--jobs", "1"])
+        kit(["synth", "--out-dir", str(data), "--classes", "4", "--images", "48", "--test-images", "12", "--size", "64",
+             "--distractor-images", "4", "--workers", "1"])
         through_runner(data, tmp / "warm")   # imports and first-call costs out of the timings
         a, b = [], []
         for i in range(args.repeat):
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         cached = []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "kit", "run", str(recipe), "--data", str(data), "--work",
+            subprocess.run([sys.executable, "-m", "kit", "run", str(recipe), "--data-dir", str(data), "--work-dir",
                             str(tmp / "runner0")], check=True, capture_output=True)
             cached.append(time.perf_counter() - t0)
         shutil.rmtree(tmp / "warm")

@@ -209,10 +209,10 @@ def step(name: str, d: Path, frac: float, out: Path, exact_queries: int) -> dict
 
         return {"rows": len(pd.read_csv(d / "train.csv")), "clean_rows": len(pd.read_csv(d / "train_clean.csv"))}
     if name == "folds_full":
-        cli("folds", "--train-csv", d / "train.csv", "--min-images", 1, "--out", out / "folds_full.csv")
+        cli("folds", "--labels", d / "train.csv", "--min-images", 1, "--out", out / "folds_full.csv")
         return {}
     if name == "folds_clean":
-        cli("folds", "--train-csv", d / "train.csv", "--clean-csv", d / "train_clean.csv", "--min-images", 1,
+        cli("folds", "--labels", d / "train.csv", "--clean-csv", d / "train_clean.csv", "--min-images", 1,
             "--out", out / "folds_clean.csv")
         return {}
     if name == "pred_io_test":

@@ -17,13 +17,38 @@ from kit import __version__
 from kit.errors import KitError
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; a flag's help ends with its default (or 'required') unless it states it."""
+
+    def _get_help_string(self, action) -> str:
+        text, d = action.help or "", action.default
+        if not action.option_strings or "default" in text or "required" in text:
+            return text
+        if action.required or d in (None, [], argparse.SUPPRESS):
+            return text + (" (required)" if action.required else "")
+        return text + (" (default: off)" if d is False else " (default: %(default)s)")
+
+
+class Parser(argparse.ArgumentParser):
+    """Every kit parser and sub-parser formats help with HelpFormatter; an epilog may be a function, called
+    only when the help is shown (a list of registry names that imports torch)."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **{**kw, "formatter_class": HelpFormatter})
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The `kit` parser. Given the sub-command about to run, only its module is imported (importing all of
     them costs ~35 ms of every command run); otherwise (`kit --help`) every module."""
-    parser = argparse.ArgumentParser(prog="kit", description="Google Landmark Recognition solution kit.")
+    parser = Parser(prog="kit", description="Google Landmark Recognition solution kit.")
     parser.add_argument("--version", action="version", version=f"kit {__version__}")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an error "
-                        "(also KIT_DEBUG=1)")
+                        "(also KIT_DEBUG=1; default: off)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     names = sorted(m.name for m in pkgutil.iter_modules(kit.commands.__path__))
     if command is not None and command.replace("-", "_") in names:
@@ -68,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     command = argv[0] if argv and not argv[0].startswith("-") else None  # `kit -h`, `kit --version`: every command
     parser = build_parser(command)
     args, extra = parser.parse_known_args(argv)
-    # key=value overrides may also follow options (`kit run RECIPE --data D seed=1`); argparse only takes
+    # key=value overrides may also follow options (`kit run RECIPE --data-dir D seed=1`); argparse only takes
     # positionals in one run, so the later ones come back here
     if extra and hasattr(args, "overrides") and all("=" in a and not a.startswith("-") for a in extra):
         args.overrides = list(args.overrides or []) + extra

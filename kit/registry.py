@@ -1,18 +1,29 @@
 """One registry type for every name a user picks (stage, backbone, head, loss, ensemble rule, filter, ...).
 
 A `Registry` is a dict with one lookup and one error: `HEADS["arcface"]` returns the entry, an unknown
-name raises a KitError listing the valid ones (timm's `register_model` / `model_entrypoint` idea)."""
+name raises a KitError listing the valid ones (timm's `register_model` / `model_entrypoint` idea). A renamed
+entry keeps its old name as a hidden alias for one release."""
 from __future__ import annotations
 
+import sys
+
 from kit.errors import KitError
+
+
+def deprecated(old: str, new: str) -> None:
+    """The one line an old name (flag, recipe key, registry name) prints before it works as the new one."""
+    print(f"kit: {old} is deprecated, use {new}", file=sys.stderr)
 
 
 class Registry(dict):
     """name -> entry, for the choices of one kind (`kind` names it in errors: "unknown head 'x'")."""
 
-    def __init__(self, kind: str, entries: dict | None = None):
+    def __init__(self, kind: str, entries: dict | None = None, aliases: dict | None = None):
         super().__init__(entries or {})
-        self.kind = kind
+        self.kind, self.aliases = kind, aliases or {}   # old name -> new name: found, but not listed
+
+    def __contains__(self, name) -> bool:
+        return super().__contains__(name) or name in self.aliases
 
     def register(self, name: str | None = None):
         """Decorator: add a function or class under `name` (default: its __name__)."""
@@ -25,6 +36,8 @@ class Registry(dict):
         return add
 
     def __missing__(self, name):
+        if name in self.aliases:
+            return self[self.aliases[name]]
         raise KitError(f"unknown {self.kind} '{name}' (valid: {', '.join(self.names())})")
 
     def names(self) -> list[str]:

@@ -31,7 +31,7 @@ it is the rerun (`KAGGLE_IS_COMPETITION_RERUN`). Set `KIT_MODE=full` to run ever
 copy (do it once before submitting, to see the timings); `KIT_MODE=quick` forces the fast path.
 
 **Settings.** Recipe overrides in the `SETTINGS` cell, as on `kit run`: `workers=4` suits a Kaggle GPU
-notebook (4 CPU cores); e.g. `predict.set.predict.batch_size=64` or `rerank.top_n=5`.
+notebook (4 CPU cores); e.g. `predict.set.predict.batch_size=64` or `rerank.candidates=5`.
 
 The models dataset works whether Kaggle unpacked its zip (`stages/`) or not (`stages.zip`).
 Paths can be overridden with environment variables: `KIT_WHEELS`, `KIT_MODELS`, `KIT_DATA`, `KIT_WORK`."""
@@ -70,7 +70,7 @@ print(f"mode: {MODE}")"""
 
 SETTINGS = """\
 # Recipe overrides, as on `kit run`: run settings (workers=4) or STAGE.key=value,
-# e.g. "predict.set.predict.batch_size=64", "predict.set.predict.tta=hflip", "rerank.top_n=5"
+# e.g. "predict.set.predict.batch_size=64", "predict.set.predict.tta=hflip", "rerank.candidates=5"
 SETTINGS = ["workers=4"]
 print("recipe overrides:", " ".join(SETTINGS))"""
 

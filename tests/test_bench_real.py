@@ -87,7 +87,7 @@ def test_layout_names_a_missing_image(shared, tmp_path):
 
 def test_absent_shared_folder_prints_and_exits_0(tmp_path, capsys):
     out = tmp_path / "real.json"
-    rc = real.main(["--shared", str(tmp_path / "nope"), "--work", str(tmp_path / "work"), "--out", str(out)])
+    rc = real.main(["--shared", str(tmp_path / "nope"), "--work-dir", str(tmp_path / "work"), "--out", str(out)])
     assert rc == 0
     assert f"{tmp_path / 'nope'}: shared data folder absent" in capsys.readouterr().out
     assert not out.exists() and not (tmp_path / "work").exists()

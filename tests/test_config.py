@@ -82,7 +82,7 @@ def test_cli_imports_only_the_command_it_runs(tmp_path):
     """`kit folds` builds its parser alone (not every command module) and, touching no image, imports neither
     cv2 nor joblib (together ~75 ms of a ~1 s command at GLDv2 size); `kit --help` still lists every command."""
     (tmp_path / "train.csv").write_text("id,url,landmark_id\n" + "".join(f"a{i},u,{i % 3}\n" for i in range(30)))
-    code = ("import sys, kit.cli; rc = kit.cli.main(['folds', '--train-csv', 'train.csv', '--min-images', '1', "
+    code = ("import sys, kit.cli; rc = kit.cli.main(['folds', '--labels', 'train.csv', '--min-images', '1', "
             "'--out', 'f.csv']); print(rc, sorted(m for m in sys.modules if m in ('cv2', 'joblib') "
             "or m.startswith('kit.commands.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)

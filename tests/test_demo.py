@@ -9,7 +9,7 @@ from kit.cli import main
 def test_quick_demo_runs_every_stage_and_ends_with_the_gap(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "d"
-    assert main(["demo", "--out", str(out), "--quick"]) == 0
+    assert main(["demo", "--out-dir", str(out), "--quick"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     stages = ["synth", "top2k", "top18k", "model18k", "model2k", "predict18k", "predict2k", "soft", "filter",
               "rerank", "select", "submission"]
@@ -29,6 +29,6 @@ def test_quick_demo_runs_every_stage_and_ends_with_the_gap(tmp_path, capsys, mon
     sample = (out / "synth" / "data" / "sample_submission.csv").read_text().splitlines()
     assert sub[0] == "id,landmarks" and len(sub) == len(sample)
     # a second run finds every stage done and prints the same GAP
-    assert main(["demo", "--out", str(out), "--quick"]) == 0
+    assert main(["demo", "--out-dir", str(out), "--quick"]) == 0
     again = capsys.readouterr().out.strip().splitlines()
     assert sum("done before, skipped" in line for line in again) == 12 and again[-1] == lines[-1]

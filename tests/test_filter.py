@@ -159,8 +159,8 @@ def test_cli_sift_filter_fits_on_val_and_lifts_gap(tmp_path, capsys):
     p = preds([50, 51, 50, 51, 50, 51], [0.3, 0.2, 0.9, 0.8, 0.7, 0.6], ids=test)
     save_predictions(p, tmp_path / "val.npz")
     pd.DataFrame({"id": test, "landmarks": ["50", "51", "", "", "", ""]}).to_csv(tmp_path / "sol.csv", index=False)
-    args = ["filter", "sift", str(tmp_path / "val.npz"), "--out", str(tmp_path / "out.npz"), "--data-dir", str(tmp_path),
-            "--fit-on", str(tmp_path / "val.npz"), "--solution", str(tmp_path / "sol.csv"), "--neighbours", "2",
+    args = ["filter", "sift", "--query", str(tmp_path / "val.npz"), "--out", str(tmp_path / "out.npz"), "--data-dir", str(tmp_path),
+            "--fit-on", str(tmp_path / "val.npz"), "--solution", str(tmp_path / "sol.csv"), "--candidates", "2",
             "--image-size", "128", "--cache-dir", str(tmp_path / "cache"), "--submission", str(tmp_path / "sub.csv")]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -169,8 +169,8 @@ def test_cli_sift_filter_fits_on_val_and_lifts_gap(tmp_path, capsys):
     assert (res.scores[:2, 0] > res.scores[2:, 0].max()).all()
     assert (tmp_path / "out.filter.json").is_file() and (tmp_path / "sub.csv").is_file()
     # reuse the fitted filter with --drop: only the two verified rows keep a prediction
-    assert main(["filter", "sift", str(tmp_path / "val.npz"), "--out", str(tmp_path / "o2.npz"), "--drop",
+    assert main(["filter", "sift", "--query", str(tmp_path / "val.npz"), "--out", str(tmp_path / "o2.npz"), "--drop",
                  "--load", str(tmp_path / "out.filter.json"), "--data-dir", str(tmp_path)]) == 0
     assert load_predictions(tmp_path / "o2.npz").labels[:, 0].tolist() == [50, 51, -1, -1, -1, -1]
-    assert main(["filter", "sift", str(tmp_path / "val.npz"), "--out", str(tmp_path / "o3.npz"),
+    assert main(["filter", "sift", "--query", str(tmp_path / "val.npz"), "--out", str(tmp_path / "o3.npz"),
                  "--fit-on", str(tmp_path / "val.npz")]) == 2

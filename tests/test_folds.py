@@ -113,7 +113,7 @@ def test_kit_folds_cli_and_clean_csv(tmp_path, capsys):
     ids = [f"{i:016d}" for i in range(12)]                         # all-digit ids keep their zeros
     path = train_csv(tmp_path / "train.csv", lid, ids)
     out = tmp_path / "folds" / "top2.csv"
-    assert main(["folds", "--train-csv", str(path), "--top", "2", "--n-folds", "2", "--out", str(out)]) == 0
+    assert main(["folds", "--labels", str(path), "--top", "2", "--n-folds", "2", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "classes kept: 2  images: 10 of 12" in text and "rows per fold: 0: 5, 1: 5" in text
     df = pd.read_csv(out, dtype={"id": str})
@@ -121,7 +121,7 @@ def test_kit_folds_cli_and_clean_csv(tmp_path, capsys):
     assert df["id"].tolist() == ids[:10] and df["label"].tolist() == [0] * 6 + [1] * 4
     clean = tmp_path / "clean.csv"
     clean.write_text(f"landmark_id,images\n3,{ids[0]} {ids[1]} {ids[2]}\n1,{ids[10]}\n")
-    assert main(["folds", "--train-csv", str(path), "--min-images", "1", "--n-folds", "2", "--out", str(out),
+    assert main(["folds", "--labels", str(path), "--min-images", "1", "--n-folds", "2", "--out", str(out),
                  "--clean-csv", str(clean)]) == 0
     df = pd.read_csv(out, dtype={"id": str})
     assert df["id"].tolist() == ids[:3] + [ids[10]] and df["label"].tolist() == [1, 1, 1, 0]
@@ -136,7 +136,7 @@ def test_kit_folds_cli_and_clean_csv(tmp_path, capsys):
 def test_kit_folds_bad_input_one_line_error(tmp_path, capsys, text, message):
     path = tmp_path / "train.csv"
     path.write_text(text)
-    assert main(["folds", "--train-csv", str(path), "--top", "2", "--out", str(tmp_path / "f.csv")]) == 2
+    assert main(["folds", "--labels", str(path), "--top", "2", "--out", str(tmp_path / "f.csv")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert re.search(message, err), err
@@ -148,7 +148,7 @@ def test_clean_csv_label_mismatch_and_holdout_cli(tmp_path, capsys):
     clean = tmp_path / "clean.csv"
     clean.write_text(f"landmark_id,images\n8,{0:016x}\n")
     out = tmp_path / "h.csv"
-    args = ["folds", "--train-csv", str(path), "--top", "2", "--out", str(out)]
+    args = ["folds", "--labels", str(path), "--top", "2", "--out", str(out)]
     assert main(args + ["--clean-csv", str(clean)]) == 2
     assert f"clean.csv: image {0:016x} is listed under landmark 8, train.csv says 3" in capsys.readouterr().err
     assert main(args + ["--holdout"]) == 0

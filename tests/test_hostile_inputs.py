@@ -221,7 +221,7 @@ def test_a_kit_error_from_a_dataloader_worker_keeps_only_its_message():
 ])
 def test_folds_reader_rejects_bad_rows(tmp_path, capsys, text, message):
     (tmp_path / "train.csv").write_text(text)
-    err = one_line_error(capsys, ["folds", "--train-csv", tmp_path / "train.csv", "--top", "2", "--out",
+    err = one_line_error(capsys, ["folds", "--labels", tmp_path / "train.csv", "--top", "2", "--out",
                                   tmp_path / "f.csv"])
     assert "train.csv" in err and __import__("re").search(message, err), err
     assert not (tmp_path / "f.csv").exists()
@@ -230,7 +230,7 @@ def test_folds_reader_rejects_bad_rows(tmp_path, capsys, text, message):
 def test_folds_strip_ids_and_huge_landmark_ids_need_no_lookup_table(tmp_path, capsys):
     rows = [(f" id{i:03d} ", 10**15 if i % 2 else 7) for i in range(20)]
     pd.DataFrame(rows, columns=["id", "landmark_id"]).assign(url="u").to_csv(tmp_path / "train.csv", index=False)
-    assert main(["folds", "--train-csv", str(tmp_path / "train.csv"), "--top", "2", "--n-folds", "2",
+    assert main(["folds", "--labels", str(tmp_path / "train.csv"), "--top", "2", "--n-folds", "2",
                  "--out", str(tmp_path / "f.csv")]) == 0
     folds = pd.read_csv(tmp_path / "f.csv", dtype={"id": str})
     assert folds["id"].tolist()[:2] == ["id000", "id001"]  # whitespace stripped
@@ -357,7 +357,7 @@ def test_out_of_range_config_values(capsys, override, message):
 def test_filter_json_with_wrong_types(tmp_path, capsys, doc, message):
     (tmp_path / "f.json").write_text(doc)
     good = _npz(tmp_path / "p.npz", **GOOD)
-    err = one_line_error(capsys, ["filter", "centroid", good, "--load", tmp_path / "f.json", "--out", tmp_path / "o.npz"])
+    err = one_line_error(capsys, ["filter", "centroids", "--query", good, "--load", tmp_path / "f.json", "--out", tmp_path / "o.npz"])
     assert "f.json" in err and __import__("re").search(message, err), err
 
 
@@ -387,7 +387,7 @@ def test_ids_never_become_paths_outside_their_folders(tmp_path):
 def test_filter_with_a_path_as_prediction_id_is_refused(tmp_path, capsys):
     ids = np.array(["aaa", str(tmp_path / "outside")])
     bad = _npz(tmp_path / "p.npz", **{**GOOD, "ids": ids})
-    err = one_line_error(capsys, ["filter", "sift", bad, "--param", "threshold=1", "--out", tmp_path / "o.npz",
+    err = one_line_error(capsys, ["filter", "sift", "--query", bad, "--param", "threshold=1", "--out", tmp_path / "o.npz",
                                   "--cache-dir", tmp_path / "cache"])
     assert "p.npz: row 2: id" in err
     assert not (tmp_path / "outside").exists() and not (tmp_path / "outside.npz").exists()
@@ -618,7 +618,7 @@ def test_kaggle_package_holds_no_credentials(tmp_path, monkeypatch):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("stages:\n  - folds: {}\n  - train: {id: model}\n"
                       "  - predict: {model: model, splits: [test]}\n  - submission: {input: predict}\n")
-    assert main(["kaggle", "package", "--out", str(tmp_path / "pkg"), "--recipe", str(recipe), "--work", str(work),
+    assert main(["kaggle", "package", "--out-dir", str(tmp_path / "pkg"), "--recipe", str(recipe), "--work-dir", str(work),
                  "--user", "alice", "--no-wheels"]) == 0
     files = [p for p in (tmp_path / "pkg").rglob("*") if p.is_file()]
     assert len(files) >= 5

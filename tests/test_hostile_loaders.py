@@ -122,9 +122,9 @@ def test_delf_file_and_filter_command(tmp_path, capsys):
 
     pred = save_predictions(Predictions(["aaa"], [[1]], [[0.5]], np.ones((1, 4), np.float32)), tmp_path / "p.npz")
     write_one_image_set(tmp_path)
-    err = one_line_error(capsys, ["filter", "delf", str(pred), "--out", str(tmp_path / "o.npz"), "--delf", str(path),
-                                  "--param", "threshold=1", "--train-pred", str(pred),
-                                  "--train-labels", str(tmp_path / "labels.csv"), "--data-dir", str(tmp_path)])
+    err = one_line_error(capsys, ["filter", "delf", "--query", str(pred), "--out", str(tmp_path / "o.npz"), "--delf", str(path),
+                                  "--param", "threshold=1", "--index", str(pred),
+                                  "--labels", str(tmp_path / "labels.csv"), "--data-dir", str(tmp_path)])
     assert "delf.pt: refusing to load DELF file" in err
     assert not marker.exists()
 

@@ -20,7 +20,7 @@ TRAINED = {"name": "trained-retrieval", "workers": 0, "stages": [
     {"train": {"id": "model", "config": "retrieval", "set": {
         "data.image_size": 64, "data.batch_size": 8, "optim.epochs": 1, "optim.max_steps_per_epoch": 2}}},
     {"predict": {"model": "model", "index_dtype": "float16", "set": {"data.image_size": 64}}},
-    {"rerank": {"embeddings": "predict", "top_n": 3, "image_size": 64, "classes": 1, "per_class": 1}},
+    {"rerank": {"embeddings": "predict", "candidates": 3, "image_size": 64, "classes": 1, "per_class": 1}},
     {"retrieve": {"embeddings": "predict", "k": 5}},
     {"select": {"inputs": ["rerank", "retrieve"]}},
     {"submission": {"input": "select", "folds": "folds"}}]}
@@ -34,14 +34,14 @@ def finished(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("kaggle_recipe")
     data, work = root / "data", root / "work"
-    assert main(["synth", "--out", str(data), "--classes", "4", "--images", "48", "--test-images", "12", "--size",
-                 "64", "--distractors", "4", "--jobs", "1"]) == 0
+    assert main(["synth", "--out-dir", str(data), "--classes", "4", "--images", "48", "--test-images", "12", "--size",
+                 "64", "--distractor-images", "4", "--workers", "1"]) == 0
     recipe = root / "trained.yaml"
     recipe.write_text(yaml.safe_dump(TRAINED, sort_keys=False))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # as the notebook's kernel (OMP_NUM_THREADS=1): float sums in the same order
     try:
-        assert main(["run", str(recipe), "--data", str(data), "--work", str(work)]) == 0
+        assert main(["run", str(recipe), "--data-dir", str(data), "--work-dir", str(work)]) == 0
     finally:
         torch.set_num_threads(threads)
     return root, data, work, recipe
@@ -50,7 +50,7 @@ def finished(tmp_path_factory):
 def test_package_ships_what_inference_needs_and_the_runner_reproduces_kit_run(finished, tmp_path, capsys):
     root, data, work, recipe = finished
     out = tmp_path / "pkg"
-    assert main(["kaggle", "package", "--recipe", str(recipe), "--work", str(work), "--out", str(out), "--user",
+    assert main(["kaggle", "package", "--recipe", str(recipe), "--work-dir", str(work), "--out-dir", str(out), "--user",
                  "alice", "--no-wheels"]) == 0
     printed = capsys.readouterr().out
     manifest = json.loads((out / "kit-models" / MANIFEST).read_text())
@@ -85,7 +85,7 @@ def test_package_ships_what_inference_needs_and_the_runner_reproduces_kit_run(fi
 
 def test_packaging_an_unfinished_run_names_the_stage(finished, tmp_path, capsys):
     root, data, work, recipe = finished
-    assert main(["kaggle", "package", "--recipe", str(recipe), "--work", str(tmp_path / "empty"), "--out",
+    assert main(["kaggle", "package", "--recipe", str(recipe), "--work-dir", str(tmp_path / "empty"), "--out-dir",
                  str(tmp_path / "o"), "--user", "a", "--no-wheels"]) == 2
     err = capsys.readouterr().err
     assert "choice.json: not found (run the recipe first" in err and len(err.strip().splitlines()) == 1
@@ -101,8 +101,8 @@ def test_manifest_naming_a_file_outside_the_models_dataset_is_refused(tmp_path, 
 
 def test_estimate_projects_the_notebook_time_and_stops_over_the_limit(finished, tmp_path, capsys):
     root, data, work, recipe = finished
-    argv = ["kaggle", "package", "--recipe", str(recipe), "--work", str(work), "--out", str(tmp_path / "p"),
-            "--user", "a", "--no-wheels", "--estimate", "4", "--data", str(data)]
+    argv = ["kaggle", "package", "--recipe", str(recipe), "--work-dir", str(work), "--out-dir", str(tmp_path / "p"),
+            "--user", "a", "--no-wheels", "--estimate", "4", "--data-dir", str(data)]
     assert main(argv + ["--time-limit", "1e-9"]) == 2
     cap = capsys.readouterr()
     assert "is over the notebook limit" in cap.err and "an estimate" in cap.err
@@ -118,7 +118,7 @@ def test_package_wheels_offline(finished, tmp_path, capsys):
     root, data, work, recipe = finished
     house = _tiny_wheel(tmp_path)
     out = tmp_path / "pkg"
-    rc = main(["kaggle", "package", "--recipe", str(recipe), "--work", str(work), "--out", str(out), "--user",
+    rc = main(["kaggle", "package", "--recipe", str(recipe), "--work-dir", str(work), "--out-dir", str(out), "--user",
                "alice", "--deps", "tinydep", "no-such-dep-kit", "--find-links", str(house)])
     cap = capsys.readouterr()
     assert rc == 0
@@ -161,7 +161,7 @@ def test_notebook_runs_the_packaged_recipe_and_matches_kit_run(finished, tmp_pat
 
     root, data, work, recipe = finished
     out = tmp_path / "pkg"
-    assert main(["kaggle", "package", "--recipe", str(recipe), "--work", str(work), "--out", str(out), "--user",
+    assert main(["kaggle", "package", "--recipe", str(recipe), "--work-dir", str(work), "--out-dir", str(out), "--user",
                  "alice", "--no-wheels"]) == 0
     nb_work = tmp_path / "nbwork"
     text = _execute(tmp_path, monkeypatch, KIT_MODELS=out / "kit-models", KIT_DATA=data, KIT_WORK=nb_work,

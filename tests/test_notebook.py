@@ -144,8 +144,8 @@ def test_full_run_in_a_kaggle_like_venv(tmp_path, monkeypatch):
                           check=False)
     assert have.stdout.split() == ["torch", "timm", "albumentations", "sklearn", "cv2", "pip"], have.stderr
 
-    assert main(["synth", "--out", "data", "--classes", "4", "--images", "40", "--test-images", "8", "--size", "64",
-                 "--distractors", "4", "--jobs", "1"]) == 0
+    assert main(["synth", "--out-dir", "data", "--classes", "4", "--images", "40", "--test-images", "8", "--size", "64",
+                 "--distractor-images", "4", "--workers", "1"]) == 0
     # two classifiers, an ensemble and a fitted distractor filter: a recipe, run at home, then packaged
     recipe = tmp_path / "clf.yaml"
     train = {"data.image_size": 64, "data.batch_size": 8, "optim.epochs": 1, "optim.max_steps_per_epoch": 2}
@@ -161,8 +161,8 @@ def test_full_run_in_a_kaggle_like_venv(tmp_path, monkeypatch):
     import torch
 
     torch.set_num_threads(1)
-    assert main(["run", str(recipe), "--data", "data", "--work", "home"]) == 0
-    assert main(["kaggle", "package", "--recipe", str(recipe), "--work", "home", "--out", "pkg", "--user", "alice",
+    assert main(["run", str(recipe), "--data-dir", "data", "--work-dir", "home"]) == 0
+    assert main(["kaggle", "package", "--recipe", str(recipe), "--work-dir", "home", "--out-dir", "pkg", "--user", "alice",
                  "--public-test-count", "8"]) == 0
     # the models dataset as `kaggle datasets create --dir-mode zip` sends it: folders zipped, files as they are
     models = tmp_path / "input" / "kit-models"

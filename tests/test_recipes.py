@@ -29,8 +29,8 @@ TINY = {"name": "tiny", "workers": 0, "stages": [
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     out = tmp_path_factory.mktemp("recipes") / "data"
-    assert main(["synth", "--out", str(out), "--classes", "4", "--images", "48", "--test-images", "12", "--size",
-                 "64", "--distractors", "4", "--jobs", "1"]) == 0
+    assert main(["synth", "--out-dir", str(out), "--classes", "4", "--images", "48", "--test-images", "12", "--size",
+                 "64", "--distractor-images", "4", "--workers", "1"]) == 0
     return out
 
 
@@ -75,7 +75,7 @@ BAD = [
 @pytest.mark.parametrize("text,message", BAD)
 def test_a_bad_recipe_is_one_line_naming_file_stage_and_key(tmp_path, capsys, text, message):
     path = _write(tmp_path, text)
-    assert main(["run", str(path), "--work", str(tmp_path / "w"), "--check"]) == 2
+    assert main(["run", str(path), "--work-dir", str(tmp_path / "w"), "--check"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"kit: error: {path}") and message in err, err
     assert not (tmp_path / "w").exists()
@@ -90,13 +90,13 @@ def test_huge_recipe_file_is_refused_before_reading(tmp_path, capsys):
 
 
 def test_overrides_reach_stages_and_bad_ones_name_the_stage(tmp_path):
-    r = load_recipe("retrieval", ["seed=3", "rerank.top_n=4", "predict.set.data.image_size=256"])
-    assert r.run.seed == 3 and r.spec("rerank").settings.top_n == 4
+    r = load_recipe("retrieval", ["seed=3", "rerank.candidates=4", "predict.set.data.image_size=256"])
+    assert r.run.seed == 3 and r.spec("rerank").settings.candidates == 4
     assert r.spec("predict").settings.set["data.image_size"] == "256"
     with pytest.raises(KitError, match="no stage 'rerankk'"):
         load_recipe("retrieval", ["rerankk.top_n=4"])
-    with pytest.raises(KitError, match="top_n: 'x' is not a valid int"):
-        load_recipe("retrieval", ["rerank.top_n=x"])
+    with pytest.raises(KitError, match="candidates: 'x' is not a valid int"):
+        load_recipe("retrieval", ["rerank.candidates=x"])
 
 
 def test_run_caches_resumes_and_reruns_only_what_changed(data, tmp_path, capsys):
@@ -141,7 +141,7 @@ def test_kill_9_at_a_stage_boundary_then_rerun_gives_the_same_submission(data, t
     env = {**os.environ, "OMP_NUM_THREADS": "1"}   # one thread count for every run: same float sums
 
     def kit_run(work):
-        return subprocess.Popen([sys.executable, "-m", "kit", "run", str(path), "--data", str(data), "--work",
+        return subprocess.Popen([sys.executable, "-m", "kit", "run", str(path), "--data-dir", str(data), "--work-dir",
                                  str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
 
     ref, work = tmp_path / "ref", tmp_path / "w"
@@ -159,8 +159,8 @@ def test_kill_9_at_a_stage_boundary_then_rerun_gives_the_same_submission(data, t
 def test_shipped_retrieval_recipe_runs_on_a_plain_gldv2_folder(data, tmp_path, capsys):
     """Nothing prepared: train.csv, train/, test/, sample_submission.csv (+ a solution to score)."""
     work = tmp_path / "w"
-    assert main(["run", "retrieval", "--data", str(data), "--work", str(work), "predict.set.data.image_size=64",
-                 "rerank.image_size=64", "rerank.top_n=3"]) == 0
+    assert main(["run", "retrieval", "--data-dir", str(data), "--work-dir", str(work), "predict.set.data.image_size=64",
+                 "rerank.image_size=64", "rerank.candidates=3"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("GAP ") and (work / "submission.csv").is_file()
     assert [line.split(":")[0] for line in lines if line.startswith("[") and line.endswith(" s")] == \

@@ -169,7 +169,7 @@ def test_report_without_inputs_is_an_error_and_degrades_with_few(tmp_path):
     (tmp_path / "subs" / "exp").mkdir(parents=True)   # an experiment with nothing in it yet
     page = build_report(tmp_path / "r.html", runs_dir=tmp_path / "none", predictions_dir=tmp_path / "subs").read_text()
     assert page.count('class="note"') == 5 and "data:image" not in page
-    assert "No learning curves" in page and "pass --folds" in page and "No gallery" in page
+    assert "No learning curves" in page and "pass --labels" in page and "No gallery" in page
     with pytest.raises(KitError, match="file not found"):
         build_report(tmp_path / "r.html", solution=tmp_path / "missing.csv")
 

@@ -160,7 +160,7 @@ def test_spatial_rerank_fixes_the_class_and_ranks_verified_first(views):
     q = load_predictions(query)
     before = knn.predict(q.ids, q.embeddings, topk=2)
     assert before.labels[:, 0].tolist() == [1, 1]
-    cfg = RerankConfig(verifier="sift", top_n=4, n_jobs=2, extractor_kw={"image_size": 160}, transform="homography")
+    cfg = RerankConfig(verifier="sift", candidates=4, threads=2, extractor_kw={"image_size": 160}, transform="homography")
     r = spatial_rerank(q, knn, idx.ids, cfg, data, root / "cache", topk=2, progress=False)
     assert r.predictions.labels[0, 0] == 0                     # verified: the true class wins
     assert r.top_inliers[0] >= 15 and r.inliers[1].max() <= 6  # unrelated structure: nothing verifies
@@ -176,7 +176,7 @@ def test_kit_rerank_and_retrieve_commands(views, capsys):
     root, data, index, query = views
     out = root / "rr.npz"
     assert main(["rerank", "--query", str(query), "--index", str(index), "--labels", str(data / "train.csv"),
-                 "--data-dir", str(data), "--out", str(out), "--top-n", "3", "--per-class", "0", "--image-size", "160",
+                 "--data-dir", str(data), "--out", str(out), "--candidates", "3", "--per-class", "0", "--image-size", "160",
                  "--cache-dir", str(root / "cache"), "--submission", str(root / "rr.csv")]) == 0
     pred = load_predictions(out)
     side = np.load(root / "rr.inliers.npz")
@@ -184,17 +184,17 @@ def test_kit_rerank_and_retrieve_commands(views, capsys):
     assert (root / "rr.csv").read_text().splitlines()[0] == "id,landmarks"
     # default class candidates: the 4th index image (2nd of a top class) is verified as well
     assert main(["rerank", "--query", str(query), "--index", str(index), "--labels", str(data / "train.csv"),
-                 "--data-dir", str(data), "--out", str(root / "rr2.npz"), "--top-n", "3", "--image-size", "160",
+                 "--data-dir", str(data), "--out", str(root / "rr2.npz"), "--candidates", "3", "--image-size", "160",
                  "--cache-dir", str(root / "cache")]) == 0
     side2 = np.load(root / "rr2.inliers.npz")
     assert (side2["neighbours"] != "").sum(axis=1).tolist() == [4, 4]
     assert "reference" not in side2.files and "reference" not in side.files   # the reference term is off by default
     assert main(["rerank", "--query", str(query), "--index", str(index), "--labels", str(data / "train.csv"),
-                 "--data-dir", str(data), "--out", str(root / "rr3.npz"), "--top-n", "3", "--image-size", "160",
+                 "--data-dir", str(data), "--out", str(root / "rr3.npz"), "--candidates", "3", "--image-size", "160",
                  "--cache-dir", str(root / "cache"), "--reference-weight", "1", "--references", str(index)]) == 0
     assert np.load(root / "rr3.inliers.npz")["reference"].shape == (2,)
     assert main(["rerank", "--query", str(query), "--index", str(index), "--labels", str(data / "train.csv"),
-                 "--data-dir", str(data), "--out", str(root / "rr4.npz"), "--top-n", "3", "--image-size", "160",
+                 "--data-dir", str(data), "--out", str(root / "rr4.npz"), "--candidates", "3", "--image-size", "160",
                  "--cache-dir", str(root / "cache"), "--fusion", "sum", "--switch-margin", "5"]) == 0
     assert load_predictions(root / "rr4.npz").labels[0, 0] == 0
     assert main(["retrieve", "knn", "--index", str(index), str(index), "--labels", str(data / "train.csv"),
@@ -234,7 +234,7 @@ def test_spatial_rerank_reference_term(views):
     idx = R.load_index([index])
     knn = R.fit_retriever("knn", idx, data / "train.csv", k=4, agg="max")
     q = load_predictions(query)
-    base = dict(verifier="sift", top_n=4, n_jobs=2, extractor_kw={"image_size": 160}, transform="homography")
+    base = dict(verifier="sift", candidates=4, threads=2, extractor_kw={"image_size": 160}, transform="homography")
     off = spatial_rerank(q, knn, idx.ids, RerankConfig(**base, reference_weight=0), data, root / "cache", topk=2,
                          progress=False)
     assert off.reference is None
@@ -289,7 +289,7 @@ def test_spatial_rerank_unverified_row_is_the_knn_row(views):
     knn = R.fit_retriever("knn", idx, data / "train.csv", k=4, agg="max")
     q = load_predictions(query)
     before = knn.predict(q.ids, q.embeddings, topk=2)
-    cfg = RerankConfig(verifier="sift", top_n=4, n_jobs=2, extractor_kw={"image_size": 160})
+    cfg = RerankConfig(verifier="sift", candidates=4, threads=2, extractor_kw={"image_size": 160})
     r = spatial_rerank(q, knn, idx.ids, cfg, data, root / "cache", topk=2, progress=False)
     assert r.inliers[1].max() < cfg.min_inliers
     np.testing.assert_array_equal(r.predictions.labels[1], before.labels[1])
@@ -304,11 +304,11 @@ def test_spatial_rerank_second_look_near_the_cut(views):
     idx = R.load_index([index])
     knn = R.fit_retriever("knn", idx, data / "train.csv", k=4, agg="max")
     q = load_predictions(query)
-    base = dict(verifier="sift", top_n=1, classes=0, n_jobs=2, extractor_kw={"image_size": 160})
+    base = dict(verifier="sift", candidates=1, classes=0, threads=2, extractor_kw={"image_size": 160})
     one = spatial_rerank(q, knn, idx.ids, RerankConfig(**base), data, root / "cache", topk=2, progress=False)
     best = one.inliers.max(axis=1)
     cut = int(best.max()) + 1     # every query is "near": below this cut, at or above the near cut 0+1
-    cfg = RerankConfig(**base, min_inliers=cut, near_cut=max(1, int(best.min())), near_top_n=4, near_per_class=0)
+    cfg = RerankConfig(**base, min_inliers=cut, near_cut=max(1, int(best.min())), near_candidates=4, near_per_class=0)
     two = spatial_rerank(q, knn, idx.ids, cfg, data, root / "cache", topk=2, progress=False)
     near = (best >= cfg.near_cut) & (best < cut)
     assert two.seconds["second_look"] == int(near.sum()) >= 1
@@ -328,7 +328,7 @@ def test_one_verification_setting_for_rerank_and_filters():
     d = Verification()
     assert (d.ratio, d.transform, d.robust, d.ransac_threshold) == (0.9, "homography", "magsac", 8.0)
     assert d.extractor_settings() == {"extractor": "sift", "image_size": 512, "max_keypoints": 1000}
-    shared = {f.name for f in dataclasses.fields(Verification)} - {"n_jobs"}
+    shared = {f.name for f in dataclasses.fields(Verification)} - {"threads"}
     r = RerankConfig()
     assert isinstance(r, Verification) and all(getattr(r, k) == getattr(d, k) for k in shared)
     f = SiftFilter()

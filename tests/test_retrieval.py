@@ -147,7 +147,7 @@ def test_retrieve_command_knn_and_centroids(tmp_path, capsys):
     pd.DataFrame({"id": ids, "landmark_id": np.repeat([7, 8, 9], 6)}).to_csv(tmp_path / "labels.csv", index=False)
     common = ["--index", str(tmp_path / "train.npz"), "--labels", str(tmp_path / "labels.csv"),
               "--query", str(tmp_path / "test.npz"), "--topk", "2"]
-    assert main(["retrieve", "knn", *common, "--k", "3", "--out", str(tmp_path / "knn.npz")]) == 0
+    assert main(["retrieve", "knn", *common, "--k", "3", "--agg", "sum", "--out", str(tmp_path / "knn.npz")]) == 0
     pred = load_predictions(tmp_path / "knn.npz")
     np.testing.assert_array_equal(pred.labels[:, 0], [7, 7, 8, 8, 9, 9])
     # all 3 neighbours are of the query's class: its score is the sum of the 3 best similarities

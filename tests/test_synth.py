@@ -212,13 +212,13 @@ def test_sift_ransac_recovers_the_known_homography_between_two_photos():
 
 
 def test_cli_writes_data_and_prints_one_line(tmp_path, capsys):
-    rc = main(["synth", "--out", str(tmp_path), "--classes", "3", "--images", "9", "--test-images", "5",
-               "--size", "32", "--jobs", "1", "--seed", "1"])
+    rc = main(["synth", "--out-dir", str(tmp_path), "--classes", "3", "--images", "9", "--test-images", "5",
+               "--size", "32", "--workers", "1", "--seed", "1"])
     line = capsys.readouterr().out.strip()
     assert rc == 0 and "\n" not in line and line.startswith("synth: 3 classes, 9 train images")
     assert len(read(tmp_path, "train.csv")) == 9 and len(read(tmp_path, "test_solution.csv")) == 5
-    rc = main(["synth", "--out", str(tmp_path), "--classes", "3", "--images", "9", "--test-images", "5",
-               "--size", "32", "--jobs", "1", "--seed", "1", "--reuse"])
+    rc = main(["synth", "--out-dir", str(tmp_path), "--classes", "3", "--images", "9", "--test-images", "5",
+               "--size", "32", "--workers", "1", "--seed", "1", "--reuse"])
     assert rc == 0 and capsys.readouterr().out.strip().endswith("(reused)")
 
 
@@ -228,7 +228,7 @@ def test_cli_writes_data_and_prints_one_line(tmp_path, capsys):
     (["--size", "8"], "--size"),
 ])
 def test_cli_bad_options_give_one_line_errors(tmp_path, capsys, args, message):
-    rc = main(["synth", "--out", str(tmp_path), "--jobs", "1"] + args)
+    rc = main(["synth", "--out-dir", str(tmp_path), "--workers", "1"] + args)
     err = capsys.readouterr().err.strip()
     assert rc == 2 and message in err and "\n" not in err
 

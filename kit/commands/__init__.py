@@ -1,8 +1,11 @@
 """One module per CLI sub-command; each defines `add_parser(subparsers)`. See kit/cli.py.
 
 Flag names are one scheme across commands (docs/CONTRACTS.md): the commands that read a config share
-`add_config_arguments`, so `--config`, `--fold` and `key=value` overrides mean the same everywhere."""
+`add_config_arguments`, so `--config`, `--fold` and `key=value` overrides mean the same everywhere; a
+renamed flag keeps its old name for one release through `renamed`."""
 from __future__ import annotations
+
+from kit.registry import deprecated
 
 DEFAULT_CONFIG = "top2k"
 
@@ -13,4 +16,48 @@ def add_config_arguments(p, fold_help: str = "fold N (default 0)") -> None:
                    help=f"preset name (kit/configs) or YAML file (default {DEFAULT_CONFIG})")
     p.add_argument("--fold", type=int, default=0, help=fold_help)
     p.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="config overrides, e.g. optim.lr=0.02 data.image_size=96 model.head=arcface")
+                   help="config overrides, e.g. `optim.lr=0.02` `data.image_size=96` `model.head=arcface` (default: none)")
+    p.epilog = config_names   # called when help is shown (see kit.cli.Parser)
+
+
+def add_knn_arguments(p) -> None:
+    """The kNN search switches of `kit retrieve knn` and `kit rerank` (the same names and defaults)."""
+    from kit.inference.retrieval import AGGREGATIONS
+
+    p.add_argument("--topk", type=int, default=5, help="predictions kept per image")
+    p.add_argument("--agg", choices=AGGREGATIONS, default="max",
+                   help="knn: class vote = max (its best neighbour's) or sum of its neighbours'")
+    p.add_argument("--qe", type=int, default=0, help="knn: alpha query expansion with K neighbours (0 = off)")
+    p.add_argument("--qe-alpha", type=float, default=3.0, help="knn: QE weight = sim ** alpha")
+    p.add_argument("--dba", type=int, default=0, help="knn: database-side augmentation with K neighbours (0 = off)")
+    p.add_argument("--dba-alpha", type=float, default=3.0, help="knn: DBA weight = sim ** alpha")
+
+
+def config_names() -> str:
+    """The valid names of each config key that names a registry entry, for `--help` of the commands that
+    read a config (imported only when help is shown: the registries pull in torch)."""
+    from kit.config import registries
+    from kit.models.backbones import PACKAGED_WEIGHTS
+
+    names = {"model.backbone (weights shipped; any timm name with model.weights=timm)": PACKAGED_WEIGHTS,
+             **registries()}
+    return "valid names (key=value overrides):\n" + "\n".join(f"  {k}: {', '.join(v)}" for k, v in names.items())
+
+
+def renamed(p, **old_to_new: str) -> None:
+    """Old flag names kept for one release: hidden from --help, each prints one deprecation line and then
+    is the new flag (the same action, so `required` and the parsed value are the new flag's).
+    Keys are the old names without dashes, '_' for '-': renamed(p, train_csv="--labels")."""
+    for key, new in old_to_new.items():
+        old, action = "--" + key.replace("_", "-"), p._option_string_actions[new]
+        p._option_string_actions[old] = action
+        if not hasattr(action, "renamed"):
+            action.renamed = {}
+            action.__class__ = type("Renamed", (action.__class__,), {"__call__": _renamed_call})
+        action.renamed[old] = new
+
+
+def _renamed_call(self, parser, namespace, values, option_string=None):
+    if option_string in self.renamed:
+        deprecated(option_string, self.renamed[option_string])
+    super(type(self), self).__call__(parser, namespace, values, option_string)

@@ -14,27 +14,25 @@ oof_fold<N>.npz) files, scored against --solution or the folds CSV in runs/<exp>
 """
 from __future__ import annotations
 
-import argparse
-
 
 def add_parser(subparsers) -> None:
     from kit.ensemble.rules import ENSEMBLES
 
     p = subparsers.add_parser("ensemble", help="ensemble prediction files (max, correct, boost, weighted, soft)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("method", choices=list(ENSEMBLES))
+                              description=__doc__)
+    p.add_argument("method", choices=list(ENSEMBLES), help="ensemble rule (see above)")
     p.add_argument("files", nargs="*", help="prediction .npz files or submission CSVs (none: discover, see above)")
     p.add_argument("--out", default="submission.csv", help="submission CSV to write (default submission.csv)")
-    p.add_argument("--weights", type=float, nargs="+", help="one weight per file (weighted, soft)")
-    p.add_argument("--alpha", type=float, default=0.5, help="boost: scale of the agreeing models' scores (0.5)")
-    p.add_argument("--solution", help="truth: solution CSV (id,landmarks) or folds/train CSV (id,landmark_id)")
+    p.add_argument("--weights", type=float, nargs="+", help="one per file: `--weights 0.6 0.4` (default: see above)")
+    p.add_argument("--alpha", type=float, default=0.5, help="boost: scale of the agreeing models' scores")
+    p.add_argument("--solution", help="truth: solution CSV (id,landmarks) or folds/train CSV (id,landmark_id) (default: none)")
     p.add_argument("--fit-on", nargs="+", default=[], metavar="FILE",
-                   help="OOF/val predictions of the same models to fit weights on and score (needs --solution)")
+                   help="OOF/val predictions of the same models to fit weights on and score (needs --solution; default: FILES)")
     p.add_argument("--topk", type=int, help="soft: labels kept per image (default: the inputs' largest k)")
-    p.add_argument("--step", type=float, default=0.1, help="soft: weight grid step on the simplex (0.1)")
-    p.add_argument("--ensembles-dir", default="ensembles")
-    p.add_argument("--predictions-dir", default="predictions")
-    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--step", type=float, default=0.1, help="soft: weight grid step on the simplex")
+    p.add_argument("--ensembles-dir", default="ensembles", help="where ensembles/<METHOD>.npz is written")
+    p.add_argument("--predictions-dir", default="predictions", help="predictions/<exp>/ searched when no FILES")
+    p.add_argument("--runs-dir", default="runs", help="runs/<exp>/fold<N>/config.yaml: the folds CSV of each experiment")
     p.set_defaults(func=run, opencv=False)  # no images: no cv2 import
 
 

@@ -1,6 +1,6 @@
-"""`kit filter NAME PRED.npz --out OUT.npz`: rescore predictions so non-landmark images rank last.
+"""`kit filter NAME --query PRED.npz --out OUT.npz`: rescore predictions so non-landmark images rank last.
 
-NAME: delf | sift | distractor | centroid, or several joined by + (`delf+distractor`), see kit/filters/.
+NAME: delf | sift | distractor | centroids, or several joined by + (`delf+distractor`), see kit/filters/.
 Parameters (inlier threshold, alpha/tau, eta) are fitted to maximise GAP with --fit-on VAL.npz [MORE.npz]
 --solution SOL.csv (validation predictions plus predictions on non-landmark distractors; ids missing
 from the solution count as non-landmarks) and saved as JSON (--save, default OUT.filter.json); --load
@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 
+from kit.commands import deprecated, renamed
 from kit.device import DEVICES
 from kit.ensemble.rules import load_any
 from kit.errors import KitError
@@ -24,50 +25,61 @@ from kit.truth import gap_top1, load_truth, true_top1
 
 
 def filter_spec(text: str) -> str:
-    """argparse type: registry names (kit.filters.FILTERS) joined by +."""
+    """argparse type: registry names (kit.filters.FILTERS) joined by +; an old name becomes the new one."""
     bad = [n for n in text.split("+") if n.strip() not in FILTERS]
     if bad or not text.strip():
         raise argparse.ArgumentTypeError(f"unknown filter '{bad[0] if bad else text}' "
                                          f"(valid: {', '.join(FILTERS)}, joined by +)")
-    return text
+    for old in set(text.split("+")) & set(FILTERS.aliases):
+        deprecated(f"filter '{old}'", f"'{FILTERS.aliases[old]}'")
+    return "+".join(FILTERS.aliases.get(n, n) for n in text.split("+"))
+
+
+class _OldPositional(argparse.Action):
+    """`kit filter NAME PRED`: PRED, the old place of --query, kept for one release."""
+    def __call__(self, parser, namespace, values, option_string=None):
+        deprecated("the positional PRED", "--query PRED")
+        namespace.query = values
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("filter", help=f"non-landmark filter: rescore predictions ({', '.join(FILTERS)})",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     p.add_argument("name", metavar="NAME", type=filter_spec,
                    help=f"{' | '.join(FILTERS)}, joined by + to chain (e.g. sift+distractor)")
-    p.add_argument("pred", metavar="PRED", help="prediction .npz (or submission .csv) to rescore")
+    p.add_argument("old_query", nargs="?", action=_OldPositional, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--query", help="prediction .npz (or submission .csv) to rescore (required)")
     p.add_argument("--out", required=True, help="rescored prediction .npz to write")
-    p.add_argument("--submission", help="also write this submission CSV")
-    p.add_argument("--fit-on", nargs="+", default=[], metavar="FILE", help="predictions to fit parameters on")
-    p.add_argument("--solution", help="truth of --fit-on (and of PRED, to print GAP before/after)")
-    p.add_argument("--load", metavar="JSON", help="a fitted filter saved by an earlier run")
+    p.add_argument("--submission", help="also write this submission CSV (default: none)")
+    p.add_argument("--fit-on", nargs="+", default=[], metavar="FILE", help="predictions to fit parameters on (default: none)")
+    p.add_argument("--solution", help="truth of --fit-on (and of --query, to print GAP before/after; default: none)")
+    p.add_argument("--load", metavar="JSON", help="a fitted filter saved by an earlier run (default: none)")
     p.add_argument("--save", metavar="JSON", help="where to save the fitted filter (default OUT.filter.json)")
-    p.add_argument("--param", nargs="+", default=[], metavar="KEY=VALUE", help="set parameters by hand")
+    p.add_argument("--param", nargs="+", default=[], metavar="KEY=VALUE", help="set parameters by hand (default: none)")
     p.add_argument("--drop", action="store_true", help="empty failing rows instead of demoting them")
     # resource/extractor options default to None: the filter's own default applies, or with --load the
     # saved setting, so only what is given here overrides it
     g = p.add_argument_group("resources")
     g.add_argument("--data-dir", help="images: DATA/{test,train}/a/b/c/<id>.jpg or DATA/[images/]<id>.jpg (default .)")
-    g.add_argument("--train-pred", help="train prediction .npz with embeddings (neighbours, centroids)")
-    g.add_argument("--train-labels", help="CSV id,landmark_id of the training images (default DATA/train.csv)")
-    g.add_argument("--distractors", help="prediction .npz with embeddings of non-landmark images")
-    g.add_argument("--k", type=int, help="distractor: neighbours averaged (5)")
+    g.add_argument("--index", help="prediction .npz with embeddings of labelled images (default: none)")
+    g.add_argument("--labels", help="CSV id,landmark_id of the --index images (default DATA/train.csv)")
+    g.add_argument("--distractors", help="prediction .npz with embeddings of non-landmark images (default: none)")
+    g.add_argument("--k", type=int, help="distractor: nearest distractors averaged (default 5)")
     g = p.add_argument_group("local features (delf, sift)")
-    g.add_argument("--neighbours", type=int, help="training images of the predicted class to verify against (3)")
-    g.add_argument("--ratio", type=float, help="Lowe ratio test (0.9)")
-    g.add_argument("--transform", choices=list(TRANSFORMS), help="RANSAC model (homography)")
-    g.add_argument("--ransac-threshold", type=float, help="pixels in the extractor's frame (8)")
+    g.add_argument("--candidates", type=int, help="training images of the predicted class verified per query (default 3)")
+    g.add_argument("--ratio", type=float, help="Lowe ratio test (default 0.9)")
+    g.add_argument("--transform", choices=list(TRANSFORMS), help="RANSAC model (default homography)")
+    g.add_argument("--ransac-threshold", type=float, help="pixels in the extractor's frame (default 8)")
     g.add_argument("--cache-dir", help="feature cache dir (default auto: $KIT_CACHE_DIR or ~/.cache/kit/localfeatures; none = no cache)")
     g.add_argument("--delf", help="trained delf.pt (default: packaged backbone, feature-norm scores)")
     g.add_argument("--scales", help="'cheap' (0.7071,1,1.4142; default), 'delf' (0.25..2) or a list")
-    g.add_argument("--image-size", type=int, help="extractor working size (256)")
-    g.add_argument("--max-keypoints", type=int, help="(1000)")
-    g.add_argument("--device", choices=DEVICES, help="torch device for DELF (auto)")
-    g.add_argument("--jobs", type=int, help="threads for matching (1)")
+    g.add_argument("--image-size", type=int, help="extractor working size (default 256)")
+    g.add_argument("--max-keypoints", type=int, help="keypoints per image (default 1000)")
+    g.add_argument("--device", choices=DEVICES, help="torch device for DELF (default auto)")
+    g.add_argument("--threads", type=int, help="threads for matching (default 1)")
     g.add_argument("--strict", action="store_true", default=None,
                    help="an undecodable/oversized image is an error (default: no landmark, counted)")
+    renamed(p, train_pred="--index", train_labels="--labels", neighbours="--candidates", jobs="--threads")
     p.set_defaults(func=run)
 
 
@@ -100,9 +112,9 @@ def settings_from(args) -> dict:
     """Only the options given on the command line (see add_parser)."""
     ext = {"image_size": args.image_size, "max_keypoints": args.max_keypoints, "delf": args.delf,
            "scales": parse_scales(args.scales) if args.scales else None, "device": args.device}
-    out = dict(data_dir=args.data_dir, train_pred=args.train_pred, train_labels=args.train_labels,
-               distractors=args.distractors, k=args.k, neighbours=args.neighbours, ratio=args.ratio,
-               transform=args.transform, ransac_threshold=args.ransac_threshold, n_jobs=args.jobs,
+    out = dict(data_dir=args.data_dir, train_pred=args.index, train_labels=args.labels,
+               distractors=args.distractors, k=args.k, neighbours=args.candidates, ratio=args.ratio,
+               transform=args.transform, ransac_threshold=args.ransac_threshold, n_jobs=args.threads,
                strict=getattr(args, "strict", None),
                extractor_kw={k: v for k, v in ext.items() if v is not None})
     out = {k: v for k, v in out.items() if v is not None}
@@ -112,12 +124,14 @@ def settings_from(args) -> dict:
 
 
 def run(args) -> int:
+    if not args.query:
+        raise KitError("filter: give --query PRED (the prediction file to rescore)")
     chain = build_chain(args)
     truth = load_truth(args.solution) if args.solution else None
     if args.fit_on:
         fit_chain(chain, args.fit_on, truth, args.solution)
     set_params(chain, parse_params(args.param))
-    pred = load_any(args.pred)
+    pred = load_any(args.query)
     result = chain.apply(pred)
     save_predictions(result.predictions, args.out)
     if args.submission:

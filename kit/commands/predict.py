@@ -18,11 +18,11 @@ def add_parser(subparsers) -> None:
                               description=__doc__)
     add_config_arguments(p, fold_help="which trained fold: runs/<name>/fold<N>/best.pt (default 0)")
     p.add_argument("--split", choices=SPLITS, default="test", help="images to predict (default test)")
-    p.add_argument("--tta", choices=list(TTAS), help="test-time augmentation (= predict.tta=NAME)")
-    p.add_argument("--checkpoint", help="a .pt file or run dir instead of runs/<name>/fold<N>/best.pt; "
+    p.add_argument("--tta", choices=list(TTAS), help="test-time augmentation (= predict.tta=NAME; default: the config's)")
+    p.add_argument("--checkpoint", help="a .pt file or run folder (default runs/<name>/fold<N>/best.pt); "
                    "'pretrained' = no training: embeddings of the backbone's pretrained weights (for `kit retrieve`)")
     p.add_argument("--out", help="prediction file (default predictions/<name>/<split>_fold<N>.npz)")
-    p.add_argument("--submission", metavar="PATH", help="also write the top-1 as a submission CSV")
+    p.add_argument("--submission", metavar="PATH", help="also write the top-1 as a submission CSV (default: none)")
     p.add_argument("--strict", action="store_true",
                    help="a missing/undecodable/oversized image is an error (= data.strict=true)")
     p.set_defaults(func=run)

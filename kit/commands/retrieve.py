@@ -2,7 +2,7 @@
 
 Retrieval predictions from embeddings (kit.inference.retrieval), the same file format as a classifier's,
 so they are ensemble, filter and re-rank inputs like any other: `knn` votes among the k nearest index
-images (report 002; --agg max = the best neighbour per class, sum = all of them), optionally with
+images (report 002; --agg max = the best neighbour per class, the default; sum = all of them), optionally with
 database-side augmentation (--dba K) and alpha query expansion (--qe K) (kit.inference.expansion);
 `centroids` scores each class by its nearest centroid (Mail.ru report 004), below --threshold = no
 landmark. The index files are `kit predict --split train` (and --split val) outputs of one run; --labels
@@ -10,34 +10,32 @@ gives their images' landmark ids (the run's folds CSV or train.csv: id,landmark_
 """
 from __future__ import annotations
 
+from kit.commands import add_knn_arguments, renamed
+
 
 def add_parser(subparsers) -> None:
-    from kit.inference.retrieval import AGGREGATIONS, RETRIEVERS
+    from kit.inference.retrieval import RETRIEVERS
     from kit.inference.search import BACKENDS
 
     p = subparsers.add_parser("retrieve", help="kNN / centroid predictions from embeddings", description=__doc__)
-    p.add_argument("method", choices=list(RETRIEVERS))
+    p.add_argument("method", choices=list(RETRIEVERS), help="knn: neighbours vote; centroids: nearest class centroid")
     p.add_argument("--index", required=True, nargs="+", help="prediction .npz file(s) with embeddings of labelled images")
     p.add_argument("--labels", required=True, help="CSV with id,landmark_id for the index images")
     p.add_argument("--query", required=True, help="prediction .npz with embeddings of the images to label")
     p.add_argument("--out", required=True, help="prediction .npz to write")
-    p.add_argument("--submission", help="also write the top-1 as a submission CSV")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--k", type=int, default=10, help="knn: neighbours that vote (10)")
-    p.add_argument("--power", type=float, default=1.0, help="knn: vote = similarity ** power (1)")
-    p.add_argument("--agg", choices=AGGREGATIONS, default="sum", help="knn: class vote = sum or max of its neighbours' (sum)")
-    p.add_argument("--qe", type=int, default=0, help="knn: alpha query expansion with K neighbours (0 = off)")
-    p.add_argument("--qe-alpha", type=float, default=3.0, help="knn: QE weight = sim ** alpha (3)")
-    p.add_argument("--dba", type=int, default=0, help="knn: database-side augmentation with K neighbours (0 = off)")
-    p.add_argument("--dba-alpha", type=float, default=3.0, help="knn: DBA weight = sim ** alpha (3)")
+    p.add_argument("--submission", help="also write the top-1 as a submission CSV (default: none)")
+    p.add_argument("--k", type=int, default=10, help="knn: neighbours that vote")
+    p.add_argument("--power", type=float, default=1.0, help="knn: vote = similarity ** power")
+    add_knn_arguments(p)
     p.add_argument("--distance-threshold", type=float, default=0.5,
-                   help="centroids: cosine distance cut of the complete-linkage clustering (0.5)")
-    p.add_argument("--min-cluster-size", type=int, default=50, help="centroids: members of a valid cluster (50)")
-    p.add_argument("--threshold", type=float, help="centroids: similarity below it = no landmark")
-    p.add_argument("--jobs", type=int, default=1, help="centroids: parallel clustering jobs")
+                   help="centroids: cosine distance cut of the complete-linkage clustering")
+    p.add_argument("--min-cluster-size", type=int, default=50, help="centroids: members of a valid cluster")
+    p.add_argument("--threshold", type=float, help="centroids: similarity below it = no landmark (default: off)")
+    p.add_argument("--workers", type=int, default=1, help="centroids: processes clustering the classes")
     p.add_argument("--backend", choices=BACKENDS, default="auto",
                    help="search: faiss (IVF above 200k vectors on CPU, exact on a GPU), torch (exact blocked scan), "
                         "auto (= faiss, except the torch scan above 200k vectors on a CPU with native bf16)")
+    renamed(p, jobs="--workers")
     p.set_defaults(func=run)
 
 
@@ -50,7 +48,7 @@ def run(args) -> int:
                          qe_alpha=args.qe_alpha, dba=args.dba, dba_alpha=args.dba_alpha, topk=args.topk,
                          distance_threshold=args.distance_threshold, min_cluster_size=args.min_cluster_size,
                          threshold=-1.0 if args.threshold is None else args.threshold, backend=args.backend)
-    model = fit_index(s, args.index, args.labels, args.jobs)
+    model = fit_index(s, args.index, args.labels, args.workers)
     query = query_embeddings(args.query)
     pred = model.predict(query.ids, query.embeddings, topk=args.topk)
     save_predictions(pred, args.out)

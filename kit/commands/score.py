@@ -7,7 +7,7 @@ def add_parser(subparsers) -> None:
                               description=__doc__)
     p.add_argument("submission", help="submission CSV: id,landmarks ('<landmark_id> <score>' or empty)")
     p.add_argument("solution", help="solution CSV: id,landmarks (space-separated ids, empty = non-landmark)[,Usage]")
-    p.add_argument("--sample", help="sample_submission.csv: the submission must hold exactly its ids")
+    p.add_argument("--sample", help="sample_submission.csv: the submission must hold exactly its ids (default: none)")
     p.add_argument("--usage", choices=["all", "public", "private"], default="all",
                    help="with a Kaggle solution (Usage column): score only that subset (default all)")
     p.set_defaults(func=run, opencv=False)  # no images: no cv2 import

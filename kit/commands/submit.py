@@ -13,19 +13,19 @@ import argparse
 def add_parser(sub) -> None:
     from kit.kaggle import COMPETITION
 
-    p = sub.add_parser("submit", help="validate a submission.csv and submit it to Kaggle")
+    p = sub.add_parser("submit", help="validate a submission.csv and submit it to Kaggle", description=__doc__)
     p.add_argument("--competition", "-c", default=COMPETITION, help=f"competition slug (default: {COMPETITION})")
     p.add_argument("--file", "-f", default="submission.csv",
-                   help="submission CSV (with --kernel: the notebook's output file name)")
-    p.add_argument("--message", "-m", default="", help="submission description")
+                   help="submission CSV (with --kernel: the notebook's output file name; default submission.csv)")
+    p.add_argument("--message", "-m", default="", help="submission description (default: empty)")
     p.add_argument("--sample", help="sample_submission.csv to check ids against (default: download it)")
-    p.add_argument("--kernel", "-k", help="code competitions: the notebook, <owner>/<slug>")
-    p.add_argument("--version", "-v", type=int, help="code competitions: the notebook version to submit (>= 1)")
+    p.add_argument("--kernel", "-k", help="code competitions: the notebook, <owner>/<slug> (default: none, submit --file)")
+    p.add_argument("--version", "-v", type=int, help="code competitions: the notebook version to submit (>= 1; default: none)")
     p.add_argument("--dry-run", action="store_true",
                    help="validate and print the equivalent `kaggle competitions submit` command; no Kaggle call")
     p.add_argument("--wait", type=int, nargs="?", const=0, metavar="SECONDS",
                    help="poll until Kaggle scores the submission and print its public score (SECONDS: give up "
-                        "after; none or 0 = up to 12 h)")
+                        "after; none or 0 = up to 12 h; default: no polling)")
     p.add_argument("--poll-interval", type=int, default=60, help="seconds between polls with --wait (default 60)")
     p.set_defaults(func=run, opencv=False)  # no images: no cv2 import
 

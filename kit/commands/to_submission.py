@@ -7,7 +7,7 @@ def add_parser(subparsers) -> None:
                               description=__doc__)
     p.add_argument("predictions", help="prediction file (.npz) or a submission CSV to re-validate")
     p.add_argument("--out", default="submission.csv", help="output CSV (default submission.csv)")
-    p.add_argument("--sample", help="sample_submission.csv: one row per its ids, in its order (missing = empty)")
+    p.add_argument("--sample", help="sample_submission.csv: one row per its ids, in its order (missing = empty; default: none, the file's ids)")
     p.set_defaults(func=run, opencv=False)  # no images: no cv2 import
 
 

@@ -8,23 +8,21 @@ Writes runs/<name>/fold<N>/delf.pt.
 """
 from __future__ import annotations
 
-import argparse
-
 from kit.commands import add_config_arguments
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("train-delf", help="train the DELF attention head on a frozen backbone",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__)
     add_config_arguments(p, fold_help="the trained fold whose backbone DELF attends over: runs/<name>/fold<N>/best.pt")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--hidden", type=int, default=512, help="attention hidden channels (512)")
-    p.add_argument("--stride", type=int, default=16, help="backbone stage to attend over (16)")
+    p.add_argument("--epochs", type=int, default=3, help="training epochs of the attention head")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    p.add_argument("--hidden", type=int, default=512, help="attention hidden channels")
+    p.add_argument("--stride", type=int, default=16, help="backbone stage to attend over (its stride)")
     p.add_argument("--pca-dim", type=int, default=40, help="descriptor dimension after PCA; 0 = no PCA")
     p.add_argument("--no-whiten", action="store_true", help="PCA without whitening")
-    p.add_argument("--pca-images", type=int, default=200, help="training images to fit the PCA on (200)")
-    p.add_argument("--out", help="default runs/<name>/fold<N>/delf.pt")
+    p.add_argument("--pca-images", type=int, default=200, help="training images to fit the PCA on")
+    p.add_argument("--out", help="delf.pt to write (default runs/<name>/fold<N>/delf.pt)")
     p.add_argument("--resume", action="store_true", help="continue from runs/<name>/fold<N>/delf/last.pt")
     p.set_defaults(func=run)
 

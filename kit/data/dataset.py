@@ -44,7 +44,7 @@ class FoldSplit:
 def read_folds(folds_csv: str | os.PathLike, fold: int) -> tuple[pd.DataFrame, list[int]]:
     """Read and check a folds CSV; return (rows, label_map). KitError if fold N has no rows."""
     if not Path(folds_csv).is_file():
-        raise KitError(f"{folds_csv}: file not found (make it with `kit folds --train-csv DATA/train.csv --top 2000 "
+        raise KitError(f"{folds_csv}: file not found (make it with `kit folds --labels DATA/train.csv --top 2000 "
                        f"--out {folds_csv}`; for a first try, `kit synth` writes data to make folds from)")
     df = read_csv(folds_csv, required=FOLD_COLUMNS, dtype={"id": str}, keep_default_na=False)
     if df.empty:

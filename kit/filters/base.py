@@ -6,7 +6,7 @@ similarity to the predicted class's centroids) and maps (score, signal) to a new
 parameters that `fit` chooses on validation images plus non-landmark distractors to maximise GAP.
 FILTERS: "delf" / "sift" (local features + geometric verification against the predicted class's
 nearest training images), "distractor" (GLR 2020: subtract alpha * similarity to a non-landmark set),
-"centroid" (Mail.ru: cosine to the predicted class's centroids below eta = no landmark). Names joined by
+"centroids" (Mail.ru: cosine to the predicted class's centroids below eta = no landmark). Names joined by
 "+" chain filters (`delf+distractor`). A fitted filter is saved as JSON (`save_filter`/`load_filter`).
 
 Failing rows are demoted (every score of the row minus 1 + the score range, so they rank below every

@@ -11,7 +11,7 @@ class CentroidFilter(Filter):
     """Mail.ru (report 004): max cosine between the embedding and its predicted class's centroids
     (kit.retrieval, complete-linkage clusters); below eta the row fails."""
 
-    name = "centroid"
+    name = "centroids"
     defaults = {"eta": -1.0}
     threshold_key = "eta"
 

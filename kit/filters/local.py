@@ -55,7 +55,7 @@ class LocalFilter(Filter):
         s = self.settings
         return Verification(verifier=s["extractor"], ratio=s["ratio"], transform=s["transform"],
                             ransac_threshold=s["ransac_threshold"], robust=s.get("robust", Verification.robust),
-                            n_jobs=s["n_jobs"], extractor_kw=dict(s["extractor_kw"]))
+                            threads=s["n_jobs"], extractor_kw=dict(s["extractor_kw"]))
 
     @property
     def verifier(self) -> PairVerifier:

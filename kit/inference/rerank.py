@@ -24,7 +24,7 @@ __all__ = ["FUSIONS", "VERIFIERS", "RerankConfig", "Verified", "Reranked", "veri
 
 @dataclass
 class RerankConfig(Verification):
-    top_n: int = 10                  # neighbours verified per query
+    candidates: int = 10             # nearest index images verified per query
     classes: int = 3                 # ... plus the `per_class` most similar images of each of the top
     per_class: int = 5               # `classes` classes (0 = off): other views of a likely class get a chance
     weight: float = 1.0              # inlier term: weight * min(inliers, cap) / cap
@@ -35,7 +35,7 @@ class RerankConfig(Verification):
                                      # (too small a validation set, a single query file): "evidence"
     switch_margin: float = 10.0      # evidence: the inlier margin a verified class needs to replace the kNN class
     near_cut: int = 0                # queries whose best pair has near_cut..min_inliers-1 inliers (0 = off) also
-    near_top_n: int = 30             # verify their near_top_n neighbours and the near_per_class most similar
+    near_candidates: int = 30             # verify their near_candidates neighbours and the near_per_class most similar
     near_per_class: int = 10         # images of each of their top `classes` classes
     reference_k: int = 10            # references averaged (`reference_similarity`): a calibrated feature, and
     reference_weight: float = 0.0    # for the other fusions: unverified rows lose weight x it (0 = off)
@@ -43,7 +43,7 @@ class RerankConfig(Verification):
     def check(self) -> None:
         FUSIONS.check(self.fusion, "rerank: ")
         self.extractor_settings()
-        for name, value, ok, rule in (("top_n", self.top_n, self.top_n >= 1, ">= 1"),
+        for name, value, ok, rule in (("candidates", self.candidates, self.candidates >= 1, ">= 1"),
                                       ("margin", self.margin, self.margin >= 0, ">= 0"),
                                       ("switch_margin", self.switch_margin, self.switch_margin > 0, "> 0"),
                                       ("cap", self.cap, self.cap > 0, "> 0")):
@@ -107,8 +107,8 @@ def verify_candidates(query: Predictions, knn, index_ids, cfg: RerankConfig, dat
     index_ids, qids = np.asarray(index_ids).astype(str), np.asarray(query.ids).astype(str)
     t0 = time.perf_counter()
     qemb = l2n(query.embeddings)
-    wide_sims, wide_rows = knn.search(query.embeddings, max(cfg.top_n, cfg.near_top_n if cfg.near_cut > 0 else 0))
-    sims, rows = wide_sims[:, :cfg.top_n], wide_rows[:, :cfg.top_n]
+    wide_sims, wide_rows = knn.search(query.embeddings, max(cfg.candidates, cfg.near_candidates if cfg.near_cut > 0 else 0))
+    sims, rows = wide_sims[:, :cfg.candidates], wide_rows[:, :cfg.candidates]
     n_knn = rows.shape[1]   # the kNN neighbours; class candidates are appended after them
     sims, rows = class_candidates(qemb, sims, rows, knn.xb, knn.labels, cfg.classes, cfg.per_class)
     pv = PairVerifier(cfg, data_dir, cache_dir, progress)

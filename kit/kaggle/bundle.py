@@ -29,7 +29,7 @@ def needed_stages(recipe: Recipe, work: Path) -> tuple[list, dict]:
         if spec.stage.name == "select":
             choice = work / spec.id / "choice.json"
             if not choice.is_file():
-                raise KitError(f"{choice}: not found (run the recipe first: kit run {recipe.source} --work {work})")
+                raise KitError(f"{choice}: not found (run the recipe first: kit run {recipe.source} --work-dir {work})")
             renames[spec.id] = json.loads(choice.read_text())["choice"]
     keep = set()
     stack = [recipe.stages[-1].id]

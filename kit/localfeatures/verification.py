@@ -32,7 +32,7 @@ class Verification:
     transform: str = "homography"    # kit.localfeatures.matching.TRANSFORMS
     ransac_threshold: float = 8.0    # pixels in the verifier's working frame
     robust: str = "magsac"           # kit.localfeatures.matching.ROBUST
-    n_jobs: int = 2
+    threads: int = 2
     extractor_kw: dict = field(default_factory=dict)  # overrides of VERIFIERS[verifier]
 
     def extractor_settings(self) -> dict:
@@ -50,15 +50,15 @@ class Verification:
                 "robust": self.robust}
 
 
-def parallel_features(extractor, ids: list, paths: list, cache_dir, n_jobs: int, progress: bool,
+def parallel_features(extractor, ids: list, paths: list, cache_dir, threads: int, progress: bool,
                       strict: bool = False) -> dict:
-    """kit.localfeatures.base.cached_features over `n_jobs` interleaved shares of the ids, in threads
+    """kit.localfeatures.base.cached_features over `threads` interleaved shares of the ids, in threads
     (OpenCV's SIFT releases the GIL; the extractor keeps no per-call state)."""
     from joblib import Parallel, delayed
 
     from kit.localfeatures.base import cached_features
 
-    n = max(1, min(n_jobs, len(ids)))
+    n = max(1, min(threads, len(ids)))
     parts = Parallel(n_jobs=n, prefer="threads")(
         delayed(cached_features)(extractor, ids[k::n], paths[k::n], cache_dir, progress=progress and k == 0,
                                  strict=strict)
@@ -124,10 +124,10 @@ class PairVerifier:
         new = [tuple(k.split("|")) for k in dict.fromkeys(keys) if k not in self.known]
         need = list(dict.fromkeys(i for pair in new for i in pair))
         feats = parallel_features(self.extractor, need, [find_image(self.data_dir, i) for i in need],
-                                  self.cache_dir, self.v.n_jobs, self.progress and len(need) > 64, self.strict)
+                                  self.cache_dir, self.v.threads, self.progress and len(need) > 64, self.strict)
         t1 = time.perf_counter()
         if new:
-            counts = verify_pairs(new, feats, self.v.n_jobs, **self.v.match_kw())
+            counts = verify_pairs(new, feats, self.v.threads, **self.v.match_kw())
             self.known.update(zip(("|".join(p) for p in new), counts.tolist()))
             save_pairs(self.file, self.known)
         self.clock["features"] += t1 - t0

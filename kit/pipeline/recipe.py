@@ -1,15 +1,16 @@
 """Recipe files: load, apply `key=value` overrides, validate every stage before any of them runs.
 
     name: retrieval
-    seed: 0                      # run settings (RunSettings): seed, device, workers, cache_dir, val_fold
+    seed: 0                      # run settings (RunSettings): seed, device, workers, threads, cache_dir, val_fold
     stages:                      # in order; each item is {STAGE: {settings}}, `id` defaults to STAGE
       - folds: {min_images: 1}
       - predict: {checkpoint: pretrained, set: {model.backbone: tf_efficientnet_lite1}}
-      - rerank: {embeddings: predict, top_n: 10}
+      - rerank: {embeddings: predict, candidates: 10}
       - submission: {input: rerank}
 
 A mistake (unknown stage, key or name, wrong type, a reference to a stage that is not earlier) is one
-KitError naming the file, the stage, the key and the valid choices."""
+KitError naming the file, the stage, the key and the valid choices. A renamed key keeps working for one
+release (RENAMED_KEYS) with one deprecation line."""
 from __future__ import annotations
 
 import copy
@@ -24,10 +25,13 @@ import yaml
 from kit.config import _coerce, named_file, read_yaml_mapping
 from kit.errors import KitError
 from kit.pipeline.stage import STAGES, RunSettings, Stage, fields_of
+from kit.registry import deprecated
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"   # shipped recipes (top-level recipes/ links here)
 MAX_BYTES = 1 << 20        # a recipe is a few KB; refuse to parse anything near this
 ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")   # stage ids are folder names under WORK
+RENAMED_KEYS = {"rerank": {"top_n": "candidates", "near_top_n": "near_candidates", "n_jobs": "threads"},
+                "filter": {"neighbours": "candidates"}, "synth": {"distractors": "distractor_images"}}
 
 
 @dataclass
@@ -155,6 +159,10 @@ def stage_spec(item, i: int, earlier: list[StageSpec], where: str, deep: bool = 
     st = STAGES[str(name)]
     if not isinstance(values, (dict, type(None))):
         raise KitError(f"{where}: stage '{name}': settings must be a mapping, not a {type(values).__name__}")
+    for old, new in RENAMED_KEYS.get(str(name), {}).items():   # in place: a second validation is silent
+        if old in (values or {}):
+            deprecated(f"{name} key '{old}'", f"'{new}'")
+            values[new] = values.pop(old)
     values = dict(values or {})
     sid = str(values.pop("id", name))
     at = f"{where}: stage '{sid}' ({name})"

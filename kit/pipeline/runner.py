@@ -113,7 +113,7 @@ def work_lock(work: Path):
         except OSError:
             f.seek(0)
             raise KitError(f"{work}: another kit run is using this work folder ({f.read().strip() or 'pid ?'}); "
-                           "wait for it or give another --work") from None
+                           "wait for it or give another --work-dir") from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()}")
@@ -134,7 +134,7 @@ def run_recipe(recipe, data=None, work="work", overrides=(), splits=None, shippe
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
     if data is None and not any(s.stage.name == "synth" for s in recipe.stages):
-        raise KitError(f"{recipe.source}: give --data DIR (a GLDv2-layout folder: train.csv, train/, test/, "
+        raise KitError(f"{recipe.source}: give --data-dir DIR (a GLDv2-layout folder: train.csv, train/, test/, "
                        "sample_submission.csv)")
     if data is not None and not Path(data).is_dir():
         raise KitError(f"{data}: data folder not found")

@@ -57,7 +57,8 @@ class RunSettings:
     """Settings of the whole run (recipe top level, `key=value` on `kit run`)."""
     seed: int = 0
     device: str = "auto"
-    workers: int = 2          # DataLoader worker processes and matching threads
+    workers: int = 2          # processes: DataLoader workers, synthetic images, centroid clustering
+    threads: int = 2          # threads: local-feature matching of the filter stage
     cache_dir: str = ""       # local-feature cache; "" = WORK/cache
     val_fold: int = 0         # the fold that is validation (the index of a test query = every fold)
 

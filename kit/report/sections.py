@@ -58,7 +58,7 @@ def section_curves(inp: Inputs) -> str:
 
 def section_buckets(inp: Inputs, rare_below: int) -> str:
     if inp.train_counts is None:
-        return note("No GAP by class frequency: pass --folds-csv FOLDS.csv (training counts per landmark).")
+        return note("No GAP by class frequency: pass --labels FOLDS.csv (training counts per landmark).")
     threshold, why = rare_threshold(inp.train_counts, rare_below)
     n_rare = int((inp.train_counts < threshold).sum())
     counts = inp.train_counts.to_dict()

@@ -16,7 +16,7 @@ class SynthSettings:
     classes: int = 60
     images: int = 3000
     test_images: int = 600
-    distractors: int = 200
+    distractor_images: int = 200
     size: int = 128
 
 
@@ -26,7 +26,7 @@ def synth(s: SynthSettings, ctx) -> dict:
     from kit.synth import generate, summary_line
 
     summary = generate(ctx.dir / "data", classes=s.classes, images=s.images, test_images=s.test_images,
-                       size=s.size, seed=ctx.run.seed, distractors=s.distractors, workers=ctx.run.workers)
+                       size=s.size, seed=ctx.run.seed, distractors=s.distractor_images, workers=ctx.run.workers)
     ctx.log(summary_line(summary))
     return {"data": ctx.dir / "data"}
 

@@ -17,7 +17,7 @@ class FilterSettings:
     fit: bool = True                  # fit the parameters on the validation set (else the filters' defaults)
     mode: str = "demote"              # demote failing rows below every passing row, or drop (empty) them
     params: dict[str, str] = field(default_factory=dict)   # parameters set by hand, e.g. {threshold: 12}
-    neighbours: int = 0               # local features: training images of the predicted class verified (0 = default)
+    candidates: int = 0               # local features: training images of the predicted class verified (0 = default)
     ratio: float = 0.0                # Lowe's ratio (0 = the filter's default)
     transform: str = ""               # RANSAC model ("" = default)
     image_size: int = 0               # extractor working size (0 = default)
@@ -40,13 +40,13 @@ def check_filter(s: FilterSettings) -> None:
 
 def filter_options(s: FilterSettings, ctx) -> dict:
     """The chain's settings: the run's images and cache, the embeddings stage's files, given options."""
-    opts = {"data_dir": str(ctx.data), "cache_dir": str(ctx.cache_dir), "n_jobs": ctx.run.workers,
+    opts = {"data_dir": str(ctx.data), "cache_dir": str(ctx.cache_dir), "n_jobs": ctx.run.threads,
             "train_labels": str(ctx.of(s.folds)["folds"])}
     if s.embeddings:
         emb = ctx.split_files(s.embeddings)
         opts.update({k: str(emb[split]) for k, split in (("train_pred", "train"), ("distractors", "distractors"))
                      if split in emb})
-    given = {"neighbours": s.neighbours, "ratio": s.ratio, "transform": s.transform, "k": s.k}
+    given = {"neighbours": s.candidates, "ratio": s.ratio, "transform": s.transform, "k": s.k}
     opts.update({k: v for k, v in given.items() if v})
     ext = {"image_size": s.image_size, "max_keypoints": s.max_keypoints}
     opts["extractor_kw"] = {k: v for k, v in ext.items() if v}

@@ -123,7 +123,7 @@ def verify_query(s: RerankSettings, index: list, labels, query_file, data, cache
 
     cfg = rerank_config(s)
     idx = load_index(list(index))
-    knn = fit_retriever("knn", idx, labels, k=cfg.top_n, agg=s.agg, qe=s.qe, qe_alpha=s.qe_alpha, dba=s.dba,
+    knn = fit_retriever("knn", idx, labels, k=cfg.candidates, agg=s.agg, qe=s.qe, qe_alpha=s.qe_alpha, dba=s.dba,
                         dba_alpha=s.dba_alpha)
     query = query_embeddings(query_file)
     refs = load_index(list(references)) if references else None
