@@ -22,6 +22,8 @@ BEGIN, END = "<!-- transfer table: begin -->", "<!-- transfer table: end -->"
 SETS = (("Oxford/Paris", "real"), ("Oxford only", "real.oxford"), ("Paris only", "real.paris"),
         ("Porto", "real.porto"))
 ZERO, RECIPE = "zero-training kNN", "recipe kNN"
+CPU = "an AMD EPYC, 2 cores shared with other jobs"   # where bench/results/real*.json were measured
+CURRENT = "recipe kNN +spatial re-rank, evidence fusion"   # a row only the calibrated-fusion bench has
 
 
 def _pair(row: dict | None) -> str:
@@ -54,19 +56,37 @@ def line(name: str, run: str, result: dict | None) -> str:
         agree = (f"{'yes' if a['picked_within_se'] else 'no'}: best on test {a['best_on_test']} by "
                  f"{a['test_lead_over_picked']:.3f}, SE {a['test_paired_se']:.3f} (Spearman "
                  f"{a['spearman_val_test']:.2f})")
+    if CURRENT not in table:
+        run += " (older code)"
     return (f"| {name} | {run} | {_pair(zero)} | {_pair(recipe)} | {picked} | {_pair(pick)} | {lead} | "
             f"{_sens(recipe)} -> {_sens(pick)} | {agree} |")
+
+
+def provenance(path: Path, result: dict) -> str:
+    """One line: the file, its command, its time and load, and whether `kit run` of the pick reproduced it."""
+    load = result.get("load_average")
+    repro = result.get("recipe") or {}
+    same = {True: "same test GAP", False: "a different test GAP"}.get(repro.get("equal"), "not re-run")
+    if not load:
+        return f"- `{path.name}`: `{result.get('command', '?')}`."
+    return (f"- `{path.name}`: `{result.get('command', '?')}`; {result.get('seconds', 0):.0f} s on {CPU} "
+            f"(load average {load[0]:.1f} at the end); `kit run` of the picked recipe: {same}.")
 
 
 def markdown(results: Path = RESULTS) -> str:
     out = ["| set | run | zero-training kNN (GAP / top-1) | recipe kNN | picked on validation | picked | "
            "lead vs zero-training / vs recipe kNN | sens@spec0.98 (recipe kNN -> picked) | validation pick agrees |",
            "|---|---|---|---|---|---|---|---|---|"]
+    notes = []
     for name, stem in SETS:
         for run, suffix in (("full", ""), ("quick", ".quick")):
             path = results / f"{stem}{suffix}.json"
-            out.append(line(name, run, json.loads(path.read_text()) if path.is_file() else None))
-    return "\n".join(out)
+            result = json.loads(path.read_text()) if path.is_file() else None
+            out.append(line(name, run, result))
+            if result is not None:
+                notes.append(provenance(path, result))
+    return "\n".join(out + ["", "Runs (each row above is one run; \"older code\": measured before the calibrated "
+                                 "fusion, not re-run):"] + notes)
 
 
 def main(argv=None) -> int:
