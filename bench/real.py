@@ -338,6 +338,18 @@ def verified(b: Bench, rerank_id: str, split: str = "test"):
     return side["top_inliers"] >= b.s.min_inliers
 
 
+def note_fusion(b: Bench, key: str, sid: str) -> None:
+    """Record in the row the fusion each split used and, for the calibrated fusion, the fitted model."""
+    folder = b.work / "pipeline" / sid
+    row = b.table[key]
+    row["fusion_used"] = {p.name.split(".")[0]: json.loads(p.read_text()).get("fusion")
+                          for p in sorted(folder.glob("*.seconds.json"))}
+    if (folder / "calibration.json").is_file():
+        model = json.loads((folder / "calibration.json").read_text())["model"]
+        row["calibration"] = None if model is None else {
+            k: model[k] for k in ("features", "coef", "intercept", "examples", "positives")}
+
+
 def rerank_settings(s: Settings, **extra) -> dict:
     return {"verifier": "sift", "candidates": s.candidates, "min_inliers": s.min_inliers, "image_size": s.sift_size,
             "max_keypoints": s.sift_keypoints, "threads": 2, **extra}
@@ -408,6 +420,7 @@ def run(args) -> dict:
     if b.test_truth is not None:
         b.table["zero-training kNN +spatial re-rank"]["test"] = score(load_test(b, "imagenet_rerank"), b.test_truth,
                                                                      verified(b, "imagenet_rerank"))
+    note_fusion(b, "zero-training kNN +spatial re-rank", "imagenet_rerank")
 
     print(f"\n== 3b. kit's retrieval recipe, no training: ImageNet {s.recipe_backbone} embeddings at "
           f"{s.recipe_size} px + kNN + spatial re-rank ==")
@@ -416,19 +429,28 @@ def run(args) -> dict:
     b.run_row("recipe kNN", "recipe_knn", "retrieval", embeddings=f"ImageNet {s.recipe_backbone} {s.recipe_size} px")
     for key, sid, extra, kind, note in (
             ("recipe kNN +spatial re-rank", "recipe_rerank", {}, "rerank",
-             "kit's default path (evidence fusion): passed = verified (>= min inliers)"),
-            ("recipe kNN +spatial re-rank +reference term", "recipe_rerank_ref", {"reference_weight": 1}, "rerank",
-             "unverified rows lose their mean cosine to the 10 most similar images of their own set; a candidate "
-             "of the pick (it reorders the unverified rows: validation decides)"),
+             "kit's default path (calibrated fusion: a logistic model of P(right class) over kNN similarity and "
+             "margin, inliers and inlier margin, kNN-class and verified flags and the reference similarity, fitted "
+             "on validation; validation scored cross-fitted): passed = verified (>= min inliers)"),
+            ("recipe kNN +spatial re-rank, evidence fusion", "recipe_rerank_evidence", {"fusion": "evidence"},
+             "rerank", "the previous default: verification only lifts the kNN score, another class only on an "
+             "inlier margin >= 10; a candidate of the pick"),
+            ("recipe kNN +spatial re-rank +reference term", "recipe_rerank_ref",
+             {"fusion": "evidence", "reference_weight": 1}, "rerank",
+             "evidence fusion; unverified rows lose their mean cosine to the 10 most similar images of their own "
+             "set; a candidate of the pick (it reorders the unverified rows: validation decides)"),
             ("recipe kNN +spatial re-rank, summed fusion", "recipe_rerank_sum", {"fusion": "sum", "reference_weight": 1},
-             "ablation", "the previous default: classes re-ranked by max(sim + inlier term), weak inliers choose "
-             "between classes, + reference term; for comparison, not a candidate"),
-            ("recipe kNN +spatial re-rank, no inlier margin", "recipe_rerank_nomargin", {"margin": 0}, "ablation",
-             "measures the inlier margin (inliers beyond the best other class's); kit's default path has it")):
+             "ablation", "classes re-ranked by max(sim + inlier term), weak inliers choose between classes, + "
+             "reference term (the default before the evidence fusion); for comparison, not a candidate"),
+            ("recipe kNN +spatial re-rank, no inlier margin", "recipe_rerank_nomargin",
+             {"fusion": "evidence", "margin": 0}, "ablation",
+             "evidence fusion on raw inlier counts: measures the inlier margin (inliers beyond the best other "
+             "class's)")):
         b.stage("rerank", sid, embeddings="recipe", **rerank_settings(s, **extra))
         b.run_row(key, sid, kind, note=note)
         if b.test_truth is not None:
             b.table[key]["test"] = score(load_test(b, sid), b.test_truth, verified(b, sid))
+        note_fusion(b, key, sid)
 
     print(f"\n== 4. fine-tuned embeddings: kit train --config {b.config} ==")
     b.stage("train", "tuned_model", config=b.config, set={
@@ -445,6 +467,7 @@ def run(args) -> dict:
     if b.test_truth is not None:
         b.table["fine-tuned kNN +spatial re-rank"]["test"] = score(load_test(b, "tuned_rerank"), b.test_truth,
                                                                   verified(b, "tuned_rerank"))
+    note_fusion(b, "fine-tuned kNN +spatial re-rank", "tuned_rerank")
 
     print("\n== 5. ensembles of classifier + retrieval (soft, weights fitted on validation) ==")
     ens_knn = ensemble(b, "classifier+kNN", ["tuned", "tuned_knn"])
@@ -457,7 +480,7 @@ def run(args) -> dict:
         key = "filter:sift on classifier+kNN"
         try:
             b.stage("filter", "filter_sift", input=ens_knn, name="sift", embeddings="tuned",
-                    candidates=s.filter_candidates, ratio=0.9, transform="homography", image_size=s.sift_size,
+                    candidates=s.filter_candidates, image_size=s.sift_size,
                     max_keypoints=s.sift_keypoints)
             row = b.run_row(key, "filter_sift", "filter")
             saved = json.loads((b.work / "pipeline" / "filter_sift" / "filter.json").read_text())

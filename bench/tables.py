@@ -3,8 +3,8 @@
     python bench/tables.py           # rewrite every table between its markers in bench/README.md and README.md
     python bench/tables.py --check   # exit 1 when a table differs from its JSON (tests/test_bench_tables.py)
 
-Each table sits between `<!-- NAME table: begin -->` and `<!-- NAME table: end -->`. The transfer table
-(`<!-- transfer table: ... -->`) is not made here: the real-photo runs write it.
+Each table sits between `<!-- NAME table: begin -->` and `<!-- NAME table: end -->`; the transfer table
+(every real-photo set, full and quick) comes from transfer_table.py.
 """
 from __future__ import annotations
 
@@ -115,8 +115,15 @@ def results_table() -> str:
     return rows(["set", "zero-training kNN (Lite0, 224 px)", "recipe kNN (Lite1, 384 px)", "picked on validation"], body)
 
 
-TABLES = {"real.json": real_table, "speed": speed_table, "scale": scale_table, "decode": decode_table,
-          "writes": writes_table}
+def transfer_table() -> str:
+    sys.path.insert(0, str(HERE))
+    import transfer_table as tt
+
+    return tt.markdown()
+
+
+TABLES = {"real.json": real_table, "transfer": transfer_table, "speed": speed_table, "scale": scale_table,
+          "decode": decode_table, "writes": writes_table}
 
 
 def render(text: str, tables: dict = TABLES) -> str:

@@ -57,9 +57,11 @@ def test_package_ships_what_inference_needs_and_the_runner_reproduces_kit_run(fi
     chosen = json.loads((work / "select" / "choice.json").read_text())["choice"]
     ids = [next(iter(s.values())).get("id", next(iter(s))) for s in manifest["recipe"]["stages"]]
     assert ids == ["folds", "model", "predict", chosen, "submission"]   # select resolved to its pick
+    # a picked rerank ships the calibrated fusion's model fitted at home (calibration.json)
+    fitted = {f"{chosen}/calibration.json"} if (work / chosen / "calibration.json").is_file() else set()
     assert set(manifest["files"]) == {"folds/folds.csv", "folds/val_solution.csv", "model/fold0/best.pt",
                                       "model/fold0/config.yaml", "predict/train.npz", "predict/val.npz",
-                                      "predict/distractors.npz"}
+                                      "predict/distractors.npz"} | fitted
     import numpy as np
 
     with np.load(out / "kit-models/stages/predict/train.npz") as z:

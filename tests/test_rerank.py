@@ -9,7 +9,9 @@ from kit.cli import main
 from kit.errors import KitError
 from kit.inference import expansion as X
 from kit.inference import retrieval as R
-from kit.inference.rerank import RerankConfig, class_candidates, class_scores, spatial_rerank
+from kit.inference.candidates import class_candidates
+from kit.inference.fusion import class_scores
+from kit.inference.rerank import RerankConfig, spatial_rerank
 from kit.layout import image_path
 from kit.predictions import Predictions, load_predictions, save_predictions
 from kit.synth import make_structure, random_homography, warp_view
@@ -72,7 +74,7 @@ def test_class_scores_inliers_reorder_and_confidence():
 
 
 def test_competing_inliers_and_margin():
-    from kit.inference.rerank import competing_inliers
+    from kit.inference.fusion import competing_inliers
 
     nl = np.array([[1, 2, 1, 3, -1]])
     inl = np.array([[12, 9, 4, 7, 50]])                    # the -1 slot is no candidate: its 50 never counts
@@ -95,7 +97,7 @@ def test_competing_inliers_and_margin():
 
 
 def test_competing_inliers_equals_a_per_candidate_scan():
-    from kit.inference.rerank import competing_inliers
+    from kit.inference.fusion import competing_inliers
 
     rng = np.random.default_rng(0)
     for _ in range(200):   # ties, single-class rows, empty slots, empty shapes
@@ -215,7 +217,7 @@ def test_reference_similarity_excludes_the_own_id_and_averages_k():
 
 
 def test_unverified_penalty_lowers_only_unverified_rows():
-    from kit.inference.rerank import unverified_penalty
+    from kit.inference.fusion import unverified_penalty
 
     scores = np.array([[1.5, 0.7], [0.8, 0.6], [0.0, 0.0]], np.float32)
     labels = np.array([[3, 1], [2, 4], [-1, -1]])
@@ -253,7 +255,7 @@ def test_spatial_rerank_reference_term(views):
 def test_evidence_fusion_only_adds_to_the_knn_result():
     """Unverified rows keep their kNN class and score (so their order); weak evidence for another class
     changes nothing; the kNN class verified lifts its row; only strong evidence re-classifies."""
-    from kit.inference.rerank import evidence_fusion
+    from kit.inference.fusion import evidence_fusion
 
     base_l = np.array([[4, 5], [4, 5], [1, 2], [1, 2], [7, 8]])
     base_s = np.array([[0.6, 0.55], [0.7, 0.5], [0.5, 0.4], [0.5, 0.4], [0.3, 0.2]], np.float32)
@@ -312,3 +314,28 @@ def test_spatial_rerank_second_look_near_the_cut(views):
     assert two.seconds["second_look"] == int(near.sum()) >= 1
     assert two.inliers.shape == (2, 1 + 4)
     assert ((two.neighbours[:, 1:] != "").sum(axis=1) == np.where(near, 4, 0)).all()
+
+
+def test_one_verification_setting_for_rerank_and_filters():
+    """`kit rerank` and `kit filter sift|delf` verify pairs with one Verification and its defaults (the
+    re-rank's: ratio 0.9, homography, MAGSAC, RootSIFT at 512 px, 1000 keypoints); the filter's own
+    threshold stays its own."""
+    import dataclasses
+
+    from kit.filters.local import DelfFilter, SiftFilter
+    from kit.localfeatures.verification import Verification
+
+    d = Verification()
+    assert (d.ratio, d.transform, d.robust, d.ransac_threshold) == (0.9, "homography", "magsac", 8.0)
+    assert d.extractor_settings() == {"extractor": "sift", "image_size": 512, "max_keypoints": 1000}
+    shared = {f.name for f in dataclasses.fields(Verification)} - {"threads"}
+    r = RerankConfig()
+    assert isinstance(r, Verification) and all(getattr(r, k) == getattr(d, k) for k in shared)
+    f = SiftFilter()
+    v = f.verification
+    assert all(getattr(v, k) == getattr(d, k) for k in shared)
+    assert f.defaults["threshold"] == 10.0                      # the filter's own cut
+    assert DelfFilter().verification.extractor_settings() == {"extractor": "delf", "image_size": 320}
+    given = SiftFilter(ratio=0.8, transform="affine", robust="ransac", extractor_kw={"image_size": 256}).verification
+    assert (given.ratio, given.transform, given.robust, given.extractor_settings()["image_size"]) == (
+        0.8, "affine", "ransac", 256)

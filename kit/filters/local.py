@@ -1,16 +1,12 @@
 """Local-feature filters (delf, sift): geometric verification against the predicted class's training images."""
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from kit.errors import KitError
 from kit.filters.base import Filter, TrainIndex, candidates, rescore
-from kit.layout import find_image
-from kit.localfeatures import build_extractor
-from kit.localfeatures.base import cached_features, resolve_cache_dir
-from kit.localfeatures.matching import ClassRows, verify_pairs
+from kit.localfeatures.matching import ClassRows
+from kit.localfeatures.verification import PairVerifier, Verification
 from kit.predictions import Predictions
 
 
@@ -30,30 +26,44 @@ def select_candidates(pred: Predictions, idx: TrainIndex, rows, n: int, emb="ind
 
 
 class LocalFilter(Filter):
-    """Geometric verification: max RANSAC inliers between the image and the `neighbours` training images of
-    its predicted class nearest by global embedding. Below `threshold` inliers the row fails; passing rows
-    gain boost * min(inliers, cap) / cap."""
+    """Geometric verification: max inliers between the image and the `neighbours` training images of its
+    predicted class nearest by global embedding, verified as `kit rerank` verifies (one
+    kit.localfeatures.verification.Verification; its defaults unless given). Below `threshold` inliers the
+    row fails; passing rows gain boost * min(inliers, cap) / cap."""
 
     defaults = {"threshold": 10.0, "boost": 0.0}
     threshold_key = "threshold"
 
     def __init__(self, extractor: str = "sift", train_pred: str | None = None, train_labels: str | None = None,
                  data_dir: str = ".", cache_dir: str | None = "auto", neighbours: int = 3,
-                 ratio: float = 0.8, transform: str = "affine", ransac_threshold: float = 8.0, cap: float = 50.0,
-                 chunk: int = 256, n_jobs: int = 1, extractor_kw: dict | None = None, strict: bool = False, **kw):
+                 ratio: float | None = None, transform: str | None = None, ransac_threshold: float | None = None,
+                 robust: str | None = None, cap: float = 50.0, chunk: int = 256, n_jobs: int = 1,
+                 extractor_kw: dict | None = None, strict: bool = False, **kw):
+        d = Verification()
         super().__init__(extractor=extractor, train_pred=train_pred, train_labels=train_labels, data_dir=data_dir,
-                         cache_dir=cache_dir, neighbours=neighbours, ratio=ratio, transform=transform,
-                         ransac_threshold=ransac_threshold, cap=cap, chunk=chunk, n_jobs=n_jobs,
+                         cache_dir=cache_dir, neighbours=neighbours, ratio=d.ratio if ratio is None else ratio,
+                         transform=transform or d.transform,
+                         ransac_threshold=d.ransac_threshold if ransac_threshold is None else ransac_threshold,
+                         robust=robust or d.robust, cap=cap, chunk=chunk, n_jobs=n_jobs,
                          extractor_kw=extractor_kw or {}, strict=bool(strict), **kw)
         self.name = extractor
-        self._extractor = None
+        self._verifier = None
         self._index = None
 
     @property
-    def extractor(self):
-        if self._extractor is None:
-            self._extractor = build_extractor(self.settings["extractor"], **self.settings["extractor_kw"])
-        return self._extractor
+    def verification(self) -> Verification:
+        s = self.settings
+        return Verification(verifier=s["extractor"], ratio=s["ratio"], transform=s["transform"],
+                            ransac_threshold=s["ransac_threshold"], robust=s.get("robust", Verification.robust),
+                            threads=s["n_jobs"], extractor_kw=dict(s["extractor_kw"]))
+
+    @property
+    def verifier(self) -> PairVerifier:
+        if self._verifier is None:
+            s = self.settings
+            self._verifier = PairVerifier(self.verification, s["data_dir"], s["cache_dir"], progress=True,
+                                          strict=s.get("strict", False))
+        return self._verifier
 
     @property
     def index(self) -> "TrainIndex":
@@ -74,24 +84,18 @@ class LocalFilter(Filter):
         if emb is not None and emb.shape[1] != idx.embeddings.shape[1]:
             raise KitError(f"filter: embeddings have {emb.shape[1]} dims, {s['train_pred']} has {idx.embeddings.shape[1]}")
         out = np.zeros(len(pred), np.float32)
-        seconds = {"features": 0.0, "matching": 0.0}
         rows = np.flatnonzero(pred.labels[:, 0] >= 0)
-        match_kw = dict(ratio=s["ratio"], transform=s["transform"], threshold=s["ransac_threshold"])
         nbrs = select_candidates(pred, idx, rows, s["neighbours"], emb)
+        pv = self.verifier
+        before = dict(pv.clock)
         for start in progress(range(0, len(rows), s["chunk"]), desc=f"{self.name} verify", unit="chunk",
-                          disable=len(rows) <= s["chunk"]):
+                              disable=len(rows) <= s["chunk"]):
             chunk = rows[start:start + s["chunk"]]
-            need = list(dict.fromkeys([pred.ids[i] for i in chunk] + [j for i in chunk for j in nbrs[i]]))
-            t0 = time.perf_counter()
-            feats = cached_features(self.extractor, need, [find_image(s["data_dir"], j) for j in need],
-                                    resolve_cache_dir(s["cache_dir"]), progress=len(need) > 64,
-                                    strict=s.get("strict", False))
-            t1 = time.perf_counter()
             rows_of = np.array([i for i in chunk for _ in nbrs[i]], np.int64)
-            pairs = [(pred.ids[i], j) for i in chunk for j in nbrs[i]]
-            np.maximum.at(out, rows_of, verify_pairs(pairs, feats, s["n_jobs"], **match_kw))
-            seconds["features"] += t1 - t0
-            seconds["matching"] += time.perf_counter() - t1
+            pairs = [(str(pred.ids[i]), str(j)) for i in chunk for j in nbrs[i]]
+            if pairs:
+                np.maximum.at(out, rows_of, pv.inliers(pairs))
+        seconds = {k: pv.clock[k] - before[k] for k in ("features", "matching")}
         return out, {"signal": seconds["features"] + seconds["matching"], **seconds}
 
     def _rescore(self, pred, signal, p):

@@ -14,7 +14,7 @@ import kit.pipeline.stages  # noqa: F401  (registers the stages)
 from kit.pipeline.recipe import Recipe, load_recipe, save_recipe
 from kit.pipeline.runner import DONE, encode, finished
 
-FITTED = {"ensemble": ("weights.json",), "filter": ("filter.json",)}   # files an infer stage fits at home
+FITTED = {"ensemble": ("weights.json",), "filter": ("filter.json",), "rerank": ("calibration.json",)}   # files an infer stage fits at home
 
 
 def needed_stages(recipe: Recipe, work: Path) -> tuple[list, dict]:

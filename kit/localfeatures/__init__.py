@@ -1,6 +1,7 @@
 """kit.localfeatures: local features for geometric verification. base (the LocalFeatures record and its
 on-disk cache), sift (OpenCV RootSIFT), delf (attention-selected CNN features + training), matching
-(descriptor matching + RANSAC). EXTRACTORS is the registry of extractors by name."""
+(descriptor matching + RANSAC), verification (the one verification setting and cached pair loop of
+`kit rerank` and the local-feature filters). EXTRACTORS is the registry of extractors by name."""
 from __future__ import annotations
 
 from kit.errors import KitError

@@ -4,6 +4,7 @@ any other query (test, distractors) is every labelled image (training folds + va
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,10 +12,13 @@ import numpy as np
 
 from kit.atomic import atomic_path, write_json
 from kit.errors import KitError
-from kit.inference.rerank import RerankConfig, spatial_rerank
+from kit.inference.calibration import (Calibration, calibrated_ranking, candidate_features, cross_fitted_ranking,
+                                       fit_calibration)
+from kit.inference.rerank import RerankConfig, Reranked, fuse, reference_of, verify_candidates
 from kit.inference.retrieval import RETRIEVERS, fit_retriever, load_index
 from kit.pipeline.stage import choice, ref, stage
-from kit.predictions import load_predictions, save_predictions
+from kit.predictions import Predictions, load_predictions, save_predictions
+from kit.truth import load_truth, truth_by_id
 
 
 def index_files(files: dict, split: str) -> list:
@@ -92,6 +96,8 @@ class RerankSettings(RerankConfig):
     dba: int = 0
     dba_alpha: float = 3.0
     topk: int = 5
+    calibration: str = ""           # calibrated fusion outside a recipe: a rerank stage's calibration.json
+                                    # ("" = none: the evidence fusion; the stage fits its own on validation)
 
 
 def rerank_config(s: RerankSettings) -> RerankConfig:
@@ -102,9 +108,11 @@ def rerank_config(s: RerankSettings) -> RerankConfig:
     return cfg
 
 
-def rerank_files(s: RerankSettings, index: list, labels, query_file, data, cache_dir, references=(), out=None):
-    """Re-rank one query file against the index files (`kit rerank`, the rerank stage): writes OUT.npz,
-    OUT.inliers.npz (verified pairs, for non-landmark scoring) and OUT.seconds.json -> the Reranked."""
+def verify_query(s: RerankSettings, index: list, labels, query_file, data, cache_dir, references=(),
+                 calibrated: bool = False):
+    """The verified candidates of one query file against the index files, and its reference similarity
+    (to `references`, default the queries; None unless a calibrated model or the reference term uses it)
+    -> (query, Verified, reference)."""
     cfg = rerank_config(s)
     idx = load_index(list(index))
     knn = fit_retriever("knn", idx, labels, k=cfg.candidates, agg=s.agg, qe=s.qe, qe_alpha=s.qe_alpha, dba=s.dba,
@@ -115,32 +123,105 @@ def rerank_files(s: RerankSettings, index: list, labels, query_file, data, cache
         if p is not None and p.embeddings.shape[1] != query.embeddings.shape[1]:
             raise KitError(f"{query_file}: {query.embeddings.shape[1]}-d embeddings, the {name} has "
                            f"{p.embeddings.shape[1]}")
-    r = spatial_rerank(query, knn, idx.ids, cfg, data, cache_dir, topk=s.topk, references=refs)
+    v = verify_candidates(query, knn, idx.ids, cfg, data, cache_dir, topk=s.topk)
+    uses = (calibrated and cfg.fusion == "calibrated" or cfg.reference_weight > 0) and cfg.reference_k > 0
+    return query, v, reference_of(query, refs, cfg.reference_k) if uses else None
+
+
+def write_reranked(cfg, query, v, reference, fused, out):
+    """OUT.npz, OUT.inliers.npz (verified pairs, for non-landmark scoring), OUT.seconds.json -> the Reranked."""
+    labels, scores, top, fusion = fused
+    pred = Predictions(query.ids, labels, scores, query.embeddings)
+    seconds = {**v.seconds, "fusion": fusion,
+               "switched": int(np.sum((labels[:, 0] != v.base_labels[:, 0]) & (labels[:, 0] >= 0)))}
+    r = Reranked(pred, v.inliers, v.nbr_ids, np.asarray(top, np.int32), seconds, reference)
     out = Path(out)
-    save_predictions(r.predictions, out)
+    save_predictions(pred, out)
     stem = str(out)[:-4] if str(out).endswith(".npz") else str(out)
     with atomic_path(stem + ".inliers.npz") as tmp, open(tmp, "wb") as f:
-        extra = {} if r.reference is None else {"reference": r.reference}
-        np.savez(f, ids=r.predictions.ids, neighbours=r.neighbours, inliers=r.inliers, top_inliers=r.top_inliers,
-                 **extra)
-    write_json({**r.seconds, "images": len(query), "config": dataclasses.asdict(cfg)}, stem + ".seconds.json")
+        extra = {} if reference is None else {"reference": reference}
+        np.savez(f, ids=pred.ids, neighbours=r.neighbours, inliers=r.inliers, top_inliers=r.top_inliers, **extra)
+    write_json({**seconds, "images": len(query), "config": dataclasses.asdict(cfg)}, stem + ".seconds.json")
     return r
 
 
-@stage("rerank", RerankSettings, check=lambda s: rerank_config(s).extractor_settings())
+def rerank_files(s: RerankSettings, index: list, labels, query_file, data, cache_dir, references=(), out=None):
+    """Re-rank one query file against the index files (`kit rerank`): writes OUT.npz, OUT.inliers.npz and
+    OUT.seconds.json -> the Reranked. The calibrated fusion uses `s.calibration` (none: evidence)."""
+    cfg = rerank_config(s)
+    query, v, reference = verify_query(s, index, labels, query_file, data, cache_dir, references,
+                                       calibrated=bool(s.calibration))
+    model = (Calibration.from_dict(json.loads(Path(s.calibration).read_text())["model"] or {})
+             if s.calibration and cfg.fusion == "calibrated" else None)
+    return write_reranked(cfg, query, v, reference, fuse(v, cfg, s.topk, reference, model), out)
+
+
+def validation_truth(solution, ids) -> np.ndarray:
+    """[Q] each id's landmark in the folds stage's val_solution.csv (-1 non-landmark, -2 absent)."""
+    by_id = truth_by_id(load_truth(solution))
+    return np.array([by_id[i][0] if by_id.get(i) else (-1 if i in by_id else -2) for i in map(str, ids)], np.int64)
+
+
+def calibrate(found: dict, cfg, topk: int, ctx, solution):
+    """The calibrated fusion's model: shipped, or fitted on the validation splits (val + distractors) ->
+    (Calibration | None, {split: cross-fitted (labels, scores)} for the validation splits)."""
+    shipped = ctx.shipped_file("calibration.json")
+    if shipped is not None:
+        d = json.loads(shipped.read_text())["model"]
+        return (Calibration.from_dict(d) if d else None), {}
+    val = [x for x in ("val", "distractors") if x in found]
+    if not val:
+        return None, {}
+    parts = {x: candidate_features(found[x][1].base_labels, found[x][1].sims, found[x][1].inliers,
+                                   found[x][1].nbr_labels, cfg.min_inliers, found[x][2]) for x in val}
+    ids = np.concatenate([found[x][1].ids for x in val])
+    classes, feats = (np.concatenate([parts[x][i] for x in val]) for i in (0, 1))
+    truth = validation_truth(solution, ids)
+    keep = truth >= -1
+    model = fit_calibration(feats[keep], classes[keep], truth[keep], cfg.min_inliers)
+    cross = None if model is None else cross_fitted_ranking(feats[keep], classes[keep], truth[keep], ids[keep],
+                                                            cfg.min_inliers, topk)
+    if cross is None:
+        model = None
+    write_json({"model": None if model is None else model.to_dict(),
+                "note": "fitted on the validation set; none: too small, the evidence fusion is used"},
+               ctx.dir / "calibration.json")
+    if model is None:
+        return None, {}
+    labels, scores = calibrated_ranking(model, classes, feats, topk)
+    labels[keep], scores[keep] = cross
+    out, start = {}, 0
+    for x in val:
+        n = len(found[x][1].ids)
+        out[x] = (labels[start:start + n], scores[start:start + n])
+        start += n
+    return model, out
+
+
+@stage("rerank", RerankSettings, check=lambda s: rerank_config(s).check())
 def rerank(s: RerankSettings, ctx) -> dict:
     """Spatial re-ranking: nearest index images verified with local features + RANSAC -> SPLIT.npz.
 
-    Also SPLIT.inliers.npz (the verified pairs, for non-landmark scoring)."""
+    Also SPLIT.inliers.npz (the verified pairs, for non-landmark scoring) and, for the calibrated fusion,
+    calibration.json (its model, fitted on validation; validation splits are scored cross-fitted)."""
     files, labels = ctx.split_files(s.embeddings), ctx.of(s.folds)["folds"]
     splits = query_splits(files, ctx)
-    # the reference set of the unverified rows' score: the queries' own collection (test: itself;
-    # validation: the validation fold + the fitting distractors, the validation set as a whole)
+    cfg = rerank_config(s)
+    # the reference set of a query: its own collection (test: itself; validation: the validation fold +
+    # the fitting distractors, the validation set as a whole)
     own = [files[x] for x in splits if x != "test"]
+    found = {x: verify_query(s, index_files(files, x), labels, files[x], ctx.data, ctx.cache_dir,
+                             own if x != "test" else (), calibrated=True) for x in splits}
+    model, fitted = (calibrate(found, cfg, s.topk, ctx, ctx.of(s.folds).get("val_solution"))
+                     if cfg.fusion == "calibrated" else (None, {}))
     out = {}
-    for split in splits:
-        out[split] = ctx.dir / f"{split}.npz"
-        r = rerank_files(s, index_files(files, split), labels, files[split], ctx.data, ctx.cache_dir,
-                         own if split != "test" else (), out[split])
-        ctx.log(f"  {split}: {len(r.predictions)} images, {r.seconds['pairs']} pairs verified")
+    for x in splits:
+        query, v, reference = found[x]
+        fused = fuse(v, cfg, s.topk, reference, model)
+        if x in fitted:
+            hit = (v.nbr_labels == fitted[x][0][:, :1]) & (fitted[x][0][:, :1] >= 0)
+            fused = (*fitted[x], np.where(hit, v.inliers, 0).max(axis=1, initial=0), "calibrated, cross-fitted")
+        out[x] = ctx.dir / f"{x}.npz"
+        write_reranked(cfg, query, v, reference, fused, out[x])
+        ctx.log(f"  {x}: {len(query)} images, {v.seconds['pairs']} pairs verified, fusion {fused[3]}")
     return {"splits": out}

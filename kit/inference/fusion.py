@@ -1,0 +1,132 @@
+"""Fusions: how a query's kNN result and its verified pairs' inlier counts make its ranked classes and
+its confidence (FUSIONS, by name).
+
+- "calibrated" (default): a logistic model of P(class is right) fitted on the validation set
+  (kit.inference.calibration); falls back to "evidence" where no fitted model is at hand.
+- "evidence": verification only adds to the kNN result (`evidence_fusion`).
+- "sum": GLR 2019-2020 winners' recipe (e.g. 2020 1st place, "sim + w * min(inliers, cap) / cap"): classes
+  ranked by max over their neighbours of sim + weight * min(e, cap) / cap (`class_scores`).
+
+e = inliers - margin * (the most inliers of the query's candidates of OTHER classes): the evidence beyond
+what chance matches give (a textured photo gets 7-9 inliers with everything; a landmark gets many with
+its own class only), Lowe's ratio test at the level of classes. A landmark photo shares a rigid 3-D
+scene with its class's training images, which separates the non-landmark photos that look like
+landmarks, which no similarity threshold does.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kit.errors import KitError
+from kit.registry import Registry
+
+FUSIONS = Registry("fusion", dict.fromkeys(("calibrated", "evidence", "sum")))
+
+
+def competing_inliers(inliers: np.ndarray, nbr_labels: np.ndarray) -> np.ndarray:
+    """[Q, N] per candidate: the most inliers among the same query's candidates of another class (0 if none):
+    how many inliers this query gets by chance (-1 labels are no candidate). From each query's two classes
+    with the most inliers (`knn_vote`, agg max): a candidate of the first gets the second's, any other the first's."""
+    from kit.inference.retrieval import knn_vote
+
+    nbr_labels = np.asarray(nbr_labels)
+    inliers = np.where(nbr_labels >= 0, np.asarray(inliers), 0)
+    top, most = knn_vote(inliers, nbr_labels, 2, power=1.0, agg="max")
+    out = np.where(nbr_labels == top[:, :1], most[:, 1:2], most[:, :1])
+    return np.where(nbr_labels >= 0, out, 0).astype(inliers.dtype)
+
+
+def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, weight: float, cap: float,
+                 topk: int, min_inliers: int = 0, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per query, classes ranked by max over their neighbours of sim + weight * min(e, cap) / cap with
+    e = max(inliers - margin * `competing_inliers`, 0); a listed class whose best raw inliers are below
+    `min_inliers` (unverified) scores its best similarity instead.
+
+    sims, inliers, nbr_labels: [Q, N] (label -1 = no neighbour).
+    -> (labels [Q, topk], scores [Q, topk], raw inliers [Q, topk]: each listed class's most)."""
+    from kit.inference.retrieval import knn_vote
+
+    if cap <= 0:
+        raise KitError(f"rerank: cap={cap} (must be > 0)")
+    if margin < 0:
+        raise KitError(f"rerank: margin={margin} (must be >= 0)")
+    sims = np.asarray(sims, np.float64)
+    nbr_labels = np.asarray(nbr_labels)
+    inliers = np.where(nbr_labels >= 0, np.asarray(inliers), 0)
+    e = inliers - margin * competing_inliers(inliers, nbr_labels) if margin else inliers
+    labels, scores = knn_vote(sims + weight * np.minimum(np.maximum(e, 0), cap) / cap, nbr_labels, topk,
+                              power=1.0, agg="max")
+    hit = (nbr_labels[:, None, :] == labels[:, :, None]) & (labels[:, :, None] >= 0)   # [Q, topk, N]
+    raw = np.where(hit, inliers[:, None, :], 0).max(axis=2, initial=0)
+    best_sim = np.where(hit, sims[:, None, :], -np.inf).max(axis=2, initial=-np.inf)
+    scores = np.where((raw < min_inliers) & (labels >= 0), best_sim, scores).astype(np.float32)
+    return labels, scores, raw.astype(np.int32)
+
+
+def evidence_fusion(base_labels: np.ndarray, base_scores: np.ndarray, sims: np.ndarray, inliers: np.ndarray,
+                    nbr_labels: np.ndarray, weight: float, cap: float, min_inliers: int, margin: float,
+                    switch_margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Verification as added evidence on top of a kNN result (base_labels/base_scores [Q, topk], best first).
+
+    Per query, a class's evidence is E = its most inliers - margin x the most inliers of any other candidate
+    class (the inlier margin; margin 0: raw counts). A class is verified when its most inliers reach
+    `min_inliers`. Then:
+    - the kNN class is verified: it stays, and the row's score rises to kNN score + weight * min(E+, cap) / cap;
+    - another class is verified with E >= `switch_margin` (its lead over every other class, the kNN class
+      included, clears this cut): it becomes the first class, scored kNN score + the same lift; the kNN
+      classes follow with their kNN scores;
+    - otherwise (nothing verified, or weaker evidence for another class) the row is the kNN row, unchanged:
+      same classes, same scores, so unverified rows keep their kNN order among themselves.
+    A row's score never falls below its kNN score, and only evidence reorders classes.
+    sims, inliers, nbr_labels: [Q, N] verified candidates (label -1 = none).
+    -> (labels, scores [Q, topk], raw inliers of each row's first class [Q], switched [Q] bool)."""
+    from kit.inference.retrieval import knn_vote
+
+    if cap <= 0:
+        raise KitError(f"rerank: cap={cap} (must be > 0)")
+    labels = np.array(base_labels, np.int64, copy=True)
+    scores = np.array(base_scores, np.float64, copy=True)
+    nbr_labels = np.asarray(nbr_labels)
+    q = len(labels)
+    switched = np.zeros(q, bool)
+    top_raw = np.zeros(q, np.int32)
+    if q == 0 or labels.shape[1] == 0:
+        return labels, scores.astype(np.float32), top_raw, switched
+    inl = np.where(nbr_labels >= 0, np.asarray(inliers), 0)
+    # every candidate class's most inliers, [Q, C] over the classes present in the candidates
+    width = max(1, nbr_labels.shape[1])
+    cls, most = knn_vote(inl.astype(np.float64), nbr_labels, width, power=1.0, agg="max")
+    most = np.where(cls >= 0, most, 0.0)
+    first = labels[:, 0]
+    base_raw = np.where(cls == first[:, None], most, 0.0).max(axis=1)
+    best_other = np.where((cls != first[:, None]) & (cls >= 0), most, 0.0).max(axis=1)
+    v, v_raw = cls[:, 0], most[:, 0]        # the class with the most inliers and its count
+    second = most[:, 1] if most.shape[1] > 1 else np.zeros(q)
+    lift = lambda e: weight * np.minimum(np.maximum(e, 0.0), cap) / cap   # noqa: E731
+    agree = (first >= 0) & (base_raw >= min_inliers)
+    e_base = base_raw - margin * best_other
+    switch = ((v >= 0) & (v != first) & (v_raw >= min_inliers) & (v_raw - margin * second >= switch_margin)
+              & (v_raw > base_raw))
+    knn_top = scores[:, 0].copy()
+    scores[:, 0] = np.where(agree & ~switch, knn_top + lift(e_base), knn_top)
+    top_raw[:] = np.where(switch, v_raw, base_raw).astype(np.int32)
+    for i in np.flatnonzero(switch):
+        rest = [(c, s) for c, s in zip(labels[i], scores[i]) if c != v[i] and c >= 0]
+        new = [(int(v[i]), knn_top[i] + lift(v_raw[i] - margin * second[i]))] + rest
+        new = (new + [(-1, 0.0)] * labels.shape[1])[:labels.shape[1]]
+        labels[i] = [c for c, _ in new]
+        scores[i] = [s for _, s in new]
+    switched[:] = switch
+    return labels, scores.astype(np.float32), top_raw, switched
+
+
+def unverified_penalty(scores: np.ndarray, labels: np.ndarray, top_inliers: np.ndarray, reference: np.ndarray,
+                       min_inliers: int, weight: float) -> np.ndarray:
+    """Scores with `weight * reference` taken off every class of the rows whose predicted class is not
+    verified (top_inliers < min_inliers); verified rows are kept. `reference` = `reference_similarity` of
+    the query to photos of the same collection (by default the query set itself: a test set of mostly
+    non-landmarks). GLR 2020's winners scored against such out-of-domain samples; among unverified photos it
+    ranks distinctive ones (a landmark unlike the rest) above the typical ones (another street, another
+    building). Measured in bench/real.py (README "Real photos")."""
+    fail = (np.asarray(top_inliers) < min_inliers)[:, None] & (labels >= 0)
+    return np.where(fail, scores - weight * np.asarray(reference, np.float64)[:, None], scores).astype(np.float32)
