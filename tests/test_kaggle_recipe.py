@@ -184,3 +184,21 @@ def test_notebook_runs_the_packaged_recipe_and_matches_kit_run(finished, tmp_pat
                     KIT_MODE="full")
     assert "mode: full" in text and "recipe trained-retrieval" in text
     assert (nb_work / "submission.csv").read_text() == (work / "submission.csv").read_text()
+
+
+def test_kit_rerank_with_the_stage_calibration_gives_the_stage_test_predictions(finished, tmp_path, capsys):
+    """`kit rerank --calibration` = the recipe's rerank stage on the test split (same settings, same model)."""
+    import numpy as np
+
+    from kit.predictions import load_predictions
+
+    root, data, work, recipe = finished
+    p, out = work / "predict", tmp_path / "test.npz"
+    assert main(["rerank", "--query", str(p / "test.npz"), "--index", str(p / "train.npz"), str(p / "val.npz"),
+                 "--labels", str(work / "folds" / "folds.csv"), "--data-dir", str(data), "--out", str(out),
+                 "--calibration", str(work / "rerank" / "calibration.json"), "--candidates", "3", "--image-size",
+                 "64", "--classes", "1", "--per-class", "1", "--threads", "2", "--cache-dir", "none"]) == 0
+    mine, stage = load_predictions(out), load_predictions(work / "rerank" / "test.npz")
+    assert list(mine.ids) == list(stage.ids)
+    np.testing.assert_array_equal(mine.labels, stage.labels)
+    np.testing.assert_allclose(mine.scores, stage.scores, rtol=1e-6)

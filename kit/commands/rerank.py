@@ -2,14 +2,14 @@
 
 Spatial re-ranking (kit.inference.rerank): each query's --candidates nearest index images (global embeddings,
 with the same --agg/--qe/--dba switches as `kit retrieve knn`) are verified with local features + RANSAC
-(--verifier sift | delf). --fusion evidence (default): verification only adds to the kNN result: a row whose
-kNN class is verified (>= --min-inliers) rises to its kNN score + weight * min(e, cap) / cap (e = inliers
-beyond the best other class's: the inlier margin); another class replaces the kNN class only when it is
-verified with e >= --switch-margin; every other row is the kNN row, unchanged (same class, same score).
---fusion sum: classes re-ranked by max(sim + weight * min(e, cap) / cap) over their neighbours.
-With --reference-weight > 0, unverified rows then lose that x their mean cosine to the --reference-k most
-similar --references images (default: the other queries), GLR 2020's out-of-domain scoring (off by
-default: it reorders the unverified rows). Also writes OUT.inliers.npz (ids, neighbours, inliers [Q, N], top_inliers = best
+(--verifier sift | delf), then fused with the kNN result (kit.inference.fusion). --fusion calibrated
+(default): a logistic model of "this class is right" over kNN similarity, inliers and their margins, fitted on
+validation by the recipe's rerank stage (its calibration.json, given with --calibration), ranks the classes and
+is the confidence; only a verified class may replace the kNN class. Without a model: --fusion evidence, where
+verification only lifts a verified kNN class, and another class replaces it only with an inlier margin
+>= --switch-margin. --fusion sum: classes re-ranked by similarity + inlier term. --reference-weight > 0: unverified
+rows lose that x their mean cosine to the --reference-k most similar --references images (GLR 2020).
+Also writes OUT.inliers.npz (ids, neighbours, inliers [Q, N], top_inliers = best
 inliers of the predicted class, reference) for non-landmark scoring.
 """
 from __future__ import annotations
@@ -41,8 +41,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--margin", type=float, default=d.margin,
                    help="inlier evidence = inliers - MARGIN x the best other class's inliers (0 = raw)")
     p.add_argument("--fusion", choices=FUSIONS, default=d.fusion,
-                   help="evidence: verification only lifts or (on strong evidence) re-classifies the kNN result; "
-                        "sum: classes re-ranked by similarity + inlier term")
+                   help="calibrated (evidence without --calibration), evidence or sum: see above")
+    p.add_argument("--calibration", help="calibration.json of a recipe's rerank stage (default: none)")
     p.add_argument("--switch-margin", type=float, default=d.switch_margin,
                    help="evidence fusion: inlier margin a verified class needs to replace the kNN class")
     p.add_argument("--near-cut", type=int, default=d.near_cut,

@@ -151,8 +151,8 @@ def rerank_files(s: RerankSettings, index: list, labels, query_file, data, cache
     cfg = rerank_config(s)
     query, v, reference = verify_query(s, index, labels, query_file, data, cache_dir, references,
                                        calibrated=bool(s.calibration))
-    model = (Calibration.from_dict(json.loads(Path(s.calibration).read_text())["model"] or {})
-             if s.calibration and cfg.fusion == "calibrated" else None)
+    stored = json.loads(Path(s.calibration).read_text())["model"] if s.calibration else None  # null: fell back
+    model = Calibration.from_dict(stored) if stored and cfg.fusion == "calibrated" else None
     return write_reranked(cfg, query, v, reference, fuse(v, cfg, s.topk, reference, model), out)
 
 
