@@ -153,11 +153,15 @@ def views(tmp_path_factory):
     return root, data, index, query
 
 
+def _index_knn_query(data, index, query):
+    """The views' index, a kNN (k=4, max) over it, and the query predictions."""
+    idx = R.load_index([index])
+    return idx, R.fit_retriever("knn", idx, data / "train.csv", k=4, agg="max"), load_predictions(query)
+
+
 def test_spatial_rerank_fixes_the_class_and_ranks_verified_first(views):
     root, data, index, query = views
-    idx = R.load_index([index])
-    knn = R.fit_retriever("knn", idx, data / "train.csv", k=4, agg="max")
-    q = load_predictions(query)
+    idx, knn, q = _index_knn_query(data, index, query)
     before = knn.predict(q.ids, q.embeddings, topk=2)
     assert before.labels[:, 0].tolist() == [1, 1]
     cfg = RerankConfig(verifier="sift", candidates=4, threads=2, extractor_kw={"image_size": 160}, transform="homography")
@@ -231,9 +235,7 @@ def test_unverified_penalty_lowers_only_unverified_rows():
 def test_spatial_rerank_reference_term(views):
     """Only the unverified row moves, by weight x its similarity to the references (own id excluded)."""
     root, data, index, query = views
-    idx = R.load_index([index])
-    knn = R.fit_retriever("knn", idx, data / "train.csv", k=4, agg="max")
-    q = load_predictions(query)
+    idx, knn, q = _index_knn_query(data, index, query)
     base = dict(verifier="sift", candidates=4, threads=2, extractor_kw={"image_size": 160}, transform="homography")
     off = spatial_rerank(q, knn, idx.ids, RerankConfig(**base, reference_weight=0), data, root / "cache", topk=2,
                          progress=False)
@@ -285,9 +287,7 @@ def test_evidence_fusion_only_adds_to_the_knn_result():
 
 def test_spatial_rerank_unverified_row_is_the_knn_row(views):
     root, data, index, query = views
-    idx = R.load_index([index])
-    knn = R.fit_retriever("knn", idx, data / "train.csv", k=4, agg="max")
-    q = load_predictions(query)
+    idx, knn, q = _index_knn_query(data, index, query)
     before = knn.predict(q.ids, q.embeddings, topk=2)
     cfg = RerankConfig(verifier="sift", candidates=4, threads=2, extractor_kw={"image_size": 160})
     r = spatial_rerank(q, knn, idx.ids, cfg, data, root / "cache", topk=2, progress=False)
@@ -301,9 +301,7 @@ def test_spatial_rerank_unverified_row_is_the_knn_row(views):
 def test_spatial_rerank_second_look_near_the_cut(views):
     """Queries whose best pair falls just short of min_inliers verify more candidates; others do not."""
     root, data, index, query = views
-    idx = R.load_index([index])
-    knn = R.fit_retriever("knn", idx, data / "train.csv", k=4, agg="max")
-    q = load_predictions(query)
+    idx, knn, q = _index_knn_query(data, index, query)
     base = dict(verifier="sift", candidates=1, classes=0, threads=2, extractor_kw={"image_size": 160})
     one = spatial_rerank(q, knn, idx.ids, RerankConfig(**base), data, root / "cache", topk=2, progress=False)
     best = one.inliers.max(axis=1)

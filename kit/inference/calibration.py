@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from kit.errors import KitError
+from kit.inference.fusion import class_max
 
 FEATURES = ("similarity", "similarity_margin", "log_inliers", "inlier_margin", "is_knn_class", "verified",
             "reference")
@@ -56,12 +57,6 @@ class Calibration:
         return cls(**{k: v for k, v in d.items() if k != "features"})
 
 
-def _class_max(values: np.ndarray, nbr_labels: np.ndarray, classes: np.ndarray, fill: float) -> np.ndarray:
-    """[Q, C]: max of `values` [Q, N] over the candidates of each class in `classes` [Q, C] (fill if none)."""
-    hit = (nbr_labels[:, None, :] == classes[:, :, None]) & (classes[:, :, None] >= 0)
-    return np.where(hit, values[:, None, :], fill).max(axis=2, initial=fill)
-
-
 def _best_other(values: np.ndarray, classes: np.ndarray, fill: float) -> np.ndarray:
     """[Q, C]: the highest value of the other candidate classes of the same query (fill if none)."""
     v = np.where(classes >= 0, values, fill)
@@ -88,8 +83,8 @@ def candidate_features(base_labels: np.ndarray, sims: np.ndarray, inliers: np.nd
         seen += [int(nbr_labels[q, n]) for n in order if inl[q, n] > 0 and nbr_labels[q, n] >= 0]
         uniq = list(dict.fromkeys(seen))[:width]
         classes[q, :len(uniq)] = uniq
-    sim = _class_max(sims, nbr_labels, classes, -1.0)
-    most = _class_max(inl, nbr_labels, classes, 0.0)
+    sim = class_max(sims, nbr_labels, classes, -1.0)
+    most = class_max(inl, nbr_labels, classes, 0.0)
     margin = most - _best_other(most, classes, 0.0)
     ref = np.zeros(len(base)) if reference is None else np.asarray(reference, np.float64)
     feats = np.stack([sim, sim - _best_other(sim, classes, -1.0), np.log1p(most),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from kit.inference.retrieval import knn_vote
+from kit.localfeatures.matching import ClassRows
+
 
 def class_candidates(query_emb: np.ndarray, sims: np.ndarray, rows: np.ndarray, index_emb: np.ndarray,
                      labels: np.ndarray, classes: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
@@ -13,9 +16,6 @@ def class_candidates(query_emb: np.ndarray, sims: np.ndarray, rows: np.ndarray, 
     A landmark seen from another side or at night often matches a training image that is not among its
     global nearest neighbours but is of the right class: verifying more images of the few likely classes
     (not more neighbours overall) is where extra pairs find inliers. -> padded [Q, N + classes*per_class]."""
-    from kit.inference.retrieval import knn_vote
-    from kit.localfeatures.matching import ClassRows
-
     if classes <= 0 or per_class <= 0 or not len(rows):
         return sims, rows
     nbr_labels = np.where(rows >= 0, labels[np.maximum(rows, 0)], -1)

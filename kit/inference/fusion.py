@@ -18,17 +18,22 @@ from __future__ import annotations
 import numpy as np
 
 from kit.errors import KitError
+from kit.inference.retrieval import knn_vote
 from kit.registry import Registry
 
 FUSIONS = Registry("fusion", dict.fromkeys(("calibrated", "evidence", "sum")))
+
+
+def class_max(values: np.ndarray, nbr_labels: np.ndarray, classes: np.ndarray, fill) -> np.ndarray:
+    """[Q, C]: max of `values` [Q, N] over the candidates of each class in `classes` [Q, C] (fill if none)."""
+    hit = (nbr_labels[:, None, :] == classes[:, :, None]) & (classes[:, :, None] >= 0)
+    return np.where(hit, values[:, None, :], fill).max(axis=2, initial=fill)
 
 
 def competing_inliers(inliers: np.ndarray, nbr_labels: np.ndarray) -> np.ndarray:
     """[Q, N] per candidate: the most inliers among the same query's candidates of another class (0 if none):
     how many inliers this query gets by chance (-1 labels are no candidate). From each query's two classes
     with the most inliers (`knn_vote`, agg max): a candidate of the first gets the second's, any other the first's."""
-    from kit.inference.retrieval import knn_vote
-
     nbr_labels = np.asarray(nbr_labels)
     inliers = np.where(nbr_labels >= 0, np.asarray(inliers), 0)
     top, most = knn_vote(inliers, nbr_labels, 2, power=1.0, agg="max")
@@ -44,8 +49,6 @@ def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, 
 
     sims, inliers, nbr_labels: [Q, N] (label -1 = no neighbour).
     -> (labels [Q, topk], scores [Q, topk], raw inliers [Q, topk]: each listed class's most)."""
-    from kit.inference.retrieval import knn_vote
-
     if cap <= 0:
         raise KitError(f"rerank: cap={cap} (must be > 0)")
     if margin < 0:
@@ -56,9 +59,8 @@ def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, 
     e = inliers - margin * competing_inliers(inliers, nbr_labels) if margin else inliers
     labels, scores = knn_vote(sims + weight * np.minimum(np.maximum(e, 0), cap) / cap, nbr_labels, topk,
                               power=1.0, agg="max")
-    hit = (nbr_labels[:, None, :] == labels[:, :, None]) & (labels[:, :, None] >= 0)   # [Q, topk, N]
-    raw = np.where(hit, inliers[:, None, :], 0).max(axis=2, initial=0)
-    best_sim = np.where(hit, sims[:, None, :], -np.inf).max(axis=2, initial=-np.inf)
+    raw = class_max(inliers, nbr_labels, labels, 0)
+    best_sim = class_max(sims, nbr_labels, labels, -np.inf)
     scores = np.where((raw < min_inliers) & (labels >= 0), best_sim, scores).astype(np.float32)
     return labels, scores, raw.astype(np.int32)
 
@@ -80,8 +82,6 @@ def evidence_fusion(base_labels: np.ndarray, base_scores: np.ndarray, sims: np.n
     A row's score never falls below its kNN score, and only evidence reorders classes.
     sims, inliers, nbr_labels: [Q, N] verified candidates (label -1 = none).
     -> (labels, scores [Q, topk], raw inliers of each row's first class [Q], switched [Q] bool)."""
-    from kit.inference.retrieval import knn_vote
-
     if cap <= 0:
         raise KitError(f"rerank: cap={cap} (must be > 0)")
     labels = np.array(base_labels, np.int64, copy=True)

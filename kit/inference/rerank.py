@@ -9,13 +9,18 @@ fusion is kit.inference.calibration). This module holds the settings and runs th
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from kit.errors import KitError
-from kit.inference.fusion import FUSIONS
-from kit.localfeatures.verification import VERIFIERS, Verification
+from kit.inference.calibration import calibrated_ranking, candidate_features
+from kit.inference.candidates import class_candidates
+from kit.inference.fusion import FUSIONS, class_max, class_scores, evidence_fusion, unverified_penalty
+from kit.inference.retrieval import knn_vote
+from kit.inference.search import l2n, reference_similarity
+from kit.localfeatures.verification import VERIFIERS, PairVerifier, Verification
 from kit.predictions import Predictions
 
 __all__ = ["FUSIONS", "VERIFIERS", "RerankConfig", "Verified", "Reranked", "verify_candidates", "fuse",
@@ -35,7 +40,7 @@ class RerankConfig(Verification):
                                      # (too small a validation set, a single query file): "evidence"
     switch_margin: float = 10.0      # evidence: the inlier margin a verified class needs to replace the kNN class
     near_cut: int = 0                # queries whose best pair has near_cut..min_inliers-1 inliers (0 = off) also
-    near_candidates: int = 30             # verify their near_candidates neighbours and the near_per_class most similar
+    near_candidates: int = 30        # verify their near_candidates neighbours and the near_per_class most similar
     near_per_class: int = 10         # images of each of their top `classes` classes
     reference_k: int = 10            # references averaged (`reference_similarity`): a calibrated feature, and
     reference_weight: float = 0.0    # for the other fusions: unverified rows lose weight x it (0 = off)
@@ -94,13 +99,6 @@ def verify_candidates(query: Predictions, knn, index_ids, cfg: RerankConfig, dat
                       topk: int = 5, progress: bool = True) -> Verified:
     """The kNN result of `query` (its embeddings) from `knn` (a fitted KnnPredictor over `index_ids`) and
     the inliers of its candidates (`class_candidates`; a second, wider look for near-cut queries)."""
-    import time
-
-    from kit.inference.candidates import class_candidates
-    from kit.inference.retrieval import knn_vote
-    from kit.inference.search import l2n
-    from kit.localfeatures.verification import PairVerifier
-
     if query.embeddings is None:
         raise KitError("rerank: the query prediction file has no embeddings")
     cfg.check()   # before any feature is extracted
@@ -135,17 +133,12 @@ def fuse(v: Verified, cfg: RerankConfig, topk: int, reference=None, calibration=
     """Classes and scores of `v` by `cfg.fusion` (calibrated: with `calibration`, a fitted
     kit.inference.calibration.Calibration; None falls back to evidence) -> (labels, scores, inliers of
     each row's first class [Q], the fusion used)."""
-    from kit.inference.fusion import class_scores, evidence_fusion, unverified_penalty
-
     fusion = "evidence" if cfg.fusion == "calibrated" and calibration is None else cfg.fusion
     if fusion == "calibrated":
-        from kit.inference.calibration import calibrated_ranking, candidate_features
-
         classes, feats = candidate_features(v.base_labels, v.sims, v.inliers, v.nbr_labels, cfg.min_inliers,
                                             reference)
         labels, scores = calibrated_ranking(calibration, classes, feats, topk)
-        hit = (v.nbr_labels == labels[:, :1]) & (labels[:, :1] >= 0)
-        return labels, scores, np.where(hit, v.inliers, 0).max(axis=1, initial=0), fusion
+        return labels, scores, first_class_inliers(v, labels), fusion
     if fusion == "evidence":
         labels, scores, top, _ = evidence_fusion(v.base_labels, v.base_scores, v.sims, v.inliers, v.nbr_labels,
                                                  cfg.weight, cfg.cap, cfg.min_inliers, cfg.margin, cfg.switch_margin)
@@ -158,10 +151,28 @@ def fuse(v: Verified, cfg: RerankConfig, topk: int, reference=None, calibration=
     return labels, scores, top, fusion
 
 
+def first_class_inliers(v: Verified, labels: np.ndarray) -> np.ndarray:
+    """[Q] the most inliers among each query's verified candidates of its first class in `labels`."""
+    return class_max(v.inliers, v.nbr_labels, labels[:, :1], 0)[:, 0]
+
+
+def reference_wanted(cfg: RerankConfig, calibrated: bool) -> bool:
+    """Whether the reference similarity is needed: a calibrated model uses it as a feature, the other
+    fusions only with the reference term on."""
+    return (calibrated and cfg.fusion == "calibrated" or cfg.reference_weight > 0) and cfg.reference_k > 0
+
+
+def reranked(query: Predictions, v: Verified, fused: tuple, reference=None) -> Reranked:
+    """The Reranked of `query` from its verification `v` and `fuse`'s (labels, scores, top inliers, fusion)."""
+    labels, scores, top, fusion = fused
+    pred = Predictions(query.ids, labels, scores, query.embeddings)
+    seconds = {**v.seconds, "fusion": fusion,
+               "switched": int(np.sum((labels[:, 0] != v.base_labels[:, 0]) & (labels[:, 0] >= 0)))}
+    return Reranked(pred, v.inliers, v.nbr_ids, np.asarray(top, np.int32), seconds, reference)
+
+
 def reference_of(query: Predictions, references: Predictions | None, k: int) -> np.ndarray:
     """`reference_similarity` of the queries to `references` (default: the queries themselves)."""
-    from kit.inference.search import reference_similarity
-
     refs = query if references is None else references
     if refs.embeddings is None:
         raise KitError("rerank: the reference prediction file has no embeddings")
@@ -175,10 +186,6 @@ def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankCo
     the images `index_ids`): `verify_candidates`, then `fuse` (the reference similarity to `references`,
     default the queries, when the fusion uses it)."""
     v = verify_candidates(query, knn, index_ids, cfg, data_dir, cache_dir, topk, progress)
-    uses = cfg.fusion == "calibrated" and calibration is not None or cfg.reference_weight > 0
-    reference = reference_of(query, references, cfg.reference_k) if uses and cfg.reference_k > 0 else None
-    labels, scores, top, fusion = fuse(v, cfg, topk, reference, calibration)
-    pred = Predictions(query.ids, labels, scores, query.embeddings)
-    seconds = {**v.seconds, "fusion": fusion,
-               "switched": int(np.sum((labels[:, 0] != v.base_labels[:, 0]) & (labels[:, 0] >= 0)))}
-    return Reranked(pred, v.inliers, v.nbr_ids, np.asarray(top, np.int32), seconds, reference)
+    reference = reference_of(query, references, cfg.reference_k) if reference_wanted(cfg, calibration is not None) \
+        else None
+    return reranked(query, v, fuse(v, cfg, topk, reference, calibration), reference)

@@ -10,11 +10,19 @@ MAGSAC keeps the chance inliers of unrelated pairs low, so the counts separate c
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from kit.atomic import atomic_path
+from kit.layout import find_image
+from kit.localfeatures import build_extractor
+from kit.localfeatures import base
+from kit.localfeatures.base import cache_key, resolve_cache_dir
+from kit.localfeatures.matching import verify_pairs
 from kit.registry import Registry
 
 VERIFIERS = Registry("verifier", {
@@ -40,8 +48,6 @@ class Verification:
         return {**VERIFIERS[self.verifier], **self.extractor_kw}
 
     def build_extractor(self):
-        from kit.localfeatures import build_extractor
-
         settings = self.extractor_settings()
         return build_extractor(settings.pop("extractor"), **settings)
 
@@ -56,11 +62,9 @@ def parallel_features(extractor, ids: list, paths: list, cache_dir, threads: int
     (OpenCV's SIFT releases the GIL; the extractor keeps no per-call state)."""
     from joblib import Parallel, delayed
 
-    from kit.localfeatures.base import cached_features
-
     n = max(1, min(threads, len(ids)))
     parts = Parallel(n_jobs=n, prefer="threads")(
-        delayed(cached_features)(extractor, ids[k::n], paths[k::n], cache_dir, progress=progress and k == 0,
+        delayed(base.cached_features)(extractor, ids[k::n], paths[k::n], cache_dir, progress=progress and k == 0,
                                  strict=strict)
         for k in range(n))
     return {i: f for part in parts for i, f in part.items()}
@@ -69,11 +73,6 @@ def parallel_features(extractor, ids: list, paths: list, cache_dir, threads: int
 def pair_cache_file(cache_dir, extractor, v: Verification):
     """Where verified pairs' inlier counts are kept: one .npz per extractor + matching setting (a changed
     setting never reads stale counts), beside the feature cache; None without a cache."""
-    import hashlib
-    import json
-
-    from kit.localfeatures.base import cache_key, resolve_cache_dir
-
     root = resolve_cache_dir(cache_dir)
     if root is None:
         return None
@@ -89,8 +88,6 @@ def load_pairs(path) -> dict:
 
 
 def save_pairs(path, pairs: dict) -> None:
-    from kit.atomic import atomic_path
-
     if path is None or not pairs:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,8 +102,6 @@ class PairVerifier:
     again); `clock` adds up the seconds and pairs."""
 
     def __init__(self, v: Verification, data_dir, cache_dir=None, progress: bool = True, strict: bool = False):
-        from kit.localfeatures.base import resolve_cache_dir
-
         self.v, self.data_dir, self.progress, self.strict = v, data_dir, progress, strict
         self.cache_dir = resolve_cache_dir(cache_dir)
         self.extractor = v.build_extractor()
@@ -116,9 +111,6 @@ class PairVerifier:
 
     def inliers(self, pairs: list) -> np.ndarray:
         """[len(pairs)] inlier counts of (id, id) pairs."""
-        from kit.layout import find_image
-        from kit.localfeatures.matching import verify_pairs
-
         t0 = time.perf_counter()
         keys = [f"{a}|{b}" for a, b in pairs]
         new = [tuple(k.split("|")) for k in dict.fromkeys(keys) if k not in self.known]

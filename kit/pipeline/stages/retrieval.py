@@ -14,10 +14,11 @@ from kit.atomic import atomic_path, write_json
 from kit.errors import KitError
 from kit.inference.calibration import (Calibration, calibrated_ranking, candidate_features, cross_fitted_ranking,
                                        fit_calibration)
-from kit.inference.rerank import RerankConfig, Reranked, fuse, reference_of, verify_candidates
+from kit.inference.rerank import (RerankConfig, first_class_inliers, fuse, reference_of, reference_wanted, reranked,
+                                  verify_candidates)
 from kit.inference.retrieval import RETRIEVERS, fit_retriever, load_index
 from kit.pipeline.stage import choice, ref, stage
-from kit.predictions import Predictions, load_predictions, save_predictions
+from kit.predictions import load_predictions, save_predictions
 from kit.truth import load_truth, truth_by_id
 
 
@@ -124,24 +125,19 @@ def verify_query(s: RerankSettings, index: list, labels, query_file, data, cache
             raise KitError(f"{query_file}: {query.embeddings.shape[1]}-d embeddings, the {name} has "
                            f"{p.embeddings.shape[1]}")
     v = verify_candidates(query, knn, idx.ids, cfg, data, cache_dir, topk=s.topk)
-    uses = (calibrated and cfg.fusion == "calibrated" or cfg.reference_weight > 0) and cfg.reference_k > 0
-    return query, v, reference_of(query, refs, cfg.reference_k) if uses else None
+    return query, v, reference_of(query, refs, cfg.reference_k) if reference_wanted(cfg, calibrated) else None
 
 
 def write_reranked(cfg, query, v, reference, fused, out):
     """OUT.npz, OUT.inliers.npz (verified pairs, for non-landmark scoring), OUT.seconds.json -> the Reranked."""
-    labels, scores, top, fusion = fused
-    pred = Predictions(query.ids, labels, scores, query.embeddings)
-    seconds = {**v.seconds, "fusion": fusion,
-               "switched": int(np.sum((labels[:, 0] != v.base_labels[:, 0]) & (labels[:, 0] >= 0)))}
-    r = Reranked(pred, v.inliers, v.nbr_ids, np.asarray(top, np.int32), seconds, reference)
-    out = Path(out)
+    r = reranked(query, v, fused, reference)
+    pred, out = r.predictions, Path(out)
     save_predictions(pred, out)
     stem = str(out)[:-4] if str(out).endswith(".npz") else str(out)
     with atomic_path(stem + ".inliers.npz") as tmp, open(tmp, "wb") as f:
         extra = {} if reference is None else {"reference": reference}
         np.savez(f, ids=pred.ids, neighbours=r.neighbours, inliers=r.inliers, top_inliers=r.top_inliers, **extra)
-    write_json({**seconds, "images": len(query), "config": dataclasses.asdict(cfg)}, stem + ".seconds.json")
+    write_json({**r.seconds, "images": len(query), "config": dataclasses.asdict(cfg)}, stem + ".seconds.json")
     return r
 
 
@@ -219,8 +215,7 @@ def rerank(s: RerankSettings, ctx) -> dict:
         query, v, reference = found[x]
         fused = fuse(v, cfg, s.topk, reference, model)
         if x in fitted:
-            hit = (v.nbr_labels == fitted[x][0][:, :1]) & (fitted[x][0][:, :1] >= 0)
-            fused = (*fitted[x], np.where(hit, v.inliers, 0).max(axis=1, initial=0), "calibrated, cross-fitted")
+            fused = (*fitted[x], first_class_inliers(v, fitted[x][0]), "calibrated, cross-fitted")
         out[x] = ctx.dir / f"{x}.npz"
         write_reranked(cfg, query, v, reference, fused, out[x])
         ctx.log(f"  {x}: {len(query)} images, {v.seconds['pairs']} pairs verified, fusion {fused[3]}")
