@@ -1,6 +1,6 @@
 """Bench: retrieval-first landmark recognition on real photos (Oxford5k/Paris6k + Caltech-101 non-landmarks).
 
-    .venv/bin/python bench/real.py            # full run -> bench/results/real.json (+ README table)
+    .venv/bin/python bench/real.py            # full run -> bench/results/real.json (+ its table in bench/README.md)
     .venv/bin/python bench/real.py --quick    # short run -> bench/results/real.quick.json
     python bench/real.py --data-dir /kaggle/input/my-gldv2-subset --work-dir /kaggle/working/real   # any GLDv2 folder
 
@@ -52,7 +52,7 @@ from kit.atomic import write_json
 
 DEFAULT_SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEFAULT_WORK = ROOT / "bench" / "work" / "real"
-README = ROOT / "README.md"
+README = ROOT / "bench" / "README.md"   # its real.json table (bench/tables.py writes the others)
 TABLE_BEGIN, TABLE_END = "<!-- real.json table: begin -->", "<!-- real.json table: end -->"
 
 
