@@ -51,15 +51,14 @@ class Predictions:
 
         idx = pd.Index(self.ids).get_indexer(ids).astype(np.int64)  # vectorised; -1 = absent
         have = idx >= 0
-        k = self.labels.shape[1]
-        labels = np.full((len(ids), k), -1, np.int64)
-        scores = np.zeros((len(ids), k), np.float32)
-        labels[have], scores[have] = self.labels[idx[have]], self.scores[idx[have]]
-        emb = None
-        if self.embeddings is not None:
-            emb = np.zeros((len(ids), self.embeddings.shape[1]), np.float32)
-            emb[have] = self.embeddings[idx[have]]
-        return Predictions(ids, labels, scores, emb)
+
+        def take(a, fill):  # a's rows of the ids here, `fill` for the others
+            if a is None:
+                return None
+            out = np.full((len(ids), a.shape[1]), fill, a.dtype)
+            out[have] = a[idx[have]]
+            return out
+        return Predictions(ids, take(self.labels, -1), take(self.scores, 0), take(self.embeddings, 0))
 
 
 def concat(preds: list[Predictions], k: int | None = None) -> Predictions:

@@ -91,7 +91,7 @@ def fit_soft_weights(preds: list[Predictions], solution, step: float = 0.1) -> n
         label = top.labels[:, 0]
         return float(matcher.gap(label, np.where(label >= 0, top.scores[:, 0], 0.0).astype(np.float32)))
 
-    if _n_compositions(n, m) <= 2000:
+    if comb(n + m - 1, m - 1) <= 2000:  # the number of `_compositions`
         grid = [np.array(c, float) / n for c in _compositions(n, m)]
         gaps = [score(w) for w in grid]
         return grid[int(np.argmax(gaps))]
@@ -116,7 +116,3 @@ def _compositions(n: int, m: int):
     for bars in itertools.combinations(range(n + m - 1), m - 1):
         edges = (-1, *bars, n + m - 1)
         yield tuple(edges[i + 1] - edges[i] - 1 for i in range(m))
-
-
-def _n_compositions(n: int, m: int) -> int:
-    return comb(n + m - 1, m - 1)

@@ -1,13 +1,8 @@
-"""Non-landmark filters, the shared part: rescore predictions so that those on images without a landmark
-rank below the verified ones (GAP punishes every wrong prediction ranked above a right one).
-
-A filter computes one *signal* per image (RANSAC inliers, similarity to distractors or to the predicted
-class's centroids) and maps (score, signal) to a new score with parameters that `fit` chooses on
-validation images plus distractors to maximise GAP. Failing rows are demoted below every passing row
-(order kept) or, with mode="drop", emptied."""
+"""Non-landmark filters, the shared part: one *signal* per image (inliers, similarity to distractors or to
+centroids) maps (score, signal) to a new score with params `fit` chooses for the highest GAP; failing rows are
+demoted below every passing row (order kept) or, with mode="drop", emptied."""
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +13,6 @@ from kit.errors import KitError
 from kit.predictions import Predictions, load_predictions
 from kit.truth import gap_top1
 
-log = logging.getLogger("kit.filters")
 MODES = ("demote", "drop")
 MAX_CANDIDATES = 64
 

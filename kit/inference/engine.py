@@ -1,7 +1,5 @@
-"""Batched inference of a kit model: top-k original landmark ids, softmax confidences, embeddings.
-
-Test-time augmentation is a callable mapping an image batch to a list of views; the views' probabilities
-and embeddings are averaged (embeddings re-normalised)."""
+"""Batched inference of a kit model: top-k original landmark ids, softmax confidences, embeddings. A TTA maps an
+image batch to a list of views whose probabilities and embeddings are averaged (embeddings re-normalised)."""
 from __future__ import annotations
 
 import logging

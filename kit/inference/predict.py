@@ -1,9 +1,5 @@
-"""The prediction stage: a trained fold's best checkpoint over val, test, train or distractor images.
-
-`run_predict(cfg, fold, split)` writes `predictions/<name>/<split>_fold<N>.npz` (kit.predictions format)
-and the resolved config beside it. val: the fold's rows (prints their GAP); train: the other folds' rows
-(the retrieval index); test: every id of DATA/sample_submission.csv. Missing images are skipped (an error
-with data.strict); undecodable ones get an empty prediction."""
+"""The prediction stage: a trained fold's best checkpoint over val (prints GAP), test, train (the retrieval
+index) or distractor images -> `predictions/<name>/<split>_fold<N>.npz` and the resolved config beside it."""
 from __future__ import annotations
 
 import logging
@@ -23,9 +19,8 @@ SPLITS = ("val", "test", "train", "distractors")
 
 
 def split_rows(cfg, fold: int, split: str) -> tuple[pd.DataFrame, str]:
-    """(rows with `id` [and `landmark_id`] to predict, image folder 'train' | 'test' | 'distractors').
-
-    distractors: the non-landmark images listed in DATA/distractors.csv (for fitting filters)."""
+    """(rows with `id` [and `landmark_id`] to predict, image folder 'train' | 'test' | 'distractors'); missing
+    images are skipped (an error with data.strict). distractors: DATA/distractors.csv (for fitting filters)."""
     from kit.data.dataset import drop_missing, read_folds
     from kit.submission import read_sample_ids
 

@@ -1,10 +1,5 @@
-"""Geometric verification of local features: descriptor matching, then RANSAC inlier counting.
-
-Two images show the same landmark when many of their local descriptors match AND those matches agree
-with one geometric transform (DELF, Noh et al. 2017). Matching is mutual nearest neighbour plus
-Lowe's ratio test (one BLAS distance matrix); the transform is fitted by OpenCV's RANSAC or USAC_MAGSAC
-(homography or affine).
-"""
+"""Geometric verification of local features: mutual nearest neighbours + Lowe's ratio test, then the inliers of
+one transform (homography or affine) fitted by OpenCV's RANSAC or USAC_MAGSAC: many means the same landmark."""
 from __future__ import annotations
 
 import numpy as np
@@ -83,9 +78,8 @@ def verify_pairs(pairs, features: dict, n_jobs: int = 1, **match_kw) -> np.ndarr
 
 
 class ClassRows:
-    """Rows of an index grouped by label once (a stable argsort, so a class's rows stay ascending):
-    looking a class up costs its size, not the index's. The one home of "the n images of class c most
-    similar to a query" (the local filters' candidates, the re-rank's class candidates)."""
+    """Rows of an index grouped by label once (stable, so a class's rows stay ascending): looking a class up
+    costs its size, not the index's."""
 
     def __init__(self, labels: np.ndarray):
         labels = np.asarray(labels)
@@ -105,10 +99,3 @@ class ClassRows:
         if index_emb is None or query_emb is None:
             return rows[:n]
         return rows[np.argsort(-(index_emb[rows] @ query_emb), kind="stable")[:n]]
-
-
-def class_neighbours(query_emb: np.ndarray, label: int, index_labels: np.ndarray,
-                     index_emb: np.ndarray | None, n: int) -> np.ndarray:
-    """Rows of the index with landmark `label`, the `n` most similar to `query_emb` (cosine), best first
-    (one query; many queries: build one `ClassRows`). Without embeddings, the first `n` rows of the class."""
-    return ClassRows(index_labels).nearest(label, query_emb, index_emb, n)

@@ -1,9 +1,5 @@
-"""DELF's networks: an attention head on a mid-level (default stride-16) feature map of a frozen backbone.
-
-1x1 conv -> BN -> ReLU -> 1x1 conv -> softplus gives one attention score per location. The head trains
-with the classification loss of the attention-weighted mean of the L2-normalised features, so locations
-that identify the landmark score high.
-"""
+"""DELF's networks: an attention head on a mid-level (default stride-16) feature map of a frozen backbone, trained
+by classifying the attention-weighted mean of the features, so locations that identify the landmark score high."""
 from __future__ import annotations
 
 import torch
