@@ -80,11 +80,8 @@ def ens_weighted(preds: list[Predictions], weights=None) -> Predictions:
     return _result(preds[0].ids, label, (w[:, None] * scores * agree).sum(axis=0) / w.sum())
 
 
-ens_soft = soft_average  # weights given (fitted by the caller with `fit_soft_weights`) or equal
-
-
 ENSEMBLES = Registry("ensemble", {"max": ens_max, "correct": ens_correct, "boost": ens_boost, "weighted": ens_weighted,
-                                  "soft": ens_soft})
+                                  "soft": soft_average})  # weights given (`fit_soft_weights`) or equal
 
 
 def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weights=None, alpha: float = 0.5,

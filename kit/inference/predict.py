@@ -50,13 +50,6 @@ def split_rows(cfg, fold: int, split: str) -> tuple[pd.DataFrame, str]:
     return rows, folder
 
 
-def build_tta(cfg):
-    """The views callable named by cfg.predict.tta (multiscale uses cfg.predict.scales)."""
-    from kit.inference.engine import get_tta
-
-    return get_tta(cfg.predict.tta, scales=tuple(cfg.predict.scales))
-
-
 def pretrained_model(cfg, device):
     """No training: the config's pretrained backbone and pooling, no neck and a dummy one-class head: the
     zero-training retrieval baseline (its labels are blanked by `predict_split`)."""
@@ -74,7 +67,7 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
     checkpoint="pretrained": no trained run, embeddings of the pretrained backbone (`pretrained_model`)."""
     from kit.models.checkpoint import load_model
     from kit.data.dataset import LandmarkDataset, make_loader
-    from kit.inference.engine import predict_loader, use_low_precision
+    from kit.inference.engine import get_tta, predict_loader, use_low_precision
     from kit.device import choose_device
 
     device = choose_device(cfg.device)
@@ -88,7 +81,8 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
     rows, folder = split_rows(cfg, fold, split)
     ds = LandmarkDataset.from_config(rows, cfg, train=False, split=folder)
     loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, cfg.data.num_workers, device.type)
-    pred = predict_loader(model, loader, label_map, cfg.predict.topk, device, tta=build_tta(cfg),
+    pred = predict_loader(model, loader, label_map, cfg.predict.topk, device,
+                          tta=get_tta(cfg.predict.tta, scales=tuple(cfg.predict.scales)),
                           amp=use_low_precision(cfg.predict.precision, device, cfg.optim.amp), progress=progress,
                           desc=f"predict {split}", embedding=cfg.predict.embedding,
                           channels_last=cfg.optim.channels_last)

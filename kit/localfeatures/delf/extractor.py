@@ -21,13 +21,9 @@ CHEAP_SCALES = [0.7071, 1.0, 1.4142]
 
 
 class DelfExtractor:
-    """Local features from a trained `delf.pt`, or, without one, from a packaged backbone alone.
-
-    Without a trained head the score of a location is its feature's L2 norm (a weight-free saliency
-    proxy) and no PCA is applied. Images are resized to `image_size` square (keypoints are in that
-    frame; the per-image aspect change is an affine map that RANSAC absorbs), so a whole batch runs
-    through each pyramid scale at once.
-    """
+    """Local features from a trained `delf.pt`, or from a packaged backbone alone (a location's score: its
+    feature's L2 norm; no PCA). Images are resized to `image_size` square (an aspect change RANSAC absorbs), so a
+    batch runs through each pyramid scale at once."""
 
     name = "delf"
 

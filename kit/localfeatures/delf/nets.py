@@ -48,7 +48,7 @@ class DelfModel(nn.Module):
         super().__init__()
         self.backbone, self.stride = freeze(backbone), stride
         self.index = stage_index(backbone, stride)
-        self.head = DelfHead(stage_channels(backbone, self.index), num_classes, hidden)
+        self.head = DelfHead(int(backbone.feature_info[self.index]["num_chs"]), num_classes, hidden)
 
     def train(self, mode: bool = True) -> "DelfModel":
         super().train(mode)
@@ -75,10 +75,6 @@ def stage_index(backbone: nn.Module, stride: int) -> int:
 def stage_features(backbone: nn.Module, x: torch.Tensor, index: int) -> torch.Tensor:
     """Feature map of stage `index`, stopping the forward pass there (timm forward_intermediates)."""
     return backbone.forward_intermediates(x, indices=[index], intermediates_only=True, stop_early=True)[0]
-
-
-def stage_channels(backbone: nn.Module, index: int) -> int:
-    return int(backbone.feature_info[index]["num_chs"])
 
 
 def freeze(module: nn.Module) -> nn.Module:
