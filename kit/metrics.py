@@ -36,20 +36,18 @@ def _ranked(scores: np.ndarray, id_key: np.ndarray, labels: np.ndarray) -> np.nd
     return order
 
 
-def _gap_from_correct(correct: np.ndarray, order: np.ndarray, n_positives: int) -> float:
-    """Sum of precision-at-rank over correct predictions (in `order`), divided by M."""
+def _gap(label, score, id_key, correct, n_positives: int, what: str = "scores") -> float:
+    """Precision at the rank of each correct prediction (label >= 0; in `_ranked` order), summed, divided by M."""
+    has = label >= 0
+    score = score[has]
+    if not np.all(np.isfinite(score)):
+        bad = int(np.flatnonzero(~np.isfinite(score))[0])
+        raise KitError(f"{what}: non-finite score at index {bad} ({score[bad]})")
     if n_positives == 0:
         return 0.0  # no landmark image in the ground truth: GAP undefined, reported as 0
-    c = correct[order]
+    c = correct[has][_ranked(score, id_key[has], label[has])]
     hits = np.cumsum(c)
-    ranks = np.flatnonzero(c) + 1
-    return float(np.sum(hits[c] / ranks) / n_positives)
-
-
-def _check_scores(scores: np.ndarray, what: str = "scores") -> None:
-    if not np.all(np.isfinite(scores)):
-        bad = int(np.flatnonzero(~np.isfinite(scores))[0])
-        raise KitError(f"{what}: non-finite score at index {bad} ({scores[bad]})")
+    return float(np.sum(hits[c] / (np.flatnonzero(c) + 1)) / n_positives)
 
 
 def gap(pred_labels, pred_scores, true_labels, ids=None) -> float:
@@ -62,11 +60,7 @@ def gap(pred_labels, pred_scores, true_labels, ids=None) -> float:
     id_key = np.arange(len(pred)) if ids is None else np.asarray(ids).ravel()
     if len(id_key) != len(pred):
         raise KitError(f"gap: ids has {len(id_key)} rows, predictions {len(pred)}")
-    has = pred >= 0
-    p, s, t, k = pred[has], score[has], true[has], id_key[has]
-    _check_scores(s)
-    correct = (p == t) & (t >= 0)
-    return _gap_from_correct(correct, _ranked(s, k, p), int(np.sum(true >= 0)))
+    return _gap(pred, score, id_key, (pred == true) & (true >= 0), int(np.sum(true >= 0)))
 
 
 def index_in(values, keys) -> np.ndarray:
@@ -146,11 +140,7 @@ class Matcher:
     def gap(self, label_in, score_in) -> float:
         """GAP of the submission's labels and scores (in the order of its ids) against the solution."""
         m = self(label_in, score_in)
-        has = m["label"] >= 0
-        score = m["score"][has]
-        _check_scores(score, "submission scores")
-        order = _ranked(score, m["id"][has], m["label"][has])
-        return _gap_from_correct(m["correct"][has], order, int(m["is_landmark"].sum()))
+        return _gap(m["label"], m["score"], m["id"], m["correct"], int(m["is_landmark"].sum()), "submission scores")
 
 
 def match_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> pd.DataFrame:

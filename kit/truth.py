@@ -37,8 +37,7 @@ def load_truth(path: str | Path) -> Truth:
     from kit.submission import read_solution
 
     path = Path(path)
-    head = read_csv(path, nrows=0)
-    if "landmarks" in head.columns:
+    if "landmarks" in read_csv(path, nrows=0).columns:
         return Truth(read_solution(path), "solution")
     from kit.data.train_csv import read_train
 

@@ -95,16 +95,13 @@ class Filter:
 
     def apply(self, pred: Predictions, signal: np.ndarray | None = None, **params) -> FilterResult:
         """Rescore `pred` with the fitted params (`params` override them); the signal is computed unless given."""
-        seconds = {}
-        if signal is None:
-            signal, seconds = self.measure(pred)
+        signal, seconds = self.measure(pred) if signal is None else (signal, {})
         out, passed = self._rescore(pred, signal, {**self.params, **params})
         return FilterResult(out, passed, seconds, signal)
 
     def fit(self, pred: Predictions, true: np.ndarray, signal: np.ndarray | None = None) -> "Filter":
-        """Choose the params of `grid` with the highest GAP on (pred, true). When several values of the
-        threshold (`threshold_key`) tie with the other params equal, take their median: the widest
-        margin to both classes, which holds up better on new images than the edge of the range."""
+        """The params of `grid` with the highest GAP on (pred, true); of tied `threshold_key` values, the median:
+        the widest margin to both classes holds up better on new images than the edge of the range."""
         signal = self.signal(pred) if signal is None else signal
         before = gap_top1(pred, true)
         grid = self.grid(signal)

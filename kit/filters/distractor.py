@@ -12,9 +12,8 @@ from kit.predictions import Predictions, load_predictions
 
 
 class DistractorFilter(Filter):
-    """GLR 2020: new score = score - alpha * mean cosine of the image's k nearest non-landmark distractors
-    (same ids excluded, so fitting on the distractors themselves does not leak); similarity above `tau`
-    fails the row."""
+    """GLR 2020: score - alpha * mean cosine of the k nearest distractors (same ids excluded, so fitting on the
+    distractors does not leak); a similarity above `tau` fails the row."""
 
     name = "distractor"
     defaults = {"alpha": 0.0, "tau": float("inf")}

@@ -14,8 +14,7 @@ from kit.predictions import Predictions
 
 def select_candidates(pred: Predictions, idx: TrainIndex, rows, n: int, emb="index") -> dict:
     """Per row i of `rows`: the ids of the `n` training images of its predicted class nearest by global
-    embedding (the image itself excluded); the index is grouped by class once (`ClassRows`), so each row
-    costs its class's size, not the whole index."""
+    embedding (the image itself excluded), the index grouped by class once (`ClassRows`)."""
     if isinstance(emb, str):
         emb = pred.embeddings if idx.embeddings is not None else None
     by_class = ClassRows(idx.landmarks)
@@ -28,10 +27,8 @@ def select_candidates(pred: Predictions, idx: TrainIndex, rows, n: int, emb="ind
 
 
 class LocalFilter(Filter):
-    """Geometric verification: max inliers between the image and the `neighbours` training images of its
-    predicted class nearest by global embedding, verified as `kit rerank` verifies (one
-    kit.localfeatures.verification.Verification; its defaults unless given). Below `threshold` inliers the
-    row fails; passing rows gain boost * min(inliers, cap) / cap."""
+    """Max inliers (verified as `kit rerank` does) with the `neighbours` nearest training images of the predicted
+    class: below `threshold` the row fails; passing rows gain boost * min(inliers, cap) / cap."""
 
     defaults = {"threshold": 10.0, "boost": 0.0}
     threshold_key = "threshold"

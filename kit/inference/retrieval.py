@@ -60,9 +60,8 @@ class KnnPredictor:
 
 def class_centroids(embeddings: np.ndarray, distance_threshold: float = 0.5, min_cluster_size: int = 50,
                     max_per_class: int = 2000, seed: int = 0) -> np.ndarray:
-    """Centroids of one class (report 004, eq. 2): complete-linkage clusters under a cosine distance
-    threshold; clusters with >= `min_cluster_size` members are valid, else only the largest is used.
-    Classes bigger than `max_per_class` are subsampled (clustering is O(n^2) memory)."""
+    """Centroids of one class (report 004, eq. 2): complete-linkage clusters with >= `min_cluster_size` members
+    (else the largest); a class over `max_per_class` is subsampled (clustering is O(n^2) memory)."""
     from sklearn.cluster import AgglomerativeClustering
 
     x = l2n(embeddings)

@@ -82,10 +82,8 @@ class DelfExtractor:
         return sim.max(dim=1).values < self.distinct
 
     def extract(self, images: list[np.ndarray]) -> list[LocalFeatures]:
-        out = []
-        for start in range(0, len(images), self.batch_size):
-            out += self._extract_batch(images[start:start + self.batch_size])
-        return out
+        return [f for start in range(0, len(images), self.batch_size)
+                for f in self._extract_batch(images[start:start + self.batch_size])]
 
     def _extract_batch(self, images: list[np.ndarray]) -> list[LocalFeatures]:
         # Reflect-pad by `margin` of the side and drop the cells centred in the margin: zero padding makes
