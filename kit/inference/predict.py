@@ -21,16 +21,15 @@ SPLITS = ("val", "test", "train", "distractors")
 def split_rows(cfg, fold: int, split: str) -> tuple[pd.DataFrame, str]:
     """(rows with `id` [and `landmark_id`] to predict, image folder 'train' | 'test' | 'distractors'); missing
     images are skipped (an error with data.strict). distractors: DATA/distractors.csv (for fitting filters)."""
+    import pandas as pd
+
     from kit.data.dataset import drop_missing, read_folds
     from kit.submission import read_sample_ids
 
     if split not in SPLITS:
         raise KitError(f"unknown split '{split}' (valid: {', '.join(SPLITS)})")
     if split == "test":
-        sample = Path(cfg.data.data_dir) / "sample_submission.csv"
-        import pandas as pd
-
-        rows, folder = pd.DataFrame({"id": read_sample_ids(sample)}), "test"
+        rows, folder = pd.DataFrame({"id": read_sample_ids(Path(cfg.data.data_dir) / "sample_submission.csv")}), "test"
     elif split == "distractors":
         from kit.csvfiles import read_csv
         from kit.ids import clean_ids
