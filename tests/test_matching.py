@@ -61,7 +61,7 @@ def test_sift_inliers_high_on_two_views_and_near_zero_on_unrelated():
     assert true >= 30 and abs(found - true) <= 0.1 * true, (found, true)
 
 
-def test_class_neighbours_by_cosine_within_the_class():
+def test_class_rows_nearest_by_cosine_within_the_class():
     labels = np.array([5, 7, 5, 5, 7])
     emb = np.array([[1, 0], [1, 0], [0, 1], [0.8, 0.6], [0.6, 0.8]], np.float32)
     q = np.array([0.6, 0.8], np.float32)
