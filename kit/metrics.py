@@ -1,11 +1,6 @@
-"""Competition metrics: GAP exactly as Kaggle's GLR scores it, plus accuracy and the Mail.ru offline test.
-
-GAP (micro-AP): each test image has at most one prediction (label, score). Predictions are sorted by
-score descending (ties: id ascending, then label, as tensorflow/models delf `GlobalAveragePrecision`);
-every prediction counts in the precision denominator, a correct one adds the precision at its rank, and
-the sum is divided by M, the number of test images with at least one true landmark. A prediction is
-correct if it is any of the image's landmarks. `gap_reference` is the definition in plain Python, which
-tests and bench/ compare the vectorised versions against."""
+"""Competition metrics: GAP exactly as Kaggle's GLR scores it (micro-AP over one (label, score) per image,
+ties by id then label as tensorflow/models delf does, divided by the images with a landmark), accuracy and the
+Mail.ru offline test. `gap_reference` is the plain-Python definition the vectorised versions are tested against."""
 from __future__ import annotations
 
 import numpy as np
@@ -41,20 +36,18 @@ def _ranked(scores: np.ndarray, id_key: np.ndarray, labels: np.ndarray) -> np.nd
     return order
 
 
-def _gap_from_correct(correct: np.ndarray, order: np.ndarray, n_positives: int) -> float:
-    """Sum of precision-at-rank over correct predictions (in `order`), divided by M."""
+def _gap(label, score, id_key, correct, n_positives: int, what: str = "scores") -> float:
+    """Precision at the rank of each correct prediction (label >= 0; in `_ranked` order), summed, divided by M."""
+    has = label >= 0
+    score = score[has]
+    if not np.all(np.isfinite(score)):
+        bad = int(np.flatnonzero(~np.isfinite(score))[0])
+        raise KitError(f"{what}: non-finite score at index {bad} ({score[bad]})")
     if n_positives == 0:
         return 0.0  # no landmark image in the ground truth: GAP undefined, reported as 0
-    c = correct[order]
+    c = correct[has][_ranked(score, id_key[has], label[has])]
     hits = np.cumsum(c)
-    ranks = np.flatnonzero(c) + 1
-    return float(np.sum(hits[c] / ranks) / n_positives)
-
-
-def _check_scores(scores: np.ndarray, what: str = "scores") -> None:
-    if not np.all(np.isfinite(scores)):
-        bad = int(np.flatnonzero(~np.isfinite(scores))[0])
-        raise KitError(f"{what}: non-finite score at index {bad} ({scores[bad]})")
+    return float(np.sum(hits[c] / (np.flatnonzero(c) + 1)) / n_positives)
 
 
 def gap(pred_labels, pred_scores, true_labels, ids=None) -> float:
@@ -67,17 +60,7 @@ def gap(pred_labels, pred_scores, true_labels, ids=None) -> float:
     id_key = np.arange(len(pred)) if ids is None else np.asarray(ids).ravel()
     if len(id_key) != len(pred):
         raise KitError(f"gap: ids has {len(id_key)} rows, predictions {len(pred)}")
-    has = pred >= 0
-    p, s, t, k = pred[has], score[has], true[has], id_key[has]
-    _check_scores(s)
-    correct = (p == t) & (t >= 0)
-    return _gap_from_correct(correct, _ranked(s, k, p), int(np.sum(true >= 0)))
-
-
-def _usage_mask(sol_df: pd.DataFrame) -> np.ndarray:
-    if "usage" not in sol_df.columns:
-        return np.ones(len(sol_df), dtype=bool)
-    return sol_df["usage"].astype(str).str.lower().to_numpy() != "ignored"
+    return _gap(pred, score, id_key, (pred == true) & (true >= 0), int(np.sum(true >= 0)))
 
 
 def index_in(values, keys) -> np.ndarray:
@@ -99,9 +82,8 @@ def _index_in_pandas(values, keys) -> np.ndarray:
     """index_in with pandas only: the first row of each distinct key, then get_indexer."""
     keys = pd.Index(np.asarray(keys, dtype=object).ravel())
     first = ~keys.duplicated(keep="first")
-    rows = np.flatnonzero(first)
     pos = keys[first].get_indexer(pd.Index(np.asarray(values, dtype=object).ravel()))
-    return np.where(pos >= 0, rows[pos], -1).astype(np.int64)
+    return np.where(pos >= 0, np.flatnonzero(first)[pos], -1).astype(np.int64)
 
 
 def _align(sol_ids: np.ndarray, sub_ids: np.ndarray) -> np.ndarray:
@@ -118,7 +100,8 @@ class Matcher:
     """The solution side of `match_frames` prepared once for fixed submission ids (ensemble weight fitting)."""
 
     def __init__(self, sol_df: pd.DataFrame, sub_ids):
-        keep = _usage_mask(sol_df)
+        keep = (sol_df["usage"].astype(str).str.lower().to_numpy() != "ignored" if "usage" in sol_df.columns
+                else np.ones(len(sol_df), dtype=bool))  # 'Ignored' rows dropped, as the official scorer does
         sol_ids = sol_df["id"].astype(str).to_numpy(dtype=object)
         ignored = sol_ids[~keep]
         sol_ids = sol_ids[keep]
@@ -155,25 +138,16 @@ class Matcher:
                 "is_landmark": self.is_landmark}
 
     def gap(self, label_in, score_in) -> float:
-        """GAP of aligned arrays (pred -1 = none, true -1 = non-landmark); `ids` break score ties, else row order."""
+        """GAP of the submission's labels and scores (in the order of its ids) against the solution."""
         m = self(label_in, score_in)
-        has = m["label"] >= 0
-        score = m["score"][has]
-        _check_scores(score, "submission scores")
-        order = _ranked(score, m["id"][has], m["label"][has])
-        return _gap_from_correct(m["correct"][has], order, int(m["is_landmark"].sum()))
-
-
-def _match(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> dict:
-    """match_frames as a dict of numpy arrays (no DataFrame building: it costs more than the GAP)."""
-    return Matcher(sol_df, sub_df["id"])(sub_df["label"].to_numpy(dtype=np.int64),
-                                         sub_df["score"].to_numpy(dtype=np.float64))
+        return _gap(m["label"], m["score"], m["id"], m["correct"], int(m["is_landmark"].sum()), "submission scores")
 
 
 def match_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> pd.DataFrame:
     """Align a submission (id, label, score; label -1 = empty) to a solution (id, landmarks: list[int]) -> one row per
     solution id: id, label, score, correct, is_landmark; 'Ignored' usage rows dropped as the official scorer does."""
-    return pd.DataFrame(_match(sub_df, sol_df))
+    return pd.DataFrame(Matcher(sol_df, sub_df["id"])(sub_df["label"].to_numpy(dtype=np.int64),
+                                                      sub_df["score"].to_numpy(dtype=np.float64)))
 
 
 def gap_frames(sub_df: pd.DataFrame, sol_df: pd.DataFrame) -> float:
@@ -201,13 +175,6 @@ def accuracy(pred_labels, true_labels) -> float:
     """Share of rows whose top-1 label equals the true label (pass landmark images only for GLR's top-1 accuracy)."""
     pred, true = np.asarray(pred_labels).ravel(), np.asarray(true_labels).ravel()
     return float(np.mean(pred == true)) if len(true) else 0.0
-
-
-def topk_accuracy(topk_labels, true_labels, k: int) -> float:
-    """Share of rows whose true label is among the first k columns of topk_labels [N, >=k]."""
-    top = np.asarray(topk_labels).reshape(len(true_labels), -1)[:, :k]
-    true = np.asarray(true_labels).ravel()
-    return float(np.mean((top == true[:, None]).any(axis=1))) if len(true) else 0.0
 
 
 def sensitivity_specificity(pred_is_landmark, true_is_landmark) -> tuple[float, float]:

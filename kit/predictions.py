@@ -51,15 +51,14 @@ class Predictions:
 
         idx = pd.Index(self.ids).get_indexer(ids).astype(np.int64)  # vectorised; -1 = absent
         have = idx >= 0
-        k = self.labels.shape[1]
-        labels = np.full((len(ids), k), -1, np.int64)
-        scores = np.zeros((len(ids), k), np.float32)
-        labels[have], scores[have] = self.labels[idx[have]], self.scores[idx[have]]
-        emb = None
-        if self.embeddings is not None:
-            emb = np.zeros((len(ids), self.embeddings.shape[1]), np.float32)
-            emb[have] = self.embeddings[idx[have]]
-        return Predictions(ids, labels, scores, emb)
+
+        def take(a, fill):  # a's rows of the ids here, `fill` for the others
+            if a is None:
+                return None
+            out = np.full((len(ids), a.shape[1]), fill, a.dtype)
+            out[have] = a[idx[have]]
+            return out
+        return Predictions(ids, take(self.labels, -1), take(self.scores, 0), take(self.embeddings, 0))
 
 
 def concat(preds: list[Predictions], k: int | None = None) -> Predictions:
@@ -157,11 +156,15 @@ def group_rows(labels: np.ndarray):
 def top_per_row(totals: np.ndarray, g_rows: np.ndarray, g_labels: np.ndarray, n: int, topk: int):
     """Per row the `topk` labels with the highest group totals (ties: smaller label) -> labels [n, topk], scores."""
     order = np.lexsort((g_labels, -totals, g_rows))
-    rows = g_rows[order]
+    return first_per_row(g_rows[order], g_labels[order], totals[order], n, topk)
+
+
+def first_per_row(rows: np.ndarray, labels: np.ndarray, scores: np.ndarray, n: int, topk: int):
+    """The first `topk` (label, score) entries of each of `n` rows (entries sorted by row) -> [n, topk] each."""
     rank = np.arange(len(rows)) - np.searchsorted(rows, np.arange(n))[rows]
     top = rank < topk
-    labels = np.full((n, topk), -1, np.int64)
-    scores = np.zeros((n, topk), np.float32)
-    labels[rows[top], rank[top]] = g_labels[order[top]]
-    scores[rows[top], rank[top]] = totals[order[top]]
-    return labels, scores
+    out_labels = np.full((n, topk), -1, np.int64)
+    out_scores = np.zeros((n, topk), np.float32)
+    out_labels[rows[top], rank[top]] = labels[top]
+    out_scores[rows[top], rank[top]] = scores[top]
+    return out_labels, out_scores

@@ -37,8 +37,7 @@ def load_truth(path: str | Path) -> Truth:
     from kit.submission import read_solution
 
     path = Path(path)
-    head = read_csv(path, nrows=0)
-    if "landmarks" in head.columns:
+    if "landmarks" in read_csv(path, nrows=0).columns:
         return Truth(read_solution(path), "solution")
     from kit.data.train_csv import read_train
 
@@ -71,11 +70,10 @@ def truth_for(pred: Predictions, truth: Truth | pd.DataFrame) -> pd.DataFrame:
 
 def true_top1(pred: Predictions, truth: Truth | pd.DataFrame) -> np.ndarray:
     """One true label per row: the predicted label if the truth lists it, else its first landmark, else -1."""
-    frame = as_truth(truth).frame
-    lookup = dict(zip(frame["id"].astype(str), frame["landmarks"]))
+    lookup = truth_by_id(truth)
     out = np.full(len(pred), -1, np.int64)
     for i, (image_id, label) in enumerate(zip(pred.ids, pred.labels[:, 0])):
-        lms = lookup.get(image_id) or []
+        lms = lookup.get(image_id, ())
         out[i] = label if label in lms else (lms[0] if lms else -1)
     return out
 

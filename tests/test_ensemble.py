@@ -74,12 +74,12 @@ S1 = P({"x": [(2, 0.7), (1, 0.2)], "z": [(4, 0.5), (5, 0.4)]})
 
 def test_soft_average():
     # equal weights: x: label 1 (0.6+0.2)/2 = 0.4, label 2 (0.3+0.7)/2 = 0.5; y: 3 -> 0.45; z: 4 -> 0.25, 5 -> 0.2
-    out = E.ens_soft([S0, S1])
+    out = E.soft_average([S0, S1])
     assert out.ids.tolist() == ["x", "y", "z"]
     np.testing.assert_array_equal(out.labels, [[2, 1], [3, -1], [4, 5]])
     np.testing.assert_allclose(out.scores, [[0.5, 0.4], [0.45, 0], [0.25, 0.2]], atol=1e-6)
     # weights (3, 1): x: 1 -> (1.8+0.2)/4 = 0.5, 2 -> (0.9+0.7)/4 = 0.4
-    out = E.ens_soft([S0, S1], weights=[3, 1], topk=1)
+    out = E.soft_average([S0, S1], weights=[3, 1], topk=1)
     np.testing.assert_array_equal(out.labels[:, 0], [1, 3, 4])
     np.testing.assert_allclose(out.scores[:, 0], [0.5, 0.675, 0.125], atol=1e-6)
 

@@ -60,7 +60,7 @@ def test_distractor_signal_excludes_the_same_image_and_fit_subtracts_it():
     q = preds([1, 2, 3], [0.9, 0.6, 0.5], np.array([[1, 0, 0], [0, 1, 0], [1, 0, 0]], np.float32),
               ids=["d0", "q1", "q2"])
     f = DistractorFilter(k=2, distractors="unused")
-    f._distractors = dist
+    f.distractor_set = dist
     sig = f.signal(q)
     # d0 (itself a distractor): its own row is skipped -> mean(0.8, 0) ; q1: mean(0.6, 0) ; q2: mean(1, 0.8)
     assert np.allclose(sig, [0.4, 0.3, 0.9])
@@ -73,7 +73,7 @@ def test_distractor_signal_excludes_the_same_image_and_fit_subtracts_it():
 
 def test_centroid_signal_is_cosine_to_the_predicted_class_centroid():
     f = CentroidFilter()
-    f._centroids = (np.array([[1, 0], [0, 1], [0.6, 0.8]], np.float32), np.array([7, 8, 8]))
+    f.centroids = (np.array([[1, 0], [0, 1], [0.6, 0.8]], np.float32), np.array([7, 8, 8]))
     q = preds([7, 8, -1], [0.9, 0.5, 0], np.array([[0.6, 0.8], [1, 0], [1, 0]], np.float32))
     assert np.allclose(f.signal(q), [0.6, 0.6, -1.0])                       # class 8: max(0, 0.6)
     result = f.apply(q, eta=0.7)  # the signal computed, and timed

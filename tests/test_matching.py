@@ -4,7 +4,7 @@ import pytest
 
 from kit.errors import KitError
 from kit.localfeatures.sift import SiftExtractor
-from kit.localfeatures.matching import class_neighbours, count_inliers, match_descriptors, ransac_inliers
+from kit.localfeatures.matching import ClassRows, count_inliers, match_descriptors, ransac_inliers
 from kit.synth import make_structure, random_homography, warp_view
 
 SIZE = 128
@@ -61,12 +61,13 @@ def test_sift_inliers_high_on_two_views_and_near_zero_on_unrelated():
     assert true >= 30 and abs(found - true) <= 0.1 * true, (found, true)
 
 
-def test_class_neighbours_by_cosine_within_the_class():
+def test_class_rows_nearest_by_cosine_within_the_class():
     labels = np.array([5, 7, 5, 5, 7])
     emb = np.array([[1, 0], [1, 0], [0, 1], [0.8, 0.6], [0.6, 0.8]], np.float32)
     q = np.array([0.6, 0.8], np.float32)
     # class 5 rows 0, 2, 3 have cosines 0.6, 0.8, 0.96 with q
-    assert class_neighbours(q, 5, labels, emb, 2).tolist() == [3, 2]
-    assert class_neighbours(q, 7, labels, emb, 5).tolist() == [4, 1]
-    assert class_neighbours(q, 9, labels, emb, 3).tolist() == []
-    assert class_neighbours(None, 5, labels, None, 2).tolist() == [0, 2]   # no embeddings: first rows
+    rows = ClassRows(labels)
+    assert rows.nearest(5, q, emb, 2).tolist() == [3, 2]
+    assert rows.nearest(7, q, emb, 5).tolist() == [4, 1]
+    assert rows.nearest(9, q, emb, 3).tolist() == []
+    assert rows.nearest(5, None, None, 2).tolist() == [0, 2]   # no embeddings: first rows

@@ -4,8 +4,7 @@ import pandas as pd
 import pytest
 
 from kit.errors import KitError
-from kit.metrics import (accuracy, gap, gap_by_frequency, gap_frames, gap_reference, sensitivity_specificity,
-                         topk_accuracy)
+from kit.metrics import accuracy, gap, gap_by_frequency, gap_frames, gap_reference, sensitivity_specificity
 
 
 def frames(pred: dict, truth: dict, usage: dict | None = None):
@@ -80,11 +79,8 @@ def test_gap_equals_reference_on_random_cases_with_ties(seed):
     assert gap(labels, scores, first, ids) == pytest.approx(gap_reference(pred, single), rel=1e-12, abs=1e-12)
 
 
-def test_accuracy_topk_sensitivity_specificity():
+def test_accuracy_sensitivity_specificity():
     assert accuracy([1, 2, 3], [1, 0, 3]) == pytest.approx(2 / 3)
-    top = [[1, 2], [3, 4], [5, 6]]
-    assert topk_accuracy(top, [2, 4, 5], 1) == pytest.approx(1 / 3)
-    assert topk_accuracy(top, [2, 4, 5], 2) == pytest.approx(1.0)
     sens, spec = sensitivity_specificity([1, 1, 0, 0, 1], [1, 0, 1, 0, 0])
     assert (sens, spec) == (pytest.approx(0.5), pytest.approx(1 / 3))
 

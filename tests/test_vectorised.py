@@ -178,12 +178,12 @@ def test_search_index_chunked_add_equals_one_add():
 
 # ------------------------------------------------------------------- filter candidate selection
 def candidates_ref(pred, idx, rows, n, emb):
-    from kit.localfeatures.matching import class_neighbours
+    from kit.localfeatures.matching import ClassRows
 
     out = {}
-    for i in rows:
-        near = idx.ids[class_neighbours(None if emb is None else emb[i], pred.labels[i, 0], idx.landmarks,
-                                        idx.embeddings, n + 1)]
+    for i in rows:  # the index grouped again for every row
+        near = idx.ids[ClassRows(idx.landmarks).nearest(pred.labels[i, 0], None if emb is None else emb[i],
+                                                         idx.embeddings, n + 1)]
         out[i] = [j for j in near if j != pred.ids[i]][:n]
     return out
 
@@ -412,7 +412,7 @@ def test_local_filter_loads_features_of_each_chunk_only(monkeypatch):
     idx = TrainIndex(np.array([f"trn{i}" for i in range(12)]), np.repeat([1, 2, 3], 4), None)
     pred = Predictions([f"qry{i}" for i in range(6)], [[1], [2], [3], [1], [-1], [2]], np.ones((6, 1)))
     f = LocalFilter(chunk=2, neighbours=2, cache_dir=None)
-    f._index = idx
+    f.index = idx
     signal = f.signal(pred)
     assert [sorted(r) for r in requested] == [["qry0", "qry1", "trn0", "trn1", "trn4", "trn5"],
                                               ["qry2", "qry3", "trn0", "trn1", "trn8", "trn9"],

@@ -18,7 +18,7 @@ from kit.device import DEVICES
 from kit.ensemble.rules import load_any
 from kit.errors import KitError
 from kit.filters import FILTERS
-from kit.filters.chain import build_filter, load_filter, save_filter
+from kit.filters.chain import build_filter, filter_names, load_filter, save_filter
 from kit.localfeatures.matching import TRANSFORMS
 from kit.predictions import concat, save_predictions
 from kit.truth import gap_top1, load_truth, true_top1
@@ -26,13 +26,13 @@ from kit.truth import gap_top1, load_truth, true_top1
 
 def filter_spec(text: str) -> str:
     """argparse type: registry names (kit.filters.FILTERS) joined by +; an old name becomes the new one."""
-    bad = [n for n in text.split("+") if n.strip() not in FILTERS]
-    if bad or not text.strip():
-        raise argparse.ArgumentTypeError(f"unknown filter '{bad[0] if bad else text}' "
-                                         f"(valid: {', '.join(FILTERS)}, joined by +)")
-    for old in set(text.split("+")) & set(FILTERS.aliases):
+    try:
+        names = filter_names(text)
+    except KitError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("filter: ")) from None
+    for old in set(names) & set(FILTERS.aliases):
         deprecated(f"filter '{old}'", f"'{FILTERS.aliases[old]}'")
-    return "+".join(FILTERS.aliases.get(n, n) for n in text.split("+"))
+    return "+".join(FILTERS.aliases.get(n, n) for n in names)
 
 
 class _OldPositional(argparse.Action):
@@ -115,12 +115,9 @@ def settings_from(args) -> dict:
     out = dict(data_dir=args.data_dir, train_pred=args.index, train_labels=args.labels,
                distractors=args.distractors, k=args.k, neighbours=args.candidates, ratio=args.ratio,
                transform=args.transform, ransac_threshold=args.ransac_threshold, n_jobs=args.threads,
-               strict=getattr(args, "strict", None),
+               strict=args.strict, cache_dir=args.cache_dir,
                extractor_kw={k: v for k, v in ext.items() if v is not None})
-    out = {k: v for k, v in out.items() if v is not None}
-    if args.cache_dir is not None:
-        out["cache_dir"] = args.cache_dir
-    return out
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def run(args) -> int:

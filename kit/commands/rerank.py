@@ -1,16 +1,12 @@
 """`kit rerank --query Q.npz --index TRAIN.npz [VAL.npz] --labels CSV --data-dir DATA --out OUT.npz`.
 
-Spatial re-ranking (kit.inference.rerank): each query's --candidates nearest index images (global embeddings,
-with the same --agg/--qe/--dba switches as `kit retrieve knn`) are verified with local features + RANSAC
-(--verifier sift | delf), then fused with the kNN result (kit.inference.fusion). --fusion calibrated
-(default): a logistic model of "this class is right" over kNN similarity, inliers and their margins, fitted on
-validation by the recipe's rerank stage (its calibration.json, given with --calibration), ranks the classes and
-is the confidence; only a verified class may replace the kNN class. Without a model: --fusion evidence, where
-verification only lifts a verified kNN class, and another class replaces it only with an inlier margin
->= --switch-margin. --fusion sum: classes re-ranked by similarity + inlier term. --reference-weight > 0: unverified
-rows lose that x their mean cosine to the --reference-k most similar --references images (GLR 2020).
-Also writes OUT.inliers.npz (ids, neighbours, inliers [Q, N], top_inliers = best
-inliers of the predicted class, reference) for non-landmark scoring.
+Spatial re-ranking (kit.inference.rerank): each query's --candidates nearest index images (with the --agg/--qe/--dba
+switches of `kit retrieve knn`) are verified with local features + RANSAC (--verifier), then fused with the kNN
+result: --fusion calibrated (default), a logistic model fitted on validation by the recipe's rerank stage
+(--calibration), ranks the classes and is the confidence; evidence (without a model) lifts a verified kNN class and
+lets another replace it only with an inlier margin >= --switch-margin; sum adds an inlier term to the similarity.
+Also writes OUT.inliers.npz (ids, neighbours, inliers [Q, N], top_inliers = best inliers of the predicted class,
+reference) for non-landmark scoring.
 """
 from __future__ import annotations
 

@@ -37,14 +37,15 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    import dataclasses
+
     from kit.pipeline.stages.retrieval import RetrieveSettings, fit_index, query_embeddings
     from kit.predictions import save_predictions
     from kit.submission import write_submission
 
-    s = RetrieveSettings(method=args.method, k=args.k, power=args.power, agg=args.agg, qe=args.qe,
-                         qe_alpha=args.qe_alpha, dba=args.dba, dba_alpha=args.dba_alpha, topk=args.topk,
-                         distance_threshold=args.distance_threshold, min_cluster_size=args.min_cluster_size,
-                         threshold=-1.0 if args.threshold is None else args.threshold, backend=args.backend)
+    names = {f.name for f in dataclasses.fields(RetrieveSettings)} - {"threshold"}
+    s = RetrieveSettings(**{k: v for k, v in vars(args).items() if k in names},   # the flags are the fields
+                         threshold=-1.0 if args.threshold is None else args.threshold)
     model = fit_index(s, args.index, args.labels, args.workers)
     query = query_embeddings(args.query)
     pred = model.predict(query.ids, query.embeddings, topk=args.topk)

@@ -29,11 +29,9 @@ def latest_test_files(predictions_dir: str | Path = "predictions") -> list[Path]
     root = Path(predictions_dir)
     if not root.is_dir():
         raise KitError(f"{root}: no submissions directory (run `kit predict --split test` first)")
-    found = []
-    for exp in sorted(p for p in root.iterdir() if p.is_dir()):
-        tests = sorted(exp.glob("test_*.npz"), key=lambda p: (p.stat().st_mtime, p.name))
-        if tests:
-            found.append(tests[-1])
+    newest = (max(exp.glob("test_*.npz"), key=lambda p: (p.stat().st_mtime, p.name), default=None)
+              for exp in sorted(p for p in root.iterdir() if p.is_dir()))
+    found = [f for f in newest if f is not None]
     if not found:
         raise KitError(f"{root}: no experiment has a test_*.npz prediction file")
     return found

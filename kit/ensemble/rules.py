@@ -30,6 +30,11 @@ def _base(labels: np.ndarray, order: list[int]) -> np.ndarray:
     return base
 
 
+def _pick(a: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """Per id (column of a [M, N]), the value of the model `model[id]`."""
+    return a[model, np.arange(a.shape[1])]
+
+
 def _result(ids, labels, scores) -> Predictions:
     labels = np.asarray(labels, np.int64)
     return Predictions(ids, labels, np.where(labels >= 0, scores, 0.0))
@@ -39,10 +44,8 @@ def ens_max(preds: list[Predictions]) -> Predictions:
     """Per id, the (label, score) with the highest score among the models that predicted it."""
     preds = align(preds)
     labels, scores = _top1(preds)
-    masked = np.where(labels >= 0, scores, -np.inf)
-    best = np.argmax(masked, axis=0)  # first model wins ties
-    col = np.arange(labels.shape[1])
-    return _result(preds[0].ids, labels[best, col], scores[best, col])
+    best = np.argmax(np.where(labels >= 0, scores, -np.inf), axis=0)  # first model wins ties
+    return _result(preds[0].ids, _pick(labels, best), _pick(scores, best))
 
 
 def ens_correct(preds: list[Predictions]) -> Predictions:
@@ -52,10 +55,8 @@ def ens_correct(preds: list[Predictions]) -> Predictions:
     preds = align(preds)
     labels, scores = _top1(preds)
     base = _base(labels, [0, 1])
-    col = np.arange(labels.shape[1])
-    label, score = labels[base, col], scores[base, col]
     agree = (labels[0] == labels[1]) & (labels[0] >= 0)
-    return _result(preds[0].ids, label, np.where(agree, scores[1], score))
+    return _result(preds[0].ids, _pick(labels, base), np.where(agree, scores[1], _pick(scores, base)))
 
 
 def ens_boost(preds: list[Predictions], alpha: float = 0.5) -> Predictions:
@@ -63,10 +64,9 @@ def ens_boost(preds: list[Predictions], alpha: float = 0.5) -> Predictions:
     preds = align(preds)
     labels, scores = _top1(preds)
     base = _base(labels, list(range(len(preds))))
-    col = np.arange(labels.shape[1])
-    label, score = labels[base, col], scores[base, col]
+    label = _pick(labels, base)
     same = (labels == label) & (label >= 0) & (np.arange(len(preds))[:, None] != base)
-    return _result(preds[0].ids, label, score + alpha * (scores * same).sum(axis=0))
+    return _result(preds[0].ids, label, _pick(scores, base) + alpha * (scores * same).sum(axis=0))
 
 
 def ens_weighted(preds: list[Predictions], weights=None) -> Predictions:
@@ -75,18 +75,13 @@ def ens_weighted(preds: list[Predictions], weights=None) -> Predictions:
     w = check_weights(weights, len(preds))
     labels, scores = _top1(preds)
     order = sorted(range(len(preds)), key=lambda j: -w[j])  # stable: earlier file wins ties
-    base = _base(labels, order)
-    col = np.arange(labels.shape[1])
-    label = labels[base, col]
+    label = _pick(labels, _base(labels, order))
     agree = (labels == label) & (label >= 0)
     return _result(preds[0].ids, label, (w[:, None] * scores * agree).sum(axis=0) / w.sum())
 
 
-ens_soft = soft_average  # weights given (fitted by the caller with `fit_soft_weights`) or equal
-
-
 ENSEMBLES = Registry("ensemble", {"max": ens_max, "correct": ens_correct, "boost": ens_boost, "weighted": ens_weighted,
-                                  "soft": ens_soft})
+                                  "soft": soft_average})  # weights given (`fit_soft_weights`) or equal
 
 
 def run_ensemble(method: str, files=(), out: str | Path = "submission.csv", weights=None, alpha: float = 0.5,

@@ -49,11 +49,9 @@ class SoftPlan:
     def __call__(self, weights=None, topk: int | None = None) -> Predictions:
         topk = topk or max(p.labels.shape[1] for p in self.preds)
         totals = self.totals(weights)
-        if topk == 1:
-            out_l, out_s = self._top1(totals)
-        else:
-            out_l, out_s = top_per_row(totals, self.g_rows, self.g_labels, len(self.labels), topk)
-        return Predictions(self.preds[0].ids, out_l, out_s)
+        n = len(self.labels)
+        top = self._top1(totals) if topk == 1 else top_per_row(totals, self.g_rows, self.g_labels, n, topk)
+        return Predictions(self.preds[0].ids, *top)
 
     def _top1(self, totals: np.ndarray):
         """Rank 0 of `top_per_row` without a sort: per row the smallest label with the highest total (NaN last)."""
@@ -91,7 +89,7 @@ def fit_soft_weights(preds: list[Predictions], solution, step: float = 0.1) -> n
         label = top.labels[:, 0]
         return float(matcher.gap(label, np.where(label >= 0, top.scores[:, 0], 0.0).astype(np.float32)))
 
-    if _n_compositions(n, m) <= 2000:
+    if comb(n + m - 1, m - 1) <= 2000:  # the number of `_compositions`
         grid = [np.array(c, float) / n for c in _compositions(n, m)]
         gaps = [score(w) for w in grid]
         return grid[int(np.argmax(gaps))]
@@ -100,9 +98,8 @@ def fit_soft_weights(preds: list[Predictions], solution, step: float = 0.1) -> n
     for _ in range(3):
         improved = False
         for j, t in itertools.product(range(m), np.arange(n + 1) / n):
-            cand = w.copy()
-            rest = cand.sum() - cand[j]
-            cand = cand * ((1 - t) / rest if rest > 0 else 0.0)
+            rest = w.sum() - w[j]
+            cand = w * ((1 - t) / rest if rest > 0 else 0.0)
             cand[j] = t
             if cand.sum() > 0 and (g := score(cand)) > best:
                 w, best, improved = cand, g, True
@@ -116,7 +113,3 @@ def _compositions(n: int, m: int):
     for bars in itertools.combinations(range(n + m - 1), m - 1):
         edges = (-1, *bars, n + m - 1)
         yield tuple(edges[i + 1] - edges[i] - 1 for i in range(m))
-
-
-def _n_compositions(n: int, m: int) -> int:
-    return comb(n + m - 1, m - 1)

@@ -1,13 +1,8 @@
-"""Non-landmark filters, the shared part: rescore predictions so that those on images without a landmark
-rank below the verified ones (GAP punishes every wrong prediction ranked above a right one).
-
-A filter computes one *signal* per image (RANSAC inliers, similarity to distractors or to the predicted
-class's centroids) and maps (score, signal) to a new score with parameters that `fit` chooses on
-validation images plus distractors to maximise GAP. Failing rows are demoted below every passing row
-(order kept) or, with mode="drop", emptied."""
+"""Non-landmark filters, the shared part: one *signal* per image (inliers, similarity to distractors or to
+centroids) maps (score, signal) to a new score with params `fit` chooses for the highest GAP; failing rows are
+demoted below every passing row (order kept) or, with mode="drop", emptied."""
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +13,6 @@ from kit.errors import KitError
 from kit.predictions import Predictions, load_predictions
 from kit.truth import gap_top1
 
-log = logging.getLogger("kit.filters")
 MODES = ("demote", "drop")
 MAX_CANDIDATES = 64
 
@@ -101,16 +95,13 @@ class Filter:
 
     def apply(self, pred: Predictions, signal: np.ndarray | None = None, **params) -> FilterResult:
         """Rescore `pred` with the fitted params (`params` override them); the signal is computed unless given."""
-        seconds = {}
-        if signal is None:
-            signal, seconds = self.measure(pred)
+        signal, seconds = self.measure(pred) if signal is None else (signal, {})
         out, passed = self._rescore(pred, signal, {**self.params, **params})
         return FilterResult(out, passed, seconds, signal)
 
     def fit(self, pred: Predictions, true: np.ndarray, signal: np.ndarray | None = None) -> "Filter":
-        """Choose the params of `grid` with the highest GAP on (pred, true). When several values of the
-        threshold (`threshold_key`) tie with the other params equal, take their median: the widest
-        margin to both classes, which holds up better on new images than the edge of the range."""
+        """The params of `grid` with the highest GAP on (pred, true); of tied `threshold_key` values, the median:
+        the widest margin to both classes holds up better on new images than the edge of the range."""
         signal = self.signal(pred) if signal is None else signal
         before = gap_top1(pred, true)
         grid = self.grid(signal)

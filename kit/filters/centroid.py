@@ -1,6 +1,8 @@
 """Centroid filter (Mail.ru, report 004): reject images far from their predicted class's centroids."""
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from kit.filters.base import Filter, TrainIndex, candidates, need_embeddings, rescore
@@ -19,20 +21,19 @@ class CentroidFilter(Filter):
                  distance_threshold: float = 0.5, min_cluster_size: int = 50, **kw):
         super().__init__(train_pred=train_pred, train_labels=train_labels, data_dir=data_dir,
                          distance_threshold=distance_threshold, min_cluster_size=min_cluster_size, **kw)
-        self._centroids = None
 
-    def centroids(self):
-        if self._centroids is None:
-            s = self.settings
-            idx = TrainIndex.load(s["train_pred"], s["train_labels"], s["data_dir"])
-            need_embeddings(idx, s["train_pred"])
-            cp = CentroidPredictor(s["distance_threshold"], s["min_cluster_size"]).fit(idx.embeddings, idx.landmarks)
-            self._centroids = (cp.centroids, cp.owner)
-        return self._centroids
+    @cached_property
+    def centroids(self) -> tuple:
+        """(centroids, owner class of each) of the training index."""
+        s = self.settings
+        idx = TrainIndex.load(s["train_pred"], s["train_labels"], s["data_dir"])
+        need_embeddings(idx, s["train_pred"])
+        cp = CentroidPredictor(s["distance_threshold"], s["min_cluster_size"]).fit(idx.embeddings, idx.landmarks)
+        return cp.centroids, cp.owner
 
     def signal(self, pred):
         need_embeddings(pred, "prediction file")
-        cents, owner = self.centroids()
+        cents, owner = self.centroids
         out = np.full(len(pred), -1.0, np.float32)
         top = pred.labels[:, 0]
         for c in np.unique(top[top >= 0]):

@@ -64,9 +64,18 @@ def build_filter(spec: str, mode: str = "demote", settings: dict | None = None) 
     return Chain([FILTERS[n](mode=mode, **_accepted(n, settings or {})) for n in filter_names(spec)])
 
 
+def _init_params(name: str) -> dict:
+    """The constructor parameters of a filter and of its bases: the settings it takes, with their defaults."""
+    out = {}
+    for c in reversed(FILTERS[name].__mro__):
+        if "__init__" in vars(c):
+            out.update(inspect.signature(c.__init__).parameters)
+    return out
+
+
 def _accepted(name: str, settings: dict) -> dict:
     """The settings one filter takes (distractor ignores train_pred, ...), so one CLI dict serves a chain."""
-    keys = {k for c in FILTERS[name].__mro__ if "__init__" in vars(c) for k in inspect.signature(c.__init__).parameters}
+    keys = _init_params(name)
     return {k: v for k, v in settings.items() if k in keys and k != "mode"}
 
 
@@ -93,16 +102,6 @@ def load_filter(path: str | Path, overrides: dict | None = None) -> Chain:
     return Chain(filters)
 
 
-def _defaults(name: str) -> dict:
-    """Default values of a filter's constructor arguments (what types its settings must have)."""
-    out = {}
-    for c in reversed(FILTERS[name].__mro__):
-        if "__init__" in vars(c):
-            out.update({k: p.default for k, p in inspect.signature(c.__init__).parameters.items()
-                        if p.default is not inspect.Parameter.empty})
-    return out
-
-
 def check_filter_dict(path, d) -> list[dict]:
     """The stages of a filter JSON, each checked for types; KitError naming the file, stage and value."""
     if not isinstance(d, dict) or not isinstance(d.get("stages"), list) or not d["stages"]:
@@ -122,7 +121,7 @@ def check_filter_dict(path, d) -> list[dict]:
         for k, v in (st.get("params") or {}).items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
                 raise KitError(f"{where}: param {k}={v!r:.60} is not a finite number")
-        defaults = _defaults(st["name"])
+        defaults = {k: p.default for k, p in _init_params(st["name"]).items() if p.default is not p.empty}
         for k, v in (st.get("settings") or {}).items():
             want = defaults.get(k)
             if isinstance(want, (int, float)) and not isinstance(want, bool) and (

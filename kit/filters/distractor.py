@@ -1,6 +1,8 @@
 """Distractor filter (GLR 2020): demote images similar to a set of non-landmark photos."""
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from kit.errors import KitError
@@ -10,28 +12,26 @@ from kit.predictions import Predictions, load_predictions
 
 
 class DistractorFilter(Filter):
-    """GLR 2020: new score = score - alpha * mean cosine of the image's k nearest non-landmark distractors
-    (same ids excluded, so fitting on the distractors themselves does not leak); similarity above `tau`
-    fails the row."""
+    """GLR 2020: score - alpha * mean cosine of the k nearest distractors (same ids excluded, so fitting on the
+    distractors does not leak); a similarity above `tau` fails the row."""
 
     name = "distractor"
     defaults = {"alpha": 0.0, "tau": float("inf")}
 
     def __init__(self, distractors: str | None = None, k: int = 5, **kw):
         super().__init__(distractors=distractors, k=k, **kw)
-        self._distractors = None
 
+    @cached_property
     def distractor_set(self) -> Predictions:
-        if self._distractors is None:
-            path = self.settings["distractors"]
-            if not path:
-                raise KitError("filter distractor: give --distractors PRED.npz (embeddings of non-landmark images)")
-            self._distractors = load_predictions(path)
-            need_embeddings(self._distractors, path)
-        return self._distractors
+        path = self.settings["distractors"]
+        if not path:
+            raise KitError("filter distractor: give --distractors PRED.npz (embeddings of non-landmark images)")
+        dist = load_predictions(path)
+        need_embeddings(dist, path)
+        return dist
 
     def signal(self, pred):
-        dist, k = self.distractor_set(), int(self.settings["k"])
+        dist, k = self.distractor_set, int(self.settings["k"])
         need_embeddings(pred, "prediction file")
         if pred.embeddings.shape[1] != dist.embeddings.shape[1]:
             raise KitError(f"filter distractor: embeddings have {pred.embeddings.shape[1]} dims, "

@@ -1,6 +1,8 @@
 """Local-feature filters (delf, sift): geometric verification against the predicted class's training images."""
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 
 from kit.errors import KitError
@@ -12,8 +14,7 @@ from kit.predictions import Predictions
 
 def select_candidates(pred: Predictions, idx: TrainIndex, rows, n: int, emb="index") -> dict:
     """Per row i of `rows`: the ids of the `n` training images of its predicted class nearest by global
-    embedding (the image itself excluded); the index is grouped by class once (`ClassRows`), so each row
-    costs its class's size, not the whole index."""
+    embedding (the image itself excluded), the index grouped by class once (`ClassRows`)."""
     if isinstance(emb, str):
         emb = pred.embeddings if idx.embeddings is not None else None
     by_class = ClassRows(idx.landmarks)
@@ -26,10 +27,8 @@ def select_candidates(pred: Predictions, idx: TrainIndex, rows, n: int, emb="ind
 
 
 class LocalFilter(Filter):
-    """Geometric verification: max inliers between the image and the `neighbours` training images of its
-    predicted class nearest by global embedding, verified as `kit rerank` verifies (one
-    kit.localfeatures.verification.Verification; its defaults unless given). Below `threshold` inliers the
-    row fails; passing rows gain boost * min(inliers, cap) / cap."""
+    """Max inliers (verified as `kit rerank` does) with the `neighbours` nearest training images of the predicted
+    class: below `threshold` the row fails; passing rows gain boost * min(inliers, cap) / cap."""
 
     defaults = {"threshold": 10.0, "boost": 0.0}
     threshold_key = "threshold"
@@ -47,30 +46,23 @@ class LocalFilter(Filter):
                          robust=robust or d.robust, cap=cap, chunk=chunk, n_jobs=n_jobs,
                          extractor_kw=extractor_kw or {}, strict=bool(strict), **kw)
         self.name = extractor
-        self._verifier = None
-        self._index = None
 
     @property
     def verification(self) -> Verification:
         s = self.settings
         return Verification(verifier=s["extractor"], ratio=s["ratio"], transform=s["transform"],
-                            ransac_threshold=s["ransac_threshold"], robust=s.get("robust", Verification.robust),
+                            ransac_threshold=s["ransac_threshold"], robust=s["robust"],
                             threads=s["n_jobs"], extractor_kw=dict(s["extractor_kw"]))
 
-    @property
+    @cached_property
     def verifier(self) -> PairVerifier:
-        if self._verifier is None:
-            s = self.settings
-            self._verifier = PairVerifier(self.verification, s["data_dir"], s["cache_dir"], progress=True,
-                                          strict=s.get("strict", False))
-        return self._verifier
+        s = self.settings
+        return PairVerifier(self.verification, s["data_dir"], s["cache_dir"], progress=True, strict=s["strict"])
 
-    @property
-    def index(self) -> "TrainIndex":
-        if self._index is None:
-            s = self.settings
-            self._index = TrainIndex.load(s["train_pred"], s["train_labels"], s["data_dir"])
-        return self._index
+    @cached_property
+    def index(self) -> TrainIndex:
+        s = self.settings
+        return TrainIndex.load(s["train_pred"], s["train_labels"], s["data_dir"])
 
     def signal(self, pred: Predictions) -> np.ndarray:
         return self.measure(pred)[0]

@@ -1,23 +1,7 @@
-"""Calibrated fusion: a logistic model, fitted on the validation set, of P(class is right) from the kNN
-and verification evidence of each candidate class of a query; it both chooses the class and is the
-confidence GAP ranks by.
-
-Per query, the candidate classes are its kNN classes plus every class that got inliers. A candidate
-class c is described by (`FEATURES`): its best cosine similarity, its lead in similarity over the best
-other class, log(1 + its most inliers), its inlier margin over the best other class (signed log), whether
-it is the kNN class, whether it is verified (most inliers >= min_inliers) and the query's reference
-similarity (mean cosine to its most similar photos of its own set: GLR 2020's non-landmark signal; a
-photo like many others is more likely a street or another building). The model is fitted on the
-validation queries' candidates (label: c is the query's landmark; every candidate of a non-landmark
-photo is a negative), so it weighs similarity against inliers on photos like the test's: what a
-verified switch of class is worth, how far an unverified row should fall, measured rather than set.
-A query's classes are then ranked by P and P is its score; only a verified class may take the kNN
-class's first place (when its P is higher). On the validation set itself the scores are
-cross-fitted (each half of the queries by the model of the other half), so a pick on validation does
-not favour the calibrated row for having seen its own labels. Too small a validation set (fewer than
-`min_examples` right candidates or non-landmark queries): None, and the caller falls back to the
-evidence fusion.
-"""
+"""Calibrated fusion: a logistic model of P(candidate class is right), fitted on the validation queries from
+each candidate class's kNN and verification evidence (`FEATURES`), ranks a query's classes and is its confidence.
+Validation scores are cross-fitted (each half by the other half's model), so a pick on validation does not favour
+the calibrated row; too small a validation set gives None and the caller keeps the evidence fusion."""
 from __future__ import annotations
 
 import zlib
@@ -69,9 +53,9 @@ def _best_other(values: np.ndarray, classes: np.ndarray, fill: float) -> np.ndar
 
 def candidate_features(base_labels: np.ndarray, sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray,
                        min_inliers: int, reference=None, width: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Each query's candidate classes (kNN classes first, then classes with inliers, -1 = none) [Q, width]
-    and their `FEATURES` [Q, width, F]. sims, inliers, nbr_labels: [Q, N] verified candidates (label -1 = none);
-    reference [Q] (None: 0)."""
+    """Each query's candidate classes (kNN classes first, then classes with inliers, -1 = none) [Q, width] and
+    their `FEATURES` [Q, width, F] from sims, inliers, nbr_labels [Q, N] (label -1 = none) and reference [Q]:
+    GLR 2020's non-landmark signal (None: 0)."""
     base = np.asarray(base_labels, np.int64)
     nbr_labels = np.asarray(nbr_labels, np.int64)
     sims = np.where(nbr_labels >= 0, np.asarray(sims, np.float64), -1.0)
@@ -96,9 +80,8 @@ def candidate_features(base_labels: np.ndarray, sims: np.ndarray, inliers: np.nd
 
 def fit_calibration(feats: np.ndarray, classes: np.ndarray, truth: np.ndarray, min_inliers: int,
                     min_examples: int = 20, c: float = 1.0) -> Calibration | None:
-    """Logistic regression (L2, C=`c`) of "candidate class == the query's landmark" on the candidates'
-    features. truth [Q]: each query's landmark (-1 = non-landmark). None when fewer than `min_examples`
-    right candidates or non-landmark queries (the caller keeps the evidence fusion)."""
+    """Logistic regression (L2, C=`c`) of "candidate class == the query's landmark (truth [Q], -1 = none)";
+    None when fewer than `min_examples` right candidates or non-landmark queries."""
     from sklearn.linear_model import LogisticRegression
 
     truth = np.asarray(truth, np.int64)

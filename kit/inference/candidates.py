@@ -10,12 +10,8 @@ from kit.localfeatures.matching import ClassRows
 
 def class_candidates(query_emb: np.ndarray, sims: np.ndarray, rows: np.ndarray, index_emb: np.ndarray,
                      labels: np.ndarray, classes: int, per_class: int) -> tuple[np.ndarray, np.ndarray]:
-    """The neighbours (sims, rows [Q, N], row -1 = none) plus, for each of each query's `classes` best
-    classes among them (by max similarity), its `per_class` most similar index images (those not already there).
-
-    A landmark seen from another side or at night often matches a training image that is not among its
-    global nearest neighbours but is of the right class: verifying more images of the few likely classes
-    (not more neighbours overall) is where extra pairs find inliers. -> padded [Q, N + classes*per_class]."""
+    """The neighbours (sims, rows [Q, N], row -1 = none) plus the `per_class` most similar index images of each
+    query's `classes` best classes not already there -> padded [Q, N + classes * per_class]."""
     if classes <= 0 or per_class <= 0 or not len(rows):
         return sims, rows
     nbr_labels = np.where(rows >= 0, labels[np.maximum(rows, 0)], -1)

@@ -1,7 +1,5 @@
-"""Batched inference of a kit model: top-k original landmark ids, softmax confidences, embeddings.
-
-Test-time augmentation is a callable mapping an image batch to a list of views; the views' probabilities
-and embeddings are averaged (embeddings re-normalised)."""
+"""Batched inference of a kit model: top-k original landmark ids, softmax confidences, embeddings. A TTA maps an
+image batch to a list of views whose probabilities and embeddings are averaged (embeddings re-normalised)."""
 from __future__ import annotations
 
 import logging
@@ -10,6 +8,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from kit.errors import KitError
+from kit.inference.search import PRECISIONS
 from kit.registry import Registry
 from kit.predictions import Predictions
 
@@ -53,14 +52,10 @@ def topk_predictions(probs, k: int, label_map) -> tuple[np.ndarray, np.ndarray]:
     """[B,C] probabilities -> (original landmark ids [B,k], scores [B,k]); -1/0 pad when k > C."""
     import torch
 
-    kk = min(k, probs.shape[1])
-    scores, idx = torch.topk(probs.float(), kk, dim=1)
-    lm = np.asarray(label_map, dtype=np.int64)
-    labels = np.full((len(probs), k), -1, np.int64)
-    out_scores = np.zeros((len(probs), k), np.float32)
-    labels[:, :kk] = lm[idx.cpu().numpy()]
-    out_scores[:, :kk] = scores.cpu().numpy()
-    return labels, out_scores
+    scores, idx = torch.topk(probs.float(), min(k, probs.shape[1]), dim=1)
+    pad = ((0, 0), (0, k - idx.shape[1]))
+    return (np.pad(np.asarray(label_map, dtype=np.int64)[idx.cpu().numpy()], pad, constant_values=-1),
+            np.pad(scores.cpu().numpy(), pad))
 
 
 def _concat(out):
@@ -74,9 +69,6 @@ def _concat(out):
 # which vector of the model output is the image's embedding (cfg.predict.embedding)
 EMBEDDINGS = Registry("embedding", {"neck": lambda out: out["embeddings"], "pooled": lambda out: out["pooled"],
                                    "concat": _concat})
-
-
-PRECISIONS = Registry("precision", dict.fromkeys(("auto", "fp32", "low")))
 
 
 def use_low_precision(precision: str, device, amp: bool = True) -> bool:

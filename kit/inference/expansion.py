@@ -1,8 +1,5 @@
-"""Query expansion (alpha-QE) and database-side augmentation (DBA) of L2-normalised global descriptors.
-
-Both replace a vector by itself plus its nearest index vectors weighted by max(sim, 0) ** alpha
-(Radenovic et al. 2018, section 4; used by the GLR 2019-2020 winners): DBA every index vector, alpha-QE
-every query."""
+"""Query expansion (alpha-QE) and database-side augmentation (DBA) of L2-normalised global descriptors: a vector
+plus its nearest index vectors weighted by max(sim, 0) ** alpha (Radenovic et al. 2018; GLR 2019-2020 winners)."""
 from __future__ import annotations
 
 import numpy as np

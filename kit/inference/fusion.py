@@ -1,18 +1,7 @@
-"""Fusions: how a query's kNN result and its verified pairs' inlier counts make its ranked classes and
-its confidence (FUSIONS, by name).
-
-- "calibrated" (default): a logistic model of P(class is right) fitted on the validation set
-  (kit.inference.calibration); falls back to "evidence" where no fitted model is at hand.
-- "evidence": verification only adds to the kNN result (`evidence_fusion`).
-- "sum": GLR 2019-2020 winners' recipe (e.g. 2020 1st place, "sim + w * min(inliers, cap) / cap"): classes
-  ranked by max over their neighbours of sim + weight * min(e, cap) / cap (`class_scores`).
-
-e = inliers - margin * (the most inliers of the query's candidates of OTHER classes): the evidence beyond
-what chance matches give (a textured photo gets 7-9 inliers with everything; a landmark gets many with
-its own class only), Lowe's ratio test at the level of classes. A landmark photo shares a rigid 3-D
-scene with its class's training images, which separates the non-landmark photos that look like
-landmarks, which no similarity threshold does.
-"""
+"""Fusions (FUSIONS): a query's kNN result and its verified pairs' inlier counts -> its ranked classes and score.
+"calibrated" (default; kit.inference.calibration, else "evidence"), "evidence" (verification only adds to the
+kNN result) and "sum" (GLR 2019-2020 winners: sim + weight * min(e, cap) / cap). e = inliers - margin x the most
+inliers of the query's other classes: Lowe's ratio test at the level of classes, beyond chance matches."""
 from __future__ import annotations
 
 import numpy as np
@@ -31,9 +20,8 @@ def class_max(values: np.ndarray, nbr_labels: np.ndarray, classes: np.ndarray, f
 
 
 def competing_inliers(inliers: np.ndarray, nbr_labels: np.ndarray) -> np.ndarray:
-    """[Q, N] per candidate: the most inliers among the same query's candidates of another class (0 if none):
-    how many inliers this query gets by chance (-1 labels are no candidate). From each query's two classes
-    with the most inliers (`knn_vote`, agg max): a candidate of the first gets the second's, any other the first's."""
+    """[Q, N] per candidate: the most inliers among the same query's candidates of another class (0 if none),
+    how many this query gets by chance; from each query's two classes with the most inliers."""
     nbr_labels = np.asarray(nbr_labels)
     inliers = np.where(nbr_labels >= 0, np.asarray(inliers), 0)
     top, most = knn_vote(inliers, nbr_labels, 2, power=1.0, agg="max")
@@ -43,12 +31,9 @@ def competing_inliers(inliers: np.ndarray, nbr_labels: np.ndarray) -> np.ndarray
 
 def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, weight: float, cap: float,
                  topk: int, min_inliers: int = 0, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per query, classes ranked by max over their neighbours of sim + weight * min(e, cap) / cap with
-    e = max(inliers - margin * `competing_inliers`, 0); a listed class whose best raw inliers are below
-    `min_inliers` (unverified) scores its best similarity instead.
-
-    sims, inliers, nbr_labels: [Q, N] (label -1 = no neighbour).
-    -> (labels [Q, topk], scores [Q, topk], raw inliers [Q, topk]: each listed class's most)."""
+    """Classes ranked by max over their neighbours [Q, N] of sim + weight * min(e, cap) / cap (e = inliers -
+    margin * `competing_inliers`, >= 0); unverified classes (< `min_inliers`) score their best similarity.
+    -> (labels [Q, topk], scores [Q, topk], each listed class's most raw inliers [Q, topk])."""
     if cap <= 0:
         raise KitError(f"rerank: cap={cap} (must be > 0)")
     if margin < 0:
@@ -68,19 +53,9 @@ def class_scores(sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray, 
 def evidence_fusion(base_labels: np.ndarray, base_scores: np.ndarray, sims: np.ndarray, inliers: np.ndarray,
                     nbr_labels: np.ndarray, weight: float, cap: float, min_inliers: int, margin: float,
                     switch_margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Verification as added evidence on top of a kNN result (base_labels/base_scores [Q, topk], best first).
-
-    Per query, a class's evidence is E = its most inliers - margin x the most inliers of any other candidate
-    class (the inlier margin; margin 0: raw counts). A class is verified when its most inliers reach
-    `min_inliers`. Then:
-    - the kNN class is verified: it stays, and the row's score rises to kNN score + weight * min(E+, cap) / cap;
-    - another class is verified with E >= `switch_margin` (its lead over every other class, the kNN class
-      included, clears this cut): it becomes the first class, scored kNN score + the same lift; the kNN
-      classes follow with their kNN scores;
-    - otherwise (nothing verified, or weaker evidence for another class) the row is the kNN row, unchanged:
-      same classes, same scores, so unverified rows keep their kNN order among themselves.
-    A row's score never falls below its kNN score, and only evidence reorders classes.
-    sims, inliers, nbr_labels: [Q, N] verified candidates (label -1 = none).
+    """Verification as evidence added to a kNN result (base_labels/scores [Q, topk]): a verified kNN class
+    (>= `min_inliers`) gains weight * min(E, cap) / cap, E = its inliers - margin x the best other class's; a
+    verified other class with E >= `switch_margin` moves first with that lift; other rows stay as they are.
     -> (labels, scores [Q, topk], raw inliers of each row's first class [Q], switched [Q] bool)."""
     if cap <= 0:
         raise KitError(f"rerank: cap={cap} (must be > 0)")
@@ -88,10 +63,8 @@ def evidence_fusion(base_labels: np.ndarray, base_scores: np.ndarray, sims: np.n
     scores = np.array(base_scores, np.float64, copy=True)
     nbr_labels = np.asarray(nbr_labels)
     q = len(labels)
-    switched = np.zeros(q, bool)
-    top_raw = np.zeros(q, np.int32)
     if q == 0 or labels.shape[1] == 0:
-        return labels, scores.astype(np.float32), top_raw, switched
+        return labels, scores.astype(np.float32), np.zeros(q, np.int32), np.zeros(q, bool)
     inl = np.where(nbr_labels >= 0, np.asarray(inliers), 0)
     # every candidate class's most inliers, [Q, C] over the classes present in the candidates
     width = max(1, nbr_labels.shape[1])
@@ -109,24 +82,18 @@ def evidence_fusion(base_labels: np.ndarray, base_scores: np.ndarray, sims: np.n
               & (v_raw > base_raw))
     knn_top = scores[:, 0].copy()
     scores[:, 0] = np.where(agree & ~switch, knn_top + lift(e_base), knn_top)
-    top_raw[:] = np.where(switch, v_raw, base_raw).astype(np.int32)
     for i in np.flatnonzero(switch):
         rest = [(c, s) for c, s in zip(labels[i], scores[i]) if c != v[i] and c >= 0]
         new = [(int(v[i]), knn_top[i] + lift(v_raw[i] - margin * second[i]))] + rest
         new = (new + [(-1, 0.0)] * labels.shape[1])[:labels.shape[1]]
         labels[i] = [c for c, _ in new]
         scores[i] = [s for _, s in new]
-    switched[:] = switch
-    return labels, scores.astype(np.float32), top_raw, switched
+    return labels, scores.astype(np.float32), np.where(switch, v_raw, base_raw).astype(np.int32), switch
 
 
 def unverified_penalty(scores: np.ndarray, labels: np.ndarray, top_inliers: np.ndarray, reference: np.ndarray,
                        min_inliers: int, weight: float) -> np.ndarray:
-    """Scores with `weight * reference` taken off every class of the rows whose predicted class is not
-    verified (top_inliers < min_inliers); verified rows are kept. `reference` = `reference_similarity` of
-    the query to photos of the same collection (by default the query set itself: a test set of mostly
-    non-landmarks). GLR 2020's winners scored against such out-of-domain samples; among unverified photos it
-    ranks distinctive ones (a landmark unlike the rest) above the typical ones (another street, another
-    building). Measured in bench/real.py (README "Real photos")."""
+    """Scores less `weight * reference` (GLR 2020's similarity to mostly non-landmark photos) on the rows whose
+    predicted class is not verified (top_inliers < min_inliers): distinctive photos rank above typical ones."""
     fail = (np.asarray(top_inliers) < min_inliers)[:, None] & (labels >= 0)
     return np.where(fail, scores - weight * np.asarray(reference, np.float64)[:, None], scores).astype(np.float32)

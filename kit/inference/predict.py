@@ -1,9 +1,5 @@
-"""The prediction stage: a trained fold's best checkpoint over val, test, train or distractor images.
-
-`run_predict(cfg, fold, split)` writes `predictions/<name>/<split>_fold<N>.npz` (kit.predictions format)
-and the resolved config beside it. val: the fold's rows (prints their GAP); train: the other folds' rows
-(the retrieval index); test: every id of DATA/sample_submission.csv. Missing images are skipped (an error
-with data.strict); undecodable ones get an empty prediction."""
+"""The prediction stage: a trained fold's best checkpoint over val (prints GAP), test, train (the retrieval
+index) or distractor images -> `predictions/<name>/<split>_fold<N>.npz` and the resolved config beside it."""
 from __future__ import annotations
 
 import logging
@@ -23,19 +19,17 @@ SPLITS = ("val", "test", "train", "distractors")
 
 
 def split_rows(cfg, fold: int, split: str) -> tuple[pd.DataFrame, str]:
-    """(rows with `id` [and `landmark_id`] to predict, image folder 'train' | 'test' | 'distractors').
+    """(rows with `id` [and `landmark_id`] to predict, image folder 'train' | 'test' | 'distractors'); missing
+    images are skipped (an error with data.strict). distractors: DATA/distractors.csv (for fitting filters)."""
+    import pandas as pd
 
-    distractors: the non-landmark images listed in DATA/distractors.csv (for fitting filters)."""
     from kit.data.dataset import drop_missing, read_folds
     from kit.submission import read_sample_ids
 
     if split not in SPLITS:
         raise KitError(f"unknown split '{split}' (valid: {', '.join(SPLITS)})")
     if split == "test":
-        sample = Path(cfg.data.data_dir) / "sample_submission.csv"
-        import pandas as pd
-
-        rows, folder = pd.DataFrame({"id": read_sample_ids(sample)}), "test"
+        rows, folder = pd.DataFrame({"id": read_sample_ids(Path(cfg.data.data_dir) / "sample_submission.csv")}), "test"
     elif split == "distractors":
         from kit.csvfiles import read_csv
         from kit.ids import clean_ids
@@ -55,13 +49,6 @@ def split_rows(cfg, fold: int, split: str) -> tuple[pd.DataFrame, str]:
     return rows, folder
 
 
-def build_tta(cfg):
-    """The views callable named by cfg.predict.tta (multiscale uses cfg.predict.scales)."""
-    from kit.inference.engine import get_tta
-
-    return get_tta(cfg.predict.tta, scales=tuple(cfg.predict.scales))
-
-
 def pretrained_model(cfg, device):
     """No training: the config's pretrained backbone and pooling, no neck and a dummy one-class head: the
     zero-training retrieval baseline (its labels are blanked by `predict_split`)."""
@@ -79,7 +66,7 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
     checkpoint="pretrained": no trained run, embeddings of the pretrained backbone (`pretrained_model`)."""
     from kit.models.checkpoint import load_model
     from kit.data.dataset import LandmarkDataset, make_loader
-    from kit.inference.engine import predict_loader, use_low_precision
+    from kit.inference.engine import get_tta, predict_loader, use_low_precision
     from kit.device import choose_device
 
     device = choose_device(cfg.device)
@@ -93,7 +80,8 @@ def predict_split(cfg, fold: int, split: str, checkpoint=None, progress: bool = 
     rows, folder = split_rows(cfg, fold, split)
     ds = LandmarkDataset.from_config(rows, cfg, train=False, split=folder)
     loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, cfg.data.num_workers, device.type)
-    pred = predict_loader(model, loader, label_map, cfg.predict.topk, device, tta=build_tta(cfg),
+    pred = predict_loader(model, loader, label_map, cfg.predict.topk, device,
+                          tta=get_tta(cfg.predict.tta, scales=tuple(cfg.predict.scales)),
                           amp=use_low_precision(cfg.predict.precision, device, cfg.optim.amp), progress=progress,
                           desc=f"predict {split}", embedding=cfg.predict.embedding,
                           channels_last=cfg.optim.channels_last)

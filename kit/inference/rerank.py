@@ -1,12 +1,6 @@
-"""Spatial re-ranking: verify each query against its N nearest training images (and the most similar images
-of its likeliest classes) with local features + a robust geometric fit, then fuse the kNN result with the
-inlier counts into ranked classes and a confidence.
-
-The steps live in one module each: which images are verified (kit.inference.candidates), how a pair is
-verified (kit.localfeatures.verification: the setting and the cached loop that `kit filter sift|delf`
-shares), how kNN and inliers make classes and scores (kit.inference.fusion; the default "calibrated"
-fusion is kit.inference.calibration). This module holds the settings and runs the steps in order.
-"""
+"""Spatial re-ranking: verify each query against its nearest training images with local features + a robust
+geometric fit, then fuse kNN and inliers into ranked classes and a confidence. The settings and the steps in order;
+each step has its module (kit.inference.candidates, kit.localfeatures.verification, kit.inference.fusion)."""
 from __future__ import annotations
 
 import time
@@ -58,8 +52,8 @@ class RerankConfig(Verification):
 
 @dataclass
 class Verified:
-    """A query set's verified candidates: [Q, N] similarities, labels (-1 = none), index ids and inliers (the
-    first `n_knn` columns are the kNN neighbours), and the kNN result [Q, topk] they extend."""
+    """A query set's verified candidates [Q, N] (the first `n_knn` columns are the kNN neighbours; label -1 =
+    none) and the kNN result [Q, topk] they extend."""
     ids: np.ndarray
     sims: np.ndarray
     nbr_labels: np.ndarray
@@ -130,9 +124,8 @@ def verify_candidates(query: Predictions, knn, index_ids, cfg: RerankConfig, dat
 
 
 def fuse(v: Verified, cfg: RerankConfig, topk: int, reference=None, calibration=None):
-    """Classes and scores of `v` by `cfg.fusion` (calibrated: with `calibration`, a fitted
-    kit.inference.calibration.Calibration; None falls back to evidence) -> (labels, scores, inliers of
-    each row's first class [Q], the fusion used)."""
+    """Classes and scores of `v` by `cfg.fusion` (calibrated without a fitted `calibration`: evidence)
+    -> (labels, scores, inliers of each row's first class [Q], the fusion used)."""
     fusion = "evidence" if cfg.fusion == "calibrated" and calibration is None else cfg.fusion
     if fusion == "calibrated":
         classes, feats = candidate_features(v.base_labels, v.sims, v.inliers, v.nbr_labels, cfg.min_inliers,
@@ -182,9 +175,8 @@ def reference_of(query: Predictions, references: Predictions | None, k: int) -> 
 def spatial_rerank(query: Predictions, knn, index_ids: np.ndarray, cfg: RerankConfig, data_dir,
                    cache_dir=None, topk: int = 5, progress: bool = True,
                    references: Predictions | None = None, calibration=None) -> Reranked:
-    """Re-rank `query` (its embeddings) with `knn` (a fitted kit.inference.retrieval.KnnPredictor over
-    the images `index_ids`): `verify_candidates`, then `fuse` (the reference similarity to `references`,
-    default the queries, when the fusion uses it)."""
+    """Re-rank `query` with `knn` (a fitted KnnPredictor over `index_ids`): `verify_candidates`, then `fuse`
+    (with the reference similarity to `references`, default the queries, when the fusion uses it)."""
     v = verify_candidates(query, knn, index_ids, cfg, data_dir, cache_dir, topk, progress)
     reference = reference_of(query, references, cfg.reference_k) if reference_wanted(cfg, calibration is not None) \
         else None

@@ -10,7 +10,7 @@ import numpy as np
 from kit.errors import KitError
 from kit.inference.expansion import alpha_qe, dba
 from kit.inference.search import SearchIndex, l2n
-from kit.predictions import Predictions, group_rows, load_predictions, top_per_row
+from kit.predictions import Predictions, first_per_row, group_rows, load_predictions, top_per_row
 from kit.registry import Registry
 
 
@@ -60,9 +60,8 @@ class KnnPredictor:
 
 def class_centroids(embeddings: np.ndarray, distance_threshold: float = 0.5, min_cluster_size: int = 50,
                     max_per_class: int = 2000, seed: int = 0) -> np.ndarray:
-    """Centroids of one class (report 004, eq. 2): complete-linkage clusters under a cosine distance
-    threshold; clusters with >= `min_cluster_size` members are valid, else only the largest is used.
-    Classes bigger than `max_per_class` are subsampled (clustering is O(n^2) memory)."""
+    """Centroids of one class (report 004, eq. 2): complete-linkage clusters with >= `min_cluster_size` members
+    (else the largest); a class over `max_per_class` is subsampled (clustering is O(n^2) memory)."""
     from sklearn.cluster import AgglomerativeClustering
 
     x = l2n(embeddings)
@@ -128,14 +127,7 @@ def first_per_owner(sims: np.ndarray, owners: np.ndarray, valid: np.ndarray, top
     first = np.ones(len(keep), bool)
     first[1:] = (rows[1:] != rows[:-1]) | (own[1:] != own[:-1])
     keep = np.sort(keep[first])  # back to (query, neighbour) order
-    rows = keep // max(k, 1)
-    rank = np.arange(len(keep)) - np.searchsorted(rows, np.arange(q))[rows]
-    top = rank < topk
-    labels = np.full((q, topk), -1, np.int64)
-    scores = np.zeros((q, topk), np.float32)
-    labels[rows[top], rank[top]] = owners.ravel()[keep[top]]
-    scores[rows[top], rank[top]] = sims.ravel()[keep[top]]
-    return labels, scores
+    return first_per_row(keep // max(k, 1), owners.ravel()[keep], sims.ravel()[keep], q, topk)
 
 
 RETRIEVERS = Registry("retriever", {"knn": KnnPredictor, "centroids": CentroidPredictor})

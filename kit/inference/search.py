@@ -58,11 +58,11 @@ def detect_hardware(gpu: bool | None = None, probe_torch: bool = True) -> Hardwa
 
 def choose_backend(rows: int, dim: int, hw: Hardware, backend: str = "auto", precision: str = "auto",
                    ivf_threshold: int = 200_000, gpu_flat_gb: float = 8.0, low_min: int = 100_000) -> str:
-    """The index kind (one of KINDS) for `rows` vectors of `dim` floats on `hw`: faiss Flat, or IVF above
-    `ivf_threshold` rows unless a faiss GPU holds them in `gpu_flat_gb`; the exact blocked torch scan without
-    faiss, for backend="torch", or for "auto" above `ivf_threshold` where torch has CUDA or the CPU has native
-    bf16 (bench/scale.py: GLDv2 size in 14 min at recall 1.0, IVF 17.5 min at 0.66). precision="low" scans
-    in fp16/bf16 and re-scores in fp32 ("auto": above `low_min` rows on CUDA or a bf16 CPU)."""
+    """The index kind (one of KINDS) for `rows` x `dim` floats on `hw`: faiss Flat, or IVF above `ivf_threshold`
+    rows unless a faiss GPU holds them in `gpu_flat_gb`; else the exact torch scan (no faiss, backend="torch", or
+    "auto" above `ivf_threshold` with CUDA or a bf16 CPU: bench/scale.py, GLDv2 size in 14 min at recall 1.0, IVF
+    17.5 min at 0.66); precision "low" scans in fp16/bf16, re-scored in fp32 ("auto": above `low_min` rows on CUDA
+    or a bf16 CPU)."""
     BACKENDS.check(backend, "retrieval: ")
     PRECISIONS.check(precision, "retrieval: ")
     big = rows > ivf_threshold

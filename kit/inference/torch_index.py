@@ -1,6 +1,5 @@
-"""The torch backends of kit.inference.search.SearchIndex, one class each: an exact blocked scan (fp32, or fp16
-with an fp32 re-score on CUDA) and the CPU bf16 scan that re-scores from the rows as given. Like the faiss
-backend, each takes L2-normalised queries: `search(xq, k) -> (similarities, rows)`, k <= N."""
+"""The torch backends of kit.inference.search.SearchIndex: an exact blocked scan (fp32, or fp16 with an fp32
+re-score on CUDA) and the CPU bf16 scan; each searches L2-normalised queries -> (similarities, rows), k <= N."""
 from __future__ import annotations
 
 import numpy as np
@@ -51,11 +50,9 @@ class UnitRows:
 
 def torch_search(xb, xb_low, xq: np.ndarray, k: int, qblock: int = 4096, dblock: int = 16_384,
                  rescore_batch: int = 512) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k inner products of queries `xq` against rows of `xb` (fp32), k <= len(xb), in blocks of
-    `qblock` queries x `dblock` rows (memory bounded by one block, never Q x N), each block's top-k merged
-    into the running one. With `xb_low` (xb in bf16/fp16) the scan keeps max(2k, 32) candidates by
-    low-precision score and re-scores them in fp32: exact unless rounding (~3e-3) pushes a true neighbour
-    below 32 others."""
+    """Exact top-k inner products of queries `xq` against rows of `xb` (fp32), k <= len(xb), in blocks of `qblock`
+    queries x `dblock` rows (memory: one block). With `xb_low` (bf16/fp16) the scan keeps max(2k, 32) candidates
+    and re-scores them in fp32: exact unless rounding (~3e-3) pushes a true neighbour below 32 others."""
     n, dev = len(xb), xb.device
     scan = xb if xb_low is None else xb_low
     kc = k if xb_low is None else min(n, max(2 * k, 32))

@@ -1,7 +1,5 @@
-"""kit.localfeatures: local features for geometric verification. base (the LocalFeatures record and its
-on-disk cache), sift (OpenCV RootSIFT), delf (attention-selected CNN features + training), matching
-(descriptor matching + RANSAC), verification (the one verification setting and cached pair loop of
-`kit rerank` and the local-feature filters). EXTRACTORS is the registry of extractors by name."""
+"""kit.localfeatures: local features for geometric verification: base (features and their cache), sift, delf,
+matching (descriptors + RANSAC), verification (the pair loop of `kit rerank` and the filters); EXTRACTORS."""
 from __future__ import annotations
 
 from kit.errors import KitError

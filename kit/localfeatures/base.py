@@ -1,13 +1,6 @@
-"""Local feature extractors behind one interface, and an on-disk cache of their output per image id.
-
-An extractor (registry EXTRACTORS in kit.localfeatures) has `name`, `config() -> dict` (what changes its
-output; hashed into the cache key) and
-`extract(images: list[uint8 RGB HxWx3]) -> list[LocalFeatures]`, keypoints in the extractor's working
-frame (the image resized to `image_size` on its longest side, or square for DELF), so one RANSAC pixel
-threshold means the same whatever the photo's resolution; a large JPEG is decoded at a reduced scale that
-keeps its shorter side >= `image_size` (kit.images.read_image's min_side).
-`cached_features` extracts only what the cache lacks, so a second run is nearly free.
-"""
+"""Local features and their on-disk cache per image id. An extractor (kit.localfeatures.EXTRACTORS) has `name`,
+`config()` (hashed into the cache key) and `extract(uint8 RGB images) -> list[LocalFeatures]`, keypoints in its
+working frame (`image_size`), so one RANSAC pixel threshold means the same at any photo resolution."""
 from __future__ import annotations
 
 import hashlib
@@ -94,12 +87,8 @@ def cache_path(cache_dir: str | Path, extractor, image_id: str) -> Path:
 def cached_features(extractor, ids, paths, cache_dir: str | Path | None = None, batch_size: int = 16,
                     progress: bool = True, strict: bool = False,
                     max_pixels: int = MAX_PIXELS) -> dict[str, LocalFeatures]:
-    """Features of every id (paths aligned with ids); cached ones are read, the rest extracted and saved.
-
-    A missing, undecodable or oversized image gets empty features (it cannot verify anything, so its
-    prediction fails the check: no landmark), is not cached and is counted in one warning; with
-    `strict` it is a KitError naming the file.
-    """
+    """Features of every id (paths aligned with ids): cached ones read, the rest extracted and saved. A missing,
+    undecodable or oversized image gets empty features (no landmark), uncached, in one warning (`strict`: error)."""
     from kit.progress import progress as progress_bar
 
     out: dict[str, LocalFeatures] = {}

@@ -21,13 +21,9 @@ CHEAP_SCALES = [0.7071, 1.0, 1.4142]
 
 
 class DelfExtractor:
-    """Local features from a trained `delf.pt`, or, without one, from a packaged backbone alone.
-
-    Without a trained head the score of a location is its feature's L2 norm (a weight-free saliency
-    proxy) and no PCA is applied. Images are resized to `image_size` square (keypoints are in that
-    frame; the per-image aspect change is an affine map that RANSAC absorbs), so a whole batch runs
-    through each pyramid scale at once.
-    """
+    """Local features from a trained `delf.pt`, or from a packaged backbone alone (a location's score: its
+    feature's L2 norm; no PCA). Images are resized to `image_size` square (an aspect change RANSAC absorbs), so a
+    batch runs through each pyramid scale at once."""
 
     name = "delf"
 
@@ -86,10 +82,8 @@ class DelfExtractor:
         return sim.max(dim=1).values < self.distinct
 
     def extract(self, images: list[np.ndarray]) -> list[LocalFeatures]:
-        out = []
-        for start in range(0, len(images), self.batch_size):
-            out += self._extract_batch(images[start:start + self.batch_size])
-        return out
+        return [f for start in range(0, len(images), self.batch_size)
+                for f in self._extract_batch(images[start:start + self.batch_size])]
 
     def _extract_batch(self, images: list[np.ndarray]) -> list[LocalFeatures]:
         # Reflect-pad by `margin` of the side and drop the cells centred in the margin: zero padding makes

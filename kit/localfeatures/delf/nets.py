@@ -1,9 +1,5 @@
-"""DELF's networks: an attention head on a mid-level (default stride-16) feature map of a frozen backbone.
-
-1x1 conv -> BN -> ReLU -> 1x1 conv -> softplus gives one attention score per location. The head trains
-with the classification loss of the attention-weighted mean of the L2-normalised features, so locations
-that identify the landmark score high.
-"""
+"""DELF's networks: an attention head on a mid-level (default stride-16) feature map of a frozen backbone, trained
+by classifying the attention-weighted mean of the features, so locations that identify the landmark score high."""
 from __future__ import annotations
 
 import torch
@@ -52,7 +48,7 @@ class DelfModel(nn.Module):
         super().__init__()
         self.backbone, self.stride = freeze(backbone), stride
         self.index = stage_index(backbone, stride)
-        self.head = DelfHead(stage_channels(backbone, self.index), num_classes, hidden)
+        self.head = DelfHead(int(backbone.feature_info[self.index]["num_chs"]), num_classes, hidden)
 
     def train(self, mode: bool = True) -> "DelfModel":
         super().train(mode)
@@ -79,10 +75,6 @@ def stage_index(backbone: nn.Module, stride: int) -> int:
 def stage_features(backbone: nn.Module, x: torch.Tensor, index: int) -> torch.Tensor:
     """Feature map of stage `index`, stopping the forward pass there (timm forward_intermediates)."""
     return backbone.forward_intermediates(x, indices=[index], intermediates_only=True, stop_early=True)[0]
-
-
-def stage_channels(backbone: nn.Module, index: int) -> int:
-    return int(backbone.feature_info[index]["num_chs"])
 
 
 def freeze(module: nn.Module) -> nn.Module:
