@@ -9,8 +9,7 @@ from kit.ids import check_id
 
 
 def image_path(root: str | os.PathLike, split: str, image_id: str) -> Path:
-    """ROOT/SPLIT/a/b/c/<id>.jpg. KitError for an id that is not a safe file name (it could point
-    outside ROOT) or is shorter than 3 characters."""
+    """ROOT/SPLIT/a/b/c/<id>.jpg; KitError for an id shorter than 3 characters or not a safe file name."""
     image_id = check_id(image_id)
     if len(image_id) < 3:
         raise KitError(f"image id {image_id!r}: GLDv2 image paths need ids of at least 3 characters")

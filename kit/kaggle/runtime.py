@@ -73,10 +73,8 @@ def quick_submission(sample: str | os.PathLike, out: str | os.PathLike) -> Path:
 
 def check_manifest(manifest: dict, where) -> dict:
     """The packaged recipe and its file list; a file outside the models dataset is refused."""
-    files = manifest.get("files") or []
-    for f in files:
-        parts = Path(str(f)).parts
-        if not isinstance(f, str) or Path(f).is_absolute() or ".." in parts:
+    for f in manifest.get("files") or []:
+        if not isinstance(f, str) or Path(f).is_absolute() or ".." in Path(f).parts:
             raise KitError(f"{where}: file '{f}' is outside the models dataset")
     if not isinstance(manifest.get("recipe"), dict):
         raise KitError(f"{where}: no packaged recipe (build the models dataset with `kit kaggle package --recipe`)")

@@ -89,13 +89,8 @@ def experiments(inp: Inputs) -> list[str]:
 
 def fold_files(inp: Inputs, exp: str) -> dict[tuple[str, int], Path]:
     """(kind, fold) -> predictions/<exp>/<kind>_fold<N>.npz."""
-    d = inp.predictions_dir / exp
-    out = {}
-    for p in sorted(d.glob("*.npz")) if d.is_dir() else []:
-        m = _FOLD_FILE.match(p.name)
-        if m:
-            out[(m.group(1), int(m.group(2)))] = p
-    return out
+    return {(m.group(1), int(m.group(2))): p for p in sorted((inp.predictions_dir / exp).glob("*.npz"))
+            if (m := _FOLD_FILE.match(p.name))}
 
 
 def filtered_file(inp: Inputs, exp: str) -> Path | None:

@@ -85,9 +85,9 @@ def _render_chunk(out_dir: str, seed: int, size: int, quality: int, jobs: list[t
 def _check(**values) -> None:
     """KitError naming the first setting outside its range."""
     rules = {"classes": (lambda v: v >= 1, "must be >= 1"), "test_images": (lambda v: v >= 0, "must be >= 0"),
-             "size": (lambda v: v >= 32, "must be >= 32"),
+             "size": (lambda v: v >= 32, "must be >= 32"), "zipf": (lambda v: v >= 0, "must be >= 0"),
              "nonlandmark_frac": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-             "train_noise": (lambda v: 0 <= v < 1, "must be in [0, 1)"), "zipf": (lambda v: v >= 0, "must be >= 0"),
+             "train_noise": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
              "family_frac": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
              "quality": (lambda v: 1 <= v <= 100, "must be in 1..100")}
     for name, value in values.items():
@@ -178,13 +178,13 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
                workers, progress)
     write_tables(out, train, test, extra)
     per_class = train.landmark_id.value_counts()
-    summary = {
-        "out_dir": str(out), "classes": classes, "train_images": images, "train_noise_images": int(train.noise.sum()),
-        "test_images": test_images, "test_landmark_images": int((test.landmark_id >= 0).sum()),
-        "test_nonlandmark_images": int((test.landmark_id < 0).sum()), "distractor_images": distractors, "size": size, "seed": seed,
-        "per_class_max": int(per_class.max()), "per_class_median": float(per_class.median()),
-        "per_class_min": int(per_class.min()), "workers": workers, "seconds": round(time.perf_counter() - t0, 2),
-    }
+    summary = {"out_dir": str(out), "classes": classes, "train_images": images,
+               "train_noise_images": int(train.noise.sum()), "test_images": test_images,
+               "test_landmark_images": int((test.landmark_id >= 0).sum()),
+               "test_nonlandmark_images": int((test.landmark_id < 0).sum()), "distractor_images": distractors,
+               "size": size, "seed": seed, "per_class_max": int(per_class.max()),
+               "per_class_median": float(per_class.median()), "per_class_min": int(per_class.min()),
+               "workers": workers, "seconds": round(time.perf_counter() - t0, 2)}
     write_json({"params": params, "summary": summary}, meta)
     return summary
 

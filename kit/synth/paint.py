@@ -75,22 +75,14 @@ def texture(rng: np.random.Generator, size: int, colour, kind: str | None = None
     return np.clip(img * weather[..., None], 0, 255).astype(np.uint8)
 
 
-def paint(img: np.ndarray, mask: np.ndarray, tex: np.ndarray, draw: Callable[[np.ndarray], object]) -> None:
-    """Fill the shapes `draw` makes (255 on a blank mask) with `tex` and add them to the silhouette."""
+def paint(img: np.ndarray, mask: np.ndarray, tex: np.ndarray | None, draw: Callable[[np.ndarray], object]) -> None:
+    """Fill the shapes `draw` makes (255 on a blank mask) with `tex` and add them to the silhouette; tex None cuts
+    them out of it (openings the background shows through)."""
     m = np.zeros(mask.shape, np.uint8)
     draw(m)
     sel = m > 0
-    img[sel] = tex[sel]
-    mask[sel] = 255
-
-
-def cut(img: np.ndarray, mask: np.ndarray, draw: Callable[[np.ndarray], object]) -> None:
-    """Remove the shapes `draw` makes from the silhouette (openings the background shows through)."""
-    m = np.zeros(mask.shape, np.uint8)
-    draw(m)
-    sel = m > 0
-    img[sel] = 0
-    mask[sel] = 0
+    img[sel] = 0 if tex is None else tex[sel]
+    mask[sel] = 0 if tex is None else 255
 
 
 def arch_shape(m, x0: int, x1: int, y_top: int, y_bot: int, colour=255, thickness: int = -1) -> None:

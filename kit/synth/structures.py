@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from kit.synth.paint import (AA, TEXTURES, arch_shape, class_palette, cut, decals, paint, shade, texture, window,
+from kit.synth.paint import (AA, TEXTURES, arch_shape, class_palette, decals, paint, shade, texture, window,
                              window_grid)
 
 KINDS = ("facade", "tower", "arch", "statue", "bridge", "dome", "pagoda")
@@ -109,7 +109,7 @@ def _arch(img, mask, rng, S, pal, tex, tex2):
     ow = int(W * rng.uniform(0.3, 0.5))
     oa, ob = S // 2 - ow // 2, S // 2 + ow // 2
     otop = y0 + attic + int(Ha * rng.uniform(0.05, 0.15))
-    cut(img, mask, lambda m: arch_shape(m, oa, ob, otop, y1 + 1))
+    paint(img, mask, None, lambda m: arch_shape(m, oa, ob, otop, y1 + 1))
     r = ow // 2
     for a in np.linspace(np.pi, 2 * np.pi, int(rng.integers(7, 15))):  # voussoirs around the opening
         p = (int(S // 2 + r * np.cos(a)), int(otop + r + r * np.sin(a)))
@@ -119,7 +119,7 @@ def _arch(img, mask, rng, S, pal, tex, tex2):
     if rng.random() < 0.6:  # side openings
         sw = ow // 3
         for cx in (x0 + (oa - x0) // 2, ob + (x0 + W - ob) // 2):
-            cut(img, mask, lambda m: arch_shape(m, cx - sw // 2, cx + sw // 2, y1 - int(Ha * 0.35), y1 + 1))
+            paint(img, mask, None, lambda m: arch_shape(m, cx - sw // 2, cx + sw // 2, y1 - int(Ha * 0.35), y1 + 1))
     for cx in (x0 + (oa - x0) // 2, ob + (x0 + W - ob) // 2):  # relief panels
         py = y0 + attic + S // 30
         cv2.rectangle(img, (cx - S // 20, py), (cx + S // 20, py + S // 10), pal["detail"], 2)
@@ -188,7 +188,7 @@ def _bridge(img, mask, rng, S, pal, tex, tex2):
     pier = int(span * rng.uniform(0.15, 0.3))
     for k in range(n):
         a, b = int(xa + k * span + pier / 2), int(xa + (k + 1) * span - pier / 2)
-        cut(img, mask, lambda m: arch_shape(m, a, b, yd + dh, yw + 1))
+        paint(img, mask, None, lambda m: arch_shape(m, a, b, yd + dh, yw + 1))
         arch_shape(img, a - 2, b + 2, yd + dh - 2, yw, pal["detail"], 2)
     cv2.rectangle(img, (xa, yd), (xb, yd + dh // 3), pal["detail"], -1)
     rail = max(3, S // 30)

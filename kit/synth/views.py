@@ -62,10 +62,8 @@ def warp_view(structure: np.ndarray, H: np.ndarray, size: int, rng: np.random.Ge
     src_mask = mask if mask is not None else np.full(structure.shape[:2], 255, np.uint8)
     warped = cv2.warpPerspective(structure, Hs, (big, big), flags=cv2.INTER_LINEAR).astype(np.float32)
     alpha = cv2.warpPerspective(src_mask, Hs, (big, big), flags=cv2.INTER_LINEAR).astype(np.float32)[..., None] / 255.0
-    if mask is not None:  # the structure is black off its silhouette: `warped` is already premultiplied
-        canvas = canvas * (1.0 - alpha) + warped
-    else:
-        canvas = canvas * (1.0 - alpha) + warped * alpha
+    # with a mask the structure is black off its silhouette: `warped` is already premultiplied
+    canvas = canvas * (1.0 - alpha) + (warped if mask is not None else warped * alpha)
     canvas = np.clip(canvas, 0, 255).astype(np.uint8)
     if rng is not None:
         add_occluders(canvas, rng)
