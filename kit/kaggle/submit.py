@@ -27,11 +27,8 @@ def credential_source(env=None, home: str | os.PathLike | None = None) -> str | 
     home = Path(home) if home else Path.home()
     dirs = [Path(env["KAGGLE_CONFIG_DIR"])] if env.get("KAGGLE_CONFIG_DIR") else []
     dirs += [home / ".kaggle", Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"]
-    for d in dirs:
-        for name in ("access_token", "access_token.txt", "kaggle.json", "credentials.json"):
-            if (d / name).is_file():
-                return str(d / name)
-    return None
+    names = ("access_token", "access_token.txt", "kaggle.json", "credentials.json")
+    return next((str(d / name) for d in dirs for name in names if (d / name).is_file()), None)
 
 
 def _kaggle_api():

@@ -8,8 +8,6 @@ import numpy as np
 from kit.synth.paint import (AA, TEXTURES, arch_shape, class_palette, decals, paint, shade, texture, window,
                              window_grid)
 
-KINDS = ("facade", "tower", "arch", "statue", "bridge", "dome", "pagoda")
-
 
 def _facade(img, mask, rng, S, pal, tex, tex2):
     W, Hb = int(S * rng.uniform(0.6, 0.92)), int(S * rng.uniform(0.4, 0.66))
@@ -253,24 +251,19 @@ def _pagoda(img, mask, rng, S, pal, tex, tex2):
 
 DRAW = {"facade": _facade, "tower": _tower, "arch": _arch, "statue": _statue,
         "bridge": _bridge, "dome": _dome, "pagoda": _pagoda}
-
-
-def structure_kind(class_id: int, seed: int, family: int | None = None) -> str:
-    """Which kind (facade, tower, ...) a class is: a pure function of (family or class_id, seed)."""
-    key = class_id if family is None else family
-    return KINDS[int(np.random.default_rng([seed, 11, key]).integers(len(KINDS)))]
+KINDS = tuple(DRAW)
 
 
 def make_structure(class_id: int, seed: int, size: int, return_mask: bool = False, family: int | None = None):
     """Size x size RGB drawing of class `class_id` (black off it) [+ silhouette]; one `family` shares kind and palette."""
-    fam = np.random.default_rng([seed, 13, class_id if family is None else family])
-    rng = np.random.default_rng([seed, 1, class_id])
+    key = class_id if family is None else family
+    fam, rng = np.random.default_rng([seed, 13, key]), np.random.default_rng([seed, 1, class_id])
     S = int(size)
     pal = class_palette(fam)
     tex = texture(rng, S, pal["base"], str(fam.choice(TEXTURES)))
     tex2 = texture(rng, S, pal["accent"], str(fam.choice(TEXTURES)))
-    img = np.zeros((S, S, 3), np.uint8)
-    mask = np.zeros((S, S), np.uint8)
-    DRAW[structure_kind(class_id, seed, family)](img, mask, rng, S, pal, tex, tex2)
+    img, mask = np.zeros((S, S, 3), np.uint8), np.zeros((S, S), np.uint8)
+    kind = KINDS[int(np.random.default_rng([seed, 11, key]).integers(len(KINDS)))]   # shared by a family
+    DRAW[kind](img, mask, rng, S, pal, tex, tex2)
     decals(img, mask, rng, S, pal)
     return (img, mask) if return_mask else img
