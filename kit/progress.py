@@ -40,7 +40,6 @@ def progress(iterable=None, **kw) -> tqdm:
     stream = kw.get("file") or sys.stderr
     if kw.get("disable") or getattr(stream, "isatty", lambda: False)():
         return tqdm(iterable, **kw)
-    kw["mininterval"] = max(float(kw.get("mininterval") or 0), LOG_INTERVAL_S)
-    kw["maxinterval"] = max(float(kw.get("maxinterval") or 0), kw["mininterval"])
-    kw["leave"] = True
+    low = max(float(kw.get("mininterval") or 0), LOG_INTERVAL_S)
+    kw.update(mininterval=low, maxinterval=max(float(kw.get("maxinterval") or 0), low), leave=True)
     return LineProgress(iterable, **kw)

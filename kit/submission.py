@@ -100,8 +100,7 @@ def format_landmarks(label, score) -> np.ndarray:
 def write_submission(df_or_predictions, path) -> Path:
     """Write `id,landmarks` atomically from a DataFrame[id, label, score] or a Predictions (top-1)."""
     df = df_or_predictions
-    if isinstance(df, Predictions):
-        df = predictions_to_frame(df)
+    df = predictions_to_frame(df) if isinstance(df, Predictions) else df
     missing = [c for c in ("id", "label", "score") if c not in df.columns]
     if missing:
         raise KitError(f"write_submission: frame lacks column(s) {', '.join(missing)}")
@@ -109,9 +108,8 @@ def write_submission(df_or_predictions, path) -> Path:
     d = first_duplicate(ids)
     if d >= 0:
         raise KitError(f"write_submission: duplicate id {ids[d]}")
-    out = pd.DataFrame({"id": ids,
-                        "landmarks": format_landmarks(df["label"].to_numpy(), df["score"].to_numpy())})
-    return write_csv(out, path)
+    landmarks = format_landmarks(df["label"].to_numpy(), df["score"].to_numpy())
+    return write_csv(pd.DataFrame({"id": ids, "landmarks": landmarks}), path)
 
 
 def read_solution(path) -> pd.DataFrame:

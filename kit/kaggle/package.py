@@ -69,14 +69,6 @@ def dataset_metadata(user: str, slug: str, title: str) -> dict:
     return {"title": title, "id": f"{user}/{slug}", "licenses": [{"name": "CC0-1.0"}]}
 
 
-def kernel_metadata(user: str, slug: str, title: str, datasets: list[str], competition: str) -> dict:
-    """kernel-metadata.json as `kaggle kernels push -p` reads it: notebook, GPU on, internet off."""
-    return {"id": f"{user}/{slug}", "title": title, "code_file": "inference.ipynb", "language": "python",
-            "kernel_type": "notebook", "is_private": True, "enable_gpu": True, "enable_tpu": False,
-            "enable_internet": False, "dataset_sources": datasets, "competition_sources": [competition],
-            "kernel_sources": [], "model_sources": []}
-
-
 def wheel_from_installed(name: str, out: Path) -> Path | None:
     """A wheel rebuilt offline from the installed distribution `name` (the trained-with version); None if not a wheel."""
     try:
@@ -177,7 +169,10 @@ def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, 
     partial.rename(mdir)
     kdir = out / "kernel"
     copy_file(notebook, kdir / "inference.ipynb")
-    write_json(kernel_metadata(user, f"{prefix}-inference", f"{prefix} inference", datasets, competition),
-               kdir / "kernel-metadata.json")
+    write_json({"id": f"{user}/{prefix}-inference", "title": f"{prefix} inference", "code_file": "inference.ipynb",
+                "language": "python", "kernel_type": "notebook", "is_private": True, "enable_gpu": True,
+                "enable_tpu": False, "enable_internet": False, "dataset_sources": datasets,
+                "competition_sources": [competition], "kernel_sources": [], "model_sources": []},
+               kdir / "kernel-metadata.json")   # as `kaggle kernels push -p` reads it: GPU on, internet off
     paths.update(models=mdir, kernel=kdir, manifest=manifest)
     return paths

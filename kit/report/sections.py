@@ -11,7 +11,7 @@ from kit.errors import KitError
 from kit.predictions import load_predictions
 from kit.report.collect import (Inputs, experiments, filtered_file, fold_files, gallery_picks, gallery_rows,
                                 gallery_source, rare_threshold, score_by_bucket, verdict)
-from kit.report.html import figure_png, fmt_truth, note, png_tag, table, thumbnail
+from kit.report.html import figure_png, note, png_tag, table, thumbnail
 from kit.train.log import curves_figure
 
 
@@ -89,7 +89,7 @@ def section_gallery(inp: Inputs, n: int) -> str:
         pred = f"{r.label}<br>score {r.score:.3f}" if r.label >= 0 else "no prediction"
         cells = [f"<td>{thumbnail(inp.data_dir, 'test', r.id)}<div class='id'>{html.escape(r.id)}</div></td>",
                  f"<td class='pred{ok}'>{pred}</td>",
-                 f"<td>{html.escape(fmt_truth(true))}</td>",
+                 f"<td>{html.escape('?' if true is None else ' '.join(map(str, true)) or 'non-landmark')}</td>",
                  f"<td>{html.escape(verdict(filtered, r.id, r.label, r.score))}</td>"]
         for tid, lm, s in r.neighbours:
             same = " ok" if lm == r.label else ""

@@ -18,9 +18,9 @@ PALETTE = np.array([
 ], dtype=np.float32)
 
 
-def pick_colour(rng: np.random.Generator, jitter: float = 22.0) -> tuple[int, int, int]:
-    """A palette colour with some jitter, as an (R, G, B) int tuple for cv2 drawing."""
-    c = PALETTE[rng.integers(len(PALETTE))] + rng.normal(0.0, jitter, 3)
+def pick_colour(rng: np.random.Generator, jitter: float = 22.0, table: np.ndarray = PALETTE) -> tuple[int, int, int]:
+    """A colour of `table` (the shared palette) with some jitter, as an (R, G, B) int tuple for cv2 drawing."""
+    c = table[rng.integers(len(table))] + rng.normal(0.0, jitter, 3)
     return tuple(int(v) for v in np.clip(c, 0, 255))
 
 
