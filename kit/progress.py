@@ -14,17 +14,16 @@ class LineProgress(tqdm):
     """tqdm that writes one plain line per refresh (no \\r), at most every `mininterval` seconds."""
 
     _wrote = False
-    _closing = False
     _last = float("-inf")
 
     def close(self):
-        self._closing = True
+        self._last = float("-inf")  # the final line is always written
         super().close()
 
     def display(self, msg=None, pos=None):
         # set_postfix() and refresh() redraw at will on a terminal; on a log only every mininterval
         now = time.monotonic()
-        if self._wrote and not self._closing and now - self._last < self.mininterval:
+        if self._wrote and now - self._last < self.mininterval:
             return True
         self._last = now
         line = (self.__str__() if msg is None else msg).strip()

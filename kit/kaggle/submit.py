@@ -36,9 +36,8 @@ def _kaggle_api():
     if credential_source() is None:
         raise KitError("no Kaggle credentials: set KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY), or save "
                        "the token from kaggle.com/settings to ~/.kaggle/access_token (or kaggle.json)")
-    quiet = io.StringIO()
     try:
-        with contextlib.redirect_stdout(quiet):
+        with contextlib.redirect_stdout(io.StringIO()):
             from kaggle.api.kaggle_api_extended import KaggleApi
 
             api = KaggleApi()

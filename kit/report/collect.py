@@ -36,8 +36,7 @@ class Inputs:
 
 def truth_and_counts(folds: Path | None, solution: Path | None) -> tuple[dict[str, tuple[int, ...]], pd.Series | None]:
     """id -> true landmark ids (folds CSV + solution), and training images per landmark_id (folds CSV)."""
-    truth: dict[str, tuple[int, ...]] = {}
-    counts = None
+    truth, counts = {}, None
     if folds is not None and Path(folds).is_file():
         df = read_csv(folds, required=("id", "landmark_id"), dtype={"id": str})
         truth.update(truth_by_id(load_truth(folds)))
@@ -64,9 +63,8 @@ def score_by_bucket(pred: Predictions, truth: dict, counts: dict, threshold: int
     true = [truth[i] for i in p.ids]
     first = np.array([t[0] if t else -1 for t in true], np.int64)
     is_lm = first >= 0
-    sub = pd.DataFrame({"id": p.ids, "label": label, "score": score})
-    sol = pd.DataFrame({"id": p.ids, "landmarks": [list(t) for t in true]})
-    s = summarize(sub, sol)
+    s = summarize(pd.DataFrame({"id": p.ids, "label": label, "score": score}),
+                  pd.DataFrame({"id": p.ids, "landmarks": [list(t) for t in true]}))
     rows = [{"bucket": "all", "classes": len(set(first[is_lm])), "images": len(p),
              "GAP": s["gap"] if is_lm.any() else np.nan, "top-1 acc": s["accuracy"] if is_lm.any() else np.nan,
              "sensitivity": s["sensitivity"], "specificity": s["specificity"]}]

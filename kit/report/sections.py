@@ -51,8 +51,7 @@ def section_buckets(inp: Inputs, rare_below: int) -> str:
                 "The frequent / rare rows score only the landmark images of those classes.")
     files = [(f"{e}/{p.name}", p) for e in experiments(inp) for p in fold_files(inp, e).values()
              if not p.name.startswith("train_")]
-    if inp.ensembles_dir.is_dir():
-        files += [(f"{inp.ensembles_dir.name}/{p.name}", p) for p in sorted(inp.ensembles_dir.glob("*.npz"))]
+    files += [(f"{inp.ensembles_dir.name}/{p.name}", p) for p in sorted(inp.ensembles_dir.glob("*.npz"))]
     frames = []
     for name, path in files:
         pred = load_predictions(path)
@@ -117,7 +116,7 @@ def section_ensembles(inp: Inputs) -> str:
             raise KitError(f"{inp.comparison}: expected an object {{method: {{gap: ...}}}}")
         rows = [{"method": k, **(v if isinstance(v, dict) else {"gap": v})} for k, v in data.items()]
         return note(f"From {inp.comparison.name}.") + table(pd.DataFrame(rows))
-    files = sorted(inp.ensembles_dir.glob("*.npz")) if inp.ensembles_dir.is_dir() else []
+    files = sorted(inp.ensembles_dir.glob("*.npz"))
     if not files:
         return note("No ensemble comparison: pass --comparison JSON or have ensembles/*.npz.")
     if not inp.truth:

@@ -82,19 +82,18 @@ def _render_chunk(out_dir: str, seed: int, size: int, quality: int, jobs: list[t
     return len(jobs)
 
 
-def _check(**values) -> None:
-    """KitError naming the first setting outside its range."""
+def _check(params: dict) -> None:
+    """KitError naming the first setting of `params` outside its range."""
     rules = {"classes": (lambda v: v >= 1, "must be >= 1"), "test_images": (lambda v: v >= 0, "must be >= 0"),
              "size": (lambda v: v >= 32, "must be >= 32"), "zipf": (lambda v: v >= 0, "must be >= 0"),
              "nonlandmark_frac": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
              "train_noise": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
              "family_frac": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
              "quality": (lambda v: 1 <= v <= 100, "must be in 1..100")}
-    for name, value in values.items():
-        ok, text = rules[name]
-        if not ok(value):
+    for name, value in params.items():
+        if name in rules and not rules[name][0](value):
             what = "JPEG quality" if name == "quality" else "--" + name.replace("_", "-")
-            raise KitError(f"synth: {what} {text} (got {value})")
+            raise KitError(f"synth: {what} {rules[name][1]} (got {value})")
 
 
 def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandmark_frac: float = 0.8,
@@ -138,8 +137,7 @@ def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandm
 def plan_distractors(n: int, classes: int, seed: int, family_frac: float = 0.6) -> pd.DataFrame:
     """Extra non-landmark images (scenes, unseen structures) to fit filter thresholds without touching the test set."""
     rng = np.random.default_rng([seed, 5])
-    kinds = list(NONLANDMARK_KINDS)
-    scene = rng.choice(kinds, n, p=list(NONLANDMARK_KINDS.values()))
+    scene = rng.choice(list(NONLANDMARK_KINDS), n, p=list(NONLANDMARK_KINDS.values()))
     # unseen structures disjoint from the test set's (those start at DISTRACTOR_BASE)
     key = DISTRACTOR_BASE + 500_000 + rng.integers(0, max(5, classes // 2), n)
     n_families = max(1, int(round(family_frac * classes)))
@@ -159,12 +157,11 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
              seed: int = 0, family_frac: float = 0.6, workers: int | None = None, quality: int = 90, force: bool = True,
              progress: bool = True, distractors: int = 200) -> dict:
     """Write the synthetic data set (CSVs, images, synth.json) to out_dir -> a summary; force=False reuses a match."""
-    _check(classes=classes, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
-           train_noise=train_noise, zipf=zipf, family_frac=family_frac, quality=quality)
-    out = Path(out_dir)
     params = dict(classes=classes, images=images, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
                   train_noise=train_noise, zipf=zipf, seed=seed, family_frac=family_frac, quality=quality,
                   distractors=distractors)
+    _check(params)
+    out = Path(out_dir)
     meta = out / "synth.json"
     if not force and meta.is_file():
         old = json.loads(meta.read_text())
