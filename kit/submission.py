@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kit.errors import KitError
 from kit.atomic import write_csv
+from kit.errors import KitError
 from kit.csvfiles import read_csv
 from kit.ids import first_duplicate, safe_ids as unsafe_free
 from kit.metrics import index_in
@@ -26,8 +26,13 @@ def _fail_at(path, bad: np.ndarray, message) -> None:
         raise KitError(f"{_where(path, i)}: {message(i)}")
 
 
-def _check_ids(path, ids: np.ndarray, sample_ids=None) -> None:
-    """ids (object array of stripped str): non-empty, unique, and exactly the sample's ids when given."""
+def _read_rows(path, required: tuple[str, ...], sample_ids=None) -> tuple[pd.DataFrame, np.ndarray]:
+    """(every cell as the text the file holds, '' never NaN; the stripped ids), the ids checked: non-empty, safe,
+    unique, and exactly the sample's ids when given."""
+    df = read_csv(path, required=required, dtype=str, keep_default_na=False, na_filter=False)
+    if df.empty:
+        raise KitError(f"{path}: no data rows (only a header)")
+    ids = df["id"].str.strip().to_numpy(dtype=object)
     _fail_at(path, ids == "", lambda i: "empty id")
     _fail_at(path, ~unsafe_free(ids), lambda i: f"id {ids[i][:80]!r} is not a safe file name")
     i = first_duplicate(ids)
@@ -42,15 +47,6 @@ def _check_ids(path, ids: np.ndarray, sample_ids=None) -> None:
         if missing.any():
             raise KitError(f"{path}: {int(missing.sum())} id(s) of sample_submission.csv missing "
                            f"(first: {sample[missing][0]})")
-
-
-def _read_rows(path, required: tuple[str, ...], sample_ids=None) -> tuple[pd.DataFrame, np.ndarray]:
-    """(all columns as strings, empty cells '' never NaN, so validation sees what the file holds; checked ids)."""
-    df = read_csv(path, required=required, dtype=str, keep_default_na=False, na_filter=False)
-    if df.empty:
-        raise KitError(f"{path}: no data rows (only a header)")
-    ids = df["id"].str.strip().to_numpy(dtype=object)
-    _check_ids(path, ids, sample_ids)
     return df, ids
 
 
@@ -83,22 +79,9 @@ def predictions_to_frame(pred: Predictions) -> pd.DataFrame:
     return pd.DataFrame({"id": pred.ids.astype(object), "label": label.astype(np.int64), "score": score})
 
 
-def format_landmarks(label, score) -> np.ndarray:
-    """'<label> <score>' or '' per row; shortest round-trip score repr, so reading back gives the same GAP."""
-    label = np.asarray(label, dtype=np.int64)
-    score = np.asarray(score)
-    if not np.issubdtype(score.dtype, np.floating):
-        score = score.astype(np.float64)
-    has = label >= 0
-    if not np.all(np.isfinite(score[has])):
-        i = int(np.flatnonzero(has & ~np.isfinite(score))[0])
-        raise KitError(f"submission: non-finite score {score[i]} at row {i + 1}")
-    text = pd.Series(label.astype(str), dtype=object) + " " + pd.Series(score.astype(str), dtype=object)
-    return np.where(has, text.to_numpy(dtype=object), "")
-
-
 def write_submission(df_or_predictions, path) -> Path:
-    """Write `id,landmarks` atomically from a DataFrame[id, label, score] or a Predictions (top-1)."""
+    """Write `id,landmarks` atomically from a DataFrame[id, label, score] or a Predictions (top-1); scores in their
+    shortest round-trip repr, so reading the file back gives the same GAP."""
     df = df_or_predictions
     df = predictions_to_frame(df) if isinstance(df, Predictions) else df
     missing = [c for c in ("id", "label", "score") if c not in df.columns]
@@ -108,7 +91,15 @@ def write_submission(df_or_predictions, path) -> Path:
     d = first_duplicate(ids)
     if d >= 0:
         raise KitError(f"write_submission: duplicate id {ids[d]}")
-    landmarks = format_landmarks(df["label"].to_numpy(), df["score"].to_numpy())
+    label, score = np.asarray(df["label"].to_numpy(), dtype=np.int64), df["score"].to_numpy()
+    if not np.issubdtype(score.dtype, np.floating):
+        score = score.astype(np.float64)
+    has = label >= 0
+    if not np.all(np.isfinite(score[has])):
+        i = int(np.flatnonzero(has & ~np.isfinite(score))[0])
+        raise KitError(f"submission: non-finite score {score[i]} at row {i + 1}")
+    text = pd.Series(label.astype(str), dtype=object) + " " + pd.Series(score.astype(str), dtype=object)
+    landmarks = np.where(has, text.to_numpy(dtype=object), "")
     return write_csv(pd.DataFrame({"id": ids, "landmarks": landmarks}), path)
 
 

@@ -108,10 +108,7 @@ def bundle(recipe, work: Path, out: Path, overrides=()) -> dict:
     """Package `recipe` (finished in `work`) into OUT/stages/ + OUT/recipe.yaml -> {"recipe", "files"}."""
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     data = packaged_recipe(recipe, Path(work))
-    packaged = load_recipe(data)
     shutil.rmtree(out / "stages", ignore_errors=True)   # a re-package must not ship stages of an earlier one
-    files = []
-    for spec in packaged.stages:
-        files += ship_stage(spec, Path(work), out / "stages")
+    files = [f for spec in load_recipe(data).stages for f in ship_stage(spec, Path(work), out / "stages")]
     save_recipe(data, out / "recipe.yaml")
     return {"recipe": data, "files": files}

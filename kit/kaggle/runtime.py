@@ -71,20 +71,17 @@ def quick_submission(sample: str | os.PathLike, out: str | os.PathLike) -> Path:
     return write_submission(read_submission(sample, sample_ids=read_sample_ids(sample)), out)
 
 
-def check_manifest(manifest: dict, where) -> dict:
-    """The packaged recipe and its file list; a file outside the models dataset is refused."""
+def run_packaged(manifest: dict, models: str | os.PathLike, data: str | os.PathLike, work: str | os.PathLike,
+                 overrides=(), log=print) -> list[tuple[str, float]]:
+    """The packaged recipe on the test images, home-made parts from the models dataset -> [(stage, seconds)]; a
+    manifest naming a file outside the models dataset is refused."""
+    where = Path(models) / MANIFEST
     for f in manifest.get("files") or []:
         if not isinstance(f, str) or Path(f).is_absolute() or ".." in Path(f).parts:
             raise KitError(f"{where}: file '{f}' is outside the models dataset")
     if not isinstance(manifest.get("recipe"), dict):
         raise KitError(f"{where}: no packaged recipe (build the models dataset with `kit kaggle package --recipe`)")
-    return manifest["recipe"]
-
-
-def run_packaged(manifest: dict, models: str | os.PathLike, data: str | os.PathLike, work: str | os.PathLike,
-                 overrides=(), log=print) -> list[tuple[str, float]]:
-    """The packaged recipe on the test images, home-made parts from the models dataset -> [(stage, seconds)]."""
-    recipe = load_recipe(check_manifest(manifest, Path(models) / MANIFEST), overrides)
+    recipe = load_recipe(manifest["recipe"], overrides)
     shipped = packaged_dir(models, "stages", work)
     result = run_recipe(recipe, data, work, splits=("test",), shipped=shipped, inference=True, log=log)
     return list(result["seconds"].items())

@@ -133,12 +133,10 @@ def gallery_rows(test: Predictions, train: Predictions, train_landmarks: dict, p
                  k: int = 5) -> list[GalleryRow]:
     """Rows `picks` of the test predictions, each with its `k` nearest training images (cosine, SearchIndex)."""
     sims, idx = SearchIndex(train.embeddings).search(test.embeddings[picks], k)
-    rows = []
-    for r, i in enumerate(picks):
-        nb = [(train.ids[j], train_landmarks.get(train.ids[j], int(train.labels[j, 0])), float(s))
-              for s, j in zip(sims[r], idx[r]) if j >= 0]
-        rows.append(GalleryRow(test.ids[i], int(test.labels[i, 0]), float(test.scores[i, 0]), nb))
-    return rows
+    return [GalleryRow(test.ids[i], int(test.labels[i, 0]), float(test.scores[i, 0]),
+                       [(train.ids[j], train_landmarks.get(train.ids[j], int(train.labels[j, 0])), float(s))
+                        for s, j in zip(sims[r], idx[r]) if j >= 0])
+            for r, i in enumerate(picks)]
 
 
 def verdict(filtered: Predictions | None, image_id: str, label: int, score: float) -> str:

@@ -65,20 +65,16 @@ def render_image(seed: int, split: str, index: int, size: int, class_key: int | 
     return photometric(cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA), rng)
 
 
-def write_jpeg(path: Path, img: np.ndarray, quality: int = 90) -> None:
-    """Encode RGB uint8 as JPEG and write it atomically."""
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise KitError(f"{path}: JPEG encoding failed")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
-
-
 def _render_chunk(out_dir: str, seed: int, size: int, quality: int, jobs: list[tuple]) -> int:
+    """Draw the images of `jobs` (one worker's share) and write each as a JPEG, atomically."""
     cv2.setNumThreads(1)
+    jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     for split, index, image_id, class_key, family, scene in jobs:
-        img = render_image(seed, split, index, size, class_key, family, scene)
-        write_jpeg(image_path(out_dir, split, image_id), img, quality)
+        rgb = render_image(seed, split, index, size, class_key, family, scene)
+        path = image_path(out_dir, split, image_id)
+        with atomic_path(path) as tmp:
+            if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[..., ::-1]), jpeg):
+                raise KitError(f"{path}: JPEG encoding failed")
     return len(jobs)
 
 
