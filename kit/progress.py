@@ -1,5 +1,4 @@
-"""Progress bars: tqdm on a terminal; on a log (Kaggle, CI, a file) a whole line every 30 s instead of
-carriage-return redraws that flood the log. Every long loop in kit uses `progress`."""
+"""Progress bars for every long loop: tqdm on a terminal; on a log (Kaggle, CI, a file) a whole line every 30 s."""
 from __future__ import annotations
 
 import sys

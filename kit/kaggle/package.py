@@ -97,24 +97,20 @@ def wheel_from_installed(name: str, out: Path) -> Path | None:
     return dest
 
 
-def _requirements() -> list[str]:
-    """kit's declared runtime dependencies (names), from pyproject.toml (installed metadata on Python 3.10)."""
+def environment(shipped: list[str]) -> dict:
+    """kit's declared dependencies (pyproject.toml; installed metadata on Python 3.10) split into shipped,
+    preinstalled, not needed on Kaggle, and those the preinstalled bring."""
+    def norm(name: str) -> str:
+        return name.lower().replace("_", "-")
+
     try:
         import tomllib
     except ImportError:  # Python 3.10
         deps = [d for d in md.requires("kit") or [] if "extra ==" not in d]
     else:
         deps = tomllib.loads((project_root() / "pyproject.toml").read_text())["project"]["dependencies"]
-    return [re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0] for d in deps]
-
-
-def environment(shipped: list[str]) -> dict:
-    """kit's dependencies split into shipped, preinstalled, not needed on Kaggle, and those the preinstalled bring."""
-    def norm(name: str) -> str:
-        return name.lower().replace("_", "-")
-
     names = {norm(w) for w in shipped}
-    req = [r for r in _requirements() if norm(r) not in names]
+    req = [r for r in (re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0] for d in deps) if norm(r) not in names]
     pre = {norm(p) for p in PREINSTALLED}
     return {"shipped": shipped, "preinstalled": list(PREINSTALLED),
             "not_needed": {k: v for k, v in NOT_NEEDED.items() if k in req},

@@ -21,10 +21,10 @@ def find_input(env_var: str, marker: str, default: Path | None = None, env=None)
         return Path(env[env_var])
     if default is not None and (default / marker).exists():
         return default
-    for pattern in (f"*/{marker}", f"datasets/*/*/{marker}", f"competitions/*/{marker}"):
-        hit = next(iter(sorted(KAGGLE_INPUT.glob(pattern))), None)
-        if hit is not None:
-            return hit.parent
+    hits = [p for pattern in (f"*/{marker}", f"datasets/*/*/{marker}", f"competitions/*/{marker}")
+            for p in sorted(KAGGLE_INPUT.glob(pattern))]
+    if hits:
+        return hits[0].parent
     raise KitError(f"no input dir with {marker} under {KAGGLE_INPUT}; attach the dataset or set {env_var}")
 
 
@@ -61,9 +61,8 @@ def choose_mode(n_test: int, public_test_count: int = 0, env=None) -> str:
     forced = env.get("KIT_MODE", "auto")
     if forced in ("full", "quick"):
         return forced
-    if env.get("KAGGLE_IS_COMPETITION_RERUN"):
-        return "full"
-    return "quick" if public_test_count and n_test == public_test_count else "full"
+    quick = public_test_count and n_test == public_test_count and not env.get("KAGGLE_IS_COMPETITION_RERUN")
+    return "quick" if quick else "full"
 
 
 def quick_submission(sample: str | os.PathLike, out: str | os.PathLike) -> Path:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import re
 from pathlib import Path
 
@@ -26,12 +25,6 @@ def table(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
 def png_tag(png: bytes, alt: str = "", cls: str = "") -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img class="{cls}" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
-
-
-def figure_png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return buf.getvalue()
 
 
 def thumbnail(data_dir: Path | None, split: str, image_id: str, size: int = 96) -> str:

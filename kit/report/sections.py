@@ -2,17 +2,25 @@
 from __future__ import annotations
 
 import html
+import io
 import json
+from pathlib import Path
 
 import pandas as pd
 
 from kit.csvfiles import read_csv
 from kit.errors import KitError
-from kit.predictions import load_predictions
+from kit.predictions import Predictions, load_predictions
 from kit.report.collect import (Inputs, experiments, filtered_file, fold_files, gallery_picks, gallery_rows,
                                 gallery_source, rare_threshold, score_by_bucket, verdict)
-from kit.report.html import figure_png, note, png_tag, table, thumbnail
+from kit.report.html import note, png_tag, table, thumbnail
 from kit.train.log import curves_figure
+
+
+def _with_truth(inp: Inputs, files: list[tuple[str, Path]]) -> list[tuple[str, Predictions]]:
+    """(name, predictions) of the prediction files that hold ids with known truth."""
+    loaded = ((name, load_predictions(path)) for name, path in files)
+    return [(name, pred) for name, pred in loaded if any(i in inp.truth for i in pred.ids)]
 
 
 def section_curves(inp: Inputs) -> str:
@@ -30,7 +38,9 @@ def section_curves(inp: Inputs) -> str:
         if df.empty:
             parts.append(note(f"{run}: metrics.csv is empty."))
             continue
-        parts.append(png_tag(figure_png(curves_figure(df, run)), alt=f"learning curves {run}", cls="plot"))
+        png = io.BytesIO()
+        curves_figure(df, run).savefig(png, format="png", dpi=90, bbox_inches="tight")
+        parts.append(png_tag(png.getvalue(), alt=f"learning curves {run}", cls="plot"))
         losses = [c for c in df.columns if c.endswith("loss")]
         row = {"run": run, "epochs": len(df), **{f"last {c}": float(df[c].iloc[-1]) for c in losses}}
         if "val_gap" in df and df["val_gap"].notna().any():
@@ -52,18 +62,12 @@ def section_buckets(inp: Inputs, rare_below: int) -> str:
     files = [(f"{e}/{p.name}", p) for e in experiments(inp) for p in fold_files(inp, e).values()
              if not p.name.startswith("train_")]
     files += [(f"{inp.ensembles_dir.name}/{p.name}", p) for p in sorted(inp.ensembles_dir.glob("*.npz"))]
-    frames = []
-    for name, path in files:
-        pred = load_predictions(path)
-        if not any(i in inp.truth for i in pred.ids):
-            continue
-        df = score_by_bucket(pred, inp.truth, counts, threshold)
-        df.insert(0, "predictions", name)
-        frames.append(df)
-    if not frames:
+    scored = _with_truth(inp, files)
+    if not scored:
         return head + note("No prediction file has ids with known truth (oof/val ids need --folds, test ids "
                            "need --solution).")
-    return head + table(pd.concat(frames, ignore_index=True))
+    frames = [score_by_bucket(pred, inp.truth, counts, threshold) for _, pred in scored]
+    return head + table(pd.concat(frames, keys=[name for name, _ in scored], names=["predictions"]).reset_index(0))
 
 
 def section_gallery(inp: Inputs, n: int) -> str:
@@ -121,13 +125,8 @@ def section_ensembles(inp: Inputs) -> str:
         return note("No ensemble comparison: pass --comparison JSON or have ensembles/*.npz.")
     if not inp.truth:
         return note(f"{len(files)} ensemble file(s) found but no truth to score them: pass --solution / --folds.")
-    rows = []
-    for p in files:
-        pred = load_predictions(p)
-        if not any(i in inp.truth for i in pred.ids):
-            continue
-        all_row = score_by_bucket(pred, inp.truth, {}, 1).iloc[0]
-        rows.append({"method": p.stem, **all_row.drop(["bucket", "classes"]).to_dict()})
+    rows = [{"method": name, **score_by_bucket(pred, inp.truth, {}, 1).iloc[0].drop(["bucket", "classes"]).to_dict()}
+            for name, pred in _with_truth(inp, [(p.stem, p) for p in files])]
     if not rows:
         return note(f"{len(files)} ensemble file(s) found but none of their ids has known truth.")
     return (note(f"{inp.ensembles_dir.name}/*.npz scored on their ids with known truth (--solution, --folds).")

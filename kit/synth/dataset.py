@@ -193,9 +193,8 @@ def summary_line(s: dict) -> str:
 def render_all(out: Path, seed: int, size: int, quality: int, jobs: list, workers: int, progress: bool) -> None:
     """Render and save every image of `jobs` in `workers` processes, in chunks (about 8 per worker)."""
     chunk = max(8, math.ceil(len(jobs) / (workers * 8)))
-    chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
     run = Parallel(n_jobs=workers, return_as="generator_unordered")(
-        delayed(_render_chunk)(str(out), seed, size, quality, c) for c in chunks)
+        delayed(_render_chunk)(str(out), seed, size, quality, jobs[i:i + chunk]) for i in range(0, len(jobs), chunk))
     with progress_bar(total=len(jobs), desc="synth", unit="img", disable=not progress, leave=False) as bar:
         for n in run:
             bar.update(n)

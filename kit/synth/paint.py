@@ -1,5 +1,4 @@
-"""Painting primitives shared by landmark structures and non-landmark scenes: one palette, textures,
-masked painting, windows and arches drawn with OpenCV."""
+"""Painting primitives (one palette, textures, masked painting, windows, arches) shared by structures and scenes."""
 from __future__ import annotations
 
 from typing import Callable
@@ -164,7 +163,6 @@ def decals(img, mask, rng, S, pal) -> None:
 
 def class_palette(rng: np.random.Generator) -> dict:
     """Base / accent / detail / glass / dark colours of one structure, all from the shared palette."""
-    base = pick_colour(rng)
-    accent, detail = pick_colour(rng), pick_colour(rng)
+    base, accent, detail = pick_colour(rng), pick_colour(rng), pick_colour(rng)
     glass = shade(pick_colour(rng, 30.0), rng.uniform(0.3, 0.6))
     return {"base": base, "accent": accent, "detail": detail, "glass": glass, "dark": shade(base, rng.uniform(0.2, 0.4))}

@@ -1,5 +1,4 @@
-"""Backgrounds, occluders and non-landmark scenes for the synthetic data set, in the structures' palette
-and textures so colour alone cannot tell a landmark."""
+"""Backgrounds, occluders and non-landmark scenes, in the structures' palette and textures (colour tells nothing)."""
 from __future__ import annotations
 
 import cv2

@@ -1,5 +1,4 @@
-"""Procedural landmark structures: one planar drawing per class (views.py warps it); shared palette and kinds, so
-neither colour nor silhouette alone names a class."""
+"""One planar drawing per landmark class (views.py warps it); kinds and palette are shared, so neither names a class."""
 from __future__ import annotations
 
 import cv2
