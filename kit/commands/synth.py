@@ -24,8 +24,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out-dir", default="data/synth", help="output folder (default: data/synth)")
     for flag, kind, default, text in SETTINGS:
         p.add_argument(f"--{flag}", type=kind, default=default, help=f"{text} (default: {default})")
-    p.add_argument("--workers", type=int, default=None, help="processes drawing the images (default: CPU count, at most 8)")
-    p.add_argument("--reuse", action="store_true", help="keep OUT_DIR as is if it was generated with the same parameters")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes drawing the images (default: CPU count, at most 8)")
+    p.add_argument("--reuse", action="store_true",
+                   help="keep OUT_DIR as is if it was generated with the same parameters")
     renamed(p, out="--out-dir", distractors="--distractor-images", jobs="--workers")
     p.set_defaults(func=run)
 

