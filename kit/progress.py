@@ -35,8 +35,7 @@ class LineProgress(tqdm):
 
 def progress(iterable=None, **kw) -> tqdm:
     """A tqdm bar, or LineProgress when stderr is not a terminal (tqdm's arguments either way)."""
-    stream = kw.get("file") or sys.stderr
-    if kw.get("disable") or getattr(stream, "isatty", lambda: False)():
+    if kw.get("disable") or getattr(kw.get("file") or sys.stderr, "isatty", lambda: False)():
         return tqdm(iterable, **kw)
     low = max(float(kw.get("mininterval") or 0), LOG_INTERVAL_S)
     kw.update(mininterval=low, maxinterval=max(float(kw.get("maxinterval") or 0), low), leave=True)

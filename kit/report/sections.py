@@ -5,6 +5,7 @@ import html
 import io
 import json
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
@@ -17,10 +18,12 @@ from kit.report.html import note, png_tag, table, thumbnail
 from kit.train.log import curves_figure
 
 
-def _with_truth(inp: Inputs, files: list[tuple[str, Path]]) -> list[tuple[str, Predictions]]:
-    """(name, predictions) of the prediction files that hold ids with known truth."""
-    loaded = ((name, load_predictions(path)) for name, path in files)
-    return [(name, pred) for name, pred in loaded if any(i in inp.truth for i in pred.ids)]
+def _with_truth(inp: Inputs, files: list[tuple[str, Path]]) -> Iterator[tuple[str, Predictions]]:
+    """(name, predictions) of each prediction file that holds ids with known truth, loaded one at a time."""
+    for name, path in files:
+        pred = load_predictions(path)
+        if any(i in inp.truth for i in pred.ids):
+            yield name, pred
 
 
 def section_curves(inp: Inputs) -> str:
@@ -62,12 +65,12 @@ def section_buckets(inp: Inputs, rare_below: int) -> str:
     files = [(f"{e}/{p.name}", p) for e in experiments(inp) for p in fold_files(inp, e).values()
              if not p.name.startswith("train_")]
     files += [(f"{inp.ensembles_dir.name}/{p.name}", p) for p in sorted(inp.ensembles_dir.glob("*.npz"))]
-    scored = _with_truth(inp, files)
+    scored = [(name, score_by_bucket(pred, inp.truth, counts, threshold)) for name, pred in _with_truth(inp, files)]
     if not scored:
         return head + note("No prediction file has ids with known truth (oof/val ids need --folds, test ids "
                            "need --solution).")
-    frames = [score_by_bucket(pred, inp.truth, counts, threshold) for _, pred in scored]
-    return head + table(pd.concat(frames, keys=[name for name, _ in scored], names=["predictions"]).reset_index(0))
+    names, frames = zip(*scored)
+    return head + table(pd.concat(frames, keys=names, names=["predictions"]).reset_index(0))
 
 
 def section_gallery(inp: Inputs, n: int) -> str:
@@ -94,10 +97,8 @@ def section_gallery(inp: Inputs, n: int) -> str:
                  f"<td class='pred{ok}'>{pred}</td>",
                  f"<td>{html.escape('?' if true is None else ' '.join(map(str, true)) or 'non-landmark')}</td>",
                  f"<td>{html.escape(verdict(filtered, r.id, r.label, r.score))}</td>"]
-        for tid, lm, s in r.neighbours:
-            same = " ok" if lm == r.label else ""
-            cells.append(f"<td class='nb{same}'>{thumbnail(inp.data_dir, 'train', tid, 72)}"
-                         f"<div>{lm}</div><div class='id'>cos {s:.3f}</div></td>")
+        cells += [f"<td class='nb{' ok' if lm == r.label else ''}'>{thumbnail(inp.data_dir, 'train', tid, 72)}"
+                  f"<div>{lm}</div><div class='id'>cos {s:.3f}</div></td>" for tid, lm, s in r.neighbours]
         body.append("<tr class='gallery-row'>" + "".join(cells) + "</tr>")
     info = (f"Experiment {exp}, fold {fold}: {len(rows)} of {len(test)} test images (landmark and non-landmark "
             f"images when the truth is known), spread from the most to the least confident; neighbours from "
