@@ -1,5 +1,4 @@
-"""Progress bars: tqdm on a terminal; on a log (Kaggle, CI, a file) a whole line every 30 s instead of
-carriage-return redraws that flood the log. Every long loop in kit uses `progress`."""
+"""Progress bars for every long loop: tqdm on a terminal; on a log (Kaggle, CI, a file) a whole line every 30 s."""
 from __future__ import annotations
 
 import sys
@@ -14,17 +13,16 @@ class LineProgress(tqdm):
     """tqdm that writes one plain line per refresh (no \\r), at most every `mininterval` seconds."""
 
     _wrote = False
-    _closing = False
     _last = float("-inf")
 
     def close(self):
-        self._closing = True
+        self._last = float("-inf")  # the final line is always written
         super().close()
 
     def display(self, msg=None, pos=None):
         # set_postfix() and refresh() redraw at will on a terminal; on a log only every mininterval
         now = time.monotonic()
-        if self._wrote and not self._closing and now - self._last < self.mininterval:
+        if self._wrote and now - self._last < self.mininterval:
             return True
         self._last = now
         line = (self.__str__() if msg is None else msg).strip()
@@ -37,10 +35,8 @@ class LineProgress(tqdm):
 
 def progress(iterable=None, **kw) -> tqdm:
     """A tqdm bar, or LineProgress when stderr is not a terminal (tqdm's arguments either way)."""
-    stream = kw.get("file") or sys.stderr
-    if kw.get("disable") or getattr(stream, "isatty", lambda: False)():
+    if kw.get("disable") or getattr(kw.get("file") or sys.stderr, "isatty", lambda: False)():
         return tqdm(iterable, **kw)
-    kw["mininterval"] = max(float(kw.get("mininterval") or 0), LOG_INTERVAL_S)
-    kw["maxinterval"] = max(float(kw.get("maxinterval") or 0), kw["mininterval"])
-    kw["leave"] = True
+    low = max(float(kw.get("mininterval") or 0), LOG_INTERVAL_S)
+    kw.update(mininterval=low, maxinterval=max(float(kw.get("maxinterval") or 0), low), leave=True)
     return LineProgress(iterable, **kw)

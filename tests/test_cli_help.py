@@ -152,8 +152,7 @@ def test_the_renames_are_all_there():
             ("rerank", "--jobs", "--threads"), ("retrieve", "--jobs", "--workers"), ("synth", "--jobs", "--workers"),
             ("synth", "--out", "--out-dir"), ("synth", "--distractors", "--distractor-images"),
             ("demo", "--out", "--out-dir"), ("run", "--data", "--data-dir"), ("run", "--work", "--work-dir"),
-            ("kaggle package", "--out", "--out-dir"), ("kaggle package", "--work", "--work-dir"),
-            ("kaggle package", "--data", "--data-dir")} <= got
+            ("kaggle package", "--out", "--out-dir"), ("kaggle package", "--work", "--work-dir")} <= got
 
 
 @pytest.mark.parametrize("path,old,new,action", ALIASES, ids=[f"{' '.join(p)} {o}" for p, o, _, _ in ALIASES])

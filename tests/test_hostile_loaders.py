@@ -138,24 +138,6 @@ def write_one_image_set(root) -> None:
     cv2.imwrite(str(root / "test" / "a" / "a" / "a" / "aaa.jpg"), np.zeros((32, 32, 3), np.uint8))
 
 
-def test_report_saliency_section(tmp_path):
-    """The report turns a section's input error into a note on the page: the refusal shows there."""
-    marker = tmp_path / "pwned"
-    make_gldv2(tmp_path)
-    evil_checkpoint(tmp_path / "runs" / "e" / "fold0" / "best.pt", marker)
-    (tmp_path / "test" / "a" / "b" / "c").mkdir(parents=True)
-    import cv2
-
-    cv2.imwrite(str(tmp_path / "test" / "a" / "b" / "c" / "abc1.jpg"), np.zeros((32, 32, 3), np.uint8))
-    pd.DataFrame({"id": ["abc1"], "landmarks": [""]}).to_csv(tmp_path / "sol.csv", index=False)
-    rc = main(["report", "--runs-dir", str(tmp_path / "runs"), "--predictions-dir", str(tmp_path / "subs"),
-               "--data-dir", str(tmp_path), "--solution", str(tmp_path / "sol.csv"),
-               "--out", str(tmp_path / "report" / "index.html"), "--device", "cpu"])
-    assert rc == 0
-    assert "best.pt: refusing to load checkpoint" in (tmp_path / "report" / "index.html").read_text()
-    assert not marker.exists()
-
-
 def test_kaggle_notebook_predict_stage(tmp_path, capsys):
     """The notebook runs the packaged recipe; its predict stage loads stages/<train id>/fold0/best.pt."""
     import json

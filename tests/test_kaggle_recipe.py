@@ -115,19 +115,6 @@ def test_manifest_naming_a_file_outside_the_models_dataset_is_refused(tmp_path, 
         krt.run_packaged(krt.load_manifest(tmp_path), tmp_path, tmp_path, tmp_path / "w")
 
 
-def test_estimate_projects_the_notebook_time_and_stops_over_the_limit(finished, tmp_path, capsys):
-    root, data, work, recipe = finished
-    argv = ["kaggle", "package", "--recipe", str(recipe), "--work-dir", str(work), "--out-dir", str(tmp_path / "p"),
-            "--user", "a", "--no-wheels", "--estimate", "4", "--data-dir", str(data)]
-    assert main(argv + ["--time-limit", "1e-9"]) == 2
-    cap = capsys.readouterr()
-    assert "is over the notebook limit" in cap.err and "an estimate" in cap.err
-    assert "estimate on 4 test images, measured on" in cap.out and "s/image" in cap.out
-    est = json.loads((tmp_path / "p" / "estimate.json").read_text())
-    assert est["images"] == 4 and est["test_size"] == 117_577 and est["projected_hours"] > 0
-    assert main(argv + ["--time-limit", "1e-9", "--force"]) == 0
-
-
 def test_package_wheels_offline(finished, tmp_path, capsys):
     from test_kaggle import _tiny_wheel
 

@@ -9,14 +9,12 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from kit.errors import KitError
 from kit.layout import image_path
 from kit.predictions import Predictions, save_predictions
 from kit.report.collect import gallery_picks, rare_threshold, score_by_bucket
 from kit.report.render import build_report
-from kit.report.saliency import overlay, saliency_map
 
 TEST = [f"{i:x}" * 16 for i in range(1, 7)]                     # t1..t6, 16-hex ids
 TRAIN = [f"a{i:x}{i:x}" + "0" * 12 + f"{i:02x}"[-1] for i in range(11)]
@@ -75,7 +73,7 @@ def _write_inputs(root):
 def _build(root, **kw):
     data, folds = _write_inputs(root) if not (root / "folds.csv").exists() else (root / "data", root / "folds.csv")
     args = dict(runs_dir=root / "runs", predictions_dir=root / "predictions", data_dir=data,
-                solution=data / "test_solution.csv", folds=folds, gallery=6, saliency=2, rare_below=4)
+                solution=data / "test_solution.csv", folds=folds, gallery=6, rare_below=4)
     args.update(kw)
     return build_report(root / "report" / "index.html", **args).read_text()
 
@@ -111,8 +109,7 @@ def test_rare_threshold_mailru_and_small_data():
 
 def test_report_content(tmp_path):
     page = _build(tmp_path)
-    for title in ("Learning curves", "GAP by class frequency", "nearest training images", "Saliency maps",
-                  "Ensemble comparison"):
+    for title in ("Learning curves", "GAP by class frequency", "nearest training images", "Ensemble comparison"):
         assert title in page
     # learning curves: one plot and the best val_gap 0.35 at epoch 1
     curves = _section(page, "curves")
@@ -130,8 +127,7 @@ def test_report_content(tmp_path):
     assert "no prediction" in next(r for r in rows if TEST[5] in r)
     assert "demoted to 0.100" in next(r for r in rows if TEST[1] in r)
     assert gallery.count("data:image/png;base64,") == 6 * 6
-    # saliency: no checkpoint -> a note, not a crash
-    assert "no runs/&lt;exp&gt;/fold&lt;N&gt;/best.pt" in _section(page, "saliency")
+    assert str(tmp_path / "predictions") in page
     # ensembles scored on the solution (no --comparison): the max row
     ens = _section(page, "ensembles")
     assert "<td>max</td><td>6</td><td>0.2250</td><td>0.5000</td><td>1.0000</td><td>0.5000</td>" in ens
@@ -140,26 +136,12 @@ def test_report_content(tmp_path):
     assert base64.b64decode(first)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_report_comparison_json_and_checkpoint_saliency(tmp_path):
-    from kit.models.checkpoint import save_checkpoint
-    from kit.config import config_to_dict, load_config
-    from kit.models.model import build_model
-
+def test_report_comparison_json(tmp_path):
     _write_inputs(tmp_path)
     comp = tmp_path / "comparison.json"
     comp.write_text(json.dumps({"max": {"gap": 0.5}, "weighted": {"gap": 0.61, "acc": 0.7}}))
-    cfg = load_config(None, ["model.backbone=resnet10t", "model.weights=none", "model.embedding_dim=16",
-                             "data.image_size=32", "data.augment=none"])
-    torch.manual_seed(0)
-    model = build_model(cfg.model, 3)
-    save_checkpoint({"model": model.state_dict(), "config": config_to_dict(cfg), "label_map": [10, 20, 30],
-                     "class_counts": [6, 2, 3]}, tmp_path / "runs" / "expA" / "fold0" / "best.pt")
-    page = _build(tmp_path, comparison=comp)
-    ens = _section(page, "ensembles")
+    ens = _section(_build(tmp_path, comparison=comp), "ensembles")
     assert "<td>weighted</td><td>0.6100</td><td>0.7000</td>" in ens and "<td>max</td><td>0.5000</td>" in ens
-    sal = _section(page, "saliency")
-    assert sal.count("<figure>") == 2 and sal.count("data:image/png;base64,") == 4
-    assert re.search(r"top class (10|20|30)<", sal)
 
 
 def test_report_without_inputs_is_an_error_and_degrades_with_few(tmp_path):
@@ -168,30 +150,7 @@ def test_report_without_inputs_is_an_error_and_degrades_with_few(tmp_path):
     assert not (tmp_path / "r.html").exists()
     (tmp_path / "subs" / "exp").mkdir(parents=True)   # an experiment with nothing in it yet
     page = build_report(tmp_path / "r.html", runs_dir=tmp_path / "none", predictions_dir=tmp_path / "subs").read_text()
-    assert page.count('class="note"') == 5 and "data:image" not in page
+    assert page.count('class="note"') == 4 and "data:image" not in page
     assert "No learning curves" in page and "pass --labels" in page and "No gallery" in page
     with pytest.raises(KitError, match="file not found"):
         build_report(tmp_path / "r.html", solution=tmp_path / "missing.csv")
-
-
-def test_saliency_of_linear_model_is_abs_weight_max_over_channels():
-    class Linear(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = torch.nn.Linear(12, 2, bias=False)
-
-        def forward(self, x):
-            return {"logits": self.fc(x.flatten(1))}
-
-    m = Linear()
-    w = torch.tensor([[1.0] * 12, [-3.0, 0, 0, 0, 0, 2.0, 0, 0, 0, 0, 0, -0.5]])
-    m.fc.weight.data = w
-    x = torch.zeros(3, 2, 2)
-    x[0, 0, 0] = -1.0                       # logits: [-1, 3] -> class 1 on top
-    sal, top = saliency_map(m, x)
-    assert top == 1
-    # gradient of logit 1 = w[1] as [3, 2, 2]; |.| max over channels per pixel
-    np.testing.assert_allclose(sal, [[3.0, 2.0], [0.0, 0.5]])
-    assert m.fc.weight.grad is None
-    out = overlay(np.zeros((4, 4, 3), np.uint8), sal)
-    assert out.shape == (4, 4, 3) and out.dtype == np.uint8 and out.max() > 0

@@ -3,7 +3,7 @@
 Writes DIR/<prefix>-wheels/ (kit's wheel, missing dependencies), DIR/<prefix>-models/ (the packaged recipe and what
 its inference needs from the finished `kit run` in --work-dir; kit-manifest.json) and DIR/kernel/ (inference.ipynb),
 and prints the upload commands (`kaggle datasets create -p DIR --dir-mode zip`: without --dir-mode the client skips
-the stage folders). --estimate N times the packaged inference on N test images and projects the notebook's time.
+the stage folders).
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from kit.commands import renamed
 
 def add_parser(sub) -> None:
     from kit.kaggle import COMPETITION, DEFAULT_DEPS
-    from kit.kaggle.estimate import INDEX_SIZE, LIMIT_HOURS, TEST_SIZE
 
     p = sub.add_parser("kaggle", help="Kaggle tools: package a recipe's datasets and the inference kernel",
                        description=__doc__)
@@ -26,7 +25,8 @@ def add_parser(sub) -> None:
     pk.add_argument("--recipe", required=True, help="the recipe file (or shipped name) that `kit run` finished")
     pk.add_argument("--work-dir", required=True, help="the work folder of that `kit run`")
     pk.add_argument("--out-dir", required=True, help="output folder for the datasets and the kernel")
-    pk.add_argument("overrides", nargs="*", metavar="key=value", help="the same overrides given to `kit run` (default: none)")
+    pk.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="the same overrides given to `kit run` (default: none)")
     pk.add_argument("--user", default=os.environ.get("KAGGLE_USERNAME"),
                     help="your Kaggle username, owner of the datasets and kernel (default: $KAGGLE_USERNAME)")
     pk.add_argument("--competition", default=COMPETITION, help=f"competition slug (default: {COMPETITION})")
@@ -42,16 +42,7 @@ def add_parser(sub) -> None:
                     help="rows of the public sample_submission.csv: the notebook writes it quickly when the "
                          "test set has this size (the save run), and runs fully on the hidden rerun; 0 = always full")
     pk.add_argument("--notebook", help="notebook to ship (default: notebooks/inference.ipynb of the checkout)")
-    pk.add_argument("--estimate", type=int, metavar="N", default=0,
-                    help="time the packaged inference on N test images of --data-dir and project the notebook time (0 = off)")
-    pk.add_argument("--data-dir", help="GLDv2-layout folder whose test images --estimate times (default: none)")
-    pk.add_argument("--test-size", type=int, default=TEST_SIZE, help="test images to project to (GLR 2021)")
-    pk.add_argument("--index-size", type=int, default=INDEX_SIZE,
-                    help="index images to project to when the notebook embeds them (GLDv2 train)")
-    pk.add_argument("--time-limit", type=float, default=LIMIT_HOURS,
-                    help="notebook limit in hours; a projection above it stops unless --force")
-    pk.add_argument("--force", action="store_true", help="package even when the projection is over --time-limit")
-    renamed(pk, work="--work-dir", out="--out-dir", data="--data-dir")
+    renamed(pk, work="--work-dir", out="--out-dir")
     pk.set_defaults(func=run_package)
 
 
@@ -61,23 +52,10 @@ def run_package(args: argparse.Namespace) -> int:
 
     if not args.user:
         raise KitError("kaggle package: pass --user NAME (your Kaggle username; ids are NAME/<slug>)")
-    if args.estimate and not args.data_dir:
-        raise KitError("kaggle package: --estimate N needs --data-dir DIR (test images to time)")
-    paths = package(args.out_dir, args.user, args.recipe, args.work_dir, args.overrides, deps=args.deps, wheels=args.wheels,
-                    find_links=args.find_links, competition=args.competition, prefix=args.prefix,
+    paths = package(args.out_dir, args.user, args.recipe, args.work_dir, args.overrides, deps=args.deps,
+                    wheels=args.wheels, find_links=args.find_links, competition=args.competition, prefix=args.prefix,
                     public_test_count=args.public_test_count, notebook=args.notebook)
-    if args.estimate:
-        from kit.kaggle.estimate import estimate
-        from kit.atomic import write_json
-
-        est = estimate(paths["manifest"], paths["models"], Path(args.data_dir), args.estimate, args.test_size,
-                       args.index_size, args.time_limit)
-        write_json(est, Path(args.out_dir) / "estimate.json")
-        if est["projected_hours"] > args.time_limit and not args.force:
-            raise KitError(f"projected {est['projected_hours']:.1f} h is over the notebook limit of "
-                           f"{args.time_limit:g} h (an estimate; --force packages anyway)")
-    for line in summary(paths):
-        print(line)
+    print("\n".join(summary(paths)))
     return 0
 
 

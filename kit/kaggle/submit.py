@@ -27,11 +27,8 @@ def credential_source(env=None, home: str | os.PathLike | None = None) -> str | 
     home = Path(home) if home else Path.home()
     dirs = [Path(env["KAGGLE_CONFIG_DIR"])] if env.get("KAGGLE_CONFIG_DIR") else []
     dirs += [home / ".kaggle", Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"]
-    for d in dirs:
-        for name in ("access_token", "access_token.txt", "kaggle.json", "credentials.json"):
-            if (d / name).is_file():
-                return str(d / name)
-    return None
+    names = ("access_token", "access_token.txt", "kaggle.json", "credentials.json")
+    return next((str(d / name) for d in dirs for name in names if (d / name).is_file()), None)
 
 
 def _kaggle_api():
@@ -39,9 +36,8 @@ def _kaggle_api():
     if credential_source() is None:
         raise KitError("no Kaggle credentials: set KAGGLE_API_TOKEN (or KAGGLE_USERNAME and KAGGLE_KEY), or save "
                        "the token from kaggle.com/settings to ~/.kaggle/access_token (or kaggle.json)")
-    quiet = io.StringIO()
     try:
-        with contextlib.redirect_stdout(quiet):
+        with contextlib.redirect_stdout(io.StringIO()):
             from kaggle.api.kaggle_api_extended import KaggleApi
 
             api = KaggleApi()

@@ -36,8 +36,7 @@ class Inputs:
 
 def truth_and_counts(folds: Path | None, solution: Path | None) -> tuple[dict[str, tuple[int, ...]], pd.Series | None]:
     """id -> true landmark ids (folds CSV + solution), and training images per landmark_id (folds CSV)."""
-    truth: dict[str, tuple[int, ...]] = {}
-    counts = None
+    truth, counts = {}, None
     if folds is not None and Path(folds).is_file():
         df = read_csv(folds, required=("id", "landmark_id"), dtype={"id": str})
         truth.update(truth_by_id(load_truth(folds)))
@@ -64,9 +63,8 @@ def score_by_bucket(pred: Predictions, truth: dict, counts: dict, threshold: int
     true = [truth[i] for i in p.ids]
     first = np.array([t[0] if t else -1 for t in true], np.int64)
     is_lm = first >= 0
-    sub = pd.DataFrame({"id": p.ids, "label": label, "score": score})
-    sol = pd.DataFrame({"id": p.ids, "landmarks": [list(t) for t in true]})
-    s = summarize(sub, sol)
+    s = summarize(pd.DataFrame({"id": p.ids, "label": label, "score": score}),
+                  pd.DataFrame({"id": p.ids, "landmarks": [list(t) for t in true]}))
     rows = [{"bucket": "all", "classes": len(set(first[is_lm])), "images": len(p),
              "GAP": s["gap"] if is_lm.any() else np.nan, "top-1 acc": s["accuracy"] if is_lm.any() else np.nan,
              "sensitivity": s["sensitivity"], "specificity": s["specificity"]}]
@@ -89,13 +87,8 @@ def experiments(inp: Inputs) -> list[str]:
 
 def fold_files(inp: Inputs, exp: str) -> dict[tuple[str, int], Path]:
     """(kind, fold) -> predictions/<exp>/<kind>_fold<N>.npz."""
-    d = inp.predictions_dir / exp
-    out = {}
-    for p in sorted(d.glob("*.npz")) if d.is_dir() else []:
-        m = _FOLD_FILE.match(p.name)
-        if m:
-            out[(m.group(1), int(m.group(2)))] = p
-    return out
+    return {(m.group(1), int(m.group(2))): p for p in sorted((inp.predictions_dir / exp).glob("*.npz"))
+            if (m := _FOLD_FILE.match(p.name))}
 
 
 def filtered_file(inp: Inputs, exp: str) -> Path | None:
@@ -140,12 +133,10 @@ def gallery_rows(test: Predictions, train: Predictions, train_landmarks: dict, p
                  k: int = 5) -> list[GalleryRow]:
     """Rows `picks` of the test predictions, each with its `k` nearest training images (cosine, SearchIndex)."""
     sims, idx = SearchIndex(train.embeddings).search(test.embeddings[picks], k)
-    rows = []
-    for r, i in enumerate(picks):
-        nb = [(train.ids[j], train_landmarks.get(train.ids[j], int(train.labels[j, 0])), float(s))
-              for s, j in zip(sims[r], idx[r]) if j >= 0]
-        rows.append(GalleryRow(test.ids[i], int(test.labels[i, 0]), float(test.scores[i, 0]), nb))
-    return rows
+    return [GalleryRow(test.ids[i], int(test.labels[i, 0]), float(test.scores[i, 0]),
+                       [(train.ids[j], train_landmarks.get(train.ids[j], int(train.labels[j, 0])), float(s))
+                        for s, j in zip(sims[r], idx[r]) if j >= 0])
+            for r, i in enumerate(picks)]
 
 
 def verdict(filtered: Predictions | None, image_id: str, label: int, score: float) -> str:

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import re
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pandas as pd
 
 from kit.images import decode_image
@@ -29,32 +27,15 @@ def png_tag(png: bytes, alt: str = "", cls: str = "") -> str:
     return f'<img class="{cls}" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
-def figure_png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return buf.getvalue()
-
-
-def rgb_png(rgb: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError("cannot encode thumbnail")
-    return buf.tobytes()
-
-
 def thumbnail(data_dir: Path | None, split: str, image_id: str, size: int = 96) -> str:
-    """An inlined thumbnail (longest side `size`) of a GLDv2 image, or a grey box if it is missing."""
+    """An inlined PNG thumbnail (longest side `size`) of a GLDv2 image, or a grey box if it is missing."""
     rgb = decode_image(image_path(data_dir, split, image_id)) if data_dir is not None else None
     if rgb is None:
         return f'<div class="missing" title="{html.escape(image_id)}">no image</div>'
     scale = size / max(rgb.shape[:2])
     rgb = cv2.resize(rgb, (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale))),
                      interpolation=cv2.INTER_AREA)
-    return png_tag(rgb_png(rgb), alt=image_id, cls="thumb")
-
-
-def fmt_truth(landmarks: tuple[int, ...] | None) -> str:
-    if landmarks is None:
-        return "?"
-    return " ".join(map(str, landmarks)) if landmarks else "non-landmark"
-
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("cannot encode thumbnail")
+    return png_tag(buf.tobytes(), alt=image_id, cls="thumb")

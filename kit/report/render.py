@@ -6,29 +6,24 @@ from pathlib import Path
 
 import jinja2
 
-from kit.errors import KitError
 from kit.atomic import write_text
+from kit.errors import KitError
 from kit.report.collect import MAILRU_RARE_BELOW, Inputs, truth_and_counts
 from kit.report.html import note
-from kit.report.sections import section_buckets, section_curves, section_ensembles, section_gallery, section_saliency
+from kit.report.sections import section_buckets, section_curves, section_ensembles, section_gallery
 
 _SECTION_ERRORS = (KitError, OSError, ValueError, KeyError, IndexError, ImportError, RuntimeError)
 
 SECTIONS = [("curves", "Learning curves"), ("buckets", "GAP by class frequency (frequent vs rare)"),
-            ("gallery", "Test images and their nearest training images"), ("saliency", "Saliency maps"),
-            ("ensembles", "Ensemble comparison")]
+            ("gallery", "Test images and their nearest training images"), ("ensembles", "Ensemble comparison")]
 
 
-def _error_note(e: Exception) -> str:
-    return note(f"Section not rendered: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-
-
-def _guard(fn, *args):
+def _guard(fn, *args) -> str:
     """Run one section; an unexpected input problem becomes a note, not a crashed report."""
     try:
         return fn(*args)
     except _SECTION_ERRORS as e:
-        return _error_note(e)
+        return note(f"Section not rendered: {type(e).__name__}: {(str(e).splitlines() or [''])[0]}")
 
 
 def build_report(out: str | Path = "report/index.html", runs_dir: str | Path = "runs",
@@ -36,8 +31,7 @@ def build_report(out: str | Path = "report/index.html", runs_dir: str | Path = "
                  data_dir: str | Path | None = None, solution: str | Path | None = None,
                  folds: str | Path | None = None, comparison: str | Path | None = None,
                  ensembles_dir: str | Path | None = None, filtered: str | Path | None = None,
-                 gallery: int = 8, saliency: int = 3, rare_below: int = MAILRU_RARE_BELOW,
-                 device: str = "cpu") -> Path:
+                 gallery: int = 8, rare_below: int = MAILRU_RARE_BELOW) -> Path:
     """Render the report page to `out` (atomically) and return its path."""
     opt = lambda p: None if p is None else Path(p)  # noqa: E731
     predictions_dir = Path(predictions_dir)
@@ -53,22 +47,11 @@ def build_report(out: str | Path = "report/index.html", runs_dir: str | Path = "
                        "are empty or absent (run `kit train` / `kit predict` first, or point --runs-dir and "
                        "--predictions-dir at them)")
     inp.truth, inp.train_counts = truth_and_counts(inp.folds, inp.solution)
-
-    body = {"curves": _guard(section_curves, inp), "buckets": _guard(section_buckets, inp, rare_below)}
-    try:
-        body["gallery"], rows, gexp = section_gallery(inp, gallery)
-    except _SECTION_ERRORS as e:
-        body["gallery"], rows, gexp = _error_note(e), [], None
-    body["saliency"] = _guard(section_saliency, inp, gexp, [r.id for r in rows], saliency, device)
-    body["ensembles"] = _guard(section_ensembles, inp)
-
-    title = f"kit report: {exp}" if exp else "kit report"
-    page = _template().render(title=title, now=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-                              runs_dir=str(inp.runs_dir), predictions_dir=str(inp.predictions_dir),
-                              sections=[(k, t, body[k]) for k, t in SECTIONS])
-    return write_text(page, out)
-
-
-def _template():
+    body = {"curves": _guard(section_curves, inp), "buckets": _guard(section_buckets, inp, rare_below),
+            "gallery": _guard(section_gallery, inp, gallery), "ensembles": _guard(section_ensembles, inp)}
     env = jinja2.Environment(loader=jinja2.PackageLoader("kit.report", ""), autoescape=True)
-    return env.get_template("page.html.j2")
+    page = env.get_template("page.html.j2").render(
+        title=f"kit report: {exp}" if exp else "kit report", now=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        runs_dir=str(inp.runs_dir), predictions_dir=str(inp.predictions_dir),
+        sections=[(k, t, body[k]) for k, t in SECTIONS])
+    return write_text(page, out)

@@ -2,20 +2,28 @@
 from __future__ import annotations
 
 import html
+import io
 import json
+from pathlib import Path
+from typing import Iterator
 
-import cv2
 import pandas as pd
 
-from kit.errors import KitError
 from kit.csvfiles import read_csv
-from kit.images import decode_image
-from kit.layout import image_path
-from kit.predictions import load_predictions
-from kit.report.collect import (GalleryRow, Inputs, experiments, filtered_file, fold_files, gallery_picks, gallery_rows,
+from kit.errors import KitError
+from kit.predictions import Predictions, load_predictions
+from kit.report.collect import (Inputs, experiments, filtered_file, fold_files, gallery_picks, gallery_rows,
                                 gallery_source, rare_threshold, score_by_bucket, verdict)
-from kit.report.html import fmt_truth, figure_png, note, png_tag, rgb_png, table, thumbnail
+from kit.report.html import note, png_tag, table, thumbnail
 from kit.train.log import curves_figure
+
+
+def _with_truth(inp: Inputs, files: list[tuple[str, Path]]) -> Iterator[tuple[str, Predictions]]:
+    """(name, predictions) of each prediction file that holds ids with known truth, loaded one at a time."""
+    for name, path in files:
+        pred = load_predictions(path)
+        if any(i in inp.truth for i in pred.ids):
+            yield name, pred
 
 
 def section_curves(inp: Inputs) -> str:
@@ -33,10 +41,11 @@ def section_curves(inp: Inputs) -> str:
         if df.empty:
             parts.append(note(f"{run}: metrics.csv is empty."))
             continue
-        parts.append(png_tag(figure_png(curves_figure(df, run)), alt=f"learning curves {run}", cls="plot"))
-        row = {"run": run, "epochs": len(df)}
-        for c in [c for c in df.columns if c.endswith("loss")]:
-            row[f"last {c}"] = float(df[c].iloc[-1])
+        png = io.BytesIO()
+        curves_figure(df, run).savefig(png, format="png", dpi=90, bbox_inches="tight")
+        parts.append(png_tag(png.getvalue(), alt=f"learning curves {run}", cls="plot"))
+        losses = [c for c in df.columns if c.endswith("loss")]
+        row = {"run": run, "epochs": len(df), **{f"last {c}": float(df[c].iloc[-1]) for c in losses}}
         if "val_gap" in df and df["val_gap"].notna().any():
             best = int(df["val_gap"].idxmax())
             epoch = df["epoch"][best] if "epoch" in df else best
@@ -51,32 +60,24 @@ def section_buckets(inp: Inputs, rare_below: int) -> str:
     threshold, why = rare_threshold(inp.train_counts, rare_below)
     n_rare = int((inp.train_counts < threshold).sum())
     counts = inp.train_counts.to_dict()
-    parts = [note(f"{why}: {len(counts) - n_rare} frequent and {n_rare} rare classes in the folds CSV. "
-                  "The frequent / rare rows score only the landmark images of those classes.")]
+    head = note(f"{why}: {len(counts) - n_rare} frequent and {n_rare} rare classes in the folds CSV. "
+                "The frequent / rare rows score only the landmark images of those classes.")
     files = [(f"{e}/{p.name}", p) for e in experiments(inp) for p in fold_files(inp, e).values()
              if not p.name.startswith("train_")]
-    if inp.ensembles_dir.is_dir():
-        files += [(f"{inp.ensembles_dir.name}/{p.name}", p) for p in sorted(inp.ensembles_dir.glob("*.npz"))]
-    frames = []
-    for name, path in files:
-        pred = load_predictions(path)
-        if not any(i in inp.truth for i in pred.ids):
-            continue
-        df = score_by_bucket(pred, inp.truth, counts, threshold)
-        df.insert(0, "predictions", name)
-        frames.append(df)
-    if not frames:
-        parts.append(note("No prediction file has ids with known truth (oof/val ids need --folds, test ids "
-                          "need --solution)."))
-        return "".join(parts)
-    return "".join(parts) + table(pd.concat(frames, ignore_index=True))
+    files += [(f"{inp.ensembles_dir.name}/{p.name}", p) for p in sorted(inp.ensembles_dir.glob("*.npz"))]
+    scored = [(name, score_by_bucket(pred, inp.truth, counts, threshold)) for name, pred in _with_truth(inp, files)]
+    if not scored:
+        return head + note("No prediction file has ids with known truth (oof/val ids need --folds, test ids "
+                           "need --solution).")
+    names, frames = zip(*scored)
+    return head + table(pd.concat(frames, keys=names, names=["predictions"]).reset_index(0))
 
 
-def section_gallery(inp: Inputs, n: int) -> tuple[str, list[GalleryRow], str | None]:
+def section_gallery(inp: Inputs, n: int) -> str:
     src = gallery_source(inp)
     if src is None:
         return note("No gallery: needs predictions/<exp>/test_fold<N>.npz and train_fold<N>.npz with "
-                    "embeddings (kit predict --split test / --split train)."), [], None
+                    "embeddings (kit predict --split test / --split train).")
     exp, fold, test, train = src
     train_landmarks = {i: t[0] for i, t in inp.truth.items() if len(t) == 1}
     if inp.data_dir is not None and (inp.data_dir / "train.csv").is_file():
@@ -94,52 +95,16 @@ def section_gallery(inp: Inputs, n: int) -> tuple[str, list[GalleryRow], str | N
         pred = f"{r.label}<br>score {r.score:.3f}" if r.label >= 0 else "no prediction"
         cells = [f"<td>{thumbnail(inp.data_dir, 'test', r.id)}<div class='id'>{html.escape(r.id)}</div></td>",
                  f"<td class='pred{ok}'>{pred}</td>",
-                 f"<td>{html.escape(fmt_truth(true))}</td>",
+                 f"<td>{html.escape('?' if true is None else ' '.join(map(str, true)) or 'non-landmark')}</td>",
                  f"<td>{html.escape(verdict(filtered, r.id, r.label, r.score))}</td>"]
-        for tid, lm, s in r.neighbours:
-            same = " ok" if lm == r.label else ""
-            cells.append(f"<td class='nb{same}'>{thumbnail(inp.data_dir, 'train', tid, 72)}"
-                         f"<div>{lm}</div><div class='id'>cos {s:.3f}</div></td>")
+        cells += [f"<td class='nb{' ok' if lm == r.label else ''}'>{thumbnail(inp.data_dir, 'train', tid, 72)}"
+                  f"<div>{lm}</div><div class='id'>cos {s:.3f}</div></td>" for tid, lm, s in r.neighbours]
         body.append("<tr class='gallery-row'>" + "".join(cells) + "</tr>")
     info = (f"Experiment {exp}, fold {fold}: {len(rows)} of {len(test)} test images (landmark and non-landmark "
             f"images when the truth is known), spread from the most to the least confident; neighbours from "
             f"{len(train)} training embeddings (cosine). Filter: {fpath.name if fpath else 'none found'}."
             + ("" if inp.data_dir else " No --data-dir: thumbnails not shown."))
-    return note(info) + f'<table class="gallery">{head}{"".join(body)}</table>', rows, exp
-
-
-def section_saliency(inp: Inputs, exp: str | None, ids: list[str], n: int, device: str) -> str:
-    if n <= 0:
-        return note("Saliency maps turned off (--saliency 0).")
-    exps = [exp] if exp else experiments(inp)
-    runs = [d for e in exps for d in sorted((inp.runs_dir / e).glob("fold*")) if (d / "best.pt").is_file()]
-    if not runs:
-        return note("No saliency maps: no runs/<exp>/fold<N>/best.pt checkpoint.")
-    if inp.data_dir is None:
-        return note("No saliency maps: pass --data-dir to read the test images.")
-    ids = [i for i in ids if image_path(inp.data_dir, "test", i).is_file()]
-    if not ids:
-        ids = sorted(p.stem for p in (inp.data_dir / "test").glob("*/*/*/*.jpg"))
-    if not ids:
-        return note(f"No saliency maps: no test images under {inp.data_dir}/test.")
-    from kit.data.augment import transforms_for  # albumentations, torch: only for a report with saliency maps
-    from kit.models.checkpoint import load_model
-    from kit.report.saliency import overlay, saliency_map
-
-    model, cfg, label_map = load_model(runs[0], device=device)
-    size = int(cfg.data.image_size)
-    transform = transforms_for(cfg, train=False)
-    cells = []
-    for i in ids[:n]:
-        rgb = decode_image(image_path(inp.data_dir, "test", i))
-        if rgb is None:
-            continue
-        sal, top = saliency_map(model, transform(image=rgb)["image"])
-        shown = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
-        cells.append(f"<figure>{png_tag(rgb_png(shown), i, 'sal')}{png_tag(rgb_png(overlay(shown, sal)), i, 'sal')}"
-                     f"<figcaption>{i}: top class {label_map[top]}</figcaption></figure>")
-    return (note(f"{runs[0].parent.name}/{runs[0].name}/best.pt: |d top logit / d pixel|, max over RGB "
-                 f"(report 001), at {size} px.") + '<div class="sal-grid">' + "".join(cells) + "</div>")
+    return note(info) + f'<table class="gallery">{head}{"".join(body)}</table>'
 
 
 def section_ensembles(inp: Inputs) -> str:
@@ -156,18 +121,13 @@ def section_ensembles(inp: Inputs) -> str:
             raise KitError(f"{inp.comparison}: expected an object {{method: {{gap: ...}}}}")
         rows = [{"method": k, **(v if isinstance(v, dict) else {"gap": v})} for k, v in data.items()]
         return note(f"From {inp.comparison.name}.") + table(pd.DataFrame(rows))
-    files = sorted(inp.ensembles_dir.glob("*.npz")) if inp.ensembles_dir.is_dir() else []
+    files = sorted(inp.ensembles_dir.glob("*.npz"))
     if not files:
         return note("No ensemble comparison: pass --comparison JSON or have ensembles/*.npz.")
     if not inp.truth:
         return note(f"{len(files)} ensemble file(s) found but no truth to score them: pass --solution / --folds.")
-    rows = []
-    for p in files:
-        pred = load_predictions(p)
-        if not any(i in inp.truth for i in pred.ids):
-            continue
-        all_row = score_by_bucket(pred, inp.truth, {}, 1).iloc[0]
-        rows.append({"method": p.stem, **all_row.drop(["bucket", "classes"]).to_dict()})
+    rows = [{"method": name, **score_by_bucket(pred, inp.truth, {}, 1).iloc[0].drop(["bucket", "classes"]).to_dict()}
+            for name, pred in _with_truth(inp, [(p.stem, p) for p in files])]
     if not rows:
         return note(f"{len(files)} ensemble file(s) found but none of their ids has known truth.")
     return (note(f"{inp.ensembles_dir.name}/*.npz scored on their ids with known truth (--solution, --folds).")

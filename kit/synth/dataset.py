@@ -65,36 +65,31 @@ def render_image(seed: int, split: str, index: int, size: int, class_key: int | 
     return photometric(cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA), rng)
 
 
-def write_jpeg(path: Path, img: np.ndarray, quality: int = 90) -> None:
-    """Encode RGB uint8 as JPEG and write it atomically."""
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise KitError(f"{path}: JPEG encoding failed")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
-
-
 def _render_chunk(out_dir: str, seed: int, size: int, quality: int, jobs: list[tuple]) -> int:
+    """Draw the images of `jobs` (one worker's share) and write each as a JPEG, atomically."""
     cv2.setNumThreads(1)
+    jpeg = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     for split, index, image_id, class_key, family, scene in jobs:
-        img = render_image(seed, split, index, size, class_key, family, scene)
-        write_jpeg(image_path(out_dir, split, image_id), img, quality)
+        rgb = render_image(seed, split, index, size, class_key, family, scene)
+        path = image_path(out_dir, split, image_id)
+        with atomic_path(path) as tmp:
+            if not cv2.imwrite(str(tmp), np.ascontiguousarray(rgb[..., ::-1]), jpeg):
+                raise KitError(f"{path}: JPEG encoding failed")
     return len(jobs)
 
 
-def _check(**values) -> None:
-    """KitError naming the first setting outside its range."""
+def _check(params: dict) -> None:
+    """KitError naming the first setting of `params` outside its range."""
     rules = {"classes": (lambda v: v >= 1, "must be >= 1"), "test_images": (lambda v: v >= 0, "must be >= 0"),
-             "size": (lambda v: v >= 32, "must be >= 32"),
+             "size": (lambda v: v >= 32, "must be >= 32"), "zipf": (lambda v: v >= 0, "must be >= 0"),
              "nonlandmark_frac": (lambda v: 0 <= v <= 1, "must be in [0, 1]"),
-             "train_noise": (lambda v: 0 <= v < 1, "must be in [0, 1)"), "zipf": (lambda v: v >= 0, "must be >= 0"),
+             "train_noise": (lambda v: 0 <= v < 1, "must be in [0, 1)"),
              "family_frac": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
              "quality": (lambda v: 1 <= v <= 100, "must be in 1..100")}
-    for name, value in values.items():
-        ok, text = rules[name]
-        if not ok(value):
+    for name, value in params.items():
+        if name in rules and not rules[name][0](value):
             what = "JPEG quality" if name == "quality" else "--" + name.replace("_", "-")
-            raise KitError(f"synth: {what} {text} (got {value})")
+            raise KitError(f"synth: {what} {rules[name][1]} (got {value})")
 
 
 def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandmark_frac: float = 0.8,
@@ -138,8 +133,7 @@ def plan(classes: int = 60, images: int = 3000, test_images: int = 600, nonlandm
 def plan_distractors(n: int, classes: int, seed: int, family_frac: float = 0.6) -> pd.DataFrame:
     """Extra non-landmark images (scenes, unseen structures) to fit filter thresholds without touching the test set."""
     rng = np.random.default_rng([seed, 5])
-    kinds = list(NONLANDMARK_KINDS)
-    scene = rng.choice(kinds, n, p=list(NONLANDMARK_KINDS.values()))
+    scene = rng.choice(list(NONLANDMARK_KINDS), n, p=list(NONLANDMARK_KINDS.values()))
     # unseen structures disjoint from the test set's (those start at DISTRACTOR_BASE)
     key = DISTRACTOR_BASE + 500_000 + rng.integers(0, max(5, classes // 2), n)
     n_families = max(1, int(round(family_frac * classes)))
@@ -159,12 +153,11 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
              seed: int = 0, family_frac: float = 0.6, workers: int | None = None, quality: int = 90, force: bool = True,
              progress: bool = True, distractors: int = 200) -> dict:
     """Write the synthetic data set (CSVs, images, synth.json) to out_dir -> a summary; force=False reuses a match."""
-    _check(classes=classes, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
-           train_noise=train_noise, zipf=zipf, family_frac=family_frac, quality=quality)
-    out = Path(out_dir)
     params = dict(classes=classes, images=images, test_images=test_images, size=size, nonlandmark_frac=nonlandmark_frac,
                   train_noise=train_noise, zipf=zipf, seed=seed, family_frac=family_frac, quality=quality,
                   distractors=distractors)
+    _check(params)
+    out = Path(out_dir)
     meta = out / "synth.json"
     if not force and meta.is_file():
         old = json.loads(meta.read_text())
@@ -178,13 +171,13 @@ def generate(out_dir: str | os.PathLike, classes: int = 60, images: int = 3000, 
                workers, progress)
     write_tables(out, train, test, extra)
     per_class = train.landmark_id.value_counts()
-    summary = {
-        "out_dir": str(out), "classes": classes, "train_images": images, "train_noise_images": int(train.noise.sum()),
-        "test_images": test_images, "test_landmark_images": int((test.landmark_id >= 0).sum()),
-        "test_nonlandmark_images": int((test.landmark_id < 0).sum()), "distractor_images": distractors, "size": size, "seed": seed,
-        "per_class_max": int(per_class.max()), "per_class_median": float(per_class.median()),
-        "per_class_min": int(per_class.min()), "workers": workers, "seconds": round(time.perf_counter() - t0, 2),
-    }
+    summary = {"out_dir": str(out), "classes": classes, "train_images": images,
+               "train_noise_images": int(train.noise.sum()), "test_images": test_images,
+               "test_landmark_images": int((test.landmark_id >= 0).sum()),
+               "test_nonlandmark_images": int((test.landmark_id < 0).sum()), "distractor_images": distractors,
+               "size": size, "seed": seed, "per_class_max": int(per_class.max()),
+               "per_class_median": float(per_class.median()), "per_class_min": int(per_class.min()),
+               "workers": workers, "seconds": round(time.perf_counter() - t0, 2)}
     write_json({"params": params, "summary": summary}, meta)
     return summary
 
@@ -200,9 +193,8 @@ def summary_line(s: dict) -> str:
 def render_all(out: Path, seed: int, size: int, quality: int, jobs: list, workers: int, progress: bool) -> None:
     """Render and save every image of `jobs` in `workers` processes, in chunks (about 8 per worker)."""
     chunk = max(8, math.ceil(len(jobs) / (workers * 8)))
-    chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
     run = Parallel(n_jobs=workers, return_as="generator_unordered")(
-        delayed(_render_chunk)(str(out), seed, size, quality, c) for c in chunks)
+        delayed(_render_chunk)(str(out), seed, size, quality, jobs[i:i + chunk]) for i in range(0, len(jobs), chunk))
     with progress_bar(total=len(jobs), desc="synth", unit="img", disable=not progress, leave=False) as bar:
         for n in run:
             bar.update(n)

@@ -1,5 +1,4 @@
-"""Painting primitives shared by landmark structures and non-landmark scenes: one palette, textures,
-masked painting, windows and arches drawn with OpenCV."""
+"""Painting primitives (one palette, textures, masked painting, windows, arches) shared by structures and scenes."""
 from __future__ import annotations
 
 from typing import Callable
@@ -18,9 +17,9 @@ PALETTE = np.array([
 ], dtype=np.float32)
 
 
-def pick_colour(rng: np.random.Generator, jitter: float = 22.0) -> tuple[int, int, int]:
-    """A palette colour with some jitter, as an (R, G, B) int tuple for cv2 drawing."""
-    c = PALETTE[rng.integers(len(PALETTE))] + rng.normal(0.0, jitter, 3)
+def pick_colour(rng: np.random.Generator, jitter: float = 22.0, table: np.ndarray = PALETTE) -> tuple[int, int, int]:
+    """A colour of `table` (the shared palette) with some jitter, as an (R, G, B) int tuple for cv2 drawing."""
+    c = table[rng.integers(len(table))] + rng.normal(0.0, jitter, 3)
     return tuple(int(v) for v in np.clip(c, 0, 255))
 
 
@@ -75,22 +74,14 @@ def texture(rng: np.random.Generator, size: int, colour, kind: str | None = None
     return np.clip(img * weather[..., None], 0, 255).astype(np.uint8)
 
 
-def paint(img: np.ndarray, mask: np.ndarray, tex: np.ndarray, draw: Callable[[np.ndarray], object]) -> None:
-    """Fill the shapes `draw` makes (255 on a blank mask) with `tex` and add them to the silhouette."""
+def paint(img: np.ndarray, mask: np.ndarray, tex: np.ndarray | None, draw: Callable[[np.ndarray], object]) -> None:
+    """Fill the shapes `draw` makes (255 on a blank mask) with `tex` and add them to the silhouette; tex None cuts
+    them out of it (openings the background shows through)."""
     m = np.zeros(mask.shape, np.uint8)
     draw(m)
     sel = m > 0
-    img[sel] = tex[sel]
-    mask[sel] = 255
-
-
-def cut(img: np.ndarray, mask: np.ndarray, draw: Callable[[np.ndarray], object]) -> None:
-    """Remove the shapes `draw` makes from the silhouette (openings the background shows through)."""
-    m = np.zeros(mask.shape, np.uint8)
-    draw(m)
-    sel = m > 0
-    img[sel] = 0
-    mask[sel] = 0
+    img[sel] = 0 if tex is None else tex[sel]
+    mask[sel] = 0 if tex is None else 255
 
 
 def arch_shape(m, x0: int, x1: int, y_top: int, y_bot: int, colour=255, thickness: int = -1) -> None:
@@ -172,7 +163,6 @@ def decals(img, mask, rng, S, pal) -> None:
 
 def class_palette(rng: np.random.Generator) -> dict:
     """Base / accent / detail / glass / dark colours of one structure, all from the shared palette."""
-    base = pick_colour(rng)
-    accent, detail = pick_colour(rng), pick_colour(rng)
+    base, accent, detail = pick_colour(rng), pick_colour(rng), pick_colour(rng)
     glass = shade(pick_colour(rng, 30.0), rng.uniform(0.3, 0.6))
     return {"base": base, "accent": accent, "detail": detail, "glass": glass, "dark": shade(base, rng.uniform(0.2, 0.4))}

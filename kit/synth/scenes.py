@@ -1,5 +1,4 @@
-"""Backgrounds, occluders and non-landmark scenes for the synthetic data set, in the structures' palette
-and textures so colour alone cannot tell a landmark."""
+"""Backgrounds, occluders and non-landmark scenes, in the structures' palette and textures (colour tells nothing)."""
 from __future__ import annotations
 
 import cv2
@@ -13,11 +12,6 @@ GROUNDS = np.array([(110, 110, 112), (90, 130, 70), (150, 125, 95), (200, 185, 1
 SKIN = np.array([(230, 190, 160), (200, 150, 115), (150, 100, 70), (100, 70, 50), (240, 210, 185)], np.float32)
 
 
-def _jitter(rng, table: np.ndarray, amount: float = 15.0) -> tuple[int, int, int]:
-    c = table[rng.integers(len(table))] + rng.normal(0, amount, 3)
-    return tuple(int(v) for v in np.clip(c, 0, 255))
-
-
 def gradient(size: int, top, bottom) -> np.ndarray:
     """A vertical colour gradient from `top` to `bottom` (uint8 RGB)."""
     t = np.linspace(0.0, 1.0, size, dtype=np.float32)[:, None, None]
@@ -26,7 +20,7 @@ def gradient(size: int, top, bottom) -> np.ndarray:
 
 
 def person(img, rng, x: int, foot: int, h: int) -> None:
-    clothes, skin = pick_colour(rng, 40), _jitter(rng, SKIN)
+    clothes, skin = pick_colour(rng, 40), pick_colour(rng, 15.0, SKIN)
     w = max(2, h // 4)
     cv2.line(img, (x - w // 3, foot - h // 2), (x - w // 2, foot), shade(clothes, 0.5), max(1, w // 3), AA)
     cv2.line(img, (x + w // 3, foot - h // 2), (x + w // 2, foot), shade(clothes, 0.5), max(1, w // 3), AA)
@@ -67,7 +61,7 @@ OCCLUDERS = (person, car, tree, pole)
 
 def street_background(rng: np.random.Generator, size: int) -> np.ndarray:
     """Outdoor clutter: sky, ground, distant buildings, trees and wires."""
-    sky = _jitter(rng, SKIES)
+    sky = pick_colour(rng, 15.0, SKIES)
     img = gradient(size, shade(sky, rng.uniform(0.8, 1.0)), shade(sky, rng.uniform(1.0, 1.2)))
     for _ in range(int(rng.integers(0, 4))):  # clouds
         c = (int(rng.integers(size)), int(rng.integers(size // 2)))
@@ -83,7 +77,7 @@ def street_background(rng: np.random.Generator, size: int) -> np.ndarray:
         for yy in range(horizon - h + step, horizon - step, 2 * step):
             for xx in range(x + step // 2, x + w - step // 2, 2 * step):
                 cv2.rectangle(img, (xx, yy), (xx + step // 2, yy + step // 2), shade(colour, 0.6), -1)
-    ground = _jitter(rng, GROUNDS)
+    ground = pick_colour(rng, 15.0, GROUNDS)
     ground_tex = np.array(ground, np.float32) * (1 + 0.1 * low_freq_noise(rng, size)[horizon:, :, None])
     img[horizon:] = np.clip(ground_tex, 0, 255).astype(np.uint8)
     for _ in range(int(rng.integers(0, 5))):
@@ -160,7 +154,7 @@ def scene_face(rng, size: int) -> np.ndarray:
     for _ in range(int(rng.integers(1, 4))):
         r = int(size * rng.uniform(0.12, 0.3))
         cx, cy = int(rng.integers(r, size - r + 1)), int(rng.integers(r, size - r // 2 + 1))
-        skin = _jitter(rng, SKIN)
+        skin = pick_colour(rng, 15.0, SKIN)
         cv2.ellipse(img, (cx, cy + 2 * r), (int(r * 1.6), r), 0, 180, 360, pick_colour(rng, 40), -1, AA)
         cv2.ellipse(img, (cx, cy - r // 3), (int(r * 0.85), int(r * 0.8)), 0, 180, 360, shade(pick_colour(rng), 0.5), -1, AA)
         cv2.ellipse(img, (cx, cy), (int(r * 0.75), r), 0, 0, 360, skin, -1, AA)

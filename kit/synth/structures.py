@@ -1,14 +1,11 @@
-"""Procedural landmark structures: one planar drawing per class (views.py warps it); shared palette and kinds, so
-neither colour nor silhouette alone names a class."""
+"""One planar drawing per landmark class (views.py warps it); kinds and palette are shared, so neither names a class."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from kit.synth.paint import (AA, TEXTURES, arch_shape, class_palette, cut, decals, paint, shade, texture, window,
+from kit.synth.paint import (AA, TEXTURES, arch_shape, class_palette, decals, paint, shade, texture, window,
                              window_grid)
-
-KINDS = ("facade", "tower", "arch", "statue", "bridge", "dome", "pagoda")
 
 
 def _facade(img, mask, rng, S, pal, tex, tex2):
@@ -109,7 +106,7 @@ def _arch(img, mask, rng, S, pal, tex, tex2):
     ow = int(W * rng.uniform(0.3, 0.5))
     oa, ob = S // 2 - ow // 2, S // 2 + ow // 2
     otop = y0 + attic + int(Ha * rng.uniform(0.05, 0.15))
-    cut(img, mask, lambda m: arch_shape(m, oa, ob, otop, y1 + 1))
+    paint(img, mask, None, lambda m: arch_shape(m, oa, ob, otop, y1 + 1))
     r = ow // 2
     for a in np.linspace(np.pi, 2 * np.pi, int(rng.integers(7, 15))):  # voussoirs around the opening
         p = (int(S // 2 + r * np.cos(a)), int(otop + r + r * np.sin(a)))
@@ -119,7 +116,7 @@ def _arch(img, mask, rng, S, pal, tex, tex2):
     if rng.random() < 0.6:  # side openings
         sw = ow // 3
         for cx in (x0 + (oa - x0) // 2, ob + (x0 + W - ob) // 2):
-            cut(img, mask, lambda m: arch_shape(m, cx - sw // 2, cx + sw // 2, y1 - int(Ha * 0.35), y1 + 1))
+            paint(img, mask, None, lambda m: arch_shape(m, cx - sw // 2, cx + sw // 2, y1 - int(Ha * 0.35), y1 + 1))
     for cx in (x0 + (oa - x0) // 2, ob + (x0 + W - ob) // 2):  # relief panels
         py = y0 + attic + S // 30
         cv2.rectangle(img, (cx - S // 20, py), (cx + S // 20, py + S // 10), pal["detail"], 2)
@@ -188,7 +185,7 @@ def _bridge(img, mask, rng, S, pal, tex, tex2):
     pier = int(span * rng.uniform(0.15, 0.3))
     for k in range(n):
         a, b = int(xa + k * span + pier / 2), int(xa + (k + 1) * span - pier / 2)
-        cut(img, mask, lambda m: arch_shape(m, a, b, yd + dh, yw + 1))
+        paint(img, mask, None, lambda m: arch_shape(m, a, b, yd + dh, yw + 1))
         arch_shape(img, a - 2, b + 2, yd + dh - 2, yw, pal["detail"], 2)
     cv2.rectangle(img, (xa, yd), (xb, yd + dh // 3), pal["detail"], -1)
     rail = max(3, S // 30)
@@ -253,24 +250,19 @@ def _pagoda(img, mask, rng, S, pal, tex, tex2):
 
 DRAW = {"facade": _facade, "tower": _tower, "arch": _arch, "statue": _statue,
         "bridge": _bridge, "dome": _dome, "pagoda": _pagoda}
-
-
-def structure_kind(class_id: int, seed: int, family: int | None = None) -> str:
-    """Which kind (facade, tower, ...) a class is: a pure function of (family or class_id, seed)."""
-    key = class_id if family is None else family
-    return KINDS[int(np.random.default_rng([seed, 11, key]).integers(len(KINDS)))]
+KINDS = tuple(DRAW)
 
 
 def make_structure(class_id: int, seed: int, size: int, return_mask: bool = False, family: int | None = None):
     """Size x size RGB drawing of class `class_id` (black off it) [+ silhouette]; one `family` shares kind and palette."""
-    fam = np.random.default_rng([seed, 13, class_id if family is None else family])
-    rng = np.random.default_rng([seed, 1, class_id])
+    key = class_id if family is None else family
+    fam, rng = np.random.default_rng([seed, 13, key]), np.random.default_rng([seed, 1, class_id])
     S = int(size)
     pal = class_palette(fam)
     tex = texture(rng, S, pal["base"], str(fam.choice(TEXTURES)))
     tex2 = texture(rng, S, pal["accent"], str(fam.choice(TEXTURES)))
-    img = np.zeros((S, S, 3), np.uint8)
-    mask = np.zeros((S, S), np.uint8)
-    DRAW[structure_kind(class_id, seed, family)](img, mask, rng, S, pal, tex, tex2)
+    img, mask = np.zeros((S, S, 3), np.uint8), np.zeros((S, S), np.uint8)
+    kind = KINDS[int(np.random.default_rng([seed, 11, key]).integers(len(KINDS)))]   # shared by a family
+    DRAW[kind](img, mask, rng, S, pal, tex, tex2)
     decals(img, mask, rng, S, pal)
     return (img, mask) if return_mask else img

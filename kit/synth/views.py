@@ -51,21 +51,16 @@ def photometric(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def warp_view(structure: np.ndarray, H: np.ndarray, size: int, rng: np.random.Generator | None = None,
               clutter: bool = True, mask: np.ndarray | None = None) -> np.ndarray:
     """`structure` warped by H over clutter through `mask`; with `rng` also occluders and lighting, else a clean warp."""
-    f = SUPERSAMPLE
-    big = f * size
+    f, big = SUPERSAMPLE, SUPERSAMPLE * size
     A = np.array([[f, 0, (f - 1) / 2.0], [0, f, (f - 1) / 2.0], [0, 0, 1]], np.float64)
     Hs = A @ np.asarray(H, np.float64)
-    if clutter:
-        canvas = street_background(rng if rng is not None else np.random.default_rng(0), big).astype(np.float32)
-    else:
-        canvas = np.full((big, big, 3), 128.0, np.float32)
+    canvas = (street_background(rng if rng is not None else np.random.default_rng(0), big).astype(np.float32)
+              if clutter else np.full((big, big, 3), 128.0, np.float32))
     src_mask = mask if mask is not None else np.full(structure.shape[:2], 255, np.uint8)
     warped = cv2.warpPerspective(structure, Hs, (big, big), flags=cv2.INTER_LINEAR).astype(np.float32)
     alpha = cv2.warpPerspective(src_mask, Hs, (big, big), flags=cv2.INTER_LINEAR).astype(np.float32)[..., None] / 255.0
-    if mask is not None:  # the structure is black off its silhouette: `warped` is already premultiplied
-        canvas = canvas * (1.0 - alpha) + warped
-    else:
-        canvas = canvas * (1.0 - alpha) + warped * alpha
+    # with a mask the structure is black off its silhouette: `warped` is already premultiplied
+    canvas = canvas * (1.0 - alpha) + (warped if mask is not None else warped * alpha)
     canvas = np.clip(canvas, 0, 255).astype(np.uint8)
     if rng is not None:
         add_occluders(canvas, rng)
