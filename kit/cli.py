@@ -1,11 +1,9 @@
-"""The `kit` command line: a thin layer that finds every command module and calls it.
-
-Each module in `kit/commands/` defines `add_parser(subparsers)` that registers its sub-command and
-sets `func`; heavy imports (torch, faiss) happen inside the command functions so `kit score` is fast.
-"""
+"""The `kit` command line: each module in `kit/commands/` registers its sub-command with `add_parser(subparsers)`;
+heavy imports (torch, faiss) happen inside the command functions so `kit score` is fast."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -60,22 +58,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _single_threaded_opencv() -> None:
-    """OpenCV's own thread pool does not survive fork (DataLoader workers hang in it), and workers
-    already parallelise decoding: run OpenCV single-threaded, as albumentations recommends. Skipped by
-    commands that never touch images (`opencv=False` in their parser defaults): importing cv2 costs ~15 ms."""
-    try:
-        import cv2
-    except ImportError:
-        return
-    cv2.setNumThreads(0)
-
-
-def debug_wanted(argv: list[str]) -> bool:
-    """`--debug` anywhere on the command line, or KIT_DEBUG=1 (not 0): show tracebacks."""
-    return "--debug" in argv or os.environ.get("KIT_DEBUG", "") not in ("", "0")
-
-
 def one_line(e: BaseException) -> str:
     """An exception as one line: its type (unless a KitError) and the first line of its message."""
     lines = [x.strip() for x in str(e).splitlines() if x.strip()]
@@ -87,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = debug_wanted(argv)
+    debug = "--debug" in argv or os.environ.get("KIT_DEBUG", "") not in ("", "0")  # anywhere: show tracebacks
     argv = [a for a in argv if a != "--debug"]
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
     command = argv[0] if argv and not argv[0].startswith("-") else None  # `kit -h`, `kit --version`: every command
@@ -99,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides or []) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # OpenCV's thread pool does not survive fork (DataLoader workers hang in it) and workers already parallelise
+    # decoding: single-threaded, as albumentations recommends; skipped by commands without images (cv2: ~15 ms)
     if getattr(args, "opencv", True):
-        _single_threaded_opencv()
+        with contextlib.suppress(ImportError):
+            importlib.import_module("cv2").setNumThreads(0)
     try:
         rc = args.func(args)
     except KeyboardInterrupt:
