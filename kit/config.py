@@ -181,8 +181,7 @@ def registries() -> dict[str, typing.Iterable[str]]:
     from kit.models.heads import HEADS
     from kit.models.layers import POOLS
     from kit.models.losses import LOSSES
-    from kit.train.optim import OPTIMIZERS
-    from kit.train.schedule import SCHEDULES
+    from kit.train.optim import OPTIMIZERS, SCHEDULES
 
     return {"device": DEVICES, "data.augment": PIPELINES, "model.pool": POOLS, "model.head": HEADS,
             "model.loss": LOSSES, "optim.optimizer": OPTIMIZERS, "optim.schedule": SCHEDULES, "predict.tta": TTAS,
