@@ -1,8 +1,5 @@
-"""One registry type for every name a user picks (stage, backbone, head, loss, ensemble rule, filter, ...).
-
-A `Registry` is a dict with one lookup and one error: `HEADS["arcface"]` returns the entry, an unknown
-name raises a KitError listing the valid ones (timm's `register_model` / `model_entrypoint` idea). A renamed
-entry keeps its old name as a hidden alias for one release."""
+"""One registry type for every name a user picks (stage, backbone, head, loss, filter, ...), as timm's
+`register_model`: a dict whose unknown name is a KitError listing the valid ones; old names live on as hidden aliases."""
 from __future__ import annotations
 
 import sys
@@ -36,9 +33,7 @@ class Registry(dict):
         return add
 
     def __missing__(self, name):
-        if name in self.aliases:
-            return self[self.aliases[name]]
-        raise KitError(f"unknown {self.kind} '{name}' (valid: {', '.join(self.names())})")
+        return self[self.aliases[self.check(name)]]
 
     def names(self) -> list[str]:
         return list(self)

@@ -1,9 +1,6 @@
-"""The one runner: a recipe's stages in order, each cached under WORK/<stage id>/, with progress and times.
-
-A stage is skipped when its fingerprint (stage, settings, run settings, data files, the fingerprints of
-the stages it reads) matches the one saved when it finished (WORK/<id>/stage.json, written last and
-atomically), so a re-run after a kill loses at most the stage that was running; a training stage that was
-killed resumes from its last checkpoint. One `kit run` at a time per work folder (a lock file)."""
+"""The one runner: a recipe's stages in order, each cached under WORK/<stage id>/ and skipped while its fingerprint
+(stage, settings, run settings, data files, upstream fingerprints) matches WORK/<id>/stage.json (written last,
+atomically); a killed training stage resumes from its last checkpoint. One `kit run` per work folder (a lock)."""
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +22,6 @@ from kit.truth import load_truth, score_gap
 
 DATA_FILES = ("train.csv", "train_clean.csv", "sample_submission.csv", "distractors.csv")
 DONE, STARTED, LOCK = "stage.json", "started.json", ".kit-run.lock"
-
-
 HASH_BYTES = 64 << 20   # CSVs up to this size are hashed; larger ones are known by size and modification time
 
 
