@@ -1,5 +1,5 @@
-"""One registry type for every name a user picks (stage, backbone, head, loss, filter, ...), as timm's
-`register_model`: a dict whose unknown name is a KitError listing the valid ones; old names live on as hidden aliases."""
+"""One registry type for every name a user picks (stage, backbone, head, loss, filter, ...), as timm's `register_model`:
+a dict whose unknown name is a KitError listing the valid ones; old names live on as hidden aliases."""
 from __future__ import annotations
 
 import sys

@@ -84,8 +84,7 @@ def check_deep(recipe: Recipe) -> None:
 
 
 def apply_overrides(data: dict, overrides, where: str) -> None:
-    """`key=value` sets a run setting; `STAGE_ID.key=value` a stage's setting (`STAGE_ID.set.a.b=v`: a
-    config override of a train/predict stage)."""
+    """`key=value` sets a run setting, `STAGE_ID.key=value` a stage's (`STAGE_ID.set.a.b=v`: a config override)."""
     stages = data.get("stages") if isinstance(data.get("stages"), list) else []
     by_id = {}
     for item in stages:

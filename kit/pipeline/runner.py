@@ -26,8 +26,7 @@ HASH_BYTES = 64 << 20   # CSVs up to this size are hashed; larger ones are known
 
 
 def data_fingerprint(data: Path | None) -> list:
-    """The data folder's identity: its CSVs' contents (images are not hashed), so a rebuilt but equal
-    folder keeps every finished stage."""
+    """The data folder's identity: its CSVs' contents (not images), so a rebuilt but equal folder keeps every stage."""
     if data is None:
         return []
     out = []
@@ -67,8 +66,7 @@ def decode(value, root: Path):
 
 
 def finished(folder: Path, fp: str | None) -> dict | None:
-    """The saved outputs of a stage folder when it finished with fingerprint `fp` (None: any) and every
-    file it names still exists."""
+    """The saved outputs of a stage folder that finished with fingerprint `fp` (None: any), if its files exist."""
     try:
         done = json.loads((folder / DONE).read_text())
     except (OSError, ValueError):

@@ -54,9 +54,7 @@ def check_ensemble(s: EnsembleSettings) -> None:
 @stage("ensemble", EnsembleSettings, check=check_ensemble)
 def ensemble(s: EnsembleSettings, ctx) -> dict:
     """Combine the inputs' predictions per split -> SPLIT.npz, weights.json.
-
-    Report 001's max / correct / boost / weighted, or a soft average; weights fitted on the validation
-    set unless given."""
+    Report 001's max / correct / boost / weighted, or a soft average; weights fitted on validation unless given."""
     files = [ctx.split_files(i) for i in s.inputs]
     splits = [x for x in files[0] if all(x in f for f in files) and x != "train" and ctx.wants(x)]
     weights = list(s.weights) or None
@@ -95,9 +93,7 @@ class SelectSettings:
 @stage("select", SelectSettings, check=lambda s: check_ensemble(EnsembleSettings(inputs=s.inputs)))
 def select(s: SelectSettings, ctx) -> dict:
     """Pick the input with the best validation GAP -> choice.json.
-
-    The first listed wins unless another leads it by more than `tolerance`: a near-tie is decided by
-    the order, not by noise."""
+    The first listed wins unless another leads by more than `tolerance`: order, not noise, decides a near-tie."""
     shipped = ctx.shipped_file("choice.json")
     if shipped is not None:
         chosen, scores = json.loads(shipped.read_text())["choice"], {}

@@ -48,9 +48,7 @@ def check_folds(s: FoldsSettings) -> None:
 
 @stage("folds", FoldsSettings, kind="prepare", check=check_folds)
 def folds(s: FoldsSettings, ctx) -> dict:
-    """Class subset + stratified folds of DATA/train.csv -> folds.csv and val_solution.csv.
-
-    val_solution.csv: the validation fold's truth, with DATA/distractors.csv as non-landmarks."""
+    """Class subset + stratified folds of DATA/train.csv -> folds.csv and val_solution.csv."""
     clean = ctx.data / "train_clean.csv" if s.clean else None
     table, n_rows = folds_from_csv(ctx.data / "train.csv", clean, s.top or None, None if s.top else s.min_images,
                                    s.n_folds, False, ctx.run.seed)

@@ -111,9 +111,8 @@ def rerank_config(s: RerankSettings) -> RerankConfig:
 
 def verify_query(s: RerankSettings, index: list, labels, query_file, data, cache_dir, references=(),
                  calibrated: bool = False):
-    """The verified candidates of one query file against the index files, and its reference similarity
-    (to `references`, default the queries; None unless a calibrated model or the reference term uses it)
-    -> (query, Verified, reference)."""
+    """(query, its verified candidates against the index files, its similarity to `references` (default: the
+    queries; None unless a calibrated model or the reference term uses it))."""
     cfg = rerank_config(s)
     idx = load_index(list(index))
     knn = fit_retriever("knn", idx, labels, k=cfg.candidates, agg=s.agg, qe=s.qe, qe_alpha=s.qe_alpha, dba=s.dba,
@@ -186,20 +185,14 @@ def calibrate(found: dict, cfg, topk: int, ctx, solution):
         return None, {}
     labels, scores = calibrated_ranking(model, classes, feats, topk)
     labels[keep], scores[keep] = cross
-    out, start = {}, 0
-    for x in val:
-        n = len(found[x][1].ids)
-        out[x] = (labels[start:start + n], scores[start:start + n])
-        start += n
-    return model, out
+    bounds = np.cumsum([len(found[x][1].ids) for x in val])[:-1]
+    return model, dict(zip(val, zip(np.split(labels, bounds), np.split(scores, bounds))))
 
 
 @stage("rerank", RerankSettings, check=lambda s: rerank_config(s).check())
 def rerank(s: RerankSettings, ctx) -> dict:
     """Spatial re-ranking: nearest index images verified with local features + RANSAC -> SPLIT.npz.
-
-    Also SPLIT.inliers.npz (the verified pairs, for non-landmark scoring) and, for the calibrated fusion,
-    calibration.json (its model, fitted on validation; validation splits are scored cross-fitted)."""
+    Also SPLIT.inliers.npz and, for the calibrated fusion, calibration.json (fitted on validation, cross-fitted)."""
     files, labels = ctx.split_files(s.embeddings), ctx.of(s.folds)["folds"]
     splits = query_splits(files, ctx)
     cfg = rerank_config(s)
