@@ -15,7 +15,7 @@ PRESET_DIR = Path(__file__).parent / "configs"
 
 
 def within(default, lo, hi, low_open: bool = False):
-    """A number field checked by check_ranges: lo <= value <= hi (lo < value if low_open); outside is a typo."""
+    """A number field that validate_config checks: lo <= value <= hi (lo < value if low_open)."""
     return field(default=default, metadata={"range": (lo, hi, low_open)})
 
 
@@ -189,9 +189,20 @@ def registries() -> dict[str, typing.Iterable[str]]:
 
 
 def validate_config(cfg: Config) -> Config:
-    """Every registry name and the backbone checked when the config is read, before any data is touched."""
+    """Numbers in their `within` ranges, registry names and the backbone checked before any data is touched."""
     import timm
 
+    for section in ("data", "model", "optim", "predict"):
+        for f in dataclasses.fields(getattr(cfg, section)):
+            if "range" not in f.metadata:
+                continue
+            v, (lo, hi, low_open) = getattr(getattr(cfg, section), f.name), f.metadata["range"]
+            if not ((lo < v if low_open else lo <= v) and v <= hi):  # False for NaN: values outside are typos
+                low = f"> {lo}" if low_open else f">= {lo}"
+                raise KitError(f"config: {section}.{f.name}={v!r} is out of range (must be {low} and <= {hi})")
+    for s in cfg.predict.scales:
+        if not 0.05 <= s <= 20:
+            raise KitError(f"config: predict.scales contains {s!r} (each must be in 0.05..20)")
     for key, names in registries().items():
         section, _, field_name = key.rpartition(".")
         value = getattr(getattr(cfg, section) if section else cfg, field_name)
@@ -209,7 +220,6 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     if name_or_path:
         _fill(cfg, read_yaml_mapping(named_file(name_or_path, PRESET_DIR, "config")))
     _fill(cfg, parse_overrides(overrides or []))
-    check_ranges(cfg)
     return validate_config(cfg)
 
 
@@ -232,21 +242,6 @@ def read_yaml_mapping(path: str | Path, what: str = "config sections", max_bytes
     if not isinstance(values, dict):
         raise KitError(f"{path}: top level must be a mapping of {what}, not a {type(values).__name__}")
     return values
-
-
-def check_ranges(cfg: Config) -> None:
-    """KitError naming the key and value when a number is out of its `within` range (or NaN)."""
-    for section in ("data", "model", "optim", "predict"):
-        for f in dataclasses.fields(getattr(cfg, section)):
-            if "range" not in f.metadata:
-                continue
-            v, (lo, hi, low_open) = getattr(getattr(cfg, section), f.name), f.metadata["range"]
-            if not ((lo < v if low_open else lo <= v) and v <= hi):  # False for NaN
-                low = f"> {lo}" if low_open else f">= {lo}"
-                raise KitError(f"config: {section}.{f.name}={v!r} is out of range (must be {low} and <= {hi})")
-    for s in cfg.predict.scales:
-        if not 0.05 <= s <= 20:
-            raise KitError(f"config: predict.scales contains {s!r} (each must be in 0.05..20)")
 
 
 def config_from_dict(values: dict) -> Config:

@@ -22,15 +22,11 @@ class Registry(dict):
     def __contains__(self, name) -> bool:
         return super().__contains__(name) or name in self.aliases
 
-    def register(self, name: str | None = None):
-        """Decorator: add a function or class under `name` (default: its __name__)."""
-        def add(obj):
-            key = name or obj.__name__
-            if key in self:
-                raise KitError(f"{self.kind} '{key}' is registered twice")
-            self[key] = obj
-            return obj
-        return add
+    def register(self, name: str, obj):
+        """Add `obj` under `name`; a name registered twice is an error."""
+        if name in self:
+            raise KitError(f"{self.kind} '{name}' is registered twice")
+        self[name] = obj
 
     def __missing__(self, name):
         return self[self.aliases[self.check(name)]]

@@ -30,7 +30,7 @@ def stage(name: str, settings: type, kind: str = "infer", check: Callable | None
     raises a KitError for a bad combination, when the recipe is loaded (before any stage runs)."""
     def add(fn):
         doc = (fn.__doc__ or "").strip().splitlines()
-        STAGES.register(name)(Stage(name, fn, settings, kind, doc[0] if doc else "", check))
+        STAGES.register(name, Stage(name, fn, settings, kind, doc[0] if doc else "", check))
         return fn
     return add
 
