@@ -77,8 +77,7 @@ def _new_temp(path: Path) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
-    """Yield a temp path beside `path`, renamed onto it only if the block succeeds; durable: fsync file and folder
-    (False for caches)."""
+    """Yield a temp path beside `path`, renamed onto it if the block succeeds; durable (not for caches): fsync both."""
     path = Path(path)
     if path.is_dir():
         raise KitError(f"{path}: is a directory; give a file name to write")

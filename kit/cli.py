@@ -28,8 +28,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """Every kit parser and sub-parser formats help with HelpFormatter; an epilog may be a function, called
-    only when the help is shown (a list of registry names that imports torch)."""
+    """Help by HelpFormatter; an epilog may be a function, called only when help is shown (registries import torch)."""
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **{**kw, "formatter_class": HelpFormatter})
@@ -41,8 +40,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The `kit` parser. Given the sub-command about to run, only its module is imported (importing all of
-    them costs ~35 ms of every command run); otherwise (`kit --help`) every module."""
+    """The `kit` parser: given the sub-command about to run, only its module is imported (all cost ~35 ms)."""
     parser = Parser(prog="kit", description="Google Landmark Recognition solution kit.")
     parser.add_argument("--version", action="version", version=f"kit {__version__}")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an error "

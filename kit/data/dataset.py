@@ -111,18 +111,15 @@ class LandmarkDataset:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _seed_transform(self, index: int) -> None:
-        if hasattr(self.transform, "set_random_state"):
-            ss = np.random.SeedSequence([self.seed, self.epoch, index])
-            self.transform.set_random_state(np.random.default_rng(ss), random.Random(int(ss.generate_state(1)[0])))
-
     def __getitem__(self, index: int):
         path = image_path(self.data_dir, self.split, self.ids[index])
         img = decode_image(path, self.max_pixels, strict=self.strict, min_side=self.min_side)  # strict: KitError
         if img is None:
             log.warning("skipping unreadable image %s", path)
             return {"skipped": self.ids[index]}
-        self._seed_transform(index)
+        if hasattr(self.transform, "set_random_state"):  # the augmentation depends on (seed, epoch, index) only
+            ss = np.random.SeedSequence([self.seed, self.epoch, index])
+            self.transform.set_random_state(np.random.default_rng(ss), random.Random(int(ss.generate_state(1)[0])))
         return {"image": self.transform(image=img)["image"], "label": self.labels[index], "id": self.ids[index]}
 
 

@@ -41,13 +41,6 @@ def data_fingerprint(data: Path | None) -> list:
     return [str(Path(data).resolve()), out]
 
 
-def fingerprint(spec, run, upstream: list[str], data_fp: list, splits) -> str:
-    text = json.dumps({"kit": __version__, "stage": spec.stage.name, "settings": dataclasses.asdict(spec.settings),
-                       "seed": run.seed, "device": run.device, "val_fold": run.val_fold, "data": data_fp,
-                       "upstream": upstream, "splits": list(splits) if splits else None}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
 def encode(value, root: Path):
     """Outputs as JSON: paths relative to the stage folder (a shipped stage folder works anywhere)."""
     if isinstance(value, Path):
@@ -85,8 +78,7 @@ def paths_in(outputs) -> list[Path]:
 
 
 def inside(outputs, root: Path, where: Path):
-    """`outputs` when every path in them (links followed) lies under `root`, else one KitError: a packaged
-    stage may only name files of the models dataset."""
+    """`outputs` if every path in them (links followed) lies under `root`: a packaged stage names only its files."""
     base = Path(root).resolve()
     for p in paths_in(outputs):
         if not Path(p).resolve().is_relative_to(base):
@@ -121,9 +113,8 @@ def work_lock(work: Path):
 
 def run_recipe(recipe, data=None, work="work", overrides=(), splits=None, shipped: Path | None = None,
                inference: bool = False, log=print) -> dict:
-    """Run `recipe` (a Recipe, file, shipped name or dict) on the GLDv2-layout folder `data` in `work`. With
-    `inference=True` (the Kaggle notebook) "prepare" stages come from `shipped/<id>/` -> {"outputs", "seconds",
-    "submission", "gap", "val_gap"}."""
+    """Run `recipe` (a Recipe, file, shipped name or dict) on the GLDv2-layout folder `data` in `work` -> {"outputs",
+    "seconds", "submission", "gap", "val_gap"}; `inference=True` (the Kaggle notebook): "prepare" stages shipped."""
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides, deep=False)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -138,10 +129,14 @@ def run_recipe(recipe, data=None, work="work", overrides=(), splits=None, shippe
 
 def fingerprints(recipe: Recipe, data, splits) -> dict:
     """stage id -> fingerprint. A synth stage's data is fixed by its settings; later stages read it."""
-    fps, data_fp = {}, data_fingerprint(data)
+    fps, data_fp, run = {}, data_fingerprint(data), recipe.run
     for spec in recipe.stages:
-        fps[spec.id] = fingerprint(spec, recipe.run, [fps[r] for r in spec.refs()],
-                                   [] if spec.stage.name == "synth" else data_fp, splits)
+        text = json.dumps({"kit": __version__, "stage": spec.stage.name, "settings": dataclasses.asdict(spec.settings),
+                           "seed": run.seed, "device": run.device, "val_fold": run.val_fold,
+                           "data": [] if spec.stage.name == "synth" else data_fp,
+                           "upstream": [fps[r] for r in spec.refs()], "splits": list(splits) if splits else None},
+                          sort_keys=True, default=str)
+        fps[spec.id] = hashlib.sha256(text.encode()).hexdigest()[:20]
         if spec.stage.name == "synth":
             data_fp = [fps[spec.id]]
     return fps
@@ -182,8 +177,7 @@ def _run(recipe: Recipe, data, work: Path, splits, shipped, inference: bool, log
 
 
 def run_stage(spec, recipe, data, work, folder, fp, outputs, splits, ship, log, head):
-    """Run one stage in its folder: a folder left by other settings is cleared first, one left by a
-    killed run with the same settings is kept (training resumes from its last checkpoint)."""
+    """Run one stage in its folder, cleared first if other settings left it (a killed run's is kept: it resumes)."""
     try:
         started = json.loads((folder / STARTED).read_text()).get("fingerprint")
     except (OSError, ValueError, AttributeError):

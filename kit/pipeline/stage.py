@@ -26,8 +26,7 @@ class Stage:
 
 
 def stage(name: str, settings: type, kind: str = "infer", check: Callable | None = None):
-    """Decorator registering a stage function under `name` with its settings dataclass; `check(settings)`
-    raises a KitError for a bad combination, when the recipe is loaded (before any stage runs)."""
+    """Decorator registering a stage under `name`; `check(settings)` rejects bad combinations when a recipe loads."""
     def add(fn):
         doc = (fn.__doc__ or "").strip().splitlines()
         STAGES.register(name, Stage(name, fn, settings, kind, doc[0] if doc else "", check))

@@ -58,8 +58,7 @@ def folds(s: FoldsSettings, ctx) -> dict:
 
 
 def val_solution(folds_csv: Path, ctx) -> Path:
-    """Kaggle's solution format (id,landmarks) for the validation fold, plus the distractors (empty):
-    validation GAP, like test GAP, then rewards ranking non-landmarks low."""
+    """The validation fold's solution (id,landmarks) + the distractors (empty): GAP rewards ranking them low."""
     df = read_csv(folds_csv, dtype={"id": str})
     df = df[df["fold"] == ctx.run.val_fold]
     sol = pd.DataFrame({"id": df["id"], "landmarks": df["landmark_id"].astype(str)})

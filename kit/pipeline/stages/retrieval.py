@@ -141,8 +141,7 @@ def write_reranked(cfg, query, v, reference, fused, out):
 
 
 def rerank_files(s: RerankSettings, index: list, labels, query_file, data, cache_dir, references=(), out=None):
-    """Re-rank one query file against the index files (`kit rerank`): writes OUT.npz, OUT.inliers.npz and
-    OUT.seconds.json -> the Reranked. The calibrated fusion uses `s.calibration` (none: evidence)."""
+    """`kit rerank`: one query file against the index files -> OUT.npz, OUT.inliers.npz, OUT.seconds.json."""
     cfg = rerank_config(s)
     query, v, reference = verify_query(s, index, labels, query_file, data, cache_dir, references,
                                        calibrated=bool(s.calibration))
@@ -158,8 +157,7 @@ def validation_truth(solution, ids) -> np.ndarray:
 
 
 def calibrate(found: dict, cfg, topk: int, ctx, solution):
-    """The calibrated fusion's model: shipped, or fitted on the validation splits (val + distractors) ->
-    (Calibration | None, {split: cross-fitted (labels, scores)} for the validation splits)."""
+    """The calibrated fusion's model (shipped, or fitted on val + distractors), {split: cross-fitted labels, scores}."""
     shipped = ctx.shipped_file("calibration.json")
     if shipped is not None:
         d = json.loads(shipped.read_text())["model"]
