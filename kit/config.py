@@ -129,7 +129,7 @@ def _coerce(value, tp, key: str):
 RENAMED = {"submissions_dir": "predictions_dir"}  # old key -> new: configs saved by older kit still load
 
 
-def _fill(obj, values: dict, prefix: str = "") -> None:
+def _fill(obj, values: dict, prefix: str = ""):
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in (values or {}).items():
@@ -144,6 +144,7 @@ def _fill(obj, values: dict, prefix: str = "") -> None:
             _fill(current, value, f"{full}.")
         else:
             setattr(obj, key, _coerce(value, hints[key], full))
+    return obj
 
 
 def parse_overrides(overrides: list[str]) -> dict:
@@ -237,18 +238,14 @@ def read_yaml_mapping(path: str | Path, what: str = "config sections", max_bytes
         raise KitError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
     except OSError as e:
         raise KitError(f"{path}: cannot read ({e.strerror or e})") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
+    if values is not None and not isinstance(values, dict):
         raise KitError(f"{path}: top level must be a mapping of {what}, not a {type(values).__name__}")
-    return values
+    return values or {}
 
 
 def config_from_dict(values: dict) -> Config:
     """A Config from a saved dict (e.g. a checkpoint's); keys added to kit since keep their defaults."""
-    cfg = Config()
-    _fill(cfg, values)
-    return cfg
+    return _fill(Config(), values)
 
 
 def config_to_dict(cfg: Config) -> dict:

@@ -32,10 +32,8 @@ def check_id(image_id) -> str:
 
 def safe_file_stem(image_id) -> str:
     """A file name for `image_id`: the id itself when safe, else 'h' + sha1 hex of it (never a path)."""
-    image_id = str(image_id)
-    if is_safe_id(image_id):
-        return image_id
-    return "h" + hashlib.sha1(image_id.encode("utf-8", "surrogatepass")).hexdigest()
+    text = str(image_id)
+    return text if is_safe_id(text) else "h" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _strings(ids) -> pd.Series:
@@ -56,9 +54,7 @@ def safe_ids(ids) -> np.ndarray:
 def first_duplicate(ids) -> int:
     """Row of the first id that repeats an earlier one, or -1 (a count of distinct ids first: pandas' hash table)."""
     s = _strings(ids)
-    if s.nunique(dropna=False) == len(s):
-        return -1
-    return int(np.argmax(s.duplicated().to_numpy(bool)))
+    return -1 if s.nunique(dropna=False) == len(s) else int(np.argmax(s.duplicated().to_numpy(bool)))
 
 
 def clean_ids(path, ids: pd.Series, column: str = "id") -> pd.Series:

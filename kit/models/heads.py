@@ -13,8 +13,7 @@ from kit.registry import Registry
 
 def dynamic_margins(class_counts, margin_min: float, margin_max: float) -> torch.Tensor:
     """Per-class margins a * n^(-1/4) + b scaled into [margin_min, margin_max] (rarest -> max)."""
-    n = torch.as_tensor(class_counts, dtype=torch.float64).clamp(min=1)
-    t = n.pow(-0.25)
+    t = torch.as_tensor(class_counts, dtype=torch.float64).clamp(min=1).pow(-0.25)
     span = t.max() - t.min()
     if span <= 0:
         return torch.full_like(t, margin_max, dtype=torch.float32)
@@ -113,5 +112,5 @@ HEADS = Registry("head", {"linear": LinearHead, "arcface": ArcFaceHead, "subcent
 
 def build_head(model_cfg, in_features: int, num_classes: int, class_counts=None) -> nn.Module:
     """The head HEADS[model_cfg.head] builds from the config: a new head is one registry entry."""
-    HEADS.check(model_cfg.head, "model.head: ")
-    return HEADS[model_cfg.head].from_config(model_cfg, in_features, num_classes, class_counts)
+    return HEADS[HEADS.check(model_cfg.head, "model.head: ")].from_config(model_cfg, in_features, num_classes,
+                                                                          class_counts)

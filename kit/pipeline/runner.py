@@ -151,8 +151,7 @@ def _run(recipe: Recipe, data, work: Path, splits, shipped, inference: bool, log
         check_deep(recipe)   # a stage will run: every name and config checked first
     log(f"recipe {recipe.name}: {n} stages, work {work}" + (f", data {data}" if data else ""))
     for i, spec in enumerate(recipe.stages, 1):
-        folder = work / spec.id
-        fp = fps[spec.id]
+        folder, fp = work / spec.id, fps[spec.id]
         ship = shipped / spec.id if shipped is not None and (shipped / spec.id).is_dir() else None
         head = f"[{i}/{n}] {spec.id}" + (f" ({spec.stage.name})" if spec.id != spec.stage.name else "")
         if inference and spec.stage.kind == "prepare":
@@ -165,8 +164,7 @@ def _run(recipe: Recipe, data, work: Path, splits, shipped, inference: bool, log
             continue
         got = finished(folder, fp)
         if got is not None:
-            outputs[spec.id] = got
-            seconds[spec.id] = 0.0
+            outputs[spec.id], seconds[spec.id] = got, 0.0
             log(f"{head}: done before, skipped")
         else:
             outputs[spec.id], seconds[spec.id] = run_stage(spec, recipe, data, work, folder, fp, outputs, splits,

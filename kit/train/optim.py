@@ -61,9 +61,9 @@ SCHEDULES = Registry("schedule", {  # name -> (step, steps_per_epoch, epochs, wa
 def lr_factor(step: int, schedule: str, steps_per_epoch: int, epochs: int, warmup_epochs: float = 0.0,
               step_size: int = 10, gamma: float = 0.1) -> float:
     """The lr multiplier at optimizer step `step` (0-based) for a schedule named in SCHEDULES."""
-    SCHEDULES.check(schedule, "optim.schedule: ")
     warmup = int(round(warmup_epochs * steps_per_epoch))
-    return SCHEDULES[schedule](step, steps_per_epoch, epochs, warmup, step_size, gamma)
+    return SCHEDULES[SCHEDULES.check(schedule, "optim.schedule: ")](step, steps_per_epoch, epochs, warmup, step_size,
+                                                                    gamma)
 
 
 def build_optimizer(model, optim_cfg) -> torch.optim.Optimizer:
