@@ -152,9 +152,7 @@ def stage_spec(item, i: int, earlier: list[StageSpec], where: str, deep: bool = 
         raise KitError(f"{at}: id must be letters, digits, '_' or '-' (a folder name under the work folder)")
     if any(s.id == sid for s in earlier):
         raise KitError(f"{at}: a second stage with id '{sid}' (give one an 'id:')")
-    fields = fields_of(st.settings)
-    hints = typing.get_type_hints(st.settings)
-    settings = st.settings()
+    fields, hints, settings = fields_of(st.settings), typing.get_type_hints(st.settings), st.settings()
     for key, value in values.items():
         if key not in fields:
             raise KitError(f"{at}: unknown key '{key}' (valid: id, {', '.join(fields)})")

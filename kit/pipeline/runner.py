@@ -34,10 +34,8 @@ def data_fingerprint(data: Path | None) -> list:
         p = Path(data) / name
         if p.is_file():
             st = p.stat()
-            if st.st_size <= HASH_BYTES:
-                out.append([name, hashlib.sha1(p.read_bytes()).hexdigest()])
-            else:
-                out.append([name, st.st_size, st.st_mtime_ns])
+            out.append([name, hashlib.sha1(p.read_bytes()).hexdigest()] if st.st_size <= HASH_BYTES
+                       else [name, st.st_size, st.st_mtime_ns])
     return [str(Path(data).resolve()), out]
 
 
