@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
 import secrets
 import shutil
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 
 # .<target name>.<writer pid>-<8 random characters>.tmp[.ext]: the temp file of a write in progress
 TEMP_NAME = re.compile(r"^\..+\.(\d+)-[a-z0-9_]{8}\.tmp(\.[^.]*)?$")
-_swept: set[str] = set()
-_swept_lock = threading.Lock()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -47,13 +45,9 @@ def clean_stale_temps(folder: str | os.PathLike) -> int:
     return removed
 
 
-def _sweep_once(folder: Path) -> None:
+@functools.lru_cache(maxsize=None)
+def _sweep_once(folder: str) -> None:
     """clean_stale_temps(folder) at the first write into it by this process."""
-    key = os.path.abspath(folder)
-    with _swept_lock:
-        if key in _swept:
-            return
-        _swept.add(key)
     clean_stale_temps(folder)
 
 
@@ -83,8 +77,7 @@ def _new_temp(path: Path) -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]:
-    """Yield a temp path beside `path`, renamed onto it only if the block succeeds; durable: fsync file and folder
-    (False for caches)."""
+    """Yield a temp path beside `path`, renamed onto it if the block succeeds; durable (not for caches): fsync both."""
     path = Path(path)
     if path.is_dir():
         raise KitError(f"{path}: is a directory; give a file name to write")
@@ -92,7 +85,7 @@ def atomic_path(path: str | os.PathLike, durable: bool = True) -> Iterator[Path]
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise KitError(f"{path.parent}: cannot create output directory ({e.strerror or e})") from None
-    _sweep_once(path.parent)
+    _sweep_once(os.path.abspath(path.parent))
     tmp = _new_temp(path)
     try:
         yield tmp

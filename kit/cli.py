@@ -1,11 +1,9 @@
-"""The `kit` command line: a thin layer that finds every command module and calls it.
-
-Each module in `kit/commands/` defines `add_parser(subparsers)` that registers its sub-command and
-sets `func`; heavy imports (torch, faiss) happen inside the command functions so `kit score` is fast.
-"""
+"""The `kit` command line: each module in `kit/commands/` registers its sub-command with `add_parser(subparsers)`;
+heavy imports (torch, faiss) happen inside the command functions so `kit score` is fast."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -30,8 +28,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """Every kit parser and sub-parser formats help with HelpFormatter; an epilog may be a function, called
-    only when the help is shown (a list of registry names that imports torch)."""
+    """Help by HelpFormatter; an epilog may be a function, called only when help is shown (registries import torch)."""
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **{**kw, "formatter_class": HelpFormatter})
@@ -43,8 +40,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The `kit` parser. Given the sub-command about to run, only its module is imported (importing all of
-    them costs ~35 ms of every command run); otherwise (`kit --help`) every module."""
+    """The `kit` parser: given the sub-command about to run, only its module is imported (all cost ~35 ms)."""
     parser = Parser(prog="kit", description="Google Landmark Recognition solution kit.")
     parser.add_argument("--version", action="version", version=f"kit {__version__}")
     parser.add_argument("--debug", action="store_true", help="print the full traceback of an error "
@@ -60,22 +56,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _single_threaded_opencv() -> None:
-    """OpenCV's own thread pool does not survive fork (DataLoader workers hang in it), and workers
-    already parallelise decoding: run OpenCV single-threaded, as albumentations recommends. Skipped by
-    commands that never touch images (`opencv=False` in their parser defaults): importing cv2 costs ~15 ms."""
-    try:
-        import cv2
-    except ImportError:
-        return
-    cv2.setNumThreads(0)
-
-
-def debug_wanted(argv: list[str]) -> bool:
-    """`--debug` anywhere on the command line, or KIT_DEBUG=1 (not 0): show tracebacks."""
-    return "--debug" in argv or os.environ.get("KIT_DEBUG", "") not in ("", "0")
-
-
 def one_line(e: BaseException) -> str:
     """An exception as one line: its type (unless a KitError) and the first line of its message."""
     lines = [x.strip() for x in str(e).splitlines() if x.strip()]
@@ -87,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = debug_wanted(argv)
+    debug = "--debug" in argv or os.environ.get("KIT_DEBUG", "") not in ("", "0")  # anywhere: show tracebacks
     argv = [a for a in argv if a != "--debug"]
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
     command = argv[0] if argv and not argv[0].startswith("-") else None  # `kit -h`, `kit --version`: every command
@@ -99,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = list(args.overrides or []) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # OpenCV's thread pool does not survive fork (DataLoader workers hang in it) and workers already parallelise
+    # decoding: single-threaded, as albumentations recommends; skipped by commands without images (cv2: ~15 ms)
     if getattr(args, "opencv", True):
-        _single_threaded_opencv()
+        with contextlib.suppress(ImportError):
+            importlib.import_module("cv2").setNumThreads(0)
     try:
         rc = args.func(args)
     except KeyboardInterrupt:

@@ -14,16 +14,21 @@ from kit.atomic import write_text
 PRESET_DIR = Path(__file__).parent / "configs"
 
 
+def within(default, lo, hi, low_open: bool = False):
+    """A number field that validate_config checks: lo <= value <= hi (lo < value if low_open)."""
+    return field(default=default, metadata={"range": (lo, hi, low_open)})
+
+
 @dataclass
 class DataConfig:
     data_dir: str = "data/synth"          # GLDv2 layout root: train.csv, train/a/b/c/<id>.jpg, test/...
     folds_csv: str = "folds/top2k.csv"    # written by `kit folds`: id, landmark_id, label, fold
-    image_size: int = 128
+    image_size: int = within(128, 16, 8192)
     augment: str = "light"                # name in kit.data.augment.PIPELINES
-    batch_size: int = 64
-    num_workers: int = 2
+    batch_size: int = within(64, 1, 1 << 20)
+    num_workers: int = within(2, 0, 1024)
     strict: bool = False                  # missing/corrupt/oversized images: error instead of skip
-    max_pixels: int = 50_000_000          # images whose header claims more pixels are not decoded (skipped)
+    max_pixels: int = within(50_000_000, 1, 1 << 40)  # images whose header claims more pixels are not decoded (skipped)
 
 
 @dataclass
@@ -31,52 +36,52 @@ class ModelConfig:
     backbone: str = "tf_efficientnet_lite0"
     weights: str = "packaged"             # packaged | timm | none | path to a local weights file
     pool: str = "gem"                     # gem | avg
-    gem_p: float = 3.0
-    embedding_dim: int = 512              # FC -> BN neck; 0 = no neck
+    gem_p: float = within(3.0, 0.0, 100.0, low_open=True)
+    embedding_dim: int = within(512, 0, 1 << 16)  # FC -> BN neck; 0 = no neck
     head: str = "linear"                  # name in kit.models.heads.HEADS
     loss: str = "ce"                      # name in kit.models.losses.LOSSES
-    label_smoothing: float = 0.0
-    focal_gamma: float = 2.0
-    arc_scale: float = 30.0
+    label_smoothing: float = within(0.0, 0.0, 1.0)
+    focal_gamma: float = within(2.0, 0.0, 100.0)
+    arc_scale: float = within(30.0, 0.0, 1e4, low_open=True)
     arc_margin: float = 0.3
     arc_margin_min: float = 0.05          # dynamic margins: rare classes get larger margins
     arc_dynamic: bool = False
-    subcenters: int = 3
-    center_weight: float = 0.0            # center loss weight (Mail.ru); 0 = off
+    subcenters: int = within(3, 1, 1024)
+    center_weight: float = within(0.0, 0.0, 1e6)  # center loss weight (Mail.ru); 0 = off
     nonlandmark_label: int = -1           # label index of a non-landmark class (center loss skips it)
     se_attention: bool = False
-    drop_rate: float = 0.0
+    drop_rate: float = within(0.0, 0.0, 1.0)
 
 
 @dataclass
 class OptimConfig:
     optimizer: str = "sgd"                # sgd | adamw
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
+    lr: float = within(0.01, 0.0, 1e3, low_open=True)
+    momentum: float = within(0.9, 0.0, 1.0)
+    weight_decay: float = within(1e-4, 0.0, 1e3)
     schedule: str = "cosine"              # cosine | step
-    warmup_epochs: float = 0.0
-    step_size: int = 10
-    step_gamma: float = 0.1
-    lr_backbone: float = 1.0              # multipliers of lr per part (Mail.ru)
-    lr_neck: float = 1.0
-    lr_head: float = 1.0
+    warmup_epochs: float = within(0.0, 0.0, 1e6)
+    step_size: int = within(10, 1, 1 << 30)
+    step_gamma: float = within(0.1, 0.0, 1e3, low_open=True)
+    lr_backbone: float = within(1.0, 0.0, 1e3)  # multipliers of lr per part (Mail.ru)
+    lr_neck: float = within(1.0, 0.0, 1e3)
+    lr_head: float = within(1.0, 0.0, 1e3)
     layer_decay: float = 1.0              # backbone layer-wise lr decay per block (timm groups); 1 = off
-    epochs: int = 10
-    accum_steps: int = 1
+    epochs: int = within(10, 1, 1 << 20)
+    accum_steps: int = within(1, 1, 1 << 20)
     amp: bool = True                      # used on CUDA only
     channels_last: bool = True
     stages: str = ""                      # report 001's 3-stage fine-tuning, e.g. "head:1,last:2,all:7"
-    max_steps_per_epoch: int = 0          # 0 = full epoch; >0 caps steps (quick runs, tests)
-    grad_clip: float = 0.0
+    max_steps_per_epoch: int = within(0, 0, 1 << 40)  # 0 = full epoch; >0 caps steps (quick runs, tests)
+    grad_clip: float = within(0.0, 0.0, 1e9)
 
 
 @dataclass
 class PredictConfig:
     tta: str = "none"                     # none | hflip | multiscale
     scales: list[float] = field(default_factory=lambda: [0.707, 1.0, 1.414])
-    topk: int = 5
-    batch_size: int = 128
+    topk: int = within(5, 1, 1 << 16)
+    batch_size: int = within(128, 1, 1 << 20)
     embedding: str = "neck"               # saved embedding: neck | pooled (backbone GeM) | concat (both)
     precision: str = "auto"               # auto: fp16 on CUDA (optim.amp), fp32 on CPU | fp32 | low: also bf16
                                           # on CPU (2.8x on AMX here, but 1-NN flips on 6% of queries: opt-in)
@@ -124,7 +129,7 @@ def _coerce(value, tp, key: str):
 RENAMED = {"submissions_dir": "predictions_dir"}  # old key -> new: configs saved by older kit still load
 
 
-def _fill(obj, values: dict, prefix: str = "") -> None:
+def _fill(obj, values: dict, prefix: str = ""):
     hints = typing.get_type_hints(type(obj))
     names = {f.name for f in dataclasses.fields(obj)}
     for key, value in (values or {}).items():
@@ -139,6 +144,7 @@ def _fill(obj, values: dict, prefix: str = "") -> None:
             _fill(current, value, f"{full}.")
         else:
             setattr(obj, key, _coerce(value, hints[key], full))
+    return obj
 
 
 def parse_overrides(overrides: list[str]) -> dict:
@@ -176,8 +182,7 @@ def registries() -> dict[str, typing.Iterable[str]]:
     from kit.models.heads import HEADS
     from kit.models.layers import POOLS
     from kit.models.losses import LOSSES
-    from kit.train.optim import OPTIMIZERS
-    from kit.train.schedule import SCHEDULES
+    from kit.train.optim import OPTIMIZERS, SCHEDULES
 
     return {"device": DEVICES, "data.augment": PIPELINES, "model.pool": POOLS, "model.head": HEADS,
             "model.loss": LOSSES, "optim.optimizer": OPTIMIZERS, "optim.schedule": SCHEDULES, "predict.tta": TTAS,
@@ -185,9 +190,20 @@ def registries() -> dict[str, typing.Iterable[str]]:
 
 
 def validate_config(cfg: Config) -> Config:
-    """Every registry name and the backbone checked when the config is read, before any data is touched."""
+    """Numbers in their `within` ranges, registry names and the backbone checked before any data is touched."""
     import timm
 
+    for section in ("data", "model", "optim", "predict"):
+        for f in dataclasses.fields(getattr(cfg, section)):
+            if "range" not in f.metadata:
+                continue
+            v, (lo, hi, low_open) = getattr(getattr(cfg, section), f.name), f.metadata["range"]
+            if not ((lo < v if low_open else lo <= v) and v <= hi):  # False for NaN: values outside are typos
+                low = f"> {lo}" if low_open else f">= {lo}"
+                raise KitError(f"config: {section}.{f.name}={v!r} is out of range (must be {low} and <= {hi})")
+    for s in cfg.predict.scales:
+        if not 0.05 <= s <= 20:
+            raise KitError(f"config: predict.scales contains {s!r} (each must be in 0.05..20)")
     for key, names in registries().items():
         section, _, field_name = key.rpartition(".")
         value = getattr(getattr(cfg, section) if section else cfg, field_name)
@@ -205,7 +221,6 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     if name_or_path:
         _fill(cfg, read_yaml_mapping(named_file(name_or_path, PRESET_DIR, "config")))
     _fill(cfg, parse_overrides(overrides or []))
-    check_ranges(cfg)
     return validate_config(cfg)
 
 
@@ -223,50 +238,14 @@ def read_yaml_mapping(path: str | Path, what: str = "config sections", max_bytes
         raise KitError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
     except OSError as e:
         raise KitError(f"{path}: cannot read ({e.strerror or e})") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
+    if values is not None and not isinstance(values, dict):
         raise KitError(f"{path}: top level must be a mapping of {what}, not a {type(values).__name__}")
-    return values
-
-
-# (key, lowest, highest, lowest allowed itself): values outside are typos or would crash deep inside torch
-RANGES = [
-    ("data.image_size", 16, 8192, True), ("data.batch_size", 1, 1 << 20, True),
-    ("data.num_workers", 0, 1024, True), ("data.max_pixels", 1, 1 << 40, True),
-    ("model.gem_p", 0.0, 100.0, False), ("model.embedding_dim", 0, 1 << 16, True),
-    ("model.label_smoothing", 0.0, 1.0, True), ("model.focal_gamma", 0.0, 100.0, True),
-    ("model.arc_scale", 0.0, 1e4, False), ("model.subcenters", 1, 1024, True),
-    ("model.center_weight", 0.0, 1e6, True), ("model.drop_rate", 0.0, 1.0, True),
-    ("optim.lr", 0.0, 1e3, False), ("optim.momentum", 0.0, 1.0, True), ("optim.weight_decay", 0.0, 1e3, True),
-    ("optim.warmup_epochs", 0.0, 1e6, True), ("optim.step_size", 1, 1 << 30, True),
-    ("optim.step_gamma", 0.0, 1e3, False), ("optim.epochs", 1, 1 << 20, True),
-    ("optim.accum_steps", 1, 1 << 20, True), ("optim.max_steps_per_epoch", 0, 1 << 40, True),
-    ("optim.grad_clip", 0.0, 1e9, True), ("optim.lr_backbone", 0.0, 1e3, True),
-    ("optim.lr_neck", 0.0, 1e3, True), ("optim.lr_head", 0.0, 1e3, True),
-    ("predict.topk", 1, 1 << 16, True), ("predict.batch_size", 1, 1 << 20, True),
-]
-
-
-def check_ranges(cfg: Config) -> None:
-    """KitError naming the key and value when a number is out of its sensible range (or NaN)."""
-    for key, lo, hi, lo_ok in RANGES:
-        section, name = key.split(".")
-        v = getattr(getattr(cfg, section), name)
-        ok = (lo <= v if lo_ok else lo < v) and v <= hi  # False for NaN
-        if not ok:
-            low = f">= {lo}" if lo_ok else f"> {lo}"
-            raise KitError(f"config: {key}={v!r} is out of range (must be {low} and <= {hi})")
-    for s in cfg.predict.scales:
-        if not 0.05 <= s <= 20:
-            raise KitError(f"config: predict.scales contains {s!r} (each must be in 0.05..20)")
+    return values or {}
 
 
 def config_from_dict(values: dict) -> Config:
     """A Config from a saved dict (e.g. a checkpoint's); keys added to kit since keep their defaults."""
-    cfg = Config()
-    _fill(cfg, values)
-    return cfg
+    return _fill(Config(), values)
 
 
 def config_to_dict(cfg: Config) -> dict:

@@ -1,7 +1,5 @@
-"""Image ids: the one rule for a safe id, and the checks of whole id columns (safe, stripped, unique).
-
-An id names files (DATA/train/a/b/c/<id>.jpg, cache entries), so it must be a safe file name: `SAFE_ID`
-states the rule once, for single ids (Python's `re`) and columns (pandas' string methods)."""
+"""Image ids name files (DATA/train/a/b/c/<id>.jpg, cache entries): `SAFE_ID`, the one rule for a safe id, checked
+for single ids (Python's `re`) and whole id columns (pandas' string methods: safe, stripped, unique)."""
 from __future__ import annotations
 
 import hashlib
@@ -34,15 +32,12 @@ def check_id(image_id) -> str:
 
 def safe_file_stem(image_id) -> str:
     """A file name for `image_id`: the id itself when safe, else 'h' + sha1 hex of it (never a path)."""
-    image_id = str(image_id)
-    if is_safe_id(image_id):
-        return image_id
-    return "h" + hashlib.sha1(image_id.encode("utf-8", "surrogatepass")).hexdigest()
+    text = str(image_id)
+    return text if is_safe_id(text) else "h" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _strings(ids) -> pd.Series:
-    """ids (Series, array, list) as a pandas string Series (Arrow-backed where pyarrow is installed, so
-    the checks below run in its kernels; Python's `re` otherwise); missing values stay missing."""
+    """ids (Series, array, list) as a pandas string Series (Arrow-backed with pyarrow: checks run in its kernels)."""
     import pandas as pd
 
     s = ids if isinstance(ids, pd.Series) else pd.Series(ids, copy=False)
@@ -57,12 +52,9 @@ def safe_ids(ids) -> np.ndarray:
 
 
 def first_duplicate(ids) -> int:
-    """Row of the first id that repeats an earlier one, or -1 (pandas' hash table: a count of distinct
-    ids, then the row where there is a repeat)."""
+    """Row of the first id that repeats an earlier one, or -1 (a count of distinct ids first: pandas' hash table)."""
     s = _strings(ids)
-    if s.nunique(dropna=False) == len(s):
-        return -1
-    return int(np.argmax(s.duplicated().to_numpy(bool)))
+    return -1 if s.nunique(dropna=False) == len(s) else int(np.argmax(s.duplicated().to_numpy(bool)))
 
 
 def clean_ids(path, ids: pd.Series, column: str = "id") -> pd.Series:

@@ -71,8 +71,7 @@ def _reduced_flag(data: bytes, width: int, height: int, min_side: int) -> int:
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS, min_side: int = 0) -> np.ndarray:
-    """RGB uint8 HxWx3, or KitError("PATH: why"); pixels counted from the header before decoding; min_side > 0 decodes a
-    large JPEG at reduced scale."""
+    """RGB uint8 HxWx3, or KitError("PATH: why"); header pixels checked first; min_side > 0: big JPEGs decoded reduced."""
     import cv2
 
     try:

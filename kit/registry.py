@@ -1,8 +1,5 @@
-"""One registry type for every name a user picks (stage, backbone, head, loss, ensemble rule, filter, ...).
-
-A `Registry` is a dict with one lookup and one error: `HEADS["arcface"]` returns the entry, an unknown
-name raises a KitError listing the valid ones (timm's `register_model` / `model_entrypoint` idea). A renamed
-entry keeps its old name as a hidden alias for one release."""
+"""One registry type for every name a user picks (stage, backbone, head, loss, filter, ...), as timm's `register_model`:
+a dict whose unknown name is a KitError listing the valid ones; old names live on as hidden aliases."""
 from __future__ import annotations
 
 import sys
@@ -25,20 +22,14 @@ class Registry(dict):
     def __contains__(self, name) -> bool:
         return super().__contains__(name) or name in self.aliases
 
-    def register(self, name: str | None = None):
-        """Decorator: add a function or class under `name` (default: its __name__)."""
-        def add(obj):
-            key = name or obj.__name__
-            if key in self:
-                raise KitError(f"{self.kind} '{key}' is registered twice")
-            self[key] = obj
-            return obj
-        return add
+    def register(self, name: str, obj):
+        """Add `obj` under `name`; a name registered twice is an error."""
+        if name in self:
+            raise KitError(f"{self.kind} '{name}' is registered twice")
+        self[name] = obj
 
     def __missing__(self, name):
-        if name in self.aliases:
-            return self[self.aliases[name]]
-        raise KitError(f"unknown {self.kind} '{name}' (valid: {', '.join(self.names())})")
+        return self[self.aliases[self.check(name)]]
 
     def names(self) -> list[str]:
         return list(self)

@@ -14,9 +14,8 @@ from kit.config import load_config
 from kit.errors import KitError
 from kit.inference.engine import get_tta, predict_loader
 from kit.predictions import load_predictions
-from kit.train.schedule import cosine_factor, lr_factor, step_factor
 from kit.train.loop import seed_everything, train
-from kit.train.optim import build_optimizer
+from kit.train.optim import build_optimizer, cosine_factor, lr_factor, step_factor
 from test_data import make_gldv2
 
 torch.set_num_threads(1)

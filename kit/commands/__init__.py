@@ -1,8 +1,5 @@
-"""One module per CLI sub-command; each defines `add_parser(subparsers)`. See kit/cli.py.
-
-Flag names are one scheme across commands (docs/CONTRACTS.md): the commands that read a config share
-`add_config_arguments`, so `--config`, `--fold` and `key=value` overrides mean the same everywhere; a
-renamed flag keeps its old name for one release through `renamed`."""
+"""One module per CLI sub-command, each with `add_parser(subparsers)` (kit/cli.py); shared flags mean the same
+everywhere (docs/CONTRACTS.md), and a renamed flag keeps its old name for one release (`renamed`)."""
 from __future__ import annotations
 
 from kit.registry import deprecated

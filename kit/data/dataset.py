@@ -61,20 +61,12 @@ def read_folds(folds_csv: str | os.PathLike, fold: int) -> tuple[pd.DataFrame, l
     return df, pairs["landmark_id"].astype(int).tolist()
 
 
-def existing_ids(data_dir: str | os.PathLike, split: str = "train") -> set[str]:
-    """Ids of all .jpg files under DATA/SPLIT (one os.walk, much cheaper than a stat per row)."""
+def drop_missing(df: pd.DataFrame, data_dir, strict: bool, split: str = "train") -> tuple[pd.DataFrame, int]:
+    """Drop rows whose image file is absent; log the count and the first few paths (KitError if strict)."""
     root = Path(data_dir) / split
     if not root.is_dir():
         raise KitError(f"{root}: image directory not found")
-    found = set()
-    for _, _, files in os.walk(root):
-        found.update(f[:-4] for f in files if f.endswith(".jpg"))
-    return found
-
-
-def drop_missing(df: pd.DataFrame, data_dir, strict: bool, split: str = "train") -> tuple[pd.DataFrame, int]:
-    """Drop rows whose image file is absent; log the count and the first few paths (KitError if strict)."""
-    have = existing_ids(data_dir, split)
+    have = {f[:-4] for _, _, files in os.walk(root) for f in files if f.endswith(".jpg")}  # one walk, no stat per row
     missing = ~df["id"].isin(have)
     n = int(missing.sum())
     if n:
@@ -119,18 +111,15 @@ class LandmarkDataset:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def _seed_transform(self, index: int) -> None:
-        if hasattr(self.transform, "set_random_state"):
-            ss = np.random.SeedSequence([self.seed, self.epoch, index])
-            self.transform.set_random_state(np.random.default_rng(ss), random.Random(int(ss.generate_state(1)[0])))
-
     def __getitem__(self, index: int):
         path = image_path(self.data_dir, self.split, self.ids[index])
         img = decode_image(path, self.max_pixels, strict=self.strict, min_side=self.min_side)  # strict: KitError
         if img is None:
             log.warning("skipping unreadable image %s", path)
             return {"skipped": self.ids[index]}
-        self._seed_transform(index)
+        if hasattr(self.transform, "set_random_state"):  # the augmentation depends on (seed, epoch, index) only
+            ss = np.random.SeedSequence([self.seed, self.epoch, index])
+            self.transform.set_random_state(np.random.default_rng(ss), random.Random(int(ss.generate_state(1)[0])))
         return {"image": self.transform(image=img)["image"], "label": self.labels[index], "id": self.ids[index]}
 
 
@@ -183,19 +172,13 @@ class Loaders:
     split: FoldSplit
 
 
-def per_rank_batch(batch_size: int, world_size: int) -> int:
-    """cfg.data.batch_size is the global batch: split evenly over DDP ranks."""
-    if batch_size % world_size:
-        raise KitError(f"data.batch_size={batch_size} is not divisible by the {world_size} DDP processes")
-    return batch_size // world_size
-
-
 def make_loaders(cfg, fold: int, world_size: int = 1, rank: int = 0, device_type: str = "cpu",
                  split: FoldSplit | None = None) -> Loaders:
     """Train/val DataLoaders of fold N (val sharded over ranks under DDP, unshuffled)."""
-    split = split or split_fold(cfg, fold)
-    d = cfg.data
-    bs = per_rank_batch(d.batch_size, world_size)
+    split, d = split or split_fold(cfg, fold), cfg.data
+    if d.batch_size % world_size:  # data.batch_size is the global batch: split evenly over DDP ranks
+        raise KitError(f"data.batch_size={d.batch_size} is not divisible by the {world_size} DDP processes")
+    bs = d.batch_size // world_size
     train_ds = LandmarkDataset.from_config(split.train, cfg, train=True)
     val_ds = LandmarkDataset.from_config(split.val, cfg, train=False)
     return Loaders(make_loader(train_ds, bs, True, cfg.seed, d.num_workers, device_type, world_size, rank),

@@ -1,12 +1,11 @@
 """Class subsets and stratified folds for GLDv2's train.csv -> folds CSV `id,landmark_id,label,fold`.
 
-Classes: the K most frequent (ties: landmark_id ascending) or all with >= N images; `label` is 0..C-1 in
-landmark_id order. Folds are stratified and NESTED: within a class, rows in a seeded hash order get fold
-(rank + a seeded per-class offset) mod F, so an image's fold depends only on its own class: the top-2k
-file's fold 0 is a subset of the top-18k file's, and models trained on either share one validation fold
-without leakage. sklearn's StratifiedKFold neither nests nor scales to 18k classes (bench/gap_folds.py).
-`--holdout` is report 001's 90/6/4 split: the same order walks a 50-slot pattern of 45 train (fold 1),
-3 val (fold 0) and 2 holdout (fold -1) slots."""
+Classes: the K most frequent (ties: landmark_id ascending) or all with >= N images; `label` is 0..C-1 in landmark_id
+order. Folds are stratified and NESTED: within a class, rows in a seeded hash order get fold (rank + a seeded
+per-class offset) mod F, so an image's fold depends only on its own class: the top-2k file's fold 0 is a subset of
+the top-18k file's, and models trained on either share one validation fold without leakage. sklearn's
+StratifiedKFold neither nests nor scales to 18k classes (bench/gap_folds.py). `--holdout` is report 001's 90/6/4
+split: the same order walks a 50-slot pattern of 45 train (fold 1), 3 val (fold 0) and 2 holdout (fold -1) slots."""
 from __future__ import annotations
 
 import numpy as np

@@ -50,11 +50,6 @@ def packaged_weights_file(name: str) -> Path:
     return files[0]
 
 
-def is_lukemelas_layout(state_dict: dict) -> bool:
-    """True for EfficientNet-PyTorch (lukemelas) key names, e.g. `_conv_stem.weight`."""
-    return "_conv_stem.weight" in state_dict
-
-
 def remap_by_order(source: dict, target: dict, what: str = "weights") -> dict:
     """Give `target`'s keys to `source`'s tensors, paired in order; a count or shape mismatch is a KitError."""
     src, dst = list(source.items()), list(target.items())
@@ -76,26 +71,14 @@ def packaged_state_dict(name: str) -> dict:
     return remap_by_order(source, target, what=str(path))
 
 
-def _drop_classifier(model: nn.Module, state_dict: dict) -> dict:
-    """Remove the classifier tensors that a headless (num_classes=0) backbone does not have."""
-    keys = set(model.state_dict())
-    return {k: v for k, v in state_dict.items() if k in keys}
-
-
 def _load_strict(model: nn.Module, state_dict: dict, what: str) -> None:
-    result = model.load_state_dict(state_dict, strict=False)
+    """Load all but the classifier tensors a headless (num_classes=0) backbone lacks; a mismatch is a KitError."""
+    keys = set(model.state_dict())
+    result = model.load_state_dict({k: v for k, v in state_dict.items() if k in keys}, strict=False)
     if result.missing_keys or result.unexpected_keys:
         bad = (result.missing_keys or result.unexpected_keys)[:3]
         kind = "missing" if result.missing_keys else "unexpected"
         raise KitError(f"{what}: {kind} tensors for this backbone, e.g. {', '.join(bad)}")
-
-
-def _read_weights_file(path: Path) -> dict:
-    """Load a local weights file: a state dict, a timm checkpoint, or a kit checkpoint."""
-    obj = load_torch_file(path, "weights file")  # weights only: never runs code from the file
-    if not isinstance(obj, dict):
-        raise KitError(f"{path}: not a state dict or checkpoint (got {type(obj).__name__})")
-    return obj
 
 
 def _timm_from_file(name: str, path: Path, kw: dict) -> nn.Module:
@@ -113,18 +96,19 @@ def backbone_from_file(name: str, path: str | Path, kw: dict) -> nn.Module:
         raise KitError(f"model.weights: '{path}' is neither a file nor one of {', '.join(WEIGHT_SOURCES)}")
     if path.suffix == ".safetensors":
         return _timm_from_file(name, path, kw)
-    obj = _read_weights_file(path)
+    obj = load_torch_file(path, "weights file")  # weights only: never runs code from the file
+    if not isinstance(obj, dict):
+        raise KitError(f"{path}: not a state dict or checkpoint (got {type(obj).__name__})")
     if isinstance(obj.get("model"), dict) and "config" in obj:
         sd = {k[len("backbone."):]: v for k, v in obj["model"].items() if k.startswith("backbone.")}
         if not sd:
             raise KitError(f"{path}: kit checkpoint has no backbone.* tensors")
-    elif is_lukemelas_layout(obj):
-        full = timm.create_model(name, pretrained=False).state_dict()
-        sd = remap_by_order(obj, full, what=str(path))
+    elif "_conv_stem.weight" in obj:  # EfficientNet-PyTorch (lukemelas) key names
+        sd = remap_by_order(obj, timm.create_model(name, pretrained=False).state_dict(), what=str(path))
     else:
         return _timm_from_file(name, path, kw)
     model = timm.create_model(name, pretrained=False, **kw)
-    _load_strict(model, _drop_classifier(model, sd), str(path))
+    _load_strict(model, sd, str(path))
     return model
 
 
@@ -143,8 +127,7 @@ def create_backbone(name: str, weights: str = "packaged", drop_rate: float = 0.0
         return backbone_from_file(name, weights, kw)
     model = timm.create_model(name, pretrained=False, **kw)
     if weights == "packaged":
-        sd = packaged_state_dict(name)
-        _load_strict(model, _drop_classifier(model, sd), f"packaged weights of {name}")
+        _load_strict(model, packaged_state_dict(name), f"packaged weights of {name}")
     return model
 
 

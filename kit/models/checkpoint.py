@@ -1,6 +1,7 @@
 """Checkpoints `runs/<exp>/fold<N>/{last,best}.pt`: atomic save, checked load, model rebuild."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -52,10 +53,8 @@ def load_model(path_or_run_dir: str | os.PathLike, device="cpu"):
         cfg = config_from_dict(state["config"])
     except KitError as e:
         raise KitError(f"{resolve_checkpoint(path_or_run_dir)}: {e}") from None
-    build_cfg = config_from_dict(state["config"]).model
-    build_cfg.weights = "none"  # the checkpoint holds all weights; skip loading pretrained ones
-    label_map = list(state["label_map"])
-    model = build_model(build_cfg, len(label_map), state.get("class_counts"))
+    label_map = list(state["label_map"])  # the checkpoint holds all weights: no pretrained ones loaded
+    model = build_model(dataclasses.replace(cfg.model, weights="none"), len(label_map), state.get("class_counts"))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:

@@ -13,8 +13,7 @@ from kit.registry import Registry
 
 def dynamic_margins(class_counts, margin_min: float, margin_max: float) -> torch.Tensor:
     """Per-class margins a * n^(-1/4) + b scaled into [margin_min, margin_max] (rarest -> max)."""
-    n = torch.as_tensor(class_counts, dtype=torch.float64).clamp(min=1)
-    t = n.pow(-0.25)
+    t = torch.as_tensor(class_counts, dtype=torch.float64).clamp(min=1).pow(-0.25)
     span = t.max() - t.min()
     if span <= 0:
         return torch.full_like(t, margin_max, dtype=torch.float32)
@@ -56,6 +55,8 @@ class LinearHead(nn.Module):
 class ArcFaceHead(nn.Module):
     """Additive angular margin head (Deng et al.); `subcenters` > 1: sub-center ArcFace (closest of k centers per class)."""
 
+    config_subcenters = False   # from_config: k = model.subcenters
+
     def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, margin=0.3, subcenters: int = 1):
         super().__init__()
         self.num_classes, self.subcenters, self.scale = num_classes, subcenters, scale
@@ -65,8 +66,8 @@ class ArcFaceHead(nn.Module):
         self.register_buffer("margins", margins if margins.ndim else margins.expand(num_classes).clone())
 
     @classmethod
-    def config_kwargs(cls, model_cfg, num_classes: int, class_counts=None) -> dict:
-        """scale and margin (per-class dynamic margins when model.arc_dynamic) from the config."""
+    def from_config(cls, model_cfg, in_features: int, num_classes: int, class_counts=None) -> "ArcFaceHead":
+        """scale, margin (per class with model.arc_dynamic) and, for sub-center heads, k from the config."""
         margin = model_cfg.arc_margin
         if model_cfg.arc_dynamic:
             if class_counts is None:
@@ -74,11 +75,8 @@ class ArcFaceHead(nn.Module):
             if len(class_counts) != num_classes:
                 raise KitError(f"model.arc_dynamic: {len(class_counts)} class counts for {num_classes} classes")
             margin = dynamic_margins(class_counts, model_cfg.arc_margin_min, model_cfg.arc_margin)
-        return dict(scale=model_cfg.arc_scale, margin=margin)
-
-    @classmethod
-    def from_config(cls, model_cfg, in_features: int, num_classes: int, class_counts=None) -> "ArcFaceHead":
-        return cls(in_features, num_classes, **cls.config_kwargs(model_cfg, num_classes, class_counts))
+        kw = {"subcenters": model_cfg.subcenters} if cls.config_subcenters else {}
+        return cls(in_features, num_classes, scale=model_cfg.arc_scale, margin=margin, **kw)
 
     def cosine(self, embeddings: torch.Tensor) -> torch.Tensor:
         """[B, C] cosine to each class (max over sub-centers)."""
@@ -103,13 +101,10 @@ class ArcFaceHead(nn.Module):
 class SubCenterArcFaceHead(ArcFaceHead):
     """Sub-center ArcFace (Deng et al. 2020): robust to noisy classes; k = cfg.subcenters."""
 
+    config_subcenters = True
+
     def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, margin=0.3, subcenters: int = 3):
         super().__init__(in_features, num_classes, scale=scale, margin=margin, subcenters=subcenters)
-
-    @classmethod
-    def from_config(cls, model_cfg, in_features: int, num_classes: int, class_counts=None) -> "SubCenterArcFaceHead":
-        kw = cls.config_kwargs(model_cfg, num_classes, class_counts)
-        return cls(in_features, num_classes, subcenters=model_cfg.subcenters, **kw)
 
 
 HEADS = Registry("head", {"linear": LinearHead, "arcface": ArcFaceHead, "subcenter_arcface": SubCenterArcFaceHead})
@@ -117,5 +112,5 @@ HEADS = Registry("head", {"linear": LinearHead, "arcface": ArcFaceHead, "subcent
 
 def build_head(model_cfg, in_features: int, num_classes: int, class_counts=None) -> nn.Module:
     """The head HEADS[model_cfg.head] builds from the config: a new head is one registry entry."""
-    HEADS.check(model_cfg.head, "model.head: ")
-    return HEADS[model_cfg.head].from_config(model_cfg, in_features, num_classes, class_counts)
+    return HEADS[HEADS.check(model_cfg.head, "model.head: ")].from_config(model_cfg, in_features, num_classes,
+                                                                          class_counts)

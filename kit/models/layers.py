@@ -57,8 +57,7 @@ POOLS = Registry("pool", {"gem": GeM, "avg": AvgPool, "max": MaxPool})
 
 def build_pool(name: str, gem_p: float = 3.0) -> nn.Module:
     """Pooling layer by name (POOLS); `gem_p` is GeM's initial p."""
-    POOLS.check(name, "model.pool: ")
-    return POOLS[name].from_config(gem_p)
+    return POOLS[POOLS.check(name, "model.pool: ")].from_config(gem_p)
 
 
 class SEAttention(nn.Module):

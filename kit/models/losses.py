@@ -82,9 +82,7 @@ LOSSES = Registry("loss", {"ce": CrossEntropyLoss, "focal": FocalLoss})
 
 def build_loss(model_cfg, num_classes: int, class_counts=None) -> nn.Module:
     """Loss named by model_cfg.loss, plus center loss when model_cfg.center_weight > 0."""
-    name = model_cfg.loss
-    LOSSES.check(name, "model.loss: ")
-    loss = LOSSES[name].from_config(model_cfg)
+    loss = LOSSES[LOSSES.check(model_cfg.loss, "model.loss: ")].from_config(model_cfg)
     if model_cfg.center_weight > 0:
         nl = model_cfg.nonlandmark_label
         if nl >= num_classes:

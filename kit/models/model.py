@@ -20,11 +20,8 @@ class Neck(nn.Module):
     def __init__(self, in_features: int, embedding_dim: int, drop_rate: float = 0.0):
         super().__init__()
         self.dropout = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
-        if embedding_dim > 0:
-            self.fc = nn.Linear(in_features, embedding_dim)
-            self.bn = nn.BatchNorm1d(embedding_dim)
-        else:
-            self.fc, self.bn = nn.Identity(), nn.Identity()
+        self.fc = nn.Linear(in_features, embedding_dim) if embedding_dim > 0 else nn.Identity()
+        self.bn = nn.BatchNorm1d(embedding_dim) if embedding_dim > 0 else nn.Identity()
         self.out_features = embedding_dim or in_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

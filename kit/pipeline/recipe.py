@@ -1,14 +1,6 @@
-"""Recipe files: load, apply `key=value` overrides, validate every stage before any of them runs.
-
-    name: retrieval
-    seed: 0                      # run settings (RunSettings)
-    stages:                      # in order; each item is {STAGE: {settings}}, `id` defaults to STAGE
-      - folds: {min_images: 1}
-      - predict: {checkpoint: pretrained, set: {model.backbone: tf_efficientnet_lite1}}
-      - submission: {input: predict}
-
-A mistake is one KitError naming the file, the stage, the key and the valid choices; a renamed key keeps
-working for one release (RENAMED_KEYS) with one deprecation line."""
+"""Recipe files (`name`, run settings, `stages: [{STAGE: {settings}}, ...]`): load, apply `key=value` overrides and
+validate every stage before any runs. A mistake is one KitError naming the file, stage, key and valid choices;
+a renamed key keeps working for one release (RENAMED_KEYS) with one deprecation line."""
 from __future__ import annotations
 
 import copy
@@ -72,19 +64,13 @@ class Recipe:
                 "stages": stages}
 
 
-def recipe_path(name_or_path: str | Path) -> Path:
-    """A recipe file, or the name of a shipped one (`retrieval` -> kit/recipes/retrieval.yaml)."""
-    return named_file(str(name_or_path), RECIPE_DIR, "recipe")
-
-
 def load_recipe(source, overrides: list[str] | tuple = (), deep: bool = True) -> Recipe:
-    """A Recipe from a file, a shipped recipe's name or a dict, with `stage.key=value` / `key=value`
-    overrides applied, every stage validated. deep=False skips the checks that import torch, timm and
-    albumentations (registry names, kit configs): the runner does them only when a stage has to run."""
+    """A Recipe from a file, a shipped recipe's name or a dict, overrides applied, every stage validated; deep=False
+    skips the checks that import torch (registry names, kit configs): the runner does them when a stage runs."""
     if isinstance(source, dict):
         data, where = copy.deepcopy(source), f"recipe '{source.get('name', '?')}'"
     else:
-        path = recipe_path(source)
+        path = named_file(str(source), RECIPE_DIR, "recipe")   # `retrieval` -> kit/recipes/retrieval.yaml
         data, where = read_yaml_mapping(path, "recipe keys with 'stages'", MAX_BYTES), str(path)
     apply_overrides(data, overrides, where)
     recipe = validate(data, where, deep)
@@ -98,8 +84,7 @@ def check_deep(recipe: Recipe) -> None:
 
 
 def apply_overrides(data: dict, overrides, where: str) -> None:
-    """`key=value` sets a run setting; `STAGE_ID.key=value` a stage's setting (`STAGE_ID.set.a.b=v`: a
-    config override of a train/predict stage)."""
+    """`key=value` sets a run setting, `STAGE_ID.key=value` a stage's (`STAGE_ID.set.a.b=v`: a config override)."""
     stages = data.get("stages") if isinstance(data.get("stages"), list) else []
     by_id = {}
     for item in stages:
@@ -167,9 +152,7 @@ def stage_spec(item, i: int, earlier: list[StageSpec], where: str, deep: bool = 
         raise KitError(f"{at}: id must be letters, digits, '_' or '-' (a folder name under the work folder)")
     if any(s.id == sid for s in earlier):
         raise KitError(f"{at}: a second stage with id '{sid}' (give one an 'id:')")
-    fields = fields_of(st.settings)
-    hints = typing.get_type_hints(st.settings)
-    settings = st.settings()
+    fields, hints, settings = fields_of(st.settings), typing.get_type_hints(st.settings), st.settings()
     for key, value in values.items():
         if key not in fields:
             raise KitError(f"{at}: unknown key '{key}' (valid: id, {', '.join(fields)})")

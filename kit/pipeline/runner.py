@@ -1,9 +1,6 @@
-"""The one runner: a recipe's stages in order, each cached under WORK/<stage id>/, with progress and times.
-
-A stage is skipped when its fingerprint (stage, settings, run settings, data files, the fingerprints of
-the stages it reads) matches the one saved when it finished (WORK/<id>/stage.json, written last and
-atomically), so a re-run after a kill loses at most the stage that was running; a training stage that was
-killed resumes from its last checkpoint. One `kit run` at a time per work folder (a lock file)."""
+"""The one runner: a recipe's stages in order, each cached under WORK/<stage id>/ and skipped while its fingerprint
+(stage, settings, run settings, data files, upstream fingerprints) matches WORK/<id>/stage.json (written last,
+atomically); a killed training stage resumes from its last checkpoint. One `kit run` per work folder (a lock)."""
 from __future__ import annotations
 
 import contextlib
@@ -25,14 +22,11 @@ from kit.truth import load_truth, score_gap
 
 DATA_FILES = ("train.csv", "train_clean.csv", "sample_submission.csv", "distractors.csv")
 DONE, STARTED, LOCK = "stage.json", "started.json", ".kit-run.lock"
-
-
 HASH_BYTES = 64 << 20   # CSVs up to this size are hashed; larger ones are known by size and modification time
 
 
 def data_fingerprint(data: Path | None) -> list:
-    """The data folder's identity: its CSVs' contents (images are not hashed), so a rebuilt but equal
-    folder keeps every finished stage."""
+    """The data folder's identity: its CSVs' contents (not images), so a rebuilt but equal folder keeps every stage."""
     if data is None:
         return []
     out = []
@@ -40,18 +34,9 @@ def data_fingerprint(data: Path | None) -> list:
         p = Path(data) / name
         if p.is_file():
             st = p.stat()
-            if st.st_size <= HASH_BYTES:
-                out.append([name, hashlib.sha1(p.read_bytes()).hexdigest()])
-            else:
-                out.append([name, st.st_size, st.st_mtime_ns])
+            out.append([name, hashlib.sha1(p.read_bytes()).hexdigest()] if st.st_size <= HASH_BYTES
+                       else [name, st.st_size, st.st_mtime_ns])
     return [str(Path(data).resolve()), out]
-
-
-def fingerprint(spec, run, upstream: list[str], data_fp: list, splits) -> str:
-    text = json.dumps({"kit": __version__, "stage": spec.stage.name, "settings": dataclasses.asdict(spec.settings),
-                       "seed": run.seed, "device": run.device, "val_fold": run.val_fold, "data": data_fp,
-                       "upstream": upstream, "splits": list(splits) if splits else None}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def encode(value, root: Path):
@@ -72,8 +57,7 @@ def decode(value, root: Path):
 
 
 def finished(folder: Path, fp: str | None) -> dict | None:
-    """The saved outputs of a stage folder when it finished with fingerprint `fp` (None: any) and every
-    file it names still exists."""
+    """The saved outputs of a stage folder that finished with fingerprint `fp` (None: any), if its files exist."""
     try:
         done = json.loads((folder / DONE).read_text())
     except (OSError, ValueError):
@@ -92,8 +76,7 @@ def paths_in(outputs) -> list[Path]:
 
 
 def inside(outputs, root: Path, where: Path):
-    """`outputs` when every path in them (links followed) lies under `root`, else one KitError: a packaged
-    stage may only name files of the models dataset."""
+    """`outputs` if every path in them (links followed) lies under `root`: a packaged stage names only its files."""
     base = Path(root).resolve()
     for p in paths_in(outputs):
         if not Path(p).resolve().is_relative_to(base):
@@ -128,9 +111,8 @@ def work_lock(work: Path):
 
 def run_recipe(recipe, data=None, work="work", overrides=(), splits=None, shipped: Path | None = None,
                inference: bool = False, log=print) -> dict:
-    """Run `recipe` (a Recipe, file, shipped name or dict) on the GLDv2-layout folder `data` in `work`. With
-    `inference=True` (the Kaggle notebook) "prepare" stages come from `shipped/<id>/` -> {"outputs", "seconds",
-    "submission", "gap", "val_gap"}."""
+    """Run `recipe` (a Recipe, file, shipped name or dict) on the GLDv2-layout folder `data` in `work` -> {"outputs",
+    "seconds", "submission", "gap", "val_gap"}; `inference=True` (the Kaggle notebook): "prepare" stages shipped."""
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, overrides, deep=False)
     work = Path(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -145,10 +127,14 @@ def run_recipe(recipe, data=None, work="work", overrides=(), splits=None, shippe
 
 def fingerprints(recipe: Recipe, data, splits) -> dict:
     """stage id -> fingerprint. A synth stage's data is fixed by its settings; later stages read it."""
-    fps, data_fp = {}, data_fingerprint(data)
+    fps, data_fp, run = {}, data_fingerprint(data), recipe.run
     for spec in recipe.stages:
-        fps[spec.id] = fingerprint(spec, recipe.run, [fps[r] for r in spec.refs()],
-                                   [] if spec.stage.name == "synth" else data_fp, splits)
+        text = json.dumps({"kit": __version__, "stage": spec.stage.name, "settings": dataclasses.asdict(spec.settings),
+                           "seed": run.seed, "device": run.device, "val_fold": run.val_fold,
+                           "data": [] if spec.stage.name == "synth" else data_fp,
+                           "upstream": [fps[r] for r in spec.refs()], "splits": list(splits) if splits else None},
+                          sort_keys=True, default=str)
+        fps[spec.id] = hashlib.sha256(text.encode()).hexdigest()[:20]
         if spec.stage.name == "synth":
             data_fp = [fps[spec.id]]
     return fps
@@ -163,8 +149,7 @@ def _run(recipe: Recipe, data, work: Path, splits, shipped, inference: bool, log
         check_deep(recipe)   # a stage will run: every name and config checked first
     log(f"recipe {recipe.name}: {n} stages, work {work}" + (f", data {data}" if data else ""))
     for i, spec in enumerate(recipe.stages, 1):
-        folder = work / spec.id
-        fp = fps[spec.id]
+        folder, fp = work / spec.id, fps[spec.id]
         ship = shipped / spec.id if shipped is not None and (shipped / spec.id).is_dir() else None
         head = f"[{i}/{n}] {spec.id}" + (f" ({spec.stage.name})" if spec.id != spec.stage.name else "")
         if inference and spec.stage.kind == "prepare":
@@ -177,8 +162,7 @@ def _run(recipe: Recipe, data, work: Path, splits, shipped, inference: bool, log
             continue
         got = finished(folder, fp)
         if got is not None:
-            outputs[spec.id] = got
-            seconds[spec.id] = 0.0
+            outputs[spec.id], seconds[spec.id] = got, 0.0
             log(f"{head}: done before, skipped")
         else:
             outputs[spec.id], seconds[spec.id] = run_stage(spec, recipe, data, work, folder, fp, outputs, splits,
@@ -189,8 +173,7 @@ def _run(recipe: Recipe, data, work: Path, splits, shipped, inference: bool, log
 
 
 def run_stage(spec, recipe, data, work, folder, fp, outputs, splits, ship, log, head):
-    """Run one stage in its folder: a folder left by other settings is cleared first, one left by a
-    killed run with the same settings is kept (training resumes from its last checkpoint)."""
+    """Run one stage in its folder, cleared first if other settings left it (a killed run's is kept: it resumes)."""
     try:
         started = json.loads((folder / STARTED).read_text()).get("fingerprint")
     except (OSError, ValueError, AttributeError):

@@ -1,8 +1,5 @@
-"""A pipeline stage: a function of (typed settings, context) -> outputs, registered by name.
-
-Stages write only under `ctx.dir` (WORK/<stage id>/) and return what they wrote (`{"splits": {split:
-path}}` plus named files). "prepare" stages run at home and are shipped; "infer" stages also run in
-the Kaggle notebook."""
+"""A pipeline stage: (typed settings, context) -> outputs, registered by name; it writes only under `ctx.dir` and
+returns what it wrote. "prepare" stages run at home and are shipped; "infer" stages also run in the Kaggle notebook."""
 from __future__ import annotations
 
 import dataclasses
@@ -29,26 +26,23 @@ class Stage:
 
 
 def stage(name: str, settings: type, kind: str = "infer", check: Callable | None = None):
-    """Decorator registering a stage function under `name` with its settings dataclass; `check(settings)`
-    raises a KitError for a bad combination, when the recipe is loaded (before any stage runs)."""
+    """Decorator registering a stage under `name`; `check(settings)` rejects bad combinations when a recipe loads."""
     def add(fn):
         doc = (fn.__doc__ or "").strip().splitlines()
-        STAGES.register(name)(Stage(name, fn, settings, kind, doc[0] if doc else "", check))
+        STAGES.register(name, Stage(name, fn, settings, kind, doc[0] if doc else "", check))
         return fn
     return add
 
 
-def ref(default: str = "", many: bool = False, stages: tuple = (), help: str = ""):
+def ref(default: str = "", many: bool = False, stages: tuple = ()):
     """A setting that names an earlier stage by id; `stages`: the stage names it may be (any if empty)."""
-    meta = {"ref": stages or True, "help": help}
-    if many:
-        return field(default_factory=list, metadata=meta)
-    return field(default=default, metadata=meta)
+    meta = {"ref": stages or True}
+    return field(default_factory=list, metadata=meta) if many else field(default=default, metadata=meta)
 
 
-def choice(default: str, registry: Callable[[], typing.Iterable[str]], help: str = ""):
+def choice(default: str, registry: Callable[[], typing.Iterable[str]]):
     """A setting whose value must be a name of `registry()` (called lazily: registries import torch)."""
-    return field(default=default, metadata={"choices": registry, "help": help})
+    return field(default=default, metadata={"choices": registry})
 
 
 @dataclass

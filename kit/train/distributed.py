@@ -31,8 +31,7 @@ class Dist:
 def setup_distributed(pref: str = "auto") -> Dist:
     """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = choose_device(pref, local_rank)
+    device = choose_device(pref, int(os.environ.get("LOCAL_RANK", "0")))
     if world <= 1:
         return Dist(device=device)
     if device.type == "cuda":

@@ -36,7 +36,8 @@ class TrainLog:
                 if key != "epoch" and isinstance(value, (int, float)):
                     self.writer.add_scalar(key, value, row["epoch"])
             self.writer.flush()
-        plot_curves(self.rows, self.run_dir / "curves.png")
+        with atomic_path(self.run_dir / "curves.png") as tmp:
+            curves_figure(pd.DataFrame(self.rows)).savefig(tmp, format="png", dpi=80)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -57,10 +58,3 @@ def curves_figure(df: pd.DataFrame, run: str = "") -> Figure:
         if cols:
             ax.legend(fontsize=8)
     return fig
-
-
-def plot_curves(rows: list[dict], path: str | Path) -> Path:
-    """`curves_figure` of the history as a PNG written atomically."""
-    with atomic_path(path) as tmp:
-        curves_figure(pd.DataFrame(rows)).savefig(tmp, format="png", dpi=80)
-    return Path(path)

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from kit.config import config_to_dict, save_config
@@ -22,9 +24,39 @@ from kit.train.distributed import Dist, all_gather, barrier, setup_distributed, 
 from kit.train.epoch import evaluate, micro_batches, train_one_epoch
 from kit.train.log import TrainLog
 from kit.train.optim import build_optimizer, build_scheduler
-from kit.train.rng import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger("kit.train.loop")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (last.pt carries their states: `--resume` continues the same streams)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """RNG states as tensors and plain containers, so last.pt loads with torch.load(weights_only=True)."""
+    np_state = np.random.get_state(legacy=False)
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {**np_state, "state": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                                             "pos": int(np_state["state"]["pos"])}}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    if isinstance(np_state, dict):  # kit's tensor form (see rng_state)
+        key = np.asarray(np_state["state"]["key"].numpy() if torch.is_tensor(np_state["state"]["key"])
+                         else np_state["state"]["key"]).astype(np.uint32)
+        np_state = {**np_state, "state": {"key": key, "pos": int(np_state["state"]["pos"])}}
+    np.random.set_state(np_state)
+    random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def checkpoint_state(model, cfg, split, epoch: int, metrics: dict) -> dict:

@@ -1,4 +1,5 @@
-"""Stages that combine earlier predictions: ensembles (`kit ensemble`) and a pick on validation."""
+"""Stages that combine earlier predictions: ensembles (`kit ensemble`), a pick on validation, and the last stage:
+test predictions -> WORK/submission.csv in Kaggle's format."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,7 @@ from kit.ensemble.rules import ENSEMBLES, fit_soft_weights, load_any
 from kit.errors import KitError
 from kit.pipeline.stage import choice, ref, stage
 from kit.predictions import concat, save_predictions
+from kit.submission import read_sample_ids, write_submission
 from kit.truth import load_truth, score_gap
 
 PREDICTIONS = ("predict", "retrieve", "rerank", "ensemble", "filter", "select")   # stages writing SPLIT.npz
@@ -52,9 +54,7 @@ def check_ensemble(s: EnsembleSettings) -> None:
 @stage("ensemble", EnsembleSettings, check=check_ensemble)
 def ensemble(s: EnsembleSettings, ctx) -> dict:
     """Combine the inputs' predictions per split -> SPLIT.npz, weights.json.
-
-    Report 001's max / correct / boost / weighted, or a soft average; weights fitted on the validation
-    set unless given."""
+    Report 001's max / correct / boost / weighted, or a soft average; weights fitted on validation unless given."""
     files = [ctx.split_files(i) for i in s.inputs]
     splits = [x for x in files[0] if all(x in f for f in files) and x != "train" and ctx.wants(x)]
     weights = list(s.weights) or None
@@ -93,9 +93,7 @@ class SelectSettings:
 @stage("select", SelectSettings, check=lambda s: check_ensemble(EnsembleSettings(inputs=s.inputs)))
 def select(s: SelectSettings, ctx) -> dict:
     """Pick the input with the best validation GAP -> choice.json.
-
-    The first listed wins unless another leads it by more than `tolerance`: a near-tie is decided by
-    the order, not by noise."""
+    The first listed wins unless another leads by more than `tolerance`: order, not noise, decides a near-tie."""
     shipped = ctx.shipped_file("choice.json")
     if shipped is not None:
         chosen, scores = json.loads(shipped.read_text())["choice"], {}
@@ -112,3 +110,27 @@ def select(s: SelectSettings, ctx) -> dict:
             ctx.log(f"  {i}: validation GAP {scores[i]:.4f}" + ("  <- chosen" if i == chosen else ""))
     write_json({"choice": chosen, "validation_gap": scores, "tolerance": s.tolerance}, ctx.dir / "choice.json")
     return {"splits": {k: Path(v) for k, v in ctx.split_files(chosen).items()}, "choice": chosen}
+
+
+@dataclass
+class SubmissionSettings:
+    input: str = ref("", stages=PREDICTIONS)
+    folds: str = ref("", stages=("folds",))    # "" = no validation score
+
+
+def check_submission(s: SubmissionSettings) -> None:
+    if not s.input:
+        raise KitError("input: name the stage whose test predictions are submitted")
+
+
+@stage("submission", SubmissionSettings, check=check_submission)
+def submission(s: SubmissionSettings, ctx) -> dict:
+    """The input's test predictions as WORK/submission.csv, one row per sample id."""
+    files = ctx.split_files(s.input)
+    if "test" not in files:
+        raise KitError(f"stage '{s.input}' has no test predictions (splits: {', '.join(files)})")
+    pred = load_any(files["test"])
+    out = write_submission(pred.reindex(read_sample_ids(ctx.data / "sample_submission.csv")),
+                           ctx.work / "submission.csv")
+    val = val_gap_of(files, ctx.of(s.folds).get("val_solution")) if s.folds else None
+    return {"submission": out, "predictions": files["test"], "val_gap": val}

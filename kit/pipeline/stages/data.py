@@ -48,9 +48,7 @@ def check_folds(s: FoldsSettings) -> None:
 
 @stage("folds", FoldsSettings, kind="prepare", check=check_folds)
 def folds(s: FoldsSettings, ctx) -> dict:
-    """Class subset + stratified folds of DATA/train.csv -> folds.csv and val_solution.csv.
-
-    val_solution.csv: the validation fold's truth, with DATA/distractors.csv as non-landmarks."""
+    """Class subset + stratified folds of DATA/train.csv -> folds.csv and val_solution.csv."""
     clean = ctx.data / "train_clean.csv" if s.clean else None
     table, n_rows = folds_from_csv(ctx.data / "train.csv", clean, s.top or None, None if s.top else s.min_images,
                                    s.n_folds, False, ctx.run.seed)
@@ -60,8 +58,7 @@ def folds(s: FoldsSettings, ctx) -> dict:
 
 
 def val_solution(folds_csv: Path, ctx) -> Path:
-    """Kaggle's solution format (id,landmarks) for the validation fold, plus the distractors (empty):
-    validation GAP, like test GAP, then rewards ranking non-landmarks low."""
+    """The validation fold's solution (id,landmarks) + the distractors (empty): GAP rewards ranking them low."""
     df = read_csv(folds_csv, dtype={"id": str})
     df = df[df["fold"] == ctx.run.val_fold]
     sol = pd.DataFrame({"id": df["id"], "landmarks": df["landmark_id"].astype(str)})

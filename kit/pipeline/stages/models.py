@@ -1,7 +1,5 @@
-"""Model stages: train a fold (`kit train`) and predict image sets (`kit predict`: top-k + embeddings).
-
-Both take a kit config (a preset name or YAML file) and `set:` overrides (dotted keys, as `key=value` on
-the CLI); the stage fills in what the run decides: data folder, folds file, seed, device, workers."""
+"""Model stages: train a fold (`kit train`) and predict image sets (`kit predict`: top-k + embeddings), each from
+a kit config + `set:` overrides, with what the run decides (data, folds, seed, device, workers) filled in."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -111,9 +111,8 @@ def rerank_config(s: RerankSettings) -> RerankConfig:
 
 def verify_query(s: RerankSettings, index: list, labels, query_file, data, cache_dir, references=(),
                  calibrated: bool = False):
-    """The verified candidates of one query file against the index files, and its reference similarity
-    (to `references`, default the queries; None unless a calibrated model or the reference term uses it)
-    -> (query, Verified, reference)."""
+    """(query, its verified candidates against the index files, its similarity to `references` (default: the
+    queries; None unless a calibrated model or the reference term uses it))."""
     cfg = rerank_config(s)
     idx = load_index(list(index))
     knn = fit_retriever("knn", idx, labels, k=cfg.candidates, agg=s.agg, qe=s.qe, qe_alpha=s.qe_alpha, dba=s.dba,
@@ -142,8 +141,7 @@ def write_reranked(cfg, query, v, reference, fused, out):
 
 
 def rerank_files(s: RerankSettings, index: list, labels, query_file, data, cache_dir, references=(), out=None):
-    """Re-rank one query file against the index files (`kit rerank`): writes OUT.npz, OUT.inliers.npz and
-    OUT.seconds.json -> the Reranked. The calibrated fusion uses `s.calibration` (none: evidence)."""
+    """`kit rerank`: one query file against the index files -> OUT.npz, OUT.inliers.npz, OUT.seconds.json."""
     cfg = rerank_config(s)
     query, v, reference = verify_query(s, index, labels, query_file, data, cache_dir, references,
                                        calibrated=bool(s.calibration))
@@ -159,8 +157,7 @@ def validation_truth(solution, ids) -> np.ndarray:
 
 
 def calibrate(found: dict, cfg, topk: int, ctx, solution):
-    """The calibrated fusion's model: shipped, or fitted on the validation splits (val + distractors) ->
-    (Calibration | None, {split: cross-fitted (labels, scores)} for the validation splits)."""
+    """The calibrated fusion's model (shipped, or fitted on val + distractors), {split: cross-fitted labels, scores}."""
     shipped = ctx.shipped_file("calibration.json")
     if shipped is not None:
         d = json.loads(shipped.read_text())["model"]
@@ -186,20 +183,14 @@ def calibrate(found: dict, cfg, topk: int, ctx, solution):
         return None, {}
     labels, scores = calibrated_ranking(model, classes, feats, topk)
     labels[keep], scores[keep] = cross
-    out, start = {}, 0
-    for x in val:
-        n = len(found[x][1].ids)
-        out[x] = (labels[start:start + n], scores[start:start + n])
-        start += n
-    return model, out
+    bounds = np.cumsum([len(found[x][1].ids) for x in val])[:-1]
+    return model, dict(zip(val, zip(np.split(labels, bounds), np.split(scores, bounds))))
 
 
 @stage("rerank", RerankSettings, check=lambda s: rerank_config(s).check())
 def rerank(s: RerankSettings, ctx) -> dict:
     """Spatial re-ranking: nearest index images verified with local features + RANSAC -> SPLIT.npz.
-
-    Also SPLIT.inliers.npz (the verified pairs, for non-landmark scoring) and, for the calibrated fusion,
-    calibration.json (its model, fitted on validation; validation splits are scored cross-fitted)."""
+    Also SPLIT.inliers.npz and, for the calibrated fusion, calibration.json (fitted on validation, cross-fitted)."""
     files, labels = ctx.split_files(s.embeddings), ctx.of(s.folds)["folds"]
     splits = query_splits(files, ctx)
     cfg = rerank_config(s)
