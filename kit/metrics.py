@@ -103,8 +103,7 @@ class Matcher:
         keep = (sol_df["usage"].astype(str).str.lower().to_numpy() != "ignored" if "usage" in sol_df.columns
                 else np.ones(len(sol_df), dtype=bool))  # 'Ignored' rows dropped, as the official scorer does
         sol_ids = sol_df["id"].astype(str).to_numpy(dtype=object)
-        ignored = sol_ids[~keep]
-        sol_ids = sol_ids[keep]
+        ignored, sol_ids = sol_ids[~keep], sol_ids[keep]
         landmarks = sol_df["landmarks"].to_numpy()[keep]
         sub_ids = pd.Series(sub_ids).astype(str).to_numpy(dtype=object)
         self.sub_keep = index_in(sub_ids, ignored) < 0 if len(ignored) else None

@@ -139,10 +139,7 @@ class FaissIndex:
             self.kind += "-gpu"
         for i in range(0, n, add_batch):  # normalised in chunks: no second full copy beside faiss's
             index.add(l2n(xb[i:i + add_batch]))
-        self.index = index
-
-    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(xq, k)
+        self.index, self.search = index, index.search   # search(xq, k) -> (similarities, rows)
 
 
 def reference_similarity(query_emb: np.ndarray, query_ids, ref_emb: np.ndarray, ref_ids, k: int) -> np.ndarray:
