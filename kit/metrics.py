@@ -103,8 +103,7 @@ class Matcher:
         keep = (sol_df["usage"].astype(str).str.lower().to_numpy() != "ignored" if "usage" in sol_df.columns
                 else np.ones(len(sol_df), dtype=bool))  # 'Ignored' rows dropped, as the official scorer does
         sol_ids = sol_df["id"].astype(str).to_numpy(dtype=object)
-        ignored = sol_ids[~keep]
-        sol_ids = sol_ids[keep]
+        ignored, sol_ids = sol_ids[~keep], sol_ids[keep]
         landmarks = sol_df["landmarks"].to_numpy()[keep]
         sub_ids = pd.Series(sub_ids).astype(str).to_numpy(dtype=object)
         self.sub_keep = index_in(sub_ids, ignored) < 0 if len(ignored) else None
@@ -185,18 +184,3 @@ def sensitivity_specificity(pred_is_landmark, true_is_landmark) -> tuple[float, 
     spec = float(np.mean(~p[~t])) if (~t).any() else 0.0
     return sens, spec
 
-
-def gap_by_frequency(pred_labels, pred_scores, true_labels, class_counts: dict, threshold: int = 50,
-                     ids=None) -> dict:
-    """GAP of the landmark images of frequent (count >= threshold) vs rare classes, each scored on its own."""
-    pred = np.asarray(pred_labels, dtype=np.int64).ravel()
-    score = np.asarray(pred_scores, dtype=np.float64).ravel()
-    true = np.asarray(true_labels, dtype=np.int64).ravel()
-    key = np.arange(len(pred)) if ids is None else np.asarray(ids).ravel()
-    counts = pd.Series(true).map(class_counts).fillna(0).to_numpy()
-    out = {}
-    for name, mask in (("frequent", (true >= 0) & (counts >= threshold)),
-                       ("rare", (true >= 0) & (counts < threshold))):
-        out[name] = gap(pred[mask], score[mask], true[mask], key[mask]) if mask.any() else 0.0
-        out[f"n_{name}"] = int(mask.sum())
-    return out

@@ -73,12 +73,8 @@ def concat(preds: list[Predictions], k: int | None = None) -> Predictions:
 def save_predictions(pred: Predictions, path: str | Path) -> Path:
     """Write atomically as .npz (see module docstring)."""
     path = Path(path)
-    arrays = dict(ids=pred.ids, labels=pred.labels, scores=pred.scores)
-    if pred.embeddings is not None:
-        arrays["embeddings"] = pred.embeddings
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **{k: v for k, v in vars(pred).items() if v is not None})   # ids, labels, scores[, embeddings]
     return path
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from kit.errors import KitError
-from kit.metrics import accuracy, gap, gap_by_frequency, gap_frames, gap_reference, sensitivity_specificity
+from kit.metrics import accuracy, gap, gap_frames, gap_reference, sensitivity_specificity
 
 
 def frames(pred: dict, truth: dict, usage: dict | None = None):
@@ -83,11 +83,6 @@ def test_accuracy_sensitivity_specificity():
     assert accuracy([1, 2, 3], [1, 0, 3]) == pytest.approx(2 / 3)
     sens, spec = sensitivity_specificity([1, 1, 0, 0, 1], [1, 0, 1, 0, 0])
     assert (sens, spec) == (pytest.approx(0.5), pytest.approx(1 / 3))
-
-
-def test_gap_by_frequency():
-    out = gap_by_frequency([1, 5, 2, 7], [0.9, 0.8, 0.7, 0.6], [1, 1, 2, -1], {1: 100, 2: 3}, threshold=50)
-    assert out == {"frequent": pytest.approx(0.5), "n_frequent": 2, "rare": pytest.approx(1.0), "n_rare": 1}
 
 
 def test_truth_kind_survives_frame_operations(tmp_path):

@@ -71,9 +71,8 @@ def run(args) -> int:
     from kit.pipeline.stages.retrieval import RerankSettings, rerank_files
     from kit.submission import write_submission
 
-    names = {f.name for f in dataclasses.fields(RerankSettings)}
-    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    s = RerankSettings(**given)   # the flags are the settings' fields
+    names = {f.name for f in dataclasses.fields(RerankSettings)}   # the flags are the settings' fields
+    s = RerankSettings(**{k: v for k, v in vars(args).items() if k in names and v is not None})
     r = rerank_files(s, args.index, args.labels, args.query, args.data_dir, args.cache_dir, args.references or (),
                      args.out)
     side = (str(args.out)[:-4] if str(args.out).endswith(".npz") else str(args.out)) + ".inliers.npz"

@@ -44,11 +44,9 @@ class Calibration:
 def _best_other(values: np.ndarray, classes: np.ndarray, fill: float) -> np.ndarray:
     """[Q, C]: the highest value of the other candidate classes of the same query (fill if none)."""
     v = np.where(classes >= 0, values, fill)
-    out = np.full(v.shape, fill)
-    for c in range(v.shape[1]):
-        others = np.delete(v, c, axis=1)
-        out[:, c] = others.max(axis=1, initial=fill)
-    return out
+    s = np.sort(v, axis=1)   # the best other is the row's best, or its second best where this is the best
+    second = s[:, -2:-1] if v.shape[1] > 1 else np.full((len(v), 1), fill)
+    return np.maximum(np.where(v == s[:, -1:], second, s[:, -1:]), fill)
 
 
 def candidate_features(base_labels: np.ndarray, sims: np.ndarray, inliers: np.ndarray, nbr_labels: np.ndarray,

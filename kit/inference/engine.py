@@ -41,11 +41,7 @@ TTAS = Registry("TTA", {"none": lambda **kw: tta_none, "hflip": lambda **kw: tta
 
 def get_tta(tta=None, **kw) -> Callable:
     """None / a name in TTAS (kw e.g. scales= go to its factory) / a callable -> views callable."""
-    if tta is None:
-        return tta_none
-    if callable(tta):
-        return tta
-    return TTAS[tta](**kw)
+    return tta if callable(tta) else TTAS[tta or "none"](**kw)
 
 
 def topk_predictions(probs, k: int, label_map) -> tuple[np.ndarray, np.ndarray]:

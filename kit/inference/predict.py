@@ -101,8 +101,7 @@ def val_gap(pred: Predictions, folds_csv, fold: int) -> float:
 
     df, _ = read_folds(folds_csv, fold)
     truth = df.set_index("id")["landmark_id"].reindex(pred.ids).fillna(-1).to_numpy(np.int64)
-    label, score = pred.top1
-    return gap(label, score, truth, pred.ids)
+    return gap(*pred.top1, truth, pred.ids)
 
 
 def run_predict(cfg, fold: int, split: str, submission=None, checkpoint=None, out=None, log=print) -> dict:

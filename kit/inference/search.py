@@ -53,7 +53,11 @@ def detect_hardware(gpu: bool | None = None, probe_torch: bool = True) -> Hardwa
     faiss = _faiss()
     faiss_gpu = faiss is not None and hasattr(faiss, "StandardGpuResources") and bool(
         faiss.get_num_gpus() > 0 if gpu is None else gpu)
-    return Hardware(faiss is not None, faiss_gpu, probe_torch and _torch_cuda(gpu), probe_torch and cpu_has_bf16())
+    if not probe_torch:
+        return Hardware(faiss is not None, faiss_gpu)
+    import torch
+
+    return Hardware(faiss is not None, faiss_gpu, gpu is not False and torch.cuda.is_available(), cpu_has_bf16())
 
 
 def choose_backend(rows: int, dim: int, hw: Hardware, backend: str = "auto", precision: str = "auto",
@@ -139,10 +143,7 @@ class FaissIndex:
             self.kind += "-gpu"
         for i in range(0, n, add_batch):  # normalised in chunks: no second full copy beside faiss's
             index.add(l2n(xb[i:i + add_batch]))
-        self.index = index
-
-    def search(self, xq: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(xq, k)
+        self.index, self.search = index, index.search   # search(xq, k) -> (similarities, rows)
 
 
 def reference_similarity(query_emb: np.ndarray, query_ids, ref_emb: np.ndarray, ref_ids, k: int) -> np.ndarray:
@@ -157,12 +158,6 @@ def reference_similarity(query_emb: np.ndarray, query_ids, ref_emb: np.ndarray, 
     sims = np.where(np.cumsum(~np.isnan(sims), axis=1) <= k, sims, np.nan)  # the first k valid ones
     n = np.sum(~np.isnan(sims), axis=1)
     return (np.nansum(sims, axis=1) / np.maximum(n, 1)).astype(np.float32)
-
-
-def _torch_cuda(gpu: bool | None) -> bool:
-    import torch
-
-    return gpu is not False and torch.cuda.is_available()
 
 
 @functools.cache

@@ -2,7 +2,6 @@
 matching (descriptors + RANSAC), verification (the pair loop of `kit rerank` and the filters); EXTRACTORS."""
 from __future__ import annotations
 
-from kit.errors import KitError
 from kit.localfeatures.sift import SiftExtractor
 from kit.registry import Registry
 
@@ -14,8 +13,3 @@ def _delf(**kw):
 
 
 EXTRACTORS = Registry("extractor", {"delf": _delf, "sift": SiftExtractor})
-
-
-def build_extractor(name: str, **kw):
-    EXTRACTORS.check(name, "local features: ")
-    return EXTRACTORS[name](**kw)

@@ -19,7 +19,7 @@ import numpy as np
 
 from kit.atomic import atomic_path
 from kit.layout import find_image
-from kit.localfeatures import build_extractor
+from kit.localfeatures import EXTRACTORS
 from kit.localfeatures import base
 from kit.localfeatures.base import cache_key, resolve_cache_dir
 from kit.localfeatures.matching import verify_pairs
@@ -50,7 +50,7 @@ class Verification:
 
     def build_extractor(self):
         settings = self.extractor_settings()
-        return build_extractor(settings.pop("extractor"), **settings)
+        return EXTRACTORS[EXTRACTORS.check(settings.pop("extractor"), "local features: ")](**settings)
 
     def match_kw(self) -> dict:
         return {"ratio": self.ratio, "transform": self.transform, "threshold": self.ransac_threshold,
@@ -92,9 +92,8 @@ def save_pairs(path, pairs: dict) -> None:
     if path is None or not pairs:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, pairs=np.array(list(pairs), dtype=str), inliers=np.array(list(pairs.values()), np.int32))
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, pairs=np.array(list(pairs), dtype=str), inliers=np.array(list(pairs.values()), np.int32))
 
 
 class PairVerifier:

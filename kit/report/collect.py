@@ -10,7 +10,7 @@ import pandas as pd
 
 from kit.inference.search import SearchIndex
 from kit.csvfiles import read_csv
-from kit.metrics import accuracy, gap_by_frequency
+from kit.metrics import accuracy, gap
 from kit.predictions import Predictions, load_predictions
 from kit.truth import load_truth, summarize, truth_by_id
 
@@ -68,11 +68,10 @@ def score_by_bucket(pred: Predictions, truth: dict, counts: dict, threshold: int
     rows = [{"bucket": "all", "classes": len(set(first[is_lm])), "images": len(p),
              "GAP": s["gap"] if is_lm.any() else np.nan, "top-1 acc": s["accuracy"] if is_lm.any() else np.nan,
              "sensitivity": s["sensitivity"], "specificity": s["specificity"]}]
-    by = gap_by_frequency(label, score, first, counts, threshold, ids=p.ids)
     n_train = pd.Series(first).map(counts).fillna(0).to_numpy()
     for name, m in (("frequent", is_lm & (n_train >= threshold)), ("rare", is_lm & (n_train < threshold))):
-        rows.append({"bucket": name, "classes": len(set(first[m])), "images": int(by[f"n_{name}"]),
-                     "GAP": by[name] if m.any() else np.nan,
+        rows.append({"bucket": name, "classes": len(set(first[m])), "images": int(m.sum()),
+                     "GAP": gap(label[m], score[m], first[m], p.ids[m]) if m.any() else np.nan,
                      "top-1 acc": accuracy(label[m], first[m]) if m.any() else np.nan,
                      "sensitivity": np.nan, "specificity": np.nan})
     return pd.DataFrame(rows)

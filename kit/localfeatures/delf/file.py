@@ -39,10 +39,7 @@ class DelfPCA:
         return DelfPCA(np.asarray(mean, np.float64), np.asarray(components, np.float64), scale)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        out = x @ self.components.T
-        out -= self.mean.reshape(1, -1) @ self.components.T
-        out /= self.scale
-        return out
+        return (x @ self.components.T - self.mean.reshape(1, -1) @ self.components.T) / self.scale
 
     def to_state(self) -> dict:
         return {k: torch.from_numpy(np.asarray(v, np.float64)) for k, v in vars(self).items()}

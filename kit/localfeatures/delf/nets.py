@@ -78,7 +78,5 @@ def stage_features(backbone: nn.Module, x: torch.Tensor, index: int) -> torch.Te
 
 
 def freeze(module: nn.Module) -> nn.Module:
-    module.eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
+    """`module` in eval mode with no trainable parameters."""
+    return module.eval().requires_grad_(False)
