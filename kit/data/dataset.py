@@ -154,8 +154,7 @@ def make_loader(dataset, batch_size: int, train: bool, seed: int, num_workers: i
         sampler = range(rank, len(dataset), world_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       collate_fn=collate, pin_memory=device_type == "cuda", drop_last=drop_last,
-                      worker_init_fn=_worker_init if num_workers > 0 else None,
-                      persistent_workers=False)
+                      worker_init_fn=_worker_init if num_workers > 0 else None)
 
 
 def set_epoch(loader, epoch: int) -> None:

@@ -40,8 +40,11 @@ def ref(default: str = "", many: bool = False, stages: tuple = ()):
     return field(default_factory=list, metadata=meta) if many else field(default=default, metadata=meta)
 
 
-def choice(default: str, registry: Callable[[], typing.Iterable[str]]):
-    """A setting whose value must be a name of `registry()` (called lazily: registries import torch)."""
+def choice(default, registry: Callable[[], typing.Iterable[str]]):
+    """A setting whose value (each item of a list) must be a name of `registry()` (called lazily: registries import
+    torch); a list default is copied per instance."""
+    if isinstance(default, list):
+        return field(default_factory=default.copy, metadata={"choices": registry})
     return field(default=default, metadata={"choices": registry})
 
 
