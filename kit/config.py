@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,14 +152,11 @@ def parse_overrides(overrides: list[str]) -> dict:
     """['optim.lr=0.1', 'name=x'] -> {'optim': {'lr': '0.1'}, 'name': 'x'}."""
     tree: dict = {}
     for item in overrides or []:
-        if "=" not in item:
+        key, sep, value = item.partition("=")
+        if not sep:
             raise KitError(f"config override '{item}' is not key=value")
-        key, value = item.split("=", 1)
-        node = tree
         *parents, last = key.strip().split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
+        functools.reduce(lambda node, p: node.setdefault(p, {}), parents, tree)[last] = value
     return tree
 
 
@@ -194,9 +192,7 @@ def validate_config(cfg: Config) -> Config:
     import timm
 
     for section in ("data", "model", "optim", "predict"):
-        for f in dataclasses.fields(getattr(cfg, section)):
-            if "range" not in f.metadata:
-                continue
+        for f in (f for f in dataclasses.fields(getattr(cfg, section)) if "range" in f.metadata):
             v, (lo, hi, low_open) = getattr(getattr(cfg, section), f.name), f.metadata["range"]
             if not ((lo < v if low_open else lo <= v) and v <= hi):  # False for NaN: values outside are typos
                 low = f"> {lo}" if low_open else f">= {lo}"

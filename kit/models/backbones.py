@@ -55,12 +55,10 @@ def remap_by_order(source: dict, target: dict, what: str = "weights") -> dict:
     src, dst = list(source.items()), list(target.items())
     if len(src) != len(dst):
         raise KitError(f"{what}: {len(src)} tensors, the backbone expects {len(dst)}")
-    out = {}
     for (sk, sv), (dk, dv) in zip(src, dst):
         if tuple(sv.shape) != tuple(dv.shape):
             raise KitError(f"{what}: tensor {sk} {tuple(sv.shape)} does not fit {dk} {tuple(dv.shape)}")
-        out[dk] = sv
-    return out
+    return dict(zip(target, source.values()))
 
 
 def packaged_state_dict(name: str) -> dict:

@@ -28,8 +28,7 @@ class Stage:
 def stage(name: str, settings: type, kind: str = "infer", check: Callable | None = None):
     """Decorator registering a stage under `name`; `check(settings)` rejects bad combinations when a recipe loads."""
     def add(fn):
-        doc = (fn.__doc__ or "").strip().splitlines()
-        STAGES.register(name, Stage(name, fn, settings, kind, doc[0] if doc else "", check))
+        STAGES.register(name, Stage(name, fn, settings, kind, (fn.__doc__ or "").strip().partition("\n")[0], check))
         return fn
     return add
 
@@ -86,8 +85,7 @@ class Context:
 
     def shipped_file(self, name: str) -> Path | None:
         """A file of this stage packaged at home (fitted weights, a fitted filter, an index), if any."""
-        path = None if self.shipped is None else self.shipped / name
-        if path is None or not path.is_file():
+        if self.shipped is None or not (path := self.shipped / name).is_file():
             return None
         if not path.resolve().is_relative_to(self.shipped.resolve()):
             raise KitError(f"{path}: a link to a file outside the models dataset")

@@ -3,7 +3,6 @@ a kit config + `set:` overrides, with what the run decides (data, folds, seed, d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -64,12 +63,6 @@ class PredictSettings:
     index: str = choice("shipped", lambda: ("shipped", "embed"))
 
 
-def wanted_splits(s: PredictSettings, data: Path) -> list[str]:
-    if s.splits:
-        return list(s.splits)
-    return ["train", "val", "test"] + (["distractors"] if (data / "distractors.csv").is_file() else [])
-
-
 INDEX_SPLITS = ("train", "val")   # labelled images: the retrieval index
 
 
@@ -81,7 +74,8 @@ def predict(s: PredictSettings, ctx) -> dict:
     folds = ctx.of(s.folds)["folds"]
     checkpoint = ctx.of(s.model)["checkpoint"] if s.model else s.checkpoint
     files = {}
-    for split in wanted_splits(s, ctx.data):
+    distractors = ["distractors"] if (ctx.data / "distractors.csv").is_file() else []
+    for split in s.splits or ["train", "val", "test"] + distractors:
         out = ctx.dir / f"{split}.npz"
         packaged = ctx.shipped_file(f"{split}.npz")
         if packaged is not None:

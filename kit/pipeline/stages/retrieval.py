@@ -102,8 +102,7 @@ class RerankSettings(RerankConfig):
 
 
 def rerank_config(s: RerankSettings) -> RerankConfig:
-    names = {f.name for f in dataclasses.fields(RerankConfig)}
-    cfg = RerankConfig(**{k: v for k, v in dataclasses.asdict(s).items() if k in names})
+    cfg = RerankConfig(**{f.name: getattr(s, f.name) for f in dataclasses.fields(RerankConfig)})
     extra = {"image_size": s.image_size or None, "max_keypoints": s.max_keypoints or None, "delf": s.delf or None}
     cfg.extractor_kw = {**cfg.extractor_kw, **{k: v for k, v in extra.items() if v is not None}}
     return cfg
