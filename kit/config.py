@@ -162,12 +162,9 @@ def parse_overrides(overrides: list[str]) -> dict:
 
 def named_file(name_or_path: str, folder: Path, kind: str) -> Path:
     """A file, or a shipped name (`top2k` -> folder/top2k.yaml); else a KitError listing the shipped names."""
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    shipped = folder / f"{name_or_path}.yaml"
-    if shipped.is_file():
-        return shipped
+    for p in (Path(name_or_path), folder / f"{name_or_path}.yaml"):
+        if p.is_file():
+            return p
     names = ", ".join(sorted(x.stem for x in folder.glob("*.yaml")))
     raise KitError(f"{kind} '{name_or_path}': no such file or shipped {kind} (shipped: {names})")
 

@@ -127,9 +127,7 @@ def collate(items):
     """default_collate of the decodable items + "skipped" ids (no "image" when all were undecodable)."""
     skipped = [x["skipped"] for x in items if x is not None and "skipped" in x]
     good = [x for x in items if x is not None and "skipped" not in x]
-    batch = default_collate(good) if good else {}
-    batch["skipped"] = skipped
-    return batch
+    return (default_collate(good) if good else {}) | {"skipped": skipped}
 
 
 def has_images(batch) -> bool:

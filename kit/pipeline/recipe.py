@@ -159,7 +159,6 @@ def stage_spec(item, i: int, earlier: list[StageSpec], where: str, deep: bool = 
                 if v not in names:
                     raise KitError(f"{at}: {key} '{v}' is unknown (valid: {', '.join(map(str, names))})")
         setattr(settings, key, value)
-    spec = StageSpec(sid, st, settings)
     for key, kinds in {k: f.metadata["ref"] for k, f in fields.items() if f.metadata.get("ref")}.items():
         value = getattr(settings, key)
         for r in filter(None, value if isinstance(value, list) else [value]):
@@ -176,7 +175,7 @@ def stage_spec(item, i: int, earlier: list[StageSpec], where: str, deep: bool = 
             st.check(settings)
         except KitError as e:
             raise KitError(f"{at}: {e}") from None
-    return spec
+    return StageSpec(sid, st, settings)
 
 
 def coerce(value, tp, where: str):

@@ -83,6 +83,10 @@ class Context:
     def wants(self, split: str) -> bool:
         return self.splits is None or split in self.splits
 
+    def query_splits(self, files: dict) -> list[str]:
+        """The splits of an earlier stage's `files` this run predicts: all it wants but train (the index)."""
+        return [s for s in files if s != "train" and self.wants(s)]
+
     def shipped_file(self, name: str) -> Path | None:
         """A file of this stage packaged at home (fitted weights, a fitted filter, an index), if any."""
         if self.shipped is None or not (path := self.shipped / name).is_file():

@@ -18,7 +18,7 @@ from kit.errors import KitError
 from kit.inference.engine import predict_loader
 from kit.models.checkpoint import load_checkpoint, save_checkpoint
 from kit.models.losses import build_loss
-from kit.models.model import build_model, parse_stages, set_trainable, stage_at, unwrap
+from kit.models.model import build_model, set_trainable, stage_at, unwrap
 from kit.predictions import save_predictions
 from kit.train.distributed import Dist, all_gather, barrier, setup_distributed, wrap_ddp
 from kit.train.epoch import evaluate, micro_batches, train_one_epoch
@@ -50,8 +50,7 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np_state = state["numpy"]
     if isinstance(np_state, dict):  # kit's tensor form (see rng_state)
-        key = np.asarray(np_state["state"]["key"].numpy() if torch.is_tensor(np_state["state"]["key"])
-                         else np_state["state"]["key"]).astype(np.uint32)
+        key = np.asarray(np_state["state"]["key"]).astype(np.uint32)
         np_state = {**np_state, "state": {"key": key, "pos": int(np_state["state"]["pos"])}}
     np.random.set_state(np_state)
     random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
@@ -100,8 +99,7 @@ class _Parts:
 
 def train(cfg, fold: int, resume: bool = False) -> dict:
     """Train cfg's model on fold `fold`; returns the best epoch's metrics and the output paths."""
-    o = cfg.optim
-    parse_stages(o.stages)  # bad stage specs fail before any work
+    o = cfg.optim  # stage_at parses optim.stages first: a bad spec fails before any work
     job = Job(lambda split: (build_model(cfg.model, len(split.label_map), split.class_counts),
                              build_loss(cfg.model, len(split.label_map), split.class_counts)),
               [stage_at(o.stages, e) for e in range(o.epochs)], cfg.run_dir(fold), set_trainable, oof=True)

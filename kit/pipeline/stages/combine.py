@@ -57,7 +57,7 @@ def ensemble(s: EnsembleSettings, ctx) -> dict:
     """Combine the inputs' predictions per split -> SPLIT.npz, weights.json.
     Report 001's max / correct / boost / weighted, or a soft average; weights fitted on validation unless given."""
     files = [ctx.split_files(i) for i in s.inputs]
-    splits = [x for x in files[0] if all(x in f for f in files) and x != "train" and ctx.wants(x)]
+    splits = [x for x in ctx.query_splits(files[0]) if all(x in f for f in files)]
     weights = list(s.weights) or None
     shipped = ctx.shipped_file("weights.json")
     if shipped is not None:

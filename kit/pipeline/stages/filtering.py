@@ -73,10 +73,7 @@ def filter_stage(s: FilterSettings, ctx) -> dict:
                     f"with {f.fit_report['params']}")
     for f in chain.filters:
         f.params.update({k: float(v) for k, v in s.params.items() if k in f.params})
-    out = {}
-    for split in files:
-        if split == "train" or not ctx.wants(split):
-            continue
-        out[split] = save_predictions(chain.apply(with_embeddings(split)).predictions, ctx.dir / f"{split}.npz")
+    out = {split: save_predictions(chain.apply(with_embeddings(split)).predictions, ctx.dir / f"{split}.npz")
+           for split in ctx.query_splits(files)}
     save_filter(chain, ctx.dir / "filter.json")
     return {"splits": out, "filter": ctx.dir / "filter.json"}
