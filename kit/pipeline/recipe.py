@@ -70,9 +70,7 @@ def load_recipe(source, overrides: list[str] | tuple = (), deep: bool = True) ->
         path = named_file(str(source), RECIPE_DIR, "recipe")   # `retrieval` -> kit/recipes/retrieval.yaml
         data, where = read_yaml_mapping(path, "recipe keys with 'stages'", MAX_BYTES), str(path)
     apply_overrides(data, overrides, where)
-    recipe = validate(data, where, deep)
-    recipe.data = data
-    return recipe
+    return validate(data, where, deep)
 
 
 def check_deep(recipe: Recipe) -> None:
@@ -125,7 +123,8 @@ def validate(data: dict, where: str, deep: bool = True) -> Recipe:
     specs: list[StageSpec] = []
     for i, item in enumerate(items):
         specs.append(stage_spec(item, i, specs, where, deep))
-    return Recipe(str(data.get("name") or Path(where).stem), where, specs, run, str(data.get("description") or ""))
+    return Recipe(str(data.get("name") or Path(where).stem), where, specs, run, str(data.get("description") or ""),
+                  data)
 
 
 def stage_spec(item, i: int, earlier: list[StageSpec], where: str, deep: bool = True) -> StageSpec:

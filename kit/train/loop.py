@@ -67,8 +67,8 @@ def checkpoint_state(model, cfg, split, epoch: int, metrics: dict) -> dict:
 
 def write_oof(model, cfg, fold: int, split, dist: Dist, amp: bool):
     """Predictions of `model` (the best checkpoint) on the fold's val rows -> predictions/<name>/oof_foldN.npz."""
-    ds = LandmarkDataset.from_config(split.val, cfg, train=False)
-    loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, cfg.data.num_workers, dist.device.type)
+    loader = make_loader(LandmarkDataset.from_config(split.val, cfg, train=False), cfg.predict.batch_size, False,
+                         cfg.seed, cfg.data.num_workers, dist.device.type)
     pred = predict_loader(unwrap(model), loader, split.label_map, cfg.predict.topk, dist.device, amp=amp,
                           desc="oof")
     return save_predictions(pred, Path(cfg.predictions_dir) / cfg.name / f"oof_fold{fold}.npz")
@@ -120,8 +120,7 @@ def _assemble(cfg, job: Job, split, n_batches: int, device, channels_last: bool,
     """Model, loss, optimizer, per-step scheduler and grad scaler, with identical initial weights on every rank."""
     o = cfg.optim
     seed_everything(cfg.seed)
-    model, loss_fn = job.build(split)
-    model, loss_fn = model.to(device), loss_fn.to(device)
+    model, loss_fn = (m.to(device) for m in job.build(split))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, o)

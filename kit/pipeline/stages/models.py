@@ -41,11 +41,9 @@ def train_stage(s: TrainSettings, ctx) -> dict:
     from kit.train.loop import train as train_fold  # torch: imported when a model stage runs
 
     cfg = stage_config(s.config, s.set, ctx, ctx.of(s.folds)["folds"], name=ctx.dir.name)
-    resume = (cfg.run_dir(ctx.run.val_fold) / "last.pt").is_file()
-    result = train_fold(cfg, ctx.run.val_fold, resume=resume)
-    best = result["best"]
-    ctx.log(f"best epoch {best['epoch']}: val_gap {best['val_gap']:.4f}")
     run = cfg.run_dir(ctx.run.val_fold)
+    best = train_fold(cfg, ctx.run.val_fold, resume=(run / "last.pt").is_file())["best"]
+    ctx.log(f"best epoch {best['epoch']}: val_gap {best['val_gap']:.4f}")
     return {"run": run, "checkpoint": run / "best.pt", "config": run / "config.yaml"}
 
 
