@@ -45,10 +45,7 @@ def clean_stale_temps(folder: str | os.PathLike) -> int:
     return removed
 
 
-@functools.lru_cache(maxsize=None)
-def _sweep_once(folder: str) -> None:
-    """clean_stale_temps(folder) at the first write into it by this process."""
-    clean_stale_temps(folder)
+_sweep_once = functools.cache(clean_stale_temps)  # at the first write into a folder by this process
 
 
 def _fsync_dir(directory: Path) -> None:

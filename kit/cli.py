@@ -58,8 +58,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def one_line(e: BaseException) -> str:
     """An exception as one line: its type (unless a KitError) and the first line of its message."""
-    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
-    text = lines[0] if lines else ""
+    text = next((x.strip() for x in str(e).splitlines() if x.strip()), "")
     return text if isinstance(e, KitError) else f"{type(e).__name__}: {text}".rstrip(": ")
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,25 +152,19 @@ def parse_overrides(overrides: list[str]) -> dict:
     """['optim.lr=0.1', 'name=x'] -> {'optim': {'lr': '0.1'}, 'name': 'x'}."""
     tree: dict = {}
     for item in overrides or []:
-        if "=" not in item:
+        key, sep, value = item.partition("=")
+        if not sep:
             raise KitError(f"config override '{item}' is not key=value")
-        key, value = item.split("=", 1)
-        node = tree
         *parents, last = key.strip().split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[last] = value
+        functools.reduce(lambda node, p: node.setdefault(p, {}), parents, tree)[last] = value
     return tree
 
 
 def named_file(name_or_path: str, folder: Path, kind: str) -> Path:
     """A file, or a shipped name (`top2k` -> folder/top2k.yaml); else a KitError listing the shipped names."""
-    p = Path(name_or_path)
-    if p.is_file():
-        return p
-    shipped = folder / f"{name_or_path}.yaml"
-    if shipped.is_file():
-        return shipped
+    for p in (Path(name_or_path), folder / f"{name_or_path}.yaml"):
+        if p.is_file():
+            return p
     names = ", ".join(sorted(x.stem for x in folder.glob("*.yaml")))
     raise KitError(f"{kind} '{name_or_path}': no such file or shipped {kind} (shipped: {names})")
 
@@ -194,9 +189,7 @@ def validate_config(cfg: Config) -> Config:
     import timm
 
     for section in ("data", "model", "optim", "predict"):
-        for f in dataclasses.fields(getattr(cfg, section)):
-            if "range" not in f.metadata:
-                continue
+        for f in (f for f in dataclasses.fields(getattr(cfg, section)) if "range" in f.metadata):
             v, (lo, hi, low_open) = getattr(getattr(cfg, section), f.name), f.metadata["range"]
             if not ((lo < v if low_open else lo <= v) and v <= hi):  # False for NaN: values outside are typos
                 low = f"> {lo}" if low_open else f">= {lo}"

@@ -58,9 +58,8 @@ def build_transforms(name: str, image_size: int, train: bool, mean=None, std=Non
     PIPELINES.check(name, "data.augment: ")
     if int(image_size) < 8:
         raise KitError(f"data.image_size={image_size} is too small (>= 8)")
-    steps = PIPELINES[name](int(image_size), train)
-    steps += [A.Normalize(mean=tuple(mean or IMAGENET_MEAN), std=tuple(std or IMAGENET_STD)), ToTensorV2()]
-    return A.Compose(steps, strict=True)
+    normalize = A.Normalize(mean=tuple(mean or IMAGENET_MEAN), std=tuple(std or IMAGENET_STD))
+    return A.Compose([*PIPELINES[name](int(image_size), train), normalize, ToTensorV2()], strict=True)
 
 
 def transforms_for(cfg, train: bool) -> A.Compose:

@@ -21,7 +21,6 @@ from kit.layout import image_path
 
 log = logging.getLogger("kit.data.dataset")
 FOLD_COLUMNS = ("id", "landmark_id", "label", "fold")
-SHOW_PATHS = 5
 
 
 @dataclass
@@ -70,7 +69,7 @@ def drop_missing(df: pd.DataFrame, data_dir, strict: bool, split: str = "train")
     missing = ~df["id"].isin(have)
     n = int(missing.sum())
     if n:
-        paths = [str(image_path(data_dir, split, i)) for i in df.loc[missing, "id"].head(SHOW_PATHS)]
+        paths = [str(image_path(data_dir, split, i)) for i in df.loc[missing, "id"].head(5)]
         if strict:
             raise KitError(f"{n} image(s) missing, e.g. {paths[0]} (run without --strict to skip them)")
         log.warning("skipping %d missing image(s), first: %s", n, ", ".join(paths))
@@ -127,9 +126,7 @@ def collate(items):
     """default_collate of the decodable items + "skipped" ids (no "image" when all were undecodable)."""
     skipped = [x["skipped"] for x in items if x is not None and "skipped" in x]
     good = [x for x in items if x is not None and "skipped" not in x]
-    batch = default_collate(good) if good else {}
-    batch["skipped"] = skipped
-    return batch
+    return (default_collate(good) if good else {}) | {"skipped": skipped}
 
 
 def has_images(batch) -> bool:
@@ -154,8 +151,7 @@ def make_loader(dataset, batch_size: int, train: bool, seed: int, num_workers: i
         sampler = range(rank, len(dataset), world_size)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                       collate_fn=collate, pin_memory=device_type == "cuda", drop_last=drop_last,
-                      worker_init_fn=_worker_init if num_workers > 0 else None,
-                      persistent_workers=False)
+                      worker_init_fn=_worker_init if num_workers > 0 else None)
 
 
 def set_epoch(loader, epoch: int) -> None:
@@ -178,9 +174,7 @@ def make_loaders(cfg, fold: int, world_size: int = 1, rank: int = 0, device_type
     split, d = split or split_fold(cfg, fold), cfg.data
     if d.batch_size % world_size:  # data.batch_size is the global batch: split evenly over DDP ranks
         raise KitError(f"data.batch_size={d.batch_size} is not divisible by the {world_size} DDP processes")
-    bs = d.batch_size // world_size
-    train_ds = LandmarkDataset.from_config(split.train, cfg, train=True)
-    val_ds = LandmarkDataset.from_config(split.val, cfg, train=False)
-    return Loaders(make_loader(train_ds, bs, True, cfg.seed, d.num_workers, device_type, world_size, rank),
-                   make_loader(val_ds, bs, False, cfg.seed, d.num_workers, device_type, world_size, rank),
-                   split)
+    loaders = [make_loader(LandmarkDataset.from_config(rows, cfg, train), d.batch_size // world_size, train, cfg.seed,
+                           d.num_workers, device_type, world_size, rank)
+               for rows, train in ((split.train, True), (split.val, False))]
+    return Loaders(*loaders, split)

@@ -55,12 +55,10 @@ def remap_by_order(source: dict, target: dict, what: str = "weights") -> dict:
     src, dst = list(source.items()), list(target.items())
     if len(src) != len(dst):
         raise KitError(f"{what}: {len(src)} tensors, the backbone expects {len(dst)}")
-    out = {}
     for (sk, sv), (dk, dv) in zip(src, dst):
         if tuple(sv.shape) != tuple(dv.shape):
             raise KitError(f"{what}: tensor {sk} {tuple(sv.shape)} does not fit {dk} {tuple(dv.shape)}")
-        out[dk] = sv
-    return out
+    return dict(zip(target, source.values()))
 
 
 def packaged_state_dict(name: str) -> dict:
@@ -75,10 +73,8 @@ def _load_strict(model: nn.Module, state_dict: dict, what: str) -> None:
     """Load all but the classifier tensors a headless (num_classes=0) backbone lacks; a mismatch is a KitError."""
     keys = set(model.state_dict())
     result = model.load_state_dict({k: v for k, v in state_dict.items() if k in keys}, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        bad = (result.missing_keys or result.unexpected_keys)[:3]
-        kind = "missing" if result.missing_keys else "unexpected"
-        raise KitError(f"{what}: {kind} tensors for this backbone, e.g. {', '.join(bad)}")
+    if result.missing_keys:  # unexpected ones were filtered out above
+        raise KitError(f"{what}: missing tensors for this backbone, e.g. {', '.join(result.missing_keys[:3])}")
 
 
 def _timm_from_file(name: str, path: Path, kw: dict) -> nn.Module:

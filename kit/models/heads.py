@@ -33,8 +33,7 @@ def arc_margin_logits(cosine: torch.Tensor, labels: torch.Tensor, margin, scale:
     sin_t = (1.0 - cos_t.pow(2)).clamp(min=0).sqrt()
     phi = cos_t * torch.cos(m) - sin_t * torch.sin(m)
     phi = torch.where(cos_t > torch.cos(math.pi - m), phi, cos_t - torch.sin(math.pi - m) * m)
-    out = cosine.scatter(1, labels[:, None], phi[:, None])
-    return out * scale
+    return cosine.scatter(1, labels[:, None], phi[:, None]) * scale
 
 
 class LinearHead(nn.Module):

@@ -22,10 +22,6 @@ class GeM(nn.Module):
         self.p = nn.Parameter(torch.ones(1) * p, requires_grad=learnable)
         self.eps = eps
 
-    @classmethod
-    def from_config(cls, gem_p: float = 3.0) -> "GeM":
-        return cls(p=gem_p)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return gem(x, self.p, self.eps)
 
@@ -37,10 +33,6 @@ class AvgPool(nn.Module):
     """Global average pooling [B, C, H, W] -> [B, C] (float32, like GeM)."""
 
     reduce = "mean"
-
-    @classmethod
-    def from_config(cls, gem_p: float = 3.0) -> "AvgPool":
-        return cls()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return getattr(x.float(), self.reduce)(dim=(-2, -1))
@@ -57,7 +49,8 @@ POOLS = Registry("pool", {"gem": GeM, "avg": AvgPool, "max": MaxPool})
 
 def build_pool(name: str, gem_p: float = 3.0) -> nn.Module:
     """Pooling layer by name (POOLS); `gem_p` is GeM's initial p."""
-    return POOLS[POOLS.check(name, "model.pool: ")].from_config(gem_p)
+    pool = POOLS[POOLS.check(name, "model.pool: ")]
+    return pool(p=gem_p) if pool is GeM else pool()
 
 
 class SEAttention(nn.Module):

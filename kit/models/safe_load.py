@@ -43,5 +43,4 @@ def load_torch_file(path: str | os.PathLike, what: str = "checkpoint", map_locat
 
 
 def _first_line(e: BaseException) -> str:
-    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
-    return lines[0][:200] if lines else type(e).__name__
+    return next((x.strip()[:200] for x in str(e).splitlines() if x.strip()), type(e).__name__)

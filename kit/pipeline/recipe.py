@@ -32,12 +32,9 @@ class StageSpec:
     settings: object
 
     def refs(self) -> list[str]:
-        out = []
-        for f in dataclasses.fields(self.settings):
-            if f.metadata.get("ref"):
-                value = getattr(self.settings, f.name)
-                out += [v for v in (value if isinstance(value, list) else [value]) if v]
-        return out
+        """The ids of the earlier stages this one reads."""
+        values = [getattr(self.settings, f.name) for f in dataclasses.fields(self.settings) if f.metadata.get("ref")]
+        return [r for v in values for r in (v if isinstance(v, list) else [v]) if r]
 
 
 @dataclass
@@ -73,9 +70,7 @@ def load_recipe(source, overrides: list[str] | tuple = (), deep: bool = True) ->
         path = named_file(str(source), RECIPE_DIR, "recipe")   # `retrieval` -> kit/recipes/retrieval.yaml
         data, where = read_yaml_mapping(path, "recipe keys with 'stages'", MAX_BYTES), str(path)
     apply_overrides(data, overrides, where)
-    recipe = validate(data, where, deep)
-    recipe.data = data
-    return recipe
+    return validate(data, where, deep)
 
 
 def check_deep(recipe: Recipe) -> None:
@@ -117,10 +112,8 @@ def validate(data: dict, where: str, deep: bool = True) -> Recipe:
     unknown = sorted(set(map(str, data)) - known)
     if unknown:
         raise KitError(f"{where}: unknown key '{unknown[0]}' (valid: {', '.join(sorted(known))})")
-    run = RunSettings()
-    for key in fields_of(RunSettings):
-        if key in data:
-            setattr(run, key, coerce(data[key], typing.get_type_hints(RunSettings)[key], f"{where}: {key}"))
+    hints = typing.get_type_hints(RunSettings)
+    run = RunSettings(**{k: coerce(data[k], hints[k], f"{where}: {k}") for k in fields_of(RunSettings) if k in data})
     if run.threads < 1 or run.workers < 0:
         raise KitError(f"{where}: threads must be >= 1 and workers >= 0 (threads={run.threads}, workers={run.workers})")
     items = data.get("stages")
@@ -130,7 +123,8 @@ def validate(data: dict, where: str, deep: bool = True) -> Recipe:
     specs: list[StageSpec] = []
     for i, item in enumerate(items):
         specs.append(stage_spec(item, i, specs, where, deep))
-    return Recipe(str(data.get("name") or Path(where).stem), where, specs, run, str(data.get("description") or ""))
+    return Recipe(str(data.get("name") or Path(where).stem), where, specs, run, str(data.get("description") or ""),
+                  data)
 
 
 def stage_spec(item, i: int, earlier: list[StageSpec], where: str, deep: bool = True) -> StageSpec:
@@ -164,19 +158,15 @@ def stage_spec(item, i: int, earlier: list[StageSpec], where: str, deep: bool = 
                 if v not in names:
                     raise KitError(f"{at}: {key} '{v}' is unknown (valid: {', '.join(map(str, names))})")
         setattr(settings, key, value)
-    spec = StageSpec(sid, st, settings)
-    for key, f in fields.items():
-        kinds = f.metadata.get("ref")
-        if not kinds:
-            continue
+    for key, kinds in {k: f.metadata["ref"] for k, f in fields.items() if f.metadata.get("ref")}.items():
         value = getattr(settings, key)
-        for r in value if isinstance(value, list) else [value]:
+        for r in filter(None, value if isinstance(value, list) else [value]):
             match = next((s for s in earlier if s.id == r), None)
-            if r and match is None:
+            if match is None:
                 later = "" if r != sid else " (a stage cannot use its own output)"
                 raise KitError(f"{at}: {key} '{r}' is not an earlier stage{later} (earlier: "
                                f"{', '.join(s.id for s in earlier) or 'none'}; stages run in the order listed)")
-            if r and kinds is not True and match.stage.name not in kinds:
+            if kinds is not True and match.stage.name not in kinds:
                 raise KitError(f"{at}: {key} '{r}' is a {match.stage.name} stage; it must be one of: "
                                f"{', '.join(kinds)}")
     if st.check is not None and deep:
@@ -184,7 +174,7 @@ def stage_spec(item, i: int, earlier: list[StageSpec], where: str, deep: bool = 
             st.check(settings)
         except KitError as e:
             raise KitError(f"{at}: {e}") from None
-    return spec
+    return StageSpec(sid, st, settings)
 
 
 def coerce(value, tp, where: str):

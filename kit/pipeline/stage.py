@@ -28,8 +28,7 @@ class Stage:
 def stage(name: str, settings: type, kind: str = "infer", check: Callable | None = None):
     """Decorator registering a stage under `name`; `check(settings)` rejects bad combinations when a recipe loads."""
     def add(fn):
-        doc = (fn.__doc__ or "").strip().splitlines()
-        STAGES.register(name, Stage(name, fn, settings, kind, doc[0] if doc else "", check))
+        STAGES.register(name, Stage(name, fn, settings, kind, (fn.__doc__ or "").strip().partition("\n")[0], check))
         return fn
     return add
 
@@ -40,8 +39,11 @@ def ref(default: str = "", many: bool = False, stages: tuple = ()):
     return field(default_factory=list, metadata=meta) if many else field(default=default, metadata=meta)
 
 
-def choice(default: str, registry: Callable[[], typing.Iterable[str]]):
-    """A setting whose value must be a name of `registry()` (called lazily: registries import torch)."""
+def choice(default, registry: Callable[[], typing.Iterable[str]]):
+    """A setting whose value (each item of a list) must be a name of `registry()` (called lazily: registries import
+    torch); a list default is copied per instance."""
+    if isinstance(default, list):
+        return field(default_factory=default.copy, metadata={"choices": registry})
     return field(default=default, metadata={"choices": registry})
 
 
@@ -81,10 +83,13 @@ class Context:
     def wants(self, split: str) -> bool:
         return self.splits is None or split in self.splits
 
+    def query_splits(self, files: dict) -> list[str]:
+        """The splits of an earlier stage's `files` this run predicts: all it wants but train (the index)."""
+        return [s for s in files if s != "train" and self.wants(s)]
+
     def shipped_file(self, name: str) -> Path | None:
         """A file of this stage packaged at home (fitted weights, a fitted filter, an index), if any."""
-        path = None if self.shipped is None else self.shipped / name
-        if path is None or not path.is_file():
+        if self.shipped is None or not (path := self.shipped / name).is_file():
             return None
         if not path.resolve().is_relative_to(self.shipped.resolve()):
             raise KitError(f"{path}: a link to a file outside the models dataset")

@@ -18,7 +18,7 @@ from kit.errors import KitError
 from kit.inference.engine import predict_loader
 from kit.models.checkpoint import load_checkpoint, save_checkpoint
 from kit.models.losses import build_loss
-from kit.models.model import build_model, parse_stages, set_trainable, stage_at, unwrap
+from kit.models.model import build_model, set_trainable, stage_at, unwrap
 from kit.predictions import save_predictions
 from kit.train.distributed import Dist, all_gather, barrier, setup_distributed, wrap_ddp
 from kit.train.epoch import evaluate, micro_batches, train_one_epoch
@@ -50,8 +50,7 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np_state = state["numpy"]
     if isinstance(np_state, dict):  # kit's tensor form (see rng_state)
-        key = np.asarray(np_state["state"]["key"].numpy() if torch.is_tensor(np_state["state"]["key"])
-                         else np_state["state"]["key"]).astype(np.uint32)
+        key = np.asarray(np_state["state"]["key"]).astype(np.uint32)
         np_state = {**np_state, "state": {"key": key, "pos": int(np_state["state"]["pos"])}}
     np.random.set_state(np_state)
     random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python"]))
@@ -68,8 +67,8 @@ def checkpoint_state(model, cfg, split, epoch: int, metrics: dict) -> dict:
 
 def write_oof(model, cfg, fold: int, split, dist: Dist, amp: bool):
     """Predictions of `model` (the best checkpoint) on the fold's val rows -> predictions/<name>/oof_foldN.npz."""
-    ds = LandmarkDataset.from_config(split.val, cfg, train=False)
-    loader = make_loader(ds, cfg.predict.batch_size, False, cfg.seed, cfg.data.num_workers, dist.device.type)
+    loader = make_loader(LandmarkDataset.from_config(split.val, cfg, train=False), cfg.predict.batch_size, False,
+                         cfg.seed, cfg.data.num_workers, dist.device.type)
     pred = predict_loader(unwrap(model), loader, split.label_map, cfg.predict.topk, dist.device, amp=amp,
                           desc="oof")
     return save_predictions(pred, Path(cfg.predictions_dir) / cfg.name / f"oof_fold{fold}.npz")
@@ -100,8 +99,7 @@ class _Parts:
 
 def train(cfg, fold: int, resume: bool = False) -> dict:
     """Train cfg's model on fold `fold`; returns the best epoch's metrics and the output paths."""
-    o = cfg.optim
-    parse_stages(o.stages)  # bad stage specs fail before any work
+    o = cfg.optim  # stage_at parses optim.stages first: a bad spec fails before any work
     job = Job(lambda split: (build_model(cfg.model, len(split.label_map), split.class_counts),
                              build_loss(cfg.model, len(split.label_map), split.class_counts)),
               [stage_at(o.stages, e) for e in range(o.epochs)], cfg.run_dir(fold), set_trainable, oof=True)
@@ -122,8 +120,7 @@ def _assemble(cfg, job: Job, split, n_batches: int, device, channels_last: bool,
     """Model, loss, optimizer, per-step scheduler and grad scaler, with identical initial weights on every rank."""
     o = cfg.optim
     seed_everything(cfg.seed)
-    model, loss_fn = job.build(split)
-    model, loss_fn = model.to(device), loss_fn.to(device)
+    model, loss_fn = (m.to(device) for m in job.build(split))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, o)

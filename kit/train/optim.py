@@ -68,14 +68,11 @@ def lr_factor(step: int, schedule: str, steps_per_epoch: int, epochs: int, warmu
 
 def build_optimizer(model, optim_cfg) -> torch.optim.Optimizer:
     """OPTIMIZERS[optim.optimizer] over per-part groups, lr = optim.lr x optim.lr_<part> (Mail.ru)."""
-    o = optim_cfg
+    o, model = optim_cfg, unwrap(model)
     OPTIMIZERS.check(o.optimizer, "optim.optimizer: ")
-    mult = {"neck": o.lr_neck, "head": o.lr_head}
-    parts = unwrap(model).param_groups()
-    groups = backbone_groups(unwrap(model).backbone, o)
-    groups += [{"params": list(ps), "lr": o.lr * mult[name], "name": name}
-               for name, ps in parts.items() if ps and name != "backbone"]
-    return OPTIMIZERS[o.optimizer](groups, o)
+    parts = [{"params": ps, "lr": o.lr * getattr(o, f"lr_{name}"), "name": name}
+             for name, ps in model.param_groups().items() if ps and name != "backbone"]
+    return OPTIMIZERS[o.optimizer](backbone_groups(model.backbone, o) + parts, o)
 
 
 def build_scheduler(optimizer, optim_cfg, steps_per_epoch: int, epochs: int):

@@ -2,6 +2,7 @@
 test predictions -> WORK/submission.csv in Kaggle's format."""
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +57,7 @@ def ensemble(s: EnsembleSettings, ctx) -> dict:
     """Combine the inputs' predictions per split -> SPLIT.npz, weights.json.
     Report 001's max / correct / boost / weighted, or a soft average; weights fitted on validation unless given."""
     files = [ctx.split_files(i) for i in s.inputs]
-    splits = [x for x in files[0] if all(x in f for f in files) and x != "train" and ctx.wants(x)]
+    splits = [x for x in ctx.query_splits(files[0]) if all(x in f for f in files)]
     weights = list(s.weights) or None
     shipped = ctx.shipped_file("weights.json")
     if shipped is not None:
@@ -102,10 +103,7 @@ def select(s: SelectSettings, ctx) -> dict:
         scores = {i: val_gap_of(ctx.split_files(i), sol) for i in s.inputs}
         if any(v is None for v in scores.values()):
             raise KitError("select: every input needs validation predictions (a val split) to be compared")
-        chosen = s.inputs[0]
-        for i in s.inputs[1:]:
-            if scores[i] > scores[chosen] + s.tolerance:
-                chosen = i
+        chosen = functools.reduce(lambda best, i: i if scores[i] > scores[best] + s.tolerance else best, s.inputs)
         for i in s.inputs:
             ctx.log(f"  {i}: validation GAP {scores[i]:.4f}" + ("  <- chosen" if i == chosen else ""))
     write_json({"choice": chosen, "validation_gap": scores, "tolerance": s.tolerance}, ctx.dir / "choice.json")

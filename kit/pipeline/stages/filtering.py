@@ -8,7 +8,7 @@ from kit.ensemble.rules import load_any
 from kit.errors import KitError
 from kit.filters.base import MODES
 from kit.filters.chain import build_filter, filter_names, load_filter, save_filter
-from kit.pipeline.stage import ref, stage
+from kit.pipeline.stage import choice, ref, stage
 from kit.pipeline.stages.combine import PREDICTIONS
 from kit.predictions import Predictions, concat, save_predictions
 from kit.truth import load_truth, true_top1
@@ -20,7 +20,7 @@ class FilterSettings:
     name: str = "sift+distractor"     # registry names joined by + (kit.filters.FILTERS)
     embeddings: str = ref("", stages=("predict",))   # its train / distractors embeddings feed the filters
     fit: bool = True                  # fit the parameters on the validation set (else the filters' defaults)
-    mode: str = "demote"              # demote failing rows below every passing row, or drop (empty) them
+    mode: str = choice("demote", lambda: MODES)   # demote failing rows below every passing row, or drop (empty) them
     params: dict[str, str] = field(default_factory=dict)   # parameters set by hand, e.g. {threshold: 12}
     candidates: int = 0               # local features: training images of the predicted class verified (0 = default)
     ratio: float = 0.0                # Lowe's ratio (0 = the filter's default)
@@ -33,8 +33,6 @@ class FilterSettings:
 
 def check_filter(s: FilterSettings) -> None:
     filter_names(s.name)
-    if s.mode not in MODES:
-        raise KitError(f"mode '{s.mode}' (valid: {', '.join(MODES)})")
     if not s.input:
         raise KitError("input: name the stage whose predictions are filtered")
 
@@ -48,10 +46,8 @@ def filter_options(s: FilterSettings, ctx) -> dict:
         opts.update({k: str(emb[split]) for k, split in (("train_pred", "train"), ("distractors", "distractors"))
                      if split in emb})
     given = {"neighbours": s.candidates, "ratio": s.ratio, "transform": s.transform, "k": s.k}
-    opts.update({k: v for k, v in given.items() if v})
-    ext = {"image_size": s.image_size, "max_keypoints": s.max_keypoints}
-    opts["extractor_kw"] = {k: v for k, v in ext.items() if v}
-    return opts
+    extractor = {"image_size": s.image_size, "max_keypoints": s.max_keypoints}
+    return opts | {k: v for k, v in given.items() if v} | {"extractor_kw": {k: v for k, v in extractor.items() if v}}
 
 
 @stage("filter", FilterSettings, check=check_filter)
@@ -77,10 +73,7 @@ def filter_stage(s: FilterSettings, ctx) -> dict:
                     f"with {f.fit_report['params']}")
     for f in chain.filters:
         f.params.update({k: float(v) for k, v in s.params.items() if k in f.params})
-    out = {}
-    for split in files:
-        if split == "train" or not ctx.wants(split):
-            continue
-        out[split] = save_predictions(chain.apply(with_embeddings(split)).predictions, ctx.dir / f"{split}.npz")
+    out = {split: save_predictions(chain.apply(with_embeddings(split)).predictions, ctx.dir / f"{split}.npz")
+           for split in ctx.query_splits(files)}
     save_filter(chain, ctx.dir / "filter.json")
     return {"splits": out, "filter": ctx.dir / "filter.json"}

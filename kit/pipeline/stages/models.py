@@ -3,13 +3,11 @@ a kit config + `set:` overrides, with what the run decides (data, folds, seed, d
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from kit.config import load_config
-from kit.errors import KitError
-from kit.pipeline.stage import SPLITS, ref, stage
+from kit.pipeline.stage import SPLITS, choice, ref, stage
 from kit.predictions import load_predictions, save_predictions
 
 
@@ -33,21 +31,19 @@ class TrainSettings:
     folds: str = ref("folds", stages=("folds",))
 
 
-def check_train(s: TrainSettings) -> None:
+def check_config(s: TrainSettings | PredictSettings) -> None:
     stage_config(s.config, s.set)
 
 
-@stage("train", TrainSettings, kind="prepare", check=check_train)
+@stage("train", TrainSettings, kind="prepare", check=check_config)
 def train_stage(s: TrainSettings, ctx) -> dict:
     """Train on every fold but the validation fold (a killed run resumes from its last checkpoint)."""
     from kit.train.loop import train as train_fold  # torch: imported when a model stage runs
 
     cfg = stage_config(s.config, s.set, ctx, ctx.of(s.folds)["folds"], name=ctx.dir.name)
-    resume = (cfg.run_dir(ctx.run.val_fold) / "last.pt").is_file()
-    result = train_fold(cfg, ctx.run.val_fold, resume=resume)
-    best = result["best"]
-    ctx.log(f"best epoch {best['epoch']}: val_gap {best['val_gap']:.4f}")
     run = cfg.run_dir(ctx.run.val_fold)
+    best = train_fold(cfg, ctx.run.val_fold, resume=(run / "last.pt").is_file())["best"]
+    ctx.log(f"best epoch {best['epoch']}: val_gap {best['val_gap']:.4f}")
     return {"run": run, "checkpoint": run / "best.pt", "config": run / "config.yaml"}
 
 
@@ -57,35 +53,18 @@ class PredictSettings:
     checkpoint: str = "pretrained"                     # without a model: 'pretrained' (ImageNet) or a .pt file
     config: str = "retrieval"                          # preset or YAML (the model's own config wins for a run)
     set: dict[str, str] = field(default_factory=dict)  # config overrides, e.g. {data.image_size: 384}
-    splits: list[str] = field(default_factory=list)    # [] = train, val, test (+ distractors when DATA has them)
+    splits: list[str] = choice([], lambda: SPLITS)     # [] = train, val, test (+ distractors when DATA has them)
     folds: str = ref("folds", stages=("folds",))
-    index_dtype: str = "float32"                       # float16: the index embeddings (train, val) are rounded
-                                                       # to fp16, as `kit kaggle package` ships them
-    index: str = "shipped"                             # Kaggle notebook: index embeddings shipped in the models
-                                                       # dataset, or "embed"ded there from the train images
-
-
-def check_predict(s: PredictSettings) -> None:
-    stage_config(s.config, s.set)
-    bad = [x for x in s.splits if x not in SPLITS]
-    if bad:
-        raise KitError(f"splits: unknown split '{bad[0]}' (valid: {', '.join(SPLITS)})")
-    if s.index_dtype not in ("float32", "float16"):
-        raise KitError(f"index_dtype '{s.index_dtype}' (valid: float32, float16)")
-    if s.index not in ("shipped", "embed"):
-        raise KitError(f"index '{s.index}' (valid: shipped, embed)")
-
-
-def wanted_splits(s: PredictSettings, data: Path) -> list[str]:
-    if s.splits:
-        return list(s.splits)
-    return ["train", "val", "test"] + (["distractors"] if (data / "distractors.csv").is_file() else [])
+    # float16: the index embeddings (train, val) are rounded to fp16, as `kit kaggle package` ships them
+    index_dtype: str = choice("float32", lambda: ("float32", "float16"))
+    # Kaggle notebook: index embeddings shipped in the models dataset, or "embed"ded there from the train images
+    index: str = choice("shipped", lambda: ("shipped", "embed"))
 
 
 INDEX_SPLITS = ("train", "val")   # labelled images: the retrieval index
 
 
-@stage("predict", PredictSettings, check=check_predict)
+@stage("predict", PredictSettings, check=check_config)
 def predict(s: PredictSettings, ctx) -> dict:
     """Top-k classes and embeddings of each split -> SPLIT.npz (index splits may come packaged)."""
     from kit.inference.predict import run_predict  # torch: imported when a model stage runs
@@ -93,7 +72,8 @@ def predict(s: PredictSettings, ctx) -> dict:
     folds = ctx.of(s.folds)["folds"]
     checkpoint = ctx.of(s.model)["checkpoint"] if s.model else s.checkpoint
     files = {}
-    for split in wanted_splits(s, ctx.data):
+    distractors = ["distractors"] if (ctx.data / "distractors.csv").is_file() else []
+    for split in s.splits or ["train", "val", "test"] + distractors:
         out = ctx.dir / f"{split}.npz"
         packaged = ctx.shipped_file(f"{split}.npz")
         if packaged is not None:

@@ -29,10 +29,6 @@ def index_files(files: dict, split: str) -> list:
     return [files["train"]] + ([files["val"]] if split != "val" and "val" in files else [])
 
 
-def query_splits(files: dict, ctx) -> list[str]:
-    return [s for s in files if s != "train" and ctx.wants(s)]
-
-
 @dataclass
 class RetrieveSettings:
     embeddings: str = ref("predict", stages=("predict", "ensemble"))
@@ -74,7 +70,7 @@ def retrieve(s: RetrieveSettings, ctx) -> dict:
     """kNN or centroid predictions of every query split from its index -> SPLIT.npz."""
     files, labels = ctx.split_files(s.embeddings), ctx.of(s.folds)["folds"]
     out, models = {}, {}
-    for split in query_splits(files, ctx):
+    for split in ctx.query_splits(files):
         key = tuple(map(str, index_files(files, split)))
         if key not in models:
             models[key] = fit_index(s, key, labels, ctx.run.workers)
@@ -102,8 +98,7 @@ class RerankSettings(RerankConfig):
 
 
 def rerank_config(s: RerankSettings) -> RerankConfig:
-    names = {f.name for f in dataclasses.fields(RerankConfig)}
-    cfg = RerankConfig(**{k: v for k, v in dataclasses.asdict(s).items() if k in names})
+    cfg = RerankConfig(**{f.name: getattr(s, f.name) for f in dataclasses.fields(RerankConfig)})
     extra = {"image_size": s.image_size or None, "max_keypoints": s.max_keypoints or None, "delf": s.delf or None}
     cfg.extractor_kw = {**cfg.extractor_kw, **{k: v for k, v in extra.items() if v is not None}}
     return cfg
@@ -132,7 +127,7 @@ def write_reranked(cfg, query, v, reference, fused, out):
     r = reranked(query, v, fused, reference)
     pred, out = r.predictions, Path(out)
     save_predictions(pred, out)
-    stem = str(out)[:-4] if str(out).endswith(".npz") else str(out)
+    stem = str(out).removesuffix(".npz")
     with atomic_path(stem + ".inliers.npz") as tmp, open(tmp, "wb") as f:
         extra = {} if reference is None else {"reference": reference}
         np.savez(f, ids=pred.ids, neighbours=r.neighbours, inliers=r.inliers, top_inliers=r.top_inliers, **extra)
@@ -150,12 +145,6 @@ def rerank_files(s: RerankSettings, index: list, labels, query_file, data, cache
     return write_reranked(cfg, query, v, reference, fuse(v, cfg, s.topk, reference, model), out)
 
 
-def validation_truth(solution, ids) -> np.ndarray:
-    """[Q] each id's landmark in the folds stage's val_solution.csv (-1 non-landmark, -2 absent)."""
-    by_id = truth_by_id(load_truth(solution))
-    return np.array([by_id[i][0] if by_id.get(i) else (-1 if i in by_id else -2) for i in map(str, ids)], np.int64)
-
-
 def calibrate(found: dict, cfg, topk: int, ctx, solution):
     """The calibrated fusion's model (shipped, or fitted on val + distractors), {split: cross-fitted labels, scores}."""
     shipped = ctx.shipped_file("calibration.json")
@@ -169,7 +158,8 @@ def calibrate(found: dict, cfg, topk: int, ctx, solution):
                                    found[x][1].nbr_labels, cfg.min_inliers, found[x][2]) for x in val}
     ids = np.concatenate([found[x][1].ids for x in val])
     classes, feats = (np.concatenate([parts[x][i] for x in val]) for i in (0, 1))
-    truth = validation_truth(solution, ids)
+    by_id = truth_by_id(load_truth(solution))   # each id's landmark: -1 non-landmark, -2 not in val_solution.csv
+    truth = np.array([by_id[i][0] if by_id.get(i) else (-1 if i in by_id else -2) for i in map(str, ids)], np.int64)
     keep = truth >= -1
     model = fit_calibration(feats[keep], classes[keep], truth[keep], cfg.min_inliers)
     cross = None if model is None else cross_fitted_ranking(feats[keep], classes[keep], truth[keep], ids[keep],
@@ -192,7 +182,7 @@ def rerank(s: RerankSettings, ctx) -> dict:
     """Spatial re-ranking: nearest index images verified with local features + RANSAC -> SPLIT.npz.
     Also SPLIT.inliers.npz and, for the calibrated fusion, calibration.json (fitted on validation, cross-fitted)."""
     files, labels = ctx.split_files(s.embeddings), ctx.of(s.folds)["folds"]
-    splits = query_splits(files, ctx)
+    splits = ctx.query_splits(files)
     cfg = rerank_config(s)
     # the reference set of a query: its own collection (test: itself; validation: the validation fold +
     # the fitting distractors, the validation set as a whole)
