@@ -23,7 +23,8 @@ def add_retrieval_arguments(p) -> None:
     """The files and kNN search switches of `kit retrieve` and `kit rerank` (the same names and defaults)."""
     from kit.inference.retrieval import AGGREGATIONS
 
-    p.add_argument("--index", required=True, nargs="+", help="prediction .npz file(s) with embeddings of labelled images")
+    p.add_argument("--index", required=True, nargs="+",
+                   help="prediction .npz file(s) with embeddings of labelled images")
     p.add_argument("--labels", required=True, help="CSV with id,landmark_id for the index images")
     p.add_argument("--query", required=True, help="prediction .npz with embeddings of the images to label")
     p.add_argument("--out", required=True, help="prediction .npz to write")
@@ -33,11 +34,12 @@ def add_retrieval_arguments(p) -> None:
                    help="knn: class vote = max (its best neighbour's) or sum of its neighbours'")
     p.add_argument("--qe", type=int, default=0, help="knn: alpha query expansion with K neighbours (0 = off)")
     p.add_argument("--qe-alpha", type=float, default=3.0, help="knn: QE weight = sim ** alpha")
-    p.add_argument("--dba", type=int, default=0, help="knn: database-side augmentation with K neighbours (0 = off)")
+    p.add_argument("--dba", type=int, default=0,
+                   help="knn: database-side augmentation with K neighbours (0 = off)")
     p.add_argument("--dba-alpha", type=float, default=3.0, help="knn: DBA weight = sim ** alpha")
 
 
-def settings_from(cls, args):
+def dataclass_from_flags(cls, args):
     """A settings dataclass from the flags named as its fields (an unset flag: the field's default)."""
     names = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in vars(args).items() if k in names and v is not None})

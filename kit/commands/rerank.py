@@ -10,7 +10,7 @@ reference) for non-landmark scoring.
 """
 from __future__ import annotations
 
-from kit.commands import add_retrieval_arguments, renamed, settings_from, write_top1
+from kit.commands import add_retrieval_arguments, dataclass_from_flags, renamed, write_top1
 
 
 def add_parser(subparsers) -> None:
@@ -63,8 +63,9 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from kit.pipeline.stages.retrieval import RerankSettings, rerank_files
 
-    r = rerank_files(settings_from(RerankSettings, args), args.index, args.labels, args.query, args.data_dir,
-                     args.cache_dir, args.references or (), args.out)
+    s = dataclass_from_flags(RerankSettings, args)
+    r = rerank_files(s, args.index, args.labels, args.query, args.data_dir, args.cache_dir, args.references or (),
+                     args.out)
     side = str(args.out).removesuffix(".npz") + ".inliers.npz"
     print(f"wrote {args.out} and {side} ({len(r.predictions)} images, {r.seconds['pairs']} pairs verified, "
           f"features {r.seconds['search_and_features']:.1f} s, matching {r.seconds['matching']:.1f} s)")

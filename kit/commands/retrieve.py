@@ -7,7 +7,7 @@ no landmark. The index files are `kit predict --split train` (and val) outputs o
 """
 from __future__ import annotations
 
-from kit.commands import add_retrieval_arguments, renamed, settings_from, write_top1
+from kit.commands import add_retrieval_arguments, dataclass_from_flags, renamed, write_top1
 
 
 def add_parser(subparsers) -> None:
@@ -35,7 +35,7 @@ def run(args) -> int:
     from kit.pipeline.stages.retrieval import RetrieveSettings, fit_index, query_embeddings
     from kit.predictions import save_predictions
 
-    s = settings_from(RetrieveSettings, args)
+    s = dataclass_from_flags(RetrieveSettings, args)
     model = fit_index(s, args.index, args.labels, args.workers)
     query = query_embeddings(args.query)
     pred = model.predict(query.ids, query.embeddings, topk=args.topk)
