@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
 from kit.commands import deprecated, renamed
 from kit.device import DEVICES
 from kit.ensemble.rules import load_any

@@ -10,7 +10,7 @@ reference) for non-landmark scoring.
 """
 from __future__ import annotations
 
-from kit.commands import add_knn_arguments, renamed
+from kit.commands import add_retrieval_arguments, dataclass_from_flags, renamed, write_top1
 
 
 def add_parser(subparsers) -> None:
@@ -20,12 +20,8 @@ def add_parser(subparsers) -> None:
     d = RerankConfig()
     p = subparsers.add_parser("rerank", help="re-rank retrieval by local-feature spatial verification",
                               description=__doc__)
-    p.add_argument("--query", required=True, help="prediction .npz with embeddings of the images to label")
-    p.add_argument("--index", required=True, nargs="+", help="prediction .npz file(s) with embeddings of labelled images")
-    p.add_argument("--labels", required=True, help="CSV with id,landmark_id for the index images")
+    add_retrieval_arguments(p)
     p.add_argument("--data-dir", required=True, help="GLDv2-layout folder holding the images (train/, test/, ...)")
-    p.add_argument("--out", required=True, help="prediction .npz to write")
-    p.add_argument("--submission", help="also write the top-1 as a submission CSV (default: none)")
     p.add_argument("--verifier", choices=list(VERIFIERS), default=d.verifier, help="local features")
     p.add_argument("--candidates", type=int, default=d.candidates, help="nearest index images verified per query")
     p.add_argument("--classes", type=int, default=d.classes,
@@ -60,25 +56,18 @@ def add_parser(subparsers) -> None:
     p.add_argument("--reference-k", type=int, default=d.reference_k, help="nearest references averaged")
     p.add_argument("--reference-weight", type=float, default=d.reference_weight,
                    help="weight of the reference term on unverified rows (0 = off)")
-    add_knn_arguments(p)
     renamed(p, top_n="--candidates", near_top_n="--near-candidates", jobs="--threads")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import dataclasses
-
     from kit.pipeline.stages.retrieval import RerankSettings, rerank_files
-    from kit.submission import write_submission
 
-    names = {f.name for f in dataclasses.fields(RerankSettings)}   # the flags are the settings' fields
-    s = RerankSettings(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    s = dataclass_from_flags(RerankSettings, args)
     r = rerank_files(s, args.index, args.labels, args.query, args.data_dir, args.cache_dir, args.references or (),
                      args.out)
-    side = (str(args.out)[:-4] if str(args.out).endswith(".npz") else str(args.out)) + ".inliers.npz"
+    side = str(args.out).removesuffix(".npz") + ".inliers.npz"
     print(f"wrote {args.out} and {side} ({len(r.predictions)} images, {r.seconds['pairs']} pairs verified, "
           f"features {r.seconds['search_and_features']:.1f} s, matching {r.seconds['matching']:.1f} s)")
-    if args.submission:
-        write_submission(r.predictions, args.submission)
-        print(f"wrote {args.submission}")
+    write_top1(r.predictions, args.submission)
     return 0

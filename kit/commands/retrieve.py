@@ -7,7 +7,7 @@ no landmark. The index files are `kit predict --split train` (and val) outputs o
 """
 from __future__ import annotations
 
-from kit.commands import add_knn_arguments, renamed
+from kit.commands import add_retrieval_arguments, dataclass_from_flags, renamed, write_top1
 
 
 def add_parser(subparsers) -> None:
@@ -16,14 +16,9 @@ def add_parser(subparsers) -> None:
 
     p = subparsers.add_parser("retrieve", help="kNN / centroid predictions from embeddings", description=__doc__)
     p.add_argument("method", choices=list(RETRIEVERS), help="knn: neighbours vote; centroids: nearest class centroid")
-    p.add_argument("--index", required=True, nargs="+", help="prediction .npz file(s) with embeddings of labelled images")
-    p.add_argument("--labels", required=True, help="CSV with id,landmark_id for the index images")
-    p.add_argument("--query", required=True, help="prediction .npz with embeddings of the images to label")
-    p.add_argument("--out", required=True, help="prediction .npz to write")
-    p.add_argument("--submission", help="also write the top-1 as a submission CSV (default: none)")
+    add_retrieval_arguments(p)
     p.add_argument("--k", type=int, default=10, help="knn: neighbours that vote")
     p.add_argument("--power", type=float, default=1.0, help="knn: vote = similarity ** power")
-    add_knn_arguments(p)
     p.add_argument("--distance-threshold", type=float, default=0.5,
                    help="centroids: cosine distance cut of the complete-linkage clustering")
     p.add_argument("--min-cluster-size", type=int, default=50, help="centroids: members of a valid cluster")
@@ -37,21 +32,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    import dataclasses
-
     from kit.pipeline.stages.retrieval import RetrieveSettings, fit_index, query_embeddings
     from kit.predictions import save_predictions
-    from kit.submission import write_submission
 
-    names = {f.name for f in dataclasses.fields(RetrieveSettings)} - {"threshold"}
-    s = RetrieveSettings(**{k: v for k, v in vars(args).items() if k in names},   # the flags are the fields
-                         threshold=-1.0 if args.threshold is None else args.threshold)
+    s = dataclass_from_flags(RetrieveSettings, args)
     model = fit_index(s, args.index, args.labels, args.workers)
     query = query_embeddings(args.query)
     pred = model.predict(query.ids, query.embeddings, topk=args.topk)
     save_predictions(pred, args.out)
     print(f"wrote {args.out} ({len(pred)} images, {args.method} over {len(model.index)} vectors, {model.index.kind})")
-    if args.submission:
-        write_submission(pred, args.submission)
-        print(f"wrote {args.submission}")
+    write_top1(pred, args.submission)
     return 0

@@ -1,4 +1,4 @@
-"""HTML pieces of the report page: notes, tables, inlined PNG images and thumbnails."""
+"""HTML pieces of the report page: notes, tables, inlined PNG images, thumbnails and the templates (*.html.j2)."""
 from __future__ import annotations
 
 import base64
@@ -7,10 +7,18 @@ import re
 from pathlib import Path
 
 import cv2
+import jinja2
 import pandas as pd
 
 from kit.images import decode_image
 from kit.layout import image_path
+
+_TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("kit.report", ""), autoescape=True)
+
+
+def render(template: str, **values) -> str:
+    """A template of this folder rendered; values are escaped unless marked `| safe` there."""
+    return _TEMPLATES.get_template(template).render(**values)
 
 
 def note(text: str) -> str:

@@ -4,12 +4,10 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-import jinja2
-
 from kit.atomic import write_text
 from kit.errors import KitError
 from kit.report.collect import MAILRU_RARE_BELOW, Inputs, truth_and_counts
-from kit.report.html import note
+from kit.report.html import note, render
 from kit.report.sections import section_buckets, section_curves, section_ensembles, section_gallery
 
 _SECTION_ERRORS = (KitError, OSError, ValueError, KeyError, IndexError, ImportError, RuntimeError)
@@ -49,9 +47,8 @@ def build_report(out: str | Path = "report/index.html", runs_dir: str | Path = "
     inp.truth, inp.train_counts = truth_and_counts(inp.folds, inp.solution)
     body = {"curves": _guard(section_curves, inp), "buckets": _guard(section_buckets, inp, rare_below),
             "gallery": _guard(section_gallery, inp, gallery), "ensembles": _guard(section_ensembles, inp)}
-    env = jinja2.Environment(loader=jinja2.PackageLoader("kit.report", ""), autoescape=True)
-    page = env.get_template("page.html.j2").render(
-        title=f"kit report: {exp}" if exp else "kit report", now=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        runs_dir=str(inp.runs_dir), predictions_dir=str(inp.predictions_dir),
-        sections=[(k, t, body[k]) for k, t in SECTIONS])
+    page = render(
+        "page.html.j2", title=f"kit report: {exp}" if exp else "kit report",
+        now=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), runs_dir=str(inp.runs_dir),
+        predictions_dir=str(inp.predictions_dir), sections=[(k, t, body[k]) for k, t in SECTIONS])
     return write_text(page, out)

@@ -1,7 +1,7 @@
 """The report's sections: each reads `Inputs` and returns an HTML fragment (a note when its inputs are absent)."""
 from __future__ import annotations
 
-import html
+import functools
 import io
 import json
 from pathlib import Path
@@ -14,7 +14,7 @@ from kit.errors import KitError
 from kit.predictions import Predictions, load_predictions
 from kit.report.collect import (Inputs, experiments, filtered_file, fold_files, gallery_picks, gallery_rows,
                                 gallery_source, rare_threshold, score_by_bucket, verdict)
-from kit.report.html import note, png_tag, table, thumbnail
+from kit.report.html import note, png_tag, render, table, thumbnail
 from kit.train.log import curves_figure
 
 
@@ -86,25 +86,13 @@ def section_gallery(inp: Inputs, n: int) -> str:
     rows = gallery_rows(test, train, train_landmarks, gallery_picks(test, inp.truth, n))
     fpath = filtered_file(inp, exp)
     filtered = load_predictions(fpath) if fpath is not None else None
-    head = ("<tr><th>test image</th><th>prediction</th><th>truth</th><th>filter</th>"
-            + "".join(f"<th>neighbour {j + 1}</th>" for j in range(5)) + "</tr>")
-    body = []
-    for r in rows:
-        true = inp.truth.get(r.id)
-        ok = "" if true is None else (" ok" if r.label in true else (" bad" if r.label >= 0 or true else " ok"))
-        pred = f"{r.label}<br>score {r.score:.3f}" if r.label >= 0 else "no prediction"
-        cells = [f"<td>{thumbnail(inp.data_dir, 'test', r.id)}<div class='id'>{html.escape(r.id)}</div></td>",
-                 f"<td class='pred{ok}'>{pred}</td>",
-                 f"<td>{html.escape('?' if true is None else ' '.join(map(str, true)) or 'non-landmark')}</td>",
-                 f"<td>{html.escape(verdict(filtered, r.id, r.label, r.score))}</td>"]
-        cells += [f"<td class='nb{' ok' if lm == r.label else ''}'>{thumbnail(inp.data_dir, 'train', tid, 72)}"
-                  f"<div>{lm}</div><div class='id'>cos {s:.3f}</div></td>" for tid, lm, s in r.neighbours]
-        body.append("<tr class='gallery-row'>" + "".join(cells) + "</tr>")
     info = (f"Experiment {exp}, fold {fold}: {len(rows)} of {len(test)} test images (landmark and non-landmark "
             f"images when the truth is known), spread from the most to the least confident; neighbours from "
             f"{len(train)} training embeddings (cosine). Filter: {fpath.name if fpath else 'none found'}."
             + ("" if inp.data_dir else " No --data-dir: thumbnails not shown."))
-    return note(info) + f'<table class="gallery">{head}{"".join(body)}</table>'
+    return note(info) + render("gallery.html.j2", rows=rows, truth=inp.truth,
+                               thumb=functools.partial(thumbnail, inp.data_dir),
+                               verdict=lambda r: verdict(filtered, r.id, r.label, r.score))
 
 
 def section_ensembles(inp: Inputs) -> str:
