@@ -13,7 +13,7 @@ from kit.cli import HelpFormatter, build_parser, main
 
 # old names of renamed ideas: none may be a visible flag of any command (command: flags; "*" = every command)
 BANNED = {"*": {"--train-csv", "--train-labels", "--folds-csv", "--train-pred", "--neighbours", "--top-n",
-                "--near-top-n", "--jobs", "--data", "--work"},
+                "--jobs", "--data", "--work"},
           "synth": {"--distractors", "--out"}, "demo": {"--out"}, "kaggle package": {"--out"}}
 # the one flag name of an idea, found by a phrase of its help
 IDEAS = {r"\bid,landmark_id\b(?!,)": "--labels", r"\bthreads\b": "--threads", r"\bprocesses\b": "--workers",
@@ -148,7 +148,7 @@ def test_the_renames_are_all_there():
     assert {("folds", "--train-csv", "--labels"), ("report", "--folds-csv", "--labels"),
             ("filter", "--train-labels", "--labels"), ("filter", "--train-pred", "--index"),
             ("filter", "--neighbours", "--candidates"), ("filter", "--jobs", "--threads"),
-            ("rerank", "--top-n", "--candidates"), ("rerank", "--near-top-n", "--near-candidates"),
+            ("rerank", "--top-n", "--candidates"),
             ("rerank", "--jobs", "--threads"), ("retrieve", "--jobs", "--workers"), ("synth", "--jobs", "--workers"),
             ("synth", "--out", "--out-dir"), ("synth", "--distractors", "--distractor-images"),
             ("demo", "--out", "--out-dir"), ("run", "--data", "--data-dir"), ("run", "--work", "--work-dir"),
@@ -186,10 +186,10 @@ def test_old_recipe_keys_work_with_one_deprecation_line(capsys):
     from kit.pipeline import stages  # noqa: F401  (registers the stages)
     from kit.pipeline.recipe import RENAMED_KEYS, check_deep, load_recipe
 
-    new = load_recipe("demo", ["rerank.candidates=4", "rerank.near_candidates=9", "rerank.threads=1",
+    new = load_recipe("demo", ["rerank.candidates=4", "rerank.threads=1",
                                "filter.candidates=2", "synth.distractor_images=7"], deep=False)
     assert capsys.readouterr().err == ""
-    old = load_recipe("demo", ["rerank.top_n=4", "rerank.near_top_n=9", "rerank.n_jobs=1", "filter.neighbours=2",
+    old = load_recipe("demo", ["rerank.top_n=4", "rerank.n_jobs=1", "filter.neighbours=2",
                                "synth.distractors=7"], deep=False)
     check_deep(old)   # validates again: still one line per key
     lines = capsys.readouterr().err.splitlines()

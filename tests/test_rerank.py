@@ -298,22 +298,6 @@ def test_spatial_rerank_unverified_row_is_the_knn_row(views):
         spatial_rerank(q, knn, idx.ids, RerankConfig(fusion="vote"), data, root / "cache", progress=False)
 
 
-def test_spatial_rerank_second_look_near_the_cut(views):
-    """Queries whose best pair falls just short of min_inliers verify more candidates; others do not."""
-    root, data, index, query = views
-    idx, knn, q = _index_knn_query(data, index, query)
-    base = dict(verifier="sift", candidates=1, classes=0, threads=2, extractor_kw={"image_size": 160})
-    one = spatial_rerank(q, knn, idx.ids, RerankConfig(**base), data, root / "cache", topk=2, progress=False)
-    best = one.inliers.max(axis=1)
-    cut = int(best.max()) + 1     # every query is "near": below this cut, at or above the near cut 0+1
-    cfg = RerankConfig(**base, min_inliers=cut, near_cut=max(1, int(best.min())), near_candidates=4, near_per_class=0)
-    two = spatial_rerank(q, knn, idx.ids, cfg, data, root / "cache", topk=2, progress=False)
-    near = (best >= cfg.near_cut) & (best < cut)
-    assert two.seconds["second_look"] == int(near.sum()) >= 1
-    assert two.inliers.shape == (2, 1 + 4)
-    assert ((two.neighbours[:, 1:] != "").sum(axis=1) == np.where(near, 4, 0)).all()
-
-
 def test_one_verification_setting_for_rerank_and_filters():
     """`kit rerank` and `kit filter sift|delf` verify pairs with one Verification and its defaults (the
     re-rank's: ratio 0.9, homography, MAGSAC, RootSIFT at 512 px, 1000 keypoints); the filter's own

@@ -37,11 +37,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--calibration", help="calibration.json of a recipe's rerank stage (default: none)")
     p.add_argument("--switch-margin", type=float, default=d.switch_margin,
                    help="evidence fusion: inlier margin a verified class needs to replace the kNN class")
-    p.add_argument("--near-cut", type=int, default=d.near_cut,
-                   help="queries whose best pair has NEAR_CUT..min-inliers-1 inliers get a second look: their "
-                        "--near-candidates neighbours and --near-per-class images of each top class (0 = off)")
-    p.add_argument("--near-candidates", type=int, default=d.near_candidates, help="second look: neighbours verified")
-    p.add_argument("--near-per-class", type=int, default=d.near_per_class, help="second look: images per class")
     p.add_argument("--ratio", type=float, default=d.ratio, help="Lowe's ratio test")
     p.add_argument("--transform", choices=TRANSFORMS, default=d.transform, help="RANSAC model")
     p.add_argument("--robust", choices=ROBUST, default=d.robust, help="robust estimator")
@@ -56,7 +51,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--reference-k", type=int, default=d.reference_k, help="nearest references averaged")
     p.add_argument("--reference-weight", type=float, default=d.reference_weight,
                    help="weight of the reference term on unverified rows (0 = off)")
-    renamed(p, top_n="--candidates", near_top_n="--near-candidates", jobs="--threads")
+    renamed(p, top_n="--candidates", jobs="--threads")
     p.set_defaults(func=run)
 
 

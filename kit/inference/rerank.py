@@ -33,9 +33,6 @@ class RerankConfig(Verification):
     fusion: str = "calibrated"       # kit.inference.fusion.FUSIONS; "calibrated" without a fitted model
                                      # (too small a validation set, a single query file): "evidence"
     switch_margin: float = 10.0      # evidence: the inlier margin a verified class needs to replace the kNN class
-    near_cut: int = 0                # queries whose best pair has near_cut..min_inliers-1 inliers (0 = off) also
-    near_candidates: int = 30        # verify their near_candidates neighbours and the near_per_class most similar
-    near_per_class: int = 10         # images of each of their top `classes` classes
     reference_k: int = 10            # references averaged (`reference_similarity`): a calibrated feature, and
     reference_weight: float = 0.0    # for the other fusions: unverified rows lose weight x it (0 = off)
 
@@ -75,13 +72,11 @@ class Reranked:
     reference: np.ndarray | None = None   # [Q] reference_similarity (None: not computed)
 
 
-def _verify(pv, query_ids, index_ids, labels, rows, only=None):
-    """Labels, ids and inliers of candidate `rows` [Q, N]; `only` [Q] bool: the queries verified."""
+def _verify(pv, query_ids, index_ids, labels, rows):
+    """Labels, ids and inliers of candidate `rows` [Q, N]."""
     nbr_labels = np.where(rows >= 0, labels[np.maximum(rows, 0)], -1)
     nbr_ids = np.where(rows >= 0, index_ids[np.maximum(rows, 0)], "")
     nbr_labels[nbr_ids == query_ids[:, None]] = -1     # an index image never verifies itself
-    if only is not None:
-        nbr_labels[~only] = -1
     todo = np.argwhere(nbr_labels >= 0)
     inliers = np.zeros(rows.shape, np.int32)
     if len(todo):
@@ -92,34 +87,23 @@ def _verify(pv, query_ids, index_ids, labels, rows, only=None):
 def verify_candidates(query: Predictions, knn, index_ids, cfg: RerankConfig, data_dir, cache_dir=None,
                       topk: int = 5, progress: bool = True) -> Verified:
     """The kNN result of `query` (its embeddings) from `knn` (a fitted KnnPredictor over `index_ids`) and
-    the inliers of its candidates (`class_candidates`; a second, wider look for near-cut queries)."""
+    the inliers of its candidates (`class_candidates`)."""
     if query.embeddings is None:
         raise KitError("rerank: the query prediction file has no embeddings")
     cfg.check()   # before any feature is extracted
     index_ids, qids = np.asarray(index_ids).astype(str), np.asarray(query.ids).astype(str)
     t0 = time.perf_counter()
     qemb = l2n(query.embeddings)
-    wide_sims, wide_rows = knn.search(query.embeddings, max(cfg.candidates, cfg.near_candidates if cfg.near_cut > 0 else 0))
-    sims, rows = wide_sims[:, :cfg.candidates], wide_rows[:, :cfg.candidates]
+    sims, rows = knn.search(query.embeddings, cfg.candidates)
     n_knn = rows.shape[1]   # the kNN neighbours; class candidates are appended after them
     sims, rows = class_candidates(qemb, sims, rows, knn.xb, knn.labels, cfg.classes, cfg.per_class)
     pv = PairVerifier(cfg, data_dir, cache_dir, progress)
     nbr_labels, nbr_ids, inliers = _verify(pv, qids, index_ids, knn.labels, rows)
-    near = None
-    if cfg.near_cut > 0:   # a second look for the queries whose best pair fell just short of the cut
-        best = inliers.max(axis=1, initial=0)
-        near = (best >= cfg.near_cut) & (best < cfg.min_inliers)
-        if near.any():
-            s2, r2 = class_candidates(qemb, wide_sims, wide_rows, knn.xb, knn.labels, cfg.classes, cfg.near_per_class)
-            l2, i2, n2 = _verify(pv, qids, index_ids, knn.labels, r2, near)
-            sims, nbr_labels = np.concatenate([sims, s2], 1), np.concatenate([nbr_labels, l2], 1)
-            nbr_ids, inliers = np.concatenate([nbr_ids, i2], 1), np.concatenate([inliers, n2], 1)
     base_labels, base_scores = knn_vote(sims[:, :n_knn], nbr_labels[:, :n_knn], topk,
                                         power=getattr(knn, "power", 1.0), agg=getattr(knn, "agg", "max"))
     c = pv.clock
     seconds = {"search_and_features": time.perf_counter() - t0 - c["matching"], "matching": c["matching"],
-               "pairs": int(c["pairs"]), "pairs_matched": int(c["pairs_matched"]),
-               "second_look": None if near is None else int(near.sum())}
+               "pairs": int(c["pairs"]), "pairs_matched": int(c["pairs_matched"])}
     return Verified(qids, sims, nbr_labels, nbr_ids, inliers, n_knn, base_labels, base_scores, seconds)
 
 

@@ -21,7 +21,7 @@ from kit.registry import deprecated
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"   # shipped recipes (top-level recipes/ links here)
 MAX_BYTES = 1 << 20        # a recipe is a few KB; refuse to parse anything near this
 ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")   # stage ids are folder names under WORK
-RENAMED_KEYS = {"rerank": {"top_n": "candidates", "near_top_n": "near_candidates", "n_jobs": "threads"},
+RENAMED_KEYS = {"rerank": {"top_n": "candidates", "n_jobs": "threads"},
                 "filter": {"neighbours": "candidates"}, "synth": {"distractors": "distractor_images"}}
 
 
