@@ -443,9 +443,6 @@ def run(args) -> dict:
             ("recipe kNN +spatial re-rank, summed fusion", "recipe_rerank_sum", {"fusion": "sum", "reference_weight": 1},
              "ablation", "classes re-ranked by max(sim + inlier term), weak inliers choose between classes, + "
              "reference term (the default before the evidence fusion); for comparison, not a candidate"),
-            ("recipe kNN +spatial re-rank, upright SIFT", "recipe_rerank_upright", {"verifier": "sift-upright"},
-             "ablation", "the default path with upright RootSIFT (every keypoint described at orientation 0): "
-             "measures what rotation invariance costs or gains"),
             ("recipe kNN +spatial re-rank, no inlier margin", "recipe_rerank_nomargin",
              {"fusion": "evidence", "margin": 0}, "ablation",
              "evidence fusion on raw inlier counts: measures the inlier margin (inliers beyond the best other "

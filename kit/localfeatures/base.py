@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,8 +68,6 @@ def cache_key(extractor) -> str:
 def resolve_cache_dir(cache_dir: str | Path | None) -> Path | None:
     """'auto' -> $KIT_CACHE_DIR, else $XDG_CACHE_HOME/kit, else ~/.cache/kit (never the source tree),
     + /localfeatures; None or 'none' -> no cache; anything else as given."""
-    import os
-
     if cache_dir is None or str(cache_dir).lower() == "none":
         return None
     if str(cache_dir) != "auto":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from kit.errors import KitError
 from kit.registry import Registry
 
 TRANSFORMS = Registry("transform", dict.fromkeys(("homography", "affine")))

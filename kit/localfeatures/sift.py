@@ -8,20 +8,16 @@ from kit.localfeatures.base import LocalFeatures
 
 
 class SiftExtractor:
-    """OpenCV SIFT on the grey image resized to `image_size` on its longest side; RootSIFT optional.
-    `upright` describes every keypoint at orientation 0 (one descriptor per location): photos of buildings
-    are taken upright, and a fixed orientation cannot be estimated wrongly."""
+    """OpenCV SIFT on the grey image resized to `image_size` on its longest side; RootSIFT optional."""
 
     name = "sift"
 
-    def __init__(self, image_size: int = 256, max_keypoints: int = 1000, rootsift: bool = True,
-                 upright: bool = False, **_):
+    def __init__(self, image_size: int = 256, max_keypoints: int = 1000, rootsift: bool = True, **_):
         self.image_size, self.max_keypoints, self.rootsift = int(image_size), int(max_keypoints), bool(rootsift)
-        self.upright = bool(upright)
 
     def config(self) -> dict:
         return {"name": self.name, "image_size": self.image_size, "max_keypoints": self.max_keypoints,
-                "rootsift": self.rootsift, **({"upright": True} if self.upright else {})}
+                "rootsift": self.rootsift}
 
     def _one(self, img: np.ndarray) -> LocalFeatures:
         import cv2
@@ -31,14 +27,7 @@ class SiftExtractor:
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         if s != 1:
             grey = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-        sift = cv2.SIFT_create(nfeatures=self.max_keypoints)
-        if self.upright:
-            kps = list({(k.pt, k.size): k for k in sift.detect(grey, None)}.values())
-            for k in kps:
-                k.angle = 0.0
-            kps, desc = sift.compute(grey, kps)
-        else:
-            kps, desc = sift.detectAndCompute(grey, None)
+        kps, desc = cv2.SIFT_create(nfeatures=self.max_keypoints).detectAndCompute(grey, None)
         if desc is None or len(kps) == 0:
             return LocalFeatures.empty(128)
         desc = desc.astype(np.float32)

@@ -27,7 +27,6 @@ from kit.registry import Registry
 
 VERIFIERS = Registry("verifier", {
     "sift": {"extractor": "sift", "image_size": 512, "max_keypoints": 1000},
-    "sift-upright": {"extractor": "sift", "image_size": 512, "max_keypoints": 1000, "upright": True},
     "delf": {"extractor": "delf", "image_size": 320},
 })
 
