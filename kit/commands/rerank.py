@@ -5,8 +5,7 @@ switches of `kit retrieve knn`) are verified with local features + RANSAC (--ver
 result: --fusion calibrated (default), a logistic model fitted on validation by the recipe's rerank stage
 (--calibration), ranks the classes and is the confidence; evidence (without a model) lifts a verified kNN class and
 lets another replace it only with an inlier margin >= --switch-margin; sum adds an inlier term to the similarity.
-Also writes OUT.inliers.npz (ids, neighbours, inliers [Q, N], top_inliers = best inliers of the predicted class,
-reference) for non-landmark scoring.
+Also writes OUT.inliers.npz (neighbours, inliers, top_inliers of the predicted class) for non-landmark scoring.
 """
 from __future__ import annotations
 
@@ -37,15 +36,16 @@ def add_parser(subparsers) -> None:
     p.add_argument("--calibration", help="calibration.json of a recipe's rerank stage (default: none)")
     p.add_argument("--switch-margin", type=float, default=d.switch_margin,
                    help="evidence fusion: inlier margin a verified class needs to replace the kNN class")
-    p.add_argument("--ratio", type=float, default=d.ratio, help="Lowe's ratio test")
-    p.add_argument("--transform", choices=TRANSFORMS, default=d.transform, help="RANSAC model")
-    p.add_argument("--robust", choices=ROBUST, default=d.robust, help="robust estimator")
-    p.add_argument("--ransac-threshold", type=float, default=d.ransac_threshold, help="pixels")
-    p.add_argument("--image-size", type=int, help="local-feature working size (default: sift 512, delf 320)")
-    p.add_argument("--max-keypoints", type=int, help="sift: keypoints per image (default 1000)")
-    p.add_argument("--delf", help="delf: attention head from `kit train-delf` (default: feature-norm scores)")
-    p.add_argument("--cache-dir", default="auto", help="feature cache dir (default auto: $KIT_CACHE_DIR or ~/.cache/kit/localfeatures; none = no cache)")
-    p.add_argument("--threads", type=int, default=d.threads, help="matching threads")
+    g = p.add_argument_group("verification (local features)")
+    g.add_argument("--ratio", type=float, default=d.ratio, help="Lowe's ratio test")
+    g.add_argument("--transform", choices=TRANSFORMS, default=d.transform, help="RANSAC model")
+    g.add_argument("--robust", choices=ROBUST, default=d.robust, help="robust estimator")
+    g.add_argument("--ransac-threshold", type=float, default=d.ransac_threshold, help="pixels")
+    g.add_argument("--image-size", type=int, help="local-feature working size (default: sift 512, delf 320)")
+    g.add_argument("--max-keypoints", type=int, help="sift: keypoints per image (default 1000)")
+    g.add_argument("--delf", help="delf: attention head from `kit train-delf` (default: feature-norm scores)")
+    g.add_argument("--cache-dir", default="auto", help="feature cache dir (default auto: $KIT_CACHE_DIR or ~/.cache/kit/localfeatures; none = no cache)")
+    g.add_argument("--threads", type=int, default=d.threads, help="matching threads")
     p.add_argument("--references", nargs="+",
                    help="prediction .npz file(s) of photos like the queries' non-landmarks (default: the queries)")
     p.add_argument("--reference-k", type=int, default=d.reference_k, help="nearest references averaged")
