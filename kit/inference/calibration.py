@@ -13,7 +13,7 @@ from kit.errors import KitError
 from kit.inference.fusion import class_max
 
 FEATURES = ("similarity", "similarity_margin", "log_inliers", "inlier_margin", "is_knn_class", "verified",
-            "verified_views", "reference")
+            "reference")
 
 
 @dataclass
@@ -68,11 +68,10 @@ def candidate_features(base_labels: np.ndarray, sims: np.ndarray, inliers: np.nd
     sim = class_max(sims, nbr_labels, classes, -1.0)
     most = class_max(inl, nbr_labels, classes, 0.0)
     margin = most - _best_other(most, classes, 0.0)
-    views = ((nbr_labels[:, None, :] == classes[:, :, None]) & (inl >= min_inliers)[:, None, :]).sum(2)
     ref = np.zeros(len(base)) if reference is None else np.asarray(reference, np.float64)
     feats = np.stack([sim, sim - _best_other(sim, classes, -1.0), np.log1p(most),
                       np.sign(margin) * np.log1p(np.abs(margin)), (classes == base[:, :1]).astype(np.float64),
-                      (most >= min_inliers).astype(np.float64), np.log1p(views),
+                      (most >= min_inliers).astype(np.float64),
                       np.broadcast_to(ref[:, None], sim.shape)], axis=2)
     return classes, feats
 
