@@ -81,5 +81,6 @@ def markdown(results: Path = RESULTS) -> str:
             out.append(line(name, run, result))
             if result is not None:
                 notes.append(provenance(path, result))
-    return "\n".join(out + ["", "Runs (each row above is one run; \"older code\": measured before the calibrated "
-                                 "fusion, not re-run):"] + notes)
+    older = "; \"older code\": measured before the calibrated fusion, not re-run" \
+        if any("(older code)" in row for row in out) else ""
+    return "\n".join(out + ["", f"Runs (each row above is one run{older}):"] + notes)
