@@ -102,7 +102,7 @@ def calibrated_ranking(model: Calibration, classes: np.ndarray, feats: np.ndarra
     # only a verified class may take the kNN class's place (when its P is higher): an unverified class's
     # P rests on similarity alone, which the kNN order already measured
     first = np.asarray(feats[..., FEATURES.index("is_knn_class")] > 0) | (feats[..., FEATURES.index("verified")] > 0)
-    order = np.argsort(-p, axis=1, kind="stable")[:, :topk]
+    order = np.argsort(-np.where(first & (classes >= 0), p + 2.0, p), axis=1, kind="stable")[:, :topk]
     labels = np.take_along_axis(classes, order, 1)
     scores = np.take_along_axis(p, order, 1)
     pad = max(0, topk - labels.shape[1])
