@@ -12,14 +12,12 @@ class SiftExtractor:
 
     name = "sift"
 
-    def __init__(self, image_size: int = 256, max_keypoints: int = 1000, rootsift: bool = True, tilt: float = 0,
-                 **_):
+    def __init__(self, image_size: int = 256, max_keypoints: int = 1000, rootsift: bool = True, **_):
         self.image_size, self.max_keypoints, self.rootsift = int(image_size), int(max_keypoints), bool(rootsift)
-        self.tilt = float(tilt)
 
     def config(self) -> dict:
         return {"name": self.name, "image_size": self.image_size, "max_keypoints": self.max_keypoints,
-                "rootsift": self.rootsift, **({"tilt": self.tilt} if self.tilt else {})}
+                "rootsift": self.rootsift}
 
     def _one(self, img: np.ndarray) -> LocalFeatures:
         import cv2
@@ -29,14 +27,7 @@ class SiftExtractor:
         grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
         if s != 1:
             grey = cv2.resize(grey, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-        if self.tilt:  # ASIFT (Morel & Yu 2009): SIFT on affine-tilted views of the image, the best by response
-            det = cv2.AffineFeature_create(cv2.SIFT_create(nfeatures=self.max_keypoints // 3), maxTilt=int(self.tilt))
-            kps, desc = det.detectAndCompute(grey, None)
-            if desc is not None and len(kps) > self.max_keypoints:
-                keep = np.argsort([-k.response for k in kps], kind="stable")[:self.max_keypoints]
-                kps, desc = [kps[i] for i in keep], desc[keep]
-        else:
-            kps, desc = cv2.SIFT_create(nfeatures=self.max_keypoints).detectAndCompute(grey, None)
+        kps, desc = cv2.SIFT_create(nfeatures=self.max_keypoints).detectAndCompute(grey, None)
         if desc is None or len(kps) == 0:
             return LocalFeatures.empty(128)
         desc = desc.astype(np.float32)

@@ -26,7 +26,7 @@ from kit.localfeatures.matching import verify_pairs
 from kit.registry import Registry
 
 VERIFIERS = Registry("verifier", {
-    "sift": {"extractor": "sift", "image_size": 512, "max_keypoints": 1000, "tilt": 2},
+    "sift": {"extractor": "sift", "image_size": 512, "max_keypoints": 1000},
     "delf": {"extractor": "delf", "image_size": 320},
 })
 
