@@ -20,6 +20,7 @@ SETS = (("Oxford/Paris", "real"), ("Oxford only", "real.oxford"), ("Paris only",
 ZERO, RECIPE = "zero-training kNN", "recipe kNN"
 CPU = "an AMD EPYC, 2 cores shared with other jobs"   # where bench/results/real*.json were measured
 CURRENT = "recipe kNN +spatial re-rank, evidence fusion"   # a row only the calibrated-fusion bench has
+OLDER = " (older code)"   # marks a run measured before it
 
 
 def _pair(row: dict | None) -> str:
@@ -53,7 +54,7 @@ def line(name: str, run: str, result: dict | None) -> str:
                  f"{a['test_lead_over_picked']:.3f}, SE {a['test_paired_se']:.3f} (Spearman "
                  f"{a['spearman_val_test']:.2f})")
     if CURRENT not in table:
-        run += " (older code)"
+        run += OLDER
     return (f"| {name} | {run} | {_pair(zero)} | {_pair(recipe)} | {picked} | {_pair(pick)} | {lead} | "
             f"{_sens(recipe)} -> {_sens(pick)} | {agree} |")
 
@@ -82,5 +83,5 @@ def markdown(results: Path = RESULTS) -> str:
             if result is not None:
                 notes.append(provenance(path, result))
     older = "; \"older code\": measured before the calibrated fusion, not re-run" \
-        if any("(older code)" in row for row in out) else ""
+        if any(OLDER in row for row in out) else ""
     return "\n".join(out + ["", f"Runs (each row above is one run{older}):"] + notes)
