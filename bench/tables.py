@@ -18,7 +18,8 @@ RESULTS = HERE / "results"
 README = HERE / "README.md"
 TOP_README = HERE.parent / "README.md"
 SETS = {"real.json": "Oxford/Paris: 407 train images, 21 landmarks; 1127 test images, 140 landmark",
-        "real.porto.json": "Porto: 150 train images, 5 landmarks; 327 test images, 75 landmark"}
+        "real.porto.json": "Porto: 150 train images, 5 landmarks; 327 test images, 75 landmark",
+        "real.nigeria.json": "Nigeria (not shipped): 294 train images, 11 landmarks; 317 test images, 157 landmark"}
 
 
 def load(name: str) -> dict:

@@ -16,7 +16,7 @@ RESULTS = ROOT / "bench" / "results"
 README = ROOT / "bench" / "README.md"
 BEGIN, END = "<!-- transfer table: begin -->", "<!-- transfer table: end -->"
 SETS = (("Oxford/Paris", "real"), ("Oxford only", "real.oxford"), ("Paris only", "real.paris"),
-        ("Porto", "real.porto"))
+        ("Porto", "real.porto"), ("Nigeria", "real.nigeria"))
 ZERO, RECIPE = "zero-training kNN", "recipe kNN"
 CPU = "an AMD EPYC, 2 cores shared with other jobs"   # where bench/results/real*.json were measured
 CURRENT = "recipe kNN +spatial re-rank, evidence fusion"   # a row only the calibrated-fusion bench has
