@@ -95,7 +95,6 @@ class RerankSettings(RerankConfig):
     topk: int = 5
     calibration: str = ""           # calibrated fusion outside a recipe: a rerank stage's calibration.json
                                     # ("" = none: the evidence fusion; the stage fits its own on validation)
-    oof: bool = False               # also fit the calibration on each training fold queried against the others
 
 
 def rerank_config(s: RerankSettings) -> RerankConfig:
@@ -146,29 +145,7 @@ def rerank_files(s: RerankSettings, index: list, labels, query_file, data, cache
     return write_reranked(cfg, query, v, reference, fuse(v, cfg, s.topk, reference, model), out)
 
 
-def oof_features(s: RerankSettings, files: dict, labels, ctx, cfg) -> tuple:
-    """Each training fold queried against the other training folds (never the validation fold) -> their
-    candidates' (classes, features, truth): more right and wrong candidates to fit the calibration on."""
-    from kit.csvfiles import read_csv
-
-    folds = read_csv(labels, dtype={"id": str}).set_index("id")
-    train = load_predictions(files["train"])
-    fold = folds.loc[train.ids.astype(str), "fold"].to_numpy()
-    truth = folds.loc[train.ids.astype(str), "landmark_id"].to_numpy().astype(np.int64)
-    out = []
-    for k in np.unique(fold):
-        q, rest = ctx.dir / f"oof{k}.npz", ctx.dir / f"oof{k}.index.npz"
-        save_predictions(train.subset(np.flatnonzero(fold == k)), q)
-        save_predictions(train.subset(np.flatnonzero(fold != k)), rest)
-        refs = [q] + ([files["distractors"]] if "distractors" in files else [])
-        _, v, ref_ = verify_query(s, [rest], labels, q, ctx.data, ctx.cache_dir, refs, calibrated=True)
-        c, f = candidate_features(v.base_labels, v.sims, v.inliers, v.nbr_labels, cfg.min_inliers, ref_)
-        out.append((c, f, truth[fold == k]))
-        ctx.log(f"  oof fold {k}: {len(c)} queries, {v.seconds['pairs']} pairs")
-    return tuple(np.concatenate([o[i] for o in out]) for i in range(3))
-
-
-def calibrate(found: dict, cfg, topk: int, ctx, solution, extra=None):
+def calibrate(found: dict, cfg, topk: int, ctx, solution):
     """The calibrated fusion's model (shipped, or fitted on val + distractors), {split: cross-fitted labels, scores}."""
     shipped = ctx.shipped_file("calibration.json")
     if shipped is not None:
@@ -184,28 +161,9 @@ def calibrate(found: dict, cfg, topk: int, ctx, solution, extra=None):
     by_id = truth_by_id(load_truth(solution))   # each id's landmark: -1 non-landmark, -2 not in val_solution.csv
     truth = np.array([by_id[i][0] if by_id.get(i) else (-1 if i in by_id else -2) for i in map(str, ids)], np.int64)
     keep = truth >= -1
-    if extra is not None:
-        from kit.inference.calibration import halves
-        ec, ef, et = extra
-        model = fit_calibration(np.concatenate([feats[keep], ef]), np.concatenate([classes[keep], ec]),
-                                np.concatenate([truth[keep], et]), cfg.min_inliers)
-        half, cl, sc = halves(ids[keep]), [], []
-        lab = np.full((keep.sum(), topk), -1, np.int64)
-        scr = np.zeros((keep.sum(), topk), np.float32)
-        fk, ck, tk = feats[keep], classes[keep], truth[keep]
-        cross = (lab, scr)
-        for h in (0, 1):
-            fit, use = half != h, half == h
-            m = fit_calibration(np.concatenate([fk[fit], ef]), np.concatenate([ck[fit], ec]),
-                                np.concatenate([tk[fit], et]), cfg.min_inliers, 10)
-            if m is None:
-                cross = None
-                break
-            lab[use], scr[use] = calibrated_ranking(m, ck[use], fk[use], topk)
-    else:
-        model = fit_calibration(feats[keep], classes[keep], truth[keep], cfg.min_inliers)
-        cross = None if model is None else cross_fitted_ranking(feats[keep], classes[keep], truth[keep], ids[keep],
-                                                                cfg.min_inliers, topk)
+    model = fit_calibration(feats[keep], classes[keep], truth[keep], cfg.min_inliers)
+    cross = None if model is None else cross_fitted_ranking(feats[keep], classes[keep], truth[keep], ids[keep],
+                                                            cfg.min_inliers, topk)
     if cross is None:
         model = None
     write_json({"model": None if model is None else model.to_dict(),
@@ -231,8 +189,7 @@ def rerank(s: RerankSettings, ctx) -> dict:
     own = [files[x] for x in splits if x != "test"]
     found = {x: verify_query(s, index_files(files, x), labels, files[x], ctx.data, ctx.cache_dir,
                              own if x != "test" else (), calibrated=True) for x in splits}
-    extra = oof_features(s, files, labels, ctx, cfg) if s.oof and cfg.fusion == "calibrated" else None
-    model, fitted = (calibrate(found, cfg, s.topk, ctx, ctx.of(s.folds).get("val_solution"), extra)
+    model, fitted = (calibrate(found, cfg, s.topk, ctx, ctx.of(s.folds).get("val_solution"))
                      if cfg.fusion == "calibrated" else (None, {}))
     out = {}
     for x in splits:
