@@ -174,3 +174,39 @@ def test_cli_sift_filter_fits_on_val_and_lifts_gap(tmp_path, capsys):
     assert load_predictions(tmp_path / "o2.npz").labels[:, 0].tolist() == [50, 51, -1, -1, -1, -1]
     assert main(["filter", "sift", "--query", str(tmp_path / "val.npz"), "--out", str(tmp_path / "o3.npz"),
                  "--fit-on", str(tmp_path / "val.npz")]) == 2
+
+
+def test_filter_stage_scores_validation_cross_fitted():
+    """Each validation row is rescored by the filter fitted on the other half, so a threshold that only fits its
+    own half does not inflate validation GAP."""
+    from kit.filters.chain import Chain
+    from kit.inference.calibration import halves
+    from kit.pipeline.stages.filtering import by_hand, cross_applied, fitted
+
+    n = 60
+    ids = [f"{i:016x}" for i in range(n)]
+    half = halves(ids)
+    rng = np.random.default_rng(0)
+    sig = rng.uniform(0.0, 1.0, n)                     # cosine to class 7's centroid [1, 0]
+    emb = np.stack([sig, np.sqrt(1 - sig ** 2)], axis=1).astype(np.float32)
+    cut = np.where(half == 0, 0.3, 0.7)                # the halves disagree on where landmarks start
+    true = np.where(sig > cut, 7, -1)
+    pred = preds(np.full(n, 7), rng.uniform(0.5, 1.0, n), emb, ids=ids)
+
+    def chain():
+        f = CentroidFilter()
+        f.centroids = (np.array([[1.0, 0.0]], np.float32), np.array([7]))
+        return Chain([f])
+
+    crossed = [by_hand(fitted(chain(), pred, true, half != h), {}) for h in (0, 1)]
+    alone = [fitted(chain(), pred.subset(np.flatnonzero(half != h)), true[half != h], np.ones((half != h).sum(), bool))
+             for h in (0, 1)]
+    assert [c.filters[0].params for c in crossed] == [a.filters[0].params for a in alone]   # fitted on its half only
+    assert 0.5 < crossed[0].filters[0].params["eta"] < 0.8 and 0.2 < crossed[1].filters[0].params["eta"] < 0.5
+    out = cross_applied(crossed, pred)
+    for h in (0, 1):
+        mine = crossed[h].apply(pred).predictions
+        assert np.allclose(out.scores[half == h], mine.scores[half == h])
+    in_sample = chain()
+    in_sample.fit(pred, true)
+    assert gap_top1(out, true) < gap_top1(in_sample.apply(pred).predictions, true)

@@ -1,13 +1,18 @@
 """The non-landmark filter stage (`kit filter`): rescore predictions so non-landmark photos rank last,
-its parameters fitted on the validation set (validation fold + distractors) unless packaged."""
+its parameters fitted on the validation set (validation fold + distractors) unless packaged. The validation
+set itself is rescored cross-fitted (each half by the parameters fitted on the other half), so its GAP does
+not credit the filter with its own fit."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from kit.ensemble.rules import load_any
 from kit.errors import KitError
 from kit.filters.base import MODES
-from kit.filters.chain import build_filter, filter_names, load_filter, save_filter
+from kit.filters.chain import Chain, build_filter, filter_names, load_filter, save_filter
+from kit.inference.calibration import halves
 from kit.pipeline.stage import choice, ref, stage
 from kit.pipeline.stages.combine import PREDICTIONS
 from kit.predictions import Predictions, concat, save_predictions
@@ -65,15 +70,47 @@ def filter_stage(s: FilterSettings, ctx) -> dict:
     opts = filter_options(s, ctx)
     shipped = ctx.shipped_file("filter.json")
     chain = load_filter(shipped, opts) if shipped is not None else build_filter(s.name, s.mode, opts)
+    crossed = None
     if shipped is None and s.fit and "val" in files:
         fit = concat([with_embeddings(x) for x in ("val", "distractors") if x in files], k=1)
-        chain.fit(fit, true_top1(fit, load_truth(ctx.of(s.folds)["val_solution"])))
+        true = true_top1(fit, load_truth(ctx.of(s.folds)["val_solution"]))
+        chain.fit(fit, true)
         for f in chain.filters:
             ctx.log(f"  fit {f.name}: GAP {f.fit_report['gap_before']:.4f} -> {f.fit_report['gap_after']:.4f} "
                     f"with {f.fit_report['params']}")
-    for f in chain.filters:
-        f.params.update({k: float(v) for k, v in s.params.items() if k in f.params})
-    out = {split: save_predictions(chain.apply(with_embeddings(split)).predictions, ctx.dir / f"{split}.npz")
-           for split in ctx.query_splits(files)}
+        crossed = [by_hand(fitted(build_filter(s.name, s.mode, opts), fit, true, halves(fit.ids) != h), s.params)
+                   for h in (0, 1)]
+        ctx.log("  validation rescored cross-fitted (each half by the parameters fitted on the other half)")
+    by_hand(chain, s.params)
+    out = {}
+    for split in ctx.query_splits(files):
+        pred = with_embeddings(split)
+        rescored = (cross_applied(crossed, pred) if crossed and split in ("val", "distractors")
+                    else chain.apply(pred).predictions)
+        out[split] = save_predictions(rescored, ctx.dir / f"{split}.npz")
     save_filter(chain, ctx.dir / "filter.json")
     return {"splits": out, "filter": ctx.dir / "filter.json"}
+
+
+def fitted(chain: Chain, fit: Predictions, true, rows) -> Chain:
+    """The chain fitted on the `rows` (a mask) of the fit set (fit, true)."""
+    rows = np.flatnonzero(rows)
+    chain.fit(fit.subset(rows), np.asarray(true)[rows])
+    return chain
+
+
+def by_hand(chain: Chain, params: dict) -> Chain:
+    """The chain with the parameters set by hand (`params`) over the fitted ones."""
+    for f in chain.filters:
+        f.params.update({k: float(v) for k, v in params.items() if k in f.params})
+    return chain
+
+
+def cross_applied(chains: list[Chain], pred: Predictions) -> Predictions:
+    """Validation rows rescored cross-fitted: a row in half h (a checksum of its id) by `chains[h]`, fitted on
+    the other half, so validation scores the filter as it scores new photos. Both chains rescore the whole
+    split (inlier counts are cached), so a demoted row stays below every passing row."""
+    a, b = (c.apply(pred).predictions for c in chains)
+    first = (halves(pred.ids) == 0)[:, None]
+    return Predictions(pred.ids, np.where(first, a.labels, b.labels), np.where(first, a.scores, b.scores),
+                       a.embeddings)
