@@ -29,25 +29,9 @@ def match_descriptors(d1: np.ndarray, d2: np.ndarray, ratio: float = 0.8, mutual
     return np.stack([rows, best[rows]], axis=1).astype(np.int64)
 
 
-def folds_box(model: np.ndarray, pts: np.ndarray) -> bool:
-    """True when the homography `model` maps the bounding box of `pts` to a quadrilateral that is not convex
-    (folded, twisted, or across the line at infinity): no change of view of a facade does that, while
-    chance fits to a handful of matches often do."""
-    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
-    q = np.array([[x0, y0, 1], [x1, y0, 1], [x1, y1, 1], [x0, y1, 1]], np.float64) @ np.asarray(model, np.float64).T
-    if not (np.all(q[:, 2] > 0) or np.all(q[:, 2] < 0)):
-        return True
-    xy = q[:, :2] / q[:, 2:]
-    e = np.roll(xy, -1, 0) - xy
-    turn = e[:, 0] * np.roll(e[:, 1], -1) - e[:, 1] * np.roll(e[:, 0], -1)
-    return not (np.all(turn > 0) or np.all(turn < 0))
-
-
 def ransac_inliers(pts1: np.ndarray, pts2: np.ndarray, transform: str = "affine",
-                   threshold: float = 8.0, max_iters: int = 1000, seed: int = 0, robust: str = "ransac",
-                   convex: bool = False) -> int:
-    """Number of point pairs consistent with the best RANSAC `transform` (0 when too few points; with `convex`,
-    also 0 when a homography folds its inliers' bounding box: see `folds_box`)."""
+                   threshold: float = 8.0, max_iters: int = 1000, seed: int = 0, robust: str = "ransac") -> int:
+    """Number of point pairs consistent with the best RANSAC `transform` (0 when too few points)."""
     import cv2
 
     TRANSFORMS.check(transform, "matching: ")
@@ -61,9 +45,6 @@ def ransac_inliers(pts1: np.ndarray, pts2: np.ndarray, transform: str = "affine"
     if transform == "homography":
         method = cv2.USAC_MAGSAC if robust == "magsac" else cv2.RANSAC
         model, mask = cv2.findHomography(pts1, pts2, method, threshold, maxIters=max_iters)
-        if convex and model is not None and mask is not None and mask.any():
-            if folds_box(model, pts1.reshape(-1, 2)[mask.ravel().astype(bool)]):
-                return 0
     else:
         model, mask = cv2.estimateAffine2D(pts1, pts2, method=cv2.RANSAC, ransacReprojThreshold=threshold,
                                            maxIters=max_iters)
@@ -71,13 +52,12 @@ def ransac_inliers(pts1: np.ndarray, pts2: np.ndarray, transform: str = "affine"
 
 
 def count_inliers(f1, f2, ratio: float = 0.8, transform: str = "affine", threshold: float = 8.0,
-                  mutual: bool = True, robust: str = "ransac", convex: bool = False) -> int:
+                  mutual: bool = True, robust: str = "ransac") -> int:
     """RANSAC inliers between two `LocalFeatures` (kit.localfeatures.base): the verification score of a pair."""
     pairs = match_descriptors(f1.descriptors, f2.descriptors, ratio=ratio, mutual=mutual)
     if len(pairs) == 0:
         return 0
-    return ransac_inliers(f1.keypoints[pairs[:, 0]], f2.keypoints[pairs[:, 1]], transform, threshold, robust=robust,
-                          convex=convex)
+    return ransac_inliers(f1.keypoints[pairs[:, 0]], f2.keypoints[pairs[:, 1]], transform, threshold, robust=robust)
 
 
 def verify_pairs(pairs, features: dict, n_jobs: int = 1, **match_kw) -> np.ndarray:

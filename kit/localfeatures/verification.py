@@ -40,7 +40,6 @@ class Verification:
     transform: str = "homography"    # kit.localfeatures.matching.TRANSFORMS
     ransac_threshold: float = 8.0    # pixels in the verifier's working frame
     robust: str = "magsac"           # kit.localfeatures.matching.ROBUST
-    convex: bool = False             # a homography that folds its inliers' box counts 0 (matching.folds_box)
     threads: int = 2
     extractor_kw: dict = field(default_factory=dict)  # overrides of VERIFIERS[verifier]
 
@@ -54,7 +53,7 @@ class Verification:
 
     def match_kw(self) -> dict:
         return {"ratio": self.ratio, "transform": self.transform, "threshold": self.ransac_threshold,
-                "robust": self.robust, "convex": self.convex}
+                "robust": self.robust}
 
 
 def parallel_features(extractor, ids: list, paths: list, cache_dir, threads: int, progress: bool,
@@ -77,7 +76,7 @@ def pair_cache_file(cache_dir, extractor, v: Verification):
     root = resolve_cache_dir(cache_dir)
     if root is None:
         return None
-    match = json.dumps([v.ratio, v.transform, v.ransac_threshold, v.robust] + ["convex"] * v.convex).encode()
+    match = json.dumps([v.ratio, v.transform, v.ransac_threshold, v.robust]).encode()
     return root / cache_key(extractor) / f"pairs-{hashlib.sha1(match).hexdigest()[:12]}.npz"
 
 
